@@ -1,0 +1,1 @@
+"""Local protocol stand-ins for the OpenTickets backend."""
