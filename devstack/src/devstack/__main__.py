@@ -1,0 +1,81 @@
+"""``python -m devstack``: start the local stand-ins, alone or all together."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from devstack import cosmos
+from devstack.processes import StartupError
+from devstack.stack import Stack, StackPorts
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per stand-in, and ``up`` for all of them."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start every stand-in, provision Cosmos DB, print the settings")
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    up.add_argument(
+        "--cosmos-port", type=int, default=8081, help="Cosmos DB stand-in port (default: %(default)s)"
+    )
+    up.add_argument("--database", default="opentickets", help="Cosmos DB database (default: %(default)s)")
+
+    cosmos_cmd = commands.add_parser("cosmos", help="run the Cosmos DB stand-in in the foreground")
+    cosmos_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    cosmos_cmd.add_argument("--port", type=int, default=8081, help="port (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "cosmos":
+            return run_cosmos(host=args.host, port=args.port)
+        return run_up(ports=StackPorts(host=args.host, cosmos=args.cosmos_port), database=args.database)
+    except (StartupError, FileNotFoundError) as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_cosmos(*, host: str, port: int) -> int:
+    """Replace this process with the stand-in, so signals reach it directly."""
+    command = cosmos.server_command(host=host, port=port)
+    os.chdir(cosmos.node_project_dir())
+    os.execv(command[0], command)  # noqa: S606 - the command is built from the package's own files
+
+
+def run_up(*, ports: StackPorts, database: str) -> int:
+    """Start the stack, print how to reach it, and stop it all on Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stack = Stack(database=database)
+    stack.start(ports, on_progress=lambda step: print(f"devstack: {step}", flush=True))
+    try:
+        print("devstack: ready", flush=True)
+        for name, endpoint in stack.endpoints.items():
+            print(f"  {name:<12} {endpoint}", flush=True)
+        print("Settings for the services (export them to run a service by hand):", flush=True)
+        for key, value in stack.environment.items():
+            print(f"  export {key}='{value}'", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        stop.wait()
+    finally:
+        print("devstack: stopping", flush=True)
+        stack.stop()
+        print("devstack: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

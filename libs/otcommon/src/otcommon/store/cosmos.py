@@ -1,0 +1,232 @@
+"""The store over the azure-cosmos async SDK: client factory, provisioning, containers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from azure.core import MatchConditions
+from azure.cosmos import PartitionKey
+from azure.cosmos import exceptions as cosmos_errors
+from azure.cosmos.aio import CosmosClient
+
+from otcommon.store.errors import (
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EtagMismatchError,
+    StoreError,
+    TopologyMismatchError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.cosmos.aio import ContainerProxy, DatabaseProxy
+
+    from otcommon.settings import CosmosConnection
+    from otcommon.store.interface import Document, PatchOperation
+    from otcommon.store.topology import ContainerSpec, Topology
+
+ProvisionResult = Literal["created", "updated", "unchanged"]
+
+
+def create_cosmos_client(
+    connection: CosmosConnection,
+    *,
+    credential: AsyncTokenCredential | None = None,
+    user_agent: str = "opentickets",
+) -> CosmosClient:
+    """A Cosmos client from settings: the account key if one is given, else Microsoft Entra ID.
+
+    ``credential`` defaults to ``DefaultAzureCredential`` when no key is configured; the caller
+    owns it and closes it. Plain-HTTP endpoints are local stand-ins, which advertise no regional
+    endpoints, so endpoint discovery is turned off for them.
+    """
+    auth: Any
+    if connection.key is not None:
+        auth = connection.key.get_secret_value()
+    elif credential is not None:
+        auth = credential
+    else:
+        from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+
+        auth = DefaultAzureCredential()
+    return CosmosClient(
+        connection.endpoint,
+        credential=auth,
+        enable_endpoint_discovery=not connection.is_local_stand_in,
+        user_agent=user_agent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionReport:
+    """What provisioning did to each container."""
+
+    database: str
+    containers: dict[str, ProvisionResult]
+
+
+async def provision(client: CosmosClient, *, database: str, topology: Topology) -> ProvisionReport:
+    """Create the database and every declared container; bring indexing policies up to date."""
+    db = await client.create_database_if_not_exists(database)
+    results: dict[str, ProvisionResult] = {}
+    for spec in topology.containers:
+        results[spec.name] = await _provision_container(db, spec)
+    return ProvisionReport(database=database, containers=results)
+
+
+async def _provision_container(db: DatabaseProxy, spec: ContainerSpec) -> ProvisionResult:
+    container = db.get_container_client(spec.name)
+    try:
+        properties = await container.read()
+    except cosmos_errors.CosmosResourceNotFoundError:
+        options: dict[str, Any] = {"indexing_policy": spec.indexing_policy()}
+        if (unique := spec.unique_key_policy()) is not None:
+            options["unique_key_policy"] = unique
+        if spec.default_ttl_seconds is not None:
+            options["default_ttl"] = spec.default_ttl_seconds
+        try:
+            await db.create_container(
+                spec.name, partition_key=PartitionKey(path=spec.partition_key), **options
+            )
+        except cosmos_errors.CosmosResourceExistsError:
+            return "unchanged"  # another replica provisioned it first
+        return "created"
+    paths = properties.get("partitionKey", {}).get("paths", [])
+    if paths != [spec.partition_key]:
+        raise TopologyMismatchError(
+            f"container {spec.name!r} is partitioned by {paths}, declared {spec.partition_key!r}; "
+            "a partition key cannot change in place: migrate to a new container"
+        )
+    if (
+        _same_indexing(properties.get("indexingPolicy", {}), spec)
+        and properties.get("defaultTtl") == spec.default_ttl_seconds
+    ):
+        return "unchanged"
+    await db.replace_container(
+        spec.name,
+        partition_key=PartitionKey(path=spec.partition_key),
+        indexing_policy=spec.indexing_policy(),
+        default_ttl=spec.default_ttl_seconds,
+    )
+    return "updated"
+
+
+def _same_indexing(current: Mapping[str, Any], spec: ContainerSpec) -> bool:
+    declared = spec.indexing_policy()
+
+    def composites(policy: Mapping[str, Any]) -> list[list[tuple[str, str]]]:
+        return [
+            [(entry["path"], entry.get("order", "ascending")) for entry in index]
+            for index in policy.get("compositeIndexes", [])
+        ]
+
+    def excluded(policy: Mapping[str, Any]) -> set[str]:
+        return {entry["path"] for entry in policy.get("excludedPaths", [])}
+
+    return composites(current) == composites(declared) and excluded(declared) <= excluded(current)
+
+
+class CosmosContainer:
+    """A :class:`~otcommon.store.interface.DocumentContainer` over one Cosmos DB container."""
+
+    def __init__(self, container: ContainerProxy, *, partition_key_path: str) -> None:
+        self._container = container
+        self._partition_key_path = partition_key_path
+
+    @classmethod
+    def of(cls, client: CosmosClient, *, database: str, spec: ContainerSpec) -> CosmosContainer:
+        """The declared container of a database (no I/O)."""
+        proxy = client.get_database_client(database).get_container_client(spec.name)
+        return cls(proxy, partition_key_path=spec.partition_key)
+
+    @property
+    def name(self) -> str:
+        """The container's id."""
+        return str(self._container.id)
+
+    @property
+    def partition_key_path(self) -> str:
+        """Where documents keep their partition key."""
+        return self._partition_key_path
+
+    @property
+    def sdk(self) -> ContainerProxy:
+        """The SDK container, for queries (the stand-in's gaps: see the README)."""
+        return self._container
+
+    async def read(self, document_id: str, *, partition_key: Any) -> Document:
+        """Point read; DocumentNotFoundError when absent."""
+        try:
+            return dict(await self._container.read_item(document_id, partition_key=partition_key))
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, document_id) from exc
+
+    async def create(self, document: Mapping[str, Any]) -> Document:
+        """Create; DocumentExistsError when the id is taken."""
+        try:
+            return dict(await self._container.create_item(dict(document)))
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, str(document.get("id"))) from exc
+
+    async def upsert(self, document: Mapping[str, Any]) -> Document:
+        """Create or overwrite unconditionally."""
+        try:
+            return dict(await self._container.upsert_item(dict(document)))
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, str(document.get("id"))) from exc
+
+    async def replace(self, document: Mapping[str, Any], *, etag: str | None = None) -> Document:
+        """Replace; with ``etag``, EtagMismatchError when the stored copy changed since."""
+        document_id = str(document["id"])
+        try:
+            return dict(await self._container.replace_item(document_id, dict(document), **_if_match(etag)))
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, document_id) from exc
+
+    async def patch(
+        self,
+        document_id: str,
+        *,
+        partition_key: Any,
+        operations: list[PatchOperation],
+        etag: str | None = None,
+    ) -> Document:
+        """Partial update with Cosmos patch operations; ETag-guarded when ``etag`` is given."""
+        try:
+            return dict(
+                await self._container.patch_item(
+                    document_id,
+                    partition_key=partition_key,
+                    patch_operations=operations,
+                    **_if_match(etag),
+                )
+            )
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, document_id) from exc
+
+    async def delete(self, document_id: str, *, partition_key: Any, etag: str | None = None) -> None:
+        """Delete; DocumentNotFoundError when absent."""
+        try:
+            await self._container.delete_item(document_id, partition_key=partition_key, **_if_match(etag))
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, document_id) from exc
+
+    def _translate(self, exc: cosmos_errors.CosmosHttpResponseError, document_id: str) -> StoreError:
+        # The one place that maps Cosmos status codes to the store's outcomes.
+        status = exc.status_code
+        if status == 404:  # noqa: PLR2004
+            return DocumentNotFoundError(self.name, document_id)
+        if status == 409:  # noqa: PLR2004
+            return DocumentExistsError(self.name, document_id)
+        if status == 412:  # noqa: PLR2004
+            return EtagMismatchError(self.name, document_id)
+        return StoreError(f"{self.name}/{document_id}: Cosmos DB answered {status}: {exc.reason}")
+
+
+def _if_match(etag: str | None) -> dict[str, Any]:
+    if etag is None:
+        return {}
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}

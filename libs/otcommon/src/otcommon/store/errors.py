@@ -1,0 +1,43 @@
+"""Typed store errors: callers handle outcomes, never SDK status codes."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A store operation failed."""
+
+
+class DocumentNotFoundError(StoreError):
+    """The document (or its container) does not exist."""
+
+    def __init__(self, container: str, document_id: str) -> None:
+        self.container = container
+        self.document_id = document_id
+        super().__init__(f"{container}/{document_id} not found")
+
+
+class ConflictError(StoreError):
+    """A write lost a race: the document exists already, or changed since it was read."""
+
+    def __init__(self, container: str, document_id: str, reason: str) -> None:
+        self.container = container
+        self.document_id = document_id
+        super().__init__(f"{container}/{document_id}: {reason}")
+
+
+class DocumentExistsError(ConflictError):
+    """A create found a document with the same id (or unique key)."""
+
+    def __init__(self, container: str, document_id: str) -> None:
+        super().__init__(container, document_id, "already exists")
+
+
+class EtagMismatchError(ConflictError):
+    """A conditional write found the document changed since the ETag was read."""
+
+    def __init__(self, container: str, document_id: str) -> None:
+        super().__init__(container, document_id, "changed since it was read (ETag mismatch)")
+
+
+class TopologyMismatchError(StoreError):
+    """An existing container cannot be brought to the declared shape (e.g. a different partition key)."""

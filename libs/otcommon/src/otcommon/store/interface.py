@@ -1,0 +1,125 @@
+"""The store interface services depend on, and the algorithms built on it.
+
+``CosmosContainer`` implements it over the azure-cosmos async SDK; ``InMemoryContainer`` is the
+fake for unit tests. The shared algorithms (skip unchanged upserts, ETag-guarded
+read-modify-write) are plain functions over the interface, so both backends run the same code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
+from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+Document = dict[str, Any]
+PatchOperation = dict[str, Any]
+"""``{"op": "set"|"add"|"replace"|"remove"|"incr", "path": "/a/b", "value": ...}`` (Cosmos patch)."""
+
+WriteResult = Literal["created", "updated", "unchanged"]
+
+
+class DocumentContainer(Protocol):
+    """One container of documents, partitioned by ``partition_key_path``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def partition_key_path(self) -> str: ...
+
+    async def read(self, document_id: str, *, partition_key: Any) -> Document: ...
+
+    async def create(self, document: Mapping[str, Any]) -> Document: ...
+
+    async def upsert(self, document: Mapping[str, Any]) -> Document: ...
+
+    async def replace(self, document: Mapping[str, Any], *, etag: str | None = None) -> Document: ...
+
+    async def patch(
+        self,
+        document_id: str,
+        *,
+        partition_key: Any,
+        operations: list[PatchOperation],
+        etag: str | None = None,
+    ) -> Document: ...
+
+    async def delete(self, document_id: str, *, partition_key: Any, etag: str | None = None) -> None: ...
+
+
+def partition_key_value(document: Mapping[str, Any], path: str) -> Any:
+    """The value at a partition key path such as ``/eventId`` or ``/a/b``."""
+    value: Any = document
+    for part in path.strip("/").split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertOutcome:
+    """What an upsert-if-changed did, and the stored document."""
+
+    result: WriteResult
+    document: Document
+
+
+async def upsert_if_changed(
+    container: DocumentContainer, document: Mapping[str, Any], *, attempts: int = 5
+) -> UpsertOutcome:
+    """Write ``document`` unless the stored copy has the same content hash.
+
+    The stored copy's ETag guards the write, so a concurrent change is never overwritten
+    blindly: the loop reads again and re-decides.
+    """
+    digest = content_hash(document)
+    body = {**document, CONTENT_HASH_FIELD: digest}
+    key = partition_key_value(document, container.partition_key_path)
+    for _ in range(attempts):
+        try:
+            current = await container.read(str(document["id"]), partition_key=key)
+        except DocumentNotFoundError:
+            try:
+                return UpsertOutcome("created", await container.create(body))
+            except DocumentExistsError:
+                continue  # created concurrently: compare against that copy
+        if current.get(CONTENT_HASH_FIELD) == digest:
+            return UpsertOutcome("unchanged", current)
+        try:
+            return UpsertOutcome("updated", await container.replace(body, etag=current["_etag"]))
+        except EtagMismatchError:
+            continue
+    raise EtagMismatchError(container.name, str(document["id"]))
+
+
+async def read_modify_write(
+    container: DocumentContainer,
+    document_id: str,
+    *,
+    partition_key: Any,
+    mutate: Callable[[Document], Document | None] | Callable[[Document], Awaitable[Document | None]],
+    attempts: int = 10,
+) -> Document:
+    """Apply ``mutate`` to the current document and replace it with an ETag guard, retrying on 412.
+
+    ``mutate`` receives a copy and returns the new document, or None to leave it unchanged.
+    """
+    for _ in range(attempts):
+        current = await container.read(document_id, partition_key=partition_key)
+        changed = mutate(dict(current))
+        if inspect.isawaitable(changed):
+            changed = await changed
+        if changed is None:
+            return current
+        try:
+            return await container.replace(changed, etag=current["_etag"])
+        except EtagMismatchError:
+            continue
+    raise EtagMismatchError(container.name, document_id)

@@ -1,0 +1,127 @@
+"""An in-memory container with Cosmos DB's write semantics, for unit tests."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError, StoreError
+from otcommon.store.interface import partition_key_value
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from otcommon.store.interface import Document, PatchOperation
+
+
+class InMemoryContainer:
+    """Documents keyed by (partition key, id), each write with a fresh ``_etag`` and ``_ts``."""
+
+    def __init__(self, name: str, *, partition_key_path: str) -> None:
+        self._name = name
+        self._partition_key_path = partition_key_path
+        self._documents: dict[tuple[Any, str], Document] = {}
+        self.writes = 0
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return self._name
+
+    @property
+    def partition_key_path(self) -> str:
+        """Where documents keep their partition key."""
+        return self._partition_key_path
+
+    def documents(self) -> Iterator[Document]:
+        """Every stored document (copies)."""
+        for document in self._documents.values():
+            yield copy.deepcopy(document)
+
+    async def read(self, document_id: str, *, partition_key: Any) -> Document:
+        """Point read; DocumentNotFoundError when absent."""
+        try:
+            return copy.deepcopy(self._documents[(partition_key, document_id)])
+        except KeyError:
+            raise DocumentNotFoundError(self._name, document_id) from None
+
+    async def create(self, document: Mapping[str, Any]) -> Document:
+        """Create; DocumentExistsError when the id is taken in its partition."""
+        key = self._key(document)
+        if key in self._documents:
+            raise DocumentExistsError(self._name, key[1])
+        return self._store(key, document)
+
+    async def upsert(self, document: Mapping[str, Any]) -> Document:
+        """Create or overwrite unconditionally."""
+        return self._store(self._key(document), document)
+
+    async def replace(self, document: Mapping[str, Any], *, etag: str | None = None) -> Document:
+        """Replace; with ``etag``, EtagMismatchError when the stored copy changed since."""
+        key = self._key(document)
+        self._check(key, etag)
+        return self._store(key, document)
+
+    async def patch(
+        self,
+        document_id: str,
+        *,
+        partition_key: Any,
+        operations: list[PatchOperation],
+        etag: str | None = None,
+    ) -> Document:
+        """Apply Cosmos patch operations (set, add, replace, remove, incr)."""
+        key = (partition_key, document_id)
+        self._check(key, etag)
+        document = copy.deepcopy(self._documents[key])
+        for operation in operations:
+            _apply_patch(document, operation)
+        return self._store(key, document)
+
+    async def delete(self, document_id: str, *, partition_key: Any, etag: str | None = None) -> None:
+        """Delete; DocumentNotFoundError when absent."""
+        key = (partition_key, document_id)
+        self._check(key, etag)
+        del self._documents[key]
+
+    def _key(self, document: Mapping[str, Any]) -> tuple[Any, str]:
+        if not document.get("id"):
+            raise StoreError(f"{self._name}: a document needs an id")
+        return (partition_key_value(document, self._partition_key_path), str(document["id"]))
+
+    def _check(self, key: tuple[Any, str], etag: str | None) -> None:
+        current = self._documents.get(key)
+        if current is None:
+            raise DocumentNotFoundError(self._name, key[1])
+        if etag is not None and current["_etag"] != etag:
+            raise EtagMismatchError(self._name, key[1])
+
+    def _store(self, key: tuple[Any, str], document: Mapping[str, Any]) -> Document:
+        stored = copy.deepcopy(dict(document))
+        stored["_etag"] = f'"{uuid.uuid4()}"'
+        stored["_ts"] = int(time.time())
+        self._documents[key] = stored
+        self.writes += 1
+        return copy.deepcopy(stored)
+
+
+def _apply_patch(document: Document, operation: PatchOperation) -> None:
+    op = operation["op"]
+    *parents, leaf = operation["path"].strip("/").split("/")
+    target: Any = document
+    for part in parents:
+        target = target.setdefault(part, {})
+    if op in {"set", "add", "replace"}:
+        if op == "replace" and leaf not in target:
+            raise StoreError(f"patch replace: {operation['path']} does not exist")
+        target[leaf] = copy.deepcopy(operation["value"])
+    elif op == "remove":
+        if leaf not in target:
+            raise StoreError(f"patch remove: {operation['path']} does not exist")
+        del target[leaf]
+    elif op == "incr":
+        target[leaf] = target.get(leaf, 0) + operation["value"]
+    else:
+        raise StoreError(f"unsupported patch operation {op!r}")

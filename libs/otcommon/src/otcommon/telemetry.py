@@ -1,0 +1,210 @@
+"""Logging (structlog), tracing (OpenTelemetry) and the request middleware every HTTP service uses.
+
+Logs never carry secrets or personal data: a masking processor replaces values of sensitive
+keys and any e-mail address or secret-looking token in free text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, MutableMapping
+
+    from aiohttp.typedefs import Handler
+    from structlog.typing import EventDict, Processor, WrappedLogger
+
+    from otcommon.settings import LogFormat, LogLevel
+
+MASK = "***"
+SENSITIVE_KEYS = frozenset(
+    {
+        "name",
+        "email",
+        "phone",
+        "customer_name",
+        "customer_email",
+        "customer_phone",
+        "password",
+        "secret",
+        "token",
+        "access_token",
+        "authorization",
+        "api_key",
+        "key",
+        "connection_string",
+        "client_secret",
+        "signature",
+        "stripe_signature",
+    }
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_SECRET_TOKENS = re.compile(
+    r"\b(sk|rk)_(live|test)_[0-9A-Za-z]+|\bwhsec_[0-9A-Za-z]+|(SharedAccessKey|AccountKey)=[^;\s]+"
+)
+
+
+def mask_text(text: str) -> str:
+    """Replace e-mail addresses and secret-looking tokens inside free text."""
+    return _SECRET_TOKENS.sub(MASK, _EMAIL.sub(MASK, text))
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if key.casefold() in SENSITIVE_KEYS:
+        return MASK
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _mask_value(str(k), v) for k, v in value.items()}
+    return value
+
+
+def mask_personal_data(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: no secrets or personal data leave the process in a log line."""
+    return {key: _mask_value(key, value) for key, value in event_dict.items()}
+
+
+def add_trace_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the current span's trace and span ids, for joining logs to traces."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict["trace_id"] = format(span_context.trace_id, "032x")
+        event_dict["span_id"] = format(span_context.span_id, "016x")
+    return event_dict
+
+
+def configure_logging(
+    *, level: LogLevel = "INFO", fmt: LogFormat = "auto", service_name: str = "opentickets"
+) -> None:
+    """Configure structlog and the standard library's logging (SDK logs) alike."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
+        mask_personal_data,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message") if use_json else _identity,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service_name)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[_drop_meta, renderer])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The Azure SDKs log every HTTP request at INFO; their warnings are what an operator needs.
+    for noisy in ("azure", "uamqp", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _identity(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    return event_dict
+
+
+def _drop_meta(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    return structlog.stdlib.ProcessorFormatter.remove_processors_meta(logger, name, event_dict)
+
+
+def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> TracerProvider:
+    """An OpenTelemetry tracer provider; spans are exported over OTLP/HTTP only when an endpoint is set."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415 - optional path
+            OTLPSpanExporter,
+        )
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces"))
+        )
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def inject_trace_context(carrier: MutableMapping[str, Any]) -> None:
+    """Write the current W3C trace context (``traceparent``, ``tracestate``) into ``carrier``."""
+    propagate.inject(carrier)
+
+
+def extract_trace_context(carrier: Mapping[Any, Any]) -> otel_context.Context:
+    """The trace context found in ``carrier`` (keys and values may be bytes, as AMQP gives them)."""
+    text: dict[str, str] = {}
+    for key, value in carrier.items():
+        text_key = key.decode() if isinstance(key, bytes) else str(key)
+        text[text_key] = value.decode() if isinstance(value, bytes) else str(value)
+    return propagate.extract(text)
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One span and one summary log line per request; a request id echoed in the response."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else request.path
+    tracer = trace.get_tracer("otcommon.http")
+    log = structlog.get_logger("http")
+    started = time.perf_counter()
+    with (
+        structlog.contextvars.bound_contextvars(request_id=request_id),
+        tracer.start_as_current_span(
+            f"{request.method} {route_name}",
+            kind=SpanKind.SERVER,
+            context=propagate.extract(dict(request.headers)),
+            attributes={"http.request.method": request.method, "http.route": route_name},
+        ) as span,
+    ):
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        finally:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:  # noqa: PLR2004
+                span.set_status(Status(StatusCode.ERROR))
+            log.info(
+                "request",
+                method=request.method,
+                route=route_name,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response

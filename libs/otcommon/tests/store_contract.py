@@ -1,0 +1,138 @@
+"""Behaviour every DocumentContainer must have; run against the fake and against Cosmos DB."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from otcommon.store import (
+    CONTENT_HASH_FIELD,
+    DocumentContainer,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EtagMismatchError,
+    read_modify_write,
+    upsert_if_changed,
+)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StoreContract:
+    """Subclasses provide a ``container`` fixture partitioned by ``/eventId``."""
+
+    async def test_create_then_read_returns_document_with_etag(self, container: DocumentContainer):
+        doc_id = new_id()
+        created = await container.create({"id": doc_id, "eventId": "ev1", "TotalAmount": 12.5})
+        read = await container.read(doc_id, partition_key="ev1")
+        assert read["TotalAmount"] == 12.5
+        assert read["_etag"] == created["_etag"]
+
+    async def test_missing_document_raises_not_found(self, container: DocumentContainer):
+        with pytest.raises(DocumentNotFoundError):
+            await container.read(new_id(), partition_key="ev1")
+
+    async def test_document_is_scoped_to_its_partition(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1"})
+        with pytest.raises(DocumentNotFoundError):
+            await container.read(doc_id, partition_key="ev2")
+
+    async def test_create_of_existing_id_raises_exists(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1"})
+        with pytest.raises(DocumentExistsError):
+            await container.create({"id": doc_id, "eventId": "ev1"})
+
+    async def test_replace_with_stale_etag_raises_mismatch(self, container: DocumentContainer):
+        doc_id = new_id()
+        first = await container.create({"id": doc_id, "eventId": "ev1", "n": 1})
+        await container.replace({"id": doc_id, "eventId": "ev1", "n": 2}, etag=first["_etag"])
+        with pytest.raises(EtagMismatchError):
+            await container.replace({"id": doc_id, "eventId": "ev1", "n": 3}, etag=first["_etag"])
+        assert (await container.read(doc_id, partition_key="ev1"))["n"] == 2
+
+    async def test_patch_sets_and_increments_fields(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1", "scans": 1, "state": "pending"})
+        patched = await container.patch(
+            doc_id,
+            partition_key="ev1",
+            operations=[
+                {"op": "set", "path": "/state", "value": "queued"},
+                {"op": "incr", "path": "/scans", "value": 2},
+            ],
+        )
+        assert (patched["state"], patched["scans"]) == ("queued", 3)
+        assert (await container.read(doc_id, partition_key="ev1"))["state"] == "queued"
+
+    async def test_patch_with_stale_etag_raises_mismatch(self, container: DocumentContainer):
+        doc_id = new_id()
+        first = await container.create({"id": doc_id, "eventId": "ev1", "state": "pending"})
+        await container.upsert({"id": doc_id, "eventId": "ev1", "state": "queued"})
+        with pytest.raises(EtagMismatchError):
+            await container.patch(
+                doc_id,
+                partition_key="ev1",
+                operations=[{"op": "set", "path": "/state", "value": "pending"}],
+                etag=first["_etag"],
+            )
+
+    async def test_patch_of_missing_document_raises_not_found(self, container: DocumentContainer):
+        with pytest.raises(DocumentNotFoundError):
+            await container.patch(
+                new_id(), partition_key="ev1", operations=[{"op": "set", "path": "/a", "value": 1}]
+            )
+
+    async def test_delete_removes_document(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1"})
+        await container.delete(doc_id, partition_key="ev1")
+        with pytest.raises(DocumentNotFoundError):
+            await container.read(doc_id, partition_key="ev1")
+
+    async def test_upsert_if_changed_skips_unchanged_content(self, container: DocumentContainer):
+        doc = {"id": new_id(), "eventId": "ev1", "TotalAmount": 10.0, "Name": "A"}
+        first = await upsert_if_changed(container, doc)
+        second = await upsert_if_changed(container, dict(doc))
+        changed = await upsert_if_changed(container, {**doc, "TotalAmount": 11.0})
+        assert [first.result, second.result, changed.result] == ["created", "unchanged", "updated"]
+        assert second.document["_etag"] == first.document["_etag"]
+        stored = await container.read(doc["id"], partition_key="ev1")
+        assert stored["TotalAmount"] == 11.0
+        assert stored[CONTENT_HASH_FIELD] == changed.document[CONTENT_HASH_FIELD]
+
+    async def test_read_modify_write_retries_after_a_concurrent_change(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1", "count": 0})
+        interfered = False
+
+        async def add_one(doc: dict) -> dict:
+            nonlocal interfered
+            if not interfered:
+                # Another writer changes the document between this read and the guarded replace.
+                interfered = True
+                await container.upsert({"id": doc_id, "eventId": "ev1", "count": 10})
+            return {**doc, "count": doc["count"] + 1}
+
+        result = await read_modify_write(container, doc_id, partition_key="ev1", mutate=add_one)
+        assert result["count"] == 11
+
+    async def test_concurrent_read_modify_writes_lose_no_update(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1", "count": 0})
+
+        def add_one(doc: dict) -> dict:
+            return {**doc, "count": doc["count"] + 1}
+
+        await asyncio.gather(
+            *(
+                read_modify_write(container, doc_id, partition_key="ev1", mutate=add_one, attempts=50)
+                for _ in range(8)
+            )
+        )
+        assert (await container.read(doc_id, partition_key="ev1"))["count"] == 8
