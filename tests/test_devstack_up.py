@@ -1,0 +1,90 @@
+"""System test: `python -m devstack up` starts the stand-ins, provisions them and stops cleanly."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process whose ancestry includes ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "up", "--cosmos-port", "0", "--database", "systest"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(output)
+        assert "devstack: ready" in text, text
+        assert re.search(
+            r"export OT_COSMOS_CONNECTION_STRING='AccountEndpoint=http://127\.0\.0\.1:\d+/;", text
+        )
+        assert "transactions (created)" in text
+        children = descendants(process.pid)
+        assert children, "the Cosmos DB stand-in should run as a child process"
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert "devstack: stopped" in rest
+    time.sleep(0.2)
+    assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}
+
+
+def test_a_busy_port_fails_with_a_clear_message():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack", "up", "--cosmos-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cosmos did not become ready" in result.stderr
+    assert "EADDRINUSE" in result.stderr
