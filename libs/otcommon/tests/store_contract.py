@@ -9,6 +9,8 @@ import pytest
 
 from otcommon.store import (
     CONTENT_HASH_FIELD,
+    BatchWrite,
+    BatchWriteError,
     DocumentContainer,
     DocumentExistsError,
     DocumentNotFoundError,
@@ -136,3 +138,61 @@ class StoreContract:
             )
         )
         assert (await container.read(doc_id, partition_key="ev1"))["count"] == 8
+
+    async def test_read_many_returns_present_documents_of_the_partition(self, container: DocumentContainer):
+        ids = [new_id() for _ in range(3)]
+        for doc_id in ids[:2]:
+            await container.create({"id": doc_id, "eventId": "ev-many"})
+        other = new_id()
+        await container.create({"id": other, "eventId": "ev-other"})
+        found = await container.read_many([*ids, other], partition_key="ev-many")
+        assert set(found) == set(ids[:2])
+        assert all("_etag" in document for document in found.values())
+        assert await container.read_many([], partition_key="ev-many") == {}
+
+    async def test_write_batch_creates_upserts_and_replaces(self, container: DocumentContainer):
+        a, b, c = new_id(), new_id(), new_id()
+        existing = await container.create({"id": c, "eventId": "ev-batch", "n": 0})
+        written = await container.write_batch(
+            [
+                BatchWrite("create", {"id": a, "eventId": "ev-batch", "n": 1}),
+                BatchWrite("upsert", {"id": b, "eventId": "ev-batch", "n": 2}),
+                BatchWrite("replace", {"id": c, "eventId": "ev-batch", "n": 3}, etag=existing["_etag"]),
+            ],
+            partition_key="ev-batch",
+        )
+        assert [document["n"] for document in written] == [1, 2, 3]
+        stored = await container.read_many([a, b, c], partition_key="ev-batch")
+        assert {doc_id: doc["n"] for doc_id, doc in stored.items()} == {a: 1, b: 2, c: 3}
+
+    async def test_write_batch_reports_the_failing_operation(self, container: DocumentContainer):
+        taken, stale = new_id(), new_id()
+        await container.create({"id": taken, "eventId": "ev-batch", "n": 0})
+        first = await container.create({"id": stale, "eventId": "ev-batch", "n": 0})
+        await container.upsert({"id": stale, "eventId": "ev-batch", "n": 1})
+        with pytest.raises(BatchWriteError) as exists:
+            await container.write_batch(
+                [BatchWrite("create", {"id": taken, "eventId": "ev-batch", "n": 9})], partition_key="ev-batch"
+            )
+        assert (exists.value.index, exists.value.status) == (0, 409)
+        with pytest.raises(BatchWriteError) as mismatch:
+            await container.write_batch(
+                [
+                    BatchWrite("upsert", {"id": new_id(), "eventId": "ev-batch"}),
+                    BatchWrite("replace", {"id": stale, "eventId": "ev-batch", "n": 9}, etag=first["_etag"]),
+                ],
+                partition_key="ev-batch",
+            )
+        assert (mismatch.value.index, mismatch.value.status) == (1, 412)
+        assert (await container.read(stale, partition_key="ev-batch"))["n"] == 1
+        assert (await container.read(taken, partition_key="ev-batch"))["n"] == 0
+
+    async def test_find_filters_on_field_equality(self, container: DocumentContainer):
+        marker = new_id()
+        await container.create({"id": new_id(), "eventId": "ev1", "marker": marker, "state": "pending"})
+        await container.create({"id": new_id(), "eventId": "ev2", "marker": marker, "state": "pending"})
+        await container.create({"id": new_id(), "eventId": "ev2", "marker": marker, "state": "queued"})
+        everywhere = [doc async for doc in container.find({"marker": marker, "state": "pending"})]
+        one_partition = [doc async for doc in container.find({"marker": marker}, partition_key="ev2")]
+        assert sorted(doc["eventId"] for doc in everywhere) == ["ev1", "ev2"]
+        assert sorted(doc["state"] for doc in one_partition) == ["pending", "queued"]

@@ -2,6 +2,7 @@
 
 from otcommon.store.cosmos import CosmosContainer, ProvisionReport, create_cosmos_client, provision
 from otcommon.store.errors import (
+    BatchWriteError,
     ConflictError,
     DocumentExistsError,
     DocumentNotFoundError,
@@ -11,6 +12,8 @@ from otcommon.store.errors import (
 )
 from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
 from otcommon.store.interface import (
+    MAX_BATCH_OPERATIONS,
+    BatchWrite,
     Document,
     DocumentContainer,
     PatchOperation,
@@ -25,6 +28,9 @@ from otcommon.store.topology import DEFAULT_TOPOLOGY, CompositeIndex, ContainerS
 __all__ = [
     "CONTENT_HASH_FIELD",
     "DEFAULT_TOPOLOGY",
+    "MAX_BATCH_OPERATIONS",
+    "BatchWrite",
+    "BatchWriteError",
     "CompositeIndex",
     "ConflictError",
     "ContainerSpec",

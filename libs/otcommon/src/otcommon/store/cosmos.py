@@ -11,6 +11,7 @@ from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import CosmosClient
 
 from otcommon.store.errors import (
+    BatchWriteError,
     DocumentExistsError,
     DocumentNotFoundError,
     EtagMismatchError,
@@ -19,13 +20,13 @@ from otcommon.store.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.cosmos.aio import ContainerProxy, DatabaseProxy
 
     from otcommon.settings import CosmosConnection
-    from otcommon.store.interface import Document, PatchOperation
+    from otcommon.store.interface import BatchWrite, Document, PatchOperation
     from otcommon.store.topology import ContainerSpec, Topology
 
 ProvisionResult = Literal["created", "updated", "unchanged"]
@@ -214,6 +215,62 @@ class CosmosContainer:
         except cosmos_errors.CosmosHttpResponseError as exc:
             raise self._translate(exc, document_id) from exc
 
+    async def read_many(self, ids: Sequence[str], *, partition_key: Any) -> dict[str, Document]:
+        """One parameterized query per call, scoped to the partition."""
+        if not ids:
+            return {}
+        rows = self._container.query_items(
+            "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)",
+            parameters=[{"name": "@ids", "value": list(ids)}],
+            partition_key=partition_key,
+        )
+        try:
+            return {row["id"]: dict(row) async for row in rows}
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, ",".join(ids[:3])) from exc
+
+    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+        """A transactional batch (at most 100 writes, one partition)."""
+        operations: list[Any] = []
+        for write in writes:
+            body = dict(write.document)
+            if write.kind == "replace":
+                operations.append(("replace", (str(body["id"]), body), _batch_if_match(write.etag)))
+            else:
+                operations.append((write.kind, (body,)))
+        try:
+            results = await self._container.execute_item_batch(operations, partition_key=partition_key)
+        except cosmos_errors.CosmosBatchOperationError as exc:
+            index = exc.error_index or 0
+            responses = exc.operation_responses or []
+            status = responses[index].get("statusCode", exc.status_code) if index < len(responses) else 0
+            raise BatchWriteError(self.name, index=index, status=int(status or 0)) from exc
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, "batch") from exc
+        return [dict(result.get("resourceBody") or {}) for result in results]
+
+    async def find(
+        self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500
+    ) -> AsyncIterator[Document]:
+        """Equality filters on top-level fields, as one parameterized query."""
+        clauses = []
+        parameters: list[dict[str, Any]] = []
+        for index, (field, value) in enumerate(where.items()):
+            if not field.isidentifier():
+                raise StoreError(f"find: {field!r} is not a plain field name")
+            clauses.append(f"c.{field} = @p{index}")
+            parameters.append({"name": f"@p{index}", "value": value})
+        # Field names are checked identifiers and values are parameters: nothing is injected.
+        query = "SELECT * FROM c" + (" WHERE " + " AND ".join(clauses) if clauses else "")  # noqa: S608
+        options: dict[str, Any] = {"max_item_count": page_size}
+        if partition_key is not None:
+            options["partition_key"] = partition_key
+        try:
+            async for row in self._container.query_items(query, parameters=parameters, **options):
+                yield dict(row)
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, "query") from exc
+
     def _translate(self, exc: cosmos_errors.CosmosHttpResponseError, document_id: str) -> StoreError:
         # The one place that maps Cosmos status codes to the store's outcomes.
         status = exc.status_code
@@ -224,6 +281,10 @@ class CosmosContainer:
         if status == 412:  # noqa: PLR2004
             return EtagMismatchError(self.name, document_id)
         return StoreError(f"{self.name}/{document_id}: Cosmos DB answered {status}: {exc.reason}")
+
+
+def _batch_if_match(etag: str | None) -> dict[str, Any]:
+    return {} if etag is None else {"if_match_etag": etag}
 
 
 def _if_match(etag: str | None) -> dict[str, Any]:

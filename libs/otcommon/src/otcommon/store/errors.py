@@ -41,3 +41,13 @@ class EtagMismatchError(ConflictError):
 
 class TopologyMismatchError(StoreError):
     """An existing container cannot be brought to the declared shape (e.g. a different partition key)."""
+
+
+class BatchWriteError(StoreError):
+    """A batch failed at ``index`` with ``status`` (409 exists, 412 ETag mismatch, ...)."""
+
+    def __init__(self, container: str, *, index: int, status: int) -> None:
+        self.container = container
+        self.index = index
+        self.status = status
+        super().__init__(f"{container}: batch operation {index} failed with status {status}")

@@ -15,13 +15,25 @@ from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, Et
 from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 Document = dict[str, Any]
 PatchOperation = dict[str, Any]
 """``{"op": "set"|"add"|"replace"|"remove"|"incr", "path": "/a/b", "value": ...}`` (Cosmos patch)."""
 
 WriteResult = Literal["created", "updated", "unchanged"]
+
+MAX_BATCH_OPERATIONS = 100
+"""Cosmos DB's limit of operations in one transactional batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrite:
+    """One write of a batch: create (fails if the id exists), upsert, or replace guarded by an ETag."""
+
+    kind: Literal["create", "upsert", "replace"]
+    document: Mapping[str, Any]
+    etag: str | None = None
 
 
 class DocumentContainer(Protocol):
@@ -51,6 +63,24 @@ class DocumentContainer(Protocol):
     ) -> Document: ...
 
     async def delete(self, document_id: str, *, partition_key: Any, etag: str | None = None) -> None: ...
+
+    async def read_many(self, ids: Sequence[str], *, partition_key: Any) -> dict[str, Document]:
+        """The documents of one partition with these ids, keyed by id (absent ids are left out)."""
+        ...
+
+    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+        """Up to 100 writes to one partition in one round trip.
+
+        On failure raises BatchWriteError. Azure applies a batch atomically; the local stand-in keeps
+        the writes before the failing one, so callers recover item by item, idempotently.
+        """
+        ...
+
+    def find(
+        self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500
+    ) -> AsyncIterator[Document]:
+        """Documents whose top-level fields equal ``where`` (across partitions unless one is given)."""
+        ...
 
 
 def partition_key_value(document: Mapping[str, Any], path: str) -> Any:

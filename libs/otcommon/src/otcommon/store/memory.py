@@ -7,13 +7,19 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError, StoreError
+from otcommon.store.errors import (
+    BatchWriteError,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EtagMismatchError,
+    StoreError,
+)
 from otcommon.store.interface import partition_key_value
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
-    from otcommon.store.interface import Document, PatchOperation
+    from otcommon.store.interface import BatchWrite, Document, PatchOperation
 
 
 class InMemoryContainer:
@@ -85,6 +91,45 @@ class InMemoryContainer:
         key = (partition_key, document_id)
         self._check(key, etag)
         del self._documents[key]
+
+    async def read_many(self, ids: Sequence[str], *, partition_key: Any) -> dict[str, Document]:
+        """The documents of one partition with these ids."""
+        found = {}
+        for document_id in ids:
+            if (document := self._documents.get((partition_key, document_id))) is not None:
+                found[document_id] = copy.deepcopy(document)
+        return found
+
+    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+        """All writes or none, as Azure applies a transactional batch."""
+        staged = dict(self._documents)
+        for index, write in enumerate(writes):
+            key = self._key(write.document)
+            if key[0] != partition_key:
+                raise BatchWriteError(self._name, index=index, status=400)
+            current = staged.get(key)
+            conflict = (write.kind == "create" and current is not None) or (
+                write.kind == "replace"
+                and (current is None or (write.etag is not None and current["_etag"] != write.etag))
+            )
+            if conflict:
+                status = 404 if write.kind == "replace" and current is None else 412
+                raise BatchWriteError(
+                    self._name, index=index, status=409 if write.kind == "create" else status
+                )
+            staged[key] = dict(write.document)
+        return [self._store(self._key(write.document), write.document) for write in writes]
+
+    async def find(
+        self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500
+    ) -> AsyncIterator[Document]:
+        """Documents whose fields equal ``where``."""
+        del page_size  # everything is in memory
+        for (key, _), document in list(self._documents.items()):
+            if partition_key is not None and key != partition_key:
+                continue
+            if all(document.get(field) == value for field, value in where.items()):
+                yield copy.deepcopy(document)
 
     def _key(self, document: Mapping[str, Any]) -> tuple[Any, str]:
         if not document.get("id"):

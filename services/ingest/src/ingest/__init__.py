@@ -1,0 +1,1 @@
+"""Ingest service: OpenTickets transactions into Cosmos DB, each new payment queued for enrichment."""
