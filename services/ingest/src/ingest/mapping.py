@@ -1,0 +1,121 @@
+"""Source rows to ``TicketTransaction`` documents; rows that fail become quarantine records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from otcommon.normalize import stable_id
+from otcommon.schemas import (
+    ExportRow,
+    FieldProblem,
+    RowValidationError,
+    TicketTransaction,
+    format_timestamp,
+    parse_timestamp,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+SOURCE_FIELDS_ENRICHER_OWNS = frozenset(
+    {
+        "stripeRouteType",
+        "stripePlatformAccountId",
+        "stripePlatformAccountName",
+        "stripeDestinationAccountId",
+        "stripeDestinationAccountName",
+        "stripeChargeId",
+        "stripePaymentIntentId",
+        "stripeBalanceTransactionId",
+        "stripeTransferId",
+        "stripeApplicationFeeAmount",
+        "stripeNetAmount",
+        "depositStatus",
+        "depositDate",
+        "depositBankName",
+        "depositBankLast4",
+        "enrichmentState",
+        "enrichmentReason",
+        "stripePayoutId",
+        "enrichedAt",
+    }
+)
+"""Fields the enricher and the webhooks write; ingest never overwrites them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row that could not be mapped, with every reason."""
+
+    raw: Mapping[str, Any]
+    problems: list[FieldProblem]
+    location: str
+
+    @property
+    def reasons(self) -> list[str]:
+        """``field: reason`` lines (no values: they may be personal data)."""
+        return [f"{p.field}: {p.reason}" for p in self.problems]
+
+
+def map_api_row(raw: Mapping[str, Any]) -> TicketTransaction:
+    """An API row (export fields plus ``id``, ``eventId``, ``updatedAt``) as a transaction."""
+    problems = [
+        FieldProblem(field=field, value=raw.get(field), reason="must be a non-empty string")
+        for field in ("id", "eventId")
+        if not isinstance(raw.get(field), str) or not raw[field].strip()
+    ]
+    updated_at: datetime | None = None
+    try:
+        updated_at = parse_timestamp(raw.get("updatedAt"))
+    except ValueError as exc:
+        problems.append(FieldProblem(field="updatedAt", value=raw.get("updatedAt"), reason=str(exc)))
+    try:
+        row = ExportRow.parse(dict(raw))
+    except RowValidationError as exc:
+        problems.extend(exc.problems)
+        raise RowValidationError(problems) from None
+    if problems:
+        raise RowValidationError(problems)
+    return TicketTransaction.from_export_row(
+        row,
+        transaction_id=str(raw["id"]).strip(),
+        event_id=str(raw["eventId"]).strip(),
+        source="api",
+        source_updated_at=updated_at,
+    )
+
+
+def source_document(transaction: TicketTransaction) -> dict[str, Any]:
+    """The part of a transaction document that the source owns (what ingest writes and hashes)."""
+    document = transaction.to_json_dict()
+    for field in SOURCE_FIELDS_ENRICHER_OWNS:
+        document.pop(field, None)
+    return document
+
+
+def quarantine_record(*, source: str, rejected: Rejected) -> dict[str, Any]:
+    """A quarantine document: the raw row, where it came from, and every reason it was refused."""
+    canonical = json.dumps(rejected.raw, sort_keys=True, default=str)
+    return {
+        "id": stable_id(source, canonical),
+        "source": source,
+        "kind": "row",
+        "location": rejected.location,
+        "reasons": rejected.reasons,
+        "problems": [
+            {"field": p.field, "value": _jsonable(p.value), "reason": p.reason} for p in rejected.problems
+        ],
+        "raw": {str(k): _jsonable(v) for k, v in rejected.raw.items()},
+        "quarantinedAt": format_timestamp(datetime.now(tz=UTC)),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,217 @@
+"""Writing transactions: skip unchanged rows, keep enrichment, batch per partition, recover per item.
+
+Each page is grouped by partition (``eventId``) into transactional batches of up to 100 writes,
+after one query per batch that reads the stored copies. A row whose source content hash is
+unchanged is not written; a changed row is merged into the stored document so fields the
+enricher owns survive. Any batch failure (a concurrent writer, a lost race) falls back to
+item-by-item writes that re-read and re-decide, so the result is the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ingest.mapping import SOURCE_FIELDS_ENRICHER_OWNS, source_document
+from otcommon.store import (
+    CONTENT_HASH_FIELD,
+    MAX_BATCH_OPERATIONS,
+    BatchWrite,
+    BatchWriteError,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EtagMismatchError,
+    content_hash,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from otcommon.schemas import TicketTransaction
+    from otcommon.store import Document, DocumentContainer
+
+PENDING = "pending"
+QUEUED = "queued"
+_SINGLE_WRITE_ATTEMPTS = 8
+
+
+@dataclass
+class StoredChanges:
+    """What writing a set of transactions did."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pending: list[Document] = field(default_factory=list)
+    """Stored documents still waiting to be queued for enrichment (new payments, and leftovers)."""
+    touched_events: set[str] = field(default_factory=set)
+
+    def add(self, other: StoredChanges) -> None:
+        """Fold another result into this one."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.pending.extend(other.pending)
+        self.touched_events |= other.touched_events
+
+
+def plan_write(new: Document, existing: Document | None) -> BatchWrite | None:
+    """The write that brings the stored copy up to ``new`` (source-owned fields), or None if unchanged."""
+    digest = content_hash(new)
+    if existing is None:
+        state = PENDING if new.get("PaymentID") else None
+        return BatchWrite("create", {**new, CONTENT_HASH_FIELD: digest, "enrichmentState": state})
+    if existing.get(CONTENT_HASH_FIELD) == digest:
+        return None
+    merged = {key: value for key, value in existing.items() if not key.startswith("_")}
+    merged.update(new)
+    merged[CONTENT_HASH_FIELD] = digest
+    if existing.get("PaymentID") != new.get("PaymentID"):
+        # Another payment now backs the order: what was enriched describes the old one.
+        for owned in SOURCE_FIELDS_ENRICHER_OWNS:
+            merged.pop(owned, None)
+        merged["enrichmentState"] = PENDING if new.get("PaymentID") else None
+    return BatchWrite("replace", merged, etag=existing["_etag"])
+
+
+def _chunks(items: Sequence[Document], size: int) -> Iterable[Sequence[Document]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class TransactionWriter:
+    """Stores transactions in the ``transactions`` container (partitioned by ``/eventId``)."""
+
+    def __init__(self, container: DocumentContainer, *, concurrency: int = 16) -> None:
+        self._container = container
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def write(self, transactions: Sequence[TicketTransaction]) -> StoredChanges:
+        """Store a page of transactions; returns counts and the documents to queue."""
+        by_partition: dict[str, dict[str, Document]] = defaultdict(dict)
+        for transaction in transactions:
+            # The same order twice in one page: the later copy is the newer one.
+            by_partition[transaction.event_id][transaction.id] = source_document(transaction)
+        jobs = [
+            self._write_chunk(event_id, chunk)
+            for event_id, documents in by_partition.items()
+            for chunk in _chunks(list(documents.values()), MAX_BATCH_OPERATIONS)
+        ]
+        total = StoredChanges()
+        for result in await asyncio.gather(*jobs):
+            total.add(result)
+        return total
+
+    async def _write_chunk(self, event_id: str, documents: Sequence[Document]) -> StoredChanges:
+        async with self._limit:
+            changes = StoredChanges(touched_events={event_id})
+            existing = await self._container.read_many([d["id"] for d in documents], partition_key=event_id)
+            writes: list[BatchWrite] = []
+            for document in documents:
+                stored = existing.get(document["id"])
+                write = plan_write(document, stored)
+                if write is None:
+                    changes.unchanged += 1
+                    if stored is not None and stored.get("enrichmentState") == PENDING:
+                        changes.pending.append(stored)  # left pending by an interrupted run
+                else:
+                    writes.append(write)
+            if not writes:
+                return changes
+            try:
+                results = await self._container.write_batch(writes, partition_key=event_id)
+            except BatchWriteError:
+                for write in writes:
+                    changes.add(await self._write_single(dict(write.document)))
+                return changes
+            for write, result in zip(writes, results, strict=True):
+                if write.kind == "create":
+                    changes.created += 1
+                else:
+                    changes.updated += 1
+                if result.get("enrichmentState") == PENDING:
+                    changes.pending.append(result)
+            return changes
+
+    async def _write_single(self, document: Document) -> StoredChanges:
+        """Re-read and re-decide until the write lands: the fallback after a failed batch."""
+        source = {key: value for key, value in document.items() if key not in SOURCE_FIELDS_ENRICHER_OWNS}
+        source.pop(CONTENT_HASH_FIELD, None)
+        event_id = str(source["eventId"])
+        for _ in range(_SINGLE_WRITE_ATTEMPTS):
+            try:
+                stored: Document | None = await self._container.read(source["id"], partition_key=event_id)
+            except DocumentNotFoundError:
+                stored = None
+            write = plan_write(source, stored)
+            changes = StoredChanges(touched_events={event_id})
+            if write is None:
+                changes.unchanged = 1
+                if stored is not None and stored.get("enrichmentState") == PENDING:
+                    changes.pending.append(stored)
+                return changes
+            try:
+                if write.kind == "create":
+                    result = await self._container.create(write.document)
+                    changes.created = 1
+                else:
+                    result = await self._container.replace(write.document, etag=write.etag)
+                    changes.updated = 1
+            except (DocumentExistsError, EtagMismatchError):
+                continue
+            if result.get("enrichmentState") == PENDING:
+                changes.pending.append(result)
+            return changes
+        raise EtagMismatchError(self._container.name, str(source["id"]))
+
+    async def mark_queued(self, documents: Sequence[Document]) -> int:
+        """Move published payments from pending to queued, never overwriting a newer enrichment state."""
+        by_partition: dict[str, list[Document]] = defaultdict(list)
+        for document in documents:
+            by_partition[str(document["eventId"])].append(document)
+        jobs = [
+            self._mark_chunk(event_id, chunk)
+            for event_id, docs in by_partition.items()
+            for chunk in _chunks(docs, MAX_BATCH_OPERATIONS)
+        ]
+        return sum(await asyncio.gather(*jobs))
+
+    async def _mark_chunk(self, event_id: str, documents: Sequence[Document]) -> int:
+        async with self._limit:
+            writes = [
+                BatchWrite(
+                    "replace", {**_without_system_fields(doc), "enrichmentState": QUEUED}, etag=doc["_etag"]
+                )
+                for doc in documents
+            ]
+            try:
+                await self._container.write_batch(writes, partition_key=event_id)
+            except BatchWriteError:
+                return sum([await self._mark_single(event_id, str(doc["id"])) for doc in documents])
+            return len(writes)
+
+    async def _mark_single(self, event_id: str, document_id: str) -> int:
+        for _ in range(_SINGLE_WRITE_ATTEMPTS):
+            try:
+                current = await self._container.read(document_id, partition_key=event_id)
+            except DocumentNotFoundError:
+                return 0
+            if current.get("enrichmentState") != PENDING:
+                return 0  # the enricher got there first
+            try:
+                await self._container.patch(
+                    document_id,
+                    partition_key=event_id,
+                    operations=[{"op": "set", "path": "/enrichmentState", "value": QUEUED}],
+                    etag=current["_etag"],
+                )
+            except EtagMismatchError:
+                continue
+            return 1
+        return 0
+
+
+def _without_system_fields(document: Document) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if not key.startswith("_")}
