@@ -1,0 +1,172 @@
+"""Reading OpenTickets export files (CSV and XLSX) as a stream of rows keyed by export column.
+
+Headers are matched loosely (case, spaces, underscores: ``Ticket ID`` and ``ticket_id`` are
+``ticketId``). Files are read row by row, so memory stays flat whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from otcommon.schemas import canonical_column
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+REQUIRED_COLUMNS = ("EventName", "ticketId", "TotalTickets", "TotalAmount", "PurchaseDate")
+
+
+class ExportFileError(Exception):
+    """The file cannot be read as an export; the message says why, for a person."""
+
+
+@dataclass
+class ExportHeader:
+    """How the file's header maps onto export columns."""
+
+    columns: dict[int, str]
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRecord:
+    """One data row: where it is in the file, and its cells by export column."""
+
+    line: int
+    values: dict[str, Any]
+
+
+def map_header(cells: list[Any]) -> ExportHeader:
+    """Match header cells to export columns; missing required or repeated columns are errors."""
+    columns: dict[int, str] = {}
+    ignored: list[str] = []
+    seen: dict[str, str] = {}
+    for index, cell in enumerate(cells):
+        header = "" if cell is None else str(cell).strip()
+        if not header:
+            continue
+        column = canonical_column(header)
+        if column is None:
+            ignored.append(header)
+            continue
+        if column in seen:
+            raise ExportFileError(f"columns {seen[column]!r} and {header!r} both map to {column}")
+        seen[column] = header
+        columns[index] = column
+    missing = [column for column in REQUIRED_COLUMNS if column not in seen]
+    if missing:
+        found = ", ".join(repr(str(c)) for c in cells if c not in (None, "")) or "none"
+        raise ExportFileError(f"missing required column(s): {', '.join(missing)} (header has: {found})")
+    return ExportHeader(columns=columns, ignored=ignored)
+
+
+def file_kind(path: Path) -> str:
+    """``csv`` or ``xlsx``, from the content (an XLSX is a zip archive), else the extension."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ExportFileError(f"cannot open {path.name}: {exc.strerror}") from None
+    if magic.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if path.suffix.casefold() in {".xlsx", ".xlsm"}:
+        raise ExportFileError(f"{path.name} is not a valid XLSX file (not a zip archive)")
+    return "csv"
+
+
+def read_export(path: Path, *, encoding: str = "utf-8-sig") -> tuple[ExportHeader, Iterator[ExportRecord]]:
+    """The header mapping and an iterator of rows; raises ExportFileError for unreadable files."""
+    if file_kind(path) == "xlsx":
+        return _read_xlsx(path)
+    return _read_csv(path, encoding=encoding)
+
+
+def _read_csv(path: Path, *, encoding: str) -> tuple[ExportHeader, Iterator[ExportRecord]]:
+    handle = path.open(newline="", encoding=encoding, errors="strict")
+    try:
+        reader = csv.reader(handle)
+        header_cells = _first_row(reader, path)
+        header = map_header(header_cells)
+    except BaseException:
+        handle.close()
+        raise
+
+    def rows() -> Iterator[ExportRecord]:
+        with handle:
+            try:
+                for cells in reader:
+                    if not any(cell.strip() for cell in cells):
+                        continue
+                    yield ExportRecord(line=reader.line_num, values=_pick(header, cells))
+            except UnicodeDecodeError as exc:
+                raise ExportFileError(
+                    f"{path.name} is not {encoding.removesuffix('-sig').upper()} text near line "
+                    f"{reader.line_num + 1} (byte 0x{exc.object[exc.start]:02x}); "
+                    "export it as UTF-8, or pass --encoding"
+                ) from None
+            except csv.Error as exc:
+                raise ExportFileError(f"{path.name} line {reader.line_num}: malformed CSV: {exc}") from None
+
+    return header, rows()
+
+
+def _first_row(reader: Any, path: Path) -> list[Any]:
+    try:
+        for cells in reader:
+            if any(str(cell).strip() for cell in cells):
+                return list(cells)
+    except UnicodeDecodeError as exc:
+        raise ExportFileError(
+            f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} in the header); "
+            "export it as UTF-8, or pass --encoding"
+        ) from None
+    except csv.Error as exc:
+        raise ExportFileError(f"{path.name}: malformed CSV header: {exc}") from None
+    raise ExportFileError(f"{path.name} is empty: no header row")
+
+
+def _read_xlsx(path: Path) -> tuple[ExportHeader, Iterator[ExportRecord]]:
+    from openpyxl import load_workbook  # noqa: PLC0415 - only XLSX imports need it
+    from openpyxl.utils.exceptions import InvalidFileException  # noqa: PLC0415
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ExportFileError(f"{path.name} is not a readable XLSX workbook: {exc}") from None
+    sheet = workbook.worksheets[0]
+    values = sheet.iter_rows(values_only=True)
+    header: ExportHeader | None = None
+    line = 0
+    for cells in values:
+        line += 1
+        if any(cell not in (None, "") for cell in cells):
+            try:
+                header = map_header(list(cells))
+            except ExportFileError:
+                workbook.close()
+                raise
+            break
+    if header is None:
+        workbook.close()
+        raise ExportFileError(f"{path.name} is empty: no header row in sheet {sheet.title!r}")
+    mapping = header
+
+    def rows() -> Iterator[ExportRecord]:
+        number = line
+        try:
+            for cells in values:
+                number += 1
+                if any(cell not in (None, "") for cell in cells):
+                    yield ExportRecord(line=number, values=_pick(mapping, list(cells)))
+        finally:
+            workbook.close()
+
+    return header, rows()
+
+
+def _pick(header: ExportHeader, cells: list[Any]) -> dict[str, Any]:
+    return {column: cells[index] if index < len(cells) else None for index, column in header.columns.items()}

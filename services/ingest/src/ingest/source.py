@@ -1,0 +1,241 @@
+"""The OpenTickets API client: OAuth2 client credentials (or an API key), retries, cursor paging.
+
+Retries use exponential backoff with full jitter and honour ``Retry-After``; they cover 429, 5xx,
+timeouts and dropped connections. An expired token is refreshed once and the request repeated.
+Other 4xx answers are permanent and raised as ``SourceRequestError`` with the server's detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+import structlog
+
+from otcommon.schemas import format_timestamp
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from pydantic import SecretStr
+
+log = structlog.get_logger("ingest.source")
+
+_RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_TOKEN_MARGIN_SECONDS = 30.0
+
+
+class SourceError(Exception):
+    """The source could not be read."""
+
+
+class SourceRequestError(SourceError):
+    """The source refused the request (a 4xx other than 401/408/429): retrying will not help."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        super().__init__(f"OpenTickets API answered {status}: {detail}")
+
+
+class SourceUnavailableError(SourceError):
+    """The source kept failing past the retry budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionPage:
+    """One page of transactions and the cursor of the next (None on the last page)."""
+
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class TransactionSource(Protocol):
+    """Where transactions come from; the API client and test fakes implement it."""
+
+    def pages(
+        self, *, updated_since: datetime | None, event_id: str | None = None
+    ) -> AsyncIterator[TransactionPage]: ...
+
+    async def events(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently requests are repeated."""
+
+    max_attempts: int = 8
+    base_delay_seconds: float = 0.2
+    max_delay_seconds: float = 20.0
+
+    def delay(
+        self, attempt: int, *, retry_after: float | None, rand: Callable[[], float] = random.random
+    ) -> float:
+        """Full-jitter exponential backoff, but never sooner than the server asked."""
+        ceiling: float = min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** (attempt - 1))
+        backoff = ceiling * rand()
+        return max(backoff, retry_after or 0.0)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - (now or datetime.now(tz=UTC))).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """OAuth2 client credentials, or an API key."""
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    api_key: SecretStr | None = None
+
+
+class OpenTicketsClient:
+    """A :class:`TransactionSource` over the OpenTickets HTTP API."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        credentials: Credentials,
+        page_size: int = 500,
+        retry: RetryPolicy | None = None,
+        timeout_seconds: float = 30.0,
+    ) -> None:
+        if credentials.api_key is None and not (credentials.client_id and credentials.client_secret):
+            raise SourceError("configure OpenTickets credentials: a client id and secret, or an API key")
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self._page_size = page_size
+        self._retry = retry or RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+        self.requests = 0
+        self.retries = 0
+
+    async def events(self) -> list[dict[str, Any]]:
+        """Every event of the account."""
+        body = await self._get_json("/v1/events", {})
+        return list(body.get("data", []))
+
+    async def pages(
+        self, *, updated_since: datetime | None, event_id: str | None = None
+    ) -> AsyncIterator[TransactionPage]:
+        """Pages of transactions changed since ``updated_since``, oldest change first."""
+        params: dict[str, str] = {"limit": str(self._page_size)}
+        if updated_since is not None:
+            params["updatedSince"] = format_timestamp(updated_since)
+        if event_id is not None:
+            params["eventId"] = event_id
+        cursor: str | None = None
+        while True:
+            query = {**params, "cursor": cursor} if cursor else params
+            body = await self._get_json("/v1/transactions", query)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise SourceError("OpenTickets API page has no data list")
+            next_cursor = body.get("nextCursor")
+            yield TransactionPage(rows=data, next_cursor=next_cursor)
+            if not next_cursor:
+                return
+            cursor = str(next_cursor)
+
+    async def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        refreshed = False
+        for attempt in range(1, self._retry.max_attempts + 1):
+            self.requests += 1
+            retry_after: float | None = None
+            try:
+                headers = await self._auth_headers()
+                async with self._session.get(
+                    f"{self._base_url}{path}", params=params, headers=headers, timeout=self._timeout
+                ) as response:
+                    if response.status == 200:  # noqa: PLR2004
+                        result: dict[str, Any] = await response.json()
+                        return result
+                    detail = await _detail(response)
+                    if response.status == 401 and self._credentials.api_key is None and not refreshed:  # noqa: PLR2004
+                        refreshed = True  # an expired or revoked token: fetch a new one, once
+                        self._token = None
+                        continue
+                    if response.status not in _RETRYABLE_STATUSES:
+                        raise SourceRequestError(response.status, detail)
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    reason = f"HTTP {response.status}"
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                reason = type(exc).__name__
+            if attempt == self._retry.max_attempts:
+                raise SourceUnavailableError(f"{path}: gave up after {attempt} attempts, last: {reason}")
+            self.retries += 1
+            delay = self._retry.delay(attempt, retry_after=retry_after)
+            log.info("source retry", path=path, attempt=attempt, reason=reason, delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+        raise SourceUnavailableError(f"{path}: no attempts allowed")
+
+    async def _auth_headers(self) -> dict[str, str]:
+        if self._credentials.api_key is not None:
+            return {"X-Api-Key": self._credentials.api_key.get_secret_value()}
+        async with self._token_lock:
+            if self._token is None or time.monotonic() >= self._token_expires:
+                await self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    async def _fetch_token(self) -> None:
+        assert self._credentials.client_id is not None  # noqa: S101 - checked in __init__
+        assert self._credentials.client_secret is not None  # noqa: S101
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._credentials.client_id,
+            "client_secret": self._credentials.client_secret.get_secret_value(),
+        }
+        for attempt in range(1, self._retry.max_attempts + 1):
+            retry_after: float | None = None
+            try:
+                async with self._session.post(
+                    f"{self._base_url}/oauth/token", data=form, timeout=self._timeout
+                ) as response:
+                    if response.status == 200:  # noqa: PLR2004
+                        body = await response.json()
+                        self._token = str(body["access_token"])
+                        lifetime = float(body.get("expires_in", 3600))
+                        self._token_expires = time.monotonic() + max(1.0, lifetime - _TOKEN_MARGIN_SECONDS)
+                        return
+                    detail = await _detail(response)
+                    if response.status not in _RETRYABLE_STATUSES:
+                        raise SourceRequestError(response.status, f"token request refused: {detail}")
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                pass
+            if attempt < self._retry.max_attempts:
+                self.retries += 1
+                await asyncio.sleep(self._retry.delay(attempt, retry_after=retry_after))
+        raise SourceUnavailableError("token endpoint kept failing")
+
+
+async def _detail(response: aiohttp.ClientResponse) -> str:
+    try:
+        body = await response.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        return (await response.text())[:200]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("error_description") or body.get("title") or body)[:200]
+    return str(body)[:200]
