@@ -24,9 +24,7 @@ class InMemoryHarness:
 
     async def dead_letters(self, *, count: int) -> list[DeadLetteredMessage]:
         async with asyncio.timeout(WAIT_SECONDS):
-            while len(letters := self.bus.dead_letters(queue=QUEUE)) < count:
-                await asyncio.sleep(0.01)
-        return letters[:count]
+            return await self.bus.wait_for_dead_letters(queue=QUEUE, count=count)
 
     async def remaining(self) -> int:
         return len(self.bus.active_messages(queue=QUEUE))

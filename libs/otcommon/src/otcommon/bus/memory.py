@@ -42,6 +42,7 @@ class _Queue:
     dead_letters: list[DeadLetteredMessage] = field(default_factory=list)
     seen_message_ids: dict[str, float] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    dead_lettered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class InMemoryBus:
@@ -92,6 +93,14 @@ class InMemoryBus:
     def dead_letters(self, *, queue: str) -> list[DeadLetteredMessage]:
         """The dead-letter queue of `queue`, oldest first."""
         return list(self._queue(queue).dead_letters)
+
+    async def wait_for_dead_letters(self, *, queue: str, count: int) -> list[DeadLetteredMessage]:
+        """The first `count` dead letters of `queue`, once there are that many (bound it with a timeout)."""
+        state = self._queue(queue)
+        while len(state.dead_letters) < count:
+            state.dead_lettered.clear()
+            await state.dead_lettered.wait()
+        return state.dead_letters[:count]
 
     async def _receive(
         self, *, queue: str, max_messages: int, max_wait_seconds: float
@@ -169,6 +178,7 @@ class InMemoryBus:
                 raw=stored.raw, reason=reason, description=description, delivery_count=stored.delivery_count
             )
         )
+        state.dead_lettered.set()
 
     def _locked(self, *, queue: str, sequence_number: int, lock_token: int, action: str) -> _Stored:
         stored = self._queue(queue).messages.get(sequence_number)
