@@ -72,8 +72,16 @@ class Consumer:
     closes it when it stops.
     """
 
-    def __init__(self, *, source: MessageSource, handler: Handler, settings: ConsumerSettings) -> None:
+    def __init__(
+        self,
+        *,
+        source: MessageSource,
+        handler: Handler,
+        settings: ConsumerSettings,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._source = source
+        self._tracer = tracer or _tracer
         self._handler = handler
         self._settings = settings
         self._stopping = asyncio.Event()
@@ -175,7 +183,7 @@ class Consumer:
             structlog.contextvars.bound_contextvars(
                 message_id=raw.message_id, correlation_id=raw.correlation_id, message_type=raw.subject
             ),
-            _tracer.start_as_current_span(
+            self._tracer.start_as_current_span(
                 f"{self._settings.entity_name} process",
                 context=extract_trace_context(raw.properties),
                 kind=trace.SpanKind.CONSUMER,
