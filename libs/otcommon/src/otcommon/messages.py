@@ -121,6 +121,8 @@ MESSAGE_TYPES: Mapping[str, type[Message]] = {
 }
 
 MessageT = TypeVar("MessageT", bound=Message)
+# Covariant so an Envelope[PaymentEnrichmentRequested] is accepted where an Envelope[Message] is expected.
+MessageT_co = TypeVar("MessageT_co", bound=Message, covariant=True)
 
 
 class DecodeFailure(StrEnum):
@@ -156,10 +158,10 @@ class RawMessage:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Envelope(Generic[MessageT]):
+class Envelope(Generic[MessageT_co]):
     """A typed message with the metadata that travels with it."""
 
-    message: MessageT
+    message: MessageT_co
     message_id: str
     correlation_id: str | None = None
     schema_version: int = 1
@@ -249,13 +251,13 @@ def decode_message(raw: RawMessage) -> Envelope[Message]:
     if raw.content_type not in {None, CONTENT_TYPE}:
         raise MessageDecodeError(
             reason=DecodeFailure.UNSUPPORTED_CONTENT_TYPE,
-            description=f"content type {raw.content_type!r}, expected {CONTENT_TYPE}",
+            description=f"content type {raw.content_type[:100]!r}, expected {CONTENT_TYPE}",
         )
     message_class = MESSAGE_TYPES.get(raw.subject or "")
     if message_class is None:
         raise MessageDecodeError(
             reason=DecodeFailure.UNKNOWN_MESSAGE_TYPE,
-            description=f"no message type registered for subject {raw.subject!r}",
+            description=f"no message type registered for subject {(raw.subject or '')[:100]!r}",
         )
     version = _int_property(raw.properties, SCHEMA_VERSION_PROPERTY)
     if version != message_class.schema_version:

@@ -55,6 +55,8 @@ def queue_source(
     max_lock_renewal_seconds: float = 300.0,
 ) -> ServiceBusSource:
     """A MessageSource on one queue, renewing each message's lock for up to `max_lock_renewal_seconds`."""
+    # Prefetched messages are locked while they wait in the buffer, before the renewer knows them: keep
+    # prefetch_count near the consumer's concurrency so none waits there for a whole lock duration.
     renewer = AutoLockRenewer(
         max_lock_renewal_duration=max_lock_renewal_seconds, on_lock_renew_failure=_log_lock_renew_failure
     )
