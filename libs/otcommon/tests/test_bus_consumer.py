@@ -227,3 +227,25 @@ async def test_stop_before_any_message_returns_promptly():
 def test_settings_reject_a_zero_concurrency():
     with pytest.raises(ValueError, match="max_concurrency"):
         ConsumerSettings(entity_name=QUEUE, max_concurrency=0)
+
+
+async def test_cancelling_run_still_releases_messages_and_closes_the_source():
+    bus = InMemoryBus()
+    await bus.publisher(queue=QUEUE).publish([make_envelope(enrichment())])
+    source = FlakySource(bus.source(queue=QUEUE), [])
+    started = asyncio.Event()
+
+    async def stuck(delivery):
+        started.set()
+        await asyncio.Event().wait()
+
+    consumer = Consumer(source=source, handler=stuck, settings=settings(shutdown_timeout_seconds=0.1))
+    running = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), WAIT_SECONDS)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    assert source.closed
+    [again] = await bus.source(queue=QUEUE).receive(max_messages=1, max_wait_seconds=0.01)
+    assert again.delivery_count == 2

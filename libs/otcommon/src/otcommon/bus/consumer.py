@@ -20,6 +20,8 @@ from otcommon.bus.outcomes import RetryPolicy, Settlement, apply_outcome, attemp
 from otcommon.messages import Envelope, Message, decode_message, extract_trace_context
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from otcommon.bus.interface import MessageSource, ReceivedMessage
     from otcommon.bus.outcomes import Outcome
 
@@ -111,6 +113,7 @@ class Consumer:
 
     async def _receive_until_stopped(self) -> None:
         stop_requested = asyncio.ensure_future(self._stopping.wait())
+        receiving: asyncio.Future[Sequence[ReceivedMessage]] | None = None
         failures = 0
         try:
             while not self._stopping.is_set():
@@ -125,10 +128,6 @@ class Consumer:
                 )
                 await asyncio.wait({receiving, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
                 if not receiving.done():
-                    # Safe under peek-lock: anything handed over mid-receive returns when its lock expires.
-                    receiving.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await receiving
                     break
                 if (error := receiving.exception()) is not None:
                     failures += 1
@@ -140,13 +139,18 @@ class Consumer:
                 for received in receiving.result():
                     if self._stopping.is_set():
                         # Received as the stop arrived: give it straight back rather than start new work.
-                        await _settle_quietly(received, action=Settlement.ABANDON)
+                        await _abandon_quietly(received)
                         continue
                     task = asyncio.create_task(self._process(received))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
         finally:
             stop_requested.cancel()
+            if receiving is not None and not receiving.done():
+                # Safe under peek-lock: anything handed over mid-receive returns when its lock expires.
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiving
 
     async def _pause_after_receive_error(
         self, error: BaseException, *, failures: int, stop_requested: asyncio.Future[Any]
@@ -225,13 +229,15 @@ async def _settle(received: ReceivedMessage, outcome: Outcome) -> bool:
         await apply_outcome(received, outcome)
     except SettlementError:
         return False
+    except Exception as error:  # noqa: BLE001  # what is not settled is redelivered; only the log line is at stake
+        _log.error("settle failed", error_type=type(error).__name__, error_origin=_origin(error))
+        return False
     return True
 
 
-async def _settle_quietly(received: ReceivedMessage, *, action: Settlement) -> None:
-    if action is Settlement.ABANDON:
-        with contextlib.suppress(SettlementError):
-            await received.abandon()
+async def _abandon_quietly(received: ReceivedMessage) -> None:
+    with contextlib.suppress(SettlementError):
+        await received.abandon()
 
 
 def _log_summary(
