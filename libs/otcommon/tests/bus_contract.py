@@ -71,6 +71,11 @@ def enrichment(payment_id: str = "pi_1", *, transaction_id: str = "txn-1") -> Pa
     )
 
 
+def payment_id(delivery: Delivery) -> str:
+    assert isinstance(delivery.message, PaymentEnrichmentRequested)
+    return delivery.message.payment_id
+
+
 def settings(**overrides) -> ConsumerSettings:
     fields = {
         "entity_name": "contract",
@@ -240,7 +245,7 @@ class BusContract:
             await recorder.next()
 
         # A delivered or waiting duplicate would show here: stop() lets in-flight handlers finish.
-        assert sorted(d.message.payment_id for d in recorder.deliveries) == ["pi_1", "pi_2"]  # type: ignore[attr-defined]
+        assert sorted(payment_id(d) for d in recorder.deliveries) == ["pi_1", "pi_2"]
         assert await harness.remaining() == 0
 
     async def test_concurrency_is_bounded(self, harness):
@@ -284,18 +289,17 @@ class BusContract:
         cancelled: list[str] = []
 
         async def handler(delivery: Delivery) -> None:
-            payment_id = delivery.message.payment_id  # type: ignore[attr-defined]
-            await started.put(payment_id)
+            await started.put(payment_id(delivery))
             try:
-                if payment_id == "pi_quick":
+                if payment_id(delivery) == "pi_quick":
                     # Still running when the stop arrives; finishes within the bound.
                     await stopping.wait()
                 else:
                     await asyncio.Event().wait()
             except asyncio.CancelledError:
-                cancelled.append(payment_id)
+                cancelled.append(payment_id(delivery))
                 raise
-            finished.append(payment_id)
+            finished.append(payment_id(delivery))
 
         await harness.publisher().publish(
             [make_envelope(enrichment(p)) for p in ("pi_quick", "pi_stuck", "pi_waiting")]
@@ -306,10 +310,12 @@ class BusContract:
             settings=settings(max_concurrency=2, shutdown_timeout_seconds=0.5),
         )
         running = asyncio.create_task(consumer.run())
-        in_flight = {await asyncio.wait_for(started.get(), WAIT_SECONDS) for _ in range(2)}
-        stopping.set()
-        await asyncio.wait_for(consumer.stop(), WAIT_SECONDS)
-        await running
+        try:
+            in_flight = {await asyncio.wait_for(started.get(), WAIT_SECONDS) for _ in range(2)}
+            stopping.set()
+        finally:
+            await asyncio.wait_for(consumer.stop(), WAIT_SECONDS)
+            await running
 
         assert in_flight == {"pi_quick", "pi_stuck"}
         assert finished == ["pi_quick"]
@@ -318,8 +324,7 @@ class BusContract:
         recorder = Recorder()
         async with consuming(harness, recorder):
             redelivered = {
-                (d.message.payment_id, d.delivery_count)
-                for d in [await recorder.next(), await recorder.next()]
-            }  # type: ignore[attr-defined]
+                (payment_id(d), d.delivery_count) for d in [await recorder.next(), await recorder.next()]
+            }
         assert redelivered == {("pi_stuck", 2), ("pi_waiting", 1)}
         assert await harness.remaining() == 0

@@ -49,6 +49,10 @@ class FakeReceiver:
         self.calls = []
         self.closed = False
 
+    async def __aenter__(self):
+        self.calls.append(("open",))
+        return self
+
     async def receive_messages(self, *, max_message_count, max_wait_time):
         self.calls.append(("receive", max_message_count, max_wait_time))
         return self.messages[:max_message_count]
@@ -184,10 +188,12 @@ async def test_source_receives_at_most_what_is_asked_and_closes_everything():
     source = ServiceBusSource(receiver=receiver, scheduler=scheduler, renewer=renewer)
 
     got = await source.receive(max_messages=1, max_wait_seconds=2.5)
+    await source.receive(max_messages=2, max_wait_seconds=2.5)
     await source.close()
 
     assert [handle.raw.message_id for handle in got] == [messages[0].message_id]
-    assert receiver.calls == [("receive", 1, 2.5)]
+    # Opened once, before the first receive, so the short receive wait does not bound the link opening.
+    assert receiver.calls == [("open",), ("receive", 1, 2.5), ("receive", 2, 2.5)]
     assert renewer.closed
     assert receiver.closed
     assert scheduler.closed

@@ -73,9 +73,15 @@ class ServiceBusSource:
         self._receiver = receiver
         self._scheduler = scheduler
         self._renewer = renewer
+        self._opened = False
 
     async def receive(self, *, max_messages: int, max_wait_seconds: float) -> list[ServiceBusReceived]:
         """Up to `max_messages` locked messages (the receiver registers each with the lock renewer)."""
+        if not self._opened:
+            # Open the link first, with the SDK's own retries: an unopened receiver counts opening the
+            # connection and link against the (short) receive wait, and times out again on every retry.
+            await self._receiver.__aenter__()
+            self._opened = True
         messages = await self._receiver.receive_messages(
             max_message_count=max_messages, max_wait_time=max_wait_seconds
         )
