@@ -1,0 +1,161 @@
+"""Adapters from `azure.servicebus.aio` to the bus Protocols, and factories for the real client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient
+from azure.servicebus.exceptions import MessageAlreadySettled, ServiceBusError
+
+from otcommon.bus.errors import SettlementError
+from otcommon.bus.publisher import ServiceBusPublisher
+from otcommon.messages import RawMessage, from_service_bus_message, to_service_bus_message
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.servicebus import ServiceBusReceivedMessage
+    from azure.servicebus.aio import ServiceBusReceiver, ServiceBusSender, ServiceBusSession
+
+    from otcommon.bus.backoff import Backoff
+
+_log = structlog.get_logger(__name__)
+# What the SDK raises when a settlement cannot happen; each means the broker will redeliver.
+_SETTLEMENT_FAILURES = (ServiceBusError, MessageAlreadySettled)
+
+
+def client_from_connection_string(*, connection_string: str, retry_total: int = 3) -> ServiceBusClient:
+    """A client from a SAS connection string, or the local emulator's (`UseDevelopmentEmulator=true`)."""
+    # The SDK reads UseDevelopmentEmulator=true itself and then connects without TLS.
+    return ServiceBusClient.from_connection_string(connection_string, retry_total=retry_total)
+
+
+def client_from_namespace(
+    *, fully_qualified_namespace: str, credential: AsyncTokenCredential, retry_total: int = 3
+) -> ServiceBusClient:
+    """A client for `<namespace>.servicebus.windows.net` authenticated with an Entra ID credential."""
+    return ServiceBusClient(fully_qualified_namespace, credential, retry_total=retry_total)
+
+
+def queue_publisher(
+    *, client: ServiceBusClient, queue_name: str, max_attempts: int = 5, backoff: Backoff | None = None
+) -> ServiceBusPublisher:
+    """A MessagePublisher to one queue."""
+    return ServiceBusPublisher(
+        sender=client.get_queue_sender(queue_name), max_attempts=max_attempts, backoff=backoff
+    )
+
+
+def queue_source(
+    *,
+    client: ServiceBusClient,
+    queue_name: str,
+    prefetch_count: int = 0,
+    max_lock_renewal_seconds: float = 300.0,
+) -> ServiceBusSource:
+    """A MessageSource on one queue, renewing each message's lock for up to `max_lock_renewal_seconds`."""
+    # Prefetched messages are locked while they wait in the buffer, before the renewer knows them: keep
+    # prefetch_count near the consumer's concurrency so none waits there for a whole lock duration.
+    renewer = AutoLockRenewer(
+        max_lock_renewal_duration=max_lock_renewal_seconds, on_lock_renew_failure=_log_lock_renew_failure
+    )
+    receiver = client.get_queue_receiver(queue_name, prefetch_count=prefetch_count, auto_lock_renewer=renewer)
+    return ServiceBusSource(receiver=receiver, scheduler=client.get_queue_sender(queue_name), renewer=renewer)
+
+
+class ServiceBusSource:
+    """A MessageSource over a peek-lock receiver; retries are scheduled through a sender to the same queue."""
+
+    def __init__(
+        self, *, receiver: ServiceBusReceiver, scheduler: ServiceBusSender, renewer: AutoLockRenewer | None
+    ) -> None:
+        self._receiver = receiver
+        self._scheduler = scheduler
+        self._renewer = renewer
+        self._opened = False
+
+    async def receive(self, *, max_messages: int, max_wait_seconds: float) -> list[ServiceBusReceived]:
+        """Up to `max_messages` locked messages (the receiver registers each with the lock renewer)."""
+        if not self._opened:
+            # Open the link first, with the SDK's own retries: an unopened receiver counts opening the
+            # connection and link against the (short) receive wait, and times out again on every retry.
+            await self._receiver.__aenter__()
+            self._opened = True
+        messages = await self._receiver.receive_messages(
+            max_message_count=max_messages, max_wait_time=max_wait_seconds
+        )
+        return [
+            ServiceBusReceived(message=message, receiver=self._receiver, scheduler=self._scheduler)
+            for message in messages
+        ]
+
+    async def close(self) -> None:
+        """Stop renewing locks, then close the receiver and the scheduling sender."""
+        try:
+            if self._renewer is not None:
+                await self._renewer.close()
+        finally:
+            try:
+                await self._receiver.close()
+            finally:
+                await self._scheduler.close()
+
+
+class ServiceBusReceived:
+    """A received Service Bus message with the settle operations of the ReceivedMessage Protocol."""
+
+    def __init__(
+        self, *, message: ServiceBusReceivedMessage, receiver: ServiceBusReceiver, scheduler: ServiceBusSender
+    ) -> None:
+        self._message = message
+        self._receiver = receiver
+        self._scheduler = scheduler
+        self.raw: RawMessage = from_service_bus_message(message)
+        # The SDK reports the AMQP header, which counts earlier attempts only; this interface counts this one.
+        self.delivery_count: int = (message.delivery_count or 0) + 1
+
+    async def complete(self) -> None:
+        """Remove the message from the queue."""
+        try:
+            await self._receiver.complete_message(self._message)
+        except _SETTLEMENT_FAILURES as error:
+            raise SettlementError(f"complete failed: {type(error).__name__}") from error
+
+    async def abandon(self) -> None:
+        """Return the message to the queue for redelivery."""
+        try:
+            await self._receiver.abandon_message(self._message)
+        except _SETTLEMENT_FAILURES as error:
+            raise SettlementError(f"abandon failed: {type(error).__name__}") from error
+
+    async def dead_letter(self, *, reason: str, description: str) -> None:
+        """Move the message to the dead-letter queue."""
+        try:
+            await self._receiver.dead_letter_message(
+                self._message, reason=reason, error_description=description
+            )
+        except _SETTLEMENT_FAILURES as error:
+            raise SettlementError(f"dead-letter failed: {type(error).__name__}") from error
+
+    async def reschedule(self, *, copy: RawMessage, delay_seconds: float) -> None:
+        """Schedule `copy` after the delay, then complete this message."""
+        enqueue_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+        try:
+            await self._scheduler.schedule_messages(to_service_bus_message(copy), enqueue_at)
+        except ServiceBusError as error:
+            # Without a scheduled copy the original must come back, or the message would be lost.
+            await self.abandon()
+            raise SettlementError(f"reschedule failed, abandoned instead: {type(error).__name__}") from error
+        await self.complete()
+
+
+async def _log_lock_renew_failure(
+    renewable: ServiceBusSession | ServiceBusReceivedMessage, error: Exception | None
+) -> None:
+    message_id = getattr(renewable, "message_id", None)
+    _log.warning(
+        "message lock renewal stopped",
+        message_id=message_id,
+        error_type=type(error).__name__ if error is not None else None,
+    )

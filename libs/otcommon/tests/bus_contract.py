@@ -1,0 +1,330 @@
+"""Behaviour every bus backend must show, written against the bus Protocols only.
+
+A backend's test module provides a `harness` fixture (see BusHarness) for a fresh, empty queue with
+duplicate detection on, and subclasses BusContract. The in-memory fake runs it by default; a real
+Service Bus (the local emulator) runs the same class under the integration marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from otcommon.bus import (
+    Backoff,
+    Consumer,
+    ConsumerSettings,
+    DeadLetteredMessage,
+    Delivery,
+    MessagePublisher,
+    MessageSource,
+    PermanentError,
+    RetryableError,
+    RetryPolicy,
+)
+from otcommon.messages import (
+    SCHEMA_VERSION_PROPERTY,
+    PaymentEnrichmentRequested,
+    RawMessage,
+    make_envelope,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+# Upper bound for anything the tests wait for; a passing run waits far less.
+WAIT_SECONDS = 10.0
+
+
+class BusHarness(Protocol):
+    """Backend-specific setup for one queue under test."""
+
+    def publisher(self) -> MessagePublisher:
+        """A publisher to the queue."""
+        ...
+
+    def source(self) -> MessageSource:
+        """A new receiver on the queue (a consumer closes its source when it stops)."""
+        ...
+
+    async def send_raw(self, message: RawMessage) -> None:
+        """Put a wire-form message on the queue as a foreign sender would, bypassing encoding."""
+        ...
+
+    async def dead_letters(self, *, count: int) -> list[DeadLetteredMessage]:
+        """The first `count` dead-lettered messages, waiting (bounded) for them to arrive."""
+        ...
+
+    async def remaining(self) -> int:
+        """How many messages are still on the queue (available, locked or scheduled)."""
+        ...
+
+
+def enrichment(payment_id: str = "pi_1", *, transaction_id: str = "txn-1") -> PaymentEnrichmentRequested:
+    return PaymentEnrichmentRequested(
+        payment_id=payment_id,
+        transaction_id=transaction_id,
+        event_id="evt-1",
+        requested_at=datetime(2026, 3, 1, tzinfo=UTC),
+    )
+
+
+def payment_id(delivery: Delivery) -> str:
+    assert isinstance(delivery.message, PaymentEnrichmentRequested)
+    return delivery.message.payment_id
+
+
+def settings(**overrides) -> ConsumerSettings:
+    fields = {
+        "entity_name": "contract",
+        "max_concurrency": 4,
+        "max_wait_seconds": 0.2,
+        "shutdown_timeout_seconds": 5.0,
+        # Tiny backoff: the tests are about which outcome happens, not about waiting.
+        "retry_policy": RetryPolicy(
+            max_attempts=3, backoff=Backoff(initial_seconds=0.01, maximum_seconds=0.05)
+        ),
+    }
+    return ConsumerSettings(**(fields | overrides))
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    harness: BusHarness, handler: Callable[[Delivery], Awaitable[None]], **overrides
+) -> AsyncIterator[Consumer]:
+    consumer = Consumer(source=harness.source(), handler=handler, settings=settings(**overrides))
+    running = asyncio.create_task(consumer.run())
+    try:
+        yield consumer
+    finally:
+        await asyncio.wait_for(consumer.stop(), WAIT_SECONDS)
+        await running
+
+
+class Recorder:
+    """A handler that records deliveries; tests await them with a bound."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._arrived: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        await self._arrived.put(delivery)
+
+    async def next(self) -> Delivery:
+        return await asyncio.wait_for(self._arrived.get(), WAIT_SECONDS)
+
+
+class BusContract:
+    async def test_published_message_reaches_the_handler_typed_and_complete_removes_it(self, harness):
+        envelope = make_envelope(enrichment(), correlation_id="run-1")
+        recorder = Recorder()
+
+        await harness.publisher().publish([envelope])
+        async with consuming(harness, recorder):
+            delivery = await recorder.next()
+
+        assert delivery.message == enrichment()
+        assert isinstance(delivery.message, PaymentEnrichmentRequested)
+        assert delivery.envelope.message_id == envelope.message_id
+        assert delivery.envelope.correlation_id == "run-1"
+        assert delivery.delivery_count == 1
+        assert await harness.remaining() == 0
+        assert len(recorder.deliveries) == 1
+
+    async def test_retryable_error_reschedules_the_next_attempt(self, harness):
+        failures: list[int] = []
+        recorder = Recorder()
+
+        async def fail_first_attempt(delivery: Delivery) -> None:
+            if delivery.envelope.attempt == 1:
+                failures.append(delivery.envelope.attempt)
+                raise RetryableError("stripe rate limited")
+            await recorder(delivery)
+
+        await harness.publisher().publish([make_envelope(enrichment(), correlation_id="run-2")])
+        async with consuming(harness, fail_first_attempt):
+            retried = await recorder.next()
+
+        assert failures == [1]
+        assert retried.envelope.attempt == 2
+        assert retried.message == enrichment()
+        assert retried.envelope.correlation_id == "run-2"
+        assert await harness.remaining() == 0
+
+    async def test_retryable_error_dead_letters_when_attempts_run_out(self, harness):
+        attempts: list[int] = []
+
+        async def always_unavailable(delivery: Delivery) -> None:
+            attempts.append(delivery.envelope.attempt)
+            raise RetryableError("stripe unavailable")
+
+        await harness.publisher().publish([make_envelope(enrichment())])
+        async with consuming(harness, always_unavailable):
+            [dead] = await harness.dead_letters(count=1)
+
+        assert attempts == [1, 2, 3]
+        assert dead.reason == "RetriesExhausted"
+        assert dead.description is not None
+        assert "stripe unavailable" in dead.description
+        assert await harness.remaining() == 0
+
+    async def test_unexpected_error_is_redelivered_with_delivery_count_plus_one(self, harness):
+        recorder = Recorder()
+
+        async def crash_first_delivery(delivery: Delivery) -> None:
+            await recorder(delivery)
+            if delivery.delivery_count == 1:
+                raise RuntimeError("bug")
+
+        await harness.publisher().publish([make_envelope(enrichment())])
+        async with consuming(harness, crash_first_delivery):
+            first = await recorder.next()
+            second = await recorder.next()
+
+        assert (first.delivery_count, second.delivery_count) == (1, 2)
+        assert first.envelope.message_id == second.envelope.message_id
+        assert second.envelope.attempt == 1
+        assert await harness.remaining() == 0
+
+    async def test_permanent_error_dead_letters_with_reason_and_description(self, harness):
+        envelope = make_envelope(enrichment())
+        calls: list[Delivery] = []
+
+        async def no_such_payment(delivery: Delivery) -> None:
+            calls.append(delivery)
+            raise PermanentError("payment pi_1 is in no known account", reason="PaymentNotFound")
+
+        await harness.publisher().publish([envelope])
+        async with consuming(harness, no_such_payment):
+            [dead] = await harness.dead_letters(count=1)
+
+        assert len(calls) == 1
+        assert dead.reason == "PaymentNotFound"
+        assert dead.description == "payment pi_1 is in no known account"
+        assert dead.raw.message_id == envelope.message_id
+        assert dead.raw.body == calls[0].envelope.message.model_dump_json(by_alias=True).encode()
+        assert await harness.remaining() == 0
+
+    async def test_undecodable_messages_are_dead_lettered_without_reaching_the_handler(self, harness):
+        recorder = Recorder()
+        versioned = {SCHEMA_VERSION_PROPERTY: 1}
+        await harness.send_raw(
+            RawMessage(
+                body=b"{not json",
+                subject="PaymentEnrichmentRequested",
+                message_id="bad-json",
+                properties=versioned,
+            )
+        )
+        await harness.send_raw(
+            RawMessage(body=b"{}", subject="Unheard", message_id="unknown", properties=versioned)
+        )
+
+        async with consuming(harness, recorder):
+            dead = await harness.dead_letters(count=2)
+
+        reasons = {letter.raw.message_id: letter.reason for letter in dead}
+        assert reasons == {"bad-json": "InvalidJson", "unknown": "UnknownMessageType"}
+        assert all(letter.description for letter in dead)
+        assert recorder.deliveries == []
+        assert await harness.remaining() == 0
+
+    async def test_duplicate_message_id_is_dropped(self, harness):
+        recorder = Recorder()
+        publisher = harness.publisher()
+
+        await publisher.publish([make_envelope(enrichment("pi_1"))])
+        await publisher.publish([make_envelope(enrichment("pi_1", transaction_id="txn-again"))])
+        await publisher.publish([make_envelope(enrichment("pi_2"))])
+        async with consuming(harness, recorder):
+            await recorder.next()
+            await recorder.next()
+
+        # A delivered or waiting duplicate would show here: stop() lets in-flight handlers finish.
+        assert sorted(payment_id(d) for d in recorder.deliveries) == ["pi_1", "pi_2"]
+        assert await harness.remaining() == 0
+
+    async def test_concurrency_is_bounded(self, harness):
+        limit = 3
+        active = 0
+        peak = 0
+        started: asyncio.Queue[None] = asyncio.Queue()
+        release = asyncio.Event()
+        done = Recorder()
+
+        async def slow(delivery: Delivery) -> None:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await started.put(None)
+            await release.wait()
+            active -= 1
+            await done(delivery)
+
+        await harness.publisher().publish(
+            [make_envelope(enrichment(f"pi_{n}")) for n in range(limit * 2 + 1)]
+        )
+        async with consuming(harness, slow, max_concurrency=limit):
+            for _ in range(limit):
+                await asyncio.wait_for(started.get(), WAIT_SECONDS)
+            # Long enough for several receive rounds; a consumer ignoring the bound would start more.
+            await asyncio.sleep(0.3)
+            held = active
+            release.set()
+            for _ in range(limit * 2 + 1):
+                await done.next()
+
+        assert held == limit
+        assert peak == limit
+        assert await harness.remaining() == 0
+
+    async def test_shutdown_finishes_in_flight_work_and_leaves_the_rest(self, harness):
+        started: asyncio.Queue[str] = asyncio.Queue()
+        stopping = asyncio.Event()
+        finished: list[str] = []
+        cancelled: list[str] = []
+
+        async def handler(delivery: Delivery) -> None:
+            await started.put(payment_id(delivery))
+            try:
+                if payment_id(delivery) == "pi_quick":
+                    # Still running when the stop arrives; finishes within the bound.
+                    await stopping.wait()
+                else:
+                    await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(payment_id(delivery))
+                raise
+            finished.append(payment_id(delivery))
+
+        await harness.publisher().publish(
+            [make_envelope(enrichment(p)) for p in ("pi_quick", "pi_stuck", "pi_waiting")]
+        )
+        consumer = Consumer(
+            source=harness.source(),
+            handler=handler,
+            settings=settings(max_concurrency=2, shutdown_timeout_seconds=0.5),
+        )
+        running = asyncio.create_task(consumer.run())
+        try:
+            in_flight = {await asyncio.wait_for(started.get(), WAIT_SECONDS) for _ in range(2)}
+            stopping.set()
+        finally:
+            await asyncio.wait_for(consumer.stop(), WAIT_SECONDS)
+            await running
+
+        assert in_flight == {"pi_quick", "pi_stuck"}
+        assert finished == ["pi_quick"]
+        assert cancelled == ["pi_stuck"]
+        # What was not finished is back on the queue at once, for the next consumer.
+        recorder = Recorder()
+        async with consuming(harness, recorder):
+            redelivered = {
+                (payment_id(d), d.delivery_count) for d in [await recorder.next(), await recorder.next()]
+            }
+        assert redelivered == {("pi_stuck", 2), ("pi_waiting", 1)}
+        assert await harness.remaining() == 0
