@@ -1,0 +1,132 @@
+"""``python -m ingest``: serve (scheduler + HTTP), sync once, backfill, import a file, requeue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+from tqdm import tqdm
+
+from ingest.app import create_app, open_ingest
+from ingest.exportfile import ExportFileError
+from ingest.settings import IngestSettings
+from ingest.source import SourceError
+from otcommon.schemas import parse_timestamp
+from otcommon.settings import ConfigurationError, load_settings
+from otcommon.store import StoreError
+from otcommon.telemetry import configure_logging, configure_tracing
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from ingest.importer import FileImporter
+
+log = structlog.get_logger("ingest")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("serve", help="run the scheduler and the HTTP endpoints until SIGTERM")
+
+    sync = commands.add_parser("sync", help="sync from the OpenTickets API")
+    sync.add_argument(
+        "--once", action="store_true", required=True, help="one sync from the checkpoint, then exit"
+    )
+
+    backfill = commands.add_parser("backfill", help="sync every change since a date (checkpoint kept)")
+    backfill.add_argument("--since", required=True, type=_timestamp, help="ISO 8601 date or timestamp (UTC)")
+
+    importer = commands.add_parser("import", help="import an OpenTickets export file (CSV or XLSX)")
+    importer.add_argument("file", type=Path, help="the export file")
+    importer.add_argument("--event-id", help="event id for every row (default: a slug of EventName)")
+    importer.add_argument("--encoding", default="utf-8-sig", help="CSV text encoding (default: %(default)s)")
+    importer.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    requeue = commands.add_parser(
+        "requeue", help="queue payments in an enrichment state for enrichment again"
+    )
+    requeue.add_argument(
+        "--state",
+        required=True,
+        choices=["pending", "queued", "enriched", "unresolved"],
+        help="state to requeue",
+    )
+    return parser
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(IngestSettings)
+    except ConfigurationError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
+    configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    if args.command == "serve":
+        web.run_app(
+            create_app(settings),
+            host=settings.ingest_http_host,
+            port=settings.ingest_http_port,
+            print=None,
+            shutdown_timeout=5.0,
+        )
+        return EXIT_OK
+    try:
+        return asyncio.run(_run_command(args, settings))
+    except (ExportFileError, SourceError, StoreError) as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run_command(args: argparse.Namespace, settings: IngestSettings) -> int:
+    needs_source = args.command in {"sync", "backfill"}
+    async with open_ingest(settings, with_source=needs_source) as ingest:
+        if args.command == "import":
+            return await _import(ingest.importer, args)
+        if args.command == "requeue":
+            count = await ingest.queue.requeue(state=args.state)
+            print(f"requeued {count} payment(s) that were {args.state}")
+            return EXIT_OK
+        since = args.since if args.command == "backfill" else None
+        progress = await ingest.coordinator.run_once(since=since)
+        if progress is None:
+            print("another replica ran the sync")
+            return EXIT_OK
+        print(json.dumps(progress.to_json(), indent=2))
+        return EXIT_OK if progress.state == "completed" else EXIT_FAILED
+
+
+async def _import(importer: FileImporter, args: argparse.Namespace) -> int:
+    with tqdm(desc=args.file.name, unit=" rows", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        report = await importer.run(
+            args.file, event_id=args.event_id, encoding=args.encoding, on_rows=bar.update
+        )
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

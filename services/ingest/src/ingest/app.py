@@ -1,0 +1,174 @@
+"""Wiring: clients opened from settings, components built on them, the HTTP app and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from ingest.catalog import CosmosEventStats, EventCatalog
+from ingest.checkpoint import CheckpointStore
+from ingest.coordinator import SyncCoordinator
+from ingest.importer import FileImporter
+from ingest.lease import SyncLease
+from ingest.queueing import EnrichmentQueue
+from ingest.routes import COORDINATOR, SETTINGS, routes
+from ingest.source import Credentials, OpenTicketsClient, RetryPolicy, SourceError
+from ingest.storage import TransactionWriter
+from ingest.sync import SyncRunner
+from otcommon.bus import client_from_connection_string, client_from_namespace, queue_publisher
+from otcommon.health import add_health_routes, cosmos_check
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
+from otcommon.telemetry import request_context_middleware
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from datetime import datetime
+
+    from azure.cosmos.aio import CosmosClient
+    from azure.servicebus.aio import ServiceBusClient
+
+    from ingest.settings import IngestSettings
+    from ingest.source import TransactionPage
+
+log = structlog.get_logger("ingest.app")
+
+SHUTDOWN_GRACE_SECONDS = 20.0
+"""How long a running sync gets to reach a page boundary; terminationGracePeriodSeconds is longer."""
+
+
+@dataclass
+class Ingest:
+    """The service's components, built on open clients."""
+
+    coordinator: SyncCoordinator
+    importer: FileImporter
+    queue: EnrichmentQueue
+    runner: SyncRunner
+    cosmos: CosmosClient
+
+
+@contextlib.asynccontextmanager
+async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> AsyncIterator[Ingest]:
+    """Open Cosmos DB, Service Bus and the source API; provision; build the components; close all at exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        cosmos = await stack.enter_async_context(
+            create_cosmos_client(settings.cosmos, user_agent=settings.service_name)
+        )
+        await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
+
+        def container(name: str) -> CosmosContainer:
+            return CosmosContainer.of(
+                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
+            )
+
+        transactions = container("transactions")
+        bus = await stack.enter_async_context(_servicebus_client(settings))
+        publisher = queue_publisher(client=bus, queue_name=settings.ingest_enrichment_queue)
+        stack.push_async_callback(publisher.close)
+        writer = TransactionWriter(transactions, concurrency=settings.ingest_write_concurrency)
+        queue = EnrichmentQueue(publisher=publisher, writer=writer, transactions=transactions)
+        catalog = EventCatalog(container("events"), CosmosEventStats(transactions.sdk))
+        quarantine = container("quarantine")
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        source: OpenTicketsClient | _NoSource = (
+            OpenTicketsClient(
+                session=session,
+                base_url=settings.opentickets_base_url,
+                credentials=Credentials(
+                    client_id=settings.opentickets_client_id,
+                    client_secret=settings.opentickets_client_secret,
+                    api_key=settings.opentickets_api_key,
+                ),
+                page_size=settings.opentickets_page_size,
+                retry=RetryPolicy(max_attempts=settings.opentickets_max_attempts),
+                timeout_seconds=settings.opentickets_timeout_seconds,
+            )
+            if with_source
+            else _NoSource()
+        )
+        runner = SyncRunner(
+            source=source,
+            writer=writer,
+            queue=queue,
+            checkpoints=CheckpointStore(container("state")),
+            quarantine=quarantine,
+            catalog=catalog,
+            source_name=settings.ingest_source_name,
+            overlap=timedelta(seconds=settings.ingest_overlap_seconds),
+        )
+        lease = SyncLease(
+            container("state"),
+            name=f"sync:{settings.ingest_source_name}",
+            holder=f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}",
+            duration_seconds=settings.ingest_lease_seconds,
+        )
+        coordinator = SyncCoordinator(runner=runner, lease=lease, schedule=settings.schedule)
+        importer = FileImporter(writer=writer, queue=queue, quarantine=quarantine, catalog=catalog)
+        yield Ingest(coordinator=coordinator, importer=importer, queue=queue, runner=runner, cosmos=cosmos)
+
+
+@contextlib.asynccontextmanager
+async def _servicebus_client(settings: IngestSettings) -> AsyncIterator[ServiceBusClient]:
+    connection = settings.servicebus
+    if connection.connection_string is not None:
+        client = client_from_connection_string(
+            connection_string=connection.connection_string.get_secret_value()
+        )
+        async with client:
+            yield client
+        return
+    from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+
+    assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
+    async with DefaultAzureCredential() as credential:
+        client = client_from_namespace(
+            fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
+        )
+        async with client:
+            yield client
+
+
+class _NoSource:
+    """Stands in for the API where a command needs no source (imports, requeues)."""
+
+    def pages(
+        self, *, updated_since: datetime | None, event_id: str | None = None
+    ) -> AsyncIterator[TransactionPage]:
+        del updated_since, event_id
+        raise SourceError("this command does not read the OpenTickets API")
+
+    async def events(self) -> list[dict[str, Any]]:
+        return []
+
+
+def create_app(settings: IngestSettings) -> web.Application:
+    """The HTTP app: on-demand sync, its progress, health; the scheduler runs in its lifespan."""
+    app = web.Application(middlewares=[request_context_middleware])
+    app[SETTINGS] = settings
+    app.add_routes(routes)
+    checks: dict[str, Callable[[], Awaitable[None]]] = {}
+    add_health_routes(app, checks)
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        async with open_ingest(settings) as ingest:
+            app[COORDINATOR] = ingest.coordinator
+            checks["cosmos"] = cosmos_check(ingest.cosmos, database=settings.cosmos.database)
+            scheduler = asyncio.create_task(ingest.coordinator.serve(), name="ingest-scheduler")
+            log.info("ingest serving", schedule=settings.ingest_schedule)
+            yield
+            await ingest.coordinator.shutdown(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler
+
+    app.cleanup_ctx.append(lifespan)
+    return app

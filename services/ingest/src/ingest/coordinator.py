@@ -1,0 +1,143 @@
+"""Runs syncs under the lease, on the schedule or on demand, one at a time.
+
+A replica that finds the lease held waits: if the holder releases it, that replica's run covered
+this tick; if the holder dies, the lease expires and this replica takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ingest.lease import LeaseLostError
+from ingest.sync import SyncProgress
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ingest.lease import SyncLease
+    from ingest.schedule import Schedule
+    from ingest.sync import SyncRunner
+
+log = structlog.get_logger("ingest.coordinator")
+
+
+class SyncAlreadyRunningError(Exception):
+    """A sync is running in this process already."""
+
+
+class SyncCoordinator:
+    """Owns the lease and the one running sync of this process."""
+
+    def __init__(
+        self,
+        *,
+        runner: SyncRunner,
+        lease: SyncLease,
+        schedule: Schedule,
+        clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+    ) -> None:
+        self._runner = runner
+        self._lease = lease
+        self._schedule = schedule
+        self._clock = clock
+        self._stop_run = asyncio.Event()
+        self._shutdown = asyncio.Event()
+        self._running: asyncio.Task[SyncProgress | None] | None = None
+        self.progress = SyncProgress()
+
+    @property
+    def is_running(self) -> bool:
+        """True while a sync runs in this process."""
+        return self._running is not None and not self._running.done()
+
+    def start_now(self, *, since: datetime | None = None) -> asyncio.Task[SyncProgress | None]:
+        """Start a sync in the background (on-demand); SyncAlreadyRunningError if one runs."""
+        if self.is_running:
+            raise SyncAlreadyRunningError("a sync is already running")
+        self._running = asyncio.create_task(self.run_once(since=since), name="ingest-sync")
+        return self._running
+
+    async def run_once(self, *, since: datetime | None = None) -> SyncProgress | None:
+        """Take the lease (waiting while another live replica holds it) and sync; None if another ran."""
+        while not await self._lease.try_acquire():
+            state = await self._lease.state()
+            if state.holder is None:
+                log.info("another replica completed the sync")
+                return None
+            log.info("another replica holds the sync lease; waiting", holder=state.holder)
+            if await _wait(self._shutdown, self._lease.duration_seconds / 3):
+                return None
+        self._stop_run = asyncio.Event()
+        progress = SyncProgress()
+        self.progress = progress
+        renewal = asyncio.create_task(self._keep_lease(), name="ingest-lease")
+        try:
+            await self._runner.run(progress=progress, since=since, stop=self._stop_run)
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            await self._lease.release()
+        return progress
+
+    async def serve(self) -> None:
+        """Sync on the schedule until shutdown; a failed run is logged and the next tick tries again."""
+        while not self._shutdown.is_set():
+            now = self._clock()
+            due = self._schedule.next_after(now)
+            log.info("next scheduled sync", at=due.isoformat())
+            if await _wait(self._shutdown, (due - now).total_seconds()):
+                return
+            if self.is_running:
+                continue
+            try:
+                self._running = asyncio.create_task(self.run_once(), name="ingest-sync")
+                await asyncio.shield(self._running)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduled sync failed; the next tick retries from the checkpoint")
+
+    async def shutdown(self, *, grace_seconds: float) -> None:
+        """Stop the schedule; a running sync ends at its next page boundary (within the grace)."""
+        self._shutdown.set()
+        self._stop_run.set()
+        if self._running is not None and not self._running.done():
+            try:
+                async with asyncio.timeout(grace_seconds):
+                    await asyncio.shield(self._running)
+            except TimeoutError:
+                log.warning("sync did not reach a page boundary in time; cancelling it")
+                self._running.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._running
+            except Exception:  # noqa: BLE001 - its failure is already logged and in its progress
+                log.debug("sync ended with an error during shutdown")
+
+    async def _keep_lease(self) -> None:
+        interval = self._lease.duration_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._lease.renew()
+            except LeaseLostError:
+                log.warning("sync lease lost; stopping at the next page boundary")
+                self._stop_run.set()
+                return
+            except Exception:  # noqa: BLE001 - a failed renewal is retried; the lease has slack
+                log.warning("sync lease renewal failed; retrying")
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` up to ``seconds``; True if it was set."""
+    try:
+        async with asyncio.timeout(max(0.0, seconds)):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,173 @@
+"""Importing an export file: stream, validate, store, queue, and report what was found."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ingest.exportfile import ExportRecord, read_export
+from ingest.mapping import Rejected, quarantine_record
+from otcommon.schemas import ExportRow, RowValidationError, TicketTransaction
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from ingest.catalog import EventCatalog
+    from ingest.queueing import EnrichmentQueue
+    from ingest.storage import TransactionWriter
+    from otcommon.store import DocumentContainer
+
+log = structlog.get_logger("ingest.import")
+
+CHUNK_ROWS = 500
+
+
+@dataclass
+class ImportReport:
+    """The validation report an import ends with."""
+
+    file: str
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    queued: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    duplicate_ticket_ids: int = 0
+    redeemed_more_than_sold: int = 0
+    zero_tickets_with_amount: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def stored(self) -> int:
+        """Rows written (created or updated)."""
+        return self.created + self.updated
+
+    def render(self) -> str:
+        """The report for a person."""
+        lines = [
+            f"Import of {self.file}",
+            f"  rows read            {self.rows_read}",
+            f"  stored               {self.stored} ({self.created} new, {self.updated} changed)",
+            f"  unchanged            {self.unchanged}",
+            f"  rejected             {self.rejected}",
+        ]
+        lines.extend(f"    {count:>6}  {reason}" for reason, count in self.rejected_by_reason.most_common())
+        lines += [
+            f"  queued for enrichment {self.queued}",
+            f"  duplicate ticketIds  {self.duplicate_ticket_ids}",
+            f"  redeemed > sold      {self.redeemed_more_than_sold}",
+            f"  0 tickets, amount>0  {self.zero_tickets_with_amount}",
+        ]
+        if self.ignored_columns:
+            lines.append(f"  ignored columns      {', '.join(self.ignored_columns)}")
+        lines.append(f"  took                 {self.seconds:.1f}s")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON."""
+        return {
+            "file": self.file,
+            "rowsRead": self.rows_read,
+            "stored": self.stored,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "rejectedByReason": dict(self.rejected_by_reason),
+            "queued": self.queued,
+            "duplicateTicketIds": self.duplicate_ticket_ids,
+            "redeemedMoreThanSold": self.redeemed_more_than_sold,
+            "zeroTicketsWithAmount": self.zero_tickets_with_amount,
+            "ignoredColumns": self.ignored_columns,
+        }
+
+
+@dataclass
+class FileImporter:
+    """Imports export files into the same containers and queue as the API sync."""
+
+    writer: TransactionWriter
+    queue: EnrichmentQueue
+    quarantine: DocumentContainer
+    catalog: EventCatalog
+
+    async def run(
+        self,
+        path: Path,
+        *,
+        event_id: str | None = None,
+        encoding: str = "utf-8-sig",
+        on_rows: Callable[[int], object] = lambda _: None,
+    ) -> ImportReport:
+        """Import one file; raises ExportFileError for a file that cannot be read at all."""
+        started = time.perf_counter()
+        header, records = read_export(path, encoding=encoding)
+        report = ImportReport(file=path.name, ignored_columns=header.ignored)
+        source = f"file:{path.name}"
+        seen_tickets: set[bytes] = set()
+        touched: set[str] = set()
+        for chunk in _chunks(records, CHUNK_ROWS):
+            transactions: list[TicketTransaction] = []
+            for record in chunk:
+                report.rows_read += 1
+                transaction = await self._map(record, source=source, event_id=event_id, report=report)
+                if transaction is None:
+                    continue
+                ticket_key = hashlib.blake2b(
+                    f"{transaction.event_id}\x1f{transaction.ticket_id}".encode(), digest_size=12
+                ).digest()
+                if ticket_key in seen_tickets:
+                    report.duplicate_ticket_ids += 1
+                seen_tickets.add(ticket_key)
+                transactions.append(transaction)
+            changes = await self.writer.write(transactions)
+            report.created += changes.created
+            report.updated += changes.updated
+            report.unchanged += changes.unchanged
+            report.queued += await self.queue.enqueue(changes.pending)
+            touched |= changes.touched_events
+            on_rows(len(chunk))
+        if touched:
+            await self.catalog.refresh(touched)
+        report.seconds = time.perf_counter() - started
+        log.info(
+            "import finished", file=path.name, **{k: v for k, v in report.to_json().items() if k != "file"}
+        )
+        return report
+
+    async def _map(
+        self, record: ExportRecord, *, source: str, event_id: str | None, report: ImportReport
+    ) -> TicketTransaction | None:
+        try:
+            row = ExportRow.parse(record.values)
+        except RowValidationError as exc:
+            rejected = Rejected(raw=record.values, problems=exc.problems, location=f"line {record.line}")
+            await self.quarantine.upsert(quarantine_record(source=source, rejected=rejected))
+            report.rejected += 1
+            report.rejected_by_reason.update(rejected.reasons)
+            return None
+        if row.total_ticket_redeemed > row.total_tickets:
+            report.redeemed_more_than_sold += 1
+        if row.total_tickets == 0 and row.total_amount > 0:
+            report.zero_tickets_with_amount += 1
+        return TicketTransaction.from_export_row(row, event_id=event_id, source=source)
+
+
+def _chunks(records: Iterator[ExportRecord], size: int) -> Iterator[list[ExportRecord]]:
+    chunk: list[ExportRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,116 @@
+"""Queueing payments for enrichment without losing any.
+
+A new payment is stored ``pending``; then ``PaymentEnrichmentRequested`` is published with a
+message id derived from the PaymentID (the queue's duplicate detection drops repeats); then the
+state becomes ``queued``. A crash between the steps leaves the document ``pending``, and the next
+run publishes it again (:meth:`EnrichmentQueue.repair`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ingest.storage import PENDING
+from otcommon.messages import EnrichmentReason, PaymentEnrichmentRequested, make_envelope
+from otcommon.schemas import format_timestamp, parse_timestamp
+from otcommon.store import EtagMismatchError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ingest.storage import TransactionWriter
+    from otcommon.bus import MessagePublisher
+    from otcommon.messages import Envelope
+    from otcommon.store import Document, DocumentContainer
+
+log = structlog.get_logger("ingest.queueing")
+
+REQUEST_FIELD = "enrichmentRequest"
+"""Set on a document put back to ``pending`` by a requeue, so a re-publish keeps the same message id."""
+
+_PUBLISH_CHUNK = 500
+
+
+def enrichment_request(document: Document, *, now: datetime) -> Envelope[PaymentEnrichmentRequested]:
+    """The message for one pending document; its id is stable across retries of the same request."""
+    request = document.get(REQUEST_FIELD) or {}
+    requeued = request.get("reason") == EnrichmentReason.REQUEUE.value
+    message = PaymentEnrichmentRequested(
+        payment_id=str(document["PaymentID"]),
+        transaction_id=str(document["id"]),
+        event_id=str(document["eventId"]),
+        requested_at=parse_timestamp(request["at"]) if requeued else now,
+        reason=EnrichmentReason.REQUEUE if requeued else EnrichmentReason.NEW,
+    )
+    return make_envelope(message, correlation_id=str(document["id"]))
+
+
+class EnrichmentQueue:
+    """Publishes enrichment requests for pending payments and marks them queued."""
+
+    def __init__(
+        self, *, publisher: MessagePublisher, writer: TransactionWriter, transactions: DocumentContainer
+    ) -> None:
+        self._publisher = publisher
+        self._writer = writer
+        self._transactions = transactions
+
+    async def enqueue(self, documents: Sequence[Document]) -> int:
+        """Publish one request per document, then mark them queued; returns how many were marked."""
+        payable = [doc for doc in documents if doc.get("PaymentID")]
+        if not payable:
+            return 0
+        now = datetime.now(tz=UTC)
+        marked = 0
+        for start in range(0, len(payable), _PUBLISH_CHUNK):
+            chunk = payable[start : start + _PUBLISH_CHUNK]
+            await self._publisher.publish([enrichment_request(doc, now=now) for doc in chunk])
+            marked += await self._writer.mark_queued(chunk)
+        return marked
+
+    async def repair(self) -> int:
+        """Publish again whatever an interrupted run left ``pending``."""
+        pending: list[Document] = []
+        published = 0
+        async for document in self._transactions.find({"enrichmentState": PENDING}):
+            pending.append(document)
+            if len(pending) >= _PUBLISH_CHUNK:
+                published += await self.enqueue(pending)
+                pending = []
+        published += await self.enqueue(pending)
+        if published:
+            log.info("re-queued payments left pending", count=published)
+        return published
+
+    async def requeue(self, *, state: str) -> int:
+        """Put every payment in ``state`` (e.g. ``unresolved``) back in the queue."""
+        at = format_timestamp(datetime.now(tz=UTC))
+        reset: list[Document] = []
+        async for document in self._transactions.find({"enrichmentState": state}):
+            if not document.get("PaymentID"):
+                continue
+            updated = await self._reset_to_pending(document, at=at)
+            if updated is not None:
+                reset.append(updated)
+        queued = 0
+        for start in range(0, len(reset), _PUBLISH_CHUNK):
+            queued += await self.enqueue(reset[start : start + _PUBLISH_CHUNK])
+        return queued
+
+    async def _reset_to_pending(self, document: Document, *, at: str) -> Document | None:
+        operations: list[dict[str, Any]] = [
+            {"op": "set", "path": "/enrichmentState", "value": PENDING},
+            {"op": "set", "path": f"/{REQUEST_FIELD}", "value": {"reason": "requeue", "at": at}},
+        ]
+        try:
+            return await self._transactions.patch(
+                str(document["id"]),
+                partition_key=document["eventId"],
+                operations=operations,
+                etag=document["_etag"],
+            )
+        except EtagMismatchError:
+            return None  # changed meanwhile (enriched, or requeued by someone else): leave it
