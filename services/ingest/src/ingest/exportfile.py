@@ -6,10 +6,11 @@ Headers are matched loosely (case, spaces, underscores: ``Ticket ID`` and ``tick
 
 from __future__ import annotations
 
+import codecs
 import csv
 import zipfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from otcommon.schemas import canonical_column
 
@@ -82,15 +83,18 @@ def read_export(path: Path, *, encoding: str = "utf-8-sig") -> tuple[ExportHeade
     """The header mapping and an iterator of rows; raises ExportFileError for unreadable files."""
     if file_kind(path) == "xlsx":
         return _read_xlsx(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ExportFileError(f"unknown text encoding {encoding!r}") from None
     return _read_csv(path, encoding=encoding)
 
 
 def _read_csv(path: Path, *, encoding: str) -> tuple[ExportHeader, Iterator[ExportRecord]]:
-    handle = path.open(newline="", encoding=encoding, errors="strict")
+    handle = path.open("rb")
     try:
-        reader = csv.reader(handle)
-        header_cells = _first_row(reader, path)
-        header = map_header(header_cells)
+        reader = csv.reader(_decoded_lines(handle, encoding=encoding, name=path.name))
+        header = map_header(_first_row(reader, path))
     except BaseException:
         handle.close()
         raise
@@ -99,19 +103,25 @@ def _read_csv(path: Path, *, encoding: str) -> tuple[ExportHeader, Iterator[Expo
         with handle:
             try:
                 for cells in reader:
-                    if not any(cell.strip() for cell in cells):
-                        continue
-                    yield ExportRecord(line=reader.line_num, values=_pick(header, cells))
-            except UnicodeDecodeError as exc:
-                raise ExportFileError(
-                    f"{path.name} is not {encoding.removesuffix('-sig').upper()} text near line "
-                    f"{reader.line_num + 1} (byte 0x{exc.object[exc.start]:02x}); "
-                    "export it as UTF-8, or pass --encoding"
-                ) from None
+                    if any(cell.strip() for cell in cells):
+                        yield ExportRecord(line=reader.line_num, values=_pick(header, cells))
             except csv.Error as exc:
                 raise ExportFileError(f"{path.name} line {reader.line_num}: malformed CSV: {exc}") from None
 
     return header, rows()
+
+
+def _decoded_lines(handle: IO[bytes], *, encoding: str, name: str) -> Iterator[str]:
+    # Decoding line by line names the physical line of a bad byte, whatever the buffering.
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            label = encoding.removesuffix("-sig").upper()
+            raise ExportFileError(
+                f"{name} is not {label} text near line {number} (byte 0x{raw[exc.start]:02x}); "
+                "export it as UTF-8, or pass --encoding"
+            ) from None
 
 
 def _first_row(reader: Any, path: Path) -> list[Any]:
@@ -119,11 +129,6 @@ def _first_row(reader: Any, path: Path) -> list[Any]:
         for cells in reader:
             if any(str(cell).strip() for cell in cells):
                 return list(cells)
-    except UnicodeDecodeError as exc:
-        raise ExportFileError(
-            f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} in the header); "
-            "export it as UTF-8, or pass --encoding"
-        ) from None
     except csv.Error as exc:
         raise ExportFileError(f"{path.name}: malformed CSV header: {exc}") from None
     raise ExportFileError(f"{path.name} is empty: no header row")

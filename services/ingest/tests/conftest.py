@@ -1,0 +1,137 @@
+"""Ingest wired on in-memory fakes of the project's own interfaces (store, bus, source)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ingest.catalog import EventCatalog, ScanEventStats
+from ingest.checkpoint import CheckpointStore
+from ingest.importer import FileImporter
+from ingest.queueing import EnrichmentQueue
+from ingest.source import TransactionPage
+from ingest.storage import TransactionWriter
+from ingest.sync import SyncRunner
+from otcommon.bus import InMemoryBus
+from otcommon.store import DEFAULT_TOPOLOGY, InMemoryContainer
+
+QUEUE = "stripe-enrichment-queue"
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def api_row(
+    n: int, *, event: str = "ev1", updated: datetime | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A valid API row; ``n`` makes it unique."""
+    row = {
+        "id": f"tx-{n}",
+        "eventId": event,
+        "updatedAt": (updated or T0 + timedelta(seconds=n)).isoformat(),
+        "SN": n,
+        "EventName": f"Show {event}",
+        "ticketId": f"TK-{n}",
+        "Name": f"Buyer {n}",
+        "Email": f"buyer{n}@example.com",
+        "Phone": "",
+        "TicketTypes": "General",
+        "TotalTickets": 2,
+        "TotalAmount": 40.0,
+        "PurchaseDate": (T0 - timedelta(days=3, seconds=n)).isoformat(),
+        "PurchaseFrom": "online",
+        "IsRefunded": False,
+        "IsValid": True,
+        "IsDisputed": False,
+        "PaymentMethod": "card",
+        "PaymentID": f"pi_{n:06d}",
+        "TotalScanCount": 0,
+        "TotalTicketRedeemed": 0,
+        "PlatformFee": 2.0,
+        "PaymentProviderFee": 1.5,
+        "TaxFee": 0.0,
+        "OrganizerAmount": 36.5,
+    }
+    row.update(overrides)
+    return row
+
+
+@dataclass
+class FakeSource:
+    """Serves rows ordered by (updatedAt, id), filtered by updatedSince, in pages."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    page_size: int = 3
+    requested_since: list[datetime | None] = field(default_factory=list)
+
+    def put(self, *rows: dict[str, Any]) -> None:
+        for row in rows:
+            self.rows[row["id"]] = row
+
+    async def pages(self, *, updated_since: datetime | None, event_id: str | None = None):
+        self.requested_since.append(updated_since)
+        selected = sorted(
+            (
+                row
+                for row in self.rows.values()
+                if (updated_since is None or datetime.fromisoformat(row["updatedAt"]) >= updated_since)
+                and (event_id is None or row["eventId"] == event_id)
+            ),
+            key=lambda row: (row["updatedAt"], row["id"]),
+        )
+        for start in range(0, len(selected), self.page_size):
+            chunk = selected[start : start + self.page_size]
+            more = start + self.page_size < len(selected)
+            yield TransactionPage(rows=chunk, next_cursor="next" if more else None)
+
+    async def events(self) -> list[dict[str, Any]]:
+        return [{"id": "ev1", "name": "Show ev1", "city": "Berlin"}]
+
+
+@dataclass
+class World:
+    transactions: InMemoryContainer
+    events: InMemoryContainer
+    quarantine: InMemoryContainer
+    state: InMemoryContainer
+    bus: InMemoryBus
+    source: FakeSource
+    writer: TransactionWriter
+    queue: EnrichmentQueue
+    runner: SyncRunner
+    importer: FileImporter
+
+    def messages(self) -> list[Any]:
+        return self.bus.active_messages(queue=QUEUE)
+
+
+def container(name: str) -> InMemoryContainer:
+    return InMemoryContainer(name, partition_key_path=DEFAULT_TOPOLOGY.container(name).partition_key)
+
+
+@pytest.fixture
+def world() -> World:
+    transactions, events, quarantine, state = (
+        container("transactions"),
+        container("events"),
+        container("quarantine"),
+        container("state"),
+    )
+    bus = InMemoryBus(duplicate_detection_window_seconds=86400)
+    source = FakeSource()
+    writer = TransactionWriter(transactions, concurrency=4)
+    queue = EnrichmentQueue(publisher=bus.publisher(queue=QUEUE), writer=writer, transactions=transactions)
+    catalog = EventCatalog(events, ScanEventStats(transactions))
+    runner = SyncRunner(
+        source=source,
+        writer=writer,
+        queue=queue,
+        checkpoints=CheckpointStore(state),
+        quarantine=quarantine,
+        catalog=catalog,
+        source_name="opentickets-api",
+        overlap=timedelta(minutes=5),
+    )
+    importer = FileImporter(writer=writer, queue=queue, quarantine=quarantine, catalog=catalog)
+    return World(transactions, events, quarantine, state, bus, source, writer, queue, runner, importer)

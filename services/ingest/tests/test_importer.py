@@ -1,0 +1,87 @@
+"""Importing export files on fakes: the report, quarantine, and idempotent re-imports."""
+
+from __future__ import annotations
+
+import csv
+from typing import TYPE_CHECKING
+
+from otcommon.schemas import EXPORT_COLUMNS
+
+if TYPE_CHECKING:
+    from conftest import World
+
+
+def export_row(n: int, **overrides):
+    row = dict.fromkeys(EXPORT_COLUMNS, "")
+    row.update(
+        SN=n,
+        EventName="Summer Tour: Berlin",
+        ticketId=f"TK-{n}",
+        Name=f"Buyer {n}",
+        Email=f"b{n}@example.com",
+        TicketTypes="VIP",
+        TotalTickets=2,
+        TotalAmount=50,
+        PurchaseDate="05/01/2026 07:30 PM",
+        PurchaseFrom="online",
+        IsRefunded="no",
+        IsValid="yes",
+        IsDisputed="no",
+        PaymentID=f"pi_{n}",
+        TotalScanCount=0,
+        TotalTicketRedeemed=0,
+    )
+    row.update(overrides)
+    return row
+
+
+def write(path, rows):
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(EXPORT_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+async def test_import_reports_every_finding_and_quarantines_bad_rows(world: World, tmp_path):
+    path = write(
+        tmp_path / "berlin.csv",
+        [
+            export_row(1),
+            export_row(2),
+            export_row(3, ticketId="TK-1", PurchaseDate="05/02/2026 07:30 PM"),  # duplicate ticketId
+            export_row(4, TotalTicketRedeemed=5),  # redeemed more than sold
+            export_row(5, TotalTickets=0, TotalAmount=10),  # zero tickets, an amount
+            export_row(6, TotalAmount="-3", IsValid="perhaps"),  # rejected
+            export_row(7, PaymentID="", PurchaseFrom="Box Office"),  # cash: stored, not queued
+        ],
+    )
+    seen = []
+    report = await world.importer.run(path, on_rows=seen.append)
+    assert (report.rows_read, report.created, report.rejected, report.queued) == (7, 6, 1, 5)
+    assert (report.duplicate_ticket_ids, report.redeemed_more_than_sold, report.zero_tickets_with_amount) == (
+        1,
+        1,
+        1,
+    )
+    assert report.rejected_by_reason == {
+        "TotalAmount: must not be negative": 1,
+        "IsValid: expected true/false, yes/no or 1/0": 1,
+    }
+    assert sum(seen) == 7
+    quarantined = list(world.quarantine.documents())
+    assert [(q["source"], q["location"]) for q in quarantined] == [("file:berlin.csv", "line 7")]
+    stored = list(world.transactions.documents())
+    assert {doc["eventId"] for doc in stored} == {"summer-tour-berlin"}
+    assert "rows read            7" in report.render()
+
+
+async def test_reimporting_the_same_file_writes_and_queues_nothing(world: World, tmp_path):
+    path = write(tmp_path / "a.csv", [export_row(n) for n in range(1, 30)])
+    first = await world.importer.run(path, event_id="ev-berlin")
+    writes, messages = world.transactions.writes, len(world.messages())
+    again = await world.importer.run(path, event_id="ev-berlin")
+    assert (first.created, again.created, again.updated, again.unchanged, again.queued) == (29, 0, 0, 29, 0)
+    assert world.transactions.writes == writes
+    assert len(world.messages()) == messages
+    assert {doc["eventId"] for doc in world.transactions.documents()} == {"ev-berlin"}
