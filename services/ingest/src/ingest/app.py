@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from datetime import datetime
 
-    from azure.cosmos.aio import CosmosClient
     from azure.servicebus.aio import ServiceBusClient
 
     from ingest.settings import IngestSettings
@@ -53,7 +52,7 @@ class Ingest:
     importer: FileImporter
     queue: EnrichmentQueue
     runner: SyncRunner
-    cosmos: CosmosClient
+    health_checks: dict[str, Callable[[], Awaitable[None]]]
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +112,13 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
         )
         coordinator = SyncCoordinator(runner=runner, lease=lease, schedule=settings.schedule)
         importer = FileImporter(writer=writer, queue=queue, quarantine=quarantine, catalog=catalog)
-        yield Ingest(coordinator=coordinator, importer=importer, queue=queue, runner=runner, cosmos=cosmos)
+        yield Ingest(
+            coordinator=coordinator,
+            importer=importer,
+            queue=queue,
+            runner=runner,
+            health_checks={"cosmos": cosmos_check(cosmos, database=settings.cosmos.database)},
+        )
 
 
 @contextlib.asynccontextmanager
@@ -150,7 +155,11 @@ class _NoSource:
         return []
 
 
-def create_app(settings: IngestSettings) -> web.Application:
+def create_app(
+    settings: IngestSettings,
+    *,
+    open_components: Callable[[IngestSettings], contextlib.AbstractAsyncContextManager[Ingest]] = open_ingest,
+) -> web.Application:
     """The HTTP app: on-demand sync, its progress, health; the scheduler runs in its lifespan."""
     app = web.Application(middlewares=[request_context_middleware])
     app[SETTINGS] = settings
@@ -159,9 +168,9 @@ def create_app(settings: IngestSettings) -> web.Application:
     add_health_routes(app, checks)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_ingest(settings) as ingest:
+        async with open_components(settings) as ingest:
             app[COORDINATOR] = ingest.coordinator
-            checks["cosmos"] = cosmos_check(ingest.cosmos, database=settings.cosmos.database)
+            checks.update(ingest.health_checks)
             scheduler = asyncio.create_task(ingest.coordinator.serve(), name="ingest-scheduler")
             log.info("ingest serving", schedule=settings.ingest_schedule)
             yield

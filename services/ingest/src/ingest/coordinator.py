@@ -62,6 +62,12 @@ class SyncCoordinator:
         self._running = asyncio.create_task(self.run_once(since=since), name="ingest-sync")
         return self._running
 
+    async def wait_idle(self) -> None:
+        """Return when no sync runs in this process (its outcome is in ``progress``)."""
+        if self._running is not None and not self._running.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._running)
+
     async def run_once(self, *, since: datetime | None = None) -> SyncProgress | None:
         """Take the lease (waiting while another live replica holds it) and sync; None if another ran."""
         while not await self._lease.try_acquire():

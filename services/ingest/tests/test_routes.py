@@ -1,0 +1,122 @@
+"""The HTTP endpoints: authentication, on-demand sync with progress, conflicts, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import World, api_row, container
+
+from ingest.app import Ingest, create_app
+from ingest.coordinator import SyncCoordinator
+from ingest.lease import SyncLease
+from ingest.schedule import Schedule
+from ingest.settings import IngestSettings
+
+TOKEN = "s3cret-token"  # noqa: S105 - a test credential
+
+
+def settings(**overrides) -> IngestSettings:
+    values = {
+        "cosmos_endpoint": "http://127.0.0.1:1/",
+        "servicebus_connection_string": "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true;",
+        "ingest_api_token": TOKEN,
+        # Far in the future: only on-demand syncs run in these tests.
+        "ingest_schedule": "0 0 0 1 1 *",
+    }
+    values.update(overrides)
+    return IngestSettings(**values)
+
+
+@pytest.fixture
+def app_for(world: World):
+    def build(config: IngestSettings):
+        lease = SyncLease(container("state"), name="sync:test", holder="me", duration_seconds=30)
+        coordinator = SyncCoordinator(
+            runner=world.runner, lease=lease, schedule=Schedule.parse(config.ingest_schedule)
+        )
+
+        async def healthy() -> None:
+            return None
+
+        @contextlib.asynccontextmanager
+        async def components(_: IngestSettings):
+            yield Ingest(
+                coordinator=coordinator,
+                importer=world.importer,
+                queue=world.queue,
+                runner=world.runner,
+                health_checks={"cosmos": healthy},
+            )
+
+        return create_app(config, open_components=components), coordinator
+
+    return build
+
+
+async def test_sync_needs_the_bearer_token(app_for):
+    app, _ = app_for(settings())
+    async with TestClient(TestServer(app)) as client:
+        missing = await client.post("/sync")
+        wrong = await client.post("/sync", headers={"Authorization": "Bearer nope"})
+        status = await client.get("/sync")
+        assert missing.status == wrong.status == status.status == 401
+        assert missing.headers["Content-Type"].startswith("application/problem+json")
+        assert (await missing.json())["title"] == "Unauthorized"
+
+
+async def test_without_a_configured_token_the_endpoint_is_disabled(app_for):
+    app, _ = app_for(settings(ingest_api_token=None))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/sync", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status == 503
+        assert "OT_INGEST_API_TOKEN" in (await response.json())["detail"]
+
+
+async def test_on_demand_sync_runs_and_reports_progress(app_for, world: World):
+    world.source.put(*(api_row(n) for n in range(1, 6)))
+    app, coordinator = app_for(settings())
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with TestClient(TestServer(app)) as client:
+        started = await client.post("/sync", headers=auth)
+        assert started.status == 202
+        assert started.headers["Location"] == "/sync"
+        async with asyncio.timeout(10):
+            await coordinator.wait_idle()
+        body = await (await client.get("/sync", headers=auth)).json()
+        health = await client.get("/readyz")
+    assert body["running"] is False
+    assert (body["progress"]["state"], body["progress"]["created"]) == ("completed", 5)
+    assert health.status == 200
+
+
+async def test_a_second_request_while_running_is_a_conflict(app_for, world: World):
+    world.source.put(*(api_row(n) for n in range(1, 6)))
+    app, coordinator = app_for(settings())
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    gate = asyncio.Event()
+    original = world.writer.write
+
+    async def slow_write(transactions):
+        await gate.wait()
+        return await original(transactions)
+
+    world.writer.write = slow_write  # type: ignore[method-assign]
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.post("/sync", headers=auth)).status == 202
+        conflict = await client.post("/sync", headers=auth)
+        gate.set()
+        async with asyncio.timeout(10):
+            await coordinator.wait_idle()
+        assert conflict.status == 409
+        assert (await conflict.json())["title"] == "Sync already running"
+
+
+async def test_a_bad_backfill_date_is_a_400(app_for):
+    app, _ = app_for(settings())
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/sync?since=yesterday", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status == 400
+        assert (await response.json())["detail"].startswith("since:")
