@@ -4,6 +4,7 @@ import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus._pyamqp._encode import encode_payload
 from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+from azure.servicebus.amqp import AmqpAnnotatedMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
@@ -259,6 +260,27 @@ def test_decode_accepts_properties_as_a_received_message_reports_them():
     # Received properties come back with bytes keys and values; decoding must not depend on the form.
     assert b"schemaVersion" in (received.application_properties or {})
     assert decode_service_bus_message(received).message == enrichment()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"value_body": {"paymentId": "pi_1"}}, {"sequence_body": [["a", "b"]]}],
+    ids=["value", "sequence"],
+)
+def test_a_foreign_amqp_body_is_a_decode_error_not_a_crash(body):
+    annotated = AmqpAnnotatedMessage(
+        **body,
+        properties={"subject": "PaymentEnrichmentRequested", "content_type": CONTENT_TYPE},
+        application_properties={SCHEMA_VERSION_PROPERTY: 1},
+    )
+    payload = bytearray()
+    encode_payload(payload, PyamqpTransport.to_outgoing_amqp_message(annotated))
+    received = ServiceBusReceivedMessage.from_bytes(bytes(payload))
+
+    with pytest.raises(MessageDecodeError) as caught:
+        decode_service_bus_message(received)
+
+    assert caught.value.reason is DecodeFailure.INVALID_JSON
 
 
 def test_attempt_property_is_read_back():
