@@ -12,6 +12,8 @@ import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from azure.servicebus import ServiceBusSubQueue
+
 from otcommon.bus import (
     Backoff,
     Consumer,
@@ -23,16 +25,22 @@ from otcommon.bus import (
     PermanentError,
     RetryableError,
     RetryPolicy,
+    queue_publisher,
+    queue_source,
 )
 from otcommon.messages import (
     SCHEMA_VERSION_PROPERTY,
     PaymentEnrichmentRequested,
     RawMessage,
+    from_service_bus_message,
     make_envelope,
+    to_service_bus_message,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from azure.servicebus.aio import ServiceBusClient
 
 # Upper bound for anything the tests wait for; a passing run waits far less.
 WAIT_SECONDS = 10.0
@@ -60,6 +68,55 @@ class BusHarness(Protocol):
     async def remaining(self) -> int:
         """How many messages are still on the queue (available, locked or scheduled)."""
         ...
+
+
+class ServiceBusHarness:
+    """BusHarness for a real Service Bus queue (the local emulator, or Azure) reached through `client`.
+
+    The queue must be fresh for each test (or drained), with duplicate detection on; call close() after.
+    """
+
+    def __init__(self, *, client: ServiceBusClient, queue_name: str) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self._publishers: list[MessagePublisher] = []
+
+    def publisher(self) -> MessagePublisher:
+        publisher = queue_publisher(client=self.client, queue_name=self.queue_name)
+        self._publishers.append(publisher)
+        return publisher
+
+    def source(self) -> MessageSource:
+        return queue_source(client=self.client, queue_name=self.queue_name, max_lock_renewal_seconds=60.0)
+
+    async def send_raw(self, message: RawMessage) -> None:
+        async with self.client.get_queue_sender(self.queue_name) as sender:
+            await sender.send_messages(to_service_bus_message(message))
+
+    async def dead_letters(self, *, count: int) -> list[DeadLetteredMessage]:
+        found: list[DeadLetteredMessage] = []
+        receiver = self.client.get_queue_receiver(self.queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+        async with receiver, asyncio.timeout(WAIT_SECONDS):
+            while len(found) < count:
+                for message in await receiver.receive_messages(max_message_count=count, max_wait_time=1.0):
+                    found.append(
+                        DeadLetteredMessage(
+                            raw=from_service_bus_message(message),
+                            reason=message.dead_letter_reason,
+                            description=message.dead_letter_error_description,
+                            delivery_count=(message.delivery_count or 0) + 1,
+                        )
+                    )
+                    await receiver.complete_message(message)
+        return found
+
+    async def remaining(self) -> int:
+        async with self.client.get_queue_receiver(self.queue_name) as receiver:
+            return len(await receiver.peek_messages(max_message_count=100))
+
+    async def close(self) -> None:
+        for publisher in self._publishers:
+            await publisher.close()
 
 
 def enrichment(payment_id: str = "pi_1", *, transaction_id: str = "txn-1") -> PaymentEnrichmentRequested:

@@ -4,6 +4,9 @@ import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus._pyamqp._encode import encode_payload
 from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+from azure.servicebus.amqp import AmqpAnnotatedMessage
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
@@ -261,7 +264,55 @@ def test_decode_accepts_properties_as_a_received_message_reports_them():
     assert decode_service_bus_message(received).message == enrichment()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"value_body": {"paymentId": "pi_1"}}, {"sequence_body": [["a", "b"]]}],
+    ids=["value", "sequence"],
+)
+def test_a_foreign_amqp_body_is_a_decode_error_not_a_crash(body):
+    annotated = AmqpAnnotatedMessage(
+        **body,
+        properties={"subject": "PaymentEnrichmentRequested", "content_type": CONTENT_TYPE},
+        application_properties={SCHEMA_VERSION_PROPERTY: 1},
+    )
+    payload = bytearray()
+    encode_payload(payload, PyamqpTransport.to_outgoing_amqp_message(annotated))
+    received = ServiceBusReceivedMessage.from_bytes(bytes(payload))
+
+    with pytest.raises(MessageDecodeError) as caught:
+        decode_service_bus_message(received)
+
+    assert caught.value.reason is DecodeFailure.INVALID_JSON
+
+
 def test_attempt_property_is_read_back():
     raw = valid_raw(properties={SCHEMA_VERSION_PROPERTY: 1, ATTEMPT_PROPERTY: 3})
 
     assert decode_message(raw).attempt == 3
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    payment_id=st.from_regex(r"\A(pi|ch)_[A-Za-z0-9]{1,40}\Z"),
+    transaction_id=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1)
+    .map(str.strip)
+    .filter(bool),
+    requested_at=st.datetimes(timezones=st.just(UTC)),
+    reason=st.sampled_from(EnrichmentReason),
+)
+def test_any_valid_request_survives_the_trip_through_service_bus(
+    payment_id, transaction_id, requested_at, reason
+):
+    message = PaymentEnrichmentRequested(
+        payment_id=payment_id,
+        transaction_id=transaction_id,
+        event_id="evt-1",
+        requested_at=requested_at,
+        reason=reason,
+    )
+    envelope = make_envelope(message)
+
+    decoded = decode_service_bus_message(as_received(envelope_to_service_bus_message(envelope)))
+
+    assert decoded.message == message
+    assert decoded.message_id == envelope.message_id

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from azure.servicebus import ServiceBusMessage
+from azure.servicebus.amqp import AmqpMessageBodyType
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from opentelemetry.context import Context
 
 CONTENT_TYPE = "application/json"
@@ -315,7 +317,7 @@ def to_service_bus_message(raw: RawMessage) -> ServiceBusMessage:
 def from_service_bus_message(message: ServiceBusMessage) -> RawMessage:
     """The wire form of an SDK message, sent or received (received ones carry bytes keys and values)."""
     return RawMessage(
-        body=_body_bytes(message.body),
+        body=_body_bytes(message),
         subject=message.subject,
         message_id=message.message_id,
         content_type=message.content_type,
@@ -340,15 +342,19 @@ def _outgoing_properties(
     return dict(properties.items())
 
 
-def _body_bytes(body: Any) -> bytes:
-    # A data body arrives as a generator of sections; value bodies come from non-SDK senders.
+def _body_bytes(message: ServiceBusMessage) -> bytes:
+    body = message.body
+    if message.body_type is AmqpMessageBodyType.DATA:
+        # A data body arrives as a generator of byte sections.
+        return b"".join(bytes(section) for section in body)
+    # Value and sequence bodies only come from foreign senders. A text value is taken as is; anything
+    # else cannot be this format's JSON, and an empty body makes decoding fail (then dead-letter)
+    # instead of the receive loop crashing on it.
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):
         return body.encode()
-    if isinstance(body, Iterable):
-        return b"".join(bytes(section) for section in body)
-    return json.dumps(body).encode() if body is not None else b""
+    return b""
 
 
 def _normalize_properties(properties: Mapping[str | bytes, Any]) -> dict[str, PropertyValue]:

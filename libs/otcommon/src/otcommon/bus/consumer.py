@@ -16,7 +16,14 @@ from opentelemetry import trace
 
 from otcommon.bus.backoff import Backoff
 from otcommon.bus.errors import SettlementError, is_transient_error
-from otcommon.bus.outcomes import RetryPolicy, Settlement, apply_outcome, attempt_of, decide_outcome
+from otcommon.bus.outcomes import (
+    UNEXPECTED_ERROR,
+    RetryPolicy,
+    Settlement,
+    apply_outcome,
+    attempt_of,
+    decide_outcome,
+)
 from otcommon.messages import Envelope, Message, decode_message, extract_trace_context
 
 if TYPE_CHECKING:
@@ -254,7 +261,7 @@ def _log_summary(
     if error is not None and not isinstance(error, asyncio.CancelledError):
         fields["error_type"] = type(error).__name__
         fields["error_origin"] = _origin(error)
-    if outcome.reason == "UnexpectedError" or not settled:
+    if outcome.reason == UNEXPECTED_ERROR or not settled:
         _log.error("message handled", **fields)
     elif outcome.settlement is Settlement.COMPLETE:
         _log.info("message handled", **fields)

@@ -70,7 +70,7 @@ class InMemoryBus:
         return InMemorySource(bus=self, queue=queue)
 
     def send_raw(self, *, queue: str, message: RawMessage, delay_seconds: float = 0.0) -> None:
-        """Enqueue a wire-form message as a sender would (subject to duplicate detection)."""
+        """Enqueue a wire-form message as a sender would (duplicate detection applies); call within a loop."""
         state = self._queue(queue)
         now = _now()
         window = self.duplicate_detection_window_seconds
