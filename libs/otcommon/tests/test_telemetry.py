@@ -19,8 +19,6 @@ from otcommon.telemetry import (
     REQUEST_ID_HEADER,
     add_trace_context,
     configure_logging,
-    extract_trace_context,
-    inject_trace_context,
     mask_personal_data,
     request_context_middleware,
 )
@@ -84,19 +82,6 @@ def test_json_logs_are_masked_and_carry_context(capsys):
     assert lines[0]["event_id"] == "ev1"
     assert lines[0]["service"] == "unit-test"
     assert lines[0]["level"] == "info"
-
-
-def test_trace_context_round_trips_through_application_properties(spans):
-    tracer = trace.get_tracer("test")
-    carrier: dict[str, object] = {}
-    with tracer.start_as_current_span("publish") as span:
-        inject_trace_context(carrier)
-    assert str(carrier["traceparent"]).startswith("00-")
-    # AMQP hands application properties back as bytes.
-    as_bytes = {k.encode(): str(v).encode() for k, v in carrier.items()}
-    context = extract_trace_context(as_bytes)
-    extracted = trace.get_current_span(context).get_span_context()
-    assert extracted.trace_id == span.get_span_context().trace_id
 
 
 async def test_middleware_echoes_request_ids_records_spans_and_logs_one_line(spans):

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,8 +22,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, MutableMapping
-
     from aiohttp.typedefs import Handler
     from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -148,20 +145,6 @@ def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> Tracer
         )
     trace.set_tracer_provider(provider)
     return provider
-
-
-def inject_trace_context(carrier: MutableMapping[str, Any]) -> None:
-    """Write the current W3C trace context (``traceparent``, ``tracestate``) into ``carrier``."""
-    propagate.inject(carrier)
-
-
-def extract_trace_context(carrier: Mapping[Any, Any]) -> otel_context.Context:
-    """The trace context found in ``carrier`` (keys and values may be bytes, as AMQP gives them)."""
-    text: dict[str, str] = {}
-    for key, value in carrier.items():
-        text_key = key.decode() if isinstance(key, bytes) else str(key)
-        text[text_key] = value.decode() if isinstance(value, bytes) else str(value)
-    return propagate.extract(text)
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
