@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped]
 
@@ -19,6 +18,9 @@ from devstack.scenario.model import (
     TIMESTAMP_COLUMNS,
 )
 from devstack.scenario.rows import parse_iso_utc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
 
 DateFormat = Literal["iso", "us"]
 US_FORMAT = "%m/%d/%Y %I:%M %p"
@@ -61,7 +63,9 @@ def _xlsx_cell(column: str, value: Any, date_format: DateFormat) -> Any:
     return value
 
 
-def write_xlsx(path: Path | str, rows: Iterable[Mapping[str, Any]], *, date_format: DateFormat = "iso") -> int:
+def write_xlsx(
+    path: Path | str, rows: Iterable[Mapping[str, Any]], *, date_format: DateFormat = "iso"
+) -> int:
     """Stream rows into an XLSX export file (write-only mode); returns the number of rows written."""
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Transactions")
@@ -81,7 +85,7 @@ def _parse_timestamp(text: str) -> str:
     return text
 
 
-def _typed(column: str, value: Any) -> Any:  # noqa: PLR0911 - one branch per column kind
+def _typed(column: str, value: Any) -> Any:
     if value is None or value == "":
         return "" if column not in _NULLABLE_TEXT | AMOUNT_COLUMNS | TIMESTAMP_COLUMNS else None
     if column in BOOLEAN_COLUMNS:

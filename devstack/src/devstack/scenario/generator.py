@@ -1,3 +1,4 @@
+# ruff: noqa: S311 - seeded, reproducible pseudo-randomness is the point; nothing here is a secret
 """`Scenario`: the seeded world every stand-in serves from, with a clock that can move forward."""
 
 from __future__ import annotations
@@ -5,18 +6,19 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devstack.scenario import catalog
-from devstack.scenario.model import Event, Order
 from devstack.scenario.orders import HOUR, MAX_INDEX, generate_order
 from devstack.scenario.rows import iso_utc, project_row
 from devstack.scenario.world import World, build_world
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from devstack.scenario.model import Event, Order
     from devstack.scenario.stripe_world import StripeWorld
 
 DEFAULT_START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -199,13 +201,21 @@ class Scenario:
         high = bisect.bisect_right(facts, (after, MAX_INDEX))
         touched.update(index for _, index in facts[low:high] if index not in new_indexes)
         rng = random.Random(f"advance:{self.seed}:{self._advances}")
-        touched.update(self._force(rng, before=before, after=after, kind="refund", count=refunds, skip=new_indexes))
+        touched.update(
+            self._force(rng, before=before, after=after, kind="refund", count=refunds, skip=new_indexes)
+        )
         touched.update(
             self._force(rng, before=before, after=after, kind="dispute", count=disputes, skip=new_indexes)
         )
-        touched.update(self._force(rng, before=before, after=after, kind="scan", count=scans, skip=new_indexes))
+        touched.update(
+            self._force(rng, before=before, after=after, kind="scan", count=scans, skip=new_indexes)
+        )
         updated = sorted(
-            (order.id for order in map(self.order, touched) if order.updated_at(after) > order.updated_at(before)),
+            (
+                order.id
+                for order in map(self.order, touched)
+                if order.updated_at(after) > order.updated_at(before)
+            ),
         )
         if new_ids or updated:
             self._version += 1
@@ -218,10 +228,7 @@ class Scenario:
         # Built on the first advance only: reading a scenario never pays for it.
         if self._fact_index is None:
             facts = [
-                (at, order.index)
-                for order in self.orders()
-                for at in _fact_times(order)
-                if at > self.now
+                (at, order.index) for order in self.orders() for at in _fact_times(order) if at > self.now
             ]
             facts.sort()
             self._fact_index = facts
@@ -263,13 +270,13 @@ def _fact_times(order: Order) -> tuple[int, ...]:
 def _forced_change(  # noqa: PLR0913
     order: Order, *, rng: random.Random, before: int, after: int, kind: str, world: World
 ) -> Order | None:
-    at = rng.randrange(max(before, order.purchase_at) + 1, after + 1) if after > before else after
+    at = rng.randrange(max(before, order.purchase_at) + 1, after + 1)
     refunded = order.refund_at is not None and order.refund_at <= before
     disputed = order.dispute_at is not None and order.dispute_at <= before
+    if refunded or (disputed and kind != "scan"):
+        return None
     if kind == "refund":
-        if refunded or disputed:
-            return None
-        # Scans after the refund never happen; earlier ones stay on the record.
+        # Scans already made stay on the record; later ones never happen.
         return dataclasses.replace(
             order,
             refund_at=at,
@@ -279,12 +286,14 @@ def _forced_change(  # noqa: PLR0913
             rescans=tuple(s for s in order.rescans if s <= before),
         )
     if kind == "dispute":
-        if refunded or disputed or not order.payment_id:
-            return None
-        return dataclasses.replace(order, dispute_at=at, refund_at=None, refund_remark=None)
-    if refunded or world.event(order.event_id).starts_at > after:
+        return (
+            dataclasses.replace(order, dispute_at=at, refund_at=None, refund_remark=None)
+            if order.payment_id
+            else None
+        )
+    scanned = tuple(s for s in order.ticket_scans if s <= before)
+    if world.event(order.event_id).starts_at > after or len(scanned) >= order.total_tickets:
         return None
-    scanned = [s for s in order.ticket_scans if s <= before]
-    if len(scanned) >= order.total_tickets:
-        return None
-    return dataclasses.replace(order, ticket_scans=(*scanned, at), rescans=tuple(s for s in order.rescans if s <= before))
+    return dataclasses.replace(
+        order, ticket_scans=(*scanned, at), rescans=tuple(s for s in order.rescans if s <= before)
+    )

@@ -1,17 +1,20 @@
+# ruff: noqa: S311 - seeded, reproducible pseudo-randomness is the point; nothing here is a secret
 """One order from (seed, index): the same inputs always give the same order, in any sequence."""
 
 from __future__ import annotations
 
 import random
 from bisect import bisect
-from collections.abc import Sequence
 from itertools import accumulate
-from typing import TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from devstack.scenario import catalog
 from devstack.scenario.ids import base62, scramble_40, scramble_64, stripe_id
-from devstack.scenario.model import Event, Order, OrderLine, Route
+from devstack.scenario.model import Event, Order, OrderLine, Organizer, ReferralCode, Route
 from devstack.scenario.world import DAY, ROUTES, World, account_fragment
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 HOUR = 3_600
 REFUND_RATE = 0.03
@@ -22,6 +25,11 @@ REFERRAL_RATE = 0.12
 # Share of card payments that the export shows as a Charge id; half of those are legacy charges
 # made without a PaymentIntent.
 CHARGE_ID_RATE = 0.10
+LOWERCASE_CODE_RATE = 0.10
+BOX_OFFICE_CASH_RATE = 0.40
+BOX_OFFICE_NO_EMAIL_RATE = 0.60
+BOX_OFFICE_NO_PHONE_RATE = 0.50
+ONLINE_NO_PHONE_RATE = 0.25
 MAX_INDEX = 1 << 40
 
 _SOURCES = tuple(name for name, _ in catalog.PURCHASE_SOURCES)
@@ -132,6 +140,94 @@ def _scans(
     return tuple(scans), rescans
 
 
+class _Payment(NamedTuple):
+    route: Route | None
+    account_id: str | None
+    payment_intent_id: str | None
+    charge_id: str | None
+    payment_id: str
+
+
+class _Aftermath(NamedTuple):
+    refund_at: int | None
+    refund_remark: str | None
+    dispute_at: int | None
+    ticket_scans: tuple[int, ...]
+    rescans: tuple[int, ...]
+
+
+def _buyer(world: World, rng: random.Random, *, box_office: bool) -> tuple[str, str, str]:
+    name, email, phone = customer(world, rng.randrange(world.customer_pool))
+    if box_office:
+        email = "" if rng.random() < BOX_OFFICE_NO_EMAIL_RATE else email
+        phone = "" if rng.random() < BOX_OFFICE_NO_PHONE_RATE else phone
+    elif rng.random() < ONLINE_NO_PHONE_RATE:
+        phone = ""
+    return name, email, phone
+
+
+def _referral(
+    rng: random.Random, *, codes: tuple[ReferralCode, ...], source: str, subtotal: int
+) -> tuple[ReferralCode | None, str | None, int]:
+    if source != "online" or rng.random() >= REFERRAL_RATE:
+        return None, None, 0
+    code = rng.choice(codes)
+    # Buyers type codes in any case; the dashboard matches them case-insensitively.
+    shown = code.code.lower() if rng.random() < LOWERCASE_CODE_RATE else code.code
+    raw = round(subtotal * code.discount / 100) if code.kind == "%" else code.discount * 100
+    return code, shown, min(raw, subtotal // 2)
+
+
+def _payment_method(rng: random.Random, *, source: str, box_office: bool) -> str:
+    if source == "online":
+        return _weighted(rng, _METHODS, _METHOD_CUM)
+    if box_office:
+        return "cash" if rng.random() < BOX_OFFICE_CASH_RATE else "card"
+    return "card"
+
+
+def _fees(
+    *, total: int, tickets: int, box_office: bool, card: bool, tax_bp: int
+) -> tuple[int, int, int, int]:
+    platform_fee = 50 * tickets if box_office else round(total * 0.05) + 99 * tickets
+    provider_fee = round(total * 0.029) + 30 if card else 0
+    tax = round(total * tax_bp / (10_000 + tax_bp))
+    platform_fee = max(0, min(platform_fee, total - provider_fee - tax))
+    return platform_fee, provider_fee, tax, total - platform_fee - provider_fee - tax
+
+
+def _payment(world: World, rng: random.Random, *, index: int, organizer: Organizer) -> _Payment:
+    route = _weighted(rng, ROUTES, world.route_cum_weights[organizer.account_id])
+    account_id = world.platform.id if route is not Route.DIRECT else organizer.account_id
+    fragment = account_fragment(account_id)
+    charge_id = stripe_id(
+        prefix="ch", index=index, salt=_SALT_CH + world.seed, account_fragment=fragment, rng=rng
+    )
+    payment_intent_id: str | None = stripe_id(
+        prefix="pi", index=index, salt=_SALT_PI + world.seed, account_fragment=fragment, rng=rng
+    )
+    roll = rng.random()
+    if roll < CHARGE_ID_RATE / 2:
+        return _Payment(route, account_id, None, charge_id, charge_id)
+    if roll < CHARGE_ID_RATE:
+        return _Payment(route, account_id, payment_intent_id, charge_id, charge_id)
+    return _Payment(route, account_id, payment_intent_id, charge_id, payment_intent_id or "")
+
+
+def _aftermath(rng: random.Random, *, event: Event, purchase_at: int, card: bool, tickets: int) -> _Aftermath:
+    if rng.random() < REFUND_RATE:
+        latest = event.starts_at - HOUR
+        if latest > purchase_at + HOUR:
+            # Refunded orders are never scanned: refunds close before the doors open.
+            refund_at = rng.randrange(purchase_at + HOUR, latest)
+            return _Aftermath(refund_at, rng.choice(catalog.REFUND_REMARKS), None, (), ())
+    dispute_at = None
+    if card and rng.random() < DISPUTE_RATE:
+        dispute_at = purchase_at + rng.randrange(3 * DAY, 45 * DAY)
+    ticket_scans, rescans = _scans(rng, event=event, purchase_at=purchase_at, tickets=tickets)
+    return _Aftermath(None, None, dispute_at, ticket_scans, rescans)
+
+
 def generate_order(world: World, index: int, *, purchase_at: int | None = None) -> Order | None:
     """Order `index`; with `purchase_at`, a later sale (None when no event is on sale then)."""
     rng = order_rng(world.seed, index)
@@ -143,76 +239,25 @@ def generate_order(world: World, index: int, *, purchase_at: int | None = None) 
     box_office = source.lower() == "boxoffice"
     if purchase_at is None:
         purchase_at = _purchase_time(world, rng, event=event, box_office=box_office)
-
-    name, email, phone = customer(world, rng.randrange(world.customer_pool))
-    if box_office:
-        email = "" if rng.random() < 0.6 else email  # noqa: PLR2004
-        phone = "" if rng.random() < 0.5 else phone  # noqa: PLR2004
-    elif rng.random() < 0.25:  # noqa: PLR2004
-        phone = ""
-
+    name, email, phone = _buyer(world, rng, box_office=box_office)
     lines = _lines(rng, event)
     tickets = sum(line.quantity for line in lines)
     subtotal = sum(line.quantity * line.unit_cents for line in lines)
-
-    referral_code = referral_discount = referral_type = None
-    discount = 0
-    if source == "online" and rng.random() < REFERRAL_RATE:
-        code = rng.choice(organizer.referral_codes)
-        referral_code = code.code.lower() if rng.random() < 0.1 else code.code  # noqa: PLR2004
-        referral_discount, referral_type = code.discount, code.kind
-        raw = round(subtotal * code.discount / 100) if code.kind == "%" else code.discount * 100
-        discount = min(raw, subtotal // 2)
+    code, shown_code, discount = _referral(
+        rng, codes=organizer.referral_codes, source=source, subtotal=subtotal
+    )
     total = subtotal - discount
-
-    if source == "online":
-        method = _weighted(rng, _METHODS, _METHOD_CUM)
-    elif box_office:
-        method = "cash" if rng.random() < 0.4 else "card"  # noqa: PLR2004
-    else:
-        method = "card"
-    paid_by_stripe = method != "cash"
-
-    platform_fee = round(total * 0.05) + 99 * tickets if not box_office else 50 * tickets
-    provider_fee = round(total * 0.029) + 30 if paid_by_stripe else 0
-    tax = round(total * event.tax_rate_bp / (10_000 + event.tax_rate_bp))
-    platform_fee = max(0, min(platform_fee, total - provider_fee - tax))
-    organizer_amount = total - platform_fee - provider_fee - tax
-
-    route: Route | None = None
-    account_id = payment_intent_id = charge_id = None
-    payment_id = ""
-    if paid_by_stripe:
-        route = _weighted(rng, ROUTES, world.route_cum_weights[organizer.account_id])
-        account_id = world.platform.id if route is not Route.DIRECT else organizer.account_id
-        fragment = account_fragment(account_id)
-        charge_id = stripe_id(prefix="ch", index=index, salt=_SALT_CH + world.seed, account_fragment=fragment, rng=rng)
-        payment_intent_id = stripe_id(
-            prefix="pi", index=index, salt=_SALT_PI + world.seed, account_fragment=fragment, rng=rng
-        )
-        roll = rng.random()
-        if roll < CHARGE_ID_RATE / 2:
-            payment_intent_id = None
-            payment_id = charge_id
-        elif roll < CHARGE_ID_RATE:
-            payment_id = charge_id
-        else:
-            payment_id = payment_intent_id
-
-    refund_at = refund_remark = dispute_at = None
-    if rng.random() < REFUND_RATE:
-        latest = event.starts_at - HOUR
-        if latest > purchase_at + HOUR:
-            refund_at = rng.randrange(purchase_at + HOUR, latest)
-            refund_remark = rng.choice(catalog.REFUND_REMARKS)
-    if refund_at is None and paid_by_stripe and rng.random() < DISPUTE_RATE:
-        dispute_at = purchase_at + rng.randrange(3 * DAY, 45 * DAY)
-
-    ticket_scans: tuple[int, ...] = ()
-    rescans: tuple[int, ...] = ()
-    if refund_at is None:
-        ticket_scans, rescans = _scans(rng, event=event, purchase_at=purchase_at, tickets=tickets)
-
+    method = _payment_method(rng, source=source, box_office=box_office)
+    card = method != "cash"
+    platform_fee, provider_fee, tax, organizer_amount = _fees(
+        total=total, tickets=tickets, box_office=box_office, card=card, tax_bp=event.tax_rate_bp
+    )
+    payment = (
+        _payment(world, rng, index=index, organizer=organizer)
+        if card
+        else _Payment(None, None, None, None, "")
+    )
+    after = _aftermath(rng, event=event, purchase_at=purchase_at, card=card, tickets=tickets)
     return Order(
         index=index,
         id=order_id(world.seed, index),
@@ -226,21 +271,21 @@ def generate_order(world: World, index: int, *, purchase_at: int | None = None) 
         purchase_at=purchase_at,
         purchase_from=source,
         payment_method=method,
-        payment_id=payment_id,
-        referral_code=referral_code,
-        referral_discount=referral_discount,
-        referral_discount_type=referral_type,
+        payment_id=payment.payment_id,
+        referral_code=shown_code,
+        referral_discount=code.discount if code else None,
+        referral_discount_type=code.kind if code else None,
         platform_fee_cents=platform_fee,
         provider_fee_cents=provider_fee,
         tax_cents=tax,
         organizer_cents=organizer_amount,
-        refund_at=refund_at,
-        refund_remark=refund_remark,
-        dispute_at=dispute_at,
-        ticket_scans=ticket_scans,
-        rescans=rescans,
-        route=route,
-        account_id=account_id,
-        payment_intent_id=payment_intent_id,
-        charge_id=charge_id,
+        refund_at=after.refund_at,
+        refund_remark=after.refund_remark,
+        dispute_at=after.dispute_at,
+        ticket_scans=after.ticket_scans,
+        rescans=after.rescans,
+        route=payment.route,
+        account_id=payment.account_id,
+        payment_intent_id=payment.payment_intent_id,
+        charge_id=payment.charge_id,
     )

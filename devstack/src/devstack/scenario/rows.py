@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack.scenario.model import Order
+if TYPE_CHECKING:
+    from devstack.scenario.model import Order
 
 
 def iso_utc(ts: int) -> str:

@@ -1,11 +1,12 @@
+# ruff: noqa: S311 - seeded, reproducible pseudo-randomness is the point; nothing here is a secret
 """Organizers, the platform account, tours and events of one seeded world."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from itertools import accumulate
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from zoneinfo import ZoneInfo
 
 from devstack.scenario import catalog
@@ -119,7 +120,7 @@ def build_world(*, seed: int, events: int, organizers: int, orders: int, start: 
             AccountProfile(
                 id=account_id,
                 business_name=None if number % 3 == 1 else name,
-                display_name=None if number % 5 == 4 else f"{name} (dashboard)",
+                display_name=None if number % 5 == 4 else f"{name} (dashboard)",  # noqa: PLR2004
                 email=f"finance+{number}@organizer.example",
             )
         )
@@ -128,7 +129,7 @@ def build_world(*, seed: int, events: int, organizers: int, orders: int, start: 
                 id=organizer_id,
                 name=name,
                 account_id=account_id,
-                manual_payouts=number % 3 == 2,
+                manual_payouts=number % 3 == 2,  # noqa: PLR2004 - one organizer in three pays out by hand
                 referral_codes=_referral_codes(rng, prefix=name.split()[0].upper()),
             )
         )
@@ -148,7 +149,9 @@ def build_world(*, seed: int, events: int, organizers: int, orders: int, start: 
         approx = first_day + int(fraction * EVENT_SPAN_DAYS * DAY) + rng.randint(-DAY // 2, DAY // 2)
         tz = ZoneInfo(tz_name)
         local_day = datetime.fromtimestamp(approx, tz=UTC).astimezone(tz)
-        starts_at = _local_evening(day=local_day, tz=tz, hour=rng.choice((19, 20)), minute=rng.choice((0, 30)))
+        starts_at = _local_evening(
+            day=local_day, tz=tz, hour=rng.choice((19, 20)), minute=rng.choice((0, 30))
+        )
         on_sale_day = local_day - timedelta(days=SALES_WINDOW_DAYS)
         on_sale_at = _local_evening(day=on_sale_day, tz=tz, hour=10, minute=0)
         name = f"{tour} - {city}"
