@@ -21,11 +21,11 @@ _PAIR_BASE = 62 * 62
 
 def base62(value: int, *, width: int) -> str:
     """Encode a non-negative integer in base 62, left-padded (and cut) to `width` characters."""
-    parts: list[str] = []
-    for _ in range((width + 1) // 2):
+    text = ""
+    while len(text) < width:
         value, pair = divmod(value, _PAIR_BASE)
-        parts.append(_PAIRS[pair])
-    return "".join(reversed(parts))[-width:]
+        text = _PAIRS[pair] + text
+    return text[-width:]
 
 
 def random_base62(rng: random.Random, *, width: int) -> str:
@@ -48,6 +48,11 @@ def scramble_40(index: int, *, salt: int) -> int:
     z = ((z ^ (z >> 20)) * _GOLDEN_40) & _MASK_40
     z = ((z ^ (z >> 17)) * 0x94D049BB13) & _MASK_40
     return z ^ (z >> 21)
+
+
+def seed_salt(seed: int, kind: int) -> int:
+    """A salt that differs wildly between seeds, so two seeds' id ranges practically never overlap."""
+    return scramble_64(seed, salt=kind)
 
 
 def stripe_id(*, prefix: str, index: int, salt: int, account_fragment: str, rng: random.Random) -> str:

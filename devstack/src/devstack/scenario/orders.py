@@ -9,7 +9,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from devstack.scenario import catalog
-from devstack.scenario.ids import base62, scramble_40, scramble_64, stripe_id
+from devstack.scenario.ids import base62, scramble_40, scramble_64, seed_salt, stripe_id
 from devstack.scenario.model import Event, Order, OrderLine, Organizer, ReferralCode, Route
 from devstack.scenario.world import DAY, ROUTES, World, account_fragment
 
@@ -58,7 +58,7 @@ def order_rng(seed: int, index: int) -> random.Random:
 
 def order_id(seed: int, index: int) -> str:
     """The stable source id of order `index`."""
-    return f"otx_{scramble_64(index, salt=_SALT_ORDER + seed):016x}"
+    return f"otx_{scramble_64(index, salt=seed_salt(seed, _SALT_ORDER)):016x}"
 
 
 def customer(world: World, number: int) -> tuple[str, str, str]:
@@ -201,10 +201,10 @@ def _payment(world: World, rng: random.Random, *, index: int, organizer: Organiz
     account_id = world.platform.id if route is not Route.DIRECT else organizer.account_id
     fragment = account_fragment(account_id)
     charge_id = stripe_id(
-        prefix="ch", index=index, salt=_SALT_CH + world.seed, account_fragment=fragment, rng=rng
+        prefix="ch", index=index, salt=seed_salt(world.seed, _SALT_CH), account_fragment=fragment, rng=rng
     )
     payment_intent_id: str | None = stripe_id(
-        prefix="pi", index=index, salt=_SALT_PI + world.seed, account_fragment=fragment, rng=rng
+        prefix="pi", index=index, salt=seed_salt(world.seed, _SALT_PI), account_fragment=fragment, rng=rng
     )
     roll = rng.random()
     if roll < CHARGE_ID_RATE / 2:
@@ -262,7 +262,7 @@ def generate_order(world: World, index: int, *, purchase_at: int | None = None) 
         index=index,
         id=order_id(world.seed, index),
         event_id=event.id,
-        ticket_id=f"TKT-{base62(scramble_40(index, salt=_SALT_TICKET + world.seed), width=7)}",
+        ticket_id=f"TKT-{base62(scramble_40(index, salt=seed_salt(world.seed, _SALT_TICKET)), width=7)}",
         name=name,
         email=email,
         phone=phone,

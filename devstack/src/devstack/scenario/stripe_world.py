@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devstack.scenario import catalog
-from devstack.scenario.ids import stripe_id
+from devstack.scenario.ids import seed_salt, stripe_id
 from devstack.scenario.model import Order, Route
 from devstack.scenario.world import DAY, AccountProfile, account_fragment
 
@@ -217,7 +217,7 @@ class _Builder:
             return stripe_id(
                 prefix=prefix,
                 index=order.index,
-                salt=salt + self.seed,
+                salt=seed_salt(self.seed, salt),
                 account_fragment=account_fragment(account),
                 rng=rng,
             )
@@ -415,7 +415,7 @@ class _Builder:
             payout_id = stripe_id(
                 prefix="po",
                 index=day * 1024 + account_numbers[account],
-                salt=_SALT_PO + self.seed,
+                salt=seed_salt(self.seed, _SALT_PO),
                 account_fragment=account_fragment(account),
                 rng=rng,
             )
