@@ -41,7 +41,9 @@ def test_forced_refunds_disputes_and_scans_are_visible() -> None:
     before = _by_id(scenario)
     changes = scenario.advance(minutes=30, refunds=6)
     after = _by_id(scenario)
-    newly_refunded = [i for i in changes.updated_ids if after[i]["IsRefunded"] and not before[i]["IsRefunded"]]
+    newly_refunded = [
+        i for i in changes.updated_ids if after[i]["IsRefunded"] and not before[i]["IsRefunded"]
+    ]
     assert len(newly_refunded) == 6
     for order_id in newly_refunded:
         assert not after[order_id]["IsValid"]

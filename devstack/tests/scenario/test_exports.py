@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from devstack.scenario import EXPORT_COLUMNS, Scenario, read_csv, read_header, read_xlsx, write_csv, write_xlsx
+from devstack.scenario import (
+    EXPORT_COLUMNS,
+    Scenario,
+    read_csv,
+    read_header,
+    read_xlsx,
+    write_csv,
+    write_xlsx,
+)
 from devstack.scenario.cli import main
 
 if TYPE_CHECKING:
