@@ -8,8 +8,9 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 
 from devstack.opentickets.app import create_app
@@ -18,12 +19,13 @@ from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.state import SandboxState
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from devstack.opentickets.faults import FaultController
     from devstack.scenario import Changes, Scenario
 
 STOP_TIMEOUT_S = 10.0
+MAX_PAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,32 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+def api_key_headers(settings: SandboxSettings) -> dict[str, str]:
+    """Headers that authenticate with the sandbox's API key."""
+    return {"X-Api-Key": settings.api_key}
+
+
+async def fetch_all_transactions(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None = None,
+    between_pages: Callable[[], object] | None = None,
+) -> list[dict[str, Any]]:
+    """Every row of `GET /v1/transactions`, following `nextCursor` to the end (at most MAX_PAGES pages)."""
+    rows: list[dict[str, Any]] = []
+    query = dict(params or {})
+    for _ in range(MAX_PAGES):
+        async with session.get(f"{base_url}/v1/transactions", params=query, headers=headers) as response:
+            response.raise_for_status()
+            body = await response.json()
+        rows.extend(body["data"])
+        if body["nextCursor"] is None:
+            return rows
+        query["cursor"] = body["nextCursor"]
+        if between_pages is not None:
+            between_pages()
+    raise RuntimeError(f"paging did not end within {MAX_PAGES} pages")

@@ -8,7 +8,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from devstack.scenario import catalog
 from devstack.scenario.orders import HOUR, MAX_INDEX, generate_order
@@ -62,14 +62,13 @@ def event_json(event: Event, *, organizer_name: str) -> dict[str, Any]:
 class Scenario:
     """A deterministic world of organizers, events, orders and their Stripe payments."""
 
-    def __init__(  # noqa: PLR0913 - every knob is a keyword a benchmark sets
+    def __init__(
         self,
         *,
         seed: int = 7,
         events: int = 6,
         orders: int = 1000,
         organizers: int = 3,
-        start: datetime = DEFAULT_START,
         sales_per_hour: float | None = None,
     ) -> None:
         if seed < 0:
@@ -78,12 +77,10 @@ class Scenario:
             raise ValueError("events and organizers must be >= 1")
         if not 0 <= orders < MAX_INDEX // 2:
             raise ValueError("orders out of range")
-        if start.tzinfo is None:
-            raise ValueError("start must be timezone-aware")
         self.seed = seed
         self.initial_orders = orders
         self.world: World = build_world(
-            seed=seed, events=events, organizers=organizers, orders=orders, start=start
+            seed=seed, events=events, organizers=organizers, orders=orders, start=DEFAULT_START
         )
         self.now: int = self.world.start
         # New sales arrive as a Poisson process whose times depend only on the seed, so advancing
@@ -201,15 +198,10 @@ class Scenario:
         high = bisect.bisect_right(facts, (after, MAX_INDEX))
         touched.update(index for _, index in facts[low:high] if index not in new_indexes)
         rng = random.Random(f"advance:{self.seed}:{self._advances}")
-        touched.update(
-            self._force(rng, before=before, after=after, kind="refund", count=refunds, skip=new_indexes)
-        )
-        touched.update(
-            self._force(rng, before=before, after=after, kind="dispute", count=disputes, skip=new_indexes)
-        )
-        touched.update(
-            self._force(rng, before=before, after=after, kind="scan", count=scans, skip=new_indexes)
-        )
+        window = _Window(before, after)
+        touched.update(self._force(rng, window=window, kind="refund", count=refunds, skip=new_indexes))
+        touched.update(self._force(rng, window=window, kind="dispute", count=disputes, skip=new_indexes))
+        touched.update(self._force(rng, window=window, kind="scan", count=scans, skip=new_indexes))
         updated = sorted(
             (
                 order.id
@@ -238,11 +230,11 @@ class Scenario:
         pick = rng.randrange(self.order_count())
         return pick if pick < self.initial_orders else self._later_orders[pick - self.initial_orders]
 
-    def _force(  # noqa: PLR0913
-        self, rng: random.Random, *, before: int, after: int, kind: str, count: int, skip: set[int]
+    def _force(
+        self, rng: random.Random, *, window: _Window, kind: str, count: int, skip: set[int]
     ) -> set[int]:
         changed: set[int] = set()
-        if count == 0 or self.order_count() == 0 or after <= before:
+        if count == 0 or self.order_count() == 0 or window.after <= window.before:
             return changed
         for _ in range(count * 20):
             if len(changed) >= count:
@@ -251,7 +243,8 @@ class Scenario:
             if index in changed or index in skip:
                 continue
             order = self.order(index)
-            replaced = _forced_change(order, rng=rng, before=before, after=after, kind=kind, world=self.world)
+            starts_at = self.world.event(order.event_id).starts_at
+            replaced = _forced_change(order, rng=rng, window=window, kind=kind, event_starts_at=starts_at)
             if replaced is not None:
                 self._overrides[index] = replaced
                 changed.add(index)
@@ -267,9 +260,15 @@ def _fact_times(order: Order) -> tuple[int, ...]:
     return tuple(times)
 
 
-def _forced_change(  # noqa: PLR0913
-    order: Order, *, rng: random.Random, before: int, after: int, kind: str, world: World
+class _Window(NamedTuple):
+    before: int
+    after: int
+
+
+def _forced_change(
+    order: Order, *, rng: random.Random, window: _Window, kind: str, event_starts_at: int
 ) -> Order | None:
+    before, after = window
     at = rng.randrange(max(before, order.purchase_at) + 1, after + 1)
     refunded = order.refund_at is not None and order.refund_at <= before
     disputed = order.dispute_at is not None and order.dispute_at <= before
@@ -292,7 +291,7 @@ def _forced_change(  # noqa: PLR0913
             else None
         )
     scanned = tuple(s for s in order.ticket_scans if s <= before)
-    if world.event(order.event_id).starts_at > after or len(scanned) >= order.total_tickets:
+    if event_starts_at > after or len(scanned) >= order.total_tickets:
         return None
     return dataclasses.replace(
         order, ticket_scans=(*scanned, at), rescans=tuple(s for s in order.rescans if s <= before)

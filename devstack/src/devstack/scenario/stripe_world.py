@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from devstack.scenario import catalog
 from devstack.scenario.ids import seed_salt, stripe_id
@@ -34,6 +34,11 @@ _SALT_TR = 0x44
 _SALT_RE = 0x55
 _SALT_DP = 0x66
 _SALT_PO = 0x77
+
+
+class _Money(NamedTuple):
+    amount: int
+    fee: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +176,12 @@ class _Builder:
         table[obj["id"]] = obj
         self.stripe.owner[obj["id"]] = owner
 
-    def _balance(  # noqa: PLR0913
-        self, *, txn_id: str, owner: str, amount: int, fee: int, source: str, kind: str, created: int
+    def _balance(
+        self, *, txn_id: str, owner: str, money: _Money, source: str, created: int
     ) -> dict[str, Any]:
+        amount, fee = money
+        # A destination charge's money arrives on the connected account as a `py_` payment.
+        kind = "payment" if source.startswith("py_") else "charge"
         available_on = _day_start(created) + AVAILABLE_AFTER_DAYS * DAY
         txn = {
             "id": txn_id,
@@ -229,23 +237,25 @@ class _Builder:
             txn = self._balance(
                 txn_id=new_id("txn", _SALT_TXN),
                 owner=owner,
-                amount=amount,
-                fee=stripe_fee + application_fee,
+                money=_Money(amount, stripe_fee + application_fee),
                 source=order.charge_id,
-                kind="charge",
                 created=created,
             )
-            txn["fee_details"].append(
-                {"amount": application_fee, "currency": "usd", "type": "application_fee", "description": None}
-            )
+            txn["fee_details"] = [
+                {"amount": stripe_fee, "currency": "usd", "type": "stripe_fee", "description": None},
+                {
+                    "amount": application_fee,
+                    "currency": "usd",
+                    "type": "application_fee",
+                    "description": None,
+                },
+            ]
         else:
             txn = self._balance(
                 txn_id=new_id("txn", _SALT_TXN),
                 owner=owner,
-                amount=amount,
-                fee=stripe_fee,
+                money=_Money(amount, stripe_fee),
                 source=order.charge_id,
-                kind="charge",
                 created=created,
             )
         fee_amount: int | None = application_fee if order.route is not Route.PLATFORM else None
@@ -273,10 +283,8 @@ class _Builder:
             py_txn = self._balance(
                 txn_id=new_id("txn", _SALT_TXN_PY, destination),
                 owner=destination,
-                amount=transferred,
-                fee=0,
+                money=_Money(transferred, 0),
                 source=destination_payment_id,
-                kind="payment",
                 created=created,
             )
             self._put(
