@@ -130,3 +130,12 @@ async def test_admin_advance_and_reset(
         assert (await response.json())["orders"] == 600
     again = await fetch_all_transactions(http, sandbox.base_url, headers=api_key, params={"limit": "1000"})
     assert again == before
+
+
+async def test_index_catches_up_with_changes_made_directly_on_the_scenario(
+    sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
+) -> None:
+    sandbox.scenario.advance(minutes=45, refunds=2)
+    sandbox.advance(minutes=45, scans=2)
+    rows = await fetch_all_transactions(http, sandbox.base_url, headers=api_key, params={"limit": "1000"})
+    assert {row["id"]: row for row in rows} == {row["id"]: row for row in sandbox.scenario.transactions()}

@@ -108,6 +108,10 @@ class TransactionIndex:
         scenario = self._scenario
         if scenario.version == self._version:
             return
+        if scenario.version != self._version + 1:
+            # The scenario also changed elsewhere; `changes` alone would leave the index stale.
+            self._rebuild()
+            return
         changed = set(changes.updated_ids)
         moved: list[tuple[int, str, int]] = []
         for order_id in changed:

@@ -49,14 +49,12 @@ class World:
     event_cum_weights: tuple[float, ...]
     route_cum_weights: dict[str, tuple[int, ...]] = field(repr=False)
     organizers_by_id: dict[str, Organizer] = field(repr=False)
+    events_by_id: dict[str, Event] = field(repr=False)
     customer_pool: int = 1
 
     def event(self, event_id: str) -> Event:
         """The event with this id."""
-        for event in self.events:
-            if event.id == event_id:
-                return event
-        raise KeyError(event_id)
+        return self.events_by_id[event_id]
 
     def organizer(self, organizer_id: str) -> Organizer:
         """The organizer with this id."""
@@ -189,6 +187,7 @@ def build_world(*, seed: int, events: int, organizers: int, orders: int, start: 
         event_cum_weights=tuple(accumulate(weights)),
         route_cum_weights={key: tuple(accumulate(mix)) for key, mix in route_mix.items()},
         organizers_by_id={organizer.id: organizer for organizer in organizer_list},
+        events_by_id={event.id: event for event in event_list},
         customer_pool=max(20, orders * 2 // 3),
     )
 
