@@ -107,6 +107,13 @@ class StripeWorld:
         return everything
 
 
+_NO_BILLING_DETAILS: dict[str, Any] = {"address": None, "email": None, "name": None, "phone": None}
+
+
+def _empty_list(url: str) -> dict[str, Any]:
+    return {"object": "list", "data": [], "has_more": False, "total_count": 0, "url": url}
+
+
 def _account_object(profile: AccountProfile, *, manual: bool, created: int) -> dict[str, Any]:
     return {
         "id": profile.id,
@@ -123,7 +130,6 @@ def _account_object(profile: AccountProfile, *, manual: bool, created: int) -> d
             "dashboard": {"display_name": profile.display_name, "timezone": "Etc/UTC"},
             "payouts": {"schedule": {"interval": "manual" if manual else "daily", "delay_days": 2}},
         },
-        "livemode": False,
         "metadata": {},
     }
 
@@ -270,6 +276,9 @@ class _Builder:
                     "id": transfer_id,
                     "object": "transfer",
                     "amount": transferred,
+                    "amount_reversed": 0,
+                    "livemode": False,
+                    "reversals": _empty_list(f"/v1/transfers/{transfer_id}/reversals"),
                     "currency": "usd",
                     "created": created,
                     "destination": destination,
@@ -292,6 +301,8 @@ class _Builder:
                 {
                     "id": destination_payment_id,
                     "object": "charge",
+                    "billing_details": dict(_NO_BILLING_DETAILS),
+                    "refunds": _empty_list(f"/v1/charges/{destination_payment_id}/refunds"),
                     "amount": transferred,
                     "amount_captured": transferred,
                     "amount_refunded": 0,
@@ -318,6 +329,8 @@ class _Builder:
             {
                 "id": order.charge_id,
                 "object": "charge",
+                "billing_details": dict(_NO_BILLING_DETAILS),
+                "refunds": _empty_list(f"/v1/charges/{order.charge_id}/refunds"),
                 "amount": amount,
                 "amount_captured": amount,
                 "amount_refunded": amount if refunded else 0,
@@ -345,6 +358,8 @@ class _Builder:
                 {
                     "id": order.payment_intent_id,
                     "object": "payment_intent",
+                    "capture_method": "automatic",
+                    "confirmation_method": "automatic",
                     "amount": amount,
                     "amount_received": amount,
                     "currency": "usd",
@@ -378,6 +393,9 @@ class _Builder:
                 },
                 owner=owner,
             )
+            refunds = self.stripe.charges[order.charge_id]["refunds"]
+            refunds["data"].append(self.stripe.refunds[refund_id])
+            refunds["total_count"] = 1
         if disputed and order.dispute_at is not None:
             dispute_id = new_id("dp", _SALT_DP)
             self._put(
@@ -385,6 +403,15 @@ class _Builder:
                 {
                     "id": dispute_id,
                     "object": "dispute",
+                    "balance_transactions": [],
+                    "evidence": {},
+                    "evidence_details": {
+                        "due_by": order.dispute_at + 7 * DAY,
+                        "has_evidence": False,
+                        "past_due": False,
+                        "submission_count": 0,
+                    },
+                    "is_charge_refundable": False,
                     "amount": amount,
                     "charge": order.charge_id,
                     "payment_intent": order.payment_intent_id,
