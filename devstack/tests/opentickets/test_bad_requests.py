@@ -43,6 +43,15 @@ async def test_bad_query_parameters(
     assert body["type"].startswith("https://")
 
 
+async def test_unencoded_plus_in_offset_gets_a_hint(
+    sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
+) -> None:
+    url = f"{sandbox.base_url}/v1/transactions?updatedSince=2026-01-01T00:00:00+00:00"
+    async with http.get(url, headers=api_key) as response:
+        assert response.status == 400
+        assert "%2B" in (await response.json())["detail"]
+
+
 async def test_cursor_cannot_be_reused_with_other_filters(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
 ) -> None:

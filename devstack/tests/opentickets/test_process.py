@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from devstack.opentickets.app import create_app
-from devstack.opentickets.cli import settings_from_args
+from devstack.opentickets.cli import main, settings_from_args
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import run_sandbox_process
 from devstack.scenario import EXPORT_COLUMNS
@@ -31,6 +32,15 @@ async def test_subprocess_serves_and_stops_cleanly(http: aiohttp.ClientSession) 
         assert state["orders"] == 50
         assert state["seed"] == 3
     assert sandbox.process.returncode == 0
+
+
+def test_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port), "--orders", "5"]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_command_line_flags_become_settings() -> None:

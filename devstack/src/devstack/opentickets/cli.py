@@ -63,8 +63,12 @@ async def serve(settings: SandboxSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     # Binding the socket here lets --port 0 work and tells us the port before we announce it.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+    except OSError:
+        sock.close()
+        raise
     host, port = sock.getsockname()[:2]
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
@@ -81,5 +85,10 @@ async def serve(settings: SandboxSettings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     settings = settings_from_args(sys.argv[1:] if argv is None else argv)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except OSError as error:
+        # Most often the port is taken; say so instead of printing a traceback.
+        sys.stderr.write(f"opentickets-sandbox cannot listen on {settings.host}:{settings.port}: {error}\n")
+        return 1
     return 0

@@ -138,7 +138,8 @@ def _timestamp(name: str, text: str | None) -> int | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as error:
-        raise invalid_parameter(name, f"{name} must be an ISO 8601 timestamp, got {text!r}") from error
+        hint = " (a '+' in a query string must be sent as %2B)" if " " in text else ""
+        raise invalid_parameter(name, f"{name} must be an ISO 8601 timestamp, got {text!r}{hint}") from error
     if parsed.tzinfo is None:
         raise invalid_parameter(name, f"{name} needs a UTC offset or Z, got {text!r}")
     seconds = parsed.astimezone(UTC).timestamp()

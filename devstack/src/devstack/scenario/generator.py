@@ -149,7 +149,7 @@ class Scenario:
         return project_row(order, event_name=self._event_names[order.event_id], now=self.now)
 
     def transactions(self, *, event_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """Rows of every visible order (27 export fields plus id, eventId, updatedAt)."""
+        """Rows of every visible order (the export fields plus id, eventId, updatedAt)."""
         for order in self.orders(event_id=event_id):
             yield self.row(order)
 
