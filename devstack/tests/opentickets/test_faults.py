@@ -17,8 +17,6 @@ from devstack.opentickets.testing import api_key_headers, run_sandbox
 if TYPE_CHECKING:
     from devstack.opentickets.testing import SandboxHandle
 
-pytestmark = pytest.mark.integration
-
 
 async def _raw_status(sandbox: SandboxHandle, path: str = "/v1/transactions?limit=1") -> int:
     """Status of one GET on a fresh connection, or 0 when the server closed it without answering.
@@ -55,6 +53,7 @@ async def _status(http: aiohttp.ClientSession, sandbox: SandboxHandle, api_key: 
         return response.status
 
 
+@pytest.mark.integration
 async def test_next_429_answers_with_retry_after(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
 ) -> None:
@@ -67,6 +66,7 @@ async def test_next_429_answers_with_retry_after(
     assert await _status(http, sandbox, api_key) == 200
 
 
+@pytest.mark.integration
 async def test_next_5xx_uses_the_configured_status(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
 ) -> None:
@@ -75,6 +75,7 @@ async def test_next_5xx_uses_the_configured_status(
     assert await _status(http, sandbox, api_key) == 200
 
 
+@pytest.mark.integration
 async def test_next_drop_closes_the_connection_without_a_response(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
 ) -> None:
@@ -88,6 +89,7 @@ async def test_next_drop_closes_the_connection_without_a_response(
         assert (await response.json())["injected"] == {"drop": 3}
 
 
+@pytest.mark.integration
 async def test_next_expired_token_rejects_a_valid_token_once(
     sandbox: SandboxHandle, http: aiohttp.ClientSession
 ) -> None:
@@ -114,6 +116,7 @@ async def test_next_expired_token_rejects_a_valid_token_once(
         assert response.status == 200
 
 
+@pytest.mark.integration
 async def test_latency_delays_api_requests(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
 ) -> None:
@@ -123,6 +126,7 @@ async def test_latency_delays_api_requests(
     assert time.monotonic() - started >= 0.3
 
 
+@pytest.mark.integration
 async def test_seeded_rates_repeat_the_same_fault_sequence(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, api_key: dict[str, str]
 ) -> None:
@@ -134,6 +138,7 @@ async def test_seeded_rates_repeat_the_same_fault_sequence(
     assert {0, 200, 429, 503} == set(sequences[0])
 
 
+@pytest.mark.integration
 async def test_faults_spare_the_token_endpoint_and_controls(
     sandbox: SandboxHandle, http: aiohttp.ClientSession
 ) -> None:
@@ -151,6 +156,7 @@ async def test_faults_spare_the_token_endpoint_and_controls(
         assert (await response.json())["config"] == FaultConfig().model_dump()
 
 
+@pytest.mark.integration
 async def test_faults_from_start_up_settings(http: aiohttp.ClientSession) -> None:
     settings = SandboxSettings(orders=20, fault_rate_429=1.0, latency_ms=5)
     async with run_sandbox(settings=settings) as sandbox:

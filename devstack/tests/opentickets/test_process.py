@@ -18,11 +18,11 @@ from devstack.scenario import EXPORT_COLUMNS
 if TYPE_CHECKING:
     import aiohttp
 
-pytestmark = pytest.mark.integration
 
 OPENAPI = Path(__file__).parents[2] / "openapi" / "opentickets.yaml"
 
 
+@pytest.mark.integration
 async def test_subprocess_serves_and_stops_cleanly(http: aiohttp.ClientSession) -> None:
     args = ["--orders", "50", "--seed", "3", "--fault-rate-5xx", "0.0", "--token-ttl", "30"]
     async with run_sandbox_process(args=args) as sandbox:
@@ -34,6 +34,7 @@ async def test_subprocess_serves_and_stops_cleanly(http: aiohttp.ClientSession) 
     assert sandbox.process.returncode == 0
 
 
+@pytest.mark.integration
 def test_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
