@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from devstack.scenario import catalog
 from devstack.scenario.orders import HOUR, MAX_INDEX, generate_order
 from devstack.scenario.rows import iso_utc, project_row
+from devstack.scenario.stripe_world import build_stripe_world
 from devstack.scenario.world import World, build_world
 
 if TYPE_CHECKING:
@@ -156,8 +157,6 @@ class Scenario:
     @property
     def stripe(self) -> StripeWorld:
         """The Stripe side of the current moment (accounts, payments, balance, payouts)."""
-        from devstack.scenario.stripe_world import build_stripe_world  # noqa: PLC0415 - avoids a cycle
-
         key = (self.now, self._version)
         if self._stripe is None or self._stripe[0] != key:
             self._stripe = (key, build_stripe_world(scenario=self))
