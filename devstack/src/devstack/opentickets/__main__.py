@@ -1,0 +1,7 @@
+"""`python -m devstack.opentickets`."""
+
+import sys
+
+from devstack.opentickets.cli import main
+
+sys.exit(main())

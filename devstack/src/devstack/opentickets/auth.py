@@ -1,0 +1,114 @@
+"""Client-credentials tokens and API keys for the sandbox's data endpoints."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from devstack.opentickets.problems import ProblemError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+REALM = "opentickets"
+# Bounds the token table: a client that never reuses tokens cannot grow it without limit.
+MAX_LIVE_TOKENS = 10_000
+
+
+class TokenState(enum.Enum):
+    """What the store knows about a presented token."""
+
+    VALID = "valid"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A freshly issued access token."""
+
+    access_token: str
+    expires_in: int
+
+
+class TokenStore:
+    """Issues bearer tokens and answers whether one is still valid."""
+
+    def __init__(self, *, ttl_seconds: int, clock: Callable[[], float]) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+
+    def issue(self) -> IssuedToken:
+        """A new token valid for the configured lifetime."""
+        now = self._clock()
+        if len(self._expiry) >= MAX_LIVE_TOKENS:
+            self._expiry = {token: at for token, at in self._expiry.items() if at > now}
+        token = secrets.token_urlsafe(24)
+        self._expiry[token] = now + self._ttl
+        return IssuedToken(access_token=token, expires_in=self._ttl)
+
+    def check(self, token: str) -> TokenState:
+        """Whether `token` is valid, expired or was never issued."""
+        expiry = self._expiry.get(token)
+        if expiry is None:
+            return TokenState.UNKNOWN
+        return TokenState.VALID if self._clock() < expiry else TokenState.EXPIRED
+
+    def expire(self, token: str) -> None:
+        """Make `token` expired now."""
+        if token in self._expiry:
+            self._expiry[token] = self._clock()
+
+    def expire_all(self) -> int:
+        """Expire every issued token; returns how many were still valid."""
+        now = self._clock()
+        live = [token for token, at in self._expiry.items() if at > now]
+        for token in live:
+            self._expiry[token] = now
+        return len(live)
+
+
+def unauthorized(detail: str, *, error: str | None = None) -> ProblemError:
+    """A 401 with the RFC 6750 challenge a bearer client expects."""
+    challenge = f'Bearer realm="{REALM}"'
+    if error is not None:
+        challenge += f', error="{error}", error_description="{detail}"'
+    return ProblemError(
+        status=401,
+        slug="unauthorized",
+        title="Unauthorized",
+        detail=detail,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The bearer token of an Authorization header, if there is one."""
+    scheme, _, value = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """Client id and secret from HTTP Basic authentication (RFC 6749 section 2.3.1)."""
+    scheme, _, value = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (client_id, secret) if sep else None
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison, so the sandbox does not teach clients bad habits."""
+    return hmac.compare_digest(given.encode(), expected.encode())

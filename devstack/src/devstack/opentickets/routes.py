@@ -1,0 +1,273 @@
+"""HTTP handlers: parse the request, call the state, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from devstack.opentickets.auth import (
+    TokenState,
+    basic_credentials,
+    bearer_token,
+    same_secret,
+    unauthorized,
+)
+from devstack.opentickets.faults import FaultConfig
+from devstack.opentickets.keys import STATE_KEY
+from devstack.opentickets.problems import ProblemError, invalid_parameter
+from devstack.scenario.generator import MAX_ADVANCE_MINUTES, MAX_FORCED_CHANGES
+
+if TYPE_CHECKING:
+    from devstack.opentickets.state import SandboxState
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1_000
+_TRANSACTION_PARAMETERS = frozenset({"updatedSince", "eventId", "limit", "cursor"})
+
+routes = web.RouteTableDef()
+
+
+class AdvanceRequest(BaseModel):
+    """Body of `POST /_sandbox/advance`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: float = Field(ge=0, le=MAX_ADVANCE_MINUTES)
+    refunds: int = Field(default=0, ge=0, le=MAX_FORCED_CHANGES)
+    disputes: int = Field(default=0, ge=0, le=MAX_FORCED_CHANGES)
+    scans: int = Field(default=0, ge=0, le=MAX_FORCED_CHANGES)
+
+
+def _state(request: web.Request) -> SandboxState:
+    return request.app[STATE_KEY]
+
+
+def _oauth_error(status: int, error: str, description: str) -> web.Response:
+    # The token endpoint answers in RFC 6749's error format, which OAuth client libraries parse.
+    headers = {"Cache-Control": "no-store"}
+    if status == web.HTTPUnauthorized.status_code:
+        headers["WWW-Authenticate"] = 'Basic realm="opentickets"'
+    return web.json_response(
+        {"error": error, "error_description": description}, status=status, headers=headers
+    )
+
+
+@routes.post("/oauth/token")
+async def issue_token(request: web.Request) -> web.Response:
+    """OAuth2 client-credentials grant."""
+    state = _state(request)
+    if request.content_type != "application/x-www-form-urlencoded":
+        return _oauth_error(400, "invalid_request", "send application/x-www-form-urlencoded form fields")
+    form = await request.post()
+    grant_type = form.get("grant_type")
+    if grant_type is None:
+        return _oauth_error(400, "invalid_request", "grant_type is required")
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
+    credentials = basic_credentials(request.headers)
+    if credentials is None:
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if not isinstance(client_id, str) or not isinstance(client_secret, str):
+            return _oauth_error(400, "invalid_request", "client_id and client_secret are required")
+        credentials = (client_id, client_secret)
+    settings = state.settings
+    if not (
+        same_secret(credentials[0], settings.client_id)
+        and same_secret(credentials[1], settings.client_secret)
+    ):
+        return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+    token = state.tokens.issue()
+    return web.json_response(
+        {"access_token": token.access_token, "token_type": "Bearer", "expires_in": token.expires_in},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def authenticate(request: web.Request) -> None:
+    """Let the request through with a valid bearer token or API key, else raise a 401."""
+    state = _state(request)
+    token = bearer_token(request.headers)
+    if token is not None:
+        if state.tokens.check(token) is TokenState.VALID and state.faults.take_expired_token():
+            state.tokens.expire(token)
+        match state.tokens.check(token):
+            case TokenState.VALID:
+                return
+            case TokenState.EXPIRED:
+                raise unauthorized("The access token expired", error="invalid_token")
+            case TokenState.UNKNOWN:
+                raise unauthorized("The access token is not one this server issued", error="invalid_token")
+    api_key = request.headers.get("X-Api-Key")
+    if api_key is not None:
+        if same_secret(api_key, state.settings.api_key):
+            return
+        raise unauthorized("The API key is not valid")
+    raise unauthorized("Send a bearer token (Authorization: Bearer ...) or an X-Api-Key header")
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise invalid_parameter(name, f"{name} may be given once")
+    return values[0] if values else None
+
+
+def _reject_unknown(request: web.Request, allowed: frozenset[str]) -> None:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise invalid_parameter(
+            unknown[0], f"unknown query parameter {unknown[0]!r}; allowed: {sorted(allowed)}"
+        )
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise invalid_parameter("limit", f"limit must be an integer from 1 to {MAX_LIMIT}, got {text!r}")
+    return int(text)
+
+
+def _timestamp(name: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as error:
+        hint = " (a '+' in a query string must be sent as %2B)" if " " in text else ""
+        raise invalid_parameter(name, f"{name} must be an ISO 8601 timestamp, got {text!r}{hint}") from error
+    if parsed.tzinfo is None:
+        raise invalid_parameter(name, f"{name} needs a UTC offset or Z, got {text!r}")
+    seconds = parsed.astimezone(UTC).timestamp()
+    # Rows carry whole seconds; a fractional bound includes rows from the next whole second on.
+    return int(seconds) if seconds.is_integer() else int(seconds) + 1
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    """All events of the account."""
+    authenticate(request)
+    _reject_unknown(request, frozenset())
+    return web.json_response({"data": _state(request).scenario.events(), "nextCursor": None})
+
+
+@routes.get("/v1/transactions")
+async def list_transactions(request: web.Request) -> web.Response:
+    """Transactions ordered by (updatedAt, id), a page at a time."""
+    authenticate(request)
+    state = _state(request)
+    _reject_unknown(request, _TRANSACTION_PARAMETERS)
+    limit = _limit(_single(request, "limit"))
+    updated_since = _timestamp("updatedSince", _single(request, "updatedSince"))
+    event_id = _single(request, "eventId")
+    cursor = _single(request, "cursor")
+    if event_id is not None and event_id not in state.scenario.event_ids():
+        raise ProblemError(
+            status=404, slug="not-found", title="Unknown event", detail=f"no event {event_id!r}"
+        )
+    page = state.index.page(limit=limit, updated_since=updated_since, event_id=event_id, cursor=cursor)
+    return web.json_response({"data": page.rows, "nextCursor": page.next_cursor})
+
+
+@routes.get("/healthz")
+async def health(_request: web.Request) -> web.Response:
+    """Liveness."""
+    return web.json_response({"status": "ok"})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as error:
+        raise invalid_parameter("body", f"body is not JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise invalid_parameter("body", "body must be a JSON object")
+    return body
+
+
+def _validation_problem(error: ValidationError) -> ProblemError:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return invalid_parameter(field, f"{field}: {first['msg']}")
+
+
+def _faults_json(state: SandboxState) -> dict[str, Any]:
+    return {"config": state.faults.config.model_dump(), "injected": dict(state.faults.injected)}
+
+
+@routes.get("/_sandbox/faults")
+async def get_faults(request: web.Request) -> web.Response:
+    """The fault settings in force and how many faults were injected."""
+    return web.json_response(_faults_json(_state(request)))
+
+
+@routes.post("/_sandbox/faults")
+async def set_faults(request: web.Request) -> web.Response:
+    """Change some fault settings; fields left out keep their values."""
+    state = _state(request)
+    body = await _json_body(request)
+    try:
+        state.faults.update(**body)
+    except ValidationError as error:
+        raise _validation_problem(error) from error
+    return web.json_response(_faults_json(state))
+
+
+@routes.delete("/_sandbox/faults")
+async def clear_faults(request: web.Request) -> web.Response:
+    """Switch every fault off."""
+    state = _state(request)
+    state.faults.configure(FaultConfig())
+    return web.json_response(_faults_json(state))
+
+
+@routes.post("/_sandbox/advance")
+async def advance(request: web.Request) -> web.Response:
+    """Move the scenario clock: new sales, late refunds, disputes and scans."""
+    state = _state(request)
+    try:
+        body = AdvanceRequest.model_validate(await _json_body(request))
+    except ValidationError as error:
+        raise _validation_problem(error) from error
+    changes = state.advance(
+        minutes=body.minutes, refunds=body.refunds, disputes=body.disputes, scans=body.scans
+    )
+    return web.json_response(
+        {"now": changes.now, "newIds": list(changes.new_ids), "updatedIds": list(changes.updated_ids)}
+    )
+
+
+@routes.post("/_sandbox/reset")
+async def reset(request: web.Request) -> web.Response:
+    """Back to the seeded start and the start-up faults."""
+    state = _state(request)
+    state.reset()
+    return web.json_response({"now": state.scenario.now_iso, "orders": len(state.index)})
+
+
+@routes.post("/_sandbox/expire-tokens")
+async def expire_tokens(request: web.Request) -> web.Response:
+    """Expire every issued token, as if their lifetime had passed."""
+    return web.json_response({"expired": _state(request).tokens.expire_all()})
+
+
+@routes.get("/_sandbox/state")
+async def describe(request: web.Request) -> web.Response:
+    """Scenario clock, sizes and request counters."""
+    state = _state(request)
+    return web.json_response(
+        {
+            "now": state.scenario.now_iso,
+            "seed": state.scenario.seed,
+            "orders": len(state.index),
+            "events": len(state.scenario.event_ids()),
+            "requests": dict(state.requests),
+            **_faults_json(state),
+        }
+    )

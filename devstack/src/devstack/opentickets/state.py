@@ -1,0 +1,63 @@
+"""Everything one running sandbox holds: the scenario, its paging index, tokens and faults."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from devstack.opentickets.auth import TokenStore
+from devstack.opentickets.faults import FaultConfig, FaultController
+from devstack.opentickets.paging import TransactionIndex
+from devstack.scenario import Changes, Scenario
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from devstack.opentickets.settings import SandboxSettings
+
+
+def initial_faults(settings: SandboxSettings) -> FaultConfig:
+    """The fault settings the command line asked for."""
+    return FaultConfig(
+        latency_ms=settings.latency_ms,
+        rate_429=settings.fault_rate_429,
+        rate_5xx=settings.fault_rate_5xx,
+        rate_drop=settings.drop_rate,
+        seed=settings.fault_seed,
+    )
+
+
+def build_scenario(settings: SandboxSettings) -> Scenario:
+    """The scenario the settings describe."""
+    return Scenario(
+        seed=settings.seed,
+        events=settings.events,
+        orders=settings.orders,
+        organizers=settings.organizers,
+        sales_per_hour=settings.sales_per_hour,
+    )
+
+
+class SandboxState:
+    """The sandbox's data and controls; tests reach it through `devstack.opentickets.testing`."""
+
+    def __init__(self, *, settings: SandboxSettings, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.tokens = TokenStore(ttl_seconds=settings.token_ttl, clock=clock)
+        self.faults = FaultController(initial_faults(settings))
+        self.requests: Counter[str] = Counter()
+        self.scenario = build_scenario(settings)
+        self.index = TransactionIndex(self.scenario)
+
+    def advance(self, *, minutes: float, refunds: int = 0, disputes: int = 0, scans: int = 0) -> Changes:
+        """Move the scenario clock and keep the paging index in step."""
+        changes = self.scenario.advance(minutes=minutes, refunds=refunds, disputes=disputes, scans=scans)
+        self.index.apply(changes)
+        return changes
+
+    def reset(self) -> None:
+        """Back to the start: the seeded scenario and the start-up faults (issued tokens stay valid)."""
+        self.scenario = build_scenario(self.settings)
+        self.index = TransactionIndex(self.scenario)
+        self.faults = FaultController(initial_faults(self.settings))
+        self.requests.clear()

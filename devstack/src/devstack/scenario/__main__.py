@@ -1,0 +1,7 @@
+"""`python -m devstack.scenario`."""
+
+import sys
+
+from devstack.scenario.cli import main
+
+sys.exit(main())

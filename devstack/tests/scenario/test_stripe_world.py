@@ -1,0 +1,123 @@
+"""The Stripe side agrees with the orders and follows Stripe's rules for routes and payouts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from devstack.scenario import Route, Scenario, StripeWorld
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    return Scenario(seed=5, events=6, orders=3_000, organizers=4)
+
+
+@pytest.fixture
+def stripe(scenario: Scenario) -> StripeWorld:
+    return scenario.stripe
+
+
+def test_accounts_have_names_with_fallbacks(scenario: Scenario, stripe: StripeWorld) -> None:
+    platform = stripe.accounts[stripe.platform_account_id]
+    assert platform["business_profile"]["name"]
+    connected = [a for a in stripe.accounts if a != stripe.platform_account_id]
+    assert len(connected) == 4
+    assert all(account_id.startswith("acct_") for account_id in stripe.accounts)
+    nameless = [a for a in connected if not stripe.accounts[a]["business_profile"]["name"]]
+    assert nameless, "some accounts lack a business name"
+    for account_id in nameless:
+        account = stripe.accounts[account_id]
+        assert stripe.account_name(account_id) in {
+            account["settings"]["dashboard"]["display_name"],
+            account["email"],
+        }
+    organizer_accounts = {o.account_id for o in scenario.world.organizers}
+    assert organizer_accounts == set(connected)
+
+
+def test_routes_place_objects_on_the_right_account(stripe: StripeWorld) -> None:
+    for facts in stripe.payments.values():
+        charge = stripe.charges[facts.charge_id]
+        assert stripe.owner[facts.charge_id] == facts.account_id
+        txn = stripe.balance_transactions[charge["balance_transaction"]]
+        assert txn["net"] == txn["amount"] - txn["fee"]
+        assert txn["available_on"] > charge["created"]
+        if facts.payment_intent_id is not None:
+            intent = stripe.payment_intents[facts.payment_intent_id]
+            assert intent["latest_charge"] == facts.charge_id
+            assert charge["payment_intent"] == facts.payment_intent_id
+        match facts.route:
+            case Route.PLATFORM:
+                assert facts.account_id == stripe.platform_account_id
+                assert charge["transfer_data"] is None
+                assert charge["on_behalf_of"] is None
+            case Route.DESTINATION:
+                assert facts.account_id == stripe.platform_account_id
+                assert charge["transfer_data"] == {"destination": facts.destination_account_id}
+                transfer = stripe.transfers[charge["transfer"]]
+                assert transfer["destination"] == facts.destination_account_id
+                payment = stripe.charges[transfer["destination_payment"]]
+                assert stripe.owner[payment["id"]] == facts.destination_account_id
+                assert payment["id"].startswith("py_")
+            case Route.DIRECT:
+                assert facts.account_id != stripe.platform_account_id
+                assert facts.account_id in stripe.accounts
+
+
+def test_some_payment_ids_are_legacy_charges(stripe: StripeWorld) -> None:
+    charge_ids = [p for p in stripe.payments.values() if p.payment_id.startswith("ch_")]
+    assert any(p.payment_intent_id is None for p in charge_ids)
+    assert any(p.payment_intent_id is not None for p in charge_ids)
+
+
+def test_payouts_cover_statuses_banks_and_manual_schedules(scenario: Scenario, stripe: StripeWorld) -> None:
+    statuses = Counter(p["status"] for p in stripe.payouts.values())
+    assert statuses["paid"] > 0
+    assert statuses["failed"] > 0
+    manual = [p for p in stripe.payouts.values() if not p["automatic"]]
+    assert manual
+    assert all(stripe.payout_balance_transactions[p["id"]] == [] for p in manual)
+    for payout in stripe.payouts.values():
+        bank = stripe.bank_accounts[payout["destination"]]
+        assert bank["account"] == stripe.owner[payout["id"]]
+        assert bank["bank_name"]
+        assert len(bank["last4"]) == 4
+        assert payout["arrival_date"] > payout["created"]
+    assert statuses["in_transit"] > 0, "yesterday's payouts are on their way at noon"
+    # Shortly after midnight UTC the day's payouts have been created but not yet sent.
+    scenario.advance(minutes=13 * 60)
+    assert "pending" in {p["status"] for p in scenario.stripe.payouts.values()}
+
+
+def test_automatic_payouts_list_the_payments_they_settled(scenario: Scenario, stripe: StripeWorld) -> None:
+    in_payout = {txn: payout for payout, txns in stripe.payout_balance_transactions.items() for txn in txns}
+    manual_accounts = {o.account_id for o in scenario.world.organizers if o.manual_payouts}
+    traced = 0
+    for facts in stripe.payments.values():
+        settled_on = facts.destination_account_id or facts.account_id
+        txn_id = (
+            stripe.charges[facts.destination_payment_id]["balance_transaction"]
+            if facts.destination_payment_id
+            else facts.balance_transaction_id
+        )
+        if settled_on in manual_accounts or facts.available_on > scenario.now:
+            assert txn_id not in in_payout
+            continue
+        payout = stripe.payouts[in_payout[txn_id]]
+        assert stripe.owner[payout["id"]] == settled_on
+        traced += 1
+    assert traced > 0
+
+
+def test_refunds_and_disputes_appear_on_charges(scenario: Scenario, stripe: StripeWorld) -> None:
+    rows = {r["PaymentID"]: r for r in scenario.transactions() if r["PaymentID"]}
+    for payment_id, row in rows.items():
+        charge = stripe.charges[stripe.payments[payment_id].charge_id]
+        assert charge["refunded"] == row["IsRefunded"]
+        assert charge["disputed"] == row["IsDisputed"]
+    assert {r["charge"] for r in stripe.refunds.values()} == {
+        stripe.payments[p].charge_id for p, r in rows.items() if r["IsRefunded"]
+    }
+    assert len(stripe.disputes) == sum(r["IsDisputed"] for r in rows.values())
