@@ -29,6 +29,8 @@ log = structlog.get_logger("ingest.source")
 
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _TOKEN_MARGIN_SECONDS = 30.0
+_MAX_TOKEN_REFRESHES = 3
+"""A token refused this often in one request means the credentials, not the clock, are wrong."""
 
 
 class SourceError(Exception):
@@ -131,6 +133,7 @@ class OpenTicketsClient:
         self._token_lock = asyncio.Lock()
         self.requests = 0
         self.retries = 0
+        self.token_refreshes = 0
 
     async def events(self) -> list[dict[str, Any]]:
         """Every event of the account."""
@@ -160,7 +163,7 @@ class OpenTicketsClient:
             cursor = str(next_cursor)
 
     async def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        refreshed = False
+        refreshes = 0
         for attempt in range(1, self._retry.max_attempts + 1):
             self.requests += 1
             retry_after: float | None = None
@@ -173,8 +176,13 @@ class OpenTicketsClient:
                         result: dict[str, Any] = await response.json()
                         return result
                     detail = await _detail(response)
-                    if response.status == 401 and self._credentials.api_key is None and not refreshed:  # noqa: PLR2004
-                        refreshed = True  # an expired or revoked token: fetch a new one, once
+                    if (
+                        response.status == 401  # noqa: PLR2004
+                        and self._credentials.api_key is None
+                        and refreshes < _MAX_TOKEN_REFRESHES
+                    ):
+                        refreshes += 1  # an expired or revoked token: fetch a new one
+                        self.token_refreshes += 1
                         self._token = None
                         continue
                     if response.status not in _RETRYABLE_STATUSES:
