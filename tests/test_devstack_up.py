@@ -36,7 +36,7 @@ def descendants(pid: int) -> set[int]:
 
 def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--cosmos-port", "0", "--database", "systest"],
+        [sys.executable, "-m", "devstack", "up", "--cosmos-port", "0", "--opentickets-port", "0", "--ingest-port", "0", "--orders", "50", "--database", "systest"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

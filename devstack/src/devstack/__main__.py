@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from devstack import cosmos
 from devstack.processes import StartupError
-from devstack.stack import Stack, StackPorts
+from devstack.stack import Stack, StackOptions, StackPorts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--cosmos-port", type=int, default=8081, help="Cosmos DB stand-in port (default: %(default)s)"
     )
     up.add_argument("--database", default="opentickets", help="Cosmos DB database (default: %(default)s)")
+    up.add_argument(
+        "--opentickets-port", type=int, default=8090, help="OpenTickets sandbox port (default: %(default)s)"
+    )
+    up.add_argument(
+        "--ingest-port", type=int, default=8080, help="ingest service port (default: %(default)s)"
+    )
+    up.add_argument("--orders", type=int, default=2000, help="orders in the sandbox (default: %(default)s)")
+    up.add_argument("--events", type=int, default=6, help="events in the sandbox (default: %(default)s)")
+    up.add_argument("--no-services", action="store_true", help="start only the stand-ins")
 
     cosmos_cmd = commands.add_parser("cosmos", help="run the Cosmos DB stand-in in the foreground")
     cosmos_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -41,7 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "cosmos":
             return run_cosmos(host=args.host, port=args.port)
-        return run_up(ports=StackPorts(host=args.host, cosmos=args.cosmos_port), database=args.database)
+        ports = StackPorts(
+            host=args.host,
+            cosmos=args.cosmos_port,
+            opentickets=args.opentickets_port,
+            ingest=args.ingest_port,
+        )
+        options = StackOptions(
+            database=args.database,
+            sandbox_orders=args.orders,
+            sandbox_events=args.events,
+            services=not args.no_services,
+        )
+        return run_up(ports=ports, options=options)
     except (StartupError, FileNotFoundError) as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
@@ -54,12 +75,12 @@ def run_cosmos(*, host: str, port: int) -> int:
     os.execv(command[0], command)  # noqa: S606 - the command is built from the package's own files
 
 
-def run_up(*, ports: StackPorts, database: str) -> int:
+def run_up(*, ports: StackPorts, options: StackOptions) -> int:
     """Start the stack, print how to reach it, and stop it all on Ctrl-C or SIGTERM."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stack = Stack(database=database)
+    stack = Stack(options=options)
     stack.start(ports, on_progress=lambda step: print(f"devstack: {step}", flush=True))
     try:
         print("devstack: ready", flush=True)

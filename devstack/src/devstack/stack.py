@@ -1,13 +1,23 @@
-"""The whole local stack: every stand-in started, Cosmos DB provisioned, settings for the services."""
+"""The whole local system: every stand-in started, Cosmos DB provisioned, the services started.
+
+Processes start in dependency order and stop in reverse; a failure while starting stops
+everything already started, so nothing is left behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
+
 from devstack import cosmos
+from devstack.processes import StartupError, start_process
 from otcommon.store import DEFAULT_TOPOLOGY, ProvisionReport, create_cosmos_client, provision
 
 if TYPE_CHECKING:
@@ -16,37 +26,48 @@ if TYPE_CHECKING:
     from devstack.processes import ManagedProcess
     from otcommon.settings import CosmosConnection
 
+SANDBOX_CLIENT_ID = "sandbox-client"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's published test credential
+LOCAL_SYNC_TOKEN = "local-sync-token"  # noqa: S105 - guards the local ingest endpoint only
+
 
 @dataclass(frozen=True, slots=True)
 class StackPorts:
-    """Where each stand-in listens (0 picks a free port)."""
+    """Where each part listens (0 picks a free port)."""
 
     host: str = "127.0.0.1"
     cosmos: int = 8081
+    opentickets: int = 8090
+    ingest: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class StackOptions:
+    """What to start besides the stand-ins."""
+
+    database: str = "opentickets"
+    sandbox_orders: int = 2000
+    sandbox_events: int = 6
+    services: bool = True
+    first_sync: bool = True
 
 
 @dataclass
 class Stack:
-    """Started stand-ins, stopped in reverse order."""
+    """Started processes, stopped in reverse order."""
 
-    database: str = "opentickets"
+    options: StackOptions = field(default_factory=StackOptions)
     processes: list[ManagedProcess] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     endpoints: dict[str, str] = field(default_factory=dict)
 
     def start(self, ports: StackPorts, *, on_progress: Callable[[str], None] = lambda _: None) -> None:
-        """Start every stand-in and provision Cosmos DB; on any failure stop what started."""
+        """Start every part; on any failure stop what started and re-raise."""
         try:
-            on_progress("starting the Cosmos DB stand-in")
-            cosmos_process = cosmos.start_cosmos(host=ports.host, port=ports.cosmos)
-            self.processes.append(cosmos_process)
-            connection = cosmos.connection_for(cosmos_process, database=self.database)
-            on_progress(f"provisioning database {self.database!r}")
-            report = asyncio.run(provision_database(connection))
-            on_progress("containers: " + ", ".join(f"{k} ({v})" for k, v in report.containers.items()))
-            self.endpoints["cosmos"] = connection.endpoint
-            self.environment["OT_COSMOS_CONNECTION_STRING"] = cosmos.connection_string(connection.endpoint)
-            self.environment["OT_COSMOS_DATABASE"] = self.database
+            self._start_cosmos(ports, on_progress)
+            self._start_sandbox(ports, on_progress)
+            if self.options.services:
+                self._start_ingest(ports, on_progress)
         except BaseException:
             self.stop()
             raise
@@ -58,8 +79,108 @@ class Stack:
             with contextlib.suppress(Exception):
                 process.stop()
 
+    def _start_cosmos(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        on_progress("starting the Cosmos DB stand-in")
+        process = cosmos.start_cosmos(host=ports.host, port=ports.cosmos)
+        self.processes.append(process)
+        connection = cosmos.connection_for(process, database=self.options.database)
+        on_progress(f"provisioning database {self.options.database!r}")
+        report = asyncio.run(provision_database(connection))
+        on_progress("containers: " + ", ".join(f"{k} ({v})" for k, v in report.containers.items()))
+        self.endpoints["cosmos"] = connection.endpoint
+        self.environment["OT_COSMOS_CONNECTION_STRING"] = cosmos.connection_string(connection.endpoint)
+        self.environment["OT_COSMOS_DATABASE"] = self.options.database
+
+    def _start_sandbox(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        on_progress(f"starting the OpenTickets sandbox ({self.options.sandbox_orders} orders)")
+        process = start_process(
+            "opentickets",
+            [
+                sys.executable,
+                "-m",
+                "devstack.opentickets",
+                "--host",
+                ports.host,
+                "--port",
+                str(ports.opentickets),
+                "--orders",
+                str(self.options.sandbox_orders),
+                "--events",
+                str(self.options.sandbox_events),
+            ],
+            ready_pattern=r"opentickets-sandbox ready on (?P<url>http://\S+)",
+            timeout_seconds=120,
+        )
+        self.processes.append(process)
+        url = process.ready["url"]
+        self.endpoints["opentickets"] = url
+        self.environment["OT_OPENTICKETS_BASE_URL"] = url
+        self.environment["OT_OPENTICKETS_CLIENT_ID"] = SANDBOX_CLIENT_ID
+        self.environment["OT_OPENTICKETS_CLIENT_SECRET"] = SANDBOX_CLIENT_SECRET
+
+    def _start_ingest(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        if "OT_SERVICEBUS_CONNECTION_STRING" not in self.environment:
+            on_progress("ingest needs Service Bus: not started")
+            return
+        on_progress("starting the ingest service")
+        port = ports.ingest or free_port(ports.host)
+        env = {
+            **os.environ,
+            **self.environment,
+            "OT_INGEST_HTTP_HOST": ports.host,
+            "OT_INGEST_HTTP_PORT": str(port),
+            "OT_INGEST_API_TOKEN": LOCAL_SYNC_TOKEN,
+            "OT_LOG_FORMAT": "json",
+            "OTEL_SERVICE_NAME": "ingest",
+        }
+        process = start_process(
+            "ingest",
+            [sys.executable, "-m", "ingest", "serve"],
+            ready_pattern=r"ingest serving",
+            timeout_seconds=60,
+            env=env,
+        )
+        self.processes.append(process)
+        url = f"http://{ports.host}:{port}"
+        self.endpoints["ingest"] = url
+        if self.options.first_sync:
+            on_progress("first sync: " + asyncio.run(first_sync(url)))
+
+
+def free_port(host: str) -> int:
+    """A port free right now (for services that cannot report the port they bound)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
 
 async def provision_database(connection: CosmosConnection) -> ProvisionReport:
     """Create the database and the declared containers (idempotent)."""
     async with create_cosmos_client(connection) as client:
         return await provision(client, database=connection.database, topology=DEFAULT_TOPOLOGY)
+
+
+async def first_sync(ingest_url: str, *, timeout_seconds: float = 120.0) -> str:
+    """Ask ingest for a sync now and wait for it; returns a one-line summary."""
+    headers = {"Authorization": f"Bearer {LOCAL_SYNC_TOKEN}"}
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout_seconds):
+        while True:
+            try:
+                async with session.post(f"{ingest_url}/sync", headers=headers) as response:
+                    if response.status in {202, 409}:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass  # the listener opens right after the service reports ready
+            await asyncio.sleep(0.2)
+        while True:
+            async with session.get(f"{ingest_url}/sync", headers=headers) as response:
+                body = await response.json()
+            if not body["running"]:
+                progress = body["progress"]
+                if progress["state"] != "completed":
+                    raise StartupError(f"the first sync ended {progress['state']}: {progress.get('error')}")
+                return (
+                    f"{progress['rows_read']} rows read, {progress['created']} stored, "
+                    f"{progress['queued']} payments queued"
+                )
+            await asyncio.sleep(0.2)
