@@ -175,11 +175,12 @@ def _tokenize(text: str, *, in_action: bool) -> list[_Token]:
             raise FilterSyntaxError(f"unexpected input at position {position}: {snippet!r}", in_action=in_action)
         kind = match.lastgroup or "op"
         value = match.group(kind)
+        start = match.start(kind)
         if kind == "name" and value.lower() in _KEYWORDS:
             kind, value = "keyword", value.lower()
         elif kind == "bracketed":
             kind, value = "name", value[1:-1]
-        tokens.append(_Token(kind, value, match.start(kind)))
+        tokens.append(_Token(kind, value, start))
         position = match.end()
     tokens.append(_Token("end", "", len(text)))
     return tokens
