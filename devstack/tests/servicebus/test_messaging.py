@@ -33,7 +33,7 @@ async def test_send_receive_complete_round_trip(client, receive):
         assert message.locked_until_utc > datetime.now(UTC)
         assert abs((message.enqueued_time_utc - datetime.now(UTC)).total_seconds()) < 5
         await receiver.complete_message(message)
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 async def test_batch_send_delivers_each_message_in_order(client, receive):
@@ -71,13 +71,14 @@ async def test_topic_fans_out_to_subscriptions_by_filter(client, receive):
             messages = await receive(receiver, count, timeout=3)
             for message in messages:
                 await receiver.complete_message(message)
+            assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []  # nothing else matched
             return messages
 
-    everything = await bodies("all", 8)
+    everything = await bodies("all", 7)
     assert [str(m) for m in everything] == ["refund", "other-order", "big", "small", "yen", "eu", "test-region"]
-    assert [str(m) for m in await bodies("refunds", 2)] == ["refund"]
-    assert [str(m) for m in await bodies("big-payments", 2)] == ["big"]
-    [tagged] = await bodies("tagged", 2)
+    assert [str(m) for m in await bodies("refunds", 1)] == ["refund"]
+    assert [str(m) for m in await bodies("big-payments", 1)] == ["big"]
+    [tagged] = await bodies("tagged", 1)
     assert str(tagged) == "eu"
     assert tagged.application_properties[b"routed"] == b"yes"
     assert tagged.subject == "tagged-eu"
@@ -101,7 +102,7 @@ async def test_dead_letter_with_reason_and_description(client, receive):
     async with client.get_queue_receiver("deadletter") as receiver:
         [message] = await receive(receiver, 1)
         await receiver.dead_letter_message(message, reason="BadPayload", error_description="amount is negative")
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
     async with client.get_queue_receiver("deadletter", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dead:
         [dead_message] = await receive(dead, 1)
         assert str(dead_message) == "poison"
@@ -117,11 +118,13 @@ async def test_defer_then_receive_deferred_by_sequence_number(client, receive):
     async with client.get_queue_receiver("defer") as receiver:
         [message] = await receive(receiver, 1)
         await receiver.defer_message(message)
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receive(receiver, 1, timeout=0.5) == []
+        [still_there] = await receiver.peek_messages(max_message_count=10, sequence_number=1)  # deferred messages stay peekable
+        assert still_there.sequence_number == message.sequence_number
         [deferred] = await receiver.receive_deferred_messages([message.sequence_number])
         assert str(deferred) == "later"
         await receiver.complete_message(deferred)
-        assert await receiver.peek_messages(max_message_count=5) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 async def test_renew_lock_keeps_message_locked(client, receive):
@@ -135,7 +138,7 @@ async def test_renew_lock_keeps_message_locked(client, receive):
         assert renewed > before
         await asyncio.sleep(1.2)  # past the original 2 s lock, within the renewed one
         await receiver.complete_message(message)
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 async def test_expired_lock_redelivers_and_late_settle_fails(client, receive):
@@ -159,7 +162,7 @@ async def test_max_delivery_count_dead_letters(client, receive):
         for _ in range(2):
             [message] = await receive(receiver, 1)
             await receiver.abandon_message(message)
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
     async with client.get_queue_receiver("max-delivery", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dead:
         [dead_message] = await receive(dead, 1)
         assert dead_message.dead_letter_reason == "MaxDeliveryCountExceeded"
@@ -173,7 +176,7 @@ async def test_ttl_expiry_dead_letters_when_configured(client, receive):
         await sender.send_messages(ServiceBusMessage("message ttl", time_to_live=timedelta(milliseconds=300)))
     await asyncio.sleep(1.5)
     async with client.get_queue_receiver("ttl-dlq") as receiver:
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
     async with client.get_queue_receiver("ttl-dlq", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dead:
         messages = await receive(dead, 2)
         assert sorted(str(m) for m in messages) == ["message ttl", "stale"]
@@ -187,9 +190,9 @@ async def test_ttl_expiry_drops_without_dead_lettering(client, receive):
         await sender.send_messages(ServiceBusMessage("gone"))
     await asyncio.sleep(1.5)
     async with client.get_queue_receiver("ttl-drop") as receiver:
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
     async with client.get_queue_receiver("ttl-drop", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dead:
-        assert await receive(dead, 1, timeout=1) == []
+        assert await dead.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 async def test_duplicate_message_ids_are_dropped_within_window(client, receive):
@@ -198,8 +201,9 @@ async def test_duplicate_message_ids_are_dropped_within_window(client, receive):
         await sender.send_messages(ServiceBusMessage("again", message_id="evt_1"))
         await sender.send_messages(ServiceBusMessage("second", message_id="evt_2"))
     async with client.get_queue_receiver("dedup") as receiver:
-        messages = await receive(receiver, 3, timeout=2)
+        messages = await receive(receiver, 2)
         assert [str(m) for m in messages] == ["first", "second"]
+        assert await receiver.peek_messages(max_message_count=5, sequence_number=messages[-1].sequence_number + 1) == []
         for message in messages:
             await receiver.complete_message(message)
 
@@ -212,7 +216,7 @@ async def test_schedule_and_cancel(client, receive):
         assert kept != cancelled
         await sender.cancel_scheduled_messages(cancelled)
     async with client.get_queue_receiver("schedule") as receiver:
-        messages = await receive(receiver, 2, timeout=3)
+        messages = await receive(receiver, 1, timeout=3)
         assert [str(m) for m in messages] == ["scheduled"]
         assert messages[0].sequence_number == kept
         assert messages[0].enqueued_time_utc >= at - timedelta(milliseconds=50)
@@ -241,8 +245,7 @@ async def test_receive_and_delete_removes_on_delivery(client, receive):
     async with client.get_queue_receiver("receive-delete", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as rd:
         messages = await receive(rd, 2)
         assert [str(m) for m in messages] == ["a", "b"]
-    async with client.get_queue_receiver("receive-delete") as receiver:
-        assert await receive(receiver, 1, timeout=1) == []
+        assert await rd.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 async def test_prefetch_delivers_up_to_link_credit(client, receive):

@@ -60,7 +60,7 @@ def _guarded(method: _Handler) -> _Handler:
             method(self, event)
         except Exception as error:
             _log.exception("error handling %s", getattr(event, "type", "event"))
-            condition = Condition("amqp:internal-error", f"emulator error: {error}")
+            condition = _condition("amqp:internal-error", f"emulator error: {error}")
             endpoint = event.link if event.link is not None else event.connection
             if endpoint is not None and not endpoint.state & Link.LOCAL_CLOSED:
                 endpoint.condition = condition
@@ -102,7 +102,7 @@ class ConsumerLink:
 
     def session_lost(self, session_id: str) -> None:
         self.closed = True
-        self.link.condition = Condition(
+        self.link.condition = _condition(
             "com.microsoft:session-lock-lost", f"The session lock for session '{session_id}' has expired."
         )
         self.link.close()
@@ -316,7 +316,7 @@ class EmulatorHandler:
                 link.source.type = Terminus.UNSPECIFIED
         link.role = ("refused", None)
         link.open()
-        link.condition = Condition(error.condition, error.description)
+        link.condition = _condition(error.condition, error.description)
         link.close()
 
     def _authorize(self, state: ConnectionState, address: str) -> None:
@@ -410,7 +410,7 @@ class EmulatorHandler:
         if error is None:
             delivery.update(Disposition.ACCEPTED)
         else:
-            delivery.local.condition = Condition(error.condition, error.description)
+            delivery.local.condition = _condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         delivery.settle()
 
@@ -456,7 +456,7 @@ class EmulatorHandler:
                 properties_to_modify=modify,
             )
         except BrokerError as error:
-            delivery.local.condition = Condition(error.condition, error.description)
+            delivery.local.condition = _condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         else:
             if state == Disposition.REJECTED:
@@ -558,6 +558,11 @@ def _parse_request(raw: bytes) -> Request:
 
 def _status(result: ManagementReply) -> dict[str, Any]:
     return {"statusCode": result.status, "statusDescription": result.description}
+
+
+def _condition(name: str, description: str) -> Condition:
+    # Clients index the error's info field unconditionally, so always send one (Azure sends a tracking id).
+    return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
 
 
 def _pair_key(session: Any, address: str) -> str:
