@@ -251,6 +251,7 @@ class EmulatorHandler:
                 state.reply_links[reply_to] = link
             # Clients that set no reply-to get replies on the link of the same session and address.
             state.reply_links[_pair_key(link.session, address)] = link
+            state.reply_links[address.lower()] = link
             link.open()
             return
         try:
@@ -505,8 +506,11 @@ class EmulatorHandler:
 
     def _reply(self, link: Link, request: Request, application: dict[str, Any], body: Any) -> None:
         links = _state(link.connection).reply_links
-        reply_link = links.get(request.reply_to or "") or links.get(
-            _pair_key(link.session, link.remote_target.address or "")
+        address = link.remote_target.address or ""
+        reply_link = (
+            links.get(request.reply_to or "")
+            or links.get(_pair_key(link.session, address))
+            or links.get(address.lower())
         )
         if reply_link is None:
             _log.warning("dropping a reply: no link is attached for reply-to %r", request.reply_to)
