@@ -25,16 +25,18 @@ def emulator() -> Iterator[RunningEmulator]:
 
 @pytest.fixture
 async def client(emulator: RunningEmulator) -> AsyncIterator[ServiceBusClient]:
-    async with ServiceBusClient.from_connection_string(emulator.connection_string, retry_total=1) as sb_client:
+    async with ServiceBusClient.from_connection_string(
+        emulator.connection_string, retry_total=1
+    ) as sb_client:
         yield sb_client
 
 
 async def _receive(
-    receiver: ServiceBusReceiver, count: int, *, timeout: float = 5.0
+    receiver: ServiceBusReceiver, count: int, *, within: float = 5.0
 ) -> list[ServiceBusReceivedMessage]:
-    """Receive until `count` messages arrived or `timeout` passed (whichever is first)."""
+    """Receive until `count` messages arrived or `within` seconds passed (whichever is first)."""
     received: list[ServiceBusReceivedMessage] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while len(received) < count and (remaining := deadline - time.monotonic()) > 0:
         batch = await receiver.receive_messages(
             max_message_count=count - len(received), max_wait_time=min(remaining, 1.0)

@@ -69,7 +69,16 @@ def test_sql_filter(expression, expected):
 
 @pytest.mark.parametrize(
     "expression",
-    ["amount >", "amount = = 1", "(amount = 1", "amount IN 1", "sys.Nonsense = 1", "amount ~ 1", "x LIKE y", ""],
+    [
+        "amount >",
+        "amount = = 1",
+        "(amount = 1",
+        "amount IN 1",
+        "sys.Nonsense = 1",
+        "amount ~ 1",
+        "x LIKE y",
+        "",
+    ],
 )
 def test_sql_syntax_errors_are_reported(expression):
     with pytest.raises(FilterSyntaxError):
@@ -89,7 +98,9 @@ def test_correlation_filter_matches_system_and_user_properties():
 
 
 def test_sql_action_sets_and_removes_properties():
-    action = compile_sql_action("SET tier = 'gold'; SET amount = amount * 2; REMOVE ratio; SET sys.Label = 'x'")
+    action = compile_sql_action(
+        "SET tier = 'gold'; SET amount = amount * 2; REMOVE ratio; SET sys.Label = 'x'"
+    )
     changed = apply_action(action, MESSAGE)
     assert changed.user["tier"] == "gold"
     assert changed.user["amount"] == 500
@@ -105,7 +116,9 @@ def test_bad_actions_are_reported(action):
     assert caught.value.in_action
 
 
-_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="%_'"), max_size=20)
+_texts = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="%_'"), max_size=20
+)
 
 
 @given(value=_texts, other=_texts)

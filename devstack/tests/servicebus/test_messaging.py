@@ -56,11 +56,21 @@ async def test_topic_fans_out_to_subscriptions_by_filter(client, receive):
     async with client.get_topic_sender("events") as sender:
         await sender.send_messages(
             [
-                ServiceBusMessage("refund", correlation_id="order-7", application_properties={"kind": "refund"}),
-                ServiceBusMessage("other-order", correlation_id="order-8", application_properties={"kind": "refund"}),
-                ServiceBusMessage("big", subject="payment", application_properties={"amount": 250, "currency": "EUR"}),
-                ServiceBusMessage("small", subject="payment", application_properties={"amount": 5, "currency": "EUR"}),
-                ServiceBusMessage("yen", subject="payment", application_properties={"amount": 900, "currency": "JPY"}),
+                ServiceBusMessage(
+                    "refund", correlation_id="order-7", application_properties={"kind": "refund"}
+                ),
+                ServiceBusMessage(
+                    "other-order", correlation_id="order-8", application_properties={"kind": "refund"}
+                ),
+                ServiceBusMessage(
+                    "big", subject="payment", application_properties={"amount": 250, "currency": "EUR"}
+                ),
+                ServiceBusMessage(
+                    "small", subject="payment", application_properties={"amount": 5, "currency": "EUR"}
+                ),
+                ServiceBusMessage(
+                    "yen", subject="payment", application_properties={"amount": 900, "currency": "JPY"}
+                ),
                 ServiceBusMessage("eu", application_properties={"region": "eu"}),
                 ServiceBusMessage("test-region", application_properties={"region": "test"}),
             ]
@@ -68,14 +78,24 @@ async def test_topic_fans_out_to_subscriptions_by_filter(client, receive):
 
     async def bodies(subscription, count):
         async with client.get_subscription_receiver("events", subscription) as receiver:
-            messages = await receive(receiver, count, timeout=3)
+            messages = await receive(receiver, count, within=3)
             for message in messages:
                 await receiver.complete_message(message)
-            assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []  # nothing else matched
+            assert (
+                await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
+            )  # nothing else matched
             return messages
 
     everything = await bodies("all", 7)
-    assert [str(m) for m in everything] == ["refund", "other-order", "big", "small", "yen", "eu", "test-region"]
+    assert [str(m) for m in everything] == [
+        "refund",
+        "other-order",
+        "big",
+        "small",
+        "yen",
+        "eu",
+        "test-region",
+    ]
     assert [str(m) for m in await bodies("refunds", 1)] == ["refund"]
     assert [str(m) for m in await bodies("big-payments", 1)] == ["big"]
     [tagged] = await bodies("tagged", 1)
@@ -101,7 +121,9 @@ async def test_dead_letter_with_reason_and_description(client, receive):
         await sender.send_messages(ServiceBusMessage("poison", application_properties={"keep": "me"}))
     async with client.get_queue_receiver("deadletter") as receiver:
         [message] = await receive(receiver, 1)
-        await receiver.dead_letter_message(message, reason="BadPayload", error_description="amount is negative")
+        await receiver.dead_letter_message(
+            message, reason="BadPayload", error_description="amount is negative"
+        )
         assert await receiver.peek_messages(max_message_count=10, sequence_number=1) == []
     async with client.get_queue_receiver("deadletter", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dead:
         [dead_message] = await receive(dead, 1)
@@ -118,8 +140,10 @@ async def test_defer_then_receive_deferred_by_sequence_number(client, receive):
     async with client.get_queue_receiver("defer") as receiver:
         [message] = await receive(receiver, 1)
         await receiver.defer_message(message)
-        assert await receive(receiver, 1, timeout=0.5) == []
-        [still_there] = await receiver.peek_messages(max_message_count=10, sequence_number=1)  # deferred messages stay peekable
+        assert await receive(receiver, 1, within=0.5) == []
+        [still_there] = await receiver.peek_messages(
+            max_message_count=10, sequence_number=1
+        )  # deferred messages stay peekable
         assert still_there.sequence_number == message.sequence_number
         [deferred] = await receiver.receive_deferred_messages([message.sequence_number])
         assert str(deferred) == "later"
@@ -203,7 +227,12 @@ async def test_duplicate_message_ids_are_dropped_within_window(client, receive):
     async with client.get_queue_receiver("dedup") as receiver:
         messages = await receive(receiver, 2)
         assert [str(m) for m in messages] == ["first", "second"]
-        assert await receiver.peek_messages(max_message_count=5, sequence_number=messages[-1].sequence_number + 1) == []
+        assert (
+            await receiver.peek_messages(
+                max_message_count=5, sequence_number=messages[-1].sequence_number + 1
+            )
+            == []
+        )
         for message in messages:
             await receiver.complete_message(message)
 
@@ -216,7 +245,7 @@ async def test_schedule_and_cancel(client, receive):
         assert kept != cancelled
         await sender.cancel_scheduled_messages(cancelled)
     async with client.get_queue_receiver("schedule") as receiver:
-        messages = await receive(receiver, 1, timeout=3)
+        messages = await receive(receiver, 1, within=3)
         assert [str(m) for m in messages] == ["scheduled"]
         assert messages[0].sequence_number == kept
         assert messages[0].enqueued_time_utc >= at - timedelta(milliseconds=50)
@@ -242,7 +271,9 @@ async def test_peek_returns_messages_in_order_without_locking(client, receive):
 async def test_receive_and_delete_removes_on_delivery(client, receive):
     async with client.get_queue_sender("receive-delete") as sender:
         await sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
-    async with client.get_queue_receiver("receive-delete", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as rd:
+    async with client.get_queue_receiver(
+        "receive-delete", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
+    ) as rd:
         messages = await receive(rd, 2)
         assert [str(m) for m in messages] == ["a", "b"]
         assert await rd.peek_messages(max_message_count=10, sequence_number=1) == []
@@ -271,7 +302,7 @@ async def test_disconnected_receiver_locks_are_released_at_once(client, emulator
             [held] = await receive(receiver, 1)
     # The 30 s lock is not waited for: the message comes back as soon as its receiver is gone.
     async with client.get_queue_receiver("disconnect") as receiver:
-        [again] = await receive(receiver, 1, timeout=3)
+        [again] = await receive(receiver, 1, within=3)
         assert again.sequence_number == held.sequence_number
         await receiver.complete_message(again)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
@@ -11,12 +12,12 @@ from azure.servicebus.aio import ServiceBusClient
 
 from devstack.servicebus.testing import free_port, running_emulator
 
-from conftest import TEST_CONFIG, _receive as receive
-
 pytestmark = pytest.mark.integration
 
+TEST_CONFIG = Path(__file__).parent / "Config.test.json"
 
-async def test_restart_with_data_file_loses_nothing(tmp_path):
+
+async def test_restart_with_data_file_loses_nothing(tmp_path, receive):
     data_file = tmp_path / "servicebus.sqlite"
     port = free_port()
     far_future = datetime.now(UTC) + timedelta(hours=1)
@@ -24,9 +25,14 @@ async def test_restart_with_data_file_loses_nothing(tmp_path):
         async with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
             async with client.get_queue_sender("persist") as sender:
                 await sender.send_messages(
-                    [ServiceBusMessage(name, message_id=name) for name in ("active", "deferred", "dead", "locked")]
+                    [
+                        ServiceBusMessage(name, message_id=name)
+                        for name in ("active", "deferred", "dead", "locked")
+                    ]
                 )
-                [scheduled_number] = await sender.schedule_messages(ServiceBusMessage("scheduled"), far_future)
+                [scheduled_number] = await sender.schedule_messages(
+                    ServiceBusMessage("scheduled"), far_future
+                )
             async with client.get_queue_receiver("persist") as receiver:
                 received = {str(m): m for m in await receive(receiver, 4)}
                 await receiver.defer_message(received["deferred"])
@@ -42,7 +48,7 @@ async def test_restart_with_data_file_loses_nothing(tmp_path):
                 peeked = await receiver.peek_messages(max_message_count=10, sequence_number=1)
                 assert sorted(str(m) for m in peeked) == ["active", "deferred", "locked", "scheduled"]
                 assert scheduled_number in {m.sequence_number for m in peeked}
-                available = await receive(receiver, 3, timeout=2)
+                available = await receive(receiver, 3, within=2)
                 assert sorted(str(m) for m in available) == ["active", "locked"]
                 for message in available:
                     assert message.delivery_count == 1  # the unsettled delivery before the restart counts
@@ -62,10 +68,12 @@ async def test_restart_with_data_file_loses_nothing(tmp_path):
 # The SDK does not close the socket of a connection the server dropped; collect it here, inside this filter,
 # so the leak it reports is not blamed on a later test.
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_sender_and_receiver_reconnect_after_restart():
+async def test_sender_and_receiver_reconnect_after_restart(receive):
     port = free_port()
     with running_emulator(TEST_CONFIG, port=port) as emulator:
-        client = ServiceBusClient.from_connection_string(emulator.connection_string, retry_total=5, retry_backoff_factor=0.2)
+        client = ServiceBusClient.from_connection_string(
+            emulator.connection_string, retry_total=5, retry_backoff_factor=0.2
+        )
         sender = client.get_queue_sender("reconnect")
         receiver = client.get_queue_receiver("reconnect")
         await sender.send_messages(ServiceBusMessage("before"))

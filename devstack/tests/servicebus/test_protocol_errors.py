@@ -21,19 +21,20 @@ def _sas_token(audience: str, key_name: str, key: str) -> str:
     expiry = int(time.time()) + 300
     signed = f"{quote_plus(audience)}\n{expiry}".encode()
     signature = base64.b64encode(hmac.new(key.encode(), signed, hashlib.sha256).digest())
-    return "SharedAccessSignature " + urlencode({"sr": audience, "sig": signature, "se": expiry, "skn": key_name})
+    return "SharedAccessSignature " + urlencode(
+        {"sr": audience, "sig": signature, "se": expiry, "skn": key_name}
+    )
 
 
-def _request(connection, address, operation, body, *, token_type=None, name=None):
+def _request(connection, address, operation, body, *, kind=None, name=None):
     suffix = uuid.uuid4().hex  # link names must be unique per connection
     replies = connection.create_receiver(address, credit=5, name=f"replies-{suffix}")
     requests = connection.create_sender(address, name=f"requests-{suffix}")
     properties = {"operation": operation}
-    if token_type is not None:
-        properties |= {"type": token_type, "name": name}
+    if kind is not None:
+        properties |= {"type": kind, "name": name}
     requests.send(Message(id=str(uuid.uuid4()), body=body, properties=properties))
-    reply = replies.receive(timeout=5)
-    return reply
+    return replies.receive(timeout=5)
 
 
 def _exercise(emulator):
@@ -43,10 +44,17 @@ def _exercise(emulator):
         audience = f"sb://localhost:{emulator.port}/robust"
         token = _sas_token(audience, emulator.key_name, emulator.key)
         results = {}
-        put = _request(connection, "$cbs", "put-token", token, token_type="servicebus.windows.net:sastoken", name=audience)
+        put = _request(
+            connection,
+            "$cbs",
+            "put-token",
+            token,
+            kind="servicebus.windows.net:sastoken",
+            name=audience,
+        )
         results["put-token"] = put.properties
         bad_put = _request(connection, "$cbs", "put-token", "SharedAccessSignature sr=x&sig=y&se=1&skn=z",
-                           token_type="servicebus.windows.net:sastoken", name=audience)  # fmt: skip
+                           kind="servicebus.windows.net:sastoken", name=audience)  # fmt: skip
         results["bad-token"] = bad_put.properties
         unknown = _request(connection, "robust/$management", "com.microsoft:frobnicate", {})
         results["unknown-operation"] = unknown.properties

@@ -12,7 +12,11 @@ pytestmark = pytest.mark.integration
 async def test_session_receiver_gets_its_session_in_order(client, receive):
     async with client.get_queue_sender("sessions") as sender:
         await sender.send_messages(
-            [ServiceBusMessage(f"{session}-{index}", session_id=session) for index in range(3) for session in "ab"]
+            [
+                ServiceBusMessage(f"{session}-{index}", session_id=session)
+                for index in range(3)
+                for session in "ab"
+            ]
         )
     async with client.get_queue_receiver("sessions", session_id="b") as receiver:
         messages = await receive(receiver, 3)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from devstack.servicebus.errors import UnauthorizedError
 
-SAS_TOKEN_TYPE = "servicebus.windows.net:sastoken"
+SAS_TOKEN_TYPE = "servicebus.windows.net:sastoken"  # noqa: S105 - a token type name, not a secret
 _PREFIX = "SharedAccessSignature "
 
 
@@ -33,7 +33,9 @@ def verify_token(token: str, *, rule: SharedAccessKey, now: float) -> str:
     """Check a SAS token's key name, signature and expiry; return the audience path it grants."""
     if not token.startswith(_PREFIX):
         raise UnauthorizedError("InvalidSignature: the token is not a SharedAccessSignature.")
-    fields = {name: values[0] for name, values in parse_qs(token[len(_PREFIX) :], keep_blank_values=True).items()}
+    fields = {
+        name: values[0] for name, values in parse_qs(token[len(_PREFIX) :], keep_blank_values=True).items()
+    }
     missing = [name for name in ("sr", "sig", "se", "skn") if name not in fields]
     if missing:
         raise UnauthorizedError(f"InvalidSignature: the token is missing {', '.join(missing)}.")

@@ -12,9 +12,8 @@ import heapq
 import itertools
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from devstack.servicebus.errors import (
@@ -29,6 +28,8 @@ from devstack.servicebus.filters import MessageView, RuleFilter, apply_action
 from devstack.servicebus.messages import Envelope, delivery_annotations, parse_message, split_batch
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from devstack.servicebus.config import EntityProperties, Topology
     from devstack.servicebus.store import Store
 
@@ -37,15 +38,19 @@ MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 TTL_EXPIRED = "TTLExpiredException"
 _MAX_FORWARD_HOPS = 4  # Azure stops auto-forwarding chains after four hops
 _FOREVER_SECONDS = 10675199 * 86400.0
+_LOCK_INVALID = (
+    "The lock supplied is invalid. Either the lock expired, or the message has already been removed "
+    "from the queue."
+)
 
 
-class MessageState(str, Enum):
+class MessageState(StrEnum):
     ACTIVE = "active"
     DEFERRED = "deferred"
     SCHEDULED = "scheduled"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     COMPLETE = "complete"
     ABANDON = "abandon"
     DEAD_LETTER = "dead-letter"
@@ -208,7 +213,9 @@ class Broker:
 
     def _add_entity(self, name: str, settings: EntitySettings) -> MessageEntity:
         entity = MessageEntity(name=name, settings=settings)
-        dead_letter_settings = EntitySettings(lock_duration=settings.lock_duration, max_delivery_count=2**31 - 1)
+        dead_letter_settings = EntitySettings(
+            lock_duration=settings.lock_duration, max_delivery_count=2**31 - 1
+        )
         entity.dead_letter = MessageEntity(
             name=name + DEAD_LETTER_SUFFIX, settings=dead_letter_settings, is_dead_letter_queue=True
         )
@@ -223,7 +230,9 @@ class Broker:
             self.targets[queue.name.lower()] = SendTarget(
                 name=queue.name,
                 default_ttl=entity.settings.default_ttl,
-                duplicates=_history(props.requires_duplicate_detection, props.duplicate_detection_history_time_window),
+                duplicates=_history(
+                    props.requires_duplicate_detection, props.duplicate_detection_history_time_window
+                ),
                 queue=entity,
             )
         for topic in topology.topics:
@@ -233,7 +242,8 @@ class Broker:
                 name=topic.name,
                 default_ttl=topic_ttl,
                 duplicates=_history(
-                    topic_props.requires_duplicate_detection, topic_props.duplicate_detection_history_time_window
+                    topic_props.requires_duplicate_detection,
+                    topic_props.duplicate_detection_history_time_window,
                 ),
             )
             for subscription in topic.subscriptions:
@@ -278,14 +288,18 @@ class Broker:
         """Find the entity a receiver or management request addresses."""
         entity = self.entities.get(_normalise(address))
         if entity is None:
-            raise EntityNotFoundError(f"The messaging entity '{self.namespace}:{address}' could not be found.")
+            raise EntityNotFoundError(
+                f"The messaging entity '{self.namespace}:{address}' could not be found."
+            )
         return entity
 
     def target(self, address: str) -> SendTarget:
         """Find the queue or topic a sender addresses."""
         target = self.targets.get(_normalise(address))
         if target is None:
-            raise EntityNotFoundError(f"The messaging entity '{self.namespace}:{address}' could not be found.")
+            raise EntityNotFoundError(
+                f"The messaging entity '{self.namespace}:{address}' could not be found."
+            )
         return target
 
     # Sending -------------------------------------------------------------------------------------------
@@ -333,7 +347,9 @@ class Broker:
         self._fan_out(target, envelope, sequence_number, now, hops=hops)
         return sequence_number
 
-    def _fan_out(self, target: SendTarget, envelope: Envelope, sequence_number: int, now: float, *, hops: int) -> None:
+    def _fan_out(
+        self, target: SendTarget, envelope: Envelope, sequence_number: int, now: float, *, hops: int
+    ) -> None:
         if target.queue is not None:
             self._enqueue(target.queue, envelope, sequence_number, now, hops=hops)
             return
@@ -440,7 +456,9 @@ class Broker:
         entity.consumers.append(consumer)
         self.pump(entity)
 
-    def attach_session(self, entity: MessageEntity, consumer: Consumer, session_id: str | None) -> MessageSession | None:
+    def attach_session(
+        self, entity: MessageEntity, consumer: Consumer, session_id: str | None
+    ) -> MessageSession | None:
         """Lock a session for a receiver: the given one, or the next one with messages (None if none yet)."""
         if not entity.settings.requires_session:
             raise BadRequestError(
@@ -458,7 +476,8 @@ class Broker:
             session = self._session(entity, session_id)
             if session.owner is not None:
                 raise SessionCannotBeLockedError(
-                    f"The requested session '{session_id}' cannot be accepted. It may be locked by another receiver."
+                    f"The requested session '{session_id}' cannot be accepted. "
+                    "It may be locked by another receiver."
                 )
         session.owner = consumer
         session.locked_until = now + entity.settings.lock_duration
@@ -516,25 +535,37 @@ class Broker:
             message.in_ready = False
             if message.state is not MessageState.ACTIVE or message.lock is not None:
                 continue
-            if message.expires_at is not None and message.expires_at <= now and not entity.is_dead_letter_queue:
+            if (
+                message.expires_at is not None
+                and message.expires_at <= now
+                and not entity.is_dead_letter_queue
+            ):
                 self._expire(entity, message)
                 continue
             return message
         return None
 
     def _deliver(
-        self, entity: MessageEntity, message: StoredMessage, consumer: Consumer, session: MessageSession | None
+        self,
+        entity: MessageEntity,
+        message: StoredMessage,
+        consumer: Consumer,
+        session: MessageSession | None,
     ) -> None:
         if consumer.receive_and_delete:
             self._remove(entity, message)
             consumer.deliver(message, None)
             return
-        locked_until = session.locked_until if session is not None else self._clock() + entity.settings.lock_duration
+        locked_until = (
+            session.locked_until if session is not None else self._clock() + entity.settings.lock_duration
+        )
         lock = self._lock(entity, message, locked_until, consumer)
         lock.session_id = session.session_id if session is not None else None
         consumer.deliver(message, lock)
 
-    def _lock(self, entity: MessageEntity, message: StoredMessage, until: float, owner: Consumer | None) -> Lock:
+    def _lock(
+        self, entity: MessageEntity, message: StoredMessage, until: float, owner: Consumer | None
+    ) -> Lock:
         lock = Lock(uuid.uuid4(), message, entity, until, owner)
         message.lock = lock
         self.locks[lock.token] = lock
@@ -562,13 +593,10 @@ class Broker:
         dead_letter_description: str | None = None,
         properties_to_modify: dict[str, object] | None = None,
     ) -> None:
-        """Apply a receiver's outcome to a locked message; raises `MessageLockLostError` if the lock is gone."""
+        """Apply a receiver's outcome to a locked message; raises `MessageLockLostError` if it is gone."""
         lock = self.locks.get(token)
         if lock is None or (entity is not None and lock.entity is not entity):
-            raise MessageLockLostError(
-                "The lock supplied is invalid. Either the lock expired, or the message has already been removed "
-                "from the queue."
-            )
+            raise MessageLockLostError(_LOCK_INVALID)
         if lock.locked_until <= self._clock() and lock.session_id is None:
             self._release_lock(lock, count_attempt=True)
             raise MessageLockLostError("The lock supplied has expired.")
@@ -602,13 +630,17 @@ class Broker:
             return
         if count_attempt:
             message.delivery_count += 1
-            if message.delivery_count >= entity.settings.max_delivery_count and not entity.is_dead_letter_queue:
+            if (
+                message.delivery_count >= entity.settings.max_delivery_count
+                and not entity.is_dead_letter_queue
+            ):
                 self._remove(entity, message)
                 self._dead_letter(
                     entity,
                     message,
                     MAX_DELIVERY_COUNT_EXCEEDED,
-                    f"Message could not be consumed after {entity.settings.max_delivery_count} delivery attempts.",
+                    f"Message could not be consumed after {entity.settings.max_delivery_count} "
+                    "delivery attempts.",
                 )
                 return
         if message.state is MessageState.ACTIVE:
@@ -656,10 +688,7 @@ class Broker:
         lock = self.locks.get(token)
         now = self._clock()
         if lock is None or lock.entity is not entity or lock.locked_until <= now:
-            raise MessageLockLostError(
-                "The lock supplied is invalid. Either the lock expired, or the message has already been removed "
-                "from the queue."
-            )
+            raise MessageLockLostError(_LOCK_INVALID)
         lock.locked_until = now + entity.settings.lock_duration
         heapq.heappush(self._lock_deadlines, (lock.locked_until, next(self._tie), token))
         return lock.locked_until
@@ -682,8 +711,10 @@ class Broker:
         for number in numbers:
             message = entity.messages.get(number)
             if message is None or message.state is not MessageState.DEFERRED or message.lock is not None:
-                raise MessageNotFoundError(f"Failed to lock one or more specified messages. Message {number} "
-                                           "was not found or is not deferred.")
+                raise MessageNotFoundError(
+                    f"Failed to lock one or more specified messages. Message {number} "
+                    "was not found or is not deferred."
+                )
             if session_id is not None and message.envelope.session_id != session_id:
                 raise MessageNotFoundError(f"Message {number} does not belong to session '{session_id}'.")
             found.append(message)
@@ -730,35 +761,55 @@ class Broker:
     def tick(self) -> None:
         """Apply everything that is due: scheduled messages, lock, session and message expiry."""
         now = self._clock()
+        self._enqueue_due_scheduled(now)
+        self._expire_locks(now)
+        self._expire_sessions(now)
+        self._expire_messages(now)
+        self._prune_duplicates(now)
+
+    def _enqueue_due_scheduled(self, now: float) -> None:
         while self._schedule and self._schedule[0][0] <= now:
             _, number, target_name = heapq.heappop(self._schedule)
             target = self.targets.get(target_name)
             message = target.scheduled.pop(number, None) if target is not None else None
             if target is None or message is None:
-                continue
+                continue  # cancelled
             if self._store is not None:
                 self._store.delete_message(target.name, number)
             self._fan_out(target, message.envelope, number, now, hops=0)
+
+    def _expire_locks(self, now: float) -> None:
         while self._lock_deadlines and self._lock_deadlines[0][0] <= now:
             _, _, token = heapq.heappop(self._lock_deadlines)
             lock = self.locks.get(token)
+            # A renewed lock has a later entry of its own; session locks expire with their session.
             if lock is not None and lock.session_id is None and lock.locked_until <= now:
                 self._release_lock(lock, count_attempt=True)
+
+    def _expire_sessions(self, now: float) -> None:
         for entity in self.entities.values():
+            if not entity.settings.requires_session:
+                continue
             for session in entity.sessions.values():
                 if session.owner is not None and session.locked_until <= now:
                     self._lose_session(entity, session)
+
+    def _expire_messages(self, now: float) -> None:
         while self._expiries and self._expiries[0][0] <= now:
             _, number, entity_name = heapq.heappop(self._expiries)
             entity = self.entities[entity_name]
             message = entity.messages.get(number)
+            # A locked message expires when its lock is released (see `_pop_ready`).
             if message is not None and message.lock is None and message.state is not MessageState.SCHEDULED:
                 self._expire(entity, message)
+
+    def _prune_duplicates(self, now: float) -> None:
         for target in self.targets.values():
-            if target.duplicates is not None:
-                for message_id in target.duplicates.prune(now):
-                    if self._store is not None:
-                        self._store.delete_duplicate(target.name, message_id)
+            if target.duplicates is None:
+                continue
+            for message_id in target.duplicates.prune(now):
+                if self._store is not None:
+                    self._store.delete_duplicate(target.name, message_id)
 
     def _lose_session(self, entity: MessageEntity, session: MessageSession) -> None:
         owner = session.owner

@@ -1,4 +1,4 @@
-"""Command line entry: `--config PATH --port N [--host H] [--data-file PATH] [--key-name NAME] [--key KEY]`."""
+"""Command line entry: `--config PATH --port N [--host H] [--data-file PATH] [--key-name N] [--key K]`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from devstack.servicebus.auth import SharedAccessKey
 from devstack.servicebus.broker import Broker
 from devstack.servicebus.config import ConfigError, load_topology
 from devstack.servicebus.store import Store
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 # Microsoft's emulator documents this key for local use; it protects nothing and is not a secret.
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
@@ -23,8 +26,12 @@ EXIT_CONFIG_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="devstack servicebus", description="Local Azure Service Bus emulator")
-    parser.add_argument("--config", type=Path, required=True, help="topology file (Microsoft emulator format)")
+    parser = argparse.ArgumentParser(
+        prog="devstack servicebus", description="Local Azure Service Bus emulator"
+    )
+    parser.add_argument(
+        "--config", type=Path, required=True, help="topology file (Microsoft emulator format)"
+    )
     parser.add_argument("--port", type=int, required=True, help="AMQP port to listen on")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--data-file", type=Path, default=None, help="SQLite file; in-memory when omitted")
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         topology = load_topology(args.config)
     except ConfigError as error:
-        print(f"servicebus emulator: invalid config {args.config}:\n{error}", file=sys.stderr)  # noqa: T201
+        print(f"servicebus emulator: invalid config {args.config}:\n{error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     store = Store(args.data_file) if args.data_file is not None else None
     broker = Broker(topology, clock=time.time, store=store)
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
 
     def announce(host: str, port: int) -> None:
-        print(f"{READY_PREFIX} on {host}:{port} (namespace {topology.namespace})", flush=True)  # noqa: T201
+        print(f"{READY_PREFIX} on {host}:{port} (namespace {topology.namespace})", flush=True)
 
     # Imported late so a config error is reported without loading the AMQP stack.
     from devstack.servicebus.server import run_server  # noqa: PLC0415

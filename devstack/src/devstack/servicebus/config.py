@@ -6,12 +6,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from devstack.servicebus.filters import FilterSyntaxError, RuleFilter, parse_rule
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Azure's own ceiling for a duration that means "never" (TimeSpan.MaxValue is about 10675199 days).
 FOREVER = timedelta(days=10675199)
@@ -265,7 +267,9 @@ def parse_topology(document: Any) -> Topology:
                 except FilterSyntaxError as error:
                     part = "Action" if error.in_action else "SqlFilter"
                     raise ConfigError(f"{rule_where}.{part}.SqlExpression: {error}") from None
-            subscriptions.append(SubscriptionTopology(subscription.name, subscription.properties, tuple(rules)))
+            subscriptions.append(
+                SubscriptionTopology(subscription.name, subscription.properties, tuple(rules))
+            )
         topics.append(TopicTopology(topic.name, topic.properties, tuple(subscriptions)))
     _check_forwarding(namespace, seen)
     return Topology(
@@ -278,7 +282,10 @@ def parse_topology(document: Any) -> Topology:
 
 def _rule_spec(rule: RuleConfig) -> dict[str, Any]:
     props = rule.properties
-    spec: dict[str, Any] = {"name": rule.name, "action": props.action.sql_expression if props.action else None}
+    spec: dict[str, Any] = {
+        "name": rule.name,
+        "action": props.action.sql_expression if props.action else None,
+    }
     if props.filter_type == "Sql" and props.sql_filter is not None:
         spec["sql"] = props.sql_filter.sql_expression
     elif props.correlation_filter is not None:
@@ -292,15 +299,21 @@ def _check_forwarding(namespace: NamespaceConfig, names: dict[str, str]) -> None
     for index, queue in enumerate(namespace.queues):
         where = f"{base}.Queues[{index}].Properties"
         targets += [(f"{where}.ForwardTo", queue.properties.forward_to)]
-        targets += [(f"{where}.ForwardDeadLetteredMessagesTo", queue.properties.forward_dead_lettered_messages_to)]
+        targets += [
+            (f"{where}.ForwardDeadLetteredMessagesTo", queue.properties.forward_dead_lettered_messages_to)
+        ]
     for topic_index, topic in enumerate(namespace.topics):
         for sub_index, sub in enumerate(topic.subscriptions):
             where = f"{base}.Topics[{topic_index}].Subscriptions[{sub_index}].Properties"
             targets += [(f"{where}.ForwardTo", sub.properties.forward_to)]
-            targets += [(f"{where}.ForwardDeadLetteredMessagesTo", sub.properties.forward_dead_lettered_messages_to)]
+            targets += [
+                (f"{where}.ForwardDeadLetteredMessagesTo", sub.properties.forward_dead_lettered_messages_to)
+            ]
     for where, target in targets:
         if target and target.lower() not in names:
-            raise ConfigError(f"{where}: forwarding target {target!r} is not a queue or topic of this namespace")
+            raise ConfigError(
+                f"{where}: forwarding target {target!r} is not a queue or topic of this namespace"
+            )
 
 
 def load_topology(path: Path) -> Topology:
@@ -312,5 +325,7 @@ def load_topology(path: Path) -> Topology:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+        raise ConfigError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
     return parse_topology(document)

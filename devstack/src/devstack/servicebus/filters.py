@@ -8,6 +8,7 @@ matches when its filter is true.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -95,7 +96,9 @@ def parse_rule(spec: Mapping[str, Any]) -> RuleFilter:
 
 def correlation_filter(fields: Mapping[str, Any]) -> Callable[[MessageView], bool]:
     """Every given system field and user property must equal the message's."""
-    system_expected = {_CORRELATION_FIELDS[key]: value for key, value in fields.items() if key != "properties"}
+    system_expected = {
+        _CORRELATION_FIELDS[key]: value for key, value in fields.items() if key != "properties"
+    }
     user_expected = dict(fields.get("properties", {}))
 
     def matches(view: MessageView) -> bool:
@@ -172,7 +175,9 @@ def _tokenize(text: str, *, in_action: bool) -> list[_Token]:
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
             snippet = text[position:].strip()[:20]
-            raise FilterSyntaxError(f"unexpected input at position {position}: {snippet!r}", in_action=in_action)
+            raise FilterSyntaxError(
+                f"unexpected input at position {position}: {snippet!r}", in_action=in_action
+            )
         kind = match.lastgroup or "op"
         value = match.group(kind)
         start = match.start(kind)
@@ -256,6 +261,10 @@ class _Parser:
             self.take()
             right = self.arithmetic()
             return _comparison(token.text, left, right)
+        return self.membership(left)
+
+    def membership(self, left: Expression) -> Expression:
+        """The `[NOT] IN`, `[NOT] LIKE` and `IS [NOT] NULL` forms, or the bare value."""
         negated = self.accept("keyword", "not")
         if self.accept("keyword", "in"):
             return _maybe_not(self.in_list(left), negated=negated)
@@ -329,17 +338,9 @@ class _Parser:
 
     def primary(self) -> Expression:
         token = self.take()
-        if token.kind == "number":
-            number: float = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
-            return lambda _view: number
-        if token.kind == "string":
-            text = _unquote(token.text)
-            return lambda _view: text
-        if token.kind == "keyword" and token.text in {"true", "false"}:
-            flag = token.text == "true"
-            return lambda _view: flag
-        if token.kind == "keyword" and token.text == "null":
-            return lambda _view: None
+        literal = _literal(token)
+        if literal is not _NOT_A_LITERAL:
+            return lambda _view: literal
         if token.kind == "name":
             scope, name = self.property_name(token)
             return lambda view: _lookup(view, scope, name)
@@ -395,6 +396,20 @@ def compile_sql_filter(text: str) -> Callable[[MessageView], bool]:
 def compile_sql_action(text: str) -> tuple[Assignment, ...]:
     """Compile a SQL rule action (`SET a = expr; REMOVE b`)."""
     return _Parser(text, in_action=True).action()
+
+
+_NOT_A_LITERAL = object()
+
+
+def _literal(token: _Token) -> Any:
+    """The constant a token stands for, or `_NOT_A_LITERAL`."""
+    if token.kind == "number":
+        return float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+    if token.kind == "string":
+        return _unquote(token.text)
+    if token.kind == "keyword" and token.text in {"true", "false", "null"}:
+        return {"true": True, "false": False, "null": None}[token.text]
+    return _NOT_A_LITERAL
 
 
 def _lookup(view: MessageView, scope: str, name: str) -> Any:
@@ -476,28 +491,36 @@ def _compare_values(operator: str, left: Any, right: Any) -> bool | None:
     return comparisons[operator](left, right)
 
 
-def _arithmetic(operator: str, left: Expression, right: Expression) -> Expression:
+def _divide(first: float, second: float) -> float:
+    if isinstance(first, int) and isinstance(second, int):
+        return int(first / second)  # SQL integer division truncates toward zero
+    return first / second
+
+
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "%": operator.mod,
+    "/": _divide,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _arithmetic(symbol: str, left: Expression, right: Expression) -> Expression:
+    function = _ARITHMETIC[symbol]
+
     def evaluate(view: MessageView) -> Any:
         first, second = left(view), right(view)
-        if operator == "+" and isinstance(first, str) and isinstance(second, str):
+        if symbol == "+" and isinstance(first, str) and isinstance(second, str):
             return first + second
-        numeric = (int, float)
-        if not (isinstance(first, numeric) and isinstance(second, numeric)):
+        if not (_is_number(first) and _is_number(second)):
             return None
-        if isinstance(first, bool) or isinstance(second, bool):
+        if symbol in {"/", "%"} and second == 0:
             return None
-        if operator in {"/", "%"} and second == 0:
-            return None
-        if operator == "+":
-            return first + second
-        if operator == "-":
-            return first - second
-        if operator == "*":
-            return first * second
-        if operator == "%":
-            return first % second
-        if isinstance(first, int) and isinstance(second, int):
-            return int(first / second)  # SQL integer division truncates toward zero
-        return first / second
+        return function(first, second)
 
     return evaluate

@@ -1,11 +1,11 @@
-"""The `$management` request/response operations of an entity (lock renewal, peek, deferral, scheduling...)."""
+"""The `$management` request/response operations of an entity (lock renewal, peek, deferral, scheduling)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from proton import UNDESCRIBED, Array, Data, timestamp
 
@@ -82,8 +82,13 @@ def _int_list(value: Any) -> list[int]:
         raise BadRequestError("sequence-numbers must be an array of longs") from None
 
 
+def _array(element_type: int, *values: Any) -> Array:
+    """An AMQP array (the SDK expects arrays, not lists, for tokens, numbers and expiries)."""
+    return Array(cast("Any", UNDESCRIBED), element_type, *values)
+
+
 def _timestamps(values: list[float]) -> Array:
-    return Array(UNDESCRIBED, Data.TIMESTAMP, *[timestamp(int(value * 1000)) for value in values])
+    return _array(Data.TIMESTAMP, *[timestamp(int(value * 1000)) for value in values])
 
 
 def _renew_lock(context: ManagementContext, body: Mapping[str, Any]) -> ManagementReply:
@@ -148,7 +153,7 @@ def _schedule(context: ManagementContext, body: Mapping[str, Any]) -> Management
     except (TypeError, KeyError):
         raise BadRequestError("messages must be a list of maps with a binary 'message'") from None
     numbers = context.broker.schedule(target, raws)
-    return ManagementReply(body={"sequence-numbers": Array(UNDESCRIBED, Data.LONG, *numbers)})
+    return ManagementReply(body={"sequence-numbers": _array(Data.LONG, *numbers)})
 
 
 def _cancel_scheduled(context: ManagementContext, body: Mapping[str, Any]) -> ManagementReply:
@@ -180,7 +185,7 @@ def _get_message_sessions(context: ManagementContext, body: Mapping[str, Any]) -
     ids = context.broker.session_ids(context.require_entity())[skip : skip + top]
     if not ids:
         return ManagementReply(status=204, description="No sessions.")
-    return ManagementReply(body={"skip": skip + len(ids), "sessions-ids": Array(UNDESCRIBED, Data.STRING, *ids)})
+    return ManagementReply(body={"skip": skip + len(ids), "sessions-ids": _array(Data.STRING, *ids)})
 
 
 _OPERATIONS: dict[str, Callable[[ManagementContext, Mapping[str, Any]], ManagementReply]] = {

@@ -22,6 +22,10 @@ DATA = 0x75
 AMQP_SEQUENCE = 0x76
 AMQP_VALUE = 0x77
 FOOTER = 0x78
+# AMQP type constructors the section reader needs to recognise.
+_SMALL_ULONG, _ULONG, _ULONG_ZERO = 0x53, 0x80, 0x44
+_SYMBOL_8, _SYMBOL_32, _BINARY_8, _BINARY_32 = 0xA3, 0xB3, 0xA0, 0xB0
+_SESSION_ID_INDEX = 10
 _BODY_CODES = frozenset({DATA, AMQP_SEQUENCE, AMQP_VALUE})
 _SYMBOLIC_DESCRIPTORS = {
     b"amqp:header:list": HEADER,
@@ -86,14 +90,14 @@ def _descriptor_code(buffer: bytes, position: int) -> tuple[int, int]:
     """Read a section descriptor at `position` (just after 0x00); return (code, value start)."""
     end = _value_end(buffer, position)
     constructor = buffer[position]
-    if constructor == 0x53:
+    if constructor == _SMALL_ULONG:
         return buffer[position + 1], end
-    if constructor == 0x80:
+    if constructor == _ULONG:
         return struct.unpack_from(">Q", buffer, position + 1)[0], end
-    if constructor == 0x44:
+    if constructor == _ULONG_ZERO:
         return 0, end
-    if constructor in {0xA3, 0xB3}:
-        header = 2 if constructor == 0xA3 else 5
+    if constructor in {_SYMBOL_8, _SYMBOL_32}:
+        header = 2 if constructor == _SYMBOL_8 else 5
         name = bytes(buffer[position + header : end])
         if name in _SYMBOLIC_DESCRIPTORS:
             return _SYMBOLIC_DESCRIPTORS[name], end
@@ -121,9 +125,9 @@ def split_sections(raw: bytes) -> list[tuple[int, bytes]]:
 def _data_payload(section: bytes) -> bytes:
     _, start = _descriptor_code(section, 1)
     constructor = section[start]
-    if constructor == 0xA0:
+    if constructor == _BINARY_8:
         return section[start + 2 :]
-    if constructor == 0xB0:
+    if constructor == _BINARY_32:
         return section[start + 5 :]
     raise MalformedMessageError("a data section must hold binary")
 
@@ -215,7 +219,7 @@ class Envelope:
 
     @property
     def session_id(self) -> str | None:
-        value = self.properties[10] if len(self.properties) > 10 else None  # noqa: PLR2004
+        value = self.properties[_SESSION_ID_INDEX] if len(self.properties) > _SESSION_ID_INDEX else None
         return None if value is None else str(value)
 
     @property
@@ -225,25 +229,34 @@ class Envelope:
 
     def system_view(self) -> dict[str, Any]:
         """System properties for filters, keyed by lower-case SQL name."""
-        view = {name: _plain(self.properties[index]) for name, index in PROPERTY_FIELDS.items()
-                if index < len(self.properties) and self.properties[index] is not None}
+        view = {
+            name: _plain(self.properties[index])
+            for name, index in PROPERTY_FIELDS.items()
+            if index < len(self.properties) and self.properties[index] is not None
+        }
         if self.ttl_ms is not None:
             view["timetolive"] = self.ttl_ms / 1000
         return view
 
-    def with_changes(self, *, system: dict[str, Any] | None = None, user: dict[str, Any] | None = None) -> Envelope:
+    def with_changes(
+        self, *, system: dict[str, Any] | None = None, user: dict[str, Any] | None = None
+    ) -> Envelope:
         """Return a copy with system properties and/or the user property map replaced."""
         properties = list(self.properties)
         if system is not None:
             properties += [None] * (13 - len(properties))
             for name, index in PROPERTY_FIELDS.items():
                 properties[index] = system.get(name)
-        return replace(self, properties=properties, user_properties=self.user_properties if user is None else user)
+        return replace(
+            self, properties=properties, user_properties=self.user_properties if user is None else user
+        )
 
     def encode(self, *, delivery_count: int = 0, extra_annotations: dict[Any, Any] | None = None) -> bytes:
         """Encode the message with a fresh header and merged annotations."""
         ttl = uint(self.ttl_ms) if self.ttl_ms is not None else None
-        header = encode_section(HEADER, [self.durable, ubyte(self.priority), ttl, False, uint(delivery_count)])
+        header = encode_section(
+            HEADER, [self.durable, ubyte(self.priority), ttl, False, uint(delivery_count)]
+        )
         annotations = {**self.annotations, **(extra_annotations or {})}
         parts = [header]
         if annotations:

@@ -17,9 +17,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from proton import Condition, Delivery, Disposition, Link, SASL, Terminus, symbol, ulong
+from proton import SASL, Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
@@ -58,7 +58,7 @@ def _guarded(method: _Handler) -> _Handler:
     def wrapper(self: EmulatorHandler, event: Any) -> None:
         try:
             method(self, event)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure must end the link, not the server
             _log.exception("error handling %s", getattr(event, "type", "event"))
             condition = _condition("amqp:internal-error", f"emulator error: {error}")
             endpoint = event.link if event.link is not None else event.connection
@@ -93,7 +93,7 @@ class ConsumerLink:
 
     def deliver(self, message: StoredMessage, lock: Lock | None) -> None:
         tag = lock.token.bytes_le if lock is not None else uuid.uuid4().bytes_le
-        delivery = self.link.delivery(tag)
+        delivery = self.link.delivery(cast("str", tag))  # proton takes bytes too
         delivery.lock_token = lock.token if lock is not None else None
         self.link.stream(message.encode(locked_until=lock.locked_until if lock is not None else None))
         self.link.advance()
@@ -119,8 +119,16 @@ class PendingSession:
 class EmulatorHandler:
     """Proton event handler: routes connection, link and delivery events to the broker."""
 
-    def __init__(self, broker: Broker, *, host: str, port: int, rule: SharedAccessKey,
-                 on_ready: Callable[[str, int], None], should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        host: str,
+        port: int,
+        rule: SharedAccessKey,
+        on_ready: Callable[[str, int], None],
+        should_stop: Callable[[], bool],
+    ) -> None:
         self.broker = broker
         self.host = host
         self.port = port
@@ -148,7 +156,7 @@ class EmulatorHandler:
         try:
             self.broker.tick()
             self._retry_pending_sessions()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the timer must keep running whatever one tick hit
             _log.exception("periodic broker work failed")
         event.container.schedule(_TICK_SECONDS, self)
 
@@ -274,7 +282,9 @@ class EmulatorHandler:
             return
         self._open_session_receiver(consumer, session_id, state)
 
-    def _open_session_receiver(self, consumer: ConsumerLink, session_id: str | None, state: ConnectionState) -> None:
+    def _open_session_receiver(
+        self, consumer: ConsumerLink, session_id: str | None, state: ConnectionState
+    ) -> None:
         try:
             session = self.broker.attach_session(consumer.entity, consumer, session_id)
         except BrokerError as error:
@@ -323,7 +333,9 @@ class EmulatorHandler:
     def _authorize(self, state: ConnectionState, address: str) -> None:
         path = audience_path(address)
         if not grants(state.audiences, path):
-            raise UnauthorizedError(f"Unauthorized access. A valid put-token for '{address}' is required first.")
+            raise UnauthorizedError(
+                f"Unauthorized access. A valid put-token for '{address}' is required first."
+            )
 
     def _management_context(self, entity_path: str) -> ManagementContext:
         entity: MessageEntity | None = None
@@ -342,7 +354,7 @@ class EmulatorHandler:
     @_guarded
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link
-        role, value = getattr(link, "role", (None, None))
+        role, value = _role(link)
         if role == "receive":
             state = _state(link.connection)
             if value in state.consumers:
@@ -359,7 +371,7 @@ class EmulatorHandler:
 
     @_guarded
     def on_link_flow(self, event: Any) -> None:
-        role, value = getattr(event.link, "role", (None, None))
+        role, value = _role(event.link)
         if role == "receive" and not value.closed:
             self.broker.pump(value.entity)
 
@@ -386,7 +398,7 @@ class EmulatorHandler:
         link.advance()
         if link.credit < _SENDER_CREDIT // 2:
             link.flow(_SENDER_CREDIT - link.credit)
-        role, value = getattr(link, "role", (None, None))
+        role, value = _role(link)
         try:
             if role == "send":
                 self.broker.send(value, buffered)
@@ -418,57 +430,34 @@ class EmulatorHandler:
     def _settlement(self, link: Link, delivery: Delivery) -> None:
         """A receiver settled a message: apply the outcome and echo it, settled."""
         token = getattr(delivery, "lock_token", None)
-        role, consumer = getattr(link, "role", (None, None))
+        role, consumer = _role(link)
         if token is None or role != "receive":
             if not delivery.settled:
                 delivery.settle()
             return
-        remote = delivery.remote
-        state = delivery.remote_state
-        reason = description = None
-        modify = None
-        if state == Disposition.ACCEPTED:
-            outcome = Outcome.COMPLETE
-        elif state == Disposition.REJECTED:
-            outcome = Outcome.DEAD_LETTER
-            condition = remote.condition
-            if condition is not None:
-                info = {str(key): value for key, value in (condition.info or {}).items()}
-                reason = _text(info.get("DeadLetterReason"))
-                description = _text(info.get("DeadLetterErrorDescription")) or _text(condition.description)
-        elif state == Disposition.MODIFIED:
-            outcome = Outcome.DEFER if remote.undeliverable else Outcome.ABANDON
-            if not remote.failed and not remote.undeliverable:
-                outcome = Outcome.RELEASE
-            annotations = remote.annotations
-            modify = {str(key): value for key, value in annotations.items()} if annotations else None
-        elif state == Disposition.RELEASED:
-            outcome = Outcome.RELEASE
-        else:
+        settlement = _read_settlement(delivery)
+        if settlement is None:
             return  # a non-terminal state (received): nothing to settle yet
         delivery.lock_token = None
         try:
             self.broker.settle(
                 token,
-                outcome,
+                settlement.outcome,
                 entity=consumer.entity,
-                dead_letter_reason=reason,
-                dead_letter_description=description,
-                properties_to_modify=modify,
+                dead_letter_reason=settlement.reason,
+                dead_letter_description=settlement.description,
+                properties_to_modify=settlement.properties_to_modify,
             )
         except BrokerError as error:
             delivery.local.condition = _condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         else:
-            if state == Disposition.REJECTED:
-                # Echo the rejection without an error: an error would tell the client it failed.
-                delivery.update(Disposition.REJECTED)
-            elif state == Disposition.MODIFIED:
+            remote = delivery.remote
+            if delivery.remote_state == Disposition.MODIFIED:
                 delivery.local.failed = remote.failed
                 delivery.local.undeliverable = remote.undeliverable
-                delivery.update(Disposition.MODIFIED)
-            else:
-                delivery.update(state)
+            # A rejection is echoed without an error: an error would tell the client it failed.
+            delivery.update(delivery.remote_state)
         delivery.settle()
 
     # Request/response ----------------------------------------------------------------------------------
@@ -477,7 +466,9 @@ class EmulatorHandler:
         request = _parse_request(raw)
         if request.operation != "put-token":
             reply = (400, f"unsupported $cbs operation '{request.operation}'")
-        elif request.properties.get("type") not in {SAS_TOKEN_TYPE, "jwt"} or not isinstance(request.body, str):
+        elif request.properties.get("type") not in {SAS_TOKEN_TYPE, "jwt"} or not isinstance(
+            request.body, str
+        ):
             reply = (400, "put-token needs a SAS token string")
         else:
             try:
@@ -522,7 +513,7 @@ class EmulatorHandler:
             + encode_section(APPLICATION_PROPERTIES, application)
             + encode_section(AMQP_VALUE, body)
         )
-        delivery = reply_link.delivery(uuid.uuid4().bytes)
+        delivery = reply_link.delivery(cast("str", uuid.uuid4().bytes))  # proton takes bytes too
         reply_link.stream(encoded)
         reply_link.advance()
         delivery.settle()
@@ -549,7 +540,9 @@ def _parse_request(raw: bytes) -> Request:
         elif code == AMQP_VALUE:
             body = decode_section(section)
     properties += [None] * (5 - len(properties))
-    application = {key: str(value) if isinstance(value, symbol) else value for key, value in application.items()}
+    application = {
+        key: str(value) if isinstance(value, symbol) else value for key, value in application.items()
+    }
     reply_to = properties[4]
     return Request(
         operation=str(application.get("operation", "")),
@@ -573,12 +566,17 @@ def _pair_key(session: Any, address: str) -> str:
     return f"{hash(session)}|{address.lower()}"
 
 
+def _role(link: Link) -> tuple[str, Any]:
+    """What a link is for (`send`, `receive`, `cbs`, `management`, `reply`) and the object serving it."""
+    return cast("tuple[str, Any]", getattr(link, "role", ("", None)))
+
+
 def _state(connection: Any) -> ConnectionState:
     state = getattr(connection, "emulator", None)
     if state is None:
         state = ConnectionState()
         connection.emulator = state
-    return state  # type: ignore[no-any-return]
+    return cast("ConnectionState", state)
 
 
 def _session_filter(link: Link) -> tuple[bool, str | None]:
@@ -596,6 +594,48 @@ def _session_filter(link: Link) -> tuple[bool, str | None]:
                 inner = bytes(inner).decode()
             return True, None if inner is None else str(inner)
     return False, None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a receiver's disposition asks for."""
+
+    outcome: Outcome
+    reason: str | None = None
+    description: str | None = None
+    properties_to_modify: dict[str, Any] | None = None
+
+
+def _read_settlement(delivery: Delivery) -> Settlement | None:
+    """Map a disposition to an outcome: complete, dead-letter, defer, abandon or release."""
+    remote = delivery.remote
+    state = delivery.remote_state
+    if state == Disposition.ACCEPTED:
+        return Settlement(Outcome.COMPLETE)
+    if state == Disposition.REJECTED:
+        condition = remote.condition
+        if condition is None:
+            return Settlement(Outcome.DEAD_LETTER)
+        raw_info = condition.info
+        info = {str(key): value for key, value in raw_info.items()} if isinstance(raw_info, dict) else {}
+        return Settlement(
+            Outcome.DEAD_LETTER,
+            reason=_text(info.get("DeadLetterReason")),
+            description=_text(info.get("DeadLetterErrorDescription")) or _text(condition.description),
+        )
+    if state == Disposition.MODIFIED:
+        if remote.undeliverable:
+            outcome = Outcome.DEFER
+        elif remote.failed:
+            outcome = Outcome.ABANDON
+        else:
+            outcome = Outcome.RELEASE
+        annotations = remote.annotations
+        modify = {str(key): value for key, value in annotations.items()} if annotations else None
+        return Settlement(outcome, properties_to_modify=modify)
+    if state == Disposition.RELEASED:
+        return Settlement(Outcome.RELEASE)
+    return None
 
 
 def _text(value: Any) -> str | None:
@@ -616,7 +656,9 @@ def run_server(
     should_stop: Callable[[], bool],
 ) -> None:
     """Serve until `should_stop()` turns true (checked every tick)."""
-    handler = EmulatorHandler(broker, host=host, port=port, rule=rule, on_ready=on_ready, should_stop=should_stop)
+    handler = EmulatorHandler(
+        broker, host=host, port=port, rule=rule, on_ready=on_ready, should_stop=should_stop
+    )
     container = Container(handler)
     container.container_id = "devstack-servicebus"
     container.run()

@@ -1,4 +1,4 @@
-"""Run the emulator as a subprocess for tests and local stacks: `with running_emulator(config) as emulator:`."""
+"""Run the emulator as a subprocess for tests and local stacks (`with running_emulator(config) as e:`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ class RunningEmulator:
         return connection_string(host=self.host, port=self.port, key_name=self.key_name, key=self.key)
 
 
-def connection_string(*, host: str, port: int, key_name: str = DEFAULT_KEY_NAME, key: str = DEFAULT_KEY) -> str:
+def connection_string(
+    *, host: str, port: int, key_name: str = DEFAULT_KEY_NAME, key: str = DEFAULT_KEY
+) -> str:
     """The connection string the SDK needs to reach an emulator (plain AMQP, no TLS)."""
     endpoint_host = "localhost" if host in {"127.0.0.1", "localhost"} else host
     return (
@@ -67,7 +69,9 @@ def _wait_for_ready(process: subprocess.Popen[str], timeout: float) -> None:
                 break
             line = process.stdout.readline()
             if not line:
-                raise EmulatorStartError(f"the emulator exited with code {process.wait(STOP_TIMEOUT_SECONDS)}")
+                raise EmulatorStartError(
+                    f"the emulator exited with code {process.wait(STOP_TIMEOUT_SECONDS)}"
+                )
             if line.startswith(READY_PREFIX):
                 return
     raise EmulatorStartError(f"the emulator did not report ready within {timeout:.0f} s")
