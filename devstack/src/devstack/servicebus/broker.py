@@ -25,7 +25,7 @@ from devstack.servicebus.errors import (
     SessionLockLostError,
 )
 from devstack.servicebus.filters import MessageView, RuleFilter, apply_action
-from devstack.servicebus.messages import Envelope, delivery_annotations, parse_message, split_batch
+from devstack.servicebus.messages import Envelope, Stamps, parse_message, parse_sections, split_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -86,13 +86,13 @@ class StoredMessage:
 
     def encode(self, *, locked_until: float | None = None) -> bytes:
         """Encode for a receiver, with the broker's annotations."""
-        stamped = delivery_annotations(
+        stamps = Stamps(
             sequence_number=self.sequence_number,
             enqueued_ms=int(self.enqueued_at * 1000),
             locked_until_ms=None if locked_until is None else int(locked_until * 1000),
             dead_letter_source=self.dead_letter_source,
         )
-        return self.envelope.encode(delivery_count=self.delivery_count, extra_annotations=stamped)
+        return self.envelope.encode(delivery_count=self.delivery_count, stamps=stamps)
 
 
 @dataclass(eq=False, slots=True)
@@ -306,8 +306,7 @@ class Broker:
 
     def send(self, target: SendTarget, raw: bytes) -> None:
         """Accept one transfer: a single message or a batch."""
-        inner = split_batch(raw)
-        envelopes = [parse_message(item) for item in inner] if inner is not None else [parse_message(raw)]
+        envelopes = [parse_sections(sections) for sections in split_batch(raw)]
         if target.queue is not None and target.queue.settings.requires_session:
             for envelope in envelopes:
                 if envelope.session_id is None:

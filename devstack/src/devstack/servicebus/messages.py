@@ -7,11 +7,12 @@ receiver unchanged. Proton's `Message` class is not used for that because it mer
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, replace
 from typing import Any
 
-from proton import Array, Data, Described, symbol, timestamp, ubyte, uint, ulong
+from proton import Array, Data, Described, symbol, timestamp, ulong
 
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
@@ -26,6 +27,8 @@ FOOTER = 0x78
 _SMALL_ULONG, _ULONG, _ULONG_ZERO = 0x53, 0x80, 0x44
 _SYMBOL_8, _SYMBOL_32, _BINARY_8, _BINARY_32 = 0xA3, 0xB3, 0xA0, 0xB0
 _SESSION_ID_INDEX = 10
+_MAP_8, _MAP_32 = 0xC1, 0xD1
+_SHORT_LIMIT = 256
 _BODY_CODES = frozenset({DATA, AMQP_SEQUENCE, AMQP_VALUE})
 _SYMBOLIC_DESCRIPTORS = {
     b"amqp:header:list": HEADER,
@@ -132,8 +135,8 @@ def _data_payload(section: bytes) -> bytes:
     raise MalformedMessageError("a data section must hold binary")
 
 
-def split_batch(raw: bytes) -> list[bytes] | None:
-    """If `raw` is a batch envelope (each data section one whole message), return the inner messages.
+def split_batch(raw: bytes) -> list[list[tuple[int, bytes]]]:
+    """Split a transfer into its messages' sections: one message, or each message of a batch envelope.
 
     Proton does not expose a transfer's message format (0x80013700 marks batches), so a batch is
     recognised by its shape: no application properties, and every body section is a data section that
@@ -142,19 +145,18 @@ def split_batch(raw: bytes) -> list[bytes] | None:
     sections = split_sections(raw)
     codes = {code for code, _ in sections}
     if APPLICATION_PROPERTIES in codes or not codes & _BODY_CODES or not codes & _BODY_CODES <= {DATA}:
-        return None
-    inner: list[bytes] = []
+        return [sections]
+    inner: list[list[tuple[int, bytes]]] = []
     for code, section in sections:
         if code != DATA:
             continue
-        payload = _data_payload(section)
         try:
-            inner_codes = {inner_code for inner_code, _ in split_sections(payload)}
+            inner_sections = split_sections(_data_payload(section))
         except MalformedMessageError:
-            return None
-        if not inner_codes & _BODY_CODES:
-            return None
-        inner.append(payload)
+            return [sections]
+        if not {inner_code for inner_code, _ in inner_sections} & _BODY_CODES:
+            return [sections]
+        inner.append(inner_sections)
     return inner
 
 
@@ -200,17 +202,56 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A message as the broker stores it: parsed routing fields plus the encoded bare message."""
+@dataclass(frozen=True)
+class Stamps:
+    """What the broker adds to a message it hands out."""
 
-    durable: bool
-    priority: int
-    ttl_ms: int | None
-    annotations: dict[Any, Any]
-    properties: list[Any]
-    user_properties: dict[str, Any]
+    sequence_number: int
+    enqueued_ms: int
+    locked_until_ms: int | None = None
+    dead_letter_source: str | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message as the broker stores it: the sections as sent, decoded only when something needs them.
+
+    Delivering a message re-encodes only the header and the message annotations, by hand; properties,
+    application properties and body go out as the bytes that came in (hot path: no decode, no re-encode).
+    """
+
+    header: bytes | None
+    annotations_section: bytes | None
+    properties_section: bytes | None
+    application_section: bytes | None
     body: bytes  # body sections and footer exactly as sent
+
+    @functools.cached_property
+    def _header_fields(self) -> tuple[bool, int, int | None]:
+        fields = list(decode_section(self.header) or []) if self.header else []
+        fields += [None] * 5
+        priority = int(fields[1]) if fields[1] is not None else 4
+        return bool(fields[0]), priority, int(fields[2]) if fields[2] is not None else None
+
+    @property
+    def ttl_ms(self) -> int | None:
+        return self._header_fields[2]
+
+    @functools.cached_property
+    def annotations(self) -> dict[Any, Any]:
+        return dict(decode_section(self.annotations_section) or {}) if self.annotations_section else {}
+
+    @functools.cached_property
+    def properties(self) -> list[Any]:
+        return list(decode_section(self.properties_section) or []) if self.properties_section else []
+
+    @functools.cached_property
+    def user_properties(self) -> dict[str, Any]:
+        if not self.application_section:
+            return {}
+        return {
+            str(key): value for key, value in dict(decode_section(self.application_section) or {}).items()
+        }
 
     @property
     def message_id(self) -> str | None:
@@ -224,15 +265,22 @@ class Envelope:
 
     @property
     def scheduled_enqueue_ms(self) -> int | None:
+        # Most messages are not scheduled: look for the key's bytes before decoding anything.
+        if (
+            not self.annotations_section
+            or str(SCHEDULED_ENQUEUE_TIME).encode() not in self.annotations_section
+        ):
+            return None
         value = self.annotations.get(SCHEDULED_ENQUEUE_TIME)
         return int(value) if value is not None else None
 
     def system_view(self) -> dict[str, Any]:
         """System properties for filters, keyed by lower-case SQL name."""
+        properties = self.properties
         view = {
-            name: _plain(self.properties[index])
+            name: _plain(properties[index])
             for name, index in PROPERTY_FIELDS.items()
-            if index < len(self.properties) and self.properties[index] is not None
+            if index < len(properties) and properties[index] is not None
         }
         if self.ttl_ms is not None:
             view["timetolive"] = self.ttl_ms / 1000
@@ -242,74 +290,143 @@ class Envelope:
         self, *, system: dict[str, Any] | None = None, user: dict[str, Any] | None = None
     ) -> Envelope:
         """Return a copy with system properties and/or the user property map replaced."""
-        properties = list(self.properties)
+        properties_section = self.properties_section
         if system is not None:
-            properties += [None] * (13 - len(properties))
+            properties = list(self.properties) + [None] * (13 - len(self.properties))
             for name, index in PROPERTY_FIELDS.items():
                 properties[index] = system.get(name)
-        return replace(
-            self, properties=properties, user_properties=self.user_properties if user is None else user
-        )
+            properties_section = encode_section(PROPERTIES, properties)
+        application_section = self.application_section
+        if user is not None:
+            application_section = encode_section(APPLICATION_PROPERTIES, user) if user else None
+        return replace(self, properties_section=properties_section, application_section=application_section)
 
-    def encode(self, *, delivery_count: int = 0, extra_annotations: dict[Any, Any] | None = None) -> bytes:
-        """Encode the message with a fresh header and merged annotations."""
-        ttl = uint(self.ttl_ms) if self.ttl_ms is not None else None
-        header = encode_section(
-            HEADER, [self.durable, ubyte(self.priority), ttl, False, uint(delivery_count)]
-        )
-        annotations = {**self.annotations, **(extra_annotations or {})}
-        parts = [header]
+    def encode(self, *, delivery_count: int = 0, stamps: Stamps | None = None) -> bytes:
+        """Encode the message with a fresh header and the broker's annotations."""
+        durable, priority, ttl_ms = self._header_fields if self.header else (False, 4, None)
+        parts = [
+            _encode_header(durable=durable, priority=priority, ttl_ms=ttl_ms, delivery_count=delivery_count)
+        ]
+        annotations = self._annotations_with(stamps)
         if annotations:
-            parts.append(encode_section(MESSAGE_ANNOTATIONS, annotations))
-        if any(value is not None for value in self.properties):
-            parts.append(encode_section(PROPERTIES, self.properties))
-        if self.user_properties:
-            parts.append(encode_section(APPLICATION_PROPERTIES, self.user_properties))
+            parts.append(annotations)
+        if self.properties_section:
+            parts.append(self.properties_section)
+        if self.application_section:
+            parts.append(self.application_section)
         parts.append(self.body)
         return b"".join(parts)
 
+    def _annotations_with(self, stamps: Stamps | None) -> bytes | None:
+        if stamps is None:
+            return self.annotations_section
+        entries, count = _stamp_entries(stamps)
+        if self.annotations_section:
+            if any(key in self.annotations_section for key in _STAMPED_KEYS):
+                # The sender copied broker annotations (e.g. re-sent a received message): merge by key.
+                merged = {**self.annotations, **_stamps_dict(stamps)}
+                return encode_section(MESSAGE_ANNOTATIONS, merged)
+            own_entries, own_count = _map_entries(self.annotations_section)
+            entries, count = own_entries + entries, own_count + count
+        return _encode_map_section(MESSAGE_ANNOTATIONS, entries, count)
 
-def parse_message(raw: bytes) -> Envelope:
-    """Parse an encoded message into an `Envelope`."""
-    durable, priority, ttl_ms = False, 4, None
-    annotations: dict[Any, Any] = {}
-    properties: list[Any] = []
-    user: dict[str, Any] = {}
+
+_STAMPED_KEYS = tuple(
+    str(key).encode() for key in (SEQUENCE_NUMBER, ENQUEUED_TIME, LOCKED_UNTIL, DEAD_LETTER_SOURCE)
+)
+
+
+def _encode_header(*, durable: bool, priority: int, ttl_ms: int | None, delivery_count: int) -> bytes:
+    fields = (
+        (b"\x41" if durable else b"\x42")
+        + b"\x50" + bytes([priority & 0xFF])
+        + (b"\x70" + struct.pack(">I", ttl_ms & 0xFFFFFFFF) if ttl_ms is not None else b"\x40")
+        + b"\x42"  # first-acquirer
+        + b"\x70" + struct.pack(">I", delivery_count & 0xFFFFFFFF)
+    )  # fmt: skip
+    return b"\x00\x53\x70\xc0" + bytes([len(fields) + 1, 5]) + fields
+
+
+def _symbol(name: str) -> bytes:
+    encoded = name.encode()
+    return b"\xa3" + bytes([len(encoded)]) + encoded
+
+
+def _string(text: str) -> bytes:
+    encoded = text.encode()
+    if len(encoded) < _SHORT_LIMIT:
+        return b"\xa1" + bytes([len(encoded)]) + encoded
+    return b"\xb1" + struct.pack(">I", len(encoded)) + encoded
+
+
+def _stamp_entries(stamps: Stamps) -> tuple[bytes, int]:
+    entries = [
+        _symbol(str(SEQUENCE_NUMBER)) + b"\x81" + struct.pack(">q", stamps.sequence_number),
+        _symbol(str(ENQUEUED_TIME)) + b"\x83" + struct.pack(">q", stamps.enqueued_ms),
+    ]
+    if stamps.locked_until_ms is not None:
+        entries.append(_symbol(str(LOCKED_UNTIL)) + b"\x83" + struct.pack(">q", stamps.locked_until_ms))
+    if stamps.dead_letter_source is not None:
+        entries.append(_symbol(str(DEAD_LETTER_SOURCE)) + _string(stamps.dead_letter_source))
+    return b"".join(entries), 2 * len(entries)
+
+
+def _stamps_dict(stamps: Stamps) -> dict[Any, Any]:
+    stamped: dict[Any, Any] = {
+        SEQUENCE_NUMBER: stamps.sequence_number,
+        ENQUEUED_TIME: timestamp(stamps.enqueued_ms),
+    }
+    if stamps.locked_until_ms is not None:
+        stamped[LOCKED_UNTIL] = timestamp(stamps.locked_until_ms)
+    if stamps.dead_letter_source is not None:
+        stamped[DEAD_LETTER_SOURCE] = stamps.dead_letter_source
+    return stamped
+
+
+def _map_entries(section: bytes) -> tuple[bytes, int]:
+    """The encoded key/value entries of a map section and how many elements they hold."""
+    _, start = _descriptor_code(section, 1)
+    constructor = section[start]
+    if constructor == _MAP_8:
+        return section[start + 3 :], section[start + 2]
+    if constructor == _MAP_32:
+        count = struct.unpack_from(">I", section, start + 5)[0]
+        return section[start + 9 :], count
+    return b"", 0  # null: no annotations
+
+
+def _encode_map_section(code: int, entries: bytes, count: int) -> bytes:
+    return b"\x00\x53" + bytes([code]) + b"\xd1" + struct.pack(">II", len(entries) + 4, count) + entries
+
+
+def parse_sections(sections: list[tuple[int, bytes]]) -> Envelope:
+    """Build an `Envelope` from split sections (nothing is decoded yet)."""
+    found: dict[int, bytes] = {}
     body: list[bytes] = []
+    for code, section in sections:
+        if code in {HEADER, MESSAGE_ANNOTATIONS, PROPERTIES, APPLICATION_PROPERTIES}:
+            found[code] = bytes(section)
+        elif code != DELIVERY_ANNOTATIONS:
+            body.append(bytes(section))
+    if not body:
+        raise MalformedMessageError("a message needs a body section")
+    envelope = Envelope(
+        header=found.get(HEADER),
+        annotations_section=found.get(MESSAGE_ANNOTATIONS),
+        properties_section=found.get(PROPERTIES),
+        application_section=found.get(APPLICATION_PROPERTIES),
+        body=b"".join(body),
+    )
     try:
-        for code, section in split_sections(raw):
-            if code == HEADER:
-                fields = list(decode_section(section) or []) + [None] * 5
-                durable = bool(fields[0])
-                priority = int(fields[1]) if fields[1] is not None else 4
-                ttl_ms = int(fields[2]) if fields[2] is not None else None
-            elif code == MESSAGE_ANNOTATIONS:
-                annotations = dict(decode_section(section) or {})
-            elif code == PROPERTIES:
-                properties = list(decode_section(section) or [])
-            elif code == APPLICATION_PROPERTIES:
-                user = {str(key): value for key, value in dict(decode_section(section) or {}).items()}
-            elif code != DELIVERY_ANNOTATIONS:
-                body.append(bytes(section))
+        # Routing needs the properties and the header; decode them now so a bad message is refused at once.
+        _ = envelope.properties, envelope.ttl_ms
     except MalformedMessageError:
         raise
     except Exception as error:
         raise MalformedMessageError(f"undecodable message section: {error}") from error
-    if not body:
-        raise MalformedMessageError("a message needs a body section")
-    return Envelope(durable, priority, ttl_ms, annotations, properties, user, b"".join(body))
+    return envelope
 
 
-def delivery_annotations(
-    *, sequence_number: int, enqueued_ms: int, locked_until_ms: int | None, dead_letter_source: str | None
-) -> dict[Any, Any]:
-    """The broker-stamped annotations a received message carries."""
-    stamped: dict[Any, Any] = {
-        SEQUENCE_NUMBER: sequence_number,
-        ENQUEUED_TIME: timestamp(enqueued_ms),
-    }
-    if locked_until_ms is not None:
-        stamped[LOCKED_UNTIL] = timestamp(locked_until_ms)
-    if dead_letter_source is not None:
-        stamped[DEAD_LETTER_SOURCE] = dead_letter_source
-    return stamped
+def parse_message(raw: bytes) -> Envelope:
+    """Parse an encoded message into an `Envelope`."""
+    return parse_sections(split_sections(raw))
