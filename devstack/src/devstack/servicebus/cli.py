@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT; exit 0 then, 2 on a bad config."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Proton logs every client that drops its socket as an error; for a broker that is routine, and the
+    # server releases what such a client held when the transport closes.
+    logging.getLogger("proton").setLevel(logging.CRITICAL)
     try:
         topology = load_topology(args.config)
     except ConfigError as error:
