@@ -327,3 +327,61 @@ async def test_dead_letters_forward_to_configured_queue(client, receive):
         assert str(forwarded) == "bounced"
         assert forwarded.dead_letter_reason == "MaxDeliveryCountExceeded"
         await collector.complete_message(forwarded)
+
+
+async def test_subscription_dead_letter_queue(client, receive):
+    async with client.get_topic_sender("events") as sender:
+        await sender.send_messages(ServiceBusMessage("refund gone wrong", correlation_id="order-7",
+                                                     application_properties={"kind": "refund"}))  # fmt: skip
+    async with client.get_subscription_receiver("events", "refunds") as receiver:
+        [message] = await receive(receiver, 1)
+        await receiver.dead_letter_message(message, reason="Unrefundable")
+    async with client.get_subscription_receiver(
+        "events", "refunds", sub_queue=ServiceBusSubQueue.DEAD_LETTER
+    ) as dead:
+        [dead_message] = await receive(dead, 1)
+        assert str(dead_message) == "refund gone wrong"
+        assert dead_message.dead_letter_reason == "Unrefundable"
+        await dead.complete_message(dead_message)
+    async with client.get_subscription_receiver("events", "all") as everything:
+        for message in await receive(everything, 1):
+            await everything.complete_message(message)
+
+
+async def test_competing_receivers_share_messages_without_duplicates(client, receive):
+    async with client.get_queue_sender("basic") as sender:
+        await sender.send_messages([ServiceBusMessage(f"job-{index}") for index in range(30)])
+    async with (
+        client.get_queue_receiver("basic", prefetch_count=5) as first,
+        client.get_queue_receiver("basic", prefetch_count=5) as second,
+    ):
+
+        async def drain(receiver):
+            taken = []
+            for _ in range(20):
+                batch = await receiver.receive_messages(max_message_count=5, max_wait_time=0.5)
+                for message in batch:
+                    await receiver.complete_message(message)
+                taken += [str(m) for m in batch]
+                if not batch:
+                    break
+            return taken
+
+        first_taken, second_taken = await asyncio.gather(drain(first), drain(second))
+    assert sorted(first_taken + second_taken) == sorted(f"job-{index}" for index in range(30))
+    assert first_taken
+    assert second_taken
+
+
+async def test_receive_deferred_in_receive_and_delete_mode_removes_it(client, receive):
+    async with client.get_queue_sender("defer") as sender:
+        await sender.send_messages(ServiceBusMessage("deferred then taken"))
+    async with client.get_queue_receiver("defer") as receiver:
+        [message] = await receive(receiver, 1)
+        await receiver.defer_message(message)
+    async with client.get_queue_receiver(
+        "defer", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
+    ) as taker:
+        [taken] = await taker.receive_deferred_messages([message.sequence_number])
+        assert str(taken) == "deferred then taken"
+        assert await taker.peek_messages(max_message_count=10, sequence_number=1) == []
