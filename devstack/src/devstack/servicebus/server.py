@@ -1,0 +1,667 @@
+"""The AMQP 1.0 front end: a proton container that maps links and deliveries onto the broker.
+
+Link kinds, by address:
+- target `$cbs` / source `$cbs`: claims-based security (put-token) requests and replies;
+- target `<entity>/$management` / source `<entity>/$management`: management requests and replies;
+- target `<queue or topic>`: a sender's messages; source `<entity>` (or its `$deadletterqueue`): a receiver.
+
+Every handler is guarded: a bad frame or an unexpected failure closes the offending link or connection
+with an error condition, never the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from proton import SASL, Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
+from proton.reactor import Container
+
+from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
+from devstack.servicebus.broker import Broker, Lock, MessageEntity, Outcome, SendTarget, StoredMessage
+from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
+from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
+from devstack.servicebus.messages import (
+    AMQP_VALUE,
+    APPLICATION_PROPERTIES,
+    PROPERTIES,
+    MalformedMessageError,
+    decode_section,
+    encode_section,
+    split_sections,
+)
+
+_log = logging.getLogger("devstack.servicebus")
+
+CBS_ADDRESS = "$cbs"
+MANAGEMENT_SUFFIX = "/$management"
+SESSION_FILTER = symbol("com.microsoft:session-filter")
+LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
+# .NET ticks (100 ns) at the Unix epoch: Azure reports session lock expiry as a DateTimeOffset.
+_DOTNET_EPOCH_TICKS = 621355968000000000
+_SENDER_CREDIT = 500
+_TICK_SECONDS = 0.05
+_SESSION_WAIT_SECONDS = 30.0
+
+_Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+def _guarded(method: _Handler) -> _Handler:
+    """Turn an exception in an event handler into a closed link or connection instead of a dead server."""
+
+    @functools.wraps(method)
+    def wrapper(self: EmulatorHandler, event: Any) -> None:
+        try:
+            method(self, event)
+        except Exception as error:  # noqa: BLE001 - any failure must end the link, not the server
+            _log.exception("error handling %s", getattr(event, "type", "event"))
+            condition = _condition("amqp:internal-error", f"emulator error: {error}")
+            endpoint = event.link if event.link is not None else event.connection
+            if endpoint is not None and not endpoint.state & Link.LOCAL_CLOSED:
+                endpoint.condition = condition
+                endpoint.close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(eq=False)
+class ConnectionState:
+    audiences: set[str] = field(default_factory=set)
+    reply_links: dict[str, Link] = field(default_factory=dict)
+    consumers: list[ConsumerLink] = field(default_factory=list)
+    pending_sessions: list[PendingSession] = field(default_factory=list)
+
+
+class ConsumerLink:
+    """A receiver's link, as the broker's `Consumer`."""
+
+    def __init__(self, link: Link, entity: MessageEntity, broker: Broker) -> None:
+        self.link = link
+        self.entity = entity
+        self.broker = broker
+        self.receive_and_delete = link.remote_snd_settle_mode == Link.SND_SETTLED
+        self.closed = False
+
+    @property
+    def credit(self) -> int:
+        return 0 if self.closed else int(self.link.credit)
+
+    def deliver(self, message: StoredMessage, lock: Lock | None) -> None:
+        tag = lock.token.bytes_le if lock is not None else uuid.uuid4().bytes_le
+        delivery = self.link.delivery(cast("str", tag))  # proton takes bytes too
+        delivery.lock_token = lock.token if lock is not None else None
+        self.link.stream(message.encode(locked_until=lock.locked_until if lock is not None else None))
+        self.link.advance()
+        if lock is None:
+            delivery.settle()
+
+    def session_lost(self, session_id: str) -> None:
+        self.closed = True
+        self.link.condition = _condition(
+            "com.microsoft:session-lock-lost", f"The session lock for session '{session_id}' has expired."
+        )
+        self.link.close()
+
+
+@dataclass(eq=False)
+class PendingSession:
+    """A next-available-session receiver waiting for a session with messages."""
+
+    consumer: ConsumerLink
+    deadline: float
+
+
+class EmulatorHandler:
+    """Proton event handler: routes connection, link and delivery events to the broker."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        host: str,
+        port: int,
+        rule: SharedAccessKey,
+        on_ready: Callable[[str, int], None],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.broker = broker
+        self.host = host
+        self.port = port
+        self.rule = rule
+        self.on_ready = on_ready
+        self.should_stop = should_stop
+        self.connections: list[Any] = []
+        self.acceptor: Any = None
+
+    # Lifecycle -----------------------------------------------------------------------------------------
+
+    def on_reactor_init(self, event: Any) -> None:
+        self.acceptor = event.container.listen(f"{self.host}:{self.port}")
+        event.container.schedule(_TICK_SECONDS, self)
+        self.on_ready(self.host, self.port)
+
+    def on_timer_task(self, event: Any) -> None:
+        if self.should_stop():
+            self.acceptor.close()
+            for connection in list(self.connections):
+                self._drop_connection(connection)
+                connection.close()
+            event.container.stop()
+            return
+        try:
+            self.broker.tick()
+            self._retry_pending_sessions()
+        except Exception:  # noqa: BLE001 - the timer must keep running whatever one tick hit
+            _log.exception("periodic broker work failed")
+        event.container.schedule(_TICK_SECONDS, self)
+
+    @_guarded
+    def on_connection_bound(self, event: Any) -> None:
+        sasl = event.transport.sasl()
+        sasl.allowed_mechs("ANONYMOUS PLAIN")
+        sasl.allow_insecure_mechs = True
+        event.connection.emulator = ConnectionState()
+        self.connections.append(event.connection)
+
+    @_guarded
+    def on_connection_remote_open(self, event: Any) -> None:
+        connection = event.connection
+        connection.container = "devstack-servicebus"
+        connection.open()
+
+    @_guarded
+    def on_session_remote_open(self, event: Any) -> None:
+        event.session.open()
+
+    @_guarded
+    def on_session_remote_close(self, event: Any) -> None:
+        event.session.close()
+
+    @_guarded
+    def on_connection_remote_close(self, event: Any) -> None:
+        self._drop_connection(event.connection)
+        event.connection.close()
+
+    def on_transport_closed(self, event: Any) -> None:
+        if event.connection is not None:
+            self._drop_connection(event.connection)
+
+    def _drop_connection(self, connection: Any) -> None:
+        """Release everything a connection held: its receivers' locks go back to their queues at once."""
+        if connection in self.connections:
+            self.connections.remove(connection)
+        state = _state(connection)
+        for consumer in list(state.consumers):
+            self._close_consumer(consumer)
+        state.consumers.clear()
+        state.pending_sessions.clear()
+        state.reply_links.clear()
+
+    def _close_consumer(self, consumer: ConsumerLink) -> None:
+        if not consumer.closed:
+            consumer.closed = True
+            self.broker.detach(consumer.entity, consumer)
+
+    # Links ---------------------------------------------------------------------------------------------
+
+    @_guarded
+    def on_link_remote_open(self, event: Any) -> None:
+        link = event.link
+        link.source.copy(link.remote_source)
+        link.target.copy(link.remote_target)
+        link.snd_settle_mode = link.remote_snd_settle_mode
+        link.rcv_settle_mode = link.remote_rcv_settle_mode
+        if link.is_receiver:
+            self._open_incoming(link)
+        else:
+            self._open_outgoing(link)
+
+    def _open_incoming(self, link: Link) -> None:
+        """The client sends on this link: put-token requests, management requests or messages."""
+        address = link.remote_target.address or ""
+        state = _state(link.connection)
+        if address == CBS_ADDRESS:
+            link.role = ("cbs", None)
+        elif address.lower().endswith(MANAGEMENT_SUFFIX):
+            entity_path = address[: -len(MANAGEMENT_SUFFIX)]
+            try:
+                context = self._management_context(entity_path)
+                self._authorize(state, entity_path)
+            except BrokerError as error:
+                self._refuse(link, error)
+                return
+            link.role = ("management", context)
+        else:
+            try:
+                target = self.broker.target(address)
+                self._authorize(state, address)
+            except BrokerError as error:
+                self._refuse(link, error)
+                return
+            link.role = ("send", target)
+            link.properties = {symbol("com.microsoft:max-message-batch-size"): ulong(256 * 1024)}
+        link.open()
+        link.flow(_SENDER_CREDIT)
+
+    def _open_outgoing(self, link: Link) -> None:
+        """The client receives on this link: replies, or messages from an entity."""
+        address = link.remote_source.address or ""
+        state = _state(link.connection)
+        if address == CBS_ADDRESS or address.lower().endswith(MANAGEMENT_SUFFIX):
+            link.role = ("reply", None)
+            reply_to = link.remote_target.address
+            if reply_to:
+                state.reply_links[reply_to] = link
+            # Clients that set no reply-to get replies on the link of the same session and address.
+            state.reply_links[_pair_key(link.session, address)] = link
+            state.reply_links[address.lower()] = link
+            link.open()
+            return
+        try:
+            entity = self.broker.entity(address)
+            self._authorize(state, address)
+        except BrokerError as error:
+            self._refuse(link, error)
+            return
+        consumer = ConsumerLink(link, entity, self.broker)
+        link.role = ("receive", consumer)
+        has_session_filter, session_id = _session_filter(link)
+        if not has_session_filter:
+            try:
+                self.broker.attach(entity, consumer)
+            except BrokerError as error:
+                self._refuse(link, error)
+                return
+            state.consumers.append(consumer)
+            link.open()
+            return
+        self._open_session_receiver(consumer, session_id, state)
+
+    def _open_session_receiver(
+        self, consumer: ConsumerLink, session_id: str | None, state: ConnectionState
+    ) -> None:
+        try:
+            session = self.broker.attach_session(consumer.entity, consumer, session_id)
+        except BrokerError as error:
+            self._refuse(consumer.link, error)
+            return
+        if session is None:
+            state.pending_sessions.append(PendingSession(consumer, time.monotonic() + _SESSION_WAIT_SECONDS))
+            return
+        link = consumer.link
+        link.source.filter.clear()
+        link.source.filter.put_dict({SESSION_FILTER: session.session_id})
+        ticks = int(session.locked_until * 10_000_000) + _DOTNET_EPOCH_TICKS
+        link.properties = {LOCKED_UNTIL_UTC: ticks}
+        state.consumers.append(consumer)
+        link.open()
+        # Messages went out only once the link is open, so offer them now that it is.
+        self.broker.pump(consumer.entity)
+
+    def _retry_pending_sessions(self) -> None:
+        now = time.monotonic()
+        for connection in self.connections:
+            state = _state(connection)
+            waiting, state.pending_sessions = state.pending_sessions, []
+            for pending in waiting:
+                if pending.consumer.link.state & Link.REMOTE_CLOSED:
+                    continue
+                if now >= pending.deadline:
+                    error = BrokerError("No session is available to accept within the wait time.")
+                    error.condition = "com.microsoft:timeout"
+                    self._refuse(pending.consumer.link, error)
+                    continue
+                self._open_session_receiver(pending.consumer, None, state)
+
+    def _refuse(self, link: Link, error: BrokerError) -> None:
+        """Refuse an attach as Azure does: a null terminus, then a detach with the error condition."""
+        if error.condition == EntityNotFoundError.condition:
+            if link.is_receiver:
+                link.target.type = Terminus.UNSPECIFIED
+            else:
+                link.source.type = Terminus.UNSPECIFIED
+        link.role = ("refused", None)
+        link.open()
+        link.condition = _condition(error.condition, error.description)
+        link.close()
+
+    def _authorize(self, state: ConnectionState, address: str) -> None:
+        path = audience_path(address)
+        if not grants(state.audiences, path):
+            raise UnauthorizedError(
+                f"Unauthorized access. A valid put-token for '{address}' is required first."
+            )
+
+    def _management_context(self, entity_path: str) -> ManagementContext:
+        entity: MessageEntity | None = None
+        target: SendTarget | None = None
+        try:
+            entity = self.broker.entity(entity_path)
+        except EntityNotFoundError:
+            entity = None
+        try:
+            target = self.broker.target(entity_path)
+        except EntityNotFoundError:
+            if entity is None:
+                raise
+        return ManagementContext(broker=self.broker, entity=entity, target=target)
+
+    @_guarded
+    def on_link_remote_close(self, event: Any) -> None:
+        link = event.link
+        role, value = _role(link)
+        if role == "receive":
+            state = _state(link.connection)
+            if value in state.consumers:
+                state.consumers.remove(value)
+            state.pending_sessions = [p for p in state.pending_sessions if p.consumer is not value]
+            self._close_consumer(value)
+        elif role == "reply":
+            state = _state(link.connection)
+            for key, reply_link in list(state.reply_links.items()):
+                if reply_link == link:
+                    del state.reply_links[key]
+        if not link.state & Link.LOCAL_CLOSED:
+            link.close()
+
+    @_guarded
+    def on_link_flow(self, event: Any) -> None:
+        role, value = _role(event.link)
+        if role == "receive" and not value.closed:
+            self.broker.pump(value.entity)
+
+    # Deliveries ----------------------------------------------------------------------------------------
+
+    @_guarded
+    def on_delivery(self, event: Any) -> None:
+        delivery = event.delivery
+        link = event.link
+        if link.is_receiver:
+            self._incoming_delivery(link, delivery)
+        elif delivery.updated:
+            self._settlement(link, delivery)
+
+    def _incoming_delivery(self, link: Link, delivery: Delivery) -> None:
+        if not delivery.readable:
+            return
+        chunk = link.recv(delivery.pending)
+        # Proton may hand back a view over its own buffer: copy it before the next read reuses it.
+        buffered = getattr(delivery, "buffered", b"") + (bytes(chunk) if chunk else b"")
+        if delivery.partial:
+            delivery.buffered = buffered
+            return
+        link.advance()
+        if link.credit < _SENDER_CREDIT // 2:
+            link.flow(_SENDER_CREDIT - link.credit)
+        role, value = _role(link)
+        try:
+            if role == "send":
+                self.broker.send(value, buffered)
+                self._settle_incoming(delivery, None)
+            elif role == "cbs":
+                self._settle_incoming(delivery, None)
+                self._cbs_request(link, buffered)
+            elif role == "management":
+                self._settle_incoming(delivery, None)
+                self._management_request(link, value, buffered)
+            else:
+                raise BadRequestError("this link does not accept messages")
+        except MalformedMessageError as error:
+            self._settle_incoming(delivery, BadRequestError(f"malformed message: {error}"))
+        except BrokerError as error:
+            self._settle_incoming(delivery, error)
+
+    @staticmethod
+    def _settle_incoming(delivery: Delivery, error: BrokerError | None) -> None:
+        if delivery.settled:
+            return
+        if error is None:
+            delivery.update(Disposition.ACCEPTED)
+        else:
+            delivery.local.condition = _condition(error.condition, error.description)
+            delivery.update(Disposition.REJECTED)
+        delivery.settle()
+
+    def _settlement(self, link: Link, delivery: Delivery) -> None:
+        """A receiver settled a message: apply the outcome and echo it, settled."""
+        token = getattr(delivery, "lock_token", None)
+        role, consumer = _role(link)
+        if token is None or role != "receive":
+            if not delivery.settled:
+                delivery.settle()
+            return
+        settlement = _read_settlement(delivery)
+        if settlement is None:
+            return  # a non-terminal state (received): nothing to settle yet
+        delivery.lock_token = None
+        try:
+            self.broker.settle(
+                token,
+                settlement.outcome,
+                entity=consumer.entity,
+                dead_letter_reason=settlement.reason,
+                dead_letter_description=settlement.description,
+                properties_to_modify=settlement.properties_to_modify,
+            )
+        except BrokerError as error:
+            delivery.local.condition = _condition(error.condition, error.description)
+            delivery.update(Disposition.REJECTED)
+        else:
+            remote = delivery.remote
+            if delivery.remote_state == Disposition.MODIFIED:
+                delivery.local.failed = remote.failed
+                delivery.local.undeliverable = remote.undeliverable
+            # A rejection is echoed without an error: an error would tell the client it failed.
+            delivery.update(delivery.remote_state)
+        delivery.settle()
+
+    # Request/response ----------------------------------------------------------------------------------
+
+    def _cbs_request(self, link: Link, raw: bytes) -> None:
+        request = _parse_request(raw)
+        if request.operation != "put-token":
+            reply = (400, f"unsupported $cbs operation '{request.operation}'")
+        elif request.properties.get("type") not in {SAS_TOKEN_TYPE, "jwt"} or not isinstance(
+            request.body, str
+        ):
+            reply = (400, "put-token needs a SAS token string")
+        else:
+            try:
+                granted = verify_token(request.body, rule=self.rule, now=time.time())
+            except UnauthorizedError as error:
+                reply = (401, error.description)
+            else:
+                _state(link.connection).audiences.add(granted)
+                reply = (202, "Accepted")
+        app = {"status-code": reply[0], "status-description": reply[1]}
+        self._reply(link, request, app, None)
+
+    def _management_request(self, link: Link, context: ManagementContext, raw: bytes) -> None:
+        request = _parse_request(raw)
+        try:
+            result = handle_request(context, request.operation, request.body)
+        except BrokerError as error:
+            app: dict[str, Any] = {
+                "statusCode": error.status,
+                "statusDescription": error.description,
+                "errorCondition": symbol(error.condition),
+            }
+            self._reply(link, request, app, None)
+            return
+        self._reply(link, request, _status(result), result.body)
+
+    def _reply(self, link: Link, request: Request, application: dict[str, Any], body: Any) -> None:
+        links = _state(link.connection).reply_links
+        address = link.remote_target.address or ""
+        reply_link = (
+            links.get(request.reply_to or "")
+            or links.get(_pair_key(link.session, address))
+            or links.get(address.lower())
+        )
+        if reply_link is None:
+            _log.warning("dropping a reply: no link is attached for reply-to %r", request.reply_to)
+            return
+        properties: list[Any] = [None] * 6
+        properties[5] = request.message_id
+        encoded = (
+            encode_section(PROPERTIES, properties)
+            + encode_section(APPLICATION_PROPERTIES, application)
+            + encode_section(AMQP_VALUE, body)
+        )
+        delivery = reply_link.delivery(cast("str", uuid.uuid4().bytes))  # proton takes bytes too
+        reply_link.stream(encoded)
+        reply_link.advance()
+        delivery.settle()
+
+
+@dataclass(frozen=True)
+class Request:
+    operation: str
+    message_id: Any
+    reply_to: str | None
+    properties: dict[str, Any]
+    body: Any
+
+
+def _parse_request(raw: bytes) -> Request:
+    properties: list[Any] = []
+    application: dict[str, Any] = {}
+    body: Any = None
+    for code, section in split_sections(raw):
+        if code == PROPERTIES:
+            properties = list(decode_section(section) or [])
+        elif code == APPLICATION_PROPERTIES:
+            application = {str(key): value for key, value in (decode_section(section) or {}).items()}
+        elif code == AMQP_VALUE:
+            body = decode_section(section)
+    properties += [None] * (5 - len(properties))
+    application = {
+        key: str(value) if isinstance(value, symbol) else value for key, value in application.items()
+    }
+    reply_to = properties[4]
+    return Request(
+        operation=str(application.get("operation", "")),
+        message_id=properties[0],
+        reply_to=str(reply_to) if reply_to is not None else None,
+        properties=application,
+        body=body,
+    )
+
+
+def _status(result: ManagementReply) -> dict[str, Any]:
+    return {"statusCode": result.status, "statusDescription": result.description}
+
+
+def _condition(name: str, description: str) -> Condition:
+    # Clients index the error's info field unconditionally, so always send one (Azure sends a tracking id).
+    return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
+
+
+def _pair_key(session: Any, address: str) -> str:
+    return f"{hash(session)}|{address.lower()}"
+
+
+def _role(link: Link) -> tuple[str, Any]:
+    """What a link is for (`send`, `receive`, `cbs`, `management`, `reply`) and the object serving it."""
+    return cast("tuple[str, Any]", getattr(link, "role", ("", None)))
+
+
+def _state(connection: Any) -> ConnectionState:
+    state = getattr(connection, "emulator", None)
+    if state is None:
+        state = ConnectionState()
+        connection.emulator = state
+    return cast("ConnectionState", state)
+
+
+def _session_filter(link: Link) -> tuple[bool, str | None]:
+    data = link.remote_source.filter
+    data.rewind()
+    if not data.next():
+        return False, None
+    filters = data.get_object()
+    if not isinstance(filters, dict):
+        return False, None
+    for key, value in filters.items():
+        if str(key) == str(SESSION_FILTER):
+            inner = getattr(value, "value", value)
+            if isinstance(inner, memoryview | bytes):
+                inner = bytes(inner).decode()
+            return True, None if inner is None else str(inner)
+    return False, None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a receiver's disposition asks for."""
+
+    outcome: Outcome
+    reason: str | None = None
+    description: str | None = None
+    properties_to_modify: dict[str, Any] | None = None
+
+
+def _read_settlement(delivery: Delivery) -> Settlement | None:
+    """Map a disposition to an outcome: complete, dead-letter, defer, abandon or release."""
+    remote = delivery.remote
+    state = delivery.remote_state
+    if state == Disposition.ACCEPTED:
+        return Settlement(Outcome.COMPLETE)
+    if state == Disposition.REJECTED:
+        condition = remote.condition
+        if condition is None:
+            return Settlement(Outcome.DEAD_LETTER)
+        raw_info = condition.info
+        info = {str(key): value for key, value in raw_info.items()} if isinstance(raw_info, dict) else {}
+        return Settlement(
+            Outcome.DEAD_LETTER,
+            reason=_text(info.get("DeadLetterReason")),
+            description=_text(info.get("DeadLetterErrorDescription")) or _text(condition.description),
+        )
+    if state == Disposition.MODIFIED:
+        if remote.undeliverable:
+            outcome = Outcome.DEFER
+        elif remote.failed:
+            outcome = Outcome.ABANDON
+        else:
+            outcome = Outcome.RELEASE
+        annotations = remote.annotations
+        modify = {str(key): value for key, value in annotations.items()} if annotations else None
+        return Settlement(outcome, properties_to_modify=modify)
+    if state == Disposition.RELEASED:
+        return Settlement(Outcome.RELEASE)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, memoryview | bytes):
+        return bytes(value).decode(errors="replace")
+    return str(value)
+
+
+def run_server(
+    broker: Broker,
+    *,
+    host: str,
+    port: int,
+    rule: SharedAccessKey,
+    on_ready: Callable[[str, int], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Serve until `should_stop()` turns true (checked every tick)."""
+    handler = EmulatorHandler(
+        broker, host=host, port=port, rule=rule, on_ready=on_ready, should_stop=should_stop
+    )
+    container = Container(handler)
+    container.container_id = "devstack-servicebus"
+    container.run()
+
+
+__all__ = ["SASL", "EmulatorHandler", "run_server"]

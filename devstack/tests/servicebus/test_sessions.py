@@ -1,0 +1,78 @@
+"""Conformance: session-enabled queues (ordered per session, session locks and state)."""
+
+from __future__ import annotations
+
+import pytest
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
+from azure.servicebus.exceptions import ServiceBusError, SessionCannotBeLockedError
+
+pytestmark = pytest.mark.integration
+
+
+async def test_session_receiver_gets_its_session_in_order(client, receive):
+    async with client.get_queue_sender("sessions") as sender:
+        await sender.send_messages(
+            [
+                ServiceBusMessage(f"{session}-{index}", session_id=session)
+                for index in range(3)
+                for session in "ab"
+            ]
+        )
+    async with client.get_queue_receiver("sessions", session_id="b") as receiver:
+        messages = await receive(receiver, 3)
+        assert [str(m) for m in messages] == ["b-0", "b-1", "b-2"]
+        assert {m.session_id for m in messages} == {"b"}
+        for message in messages:
+            await receiver.complete_message(message)
+    async with client.get_queue_receiver("sessions", session_id=NEXT_AVAILABLE_SESSION) as receiver:
+        assert receiver.session.session_id == "a"
+        messages = await receive(receiver, 3)
+        assert [str(m) for m in messages] == ["a-0", "a-1", "a-2"]
+        for message in messages:
+            await receiver.complete_message(message)
+
+
+async def test_abandoned_session_message_comes_back_first(client, receive):
+    async with client.get_queue_sender("sessions") as sender:
+        await sender.send_messages([ServiceBusMessage(f"c-{index}", session_id="c") for index in range(2)])
+    async with client.get_queue_receiver("sessions", session_id="c", prefetch_count=0) as receiver:
+        [first] = await receive(receiver, 1)
+        assert str(first) == "c-0"
+        await receiver.abandon_message(first)
+        [again] = await receive(receiver, 1)
+        assert str(again) == "c-0"
+        assert again.delivery_count == 1
+        await receiver.complete_message(again)
+        [second] = await receive(receiver, 1)
+        assert str(second) == "c-1"
+        await receiver.complete_message(second)
+
+
+async def test_locked_session_cannot_be_taken_by_another_receiver(client):
+    async with client.get_queue_sender("sessions") as sender:
+        await sender.send_messages(ServiceBusMessage("d-0", session_id="d"))
+    async with client.get_queue_receiver("sessions", session_id="d") as holder:
+        with pytest.raises(SessionCannotBeLockedError):
+            async with client.get_queue_receiver("sessions", session_id="d") as intruder:
+                await intruder.receive_messages(max_wait_time=1)
+        [message] = await holder.receive_messages(max_wait_time=3)
+        await holder.complete_message(message)
+
+
+async def test_session_state_and_lock_renewal(client):
+    async with client.get_queue_receiver("session-state", session_id="order-42") as receiver:
+        session = receiver.session
+        assert await session.get_state() is None
+        await session.set_state(b"step-2")
+        assert await session.get_state() == b"step-2"
+        before = session.locked_until_utc
+        renewed = await session.renew_lock()
+        assert renewed >= before
+    async with client.get_queue_receiver("session-state", session_id="order-42") as receiver:
+        assert await receiver.session.get_state() == b"step-2"
+
+
+async def test_message_without_session_id_is_refused(client):
+    async with client.get_queue_sender("sessions") as sender:
+        with pytest.raises(ServiceBusError):
+            await sender.send_messages(ServiceBusMessage("no session"))
