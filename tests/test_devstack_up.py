@@ -35,8 +35,13 @@ def descendants(pid: int) -> set[int]:
 
 
 def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
+    command = [
+        sys.executable, "-m", "devstack", "up",
+        "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--ingest-port", "0",
+        "--orders", "60", "--database", "systest",
+    ]  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--cosmos-port", "0", "--opentickets-port", "0", "--ingest-port", "0", "--orders", "50", "--database", "systest"],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -44,7 +49,7 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     output: list[str] = []
     children: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         assert process.stdout is not None
         while time.monotonic() < deadline:
             line = process.stdout.readline()
@@ -59,6 +64,8 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
             r"export OT_COSMOS_CONNECTION_STRING='AccountEndpoint=http://127\.0\.0\.1:\d+/;", text
         )
         assert "transactions (created)" in text
+        assert re.search(r"first sync: 60 rows read, 60 stored, \d+ payments queued", text), text
+        assert "export OT_SERVICEBUS_CONNECTION_STRING='Endpoint=sb://localhost:" in text
         children = descendants(process.pid)
         assert children, "the Cosmos DB stand-in should run as a child process"
         process.send_signal(signal.SIGTERM)

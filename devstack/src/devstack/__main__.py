@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--database", default="opentickets", help="Cosmos DB database (default: %(default)s)")
     up.add_argument(
+        "--servicebus-port", type=int, default=5672, help="Service Bus emulator port (default: %(default)s)"
+    )
+    up.add_argument(
         "--opentickets-port", type=int, default=8090, help="OpenTickets sandbox port (default: %(default)s)"
     )
     up.add_argument(
@@ -38,21 +42,37 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--events", type=int, default=6, help="events in the sandbox (default: %(default)s)")
     up.add_argument("--no-services", action="store_true", help="start only the stand-ins")
 
+    for name, what in PASS_THROUGH.items():
+        commands.add_parser(name, help=f"run the {what} (python -m devstack {name} --help)", add_help=False)
+
     cosmos_cmd = commands.add_parser("cosmos", help="run the Cosmos DB stand-in in the foreground")
     cosmos_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     cosmos_cmd.add_argument("--port", type=int, default=8081, help="port (default: %(default)s)")
     return parser
 
 
+PASS_THROUGH = {
+    "servicebus": "Service Bus emulator",
+    "opentickets": "OpenTickets sandbox API",
+    "scenario": "scenario generator and export writer",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in PASS_THROUGH:
+        # Each of these stand-ins owns its command line.
+        module = importlib.import_module(f"devstack.{arguments[0]}.cli")
+        return int(module.main(arguments[1:]))
+    args = build_parser().parse_args(arguments)
     try:
         if args.command == "cosmos":
             return run_cosmos(host=args.host, port=args.port)
         ports = StackPorts(
             host=args.host,
             cosmos=args.cosmos_port,
+            servicebus=args.servicebus_port,
             opentickets=args.opentickets_port,
             ingest=args.ingest_port,
         )

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from devstack import cosmos
+from devstack.paths import project_topology
 from devstack.processes import StartupError, start_process
+from devstack.servicebus.testing import connection_string as emulator_connection_string
 from otcommon.store import DEFAULT_TOPOLOGY, ProvisionReport, create_cosmos_client, provision
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from devstack.processes import ManagedProcess
     from otcommon.settings import CosmosConnection
@@ -37,6 +40,7 @@ class StackPorts:
 
     host: str = "127.0.0.1"
     cosmos: int = 8081
+    servicebus: int = 5672
     opentickets: int = 8090
     ingest: int = 8080
 
@@ -50,6 +54,7 @@ class StackOptions:
     sandbox_events: int = 6
     services: bool = True
     first_sync: bool = True
+    topology: Path | None = None
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Stack:
         """Start every part; on any failure stop what started and re-raise."""
         try:
             self._start_cosmos(ports, on_progress)
+            self._start_servicebus(ports, on_progress)
             self._start_sandbox(ports, on_progress)
             if self.options.services:
                 self._start_ingest(ports, on_progress)
@@ -90,6 +96,32 @@ class Stack:
         self.endpoints["cosmos"] = connection.endpoint
         self.environment["OT_COSMOS_CONNECTION_STRING"] = cosmos.connection_string(connection.endpoint)
         self.environment["OT_COSMOS_DATABASE"] = self.options.database
+
+    def _start_servicebus(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        on_progress("starting the Service Bus emulator")
+        port = ports.servicebus or free_port(ports.host)
+        process = start_process(
+            "servicebus",
+            [
+                sys.executable,
+                "-m",
+                "devstack.servicebus",
+                "--config",
+                str(self.options.topology or project_topology()),
+                "--host",
+                ports.host,
+                "--port",
+                str(port),
+            ],
+            ready_pattern=r"servicebus emulator ready on (?P<address>\S+)",
+            timeout_seconds=30,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.processes.append(process)
+        self.endpoints["servicebus"] = f"amqp://{process.ready['address']}"
+        self.environment["OT_SERVICEBUS_CONNECTION_STRING"] = emulator_connection_string(
+            host=ports.host, port=port
+        )
 
     def _start_sandbox(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         on_progress(f"starting the OpenTickets sandbox ({self.options.sandbox_orders} orders)")
@@ -119,9 +151,6 @@ class Stack:
         self.environment["OT_OPENTICKETS_CLIENT_SECRET"] = SANDBOX_CLIENT_SECRET
 
     def _start_ingest(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
-        if "OT_SERVICEBUS_CONNECTION_STRING" not in self.environment:
-            on_progress("ingest needs Service Bus: not started")
-            return
         on_progress("starting the ingest service")
         port = ports.ingest or free_port(ports.host)
         env = {

@@ -6,6 +6,8 @@ start nothing, so the same integration tests run against Azure (or Microsoft's e
 - ``OT_TEST_COSMOS_CONNECTION_STRING``, or ``OT_TEST_COSMOS_ENDPOINT`` with ``OT_TEST_COSMOS_KEY``
   (without a key, ``DefaultAzureCredential``). Each session then works in its own database,
   ``test-<random>``, deleted at the end.
+- ``OT_TEST_SERVICEBUS_CONNECTION_STRING``: a namespace with the project's topology
+  (``deploy/servicebus/Config.json``) applied.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from azure.cosmos.exceptions import CosmosResourceNotFoundError
 from pydantic import SecretStr
 
 from devstack import cosmos
+from devstack.paths import project_topology
+from devstack.servicebus.testing import RunningEmulator, running_emulator
 from otcommon.settings import CosmosConnection, parse_connection_string
 from otcommon.store import DEFAULT_TOPOLOGY, ProvisionReport, create_cosmos_client, provision
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from contextlib import AbstractContextManager
+    from pathlib import Path
 
     from azure.cosmos.aio import CosmosClient
 
@@ -73,3 +79,25 @@ async def cosmos_client(cosmos_connection: CosmosConnection) -> AsyncIterator[Co
 async def provisioned(cosmos_client: CosmosClient, cosmos_connection: CosmosConnection) -> ProvisionReport:
     """The project's database and containers, provisioned once for the session."""
     return await provision(cosmos_client, database=cosmos_connection.database, topology=DEFAULT_TOPOLOGY)
+
+
+@pytest.fixture(scope="session")
+def servicebus_connection_string() -> Iterator[str]:
+    """A Service Bus with the project's topology: the emulator, unless one is configured."""
+    if external := os.environ.get("OT_TEST_SERVICEBUS_CONNECTION_STRING"):
+        yield external
+        return
+    with running_emulator(project_topology()) as emulator:
+        yield emulator.connection_string
+
+
+@pytest.fixture
+def start_servicebus() -> Callable[..., AbstractContextManager[RunningEmulator]]:
+    """Start an emulator of one's own (fresh queues, a data file, a restart): ``with start_servicebus():``."""
+
+    def start(
+        *, config: Path | None = None, data_file: Path | None = None, port: int | None = None
+    ) -> AbstractContextManager[RunningEmulator]:
+        return running_emulator(config or project_topology(), data_file=data_file, port=port)
+
+    return start
