@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
         lease = SyncLease(
             container("state"),
             name=f"sync:{settings.ingest_source_name}",
-            holder=f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}",
+            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             duration_seconds=settings.ingest_lease_seconds,
         )
         coordinator = SyncCoordinator(runner=runner, lease=lease, schedule=settings.schedule)

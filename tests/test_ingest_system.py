@@ -1,0 +1,318 @@
+"""System tests of ingest through its real entry point (`python -m ingest`) against the devstack:
+the Cosmos DB stand-in, the Service Bus emulator and the OpenTickets sandbox, all over the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from azure.servicebus import ServiceBusReceiveMode
+from azure.servicebus.aio import ServiceBusClient
+
+from devstack.cosmos import connection_string as cosmos_connection_string
+from devstack.opentickets.testing import run_sandbox_process
+from devstack.scenario import Scenario, write_csv, write_xlsx
+from otcommon.messages import decode_service_bus_message
+from otcommon.store import DEFAULT_TOPOLOGY, provision
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "stripe-enrichment-queue"
+SEED, EVENTS = 11, 3
+
+
+@dataclass
+class Environment:
+    env: dict[str, str]
+    database: str
+    cosmos_client: Any
+    servicebus: str
+
+    async def ingest(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ingest", *args, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def spawn(self, *args: str, **extra_env: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ingest", *args, env={**self.env, **extra_env},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    def container(self, name: str):
+        return self.cosmos_client.get_database_client(self.database).get_container_client(name)
+
+    async def stored(self, *, event_id: str | None = None) -> list[dict[str, Any]]:
+        options = {"partition_key": event_id} if event_id else {}
+        return [row async for row in self.container("transactions").query_items("SELECT * FROM c", **options)]
+
+    async def drain_queue(self) -> list[str]:
+        """Every payment id on the enrichment queue (received and deleted)."""
+        payment_ids: list[str] = []
+        async with ServiceBusClient.from_connection_string(self.servicebus) as client:
+            receiver = client.get_queue_receiver(QUEUE, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE)
+            async with receiver, asyncio.timeout(120):
+                while batch := await receiver.receive_messages(max_message_count=200, max_wait_time=2):
+                    payment_ids.extend(decode_service_bus_message(m).message.payment_id for m in batch)
+        return payment_ids
+
+
+@pytest.fixture
+async def environment(cosmos_client, cosmos_connection, start_servicebus) -> AsyncIterator[Environment]:
+    database = f"system-{uuid.uuid4().hex[:10]}"
+    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
+    with start_servicebus() as servicebus:
+        env = {
+            **os.environ,
+            "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
+            "OT_COSMOS_DATABASE": database,
+            "OT_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
+            "OT_OPENTICKETS_CLIENT_ID": "sandbox-client",
+            "OT_OPENTICKETS_CLIENT_SECRET": "sandbox-secret",
+            "OT_OPENTICKETS_PAGE_SIZE": "25",
+            "OT_LOG_FORMAT": "json",
+            "OT_INGEST_LEASE_SECONDS": "5",
+        }
+        try:
+            yield Environment(env, database, cosmos_client, servicebus.connection_string)
+        finally:
+            await cosmos_client.delete_database(database)
+
+
+def sandbox_args(orders: int, *extra: str) -> list[str]:
+    return ["--seed", str(SEED), "--orders", str(orders), "--events", str(EVENTS), *extra]
+
+
+def payments_of(rows) -> list[str]:
+    return sorted(row["PaymentID"] for row in rows if row["PaymentID"])
+
+
+async def test_sync_once_stores_every_row_and_queues_each_payment_exactly_once(environment: Environment):
+    async with run_sandbox_process(args=sandbox_args(300)) as sandbox:
+        environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        code, out, err = await environment.ingest("sync", "--once")
+        assert code == 0, err
+        progress = json.loads(out)
+        assert (progress["state"], progress["created"]) == ("completed", 300)
+        expected = list(Scenario(seed=SEED, events=EVENTS, orders=300).transactions())
+        stored = await environment.stored()
+        assert sorted(doc["id"] for doc in stored) == sorted(row["id"] for row in expected)
+        assert sorted(await environment.drain_queue()) == payments_of(expected)
+
+        code, out, err = await environment.ingest("sync", "--once")
+        assert code == 0, err
+        again = json.loads(out)
+        assert (again["created"], again["updated"], again["queued"]) == (0, 0, 0)
+        assert await environment.drain_queue() == []
+
+
+async def test_sigkill_at_random_points_then_restart_loses_nothing_and_duplicates_nothing(
+    environment: Environment,
+):
+    rng = random.Random(20261127)
+    async with run_sandbox_process(args=sandbox_args(500, "--latency-ms", "20")) as sandbox:
+        environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        for _ in range(4):
+            process = await environment.spawn("sync", "--once")
+            await asyncio.sleep(rng.uniform(0.8, 2.5))
+            if process.returncode is None:
+                process.send_signal(signal.SIGKILL)
+            await process.wait()
+        # The killed holder's lease must expire before the last run may sync (OT_INGEST_LEASE_SECONDS=5).
+        code, out, err = await environment.ingest("sync", "--once")
+        assert code == 0, err
+        assert json.loads(out)["state"] == "completed"
+    expected = list(Scenario(seed=SEED, events=EVENTS, orders=500).transactions())
+    stored = await environment.stored()
+    assert sorted(doc["id"] for doc in stored) == sorted(row["id"] for row in expected)
+    assert {doc["enrichmentState"] for doc in stored if doc["PaymentID"]} == {"queued"}
+    queued = await environment.drain_queue()
+    assert sorted(queued) == payments_of(expected)  # each payment once: the broker removed re-publishes
+
+
+async def lease_holder(environment: Environment) -> str | None:
+    lease_id = "lease:sync:opentickets-api"
+    rows = [
+        row
+        async for row in environment.container("state").query_items(
+            "SELECT * FROM c WHERE c.id = @id",
+            parameters=[{"name": "@id", "value": lease_id}],
+            partition_key=lease_id,
+        )
+    ]
+    return rows[0]["holder"] if rows else None
+
+
+async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(environment: Environment):
+    async with run_sandbox_process(args=sandbox_args(400, "--latency-ms", "150")) as sandbox:
+        environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        schedule = {"OT_INGEST_SCHEDULE": "*/2 * * * * *", "OT_INGEST_HTTP_HOST": "127.0.0.1"}
+        first = await environment.spawn("serve", OT_INGEST_HTTP_PORT=str(free_port()), **schedule)
+        second = await environment.spawn("serve", OT_INGEST_HTTP_PORT=str(free_port()), **schedule)
+        replicas = {first.pid: first, second.pid: second}
+        try:
+            holder = await wait_for(lambda: lease_holder(environment), timeout=60)
+            holder_pid = int(holder.split(":")[1])
+            assert holder_pid in replicas
+            other_pid = next(pid for pid in replicas if pid != holder_pid)
+            await asyncio.sleep(1.0)
+            assert holder_pid == int((await lease_holder(environment) or "x:0").split(":")[1])
+            replicas[holder_pid].send_signal(signal.SIGKILL)
+            await replicas[holder_pid].wait()
+
+            async def taken_over() -> bool:
+                holder = await lease_holder(environment)
+                return bool(holder) and int(str(holder).split(":")[1]) == other_pid
+
+            async def all_stored() -> bool:
+                return len(await environment.stored()) == 400
+
+            await wait_for(taken_over, timeout=60)
+            await wait_for(all_stored, timeout=90)
+        finally:
+            for process in replicas.values():
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in replicas.values():
+                async with asyncio.timeout(30):
+                    await process.wait()
+        survivor = replicas[other_pid]
+        assert survivor.returncode == 0  # it stopped cleanly on SIGTERM
+        assert survivor.stderr is not None
+        log = (await survivor.stderr.read()).decode()
+        assert "another replica holds the sync lease; waiting" in log
+    stored = await environment.stored()
+    assert len({doc["id"] for doc in stored}) == 400
+    assert sorted(await environment.drain_queue()) == payments_of(stored)
+
+
+async def wait_for(probe, *, timeout: float, interval: float = 0.2):
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not (result := await probe()):
+            await asyncio.sleep(interval)
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+EXPORT_FIELDS = (
+    "SN", "EventName", "ticketId", "Name", "Email", "Phone", "TicketTypes", "TotalTickets", "TotalAmount",
+    "PurchaseDate", "PurchaseFrom", "IsRefunded", "RefundedRemarks", "IsValid", "IsDisputed", "ReferralCode",
+    "ReferralCodeDiscount", "ReferralCodeDiscountType", "PaymentMethod", "PaymentID", "TotalScanCount",
+    "TotalTicketRedeemed", "TicketWasLastScannedTime", "TicketRedemptionDateTime", "PlatformFee",
+    "PaymentProviderFee", "TaxFee", "OrganizerAmount", "eventId", "enrichmentState", "ticketTypeList",
+    "sourceBucket", "customerKey",
+)  # fmt: skip
+
+
+TIMESTAMPS = {"PurchaseDate", "TicketWasLastScannedTime", "TicketRedemptionDateTime"}
+
+
+def by_ticket(rows: list[dict[str, Any]], *, minutes: bool = False) -> dict[str, tuple]:
+    """Each row's contract fields by ticketId; ``minutes`` compares timestamps to the minute only."""
+
+    def value(row: dict[str, Any], field: str) -> Any:
+        if minutes and field in TIMESTAMPS and row.get(field):
+            return row[field][:16]
+        return row.get(field)
+
+    return {row["ticketId"]: tuple(value(row, field) for field in EXPORT_FIELDS) for row in rows}
+
+
+async def test_csv_and_xlsx_exports_import_to_the_same_records_as_the_api_sync(
+    environment: Environment, tmp_path: Path
+):
+    scenario = Scenario(seed=SEED, events=EVENTS, orders=200)
+    event_id = scenario.event_ids()[0]
+    rows = list(scenario.transactions(event_id=event_id))
+    csv_path, xlsx_path, us_path = tmp_path / "event.csv", tmp_path / "event.xlsx", tmp_path / "event-us.csv"
+    write_csv(csv_path, rows)
+    write_xlsx(xlsx_path, rows)
+    # US-style dates carry minutes only: those records match to the minute.
+    write_csv(us_path, rows, date_format="us")
+    async with run_sandbox_process(args=sandbox_args(200)) as sandbox:
+        environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        code, _, err = await environment.ingest("sync", "--once")
+        assert code == 0, err
+    api_rows = await environment.stored(event_id=event_id)
+    for path, minutes in ((csv_path, False), (xlsx_path, False), (us_path, True)):
+        database = f"import-{uuid.uuid4().hex[:8]}"
+        await provision(environment.cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
+        try:
+            env = {**environment.env, "OT_COSMOS_DATABASE": database}
+            importer = Environment(env, database, environment.cosmos_client, environment.servicebus)
+            code, out, err = await importer.ingest("import", str(path), "--event-id", event_id, "--json")
+            assert code == 0, err
+            report = json.loads(out)
+            assert (report["rowsRead"], report["created"], report["rejected"]) == (len(rows), len(rows), 0)
+            imported = await importer.stored(event_id=event_id)
+            assert by_ticket(imported, minutes=minutes) == by_ticket(api_rows, minutes=minutes), path.name
+            code, out, _ = await importer.ingest("import", str(path), "--event-id", event_id, "--json")
+            assert (json.loads(out)["created"], json.loads(out)["updated"], json.loads(out)["queued"]) == (
+                0,
+                0,
+                0,
+            )
+        finally:
+            await environment.cosmos_client.delete_database(database)
+
+
+async def test_malformed_files_get_a_clear_report_and_never_a_traceback(
+    environment: Environment, tmp_path: Path
+):
+    header = "SN,EventName,ticketId,TotalTickets,TotalAmount,PurchaseDate,PaymentID\n"
+    cases = {
+        "missing-columns.csv": (b"EventName,ticketId\nShow,TK-1\n", 1, "missing required column(s)"),
+        "empty.csv": (b"", 1, "is empty"),
+        "latin1.csv": (
+            (header + "1,Caf\xe9,TK-1,1,10,2026-05-01T10:00:00Z,\n").encode("latin-1"),
+            1,
+            "not UTF-8",
+        ),
+        "not-really.xlsx": (b"this is text", 1, "not a valid XLSX"),
+        "bad-values.csv": (
+            (
+                header + "1,Show,TK-1,two,10,31/31/2026,xx_1\n2,Show,TK-2,1,10,05/01/2026 07:30 PM,pi_2\n"
+            ).encode(),
+            0,
+            '"rejected": 1',
+        ),
+    }
+    for name, (content, expected_code, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        code, out, err = await environment.ingest("import", str(path), "--json")
+        assert code == expected_code, (name, err)
+        assert message in (out + err), (name, out, err)
+        assert "Traceback" not in err, (name, err)
+    records = [row async for row in environment.container("quarantine").query_items("SELECT * FROM c")]
+    assert len(records) == 1
+    assert sorted(records[0]["reasons"]) == [
+        "PaymentID: must be empty or a Stripe id starting with pi_ or ch_",
+        "PurchaseDate: expected an ISO 8601 or MM/DD/YYYY hh:mm AM/PM timestamp",
+        "TotalTickets: expected a number",
+    ]
