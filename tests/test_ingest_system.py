@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
@@ -316,3 +317,77 @@ async def test_malformed_files_get_a_clear_report_and_never_a_traceback(
         "PurchaseDate: expected an ISO 8601 or MM/DD/YYYY hh:mm AM/PM timestamp",
         "TotalTickets: expected a number",
     ]
+
+
+async def checkpoint(environment: Environment) -> str | None:
+    key = "checkpoint:opentickets-api"
+    rows = [
+        row
+        async for row in environment.container("state").query_items(
+            "SELECT * FROM c WHERE c.id = @id", parameters=[{"name": "@id", "value": key}], partition_key=key
+        )
+    ]
+    return rows[0]["updatedUntil"] if rows else None
+
+
+async def test_sigterm_stops_a_running_sync_at_a_page_boundary_with_a_consistent_checkpoint(
+    environment: Environment,
+):
+    async with run_sandbox_process(args=sandbox_args(400, "--latency-ms", "200")) as sandbox:
+        environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        port = free_port()
+        server = await environment.spawn(
+            "serve",
+            OT_INGEST_HTTP_HOST="127.0.0.1",
+            OT_INGEST_HTTP_PORT=str(port),
+            OT_INGEST_API_TOKEN="t0ken",
+            OT_INGEST_SCHEDULE="0 0 0 1 1 *",
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def started() -> bool:
+                    try:
+                        async with session.post(
+                            f"http://127.0.0.1:{port}/sync", headers={"Authorization": "Bearer t0ken"}
+                        ) as response:
+                            return response.status == 202
+                    except aiohttp.ClientConnectionError:
+                        return False
+
+                await wait_for(started, timeout=60)
+            await wait_for(lambda: checkpoint(environment), timeout=60)
+            server.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                assert await server.wait() == 0
+        finally:
+            if server.returncode is None:
+                server.kill()
+                await server.wait()
+    saved = await checkpoint(environment)
+    stored = {doc["id"] for doc in await environment.stored()}
+    expected = list(Scenario(seed=SEED, events=EVENTS, orders=400).transactions())
+    covered = {row["id"] for row in expected if row["updatedAt"] <= saved}
+    assert covered, "the run should have passed at least one page before stopping"
+    assert covered <= stored, "every row up to the checkpoint is stored"
+    assert len(stored) < len(expected), "the run stopped early instead of finishing"
+    assert await lease_holder(environment) is None, "the lease was released"
+
+
+async def test_requeue_by_state_through_the_cli(environment: Environment):
+    async with run_sandbox_process(args=sandbox_args(40)) as sandbox:
+        environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        code, _, err = await environment.ingest("sync", "--once")
+        assert code == 0, err
+    await environment.drain_queue()
+    transactions = environment.container("transactions")
+    paid = [doc for doc in await environment.stored() if doc["PaymentID"]][:3]
+    for doc in paid:
+        await transactions.patch_item(
+            doc["id"],
+            partition_key=doc["eventId"],
+            patch_operations=[{"op": "set", "path": "/enrichmentState", "value": "unresolved"}],
+        )
+    code, out, err = await environment.ingest("requeue", "--state", "unresolved")
+    assert (code, out.strip()) == (0, "requeued 3 payment(s) that were unresolved"), err
+    assert sorted(await environment.drain_queue()) == sorted(doc["PaymentID"] for doc in paid)

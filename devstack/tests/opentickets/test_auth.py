@@ -25,7 +25,7 @@ async def _token(http: aiohttp.ClientSession, base_url: str) -> str:
         assert response.status == 200
         assert response.headers["Cache-Control"] == "no-store"
         body = await response.json()
-    assert body["token_type"] == "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600
     return str(body["access_token"])
 

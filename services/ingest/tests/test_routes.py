@@ -15,7 +15,7 @@ from ingest.lease import SyncLease
 from ingest.schedule import Schedule
 from ingest.settings import IngestSettings
 
-TOKEN = "s3cret-token"  # noqa: S105 - a test credential
+TOKEN = "s3cret-token"
 
 
 def settings(**overrides) -> IngestSettings:
