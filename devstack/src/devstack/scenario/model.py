@@ -5,37 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-# The order of OpenTickets export files; the dashboard's TypeScript interface fixes these names.
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "SN",
-    "EventName",
-    "ticketId",
-    "Name",
-    "Email",
-    "Phone",
-    "TicketTypes",
-    "TotalTickets",
-    "TotalAmount",
-    "PurchaseDate",
-    "PurchaseFrom",
-    "IsRefunded",
-    "RefundedRemarks",
-    "IsValid",
-    "IsDisputed",
-    "ReferralCode",
-    "ReferralCodeDiscount",
-    "ReferralCodeDiscountType",
-    "PaymentMethod",
-    "PaymentID",
-    "TotalScanCount",
-    "TotalTicketRedeemed",
-    "TicketWasLastScannedTime",
-    "TicketRedemptionDateTime",
-    "PlatformFee",
-    "PaymentProviderFee",
-    "TaxFee",
-    "OrganizerAmount",
-)
+from otcommon import schemas
+
+# The export's columns are the data contract's, defined once in otcommon.schemas.
+EXPORT_COLUMNS = schemas.EXPORT_COLUMNS
 
 # Fields the OpenTickets API adds to each export row.
 API_EXTRA_FIELDS: tuple[str, ...] = ("id", "eventId", "updatedAt")

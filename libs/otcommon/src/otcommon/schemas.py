@@ -358,6 +358,12 @@ class Enrichment(ContractModel):
     deposit_bank_last4: str | None = None
 
 
+ENRICHMENT_FIELDS: frozenset[str] = frozenset(
+    field.alias or name for name, field in Enrichment.model_fields.items()
+)
+"""JSON names of the Stripe enrichment fields (SPEC section 2)."""
+
+
 class TicketTransaction(Enrichment, ExportRow):
     """One order as stored in Cosmos DB and served to the dashboard."""
 

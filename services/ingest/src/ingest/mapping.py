@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from otcommon.normalize import stable_id
 from otcommon.schemas import (
+    ENRICHMENT_FIELDS,
     ExportRow,
     FieldProblem,
     RowValidationError,
@@ -20,29 +21,12 @@ from otcommon.schemas import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-SOURCE_FIELDS_ENRICHER_OWNS = frozenset(
-    {
-        "stripeRouteType",
-        "stripePlatformAccountId",
-        "stripePlatformAccountName",
-        "stripeDestinationAccountId",
-        "stripeDestinationAccountName",
-        "stripeChargeId",
-        "stripePaymentIntentId",
-        "stripeBalanceTransactionId",
-        "stripeTransferId",
-        "stripeApplicationFeeAmount",
-        "stripeNetAmount",
-        "depositStatus",
-        "depositDate",
-        "depositBankName",
-        "depositBankLast4",
-        "enrichmentState",
-        "enrichmentReason",
-        "stripePayoutId",
-        "enrichedAt",
-    }
-)
+SOURCE_FIELDS_ENRICHER_OWNS = ENRICHMENT_FIELDS | {
+    "enrichmentState",
+    "enrichmentReason",
+    "stripePayoutId",
+    "enrichedAt",
+}
 """Fields the enricher and the webhooks write; ingest never overwrites them."""
 
 
