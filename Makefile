@@ -11,7 +11,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.ot-installed
 PY_SOURCES := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml devstack/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test test-unit lint typecheck format bench pins clean
+.PHONY: help setup run test test-unit lint typecheck check-imports format bench pins clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ lint: setup ## ruff (lint and format check) and mypy strict
 typecheck: setup ## mypy strict over every member
 	$(UV) run --no-sync mypy libs/otcommon/src devstack/src $(wildcard services/*/src) tools
 
+check-imports: setup ## Each member imports with only its declared dependencies (uv sync --package)
+	@set -e; for member in libs/otcommon:otcommon $(foreach s,$(wildcard services/*),$(s):$(notdir $(s))); do \
+		path=$${member%%:*}; package=$${member##*:}; env=.venv-members/$$package; \
+		UV_PROJECT_ENVIRONMENT=$$env $(UV) sync --quiet --locked --no-dev --package $$package; \
+		$$env/bin/python tools/check_imports.py $$package; \
+	done
+
 format: setup ## Apply ruff's formatting and safe fixes
 	$(UV) run --no-sync ruff check --fix .
 	$(UV) run --no-sync ruff format .
@@ -60,5 +67,5 @@ pins: ## Re-resolve dependencies to the newest allowed versions and pin them in 
 	$(UV) run --no-sync python tools/pin_dependencies.py
 
 clean: ## Remove the virtual environment, npm packages and caches
-	rm -rf .venv uv.lock $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf .venv .venv-members uv.lock $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
