@@ -8,7 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from otcommon.health import add_health_routes, check_dependencies, cosmos_check
+from otcommon.bus import client_from_connection_string
+from otcommon.health import add_health_routes, check_dependencies, cosmos_check, servicebus_check
 
 
 async def healthy() -> None:
@@ -60,3 +61,18 @@ async def test_cosmos_check_against_the_real_server(cosmos_client, provisioned, 
     assert report.dependencies["cosmos"].ok
     assert not report.dependencies["missing-db"].ok
     assert "NotFound" in (report.dependencies["missing-db"].error or "")
+
+
+@pytest.mark.integration
+async def test_servicebus_check_against_the_emulator(servicebus_connection_string):
+    async with client_from_connection_string(connection_string=servicebus_connection_string) as client:
+        report = await check_dependencies(
+            {
+                "servicebus": servicebus_check(client, queue_name="stripe-enrichment-queue"),
+                "missing-queue": servicebus_check(client, queue_name="no-such-queue"),
+            },
+            per_check_seconds=10,
+        )
+    assert report.dependencies["servicebus"].ok, report.to_json()
+    assert not report.dependencies["missing-queue"].ok
+    assert "MessagingEntityNotFoundError" in (report.dependencies["missing-queue"].error or "")
