@@ -46,6 +46,8 @@ def test_sensitive_keys_and_emails_in_text_are_masked():
             "detail": {"connection_string": "Endpoint=sb://x;SharedAccessKey=abc"},
             "note": "key sk_test_51Habc and whsec_abc123 and AccountKey=xyz==;",
             "amount": 12.5,
+            "reasons": ["Email: ann@example.com is bad", "call +1 555 010 2030 or (555) 010-2030"],
+            "when": "2026-05-01T10:00:00Z order tx-000123 of 1,234.50",
         },
     )
     assert masked["event"] == f"refund for {MASK} applied"
@@ -55,6 +57,8 @@ def test_sensitive_keys_and_emails_in_text_are_masked():
     assert "whsec_" not in masked["note"]
     assert "xyz" not in masked["note"]
     assert masked["amount"] == 12.5
+    assert masked["reasons"] == [f"Email: {MASK} is bad", f"call {MASK} or {MASK}"]
+    assert masked["when"] == "2026-05-01T10:00:00Z order tx-000123 of 1,234.50"
 
 
 def test_trace_ids_are_added_inside_a_span(spans):
@@ -64,6 +68,20 @@ def test_trace_ids_are_added_inside_a_span(spans):
     assert event["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert event["span_id"] == format(span.get_span_context().span_id, "016x")
     assert "trace_id" not in add_trace_context(None, "info", {"event": "y"})
+
+
+def test_exception_tracebacks_are_masked(capsys):
+    configure_logging(level="INFO", fmt="json", service_name="unit-test")
+    try:
+        try:
+            raise ValueError("no buyer ann@example.com")  # noqa: TRY301 - the point of the test
+        except ValueError:
+            structlog.get_logger().exception("failed")
+    finally:
+        structlog.reset_defaults()
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert "ann@example.com" not in line["exception"]
+    assert "ValueError" in line["exception"]
 
 
 def test_json_logs_are_masked_and_carry_context(capsys):

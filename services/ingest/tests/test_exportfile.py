@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import zipfile
 
 import pytest
 from openpyxl import Workbook
@@ -11,6 +12,7 @@ from ingest.exportfile import ExportFileError, read_export
 from otcommon.schemas import EXPORT_COLUMNS
 
 ROW = {
+    **dict.fromkeys(EXPORT_COLUMNS, ""),
     "SN": "1",
     "EventName": "Show",
     "ticketId": "TK-1",
@@ -30,28 +32,27 @@ def write_csv(path, header, rows, encoding="utf-8"):
 
 
 def test_header_variants_map_to_export_columns(tmp_path):
-    path = write_csv(
-        tmp_path / "a.csv",
-        ["Event Name", "ticket_id", "TOTAL TICKETS", "Total Amount", "purchase date", "Seat"],
-        [["Show", "TK-1", "2", "40", "2026-05-01T10:00:00Z", "A1"]],
-    )
+    variants = {
+        "EventName": "Event Name",
+        "ticketId": "ticket_id",
+        "TotalTickets": "TOTAL TICKETS",
+        "PaymentID": "payment id",
+    }
+    header_cells = [variants.get(column, column) for column in EXPORT_COLUMNS] + ["Seat"]
+    path = write_csv(tmp_path / "a.csv", header_cells, [[*ROW.values(), "A1"]])
     header, rows = read_export(path)
     records = list(rows)
     assert header.ignored == ["Seat"]
-    assert records[0].values == {
-        "EventName": "Show",
-        "ticketId": "TK-1",
-        "TotalTickets": "2",
-        "TotalAmount": "40",
-        "PurchaseDate": "2026-05-01T10:00:00Z",
-    }
+    assert records[0].values == ROW
     assert records[0].line == 2
 
 
-def test_missing_required_columns_are_named(tmp_path):
-    path = write_csv(tmp_path / "a.csv", ["EventName", "ticketId"], [["Show", "TK-1"]])
+def test_missing_columns_are_named(tmp_path):
+    # Defaulting a missing IsValid or PaymentID would silently change every row's meaning.
+    columns = [column for column in EXPORT_COLUMNS if column not in {"IsValid", "PaymentID"}]
+    path = write_csv(tmp_path / "a.csv", columns, [[ROW[column] for column in columns]])
     with pytest.raises(
-        ExportFileError, match="missing required column\\(s\\): TotalTickets, TotalAmount, PurchaseDate"
+        ExportFileError, match=r"missing required column\(s\): IsValid, PaymentID \(header has"
     ):
         read_export(path)
 
@@ -119,3 +120,25 @@ def test_an_unknown_encoding_is_a_clear_error(tmp_path):
     path = write_csv(tmp_path / "a.csv", list(ROW), [list(ROW.values())])
     with pytest.raises(ExportFileError, match="unknown text encoding 'klingon'"):
         read_export(path, encoding="klingon")
+
+
+def test_a_corrupt_xlsx_is_a_clear_error(tmp_path):
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Export")
+    sheet.append(list(EXPORT_COLUMNS))
+    good = tmp_path / "good.xlsx"
+    workbook.save(good)
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(broken, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = data[: len(data) // 2]  # truncated sheet XML
+            target.writestr(item, data)
+    with pytest.raises(ExportFileError, match=r"broken\.xlsx"):
+        read_all(broken)
+
+
+def read_all(path):
+    _, rows = read_export(path)
+    return list(rows)

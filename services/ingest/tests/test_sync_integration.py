@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import run_sandbox
-from ingest.catalog import CosmosEventStats, EventCatalog
+from ingest.catalog import CatalogBacklog, CosmosEventStats, EventCatalog
 from ingest.checkpoint import CheckpointStore
 from ingest.queueing import EnrichmentQueue
 from ingest.source import Credentials, OpenTicketsClient, RetryPolicy, SourceRequestError
@@ -44,7 +44,7 @@ class Harness:
 
         self.transactions = container("transactions")
         self.events = container("events")
-        self.bus = InMemoryBus(duplicate_detection_window_seconds=86400)
+        self.bus = InMemoryBus(duplicate_detection_window_seconds=None)
         self.client = OpenTicketsClient(
             session=session,
             base_url=base_url,
@@ -62,7 +62,9 @@ class Harness:
             ),
             checkpoints=CheckpointStore(container("state")),
             quarantine=container("quarantine"),
-            catalog=EventCatalog(self.events, CosmosEventStats(self.transactions.sdk)),
+            catalog=EventCatalog(
+                self.events, CosmosEventStats(self.transactions.sdk), CatalogBacklog(container("state"))
+            ),
             source_name="opentickets-api",
             overlap=timedelta(minutes=5),
         )

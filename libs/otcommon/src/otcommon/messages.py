@@ -24,6 +24,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from otcommon.schemas import PAYMENT_ID_PATTERN
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -78,7 +80,7 @@ class PaymentEnrichmentRequested(Message):
 
     message_type: ClassVar[str] = "PaymentEnrichmentRequested"
 
-    payment_id: str = Field(pattern=r"^(pi|ch)_[A-Za-z0-9]+$", max_length=255)
+    payment_id: str = Field(pattern=PAYMENT_ID_PATTERN.pattern, max_length=255)
     transaction_id: str = Field(min_length=1)
     event_id: str = Field(min_length=1)
     requested_at: AwareDatetime

@@ -89,6 +89,10 @@ def parse_bool(value: Any) -> bool:
     raise ValueError("expected true/false, yes/no or 1/0")
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2100
+"""Timestamps outside these years are data errors (and would break the fixed-width format)."""
+
+
 def parse_timestamp(value: Any) -> datetime:
     """ISO 8601 or US-style ``MM/DD/YYYY hh:mm AM/PM``; a timestamp without an offset is UTC."""
     if isinstance(value, datetime):
@@ -97,9 +101,14 @@ def parse_timestamp(value: Any) -> datetime:
         parsed = _parse_timestamp_text(value.strip())
     else:
         raise ValueError("expected an ISO 8601 or MM/DD/YYYY hh:mm AM/PM timestamp")
+    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        raise ValueError(f"year must be between {EARLIEST_YEAR} and {LATEST_YEAR}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
 
 
 def _parse_timestamp_text(text: str) -> datetime:
@@ -129,15 +138,14 @@ def _optional_timestamp(value: Any) -> datetime | None:
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number, not a boolean")  # noqa: TRY004 - reported as a field error
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str) and value.strip():
-        try:
-            number = float(value.strip().replace(",", "").removeprefix("$"))
-        except ValueError:
-            raise ValueError("expected a number") from None
-    else:
+    if not isinstance(value, int | float | str) or (isinstance(value, str) and not value.strip()):
         raise ValueError("expected a number")
+    try:
+        number = float(value.strip().replace(",", "").removeprefix("$") if isinstance(value, str) else value)
+    except OverflowError:
+        raise ValueError("number out of range") from None
+    except ValueError:
+        raise ValueError("expected a number") from None
     if not math.isfinite(number):
         raise ValueError("expected a finite number")
     if number < 0:
@@ -196,10 +204,14 @@ def _optional_text(value: Any) -> str | None:
     return _text(value) or None
 
 
+PAYMENT_ID_PATTERN = re.compile(r"^(pi|ch)_[A-Za-z0-9]{1,250}$")
+"""A Stripe PaymentIntent (``pi_``) or Charge (``ch_``) id; messages validate with the same rule."""
+
+
 def _payment_id(value: Any) -> str:
     text = _text(value)
-    if text and not text.startswith(("pi_", "ch_")):
-        raise ValueError("must be empty or a Stripe id starting with pi_ or ch_")
+    if text and not PAYMENT_ID_PATTERN.match(text):
+        raise ValueError("must be empty or a Stripe id: pi_ or ch_ followed by letters and digits")
     return text
 
 
@@ -249,7 +261,8 @@ class RowValidationError(ValueError):
 
     def __init__(self, problems: list[FieldProblem]) -> None:
         self.problems = problems
-        details = "; ".join(f"{p.field}={p.value!r}: {p.reason}" for p in problems)
+        # The message names fields and reasons only: values may be personal data and messages get logged.
+        details = "; ".join(f"{p.field}: {p.reason}" for p in problems)
         super().__init__(f"{len(problems)} invalid field(s): {details}")
 
     @property
@@ -410,11 +423,12 @@ class TicketTransaction(Enrichment, ExportRow):
         source_updated_at: datetime | None = None,
     ) -> TicketTransaction:
         """A transaction from a validated row; ids default to the file-import rules of SPEC section 2."""
+        event = event_id or normalize.slugify(row.event_name) or "unnamed-event"
         return cls.model_validate(
             {
                 **row.model_dump(by_alias=False),
-                "id": transaction_id or file_transaction_id(row),
-                "event_id": event_id or normalize.slugify(row.event_name) or "unnamed-event",
+                "id": transaction_id or file_transaction_id(row, event_id=event),
+                "event_id": event,
                 "source": source,
                 "source_updated_at": source_updated_at,
                 "enrichment_state": "pending" if row.payment_id else None,
@@ -422,10 +436,10 @@ class TicketTransaction(Enrichment, ExportRow):
         )
 
 
-def file_transaction_id(row: ExportRow) -> str:
-    """The id of a file-imported row: a hash of event, ticketId, PaymentID and PurchaseDate."""
+def file_transaction_id(row: ExportRow, *, event_id: str) -> str:
+    """The id of a file-imported row: a hash of its event id, ticketId, PaymentID and PurchaseDate."""
     return normalize.stable_id(
-        normalize.normalize_text(row.event_name),
+        event_id,
         row.ticket_id,
         row.payment_id,
         format_timestamp(row.purchase_date),

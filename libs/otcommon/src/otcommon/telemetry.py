@@ -50,14 +50,16 @@ SENSITIVE_KEYS = frozenset(
     }
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# International (+...) and North American ((555) 010-2030) phone numbers in free text.
+_PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d|\(\d{3}\)\s?\d{3}[-.\s]\d{4}")
 _SECRET_TOKENS = re.compile(
     r"\b(sk|rk)_(live|test)_[0-9A-Za-z]+|\bwhsec_[0-9A-Za-z]+|(SharedAccessKey|AccountKey)=[^;\s]+"
 )
 
 
 def mask_text(text: str) -> str:
-    """Replace e-mail addresses and secret-looking tokens inside free text."""
-    return _SECRET_TOKENS.sub(MASK, _EMAIL.sub(MASK, text))
+    """Replace e-mail addresses, phone numbers and secret-looking tokens inside free text."""
+    return _PHONE.sub(MASK, _SECRET_TOKENS.sub(MASK, _EMAIL.sub(MASK, text)))
 
 
 def _mask_value(key: str, value: Any) -> Any:
@@ -67,6 +69,8 @@ def _mask_value(key: str, value: Any) -> Any:
         return mask_text(value)
     if isinstance(value, dict):
         return {k: _mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(key, item) for item in value]
     return value
 
 
@@ -94,6 +98,9 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_context,
+        # Tracebacks are text before masking, so what an exception message carries is masked too.
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
         mask_personal_data,
     ]
     renderer: Processor = (
@@ -102,8 +109,6 @@ def configure_logging(
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message") if use_json else _identity,
             renderer,
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ingest")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_STOPPED = 143  # ended early by SIGTERM/SIGINT, at a page boundary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(IngestSettings)
+        if args.command in {"serve", "sync", "backfill"}:
+            settings.require_source_credentials()
     except ConfigurationError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -111,12 +115,16 @@ async def _run_command(args: argparse.Namespace, settings: IngestSettings) -> in
             print(f"requeued {count} payment(s) that were {args.state}")
             return EXIT_OK
         since = args.since if args.command == "backfill" else None
-        progress = await ingest.coordinator.run_once(since=since)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # Stop at the next page boundary, with a consistent checkpoint and the lease released.
+            loop.add_signal_handler(signum, ingest.coordinator.request_stop)
+        progress = await ingest.coordinator.run_once(since=since, on_demand=True)
         if progress is None:
             print("another replica ran the sync")
             return EXIT_OK
         print(json.dumps(progress.to_json(), indent=2))
-        return EXIT_OK if progress.state == "completed" else EXIT_FAILED
+        return {"completed": EXIT_OK, "stopped": EXIT_STOPPED}.get(progress.state, EXIT_FAILED)
 
 
 async def _import(importer: FileImporter, args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from ingest.catalog import CosmosEventStats, EventCatalog
+from ingest.catalog import CatalogBacklog, CosmosEventStats, EventCatalog
 from ingest.checkpoint import CheckpointStore
 from ingest.coordinator import SyncCoordinator
 from ingest.importer import FileImporter
@@ -26,7 +26,7 @@ from ingest.source import Credentials, OpenTicketsClient, RetryPolicy, SourceErr
 from ingest.storage import TransactionWriter
 from ingest.sync import SyncRunner
 from otcommon.bus import client_from_connection_string, client_from_namespace, queue_publisher
-from otcommon.health import add_health_routes, cosmos_check
+from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
 from otcommon.telemetry import request_context_middleware
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from datetime import datetime
 
+    from azure.core.credentials_async import AsyncTokenCredential
     from azure.servicebus.aio import ServiceBusClient
 
     from ingest.settings import IngestSettings
@@ -60,8 +61,13 @@ class Ingest:
 async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> AsyncIterator[Ingest]:
     """Open Cosmos DB, Service Bus and the source API; provision; build the components; close all at exit."""
     async with contextlib.AsyncExitStack() as stack:
+        credential = None
+        if settings.cosmos.uses_entra_id or settings.servicebus.connection_string is None:
+            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+
+            credential = await stack.enter_async_context(DefaultAzureCredential())
         cosmos = await stack.enter_async_context(
-            create_cosmos_client(settings.cosmos, user_agent=settings.service_name)
+            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
         )
         await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
 
@@ -71,12 +77,14 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
             )
 
         transactions = container("transactions")
-        bus = await stack.enter_async_context(_servicebus_client(settings))
+        bus = await stack.enter_async_context(_servicebus_client(settings, credential))
         publisher = queue_publisher(client=bus, queue_name=settings.ingest_enrichment_queue)
         stack.push_async_callback(publisher.close)
         writer = TransactionWriter(transactions, concurrency=settings.ingest_write_concurrency)
         queue = EnrichmentQueue(publisher=publisher, writer=writer, transactions=transactions)
-        catalog = EventCatalog(container("events"), CosmosEventStats(transactions.sdk))
+        catalog = EventCatalog(
+            container("events"), CosmosEventStats(transactions.sdk), CatalogBacklog(container("state"))
+        )
         quarantine = container("quarantine")
         session = await stack.enter_async_context(aiohttp.ClientSession())
         source: OpenTicketsClient | _NoSource = (
@@ -118,29 +126,23 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
             importer=importer,
             queue=queue,
             runner=runner,
-            health_checks={"cosmos": cosmos_check(cosmos, database=settings.cosmos.database)},
+            health_checks={
+                "cosmos": cosmos_check(cosmos, database=settings.cosmos.database),
+                "servicebus": servicebus_check(bus, queue_name=settings.ingest_enrichment_queue),
+            },
         )
 
 
-@contextlib.asynccontextmanager
-async def _servicebus_client(settings: IngestSettings) -> AsyncIterator[ServiceBusClient]:
+def _servicebus_client(settings: IngestSettings, credential: AsyncTokenCredential | None) -> ServiceBusClient:
     connection = settings.servicebus
     if connection.connection_string is not None:
-        client = client_from_connection_string(
-            connection_string=connection.connection_string.get_secret_value()
-        )
-        async with client:
-            yield client
-        return
-    from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
-
+        secret = connection.connection_string.get_secret_value()
+        return client_from_connection_string(connection_string=secret)
     assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
-    async with DefaultAzureCredential() as credential:
-        client = client_from_namespace(
-            fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
-        )
-        async with client:
-            yield client
+    assert credential is not None  # noqa: S101 - created above for Entra ID
+    return client_from_namespace(
+        fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
+    )
 
 
 class _NoSource:

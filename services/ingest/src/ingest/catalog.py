@@ -1,8 +1,9 @@
 """The ``events`` catalog: one document per event with its name, city, first and last sale and counts.
 
-Counts are recomputed from the stored transactions of each event a run touched (one aggregate
-query per event, scoped to its partition) rather than incremented, so an interrupted run can
-never leave them wrong: the next run that touches the event recomputes them.
+Counts are recomputed from the stored transactions (one aggregate query per event, scoped to its
+partition) rather than incremented. Before a page is written, its events are added to a backlog
+document; the backlog is emptied only after their entries are recomputed. A run that dies in
+between leaves them in the backlog, and the next run recomputes them first.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from otcommon.schemas import format_timestamp
+from otcommon.store import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from azure.cosmos.aio import ContainerProxy
 
@@ -88,9 +90,21 @@ class ScanEventStats:
 class EventCatalog:
     """Keeps the ``events`` container (partitioned by ``/id``) current."""
 
-    def __init__(self, events: DocumentContainer, stats: EventStatsReader) -> None:
+    def __init__(self, events: DocumentContainer, stats: EventStatsReader, backlog: CatalogBacklog) -> None:
         self._events = events
         self._stats = stats
+        self._backlog = backlog
+
+    async def mark(self, event_ids: Iterable[str]) -> None:
+        """Record that these events' transactions are about to change (before writing them)."""
+        await self._backlog.add(event_ids)
+
+    async def refresh_pending(self, *, details: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+        """Recompute every event in the backlog (this run's and any an interrupted run left)."""
+        pending = await self._backlog.pending()
+        refreshed = await self.refresh(pending, details=details)
+        await self._backlog.remove(pending)
+        return refreshed
 
     async def refresh(
         self, event_ids: Iterable[str], *, details: Mapping[str, Mapping[str, Any]] | None = None
@@ -117,3 +131,57 @@ class EventCatalog:
             )
             refreshed += 1
         return refreshed
+
+
+BACKLOG_ID = "catalog-backlog"
+_BACKLOG_ATTEMPTS = 8
+
+
+class CatalogBacklog:
+    """Events whose catalog entries are due for recomputation (one document in ``state``)."""
+
+    def __init__(self, state: DocumentContainer) -> None:
+        self._state = state
+
+    async def add(self, event_ids: Iterable[str]) -> None:
+        """Remember events about to change; a no-op when all are remembered already."""
+        new = set(event_ids)
+        if new:
+            await self._update(lambda events: events | new)
+
+    async def pending(self) -> set[str]:
+        """The events waiting for recomputation."""
+        try:
+            document = await self._state.read(BACKLOG_ID, partition_key=BACKLOG_ID)
+        except DocumentNotFoundError:
+            return set()
+        return set(document.get("events", []))
+
+    async def remove(self, event_ids: Iterable[str]) -> None:
+        """Forget events whose entries were recomputed."""
+        done = set(event_ids)
+        if done:
+            await self._update(lambda events: events - done)
+
+    async def _update(self, change: Callable[[set[str]], set[str]]) -> None:
+        for _ in range(_BACKLOG_ATTEMPTS):
+            try:
+                current = await self._state.read(BACKLOG_ID, partition_key=BACKLOG_ID)
+            except DocumentNotFoundError:
+                try:
+                    await self._state.create(
+                        {"id": BACKLOG_ID, "kind": "backlog", "events": sorted(change(set()))}
+                    )
+                except DocumentExistsError:
+                    continue
+                return
+            events = set(current.get("events", []))
+            updated = change(events)
+            if updated == events:
+                return
+            try:
+                await self._state.replace({**current, "events": sorted(updated)}, etag=current["_etag"])
+            except EtagMismatchError:
+                continue
+            return
+        raise EtagMismatchError(self._state.name, BACKLOG_ID)

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from otcommon.schemas import format_timestamp, parse_timestamp
-from otcommon.store import DocumentNotFoundError
+from otcommon.store import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
 
 if TYPE_CHECKING:
     from otcommon.store import DocumentContainer
+
+
+_SAVE_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +48,37 @@ class CheckpointStore:
         return SyncCheckpoint(source=source, updated_until=parse_timestamp(value) if value else None)
 
     async def save(self, checkpoint: SyncCheckpoint) -> None:
-        """Record the checkpoint (only ever called after the page it covers is stored and queued)."""
-        await self._container.upsert(
-            {
-                "id": checkpoint.document_id,
-                "kind": "checkpoint",
-                "source": checkpoint.source,
-                "updatedUntil": format_timestamp(checkpoint.updated_until)
-                if checkpoint.updated_until
-                else None,
-                "savedAt": format_timestamp(datetime.now(tz=UTC)),
-            }
-        )
+        """Advance the checkpoint (called only after the page it covers is stored and queued).
+
+        It never moves backwards: a replica that lost its lease and saves late cannot undo the
+        progress of the one that took over.
+        """
+        if checkpoint.updated_until is None:
+            return
+        document = {
+            "id": checkpoint.document_id,
+            "kind": "checkpoint",
+            "source": checkpoint.source,
+            "updatedUntil": format_timestamp(checkpoint.updated_until),
+            "savedAt": format_timestamp(datetime.now(tz=UTC)),
+        }
+        for _ in range(_SAVE_ATTEMPTS):
+            try:
+                current = await self._container.read(
+                    checkpoint.document_id, partition_key=checkpoint.document_id
+                )
+            except DocumentNotFoundError:
+                try:
+                    await self._container.create(document)
+                except DocumentExistsError:
+                    continue
+                return
+            stored = current.get("updatedUntil")
+            if stored and parse_timestamp(stored) >= checkpoint.updated_until:
+                return
+            try:
+                await self._container.replace(document, etag=current["_etag"])
+            except EtagMismatchError:
+                continue
+            return
+        raise EtagMismatchError(self._container.name, checkpoint.document_id)

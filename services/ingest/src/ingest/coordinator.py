@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -59,8 +60,13 @@ class SyncCoordinator:
         """Start a sync in the background (on-demand); SyncAlreadyRunningError if one runs."""
         if self.is_running:
             raise SyncAlreadyRunningError("a sync is already running")
-        self._running = asyncio.create_task(self.run_once(since=since), name="ingest-sync")
+        self._running = asyncio.create_task(self.run_once(since=since, on_demand=True), name="ingest-sync")
         return self._running
+
+    def request_stop(self) -> None:
+        """Stop a running sync at its next page boundary (SIGTERM), and take no new one."""
+        self._shutdown.set()
+        self._stop_run.set()
 
     async def wait_idle(self) -> None:
         """Return when no sync runs in this process (its outcome is in ``progress``)."""
@@ -68,17 +74,29 @@ class SyncCoordinator:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._running)
 
-    async def run_once(self, *, since: datetime | None = None) -> SyncProgress | None:
-        """Take the lease (waiting while another live replica holds it) and sync; None if another ran."""
+    async def run_once(
+        self, *, since: datetime | None = None, on_demand: bool = False
+    ) -> SyncProgress | None:
+        """Take the lease (waiting while another live replica holds it) and sync.
+
+        Returns None when there is nothing left to do: a scheduled tick whose sync another replica
+        ran (it released the lease), or a shutdown while waiting. A backfill (``since``) or an
+        on-demand request always runs itself once the lease is free.
+        """
+        # Created before waiting, so a stop requested meanwhile reaches the run.
+        self._stop_run = asyncio.Event()
+        if self._shutdown.is_set():
+            return None
         while not await self._lease.try_acquire():
             state = await self._lease.state()
-            if state.holder is None:
+            if state.holder is None and since is None and not on_demand:
                 log.info("another replica completed the sync")
                 return None
             log.info("another replica holds the sync lease; waiting", holder=state.holder)
             if await _wait(self._shutdown, self._lease.duration_seconds / 3):
                 return None
-        self._stop_run = asyncio.Event()
+        if self._shutdown.is_set():
+            self._stop_run.set()
         progress = SyncProgress()
         self.progress = progress
         renewal = asyncio.create_task(self._keep_lease(), name="ingest-lease")
@@ -127,16 +145,23 @@ class SyncCoordinator:
 
     async def _keep_lease(self) -> None:
         interval = self._lease.duration_seconds / 3
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             try:
                 await self._lease.renew()
+                renewed = time.monotonic()
             except LeaseLostError:
                 log.warning("sync lease lost; stopping at the next page boundary")
                 self._stop_run.set()
                 return
-            except Exception:  # noqa: BLE001 - a failed renewal is retried; the lease has slack
-                log.warning("sync lease renewal failed; retrying")
+            except Exception as exc:  # noqa: BLE001 - a failed renewal is retried while the lease lasts
+                if time.monotonic() - renewed >= self._lease.duration_seconds - interval:
+                    # Another replica may take over any moment now: this one must not keep writing.
+                    log.warning("sync lease could not be renewed in time; stopping", error=type(exc).__name__)
+                    self._stop_run.set()
+                    return
+                log.warning("sync lease renewal failed; retrying", error=type(exc).__name__)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> bool:

@@ -12,13 +12,14 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from otcommon.schemas import canonical_column
+from otcommon.schemas import EXPORT_COLUMNS, canonical_column
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-REQUIRED_COLUMNS = ("EventName", "ticketId", "TotalTickets", "TotalAmount", "PurchaseDate")
+# Every column is required: a missing IsRefunded or PaymentID would silently default every row.
+REQUIRED_COLUMNS = EXPORT_COLUMNS
 
 
 class ExportFileError(Exception):
@@ -138,27 +139,20 @@ def _read_xlsx(path: Path) -> tuple[ExportHeader, Iterator[ExportRecord]]:
     from openpyxl import load_workbook  # noqa: PLC0415 - only XLSX imports need it
     from openpyxl.utils.exceptions import InvalidFileException  # noqa: PLC0415
 
+    # ParseError, raised for broken sheet XML, is a SyntaxError.
+    unreadable = (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, SyntaxError)
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+    except unreadable as exc:
         raise ExportFileError(f"{path.name} is not a readable XLSX workbook: {exc}") from None
-    sheet = workbook.worksheets[0]
-    values = sheet.iter_rows(values_only=True)
-    header: ExportHeader | None = None
-    line = 0
-    for cells in values:
-        line += 1
-        if any(cell not in (None, "") for cell in cells):
-            try:
-                header = map_header(list(cells))
-            except ExportFileError:
-                workbook.close()
-                raise
-            break
-    if header is None:
+    try:
+        header, values, line = _xlsx_header(workbook, path)
+    except unreadable as exc:
         workbook.close()
-        raise ExportFileError(f"{path.name} is empty: no header row in sheet {sheet.title!r}")
-    mapping = header
+        raise ExportFileError(f"{path.name} is not a readable XLSX workbook: {exc}") from None
+    except ExportFileError:
+        workbook.close()
+        raise
 
     def rows() -> Iterator[ExportRecord]:
         number = line
@@ -166,11 +160,27 @@ def _read_xlsx(path: Path) -> tuple[ExportHeader, Iterator[ExportRecord]]:
             for cells in values:
                 number += 1
                 if any(cell not in (None, "") for cell in cells):
-                    yield ExportRecord(line=number, values=_pick(mapping, list(cells)))
+                    yield ExportRecord(line=number, values=_pick(header, list(cells)))
+        except unreadable as exc:
+            raise ExportFileError(
+                f"{path.name}: the sheet is unreadable after line {number}: {exc}"
+            ) from None
         finally:
             workbook.close()
 
     return header, rows()
+
+
+def _xlsx_header(workbook: Any, path: Path) -> tuple[ExportHeader, Iterator[Any], int]:
+    """The first sheet's header mapping, its remaining rows, and the header's line number."""
+    if not workbook.worksheets:
+        raise ExportFileError(f"{path.name} has no worksheet")
+    sheet = workbook.worksheets[0]
+    values = sheet.iter_rows(values_only=True)
+    for line, cells in enumerate(values, start=1):
+        if any(cell not in (None, "") for cell in cells):
+            return map_header(list(cells)), values, line
+    raise ExportFileError(f"{path.name} is empty: no header row in sheet {sheet.title!r}")
 
 
 def _pick(header: ExportHeader, cells: list[Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ingest.exportfile import ExportRecord, read_export
+from ingest.exportfile import ExportFileError, ExportRecord, read_export
 from ingest.mapping import Rejected, quarantine_record
 from otcommon.schemas import ExportRow, RowValidationError, TicketTransaction
 
@@ -45,6 +45,8 @@ class ImportReport:
     zero_tickets_with_amount: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    error: str | None = None
+    """Why the import stopped early; rows before that point are stored (a re-import skips them)."""
 
     @property
     def stored(self) -> int:
@@ -69,6 +71,9 @@ class ImportReport:
         ]
         if self.ignored_columns:
             lines.append(f"  ignored columns      {', '.join(self.ignored_columns)}")
+        if self.error:
+            lines.append(f"  STOPPED EARLY        {self.error}")
+            lines.append("  rows before that point are stored; fix the file and import it again")
         lines.append(f"  took                 {self.seconds:.1f}s")
         return "\n".join(lines)
 
@@ -88,6 +93,7 @@ class ImportReport:
             "redeemedMoreThanSold": self.redeemed_more_than_sold,
             "zeroTicketsWithAmount": self.zero_tickets_with_amount,
             "ignoredColumns": self.ignored_columns,
+            "error": self.error,
         }
 
 
@@ -113,8 +119,35 @@ class FileImporter:
         header, records = read_export(path, encoding=encoding)
         report = ImportReport(file=path.name, ignored_columns=header.ignored)
         source = f"file:{path.name}"
+        try:
+            await self._import_rows(records, report, source=source, event_id=event_id, on_rows=on_rows)
+        except ExportFileError as exc:
+            report.error = str(exc)
+        await self.catalog.refresh_pending()
+        report.seconds = time.perf_counter() - started
+        log.info(
+            "import finished",
+            file=path.name,
+            rows=report.rows_read,
+            created=report.created,
+            updated=report.updated,
+            rejected=report.rejected,
+            queued=report.queued,
+            stopped_early=report.error is not None,
+        )
+        return report
+
+    async def _import_rows(
+        self,
+        records: Iterator[ExportRecord],
+        report: ImportReport,
+        *,
+        source: str,
+        event_id: str | None,
+        on_rows: Callable[[int], object],
+    ) -> None:
+        # 12-byte digests keep the duplicate check's memory small (about 100 bytes a row).
         seen_tickets: set[bytes] = set()
-        touched: set[str] = set()
         for chunk in _chunks(records, CHUNK_ROWS):
             transactions: list[TicketTransaction] = []
             for record in chunk:
@@ -129,20 +162,13 @@ class FileImporter:
                     report.duplicate_ticket_ids += 1
                 seen_tickets.add(ticket_key)
                 transactions.append(transaction)
+            await self.catalog.mark({transaction.event_id for transaction in transactions})
             changes = await self.writer.write(transactions)
             report.created += changes.created
             report.updated += changes.updated
             report.unchanged += changes.unchanged
             report.queued += await self.queue.enqueue(changes.pending)
-            touched |= changes.touched_events
             on_rows(len(chunk))
-        if touched:
-            await self.catalog.refresh(touched)
-        report.seconds = time.perf_counter() - started
-        log.info(
-            "import finished", file=path.name, **{k: v for k, v in report.to_json().items() if k != "file"}
-        )
-        return report
 
     async def _map(
         self, record: ExportRecord, *, source: str, event_id: str | None, report: ImportReport

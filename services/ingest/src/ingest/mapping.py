@@ -44,8 +44,14 @@ class Rejected:
         return [f"{p.field}: {p.reason}" for p in self.problems]
 
 
-def map_api_row(raw: Mapping[str, Any]) -> TicketTransaction:
-    """An API row (export fields plus ``id``, ``eventId``, ``updatedAt``) as a transaction."""
+def map_api_row(raw: Any, *, horizon: datetime | None = None) -> TicketTransaction:
+    """An API row (export fields plus ``id``, ``eventId``, ``updatedAt``) as a transaction.
+
+    An ``updatedAt`` later than ``horizon`` is refused: one bogus future stamp would otherwise
+    carry the checkpoint past every real change to come.
+    """
+    if not isinstance(raw, dict):
+        raise RowValidationError([FieldProblem(field="row", value=raw, reason="is not a JSON object")])
     problems = [
         FieldProblem(field=field, value=raw.get(field), reason="must be a non-empty string")
         for field in ("id", "eventId")
@@ -56,6 +62,11 @@ def map_api_row(raw: Mapping[str, Any]) -> TicketTransaction:
         updated_at = parse_timestamp(raw.get("updatedAt"))
     except ValueError as exc:
         problems.append(FieldProblem(field="updatedAt", value=raw.get("updatedAt"), reason=str(exc)))
+    else:
+        if horizon is not None and updated_at > horizon:
+            problems.append(
+                FieldProblem(field="updatedAt", value=raw.get("updatedAt"), reason="is in the future")
+            )
     try:
         row = ExportRow.parse(dict(raw))
     except RowValidationError as exc:

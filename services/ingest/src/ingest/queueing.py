@@ -8,15 +8,17 @@ run publishes it again (:meth:`EnrichmentQueue.repair`).
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from pydantic import ValidationError
 
 from ingest.storage import PENDING
 from otcommon.messages import EnrichmentReason, PaymentEnrichmentRequested, make_envelope
 from otcommon.schemas import format_timestamp, parse_timestamp
-from otcommon.store import EtagMismatchError
+from otcommon.store import DocumentNotFoundError, EtagMismatchError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,10 +68,34 @@ class EnrichmentQueue:
         now = datetime.now(tz=UTC)
         marked = 0
         for start in range(0, len(payable), _PUBLISH_CHUNK):
-            chunk = payable[start : start + _PUBLISH_CHUNK]
-            await self._publisher.publish([enrichment_request(doc, now=now) for doc in chunk])
-            marked += await self._writer.mark_queued(chunk)
+            envelopes, publishable = [], []
+            for document in payable[start : start + _PUBLISH_CHUNK]:
+                try:
+                    envelopes.append(enrichment_request(document, now=now))
+                except ValidationError as exc:
+                    # A document no message can describe must not block every later run's repair.
+                    await self._mark_unresolved(document, reason=f"cannot be queued: {_first_error(exc)}")
+                    continue
+                publishable.append(document)
+            if envelopes:
+                await self._publisher.publish(envelopes)
+                marked += await self._writer.mark_queued(publishable)
         return marked
+
+    async def _mark_unresolved(self, document: Document, *, reason: str) -> None:
+        log.warning(
+            "payment cannot be queued; marked unresolved", transaction_id=document.get("id"), reason=reason
+        )
+        with contextlib.suppress(EtagMismatchError, DocumentNotFoundError):
+            await self._transactions.patch(
+                str(document["id"]),
+                partition_key=document["eventId"],
+                operations=[
+                    {"op": "set", "path": "/enrichmentState", "value": "unresolved"},
+                    {"op": "set", "path": "/enrichmentReason", "value": reason},
+                ],
+                etag=document.get("_etag"),
+            )
 
     async def repair(self) -> int:
         """Publish again whatever an interrupted run left ``pending``."""
@@ -114,3 +140,8 @@ class EnrichmentQueue:
             )
         except EtagMismatchError:
             return None  # changed meanwhile (enriched, or requeued by someone else): leave it
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors(include_url=False, include_input=False)[0]
+    return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"

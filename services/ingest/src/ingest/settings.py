@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from ingest.schedule import Schedule
-from otcommon.settings import ServiceSettings
+from otcommon.settings import ConfigurationError, ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
@@ -48,6 +48,15 @@ class IngestSettings(ServiceSettings):
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
         return Schedule.parse(value).expression
+
+    def require_source_credentials(self) -> None:
+        """Commands that read the API need credentials: ConfigurationError naming the variables."""
+        has_client = bool(self.opentickets_client_id and self.opentickets_client_secret)
+        if self.opentickets_api_key is None and not has_client:
+            raise ConfigurationError(
+                "invalid configuration:\n  set OT_OPENTICKETS_CLIENT_ID and OT_OPENTICKETS_CLIENT_SECRET, "
+                "or OT_OPENTICKETS_API_KEY"
+            )
 
     @property
     def schedule(self) -> Schedule:

@@ -138,7 +138,10 @@ class OpenTicketsClient:
     async def events(self) -> list[dict[str, Any]]:
         """Every event of the account."""
         body = await self._get_json("/v1/events", {})
-        return list(body.get("data", []))
+        data = body.get("data", [])
+        if not isinstance(data, list):
+            raise SourceError("OpenTickets API events response has no data list")
+        return [event for event in data if isinstance(event, dict)]
 
     async def pages(
         self, *, updated_since: datetime | None, event_id: str | None = None
@@ -173,8 +176,19 @@ class OpenTicketsClient:
                     f"{self._base_url}{path}", params=params, headers=headers, timeout=self._timeout
                 ) as response:
                     if response.status == 200:  # noqa: PLR2004
-                        result: dict[str, Any] = await response.json()
-                        return result
+                        try:
+                            result = await response.json(content_type=None)
+                        except ValueError:
+                            # A truncated or garbled body: the next attempt may get it whole.
+                            result = None
+                        if isinstance(result, dict):
+                            return result
+                        reason = "a 200 response without a JSON object"
+                        if attempt == self._retry.max_attempts:
+                            raise SourceError(f"{path}: {reason}")
+                        self.retries += 1
+                        await asyncio.sleep(self._retry.delay(attempt, retry_after=None))
+                        continue
                     detail = await _detail(response)
                     if (
                         response.status == 401  # noqa: PLR2004
@@ -187,7 +201,7 @@ class OpenTicketsClient:
                         continue
                     if response.status not in _RETRYABLE_STATUSES:
                         raise SourceRequestError(response.status, detail)
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    retry_after = _capped(parse_retry_after(response.headers.get("Retry-After")), path)
                     reason = f"HTTP {response.status}"
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 reason = type(exc).__name__
@@ -222,21 +236,43 @@ class OpenTicketsClient:
                     f"{self._base_url}/oauth/token", data=form, timeout=self._timeout
                 ) as response:
                     if response.status == 200:  # noqa: PLR2004
-                        body = await response.json()
-                        self._token = str(body["access_token"])
-                        lifetime = float(body.get("expires_in", 3600))
+                        body = await response.json(content_type=None)
+                        token, lifetime = _token_fields(body)
+                        self._token = token
                         self._token_expires = time.monotonic() + max(1.0, lifetime - _TOKEN_MARGIN_SECONDS)
                         return
                     detail = await _detail(response)
                     if response.status not in _RETRYABLE_STATUSES:
                         raise SourceRequestError(response.status, f"token request refused: {detail}")
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                    retry_after = _capped(
+                        parse_retry_after(response.headers.get("Retry-After")), "/oauth/token"
+                    )
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError, ValueError):
                 pass
             if attempt < self._retry.max_attempts:
                 self.retries += 1
                 await asyncio.sleep(self._retry.delay(attempt, retry_after=retry_after))
         raise SourceUnavailableError("token endpoint kept failing")
+
+
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+def _capped(retry_after: float | None, path: str) -> float | None:
+    """A server asking to wait longer than a sync should stall is failed, not obeyed."""
+    if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
+        raise SourceUnavailableError(f"{path}: the API asks to retry after {retry_after:.0f}s")
+    return retry_after
+
+
+def _token_fields(body: Any) -> tuple[str, float]:
+    if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+        raise SourceError("the token endpoint answered without an access_token")
+    try:
+        lifetime = float(body.get("expires_in", 3600))
+    except (TypeError, ValueError):
+        lifetime = 3600.0
+    return body["access_token"], lifetime
 
 
 async def _detail(response: aiohttp.ClientResponse) -> str:

@@ -57,9 +57,19 @@ class StoredChanges:
         self.touched_events |= other.touched_events
 
 
+HASH_EXCLUDED = frozenset({"source", "sourceUpdatedAt"})
+"""Where and when a row was read says nothing about its content: the same order from another
+file, or re-stamped without a change, is not written again."""
+
+
+def source_hash(document: Document) -> str:
+    """The content hash of a row's source-owned fields."""
+    return content_hash({key: value for key, value in document.items() if key not in HASH_EXCLUDED})
+
+
 def plan_write(new: Document, existing: Document | None) -> BatchWrite | None:
     """The write that brings the stored copy up to ``new`` (source-owned fields), or None if unchanged."""
-    digest = content_hash(new)
+    digest = source_hash(new)
     if existing is None:
         state = PENDING if new.get("PaymentID") else None
         return BatchWrite("create", {**new, CONTENT_HASH_FIELD: digest, "enrichmentState": state})
@@ -109,6 +119,7 @@ class TransactionWriter:
             changes = StoredChanges(touched_events={event_id})
             existing = await self._container.read_many([d["id"] for d in documents], partition_key=event_id)
             writes: list[BatchWrite] = []
+            sources: list[Document] = []
             for document in documents:
                 stored = existing.get(document["id"])
                 write = plan_write(document, stored)
@@ -118,13 +129,14 @@ class TransactionWriter:
                         changes.pending.append(stored)  # left pending by an interrupted run
                 else:
                     writes.append(write)
+                    sources.append(document)
             if not writes:
                 return changes
             try:
                 results = await self._container.write_batch(writes, partition_key=event_id)
             except BatchWriteError:
-                for write in writes:
-                    changes.add(await self._write_single(dict(write.document)))
+                for source in sources:
+                    changes.add(await self._write_single(source))
                 return changes
             for write, result in zip(writes, results, strict=True):
                 if write.kind == "create":
@@ -135,10 +147,8 @@ class TransactionWriter:
                     changes.pending.append(result)
             return changes
 
-    async def _write_single(self, document: Document) -> StoredChanges:
+    async def _write_single(self, source: Document) -> StoredChanges:
         """Re-read and re-decide until the write lands: the fallback after a failed batch."""
-        source = {key: value for key, value in document.items() if key not in SOURCE_FIELDS_ENRICHER_OWNS}
-        source.pop(CONTENT_HASH_FIELD, None)
         event_id = str(source["eventId"])
         for _ in range(_SINGLE_WRITE_ATTEMPTS):
             try:

@@ -18,7 +18,7 @@ import structlog
 
 from ingest.checkpoint import SyncCheckpoint
 from ingest.mapping import Rejected, map_api_row, quarantine_record
-from otcommon.schemas import RowValidationError, format_timestamp, parse_timestamp
+from otcommon.schemas import RowValidationError, format_timestamp
 
 if TYPE_CHECKING:
     from ingest.catalog import EventCatalog
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from otcommon.store import DocumentContainer
 
 log = structlog.get_logger("ingest.sync")
+
+FUTURE_SKEW = timedelta(minutes=5)
+"""How far ahead of this machine's clock a source stamp may be before it is refused."""
 
 RunState = Literal["idle", "running", "completed", "stopped", "failed"]
 
@@ -85,21 +88,21 @@ class SyncRunner:
         progress.state = "running"
         progress.started_at = format_timestamp(datetime.now(tz=UTC))
         started = time.perf_counter()
-        touched: set[str] = set()
         try:
             progress.repaired = await self.queue.repair()
             checkpoint = await self.checkpoints.load(self.source_name)
             updated_since = since if since is not None else _start_from(checkpoint, self.overlap)
             progress.updated_since = format_timestamp(updated_since) if updated_since else None
+            # Stamps beyond the run's start (plus clock skew) are not trusted to move the checkpoint.
+            horizon = datetime.now(tz=UTC) + FUTURE_SKEW
             async for page in self.source.pages(updated_since=updated_since):
-                checkpoint = await self._handle_page(page, checkpoint, progress, touched)
+                checkpoint = await self._handle_page(page, checkpoint, progress, horizon)
                 if stop.is_set():
                     progress.state = "stopped"
                     break
             else:
                 progress.state = "completed"
-            if touched:
-                await self.catalog.refresh(touched, details=await self._event_details())
+            await self.catalog.refresh_pending(details=await self._event_details())
         except Exception as exc:
             progress.state = "failed"
             progress.error = f"{type(exc).__name__}: {exc}"
@@ -121,27 +124,24 @@ class SyncRunner:
         return progress
 
     async def _handle_page(
-        self, page: TransactionPage, checkpoint: SyncCheckpoint, progress: SyncProgress, touched: set[str]
+        self, page: TransactionPage, checkpoint: SyncCheckpoint, progress: SyncProgress, horizon: datetime
     ) -> SyncCheckpoint:
         transactions: list[TicketTransaction] = []
         newest = checkpoint.updated_until
         for position, raw in enumerate(page.rows):
-            stamp = _updated_at(raw)
+            location = f"page {progress.pages + 1} row {position + 1}"
+            try:
+                transaction = map_api_row(raw, horizon=horizon)
+            except RowValidationError as exc:
+                await self._reject(raw, exc, location, progress)
+                continue
+            transactions.append(transaction)
+            stamp = transaction.source_updated_at
             if stamp is not None and (newest is None or stamp > newest):
                 newest = stamp
-            try:
-                transactions.append(map_api_row(raw))
-            except RowValidationError as exc:
-                rejected = Rejected(
-                    raw=raw, problems=exc.problems, location=f"page {progress.pages + 1} row {position + 1}"
-                )
-                await self.quarantine.upsert(quarantine_record(source=self.source_name, rejected=rejected))
-                progress.rejected += 1
-                for reason in rejected.reasons:
-                    progress.rejected_reasons[reason] = progress.rejected_reasons.get(reason, 0) + 1
+        await self.catalog.mark({transaction.event_id for transaction in transactions})
         changes = await self.writer.write(transactions)
         progress.queued += await self.queue.enqueue(changes.pending)
-        touched |= changes.touched_events
         if newest is not None and newest != checkpoint.updated_until:
             checkpoint = SyncCheckpoint(source=self.source_name, updated_until=newest)
             await self.checkpoints.save(checkpoint)
@@ -152,6 +152,16 @@ class SyncRunner:
         progress.updated += changes.updated
         progress.unchanged += changes.unchanged
         return checkpoint
+
+    async def _reject(
+        self, raw: Any, error: RowValidationError, location: str, progress: SyncProgress
+    ) -> None:
+        row = raw if isinstance(raw, dict) else {"row": raw}
+        rejected = Rejected(raw=row, problems=error.problems, location=location)
+        await self.quarantine.upsert(quarantine_record(source=self.source_name, rejected=rejected))
+        progress.rejected += 1
+        for reason in rejected.reasons:
+            progress.rejected_reasons[reason] = progress.rejected_reasons.get(reason, 0) + 1
 
     async def _event_details(self) -> dict[str, dict[str, Any]]:
         try:
@@ -166,10 +176,3 @@ def _start_from(checkpoint: SyncCheckpoint, overlap: timedelta) -> datetime | No
     if checkpoint.updated_until is None:
         return None
     return checkpoint.updated_until - overlap
-
-
-def _updated_at(raw: dict[str, Any]) -> datetime | None:
-    try:
-        return parse_timestamp(raw.get("updatedAt"))
-    except ValueError:
-        return None

@@ -40,8 +40,8 @@ def create_cosmos_client(
 ) -> CosmosClient:
     """A Cosmos client from settings: the account key if one is given, else Microsoft Entra ID.
 
-    ``credential`` defaults to ``DefaultAzureCredential`` when no key is configured; the caller
-    owns it and closes it. Plain-HTTP endpoints are local stand-ins, which advertise no regional
+    Without a key, ``credential`` (e.g. ``DefaultAzureCredential``) is required; the caller owns
+    it and closes it. Plain-HTTP endpoints are local stand-ins, which advertise no regional
     endpoints, so endpoint discovery is turned off for them.
     """
     auth: Any
@@ -50,9 +50,7 @@ def create_cosmos_client(
     elif credential is not None:
         auth = credential
     else:
-        from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
-
-        auth = DefaultAzureCredential()
+        raise ValueError("no Cosmos DB key is configured: pass a credential (DefaultAzureCredential)")
     return CosmosClient(
         connection.endpoint,
         credential=auth,
