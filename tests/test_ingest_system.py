@@ -24,6 +24,7 @@ from devstack.cosmos import connection_string as cosmos_connection_string
 from devstack.opentickets.testing import run_sandbox_process
 from devstack.scenario import Scenario, write_csv, write_xlsx
 from otcommon.messages import decode_service_bus_message
+from otcommon.schemas import EXPORT_COLUMNS
 from otcommon.store import DEFAULT_TOPOLOGY, provision
 
 if TYPE_CHECKING:
@@ -132,12 +133,22 @@ async def test_sigkill_at_random_points_then_restart_loses_nothing_and_duplicate
     rng = random.Random(20261127)
     async with run_sandbox_process(args=sandbox_args(500, "--latency-ms", "20")) as sandbox:
         environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
+        kills = 0
         for _ in range(4):
+            before = len(await environment.stored())
             process = await environment.spawn("sync", "--once")
-            await asyncio.sleep(rng.uniform(0.8, 2.5))
+
+            async def progressed(before: int = before, process: asyncio.subprocess.Process = process) -> bool:
+                return process.returncode is not None or len(await environment.stored()) > before
+
+            # Kill mid-sync: once rows are being written, at a random moment after that.
+            await wait_for(progressed, timeout=90, interval=0.05)
+            await asyncio.sleep(rng.uniform(0.0, 0.6))
             if process.returncode is None:
                 process.send_signal(signal.SIGKILL)
+                kills += 1
             await process.wait()
+        assert kills >= 3, "most kills should land while a sync runs"
         # The killed holder's lease must expire before the last run may sync (OT_INGEST_LEASE_SECONDS=5).
         code, out, err = await environment.ingest("sync", "--once")
         assert code == 0, err
@@ -179,6 +190,7 @@ async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(envi
             assert holder_pid == int((await lease_holder(environment) or "x:0").split(":")[1])
             replicas[holder_pid].send_signal(signal.SIGKILL)
             await replicas[holder_pid].wait()
+            killed_at = asyncio.get_running_loop().time()
 
             async def taken_over() -> bool:
                 holder = await lease_holder(environment)
@@ -188,6 +200,8 @@ async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(envi
                 return len(await environment.stored()) == 400
 
             await wait_for(taken_over, timeout=60)
+            # The dead holder renewed its 5 s lease at most 5/3 s before dying: no takeover before expiry.
+            assert asyncio.get_running_loop().time() - killed_at >= 2.5
             await wait_for(all_stored, timeout=90)
         finally:
             for process in replicas.values():
@@ -285,7 +299,13 @@ async def test_csv_and_xlsx_exports_import_to_the_same_records_as_the_api_sync(
 async def test_malformed_files_get_a_clear_report_and_never_a_traceback(
     environment: Environment, tmp_path: Path
 ):
-    header = "SN,EventName,ticketId,TotalTickets,TotalAmount,PurchaseDate,PaymentID\n"
+    header = ",".join(EXPORT_COLUMNS) + "\n"
+
+    def row(**values: str) -> str:
+        return ",".join(values.get(column, "") for column in EXPORT_COLUMNS) + "\n"
+
+    show = {"EventName": "Show", "TotalAmount": "10"}
+
     cases = {
         "missing-columns.csv": (b"EventName,ticketId\nShow,TK-1\n", 1, "missing required column(s)"),
         "empty.csv": (b"", 1, "is empty"),
@@ -297,7 +317,17 @@ async def test_malformed_files_get_a_clear_report_and_never_a_traceback(
         "not-really.xlsx": (b"this is text", 1, "not a valid XLSX"),
         "bad-values.csv": (
             (
-                header + "1,Show,TK-1,two,10,31/31/2026,xx_1\n2,Show,TK-2,1,10,05/01/2026 07:30 PM,pi_2\n"
+                header
+                + row(
+                    ticketId="TK-1", TotalTickets="two", PurchaseDate="31/31/2026", PaymentID="xx_1", **show
+                )
+                + row(
+                    ticketId="TK-2",
+                    TotalTickets="1",
+                    PurchaseDate="05/01/2026 07:30 PM",
+                    PaymentID="pi_2",
+                    **show,
+                )
             ).encode(),
             0,
             '"rejected": 1',
@@ -313,7 +343,7 @@ async def test_malformed_files_get_a_clear_report_and_never_a_traceback(
     records = [row async for row in environment.container("quarantine").query_items("SELECT * FROM c")]
     assert len(records) == 1
     assert sorted(records[0]["reasons"]) == [
-        "PaymentID: must be empty or a Stripe id starting with pi_ or ch_",
+        "PaymentID: must be empty or a Stripe id: pi_ or ch_ followed by letters and digits",
         "PurchaseDate: expected an ISO 8601 or MM/DD/YYYY hh:mm AM/PM timestamp",
         "TotalTickets: expected a number",
     ]

@@ -85,3 +85,16 @@ async def test_reimporting_the_same_file_writes_and_queues_nothing(world: World,
     assert world.transactions.writes == writes
     assert len(world.messages()) == messages
     assert {doc["eventId"] for doc in world.transactions.documents()} == {"ev-berlin"}
+
+
+async def test_a_file_broken_halfway_reports_what_was_stored_and_why_it_stopped(world: World, tmp_path):
+    path = write(tmp_path / "half.csv", [export_row(n) for n in range(1, 801)])
+    with path.open("ab") as handle:
+        handle.write(b"801,Caf\xe9,TK-801,1,10\n")
+    report = await world.importer.run(path)
+    assert report.created == 800
+    assert report.error is not None
+    assert "not UTF-8 text near line 802" in report.error
+    assert "STOPPED EARLY" in report.render()
+    again = await world.importer.run(path)
+    assert (again.created, again.unchanged) == (0, 800)

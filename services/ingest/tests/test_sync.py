@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from conftest import T0, World, api_row
+import pytest
+from conftest import T0, FakeSource, World, api_row
 
 from otcommon.messages import decode_message
 
@@ -168,3 +169,66 @@ async def test_requeue_by_state_publishes_a_fresh_request(world: World):
     newest = decode_message(world.messages()[-1]).message
     assert (newest.payment_id, newest.reason.value) == ("pi_000001", "requeue")
     assert (await world.transactions.read("tx-1", partition_key="ev1"))["enrichmentState"] == "queued"
+
+
+async def test_a_future_updated_at_is_quarantined_and_does_not_move_the_checkpoint(world: World):
+    world.source.put(api_row(1), api_row(2, updatedAt="2099-01-01T00:00:00Z"))
+    progress = await world.runner.run()
+    assert (progress.created, progress.rejected) == (1, 1)
+    assert progress.checkpoint == "2026-05-01T12:00:01.000Z"
+    assert progress.rejected_reasons == {"updatedAt: is in the future": 1}
+
+
+async def test_rows_that_are_not_objects_are_quarantined(world: World):
+    world.source.put(api_row(1))
+    original = world.source.pages
+
+    async def with_garbage(**kwargs):
+        async for page in original(**kwargs):
+            yield type(page)(rows=[*page.rows, None, ["not", "a", "row"]], next_cursor=page.next_cursor)
+
+    world.source.pages = with_garbage  # type: ignore[method-assign]
+    progress = await world.runner.run()
+    assert (progress.state, progress.created, progress.rejected) == ("completed", 1, 2)
+    assert progress.rejected_reasons == {"row: is not a JSON object": 2}
+
+
+async def test_a_document_no_message_can_describe_is_marked_unresolved_not_blocking(world: World):
+    world.source.put(api_row(1), api_row(2))
+    await world.runner.run()
+    # A document stored by an older version with a PaymentID the message rule refuses.
+    await world.transactions.patch(
+        "tx-1",
+        partition_key="ev1",
+        operations=[
+            {"op": "set", "path": "/PaymentID", "value": "pi_bad-id"},
+            {"op": "set", "path": "/enrichmentState", "value": "pending"},
+        ],
+    )
+    progress = await world.runner.run()
+    assert progress.state == "completed"
+    stuck = await world.transactions.read("tx-1", partition_key="ev1")
+    assert stuck["enrichmentState"] == "unresolved"
+    assert stuck["enrichmentReason"].startswith("cannot be queued: payment_id")
+
+
+async def test_events_of_a_run_that_died_are_recounted_by_the_next(world: World):
+    world.source.put(*(api_row(n) for n in range(1, 7)))
+
+    async def dies_after_two_pages(**kwargs):
+        pages = 0
+        async for page in FakeSource.pages(world.source, **kwargs):
+            yield page
+            pages += 1
+            if pages == 2:
+                raise ConnectionError("killed")
+
+    world.source.pages = dies_after_two_pages  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await world.runner.run()
+    assert list(world.events.documents()) == []
+    del world.source.pages  # the run after the crash reads nothing new: the checkpoint moved
+    progress = await world.runner.run()
+    assert progress.created == 0
+    ev1 = await world.events.read("ev1", partition_key="ev1")
+    assert ev1["ordersCount"] == 6

@@ -133,7 +133,7 @@ async def _import(importer: FileImporter, args: argparse.Namespace) -> int:
             args.file, event_id=args.event_id, encoding=args.encoding, on_rows=bar.update
         )
     print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
-    return EXIT_OK
+    return EXIT_FAILED if report.error else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -190,10 +190,16 @@ class FileImporter:
 
 def _chunks(records: Iterator[ExportRecord], size: int) -> Iterator[list[ExportRecord]]:
     chunk: list[ExportRecord] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) >= size:
+    try:
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except ExportFileError:
+        # Rows read before a file error are imported too, so the report's "stored up to here" holds.
+        if chunk:
             yield chunk
-            chunk = []
+        raise
     if chunk:
         yield chunk
