@@ -95,3 +95,31 @@ def test_a_busy_port_fails_with_a_clear_message():
     assert result.returncode == 1
     assert "cosmos did not become ready" in result.stderr
     assert "EADDRINUSE" in result.stderr
+
+
+def test_sigterm_while_starting_stops_what_was_started():
+    command = [
+        sys.executable, "-m", "devstack", "up",
+        "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--ingest-port", "0",
+        "--orders", "200000", "--database", "interrupted",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children: set[int] = set()
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "starting the OpenTickets sandbox" in line:
+                break
+        time.sleep(1.0)  # the sandbox is building its 200,000 orders now
+        children = descendants(process.pid)
+        assert children, "the stand-ins started so far run as child processes"
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    assert "interrupted while starting" in rest
+    time.sleep(0.2)
+    assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}

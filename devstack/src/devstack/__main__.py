@@ -98,10 +98,21 @@ def run_cosmos(*, host: str, port: int) -> int:
 def run_up(*, ports: StackPorts, options: StackOptions) -> int:
     """Start the stack, print how to reach it, and stop it all on Ctrl-C or SIGTERM."""
     stop = threading.Event()
+
+    def interrupt_startup(signum: int, _: object) -> None:
+        # Raised inside Stack.start, which then stops whatever it had started.
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt_startup)
+    stack = Stack(options=options)
+    try:
+        stack.start(ports, on_progress=lambda step: print(f"devstack: {step}", flush=True))
+    except KeyboardInterrupt:
+        print("devstack: interrupted while starting; everything started was stopped", flush=True)
+        return 130
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stack = Stack(options=options)
-    stack.start(ports, on_progress=lambda step: print(f"devstack: {step}", flush=True))
     try:
         print("devstack: ready", flush=True)
         for name, endpoint in stack.endpoints.items():

@@ -38,18 +38,7 @@ class ManagedProcess:
 
     def stop(self, *, grace_seconds: float = 5.0) -> int | None:
         """SIGTERM the process group, then SIGKILL what is left after ``grace_seconds``."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=grace_seconds)
-        # Children of the group that outlived their parent are ended too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        _stop_group(self.process, grace_seconds=grace_seconds)
         return self.process.returncode
 
 
@@ -79,6 +68,25 @@ def start_process(
     threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True, name=f"{name}-out").start()
     pattern = re.compile(ready_pattern)
     tail: list[str] = []
+    try:
+        ready = _wait_for_ready(lines, pattern, tail, timeout_seconds)
+    except BaseException:
+        # Interrupted while waiting (Ctrl-C, SIGTERM): the half-started child goes too.
+        _stop_group(process)
+        raise
+    if ready is None:
+        _stop_group(process)
+        output = "".join(tail).strip() or "(no output)"
+        raise StartupError(
+            f"{name} did not become ready within {timeout_seconds:.0f}s; its output:\n{output}"
+        )
+    threading.Thread(target=_drain, args=(lines,), daemon=True, name=f"{name}-drain").start()
+    return ManagedProcess(name=name, process=process, ready=ready, output_tail=tail)
+
+
+def _wait_for_ready(
+    lines: queue.Queue[str | None], pattern: re.Pattern[str], tail: list[str], timeout_seconds: float
+) -> re.Match[str] | None:
     deadline = time.monotonic() + timeout_seconds
     while (remaining := deadline - time.monotonic()) > 0:
         try:
@@ -86,15 +94,21 @@ def start_process(
         except queue.Empty:
             continue
         if line is None:
-            break
-        tail = [*tail[-19:], line]
+            return None
+        tail[:] = [*tail[-19:], line]
         if match := pattern.search(line):
-            managed = ManagedProcess(name=name, process=process, ready=match, output_tail=tail)
-            threading.Thread(target=_drain, args=(lines,), daemon=True, name=f"{name}-drain").start()
-            return managed
-    ManagedProcess(name=name, process=process, ready=re.match("", ""), output_tail=tail).stop()  # type: ignore[arg-type]
-    output = "".join(tail).strip() or "(no output)"
-    raise StartupError(f"{name} did not become ready within {timeout_seconds:.0f}s; its output:\n{output}")
+            return match
+    return None
+
+
+def _stop_group(process: subprocess.Popen[str], *, grace_seconds: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
