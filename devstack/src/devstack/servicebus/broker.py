@@ -789,9 +789,15 @@ class Broker:
         for entity in self.entities.values():
             if not entity.settings.requires_session:
                 continue
+            idle = []
             for session in entity.sessions.values():
                 if session.owner is not None and session.locked_until <= now:
                     self._lose_session(entity, session)
+                if session.owner is None and session.state is None and not session.ready:
+                    idle.append(session.session_id)
+            for session_id in idle:
+                # Forget sessions that hold nothing, so this scan stays proportional to live sessions.
+                del entity.sessions[session_id]
 
     def _expire_messages(self, now: float) -> None:
         while self._expiries and self._expiries[0][0] <= now:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from proton import SASL, Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
+from proton import Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
@@ -61,6 +61,10 @@ def _guarded(method: _Handler) -> _Handler:
         except Exception as error:  # noqa: BLE001 - any failure must end the link, not the server
             _log.exception("error handling %s", getattr(event, "type", "event"))
             condition = _condition("amqp:internal-error", f"emulator error: {error}")
+            if event.link is not None:
+                role, value = _role(event.link)
+                if role == "receive":
+                    self._close_consumer(value)  # the broker must stop delivering to this link
             endpoint = event.link if event.link is not None else event.connection
             if endpoint is not None and not endpoint.state & Link.LOCAL_CLOSED:
                 endpoint.condition = condition
@@ -187,6 +191,7 @@ class EmulatorHandler:
         self._drop_connection(event.connection)
         event.connection.close()
 
+    @_guarded
     def on_transport_closed(self, event: Any) -> None:
         if event.connection is not None:
             self._drop_connection(event.connection)
@@ -662,6 +667,3 @@ def run_server(
     container = Container(handler)
     container.container_id = "devstack-servicebus"
     container.run()
-
-
-__all__ = ["SASL", "EmulatorHandler", "run_server"]
