@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from proton import Message, symbol, timestamp
 
-from devstack.servicebus.broker import Broker, Outcome
+from devstack.servicebus.broker import Broker
 from devstack.servicebus.config import parse_topology
+from devstack.servicebus.entities import Outcome
 from devstack.servicebus.errors import MessageLockLostError
 from devstack.servicebus.messages import Stamps, parse_message, split_batch
 

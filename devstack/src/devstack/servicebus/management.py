@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from proton import UNDESCRIBED, Array, Data, timestamp
 
-from devstack.servicebus.broker import Broker, MessageEntity, Outcome, SendTarget
+from devstack.servicebus.entities import MessageEntity, Outcome, SendTarget
 from devstack.servicebus.errors import BadRequestError, NotImplementedOperationError
+
+if TYPE_CHECKING:
+    from devstack.servicebus.broker import Broker
 
 _VENDOR = "com.microsoft:"
 _DISPOSITIONS = {

@@ -17,13 +17,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from proton import Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
-from devstack.servicebus.broker import Broker, Lock, MessageEntity, Outcome, SendTarget, StoredMessage
+from devstack.servicebus.entities import Lock, MessageEntity, Outcome, SendTarget, StoredMessage
 from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
 from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
 from devstack.servicebus.messages import (
@@ -35,6 +35,9 @@ from devstack.servicebus.messages import (
     encode_section,
     split_sections,
 )
+
+if TYPE_CHECKING:
+    from devstack.servicebus.broker import Broker
 
 _log = logging.getLogger("devstack.servicebus")
 

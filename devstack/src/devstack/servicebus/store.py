@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from devstack.servicebus.broker import StoredMessage
+    from devstack.servicebus.entities import StoredMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
