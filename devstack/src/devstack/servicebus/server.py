@@ -16,34 +16,37 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from proton import Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
+from proton import Delivery, Disposition, Link, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
-from devstack.servicebus.entities import Lock, MessageEntity, Outcome, SendTarget, StoredMessage
 from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
-from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
-from devstack.servicebus.messages import (
-    AMQP_VALUE,
-    APPLICATION_PROPERTIES,
-    PROPERTIES,
-    MalformedMessageError,
-    decode_section,
-    encode_section,
-    split_sections,
+from devstack.servicebus.links import (
+    SESSION_FILTER,
+    ConnectionState,
+    ConsumerLink,
+    PendingSession,
+    connection_state,
+    error_condition,
+    link_role,
+    pair_key,
+    read_settlement,
+    requested_session,
 )
+from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
+from devstack.servicebus.messages import MalformedMessageError
+from devstack.servicebus.request_reply import Request, encode_reply, parse_request
 
 if TYPE_CHECKING:
     from devstack.servicebus.broker import Broker
+    from devstack.servicebus.entities import MessageEntity, SendTarget
 
 _log = logging.getLogger("devstack.servicebus")
 
 CBS_ADDRESS = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
-SESSION_FILTER = symbol("com.microsoft:session-filter")
 LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
 # .NET ticks (100 ns) at the Unix epoch: Azure reports session lock expiry as a DateTimeOffset.
 _DOTNET_EPOCH_TICKS = 621355968000000000
@@ -63,9 +66,9 @@ def _guarded(method: _Handler) -> _Handler:
             method(self, event)
         except Exception as error:  # noqa: BLE001 - any failure must end the link, not the server
             _log.exception("error handling %s", getattr(event, "type", "event"))
-            condition = _condition("amqp:internal-error", f"emulator error: {error}")
+            condition = error_condition("amqp:internal-error", f"emulator error: {error}")
             if event.link is not None:
-                role, value = _role(event.link)
+                role, value = link_role(event.link)
                 if role == "receive":
                     self._close_consumer(value)  # the broker must stop delivering to this link
             endpoint = event.link if event.link is not None else event.connection
@@ -74,53 +77,6 @@ def _guarded(method: _Handler) -> _Handler:
                 endpoint.close()
 
     return wrapper  # type: ignore[return-value]
-
-
-@dataclass(eq=False)
-class ConnectionState:
-    audiences: set[str] = field(default_factory=set)
-    reply_links: dict[str, Link] = field(default_factory=dict)
-    consumers: list[ConsumerLink] = field(default_factory=list)
-    pending_sessions: list[PendingSession] = field(default_factory=list)
-
-
-class ConsumerLink:
-    """A receiver's link, as the broker's `Consumer`."""
-
-    def __init__(self, link: Link, entity: MessageEntity, broker: Broker) -> None:
-        self.link = link
-        self.entity = entity
-        self.broker = broker
-        self.receive_and_delete = link.remote_snd_settle_mode == Link.SND_SETTLED
-        self.closed = False
-
-    @property
-    def credit(self) -> int:
-        return 0 if self.closed else int(self.link.credit)
-
-    def deliver(self, message: StoredMessage, lock: Lock | None) -> None:
-        tag = lock.token.bytes_le if lock is not None else uuid.uuid4().bytes_le
-        delivery = self.link.delivery(cast("str", tag))  # proton takes bytes too
-        delivery.lock_token = lock.token if lock is not None else None
-        self.link.stream(message.encode(locked_until=lock.locked_until if lock is not None else None))
-        self.link.advance()
-        if lock is None:
-            delivery.settle()
-
-    def session_lost(self, session_id: str) -> None:
-        self.closed = True
-        self.link.condition = _condition(
-            "com.microsoft:session-lock-lost", f"The session lock for session '{session_id}' has expired."
-        )
-        self.link.close()
-
-
-@dataclass(eq=False)
-class PendingSession:
-    """A next-available-session receiver waiting for a session with messages."""
-
-    consumer: ConsumerLink
-    deadline: float
 
 
 class EmulatorHandler:
@@ -203,7 +159,7 @@ class EmulatorHandler:
         """Release everything a connection held: its receivers' locks go back to their queues at once."""
         if connection in self.connections:
             self.connections.remove(connection)
-        state = _state(connection)
+        state = connection_state(connection)
         for consumer in list(state.consumers):
             self._close_consumer(consumer)
         state.consumers.clear()
@@ -232,7 +188,7 @@ class EmulatorHandler:
     def _open_incoming(self, link: Link) -> None:
         """The client sends on this link: put-token requests, management requests or messages."""
         address = link.remote_target.address or ""
-        state = _state(link.connection)
+        state = connection_state(link.connection)
         if address == CBS_ADDRESS:
             link.role = ("cbs", None)
         elif address.lower().endswith(MANAGEMENT_SUFFIX):
@@ -259,14 +215,14 @@ class EmulatorHandler:
     def _open_outgoing(self, link: Link) -> None:
         """The client receives on this link: replies, or messages from an entity."""
         address = link.remote_source.address or ""
-        state = _state(link.connection)
+        state = connection_state(link.connection)
         if address == CBS_ADDRESS or address.lower().endswith(MANAGEMENT_SUFFIX):
             link.role = ("reply", None)
             reply_to = link.remote_target.address
             if reply_to:
                 state.reply_links[reply_to] = link
             # Clients that set no reply-to get replies on the link of the same session and address.
-            state.reply_links[_pair_key(link.session, address)] = link
+            state.reply_links[pair_key(link.session, address)] = link
             state.reply_links[address.lower()] = link
             link.open()
             return
@@ -278,7 +234,7 @@ class EmulatorHandler:
             return
         consumer = ConsumerLink(link, entity, self.broker)
         link.role = ("receive", consumer)
-        has_session_filter, session_id = _session_filter(link)
+        has_session_filter, session_id = requested_session(link)
         if not has_session_filter:
             try:
                 self.broker.attach(entity, consumer)
@@ -314,7 +270,7 @@ class EmulatorHandler:
     def _retry_pending_sessions(self) -> None:
         now = time.monotonic()
         for connection in self.connections:
-            state = _state(connection)
+            state = connection_state(connection)
             waiting, state.pending_sessions = state.pending_sessions, []
             for pending in waiting:
                 if pending.consumer.link.state & Link.REMOTE_CLOSED:
@@ -335,7 +291,7 @@ class EmulatorHandler:
                 link.source.type = Terminus.UNSPECIFIED
         link.role = ("refused", None)
         link.open()
-        link.condition = _condition(error.condition, error.description)
+        link.condition = error_condition(error.condition, error.description)
         link.close()
 
     def _authorize(self, state: ConnectionState, address: str) -> None:
@@ -362,15 +318,15 @@ class EmulatorHandler:
     @_guarded
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link
-        role, value = _role(link)
+        role, value = link_role(link)
         if role == "receive":
-            state = _state(link.connection)
+            state = connection_state(link.connection)
             if value in state.consumers:
                 state.consumers.remove(value)
             state.pending_sessions = [p for p in state.pending_sessions if p.consumer is not value]
             self._close_consumer(value)
         elif role == "reply":
-            state = _state(link.connection)
+            state = connection_state(link.connection)
             for key, reply_link in list(state.reply_links.items()):
                 if reply_link == link:
                     del state.reply_links[key]
@@ -379,7 +335,7 @@ class EmulatorHandler:
 
     @_guarded
     def on_link_flow(self, event: Any) -> None:
-        role, value = _role(event.link)
+        role, value = link_role(event.link)
         if role == "receive" and not value.closed:
             self.broker.pump(value.entity)
 
@@ -406,7 +362,7 @@ class EmulatorHandler:
         link.advance()
         if link.credit < _SENDER_CREDIT // 2:
             link.flow(_SENDER_CREDIT - link.credit)
-        role, value = _role(link)
+        role, value = link_role(link)
         try:
             if role == "send":
                 self.broker.send(value, buffered)
@@ -431,19 +387,19 @@ class EmulatorHandler:
         if error is None:
             delivery.update(Disposition.ACCEPTED)
         else:
-            delivery.local.condition = _condition(error.condition, error.description)
+            delivery.local.condition = error_condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         delivery.settle()
 
     def _settlement(self, link: Link, delivery: Delivery) -> None:
         """A receiver settled a message: apply the outcome and echo it, settled."""
         token = getattr(delivery, "lock_token", None)
-        role, consumer = _role(link)
+        role, consumer = link_role(link)
         if token is None or role != "receive":
             if not delivery.settled:
                 delivery.settle()
             return
-        settlement = _read_settlement(delivery)
+        settlement = read_settlement(delivery)
         if settlement is None:
             return  # a non-terminal state (received): nothing to settle yet
         delivery.lock_token = None
@@ -457,7 +413,7 @@ class EmulatorHandler:
                 properties_to_modify=settlement.properties_to_modify,
             )
         except BrokerError as error:
-            delivery.local.condition = _condition(error.condition, error.description)
+            delivery.local.condition = error_condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         else:
             remote = delivery.remote
@@ -471,7 +427,7 @@ class EmulatorHandler:
     # Request/response ----------------------------------------------------------------------------------
 
     def _cbs_request(self, link: Link, raw: bytes) -> None:
-        request = _parse_request(raw)
+        request = parse_request(raw)
         if request.operation != "put-token":
             reply = (400, f"unsupported $cbs operation '{request.operation}'")
         elif request.properties.get("type") not in {SAS_TOKEN_TYPE, "jwt"} or not isinstance(
@@ -484,13 +440,13 @@ class EmulatorHandler:
             except UnauthorizedError as error:
                 reply = (401, error.description)
             else:
-                _state(link.connection).audiences.add(granted)
+                connection_state(link.connection).audiences.add(granted)
                 reply = (202, "Accepted")
         app = {"status-code": reply[0], "status-description": reply[1]}
         self._reply(link, request, app, None)
 
     def _management_request(self, link: Link, context: ManagementContext, raw: bytes) -> None:
-        request = _parse_request(raw)
+        request = parse_request(raw)
         try:
             result = handle_request(context, request.operation, request.body)
         except BrokerError as error:
@@ -504,154 +460,25 @@ class EmulatorHandler:
         self._reply(link, request, _status(result), result.body)
 
     def _reply(self, link: Link, request: Request, application: dict[str, Any], body: Any) -> None:
-        links = _state(link.connection).reply_links
+        links = connection_state(link.connection).reply_links
         address = link.remote_target.address or ""
         reply_link = (
             links.get(request.reply_to or "")
-            or links.get(_pair_key(link.session, address))
+            or links.get(pair_key(link.session, address))
             or links.get(address.lower())
         )
         if reply_link is None:
             _log.warning("dropping a reply: no link is attached for reply-to %r", request.reply_to)
             return
-        properties: list[Any] = [None] * 6
-        properties[5] = request.message_id
-        encoded = (
-            encode_section(PROPERTIES, properties)
-            + encode_section(APPLICATION_PROPERTIES, application)
-            + encode_section(AMQP_VALUE, body)
-        )
+        encoded = encode_reply(request, application, body)
         delivery = reply_link.delivery(cast("str", uuid.uuid4().bytes))  # proton takes bytes too
         reply_link.stream(encoded)
         reply_link.advance()
         delivery.settle()
 
 
-@dataclass(frozen=True)
-class Request:
-    operation: str
-    message_id: Any
-    reply_to: str | None
-    properties: dict[str, Any]
-    body: Any
-
-
-def _parse_request(raw: bytes) -> Request:
-    properties: list[Any] = []
-    application: dict[str, Any] = {}
-    body: Any = None
-    for code, section in split_sections(raw):
-        if code == PROPERTIES:
-            properties = list(decode_section(section) or [])
-        elif code == APPLICATION_PROPERTIES:
-            application = {str(key): value for key, value in (decode_section(section) or {}).items()}
-        elif code == AMQP_VALUE:
-            body = decode_section(section)
-    properties += [None] * (5 - len(properties))
-    application = {
-        key: str(value) if isinstance(value, symbol) else value for key, value in application.items()
-    }
-    reply_to = properties[4]
-    return Request(
-        operation=str(application.get("operation", "")),
-        message_id=properties[0],
-        reply_to=str(reply_to) if reply_to is not None else None,
-        properties=application,
-        body=body,
-    )
-
-
 def _status(result: ManagementReply) -> dict[str, Any]:
     return {"statusCode": result.status, "statusDescription": result.description}
-
-
-def _condition(name: str, description: str) -> Condition:
-    # Clients index the error's info field unconditionally, so always send one (Azure sends a tracking id).
-    return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
-
-
-def _pair_key(session: Any, address: str) -> str:
-    return f"{hash(session)}|{address.lower()}"
-
-
-def _role(link: Link) -> tuple[str, Any]:
-    """What a link is for (`send`, `receive`, `cbs`, `management`, `reply`) and the object serving it."""
-    return cast("tuple[str, Any]", getattr(link, "role", ("", None)))
-
-
-def _state(connection: Any) -> ConnectionState:
-    state = getattr(connection, "emulator", None)
-    if state is None:
-        state = ConnectionState()
-        connection.emulator = state
-    return cast("ConnectionState", state)
-
-
-def _session_filter(link: Link) -> tuple[bool, str | None]:
-    data = link.remote_source.filter
-    data.rewind()
-    if not data.next():
-        return False, None
-    filters = data.get_object()
-    if not isinstance(filters, dict):
-        return False, None
-    for key, value in filters.items():
-        if str(key) == str(SESSION_FILTER):
-            inner = getattr(value, "value", value)
-            if isinstance(inner, memoryview | bytes):
-                inner = bytes(inner).decode()
-            return True, None if inner is None else str(inner)
-    return False, None
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """What a receiver's disposition asks for."""
-
-    outcome: Outcome
-    reason: str | None = None
-    description: str | None = None
-    properties_to_modify: dict[str, Any] | None = None
-
-
-def _read_settlement(delivery: Delivery) -> Settlement | None:
-    """Map a disposition to an outcome: complete, dead-letter, defer, abandon or release."""
-    remote = delivery.remote
-    state = delivery.remote_state
-    if state == Disposition.ACCEPTED:
-        return Settlement(Outcome.COMPLETE)
-    if state == Disposition.REJECTED:
-        condition = remote.condition
-        if condition is None:
-            return Settlement(Outcome.DEAD_LETTER)
-        raw_info = condition.info
-        info = {str(key): value for key, value in raw_info.items()} if isinstance(raw_info, dict) else {}
-        return Settlement(
-            Outcome.DEAD_LETTER,
-            reason=_text(info.get("DeadLetterReason")),
-            description=_text(info.get("DeadLetterErrorDescription")) or _text(condition.description),
-        )
-    if state == Disposition.MODIFIED:
-        if remote.undeliverable:
-            outcome = Outcome.DEFER
-        elif remote.failed:
-            outcome = Outcome.ABANDON
-        else:
-            outcome = Outcome.RELEASE
-        annotations = remote.annotations
-        modify = {str(key): value for key, value in annotations.items()} if annotations else None
-        return Settlement(outcome, properties_to_modify=modify)
-    if state == Disposition.RELEASED:
-        return Settlement(Outcome.RELEASE)
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, memoryview | bytes):
-        return bytes(value).decode(errors="replace")
-    return str(value)
 
 
 def run_server(
