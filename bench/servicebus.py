@@ -126,12 +126,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/servicebus.json"))
     parser.add_argument("--messages", type=int, default=4000, help="messages in the concurrency-16 run")
     parser.add_argument("--samples", type=int, default=300, help="latency samples")
+    parser.add_argument("--durable", action="store_true", help="run the emulator with a SQLite data file")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        running_emulator(_write_topology(Path(directory))) as emulator,
-    ):
-        results = asyncio.run(run(emulator.connection_string, messages=args.messages, samples=args.samples))
+    with tempfile.TemporaryDirectory() as directory:
+        data_file = Path(directory) / "bench.sqlite" if args.durable else None
+        with running_emulator(_write_topology(Path(directory)), data_file=data_file) as emulator:
+            results = asyncio.run(
+                run(emulator.connection_string, messages=args.messages, samples=args.samples)
+            )
+    results["durable"] = args.durable
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for row in results["throughput"]:

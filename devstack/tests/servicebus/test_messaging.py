@@ -385,3 +385,26 @@ async def test_receive_deferred_in_receive_and_delete_mode_removes_it(client, re
         [taken] = await taker.receive_deferred_messages([message.sequence_number])
         assert str(taken) == "deferred then taken"
         assert await taker.peek_messages(max_message_count=10, sequence_number=1) == []
+
+
+def _sync_round_trip(connection_string: str) -> list[tuple[str, int]]:
+    from azure.servicebus import ServiceBusClient  # noqa: PLC0415 - the sync SDK, next to the async one
+
+    seen = []
+    with ServiceBusClient.from_connection_string(connection_string) as client:
+        with client.get_queue_sender("sync") as sender:
+            sender.send_messages([ServiceBusMessage("one"), ServiceBusMessage("two")])
+        with client.get_queue_receiver("sync", max_wait_time=3) as receiver:
+            first, second = receiver.receive_messages(max_message_count=2, max_wait_time=3)
+            receiver.abandon_message(first)
+            receiver.complete_message(second)
+            [again] = receiver.receive_messages(max_message_count=1, max_wait_time=3)
+            receiver.complete_message(again)
+            seen = [(str(m), m.delivery_count) for m in (first, second, again)]
+            assert receiver.peek_messages(max_message_count=5, sequence_number=1) == []
+    return seen
+
+
+async def test_sync_sdk_round_trip(emulator):
+    seen = await asyncio.to_thread(_sync_round_trip, emulator.connection_string)
+    assert seen == [("one", 0), ("two", 0), ("one", 1)]

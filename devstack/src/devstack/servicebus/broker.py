@@ -618,6 +618,11 @@ class Broker:
     def session_ids(self, entity: MessageEntity) -> list[str]:
         return [session_id for session_id, session in entity.sessions.items() if session.ready]
 
+    def flush(self) -> None:
+        """Commit what changed since the last flush; call before acknowledging anything to a client."""
+        if self._store is not None:
+            self._store.commit()
+
     # Time ----------------------------------------------------------------------------------------------
 
     def tick(self) -> None:

@@ -123,6 +123,14 @@ class EmulatorHandler:
             _log.exception("periodic broker work failed")
         event.container.schedule(_TICK_SECONDS, self)
 
+    def on_reactor_quiesced(self, _event: Any) -> None:
+        # Proton writes to sockets only after this event, so committing here means no client is told
+        # "accepted" or "completed" before the change is on disk, at one commit per burst of events.
+        try:
+            self.broker.flush()
+        except Exception:  # noqa: BLE001 - a failed commit must be logged, not end the server
+            _log.exception("committing to the data file failed")
+
     @_guarded
     def on_connection_bound(self, event: Any) -> None:
         sasl = event.transport.sasl()
@@ -351,6 +359,12 @@ class EmulatorHandler:
             self._settlement(link, delivery)
 
     def _incoming_delivery(self, link: Link, delivery: Delivery) -> None:
+        if delivery.aborted:
+            # The sender gave up part-way through a multi-frame message: drop what arrived.
+            delivery.buffered = b""
+            link.advance()
+            delivery.settle()
+            return
         if not delivery.readable:
             return
         chunk = link.recv(delivery.pending)
