@@ -156,3 +156,19 @@ def test_delivery_keeps_sender_annotations_and_adds_broker_stamps():
     assert received.annotations[symbol("x-opt-sequence-number")] == 7
     assert received.delivery_count == 3
     assert received.properties == {"k": 1}
+
+
+def test_dead_lettering_in_a_dead_letter_queue_keeps_the_message():
+    broker, _ = _broker(MaxDeliveryCount=1)
+    entity = broker.entity("q")
+    receiver = Receiver()
+    broker.attach(entity, receiver)
+    broker.send(broker.target("q"), _raw("poison"))
+    [(_, lock)] = receiver.got
+    broker.settle(lock.token, Outcome.DEAD_LETTER, dead_letter_reason="First")
+    dead_receiver = Receiver()
+    broker.attach(entity.dead_letter, dead_receiver)
+    [(_, dead_lock)] = dead_receiver.got
+    broker.settle(dead_lock.token, Outcome.DEAD_LETTER, dead_letter_reason="Second")
+    [kept] = entity.dead_letter.messages.values()
+    assert kept.envelope.user_properties["DeadLetterReason"] == "Second"

@@ -523,8 +523,9 @@ class Broker:
         if forward and forward in self.targets:
             self.accept(self.targets[forward], envelope, hops=1)
             return
-        if entity.dead_letter is None:
-            return  # a dead-letter queue has no dead-letter queue of its own
+        # A dead-letter queue has no dead-letter queue of its own: dead-lettering there keeps the message
+        # where it is, with the new reason, rather than losing it.
+        destination = entity.dead_letter if entity.dead_letter is not None else entity
         dead = StoredMessage(
             sequence_number=message.sequence_number,
             envelope=envelope,
@@ -533,8 +534,8 @@ class Broker:
             delivery_count=message.delivery_count,
             dead_letter_source=None,
         )
-        self._insert(entity.dead_letter, dead, persist=True)
-        self.pump(entity.dead_letter)
+        self._insert(destination, dead, persist=True)
+        self.pump(destination)
 
     def _expire(self, entity: MessageEntity, message: StoredMessage) -> None:
         self._remove(entity, message)
