@@ -6,7 +6,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusMessageState,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
 from azure.servicebus.exceptions import MessageLockLostError
 
 pytestmark = pytest.mark.integration
@@ -145,6 +150,7 @@ async def test_defer_then_receive_deferred_by_sequence_number(client, receive):
             max_message_count=10, sequence_number=1
         )  # deferred messages stay peekable
         assert still_there.sequence_number == message.sequence_number
+        assert still_there.state == ServiceBusMessageState.DEFERRED
         [deferred] = await receiver.receive_deferred_messages([message.sequence_number])
         assert str(deferred) == "later"
         await receiver.complete_message(deferred)
@@ -238,13 +244,18 @@ async def test_duplicate_message_ids_are_dropped_within_window(client, receive):
 
 
 async def test_schedule_and_cancel(client, receive):
-    async with client.get_queue_sender("schedule") as sender:
+    async with (
+        client.get_queue_receiver("schedule") as receiver,
+        client.get_queue_sender("schedule") as sender,
+    ):
         at = datetime.now(UTC) + timedelta(seconds=1)
         [kept] = await sender.schedule_messages(ServiceBusMessage("scheduled"), at)
         [cancelled] = await sender.schedule_messages(ServiceBusMessage("cancelled"), at)
         assert kept != cancelled
         await sender.cancel_scheduled_messages(cancelled)
-    async with client.get_queue_receiver("schedule") as receiver:
+        [pending] = await receiver.peek_messages(max_message_count=10, sequence_number=1)
+        assert pending.sequence_number == kept
+        assert pending.state == ServiceBusMessageState.SCHEDULED
         messages = await receive(receiver, 1, within=3)
         assert [str(m) for m in messages] == ["scheduled"]
         assert messages[0].sequence_number == kept

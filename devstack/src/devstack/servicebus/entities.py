@@ -25,6 +25,10 @@ class MessageState(StrEnum):
     SCHEDULED = "scheduled"
 
 
+# `x-opt-message-state` values, as the SDK's ServiceBusMessageState reads them.
+_WIRE_STATES = {MessageState.ACTIVE: 0, MessageState.DEFERRED: 1, MessageState.SCHEDULED: 2}
+
+
 class Outcome(StrEnum):
     COMPLETE = "complete"
     ABANDON = "abandon"
@@ -66,6 +70,7 @@ class StoredMessage:
             enqueued_ms=int(self.enqueued_at * 1000),
             locked_until_ms=None if locked_until is None else int(locked_until * 1000),
             dead_letter_source=self.dead_letter_source,
+            message_state=_WIRE_STATES[self.state],
         )
         return self.envelope.encode(delivery_count=self.delivery_count, stamps=stamps)
 

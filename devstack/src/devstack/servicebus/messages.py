@@ -59,6 +59,7 @@ ENQUEUED_TIME = symbol("x-opt-enqueued-time")
 LOCKED_UNTIL = symbol("x-opt-locked-until")
 DEAD_LETTER_SOURCE = symbol("x-opt-deadletter-source")
 ENQUEUE_SEQUENCE_NUMBER = symbol("x-opt-enqueue-sequence-number")
+MESSAGE_STATE = symbol("x-opt-message-state")
 
 
 class MalformedMessageError(ValueError):
@@ -210,6 +211,7 @@ class Stamps:
     enqueued_ms: int
     locked_until_ms: int | None = None
     dead_letter_source: str | None = None
+    message_state: int = 0  # 0 active (left out, the default), 1 deferred, 2 scheduled
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,8 @@ def _stamp_entries(stamps: Stamps) -> tuple[bytes, int]:
         entries.append(_symbol(str(LOCKED_UNTIL)) + b"\x83" + struct.pack(">q", stamps.locked_until_ms))
     if stamps.dead_letter_source is not None:
         entries.append(_symbol(str(DEAD_LETTER_SOURCE)) + _string(stamps.dead_letter_source))
+    if stamps.message_state:
+        entries.append(_symbol(str(MESSAGE_STATE)) + b"\x81" + struct.pack(">q", stamps.message_state))
     return b"".join(entries), 2 * len(entries)
 
 
@@ -380,6 +384,8 @@ def _stamps_dict(stamps: Stamps) -> dict[Any, Any]:
         stamped[LOCKED_UNTIL] = timestamp(stamps.locked_until_ms)
     if stamps.dead_letter_source is not None:
         stamped[DEAD_LETTER_SOURCE] = stamps.dead_letter_source
+    if stamps.message_state:
+        stamped[MESSAGE_STATE] = stamps.message_state
     return stamped
 
 
