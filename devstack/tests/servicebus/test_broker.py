@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from proton import Message, symbol, timestamp
 
 from devstack.servicebus.broker import Broker
 from devstack.servicebus.config import parse_topology
-from devstack.servicebus.entities import Outcome
+from devstack.servicebus.entities import MessageState, Outcome
 from devstack.servicebus.errors import MessageLockLostError
 from devstack.servicebus.messages import Stamps, parse_message, split_batch
 
@@ -172,3 +174,88 @@ def test_dead_lettering_in_a_dead_letter_queue_keeps_the_message():
     broker.settle(dead_lock.token, Outcome.DEAD_LETTER, dead_letter_reason="Second")
     [kept] = entity.dead_letter.messages.values()
     assert kept.envelope.user_properties["DeadLetterReason"] == "Second"
+
+
+_SETTLEMENTS = {
+    "complete": Outcome.COMPLETE,
+    "abandon": Outcome.ABANDON,
+    "dead-letter": Outcome.DEAD_LETTER,
+    "defer": Outcome.DEFER,
+    "release": Outcome.RELEASE,
+}
+_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from([*_SETTLEMENTS, "send", "wait", "reconnect", "take-deferred"]),
+        st.integers(min_value=0, max_value=1000),
+    ),
+    max_size=60,
+)
+
+
+class Scenario:
+    """A receiver doing arbitrary things to one queue; `completed` is what it finished."""
+
+    def __init__(self) -> None:
+        self.broker, self.clock = _broker(LockDuration="PT10S", MaxDeliveryCount=3)
+        self.entity = self.broker.entity("q")
+        self.receiver = Receiver(credit=3)
+        self.broker.attach(self.entity, self.receiver)
+        self.completed: set[int] = set()
+
+    def send(self, pick: int) -> None:
+        self.broker.send(self.broker.target("q"), _raw(f"m{pick}"))
+
+    def wait(self, pick: int) -> None:
+        self.clock.now += pick / 50  # up to 20 s: some locks expire, some do not
+        self.broker.tick()
+
+    def reconnect(self, _pick: int) -> None:
+        self.broker.detach(self.entity, self.receiver)
+        self.receiver = Receiver(credit=3)
+        self.broker.attach(self.entity, self.receiver)
+
+    def take_deferred(self, pick: int) -> None:
+        deferred = [
+            m.sequence_number
+            for m in self.entity.messages.values()
+            if m.state is MessageState.DEFERRED and m.lock is None
+        ]
+        if deferred:
+            number = deferred[pick % len(deferred)]
+            taken = self.broker.receive_deferred(self.entity, [number], delete=False, session_id=None)
+            self.receiver.got.extend(taken)
+
+    def settle(self, outcome: Outcome, pick: int) -> None:
+        held = [(message, lock) for message, lock in self.receiver.got if lock.token in self.broker.locks]
+        if not held:
+            return
+        message, lock = held[pick % len(held)]
+        try:
+            self.broker.settle(lock.token, outcome)
+        except MessageLockLostError:
+            return
+        if outcome is Outcome.COMPLETE:
+            self.completed.add(message.sequence_number)
+        self.receiver.remaining += 1  # the client grants credit again as it settles
+        self.broker.pump(self.entity)
+
+    def check(self) -> None:
+        stored = set(self.entity.messages)
+        dead = set(self.entity.dead_letter.messages)
+        assert not stored & dead
+        assert not self.completed & (stored | dead)
+        assert self.completed | stored | dead == set(range(1, self.broker._sequence + 1))
+        for message in self.entity.messages.values():
+            assert not (message.in_ready and message.lock is not None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations=_OPERATIONS)
+def test_no_message_is_lost_or_duplicated_whatever_receivers_do(operations):
+    scenario = Scenario()
+    for operation, pick in operations:
+        if operation in _SETTLEMENTS:
+            scenario.settle(_SETTLEMENTS[operation], pick)
+        else:
+            getattr(scenario, operation.replace("-", "_"))(pick)
+        scenario.check()
