@@ -346,6 +346,9 @@ class EmulatorHandler:
         role, value = link_role(event.link)
         if role == "receive" and not value.closed:
             self.broker.pump(value.entity)
+            if event.link.drain_mode:
+                # A draining receiver asks for its unused credit back once nothing more is ready.
+                event.link.drained()
 
     # Deliveries ----------------------------------------------------------------------------------------
 
