@@ -419,3 +419,20 @@ def _sync_round_trip(connection_string: str) -> list[tuple[str, int]]:
 async def test_sync_sdk_round_trip(emulator):
     seen = await asyncio.to_thread(_sync_round_trip, emulator.connection_string)
     assert seen == [("one", 0), ("two", 0), ("one", 1)]
+
+
+async def test_message_scheduled_on_a_topic_fans_out_when_due(client, receive):
+    async with (
+        client.get_subscription_receiver("events", "all") as receiver,
+        client.get_topic_sender("events") as sender,
+    ):
+        at = datetime.now(UTC) + timedelta(seconds=1)
+        [number] = await sender.schedule_messages(ServiceBusMessage("topic later"), at)
+        [cancelled] = await sender.schedule_messages(ServiceBusMessage("topic never"), at)
+        await sender.cancel_scheduled_messages(cancelled)
+        [message] = await receive(receiver, 1, within=4)
+        assert str(message) == "topic later"
+        assert message.sequence_number == number
+        assert message.enqueued_time_utc >= at - timedelta(milliseconds=50)
+        await receiver.complete_message(message)
+        assert await receive(receiver, 1, within=0.5) == []

@@ -121,6 +121,9 @@ def _update_disposition(context: ManagementContext, body: Mapping[str, Any]) -> 
     if outcome is None:
         raise BadRequestError(f"unknown disposition-status '{status}'")
     modify = body.get("properties-to-modify")
+    session_id = body.get("session-id")
+    if session_id is not None:
+        context.broker.owned_session(entity, str(session_id))  # a lost session lock takes its messages' locks
     for token in _uuid_list(_field(body, "lock-tokens")):
         context.broker.settle(
             token,
