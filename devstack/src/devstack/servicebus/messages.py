@@ -14,6 +14,8 @@ from typing import Any
 
 from proton import Array, Data, Described, symbol, timestamp, ulong
 
+from devstack.servicebus.errors import BadRequestError
+
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
 MESSAGE_ANNOTATIONS = 0x72
@@ -62,7 +64,7 @@ ENQUEUE_SEQUENCE_NUMBER = symbol("x-opt-enqueue-sequence-number")
 MESSAGE_STATE = symbol("x-opt-message-state")
 
 
-class MalformedMessageError(ValueError):
+class MalformedMessageError(BadRequestError):
     """Bytes that are not an AMQP 1.0 message."""
 
 
@@ -171,10 +173,13 @@ def encode_section(code: int, value: Any) -> bytes:
 def decode_section(section: bytes) -> Any:
     """Decode one section's value (copied out of proton's buffers)."""
     data = Data()
-    data.decode(section)
-    data.rewind()
-    data.next()
-    described = data.get_object()
+    try:
+        data.decode(section)
+        data.rewind()
+        data.next()
+        described = data.get_object()
+    except Exception as error:
+        raise MalformedMessageError(f"undecodable message section: {error}") from error
     value = described.value if isinstance(described, Described) else described
     return _detach(value)
 
@@ -424,12 +429,11 @@ def parse_sections(sections: list[tuple[int, bytes]]) -> Envelope:
         body=b"".join(body),
     )
     try:
-        # Routing needs the properties and the header; decode them now so a bad message is refused at once.
-        _ = envelope.properties, envelope.ttl_ms
-    except MalformedMessageError:
-        raise
+        # Every enqueue needs the header (time to live); other sections are decoded only when routing,
+        # filters or duplicate detection ask, and go out to receivers as the bytes that came in.
+        _ = envelope.ttl_ms
     except Exception as error:
-        raise MalformedMessageError(f"undecodable message section: {error}") from error
+        raise MalformedMessageError(f"undecodable message header: {error}") from error
     return envelope
 
 
