@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from proton import Delivery, Disposition, Link, Terminus, symbol, ulong
+from proton import Delivery, Disposition, Handler, Link, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
@@ -79,7 +79,7 @@ def _guarded(method: _Handler) -> _Handler:
     return wrapper  # type: ignore[return-value]
 
 
-class EmulatorHandler:
+class EmulatorHandler(Handler):
     """Proton event handler: routes connection, link and delivery events to the broker."""
 
     def __init__(
@@ -511,6 +511,9 @@ def run_server(
     handler = EmulatorHandler(
         broker, host=host, port=port, rule=rule, on_ready=on_ready, should_stop=should_stop
     )
-    container = Container(handler)
+    container = Container()
+    # Installed as the reactor's own handler (not a child of its default one): connections accepted later
+    # inherit it, and every event skips one level of dispatch.
+    container.handler = handler
     container.container_id = "devstack-servicebus"
     container.run()
