@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from proton import Delivery, Disposition, Handler, Link, Terminus, symbol, ulong
-from proton.reactor import Container
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
 from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
@@ -35,6 +34,7 @@ from devstack.servicebus.links import (
     read_settlement,
     requested_session,
 )
+from devstack.servicebus.loop import ProtonLoop
 from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
 from devstack.servicebus.messages import MalformedMessageError
 from devstack.servicebus.request_reply import Request, encode_reply, parse_request
@@ -82,54 +82,34 @@ def _guarded(method: _Handler) -> _Handler:
 class EmulatorHandler(Handler):
     """Proton event handler: routes connection, link and delivery events to the broker."""
 
-    def __init__(
-        self,
-        broker: Broker,
-        *,
-        host: str,
-        port: int,
-        rule: SharedAccessKey,
-        on_ready: Callable[[str, int], None],
-        should_stop: Callable[[], bool],
-    ) -> None:
+    def __init__(self, broker: Broker, *, rule: SharedAccessKey) -> None:
         self.broker = broker
-        self.host = host
-        self.port = port
         self.rule = rule
-        self.on_ready = on_ready
-        self.should_stop = should_stop
         self.connections: list[Any] = []
-        self.acceptor: Any = None
 
     # Lifecycle -----------------------------------------------------------------------------------------
 
-    def on_reactor_init(self, event: Any) -> None:
-        self.acceptor = event.container.listen(f"{self.host}:{self.port}")
-        event.container.schedule(_TICK_SECONDS, self)
-        self.on_ready(self.host, self.port)
-
-    def on_timer_task(self, event: Any) -> None:
-        if self.should_stop():
-            self.acceptor.close()
-            for connection in list(self.connections):
-                self._drop_connection(connection)
-                connection.close()
-            event.container.stop()
-            return
+    def tick(self) -> None:
+        """Periodic work: scheduled messages, expiries, waiting session receivers."""
         try:
             self.broker.tick()
             self._retry_pending_sessions()
         except Exception:  # noqa: BLE001 - the timer must keep running whatever one tick hit
             _log.exception("periodic broker work failed")
-        event.container.schedule(_TICK_SECONDS, self)
 
-    def on_reactor_quiesced(self, _event: Any) -> None:
-        # Proton writes to sockets only after this event, so committing here means no client is told
-        # "accepted" or "completed" before the change is on disk, at one commit per burst of events.
+    def before_write(self) -> None:
+        # Called before any byte goes out, so no client is told "accepted" or "completed" before the
+        # change is on disk, at one commit per burst of events.
         try:
             self.broker.flush()
         except Exception:  # noqa: BLE001 - a failed commit must be logged, not end the server
             _log.exception("committing to the data file failed")
+
+    def shutdown(self) -> None:
+        """Stop: give every receiver's locks back and close every connection."""
+        for connection in list(self.connections):
+            self._drop_connection(connection)
+            connection.close()
 
     @_guarded
     def on_connection_bound(self, event: Any) -> None:
@@ -507,13 +487,8 @@ def run_server(
     on_ready: Callable[[str, int], None],
     should_stop: Callable[[], bool],
 ) -> None:
-    """Serve until `should_stop()` turns true (checked every tick)."""
-    handler = EmulatorHandler(
-        broker, host=host, port=port, rule=rule, on_ready=on_ready, should_stop=should_stop
-    )
-    container = Container()
-    # Installed as the reactor's own handler (not a child of its default one): connections accepted later
-    # inherit it, and every event skips one level of dispatch.
-    container.handler = handler
-    container.container_id = "devstack-servicebus"
-    container.run()
+    """Serve until `should_stop()` turns true (checked at least every tick)."""
+    handler = EmulatorHandler(broker, rule=rule)
+    loop = ProtonLoop(handler, host=host, port=port, tick_seconds=_TICK_SECONDS)
+    on_ready(host, port)
+    loop.run(should_stop)
