@@ -93,8 +93,11 @@ class ProtonLoop:
     def _dispatch(self) -> None:
         while (event := self._collector.peek()) is not None:
             method = getattr(self._handler, event.type.method, None)
-            if method is not None:
-                method(event)
+            try:
+                if method is not None:
+                    method(event)
+            except Exception:  # noqa: BLE001 - a handler bug must not stop the server
+                _log.exception("unhandled error in %s", event.type.method)
             self._collector.pop()
 
     def _accept(self) -> None:
@@ -129,7 +132,10 @@ class ProtonLoop:
                 except OSError:
                     data = b""
                 if data:
-                    transport.push(data)
+                    try:
+                        transport.push(data)
+                    except Exception:  # noqa: BLE001 - a failed transport takes no more input
+                        _quietly(transport.close_tail)
                 elif data == b"":
                     # The peer closed or reset the socket: nothing more will come or can go.
                     _quietly(transport.close_tail)
@@ -159,14 +165,16 @@ class ProtonLoop:
             self._dispatch()  # let the handler see the transport close before the channel goes
             self._close(channel)
             return
+        # With no room for input and nothing to send the socket is left out of the selector; this method
+        # runs again after every burst of events and every tick, and puts it back when that changes.
         wanted = (selectors.EVENT_READ if capacity > 0 else 0) | (selectors.EVENT_WRITE if pending > 0 else 0)
         if wanted != channel.events:
-            if wanted:
-                self._selector.modify(channel.sock, wanted, channel)
-            else:
+            if channel.events == 0:
+                self._selector.register(channel.sock, wanted, channel)
+            elif wanted == 0:
                 self._selector.unregister(channel.sock)
-                self._selector.register(channel.sock, selectors.EVENT_READ, channel)
-                wanted = selectors.EVENT_READ
+            else:
+                self._selector.modify(channel.sock, wanted, channel)
             channel.events = wanted
 
     def _close(self, channel: _Channel) -> None:
