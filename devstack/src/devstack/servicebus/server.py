@@ -1,4 +1,4 @@
-"""The AMQP 1.0 front end: a proton container that maps links and deliveries onto the broker.
+"""The AMQP 1.0 front end: proton event handlers that map connections, links and deliveries onto the broker.
 
 Link kinds, by address:
 - target `$cbs` / source `$cbs`: claims-based security (put-token) requests and replies;
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from proton import Delivery, Disposition, Handler, Link, Terminus, symbol, ulong
+from proton import Delivery, Disposition, Link, Terminus, symbol, ulong
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
 from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
@@ -79,7 +79,7 @@ def _guarded(method: _Handler) -> _Handler:
     return wrapper  # type: ignore[return-value]
 
 
-class EmulatorHandler(Handler):
+class EmulatorHandler:
     """Proton event handler: routes connection, link and delivery events to the broker."""
 
     def __init__(self, broker: Broker, *, rule: SharedAccessKey) -> None:
