@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -49,8 +50,28 @@ async def _receive_and_complete(receiver: ServiceBusReceiver, remaining: list[in
         remaining[0] -= len(messages)
 
 
-async def measure_throughput(connection_string: str, *, concurrency: int, messages: int) -> dict[str, Any]:
-    """Send `messages` one by one from `concurrency` senders while as many receivers complete them."""
+def _process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used, from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measure_throughput(
+    connection_string: str, *, concurrency: int, messages: int, emulator_pid: int
+) -> dict[str, Any]:
+    """Send `messages` one by one from `concurrency` senders while as many receivers complete them.
+
+    Besides the rate, report the CPU time the emulator and the SDK client spent per 1000 messages: on a
+    shared machine the rate moves with other load, the CPU cost per message much less.
+    """
     per_sender = messages // concurrency
     total = per_sender * concurrency
     remaining = [total]
@@ -67,18 +88,28 @@ async def measure_throughput(connection_string: str, *, concurrency: int, messag
             for _ in range(concurrency)
         ]
         deadline = time.monotonic() + 300
+        emulator_cpu, client_cpu = _process_cpu_seconds(emulator_pid), _own_cpu_seconds()
         started = time.perf_counter()
         await asyncio.gather(
             *(_send(sender, per_sender) for sender in senders),
             *(_receive_and_complete(receiver, remaining, deadline) for receiver in receivers),
         )
         elapsed = time.perf_counter() - started
+        emulator_cpu_after, client_cpu_after = _process_cpu_seconds(emulator_pid), _own_cpu_seconds()
     completed = total - max(remaining[0], 0)
+    per_thousand = 1000 / max(completed, 1)
+    emulator_cost = (
+        round((emulator_cpu_after - emulator_cpu) * per_thousand, 3)
+        if emulator_cpu is not None and emulator_cpu_after is not None
+        else None
+    )
     return {
         "concurrency": concurrency,
         "messages": completed,
         "seconds": round(elapsed, 3),
         "messages_per_second": round(completed / elapsed, 1),
+        "emulator_cpu_seconds_per_1000": emulator_cost,
+        "client_cpu_seconds_per_1000": round((client_cpu_after - client_cpu) * per_thousand, 3),
     }
 
 
@@ -107,10 +138,14 @@ async def measure_latency(connection_string: str, *, samples: int) -> dict[str, 
     }
 
 
-async def run(connection_string: str, *, messages: int, samples: int) -> dict[str, Any]:
+async def run(connection_string: str, *, messages: int, samples: int, emulator_pid: int) -> dict[str, Any]:
     """Run every measurement against one emulator."""
-    single = await measure_throughput(connection_string, concurrency=1, messages=messages // 4)
-    parallel = await measure_throughput(connection_string, concurrency=16, messages=messages)
+    single = await measure_throughput(
+        connection_string, concurrency=1, messages=messages // 4, emulator_pid=emulator_pid
+    )
+    parallel = await measure_throughput(
+        connection_string, concurrency=16, messages=messages, emulator_pid=emulator_pid
+    )
     latency = await measure_latency(connection_string, samples=samples)
     return {
         "throughput": [single, parallel],
@@ -126,17 +161,26 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/servicebus.json"))
     parser.add_argument("--messages", type=int, default=4000, help="messages in the concurrency-16 run")
     parser.add_argument("--samples", type=int, default=300, help="latency samples")
+    parser.add_argument("--durable", action="store_true", help="run the emulator with a SQLite data file")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        running_emulator(_write_topology(Path(directory))) as emulator,
-    ):
-        results = asyncio.run(run(emulator.connection_string, messages=args.messages, samples=args.samples))
+    with tempfile.TemporaryDirectory() as directory:
+        data_file = Path(directory) / "bench.sqlite" if args.durable else None
+        with running_emulator(_write_topology(Path(directory)), data_file=data_file) as emulator:
+            measured = run(
+                emulator.connection_string,
+                messages=args.messages,
+                samples=args.samples,
+                emulator_pid=emulator.process.pid,
+            )
+            results = asyncio.run(measured)
+    results["durable"] = args.durable
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for row in results["throughput"]:
         print(f"concurrency {row['concurrency']:>2}: {row['messages_per_second']:>8.1f} msg/s "
               f"({row['messages']} messages in {row['seconds']} s)")  # fmt: skip
+        print(f"    CPU s per 1000 messages: emulator {row['emulator_cpu_seconds_per_1000']}, "
+              f"client {row['client_cpu_seconds_per_1000']}")  # fmt: skip
     latency = results["send_to_receive_latency"]
     print(f"send->receive latency: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms")
     verdict = "met" if results["meets_target"] else "NOT met"

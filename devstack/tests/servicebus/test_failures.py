@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
 
 import pytest
@@ -67,3 +68,37 @@ async def test_garbage_on_the_socket_does_not_stop_the_server(emulator, client, 
         [message] = await receive(receiver, 1)
         assert str(message) == "still alive"
         await receiver.complete_message(message)
+
+
+_SYNC_RECEIVER = """
+import sys, time
+from azure.servicebus import ServiceBusClient
+with ServiceBusClient.from_connection_string(sys.argv[1]) as client:
+    with client.get_queue_receiver("disconnect") as receiver:
+        messages = receiver.receive_messages(max_message_count=1, max_wait_time=10)
+        print(f"got {messages[0].sequence_number}", flush=True)
+        time.sleep(60)
+"""
+
+
+async def test_killed_sync_client_releases_its_lock_at_once(emulator, client, receive):
+    async with client.get_queue_sender("disconnect") as sender:
+        await sender.send_messages(ServiceBusMessage("held by a crashed worker"))
+    # The sync SDK, in a process that is killed while holding the lock (no detach, no close).
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SYNC_RECEIVER, emulator.connection_string, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert worker.stdout is not None
+        line = await asyncio.wait_for(worker.stdout.readline(), timeout=20)
+        assert line.startswith(b"got ")
+    finally:
+        worker.kill()
+        await worker.wait()
+    async with client.get_queue_receiver("disconnect") as receiver:
+        [again] = await receive(
+            receiver, 1, within=5
+        )  # the lock is 30 s: this only passes if it was released
+        assert str(again) == "held by a crashed worker"
+        assert again.sequence_number == int(line.split()[1])
+        await receiver.complete_message(again)

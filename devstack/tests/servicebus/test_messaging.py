@@ -6,7 +6,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusMessageState,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
 from azure.servicebus.exceptions import MessageLockLostError
 
 pytestmark = pytest.mark.integration
@@ -145,6 +150,7 @@ async def test_defer_then_receive_deferred_by_sequence_number(client, receive):
             max_message_count=10, sequence_number=1
         )  # deferred messages stay peekable
         assert still_there.sequence_number == message.sequence_number
+        assert still_there.state == ServiceBusMessageState.DEFERRED
         [deferred] = await receiver.receive_deferred_messages([message.sequence_number])
         assert str(deferred) == "later"
         await receiver.complete_message(deferred)
@@ -238,13 +244,18 @@ async def test_duplicate_message_ids_are_dropped_within_window(client, receive):
 
 
 async def test_schedule_and_cancel(client, receive):
-    async with client.get_queue_sender("schedule") as sender:
+    async with (
+        client.get_queue_receiver("schedule") as receiver,
+        client.get_queue_sender("schedule") as sender,
+    ):
         at = datetime.now(UTC) + timedelta(seconds=1)
         [kept] = await sender.schedule_messages(ServiceBusMessage("scheduled"), at)
         [cancelled] = await sender.schedule_messages(ServiceBusMessage("cancelled"), at)
         assert kept != cancelled
         await sender.cancel_scheduled_messages(cancelled)
-    async with client.get_queue_receiver("schedule") as receiver:
+        [pending] = await receiver.peek_messages(max_message_count=10, sequence_number=1)
+        assert pending.sequence_number == kept
+        assert pending.state == ServiceBusMessageState.SCHEDULED
         messages = await receive(receiver, 1, within=3)
         assert [str(m) for m in messages] == ["scheduled"]
         assert messages[0].sequence_number == kept
@@ -385,3 +396,53 @@ async def test_receive_deferred_in_receive_and_delete_mode_removes_it(client, re
         [taken] = await taker.receive_deferred_messages([message.sequence_number])
         assert str(taken) == "deferred then taken"
         assert await taker.peek_messages(max_message_count=10, sequence_number=1) == []
+
+
+def _sync_round_trip(connection_string: str) -> list[tuple[str, int]]:
+    from azure.servicebus import ServiceBusClient  # noqa: PLC0415 - the sync SDK, next to the async one
+
+    seen = []
+    with ServiceBusClient.from_connection_string(connection_string) as client:
+        with client.get_queue_sender("sync") as sender:
+            sender.send_messages([ServiceBusMessage("one"), ServiceBusMessage("two")])
+        with client.get_queue_receiver("sync", max_wait_time=3) as receiver:
+            first, second = receiver.receive_messages(max_message_count=2, max_wait_time=3)
+            receiver.abandon_message(first)
+            receiver.complete_message(second)
+            [again] = receiver.receive_messages(max_message_count=1, max_wait_time=3)
+            receiver.complete_message(again)
+            seen = [(str(m), m.delivery_count) for m in (first, second, again)]
+            assert receiver.peek_messages(max_message_count=5, sequence_number=1) == []
+    return seen
+
+
+async def test_sync_sdk_round_trip(emulator):
+    seen = await asyncio.to_thread(_sync_round_trip, emulator.connection_string)
+    assert seen == [("one", 0), ("two", 0), ("one", 1)]
+
+
+async def test_message_scheduled_on_a_topic_fans_out_when_due(client, receive):
+    async with (
+        client.get_subscription_receiver("events", "all") as receiver,
+        client.get_topic_sender("events") as sender,
+    ):
+        at = datetime.now(UTC) + timedelta(seconds=1)
+        [number] = await sender.schedule_messages(ServiceBusMessage("topic later"), at)
+        [cancelled] = await sender.schedule_messages(ServiceBusMessage("topic never"), at)
+        await sender.cancel_scheduled_messages(cancelled)
+        [message] = await receive(receiver, 1, within=4)
+        assert str(message) == "topic later"
+        assert message.sequence_number == number
+        assert message.enqueued_time_utc >= at - timedelta(milliseconds=50)
+        await receiver.complete_message(message)
+        assert await receive(receiver, 1, within=0.5) == []
+
+
+async def test_large_message_round_trips_intact(client, receive):
+    payload = bytes(range(256)) * 4096  # 1 MiB: many frames each way, partial socket writes
+    async with client.get_queue_sender("batch") as sender:
+        await sender.send_messages(ServiceBusMessage(payload, message_id="big"))
+    async with client.get_queue_receiver("batch") as receiver:
+        [message] = await receive(receiver, 1)
+        assert b"".join(message.body) == payload
+        await receiver.complete_message(message)

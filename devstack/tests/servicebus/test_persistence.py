@@ -91,3 +91,24 @@ async def test_sender_and_receiver_reconnect_after_restart(receive):
         await sender.close()
         await client.close()
         gc.collect()
+
+
+async def test_acknowledged_messages_survive_a_killed_emulator(tmp_path, receive):
+    data_file = tmp_path / "servicebus.sqlite"
+    port = free_port()
+    with running_emulator(TEST_CONFIG, data_file=data_file, port=port) as emulator:
+        async with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
+            async with client.get_queue_sender("persist") as sender:
+                await sender.send_messages([ServiceBusMessage(f"acked-{index}") for index in range(3)])
+                await sender.send_messages(ServiceBusMessage("acked-3"))
+            emulator.process.kill()  # no clean shutdown: only what was committed before the ack remains
+            emulator.process.wait(timeout=5)
+    with running_emulator(TEST_CONFIG, data_file=data_file, port=port) as emulator:
+        async with (
+            ServiceBusClient.from_connection_string(emulator.connection_string) as client,
+            client.get_queue_receiver("persist") as receiver,
+        ):
+            messages = await receive(receiver, 4)
+            assert [str(m) for m in messages] == [f"acked-{index}" for index in range(4)]
+            for message in messages:
+                await receiver.complete_message(message)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
-from azure.servicebus.exceptions import ServiceBusError, SessionCannotBeLockedError
+from azure.servicebus.exceptions import ServiceBusError, SessionCannotBeLockedError, SessionLockLostError
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +78,18 @@ async def test_message_without_session_id_is_refused(client):
     async with client.get_queue_sender("sessions") as sender:
         with pytest.raises(ServiceBusError):
             await sender.send_messages(ServiceBusMessage("no session"))
+
+
+async def test_expired_session_lock_releases_its_messages(client, receive):
+    async with client.get_queue_sender("session-short") as sender:
+        await sender.send_messages(ServiceBusMessage("slow", session_id="e"))
+    async with client.get_queue_receiver("session-short", session_id="e") as receiver:
+        [message] = await receive(receiver, 1)
+        await asyncio.sleep(1.5)  # past the 1 s session lock, never renewed
+        with pytest.raises(SessionLockLostError):
+            await receiver.complete_message(message)
+    async with client.get_queue_receiver("session-short", session_id="e") as receiver:
+        [again] = await receive(receiver, 1)
+        assert str(again) == "slow"
+        assert again.delivery_count == 1
+        await receiver.complete_message(again)

@@ -11,11 +11,21 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from devstack.servicebus.entities import (
+    FOREVER_SECONDS,
+    Consumer,
+    DuplicateHistory,
+    EntitySettings,
+    Lock,
+    MessageEntity,
+    MessageSession,
+    MessageState,
+    Outcome,
+    SendTarget,
+    StoredMessage,
+)
 from devstack.servicebus.errors import (
     BadRequestError,
     EntityNotFoundError,
@@ -24,170 +34,23 @@ from devstack.servicebus.errors import (
     SessionCannotBeLockedError,
     SessionLockLostError,
 )
-from devstack.servicebus.filters import MessageView, RuleFilter, apply_action
-from devstack.servicebus.messages import Envelope, Stamps, parse_message, parse_sections, split_batch
+from devstack.servicebus.filters import MessageView, apply_action
+from devstack.servicebus.messages import Envelope, parse_message, parse_sections, split_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from devstack.servicebus.config import EntityProperties, Topology
+    from devstack.servicebus.config import Topology
     from devstack.servicebus.store import Store
 
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 TTL_EXPIRED = "TTLExpiredException"
 _MAX_FORWARD_HOPS = 4  # Azure stops auto-forwarding chains after four hops
-_FOREVER_SECONDS = 10675199 * 86400.0
 _LOCK_INVALID = (
     "The lock supplied is invalid. Either the lock expired, or the message has already been removed "
     "from the queue."
 )
-
-
-class MessageState(StrEnum):
-    ACTIVE = "active"
-    DEFERRED = "deferred"
-    SCHEDULED = "scheduled"
-
-
-class Outcome(StrEnum):
-    COMPLETE = "complete"
-    ABANDON = "abandon"
-    DEAD_LETTER = "dead-letter"
-    DEFER = "defer"
-    RELEASE = "release"  # given back unprocessed: no delivery attempt is counted
-
-
-class Consumer(Protocol):
-    """A receiving link as the broker sees it."""
-
-    receive_and_delete: bool
-
-    @property
-    def credit(self) -> int: ...
-
-    def deliver(self, message: StoredMessage, lock: Lock | None) -> None: ...
-
-    def session_lost(self, session_id: str) -> None: ...
-
-
-@dataclass(eq=False, slots=True)
-class StoredMessage:
-    sequence_number: int
-    envelope: Envelope
-    enqueued_at: float
-    expires_at: float | None
-    state: MessageState = MessageState.ACTIVE
-    delivery_count: int = 0
-    scheduled_at: float | None = None
-    dead_letter_source: str | None = None
-    lock: Lock | None = None
-    in_ready: bool = False
-
-    def encode(self, *, locked_until: float | None = None) -> bytes:
-        """Encode for a receiver, with the broker's annotations."""
-        stamps = Stamps(
-            sequence_number=self.sequence_number,
-            enqueued_ms=int(self.enqueued_at * 1000),
-            locked_until_ms=None if locked_until is None else int(locked_until * 1000),
-            dead_letter_source=self.dead_letter_source,
-        )
-        return self.envelope.encode(delivery_count=self.delivery_count, stamps=stamps)
-
-
-@dataclass(eq=False, slots=True)
-class Lock:
-    token: uuid.UUID
-    message: StoredMessage
-    entity: MessageEntity
-    locked_until: float
-    owner: Consumer | None  # None when taken through the management link (deferred messages)
-    session_id: str | None = None
-
-
-@dataclass(eq=False)
-class MessageSession:
-    session_id: str
-    ready: list[int] = field(default_factory=list)
-    owner: Consumer | None = None
-    locked_until: float = 0.0
-    state: bytes | None = None
-
-
-@dataclass(frozen=True)
-class EntitySettings:
-    lock_duration: float = 60.0
-    max_delivery_count: int = 10
-    default_ttl: float = _FOREVER_SECONDS
-    dead_letter_on_expiry: bool = False
-    requires_session: bool = False
-    forward_to: str = ""
-    forward_dead_letters_to: str = ""
-
-    @classmethod
-    def from_config(cls, properties: EntityProperties, *, topic_ttl: float | None = None) -> EntitySettings:
-        ttl = properties.default_message_time_to_live.total_seconds()
-        return cls(
-            lock_duration=properties.lock_duration.total_seconds(),
-            max_delivery_count=properties.max_delivery_count,
-            default_ttl=min(ttl, topic_ttl) if topic_ttl is not None else ttl,
-            dead_letter_on_expiry=properties.dead_lettering_on_message_expiration,
-            requires_session=properties.requires_session,
-            forward_to=properties.forward_to.lower(),
-            forward_dead_letters_to=properties.forward_dead_lettered_messages_to.lower(),
-        )
-
-
-@dataclass(eq=False)
-class DuplicateHistory:
-    window: float
-    seen: dict[str, float] = field(default_factory=dict)
-    order: deque[tuple[float, str]] = field(default_factory=deque)
-
-    def is_duplicate(self, message_id: str, now: float) -> bool:
-        seen_at = self.seen.get(message_id)
-        return seen_at is not None and now - seen_at < self.window
-
-    def remember(self, message_id: str, now: float) -> None:
-        self.seen[message_id] = now
-        self.order.append((now, message_id))
-
-    def prune(self, now: float) -> list[str]:
-        dropped = []
-        while self.order and now - self.order[0][0] >= self.window:
-            at, message_id = self.order.popleft()
-            if self.seen.get(message_id) == at:
-                del self.seen[message_id]
-                dropped.append(message_id)
-        return dropped
-
-
-@dataclass(eq=False)
-class MessageEntity:
-    """Something receivers attach to: a queue, a subscription or a dead-letter queue."""
-
-    name: str  # canonical path, e.g. "orders", "t/Subscriptions/s", "orders/$deadletterqueue"
-    settings: EntitySettings
-    is_dead_letter_queue: bool = False
-    messages: dict[int, StoredMessage] = field(default_factory=dict)
-    ready: list[int] = field(default_factory=list)
-    sessions: dict[str, MessageSession] = field(default_factory=dict)
-    consumers: list[Consumer] = field(default_factory=list)
-    consumer_sessions: dict[int, MessageSession] = field(default_factory=dict)
-    dead_letter: MessageEntity | None = None
-    next_consumer: int = 0
-
-
-@dataclass(eq=False)
-class SendTarget:
-    """Something senders address: a queue or a topic."""
-
-    name: str
-    default_ttl: float
-    duplicates: DuplicateHistory | None
-    queue: MessageEntity | None = None
-    subscriptions: list[tuple[MessageEntity, tuple[RuleFilter, ...]]] = field(default_factory=list)
-    scheduled: dict[int, StoredMessage] = field(default_factory=dict)
 
 
 class Broker:
@@ -384,7 +247,7 @@ class Broker:
             sequence_number=sequence_number,
             envelope=envelope,
             enqueued_at=now,
-            expires_at=now + ttl if ttl < _FOREVER_SECONDS else None,
+            expires_at=now + ttl if ttl < FOREVER_SECONDS else None,
         )
         self._insert(entity, message, persist=True)
         self.pump(entity)
@@ -660,8 +523,9 @@ class Broker:
         if forward and forward in self.targets:
             self.accept(self.targets[forward], envelope, hops=1)
             return
-        if entity.dead_letter is None:
-            return  # a dead-letter queue has no dead-letter queue of its own
+        # A dead-letter queue has no dead-letter queue of its own: dead-lettering there keeps the message
+        # where it is, with the new reason, rather than losing it.
+        destination = entity.dead_letter if entity.dead_letter is not None else entity
         dead = StoredMessage(
             sequence_number=message.sequence_number,
             envelope=envelope,
@@ -670,8 +534,8 @@ class Broker:
             delivery_count=message.delivery_count,
             dead_letter_source=None,
         )
-        self._insert(entity.dead_letter, dead, persist=True)
-        self.pump(entity.dead_letter)
+        self._insert(destination, dead, persist=True)
+        self.pump(destination)
 
     def _expire(self, entity: MessageEntity, message: StoredMessage) -> None:
         self._remove(entity, message)
@@ -755,6 +619,11 @@ class Broker:
     def session_ids(self, entity: MessageEntity) -> list[str]:
         return [session_id for session_id, session in entity.sessions.items() if session.ready]
 
+    def flush(self) -> None:
+        """Commit what changed since the last flush; call before acknowledging anything to a client."""
+        if self._store is not None:
+            self._store.commit()
+
     # Time ----------------------------------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -789,9 +658,15 @@ class Broker:
         for entity in self.entities.values():
             if not entity.settings.requires_session:
                 continue
+            idle = []
             for session in entity.sessions.values():
                 if session.owner is not None and session.locked_until <= now:
                     self._lose_session(entity, session)
+                if session.owner is None and session.state is None and not session.ready:
+                    idle.append(session.session_id)
+            for session_id in idle:
+                # Forget sessions that hold nothing, so this scan stays proportional to live sessions.
+                del entity.sessions[session_id]
 
     def _expire_messages(self, now: float) -> None:
         while self._expiries and self._expiries[0][0] <= now:

@@ -23,6 +23,7 @@ DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
 DEFAULT_KEY = "SAS_KEY_VALUE"
 READY_PREFIX = "servicebus emulator ready"
 EXIT_CONFIG_ERROR = 2
+EXIT_CANNOT_LISTEN = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             on_ready=announce,
             should_stop=lambda: stop_requested,
         )
+    except OSError as error:
+        print(
+            f"servicebus emulator: cannot listen on {args.host}:{args.port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_CANNOT_LISTEN
     finally:
         if store is not None:
             store.close()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from proton import UNDESCRIBED, Array, Data, timestamp
 
-from devstack.servicebus.broker import Broker, MessageEntity, Outcome, SendTarget
+from devstack.servicebus.entities import MessageEntity, Outcome, SendTarget
 from devstack.servicebus.errors import BadRequestError, NotImplementedOperationError
+
+if TYPE_CHECKING:
+    from devstack.servicebus.broker import Broker
 
 _VENDOR = "com.microsoft:"
 _DISPOSITIONS = {
@@ -118,6 +121,9 @@ def _update_disposition(context: ManagementContext, body: Mapping[str, Any]) -> 
     if outcome is None:
         raise BadRequestError(f"unknown disposition-status '{status}'")
     modify = body.get("properties-to-modify")
+    session_id = body.get("session-id")
+    if session_id is not None:
+        context.broker.owned_session(entity, str(session_id))  # a lost session lock takes its messages' locks
     for token in _uuid_list(_field(body, "lock-tokens")):
         context.broker.settle(
             token,

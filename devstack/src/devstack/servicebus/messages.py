@@ -14,6 +14,8 @@ from typing import Any
 
 from proton import Array, Data, Described, symbol, timestamp, ulong
 
+from devstack.servicebus.errors import BadRequestError
+
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
 MESSAGE_ANNOTATIONS = 0x72
@@ -59,9 +61,10 @@ ENQUEUED_TIME = symbol("x-opt-enqueued-time")
 LOCKED_UNTIL = symbol("x-opt-locked-until")
 DEAD_LETTER_SOURCE = symbol("x-opt-deadletter-source")
 ENQUEUE_SEQUENCE_NUMBER = symbol("x-opt-enqueue-sequence-number")
+MESSAGE_STATE = symbol("x-opt-message-state")
 
 
-class MalformedMessageError(ValueError):
+class MalformedMessageError(BadRequestError):
     """Bytes that are not an AMQP 1.0 message."""
 
 
@@ -170,10 +173,13 @@ def encode_section(code: int, value: Any) -> bytes:
 def decode_section(section: bytes) -> Any:
     """Decode one section's value (copied out of proton's buffers)."""
     data = Data()
-    data.decode(section)
-    data.rewind()
-    data.next()
-    described = data.get_object()
+    try:
+        data.decode(section)
+        data.rewind()
+        data.next()
+        described = data.get_object()
+    except Exception as error:
+        raise MalformedMessageError(f"undecodable message section: {error}") from error
     value = described.value if isinstance(described, Described) else described
     return _detach(value)
 
@@ -210,6 +216,7 @@ class Stamps:
     enqueued_ms: int
     locked_until_ms: int | None = None
     dead_letter_source: str | None = None
+    message_state: int = 0  # 0 active (left out, the default), 1 deferred, 2 scheduled
 
 
 @dataclass(frozen=True)
@@ -368,6 +375,8 @@ def _stamp_entries(stamps: Stamps) -> tuple[bytes, int]:
         entries.append(_symbol(str(LOCKED_UNTIL)) + b"\x83" + struct.pack(">q", stamps.locked_until_ms))
     if stamps.dead_letter_source is not None:
         entries.append(_symbol(str(DEAD_LETTER_SOURCE)) + _string(stamps.dead_letter_source))
+    if stamps.message_state:
+        entries.append(_symbol(str(MESSAGE_STATE)) + b"\x81" + struct.pack(">q", stamps.message_state))
     return b"".join(entries), 2 * len(entries)
 
 
@@ -380,6 +389,8 @@ def _stamps_dict(stamps: Stamps) -> dict[Any, Any]:
         stamped[LOCKED_UNTIL] = timestamp(stamps.locked_until_ms)
     if stamps.dead_letter_source is not None:
         stamped[DEAD_LETTER_SOURCE] = stamps.dead_letter_source
+    if stamps.message_state:
+        stamped[MESSAGE_STATE] = stamps.message_state
     return stamped
 
 
@@ -418,12 +429,11 @@ def parse_sections(sections: list[tuple[int, bytes]]) -> Envelope:
         body=b"".join(body),
     )
     try:
-        # Routing needs the properties and the header; decode them now so a bad message is refused at once.
-        _ = envelope.properties, envelope.ttl_ms
-    except MalformedMessageError:
-        raise
+        # Every enqueue needs the header (time to live); other sections are decoded only when routing,
+        # filters or duplicate detection ask, and go out to receivers as the bytes that came in.
+        _ = envelope.ttl_ms
     except Exception as error:
-        raise MalformedMessageError(f"undecodable message section: {error}") from error
+        raise MalformedMessageError(f"undecodable message header: {error}") from error
     return envelope
 
 

@@ -1,4 +1,4 @@
-"""The AMQP 1.0 front end: a proton container that maps links and deliveries onto the broker.
+"""The AMQP 1.0 front end: proton event handlers that map connections, links and deliveries onto the broker.
 
 Link kinds, by address:
 - target `$cbs` / source `$cbs`: claims-based security (put-token) requests and replies;
@@ -16,31 +16,37 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from proton import SASL, Condition, Delivery, Disposition, Link, Terminus, symbol, ulong
-from proton.reactor import Container
+from proton import Delivery, Disposition, Link, Terminus, symbol, ulong
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
-from devstack.servicebus.broker import Broker, Lock, MessageEntity, Outcome, SendTarget, StoredMessage
 from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
-from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
-from devstack.servicebus.messages import (
-    AMQP_VALUE,
-    APPLICATION_PROPERTIES,
-    PROPERTIES,
-    MalformedMessageError,
-    decode_section,
-    encode_section,
-    split_sections,
+from devstack.servicebus.links import (
+    SESSION_FILTER,
+    ConnectionState,
+    ConsumerLink,
+    PendingSession,
+    connection_state,
+    error_condition,
+    link_role,
+    pair_key,
+    read_settlement,
+    requested_session,
 )
+from devstack.servicebus.loop import ProtonLoop
+from devstack.servicebus.management import ManagementContext, ManagementReply, handle_request
+from devstack.servicebus.messages import MalformedMessageError
+from devstack.servicebus.request_reply import Request, encode_reply, parse_request
+
+if TYPE_CHECKING:
+    from devstack.servicebus.broker import Broker
+    from devstack.servicebus.entities import MessageEntity, SendTarget
 
 _log = logging.getLogger("devstack.servicebus")
 
 CBS_ADDRESS = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
-SESSION_FILTER = symbol("com.microsoft:session-filter")
 LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
 # .NET ticks (100 ns) at the Unix epoch: Azure reports session lock expiry as a DateTimeOffset.
 _DOTNET_EPOCH_TICKS = 621355968000000000
@@ -60,7 +66,11 @@ def _guarded(method: _Handler) -> _Handler:
             method(self, event)
         except Exception as error:  # noqa: BLE001 - any failure must end the link, not the server
             _log.exception("error handling %s", getattr(event, "type", "event"))
-            condition = _condition("amqp:internal-error", f"emulator error: {error}")
+            condition = error_condition("amqp:internal-error", f"emulator error: {error}")
+            if event.link is not None:
+                role, value = link_role(event.link)
+                if role == "receive":
+                    self._close_consumer(value)  # the broker must stop delivering to this link
             endpoint = event.link if event.link is not None else event.connection
             if endpoint is not None and not endpoint.state & Link.LOCAL_CLOSED:
                 endpoint.condition = condition
@@ -69,96 +79,37 @@ def _guarded(method: _Handler) -> _Handler:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass(eq=False)
-class ConnectionState:
-    audiences: set[str] = field(default_factory=set)
-    reply_links: dict[str, Link] = field(default_factory=dict)
-    consumers: list[ConsumerLink] = field(default_factory=list)
-    pending_sessions: list[PendingSession] = field(default_factory=list)
-
-
-class ConsumerLink:
-    """A receiver's link, as the broker's `Consumer`."""
-
-    def __init__(self, link: Link, entity: MessageEntity, broker: Broker) -> None:
-        self.link = link
-        self.entity = entity
-        self.broker = broker
-        self.receive_and_delete = link.remote_snd_settle_mode == Link.SND_SETTLED
-        self.closed = False
-
-    @property
-    def credit(self) -> int:
-        return 0 if self.closed else int(self.link.credit)
-
-    def deliver(self, message: StoredMessage, lock: Lock | None) -> None:
-        tag = lock.token.bytes_le if lock is not None else uuid.uuid4().bytes_le
-        delivery = self.link.delivery(cast("str", tag))  # proton takes bytes too
-        delivery.lock_token = lock.token if lock is not None else None
-        self.link.stream(message.encode(locked_until=lock.locked_until if lock is not None else None))
-        self.link.advance()
-        if lock is None:
-            delivery.settle()
-
-    def session_lost(self, session_id: str) -> None:
-        self.closed = True
-        self.link.condition = _condition(
-            "com.microsoft:session-lock-lost", f"The session lock for session '{session_id}' has expired."
-        )
-        self.link.close()
-
-
-@dataclass(eq=False)
-class PendingSession:
-    """A next-available-session receiver waiting for a session with messages."""
-
-    consumer: ConsumerLink
-    deadline: float
-
-
 class EmulatorHandler:
     """Proton event handler: routes connection, link and delivery events to the broker."""
 
-    def __init__(
-        self,
-        broker: Broker,
-        *,
-        host: str,
-        port: int,
-        rule: SharedAccessKey,
-        on_ready: Callable[[str, int], None],
-        should_stop: Callable[[], bool],
-    ) -> None:
+    def __init__(self, broker: Broker, *, rule: SharedAccessKey) -> None:
         self.broker = broker
-        self.host = host
-        self.port = port
         self.rule = rule
-        self.on_ready = on_ready
-        self.should_stop = should_stop
         self.connections: list[Any] = []
-        self.acceptor: Any = None
 
     # Lifecycle -----------------------------------------------------------------------------------------
 
-    def on_reactor_init(self, event: Any) -> None:
-        self.acceptor = event.container.listen(f"{self.host}:{self.port}")
-        event.container.schedule(_TICK_SECONDS, self)
-        self.on_ready(self.host, self.port)
-
-    def on_timer_task(self, event: Any) -> None:
-        if self.should_stop():
-            self.acceptor.close()
-            for connection in list(self.connections):
-                self._drop_connection(connection)
-                connection.close()
-            event.container.stop()
-            return
+    def tick(self) -> None:
+        """Periodic work: scheduled messages, expiries, waiting session receivers."""
         try:
             self.broker.tick()
             self._retry_pending_sessions()
         except Exception:  # noqa: BLE001 - the timer must keep running whatever one tick hit
             _log.exception("periodic broker work failed")
-        event.container.schedule(_TICK_SECONDS, self)
+
+    def before_write(self) -> None:
+        # Called before any byte goes out, so no client is told "accepted" or "completed" before the
+        # change is on disk, at one commit per burst of events.
+        try:
+            self.broker.flush()
+        except Exception:  # noqa: BLE001 - a failed commit must be logged, not end the server
+            _log.exception("committing to the data file failed")
+
+    def shutdown(self) -> None:
+        """Stop: give every receiver's locks back and close every connection."""
+        for connection in list(self.connections):
+            self._drop_connection(connection)
+            connection.close()
 
     @_guarded
     def on_connection_bound(self, event: Any) -> None:
@@ -187,6 +138,7 @@ class EmulatorHandler:
         self._drop_connection(event.connection)
         event.connection.close()
 
+    @_guarded
     def on_transport_closed(self, event: Any) -> None:
         if event.connection is not None:
             self._drop_connection(event.connection)
@@ -195,7 +147,7 @@ class EmulatorHandler:
         """Release everything a connection held: its receivers' locks go back to their queues at once."""
         if connection in self.connections:
             self.connections.remove(connection)
-        state = _state(connection)
+        state = connection_state(connection)
         for consumer in list(state.consumers):
             self._close_consumer(consumer)
         state.consumers.clear()
@@ -224,7 +176,7 @@ class EmulatorHandler:
     def _open_incoming(self, link: Link) -> None:
         """The client sends on this link: put-token requests, management requests or messages."""
         address = link.remote_target.address or ""
-        state = _state(link.connection)
+        state = connection_state(link.connection)
         if address == CBS_ADDRESS:
             link.role = ("cbs", None)
         elif address.lower().endswith(MANAGEMENT_SUFFIX):
@@ -251,14 +203,14 @@ class EmulatorHandler:
     def _open_outgoing(self, link: Link) -> None:
         """The client receives on this link: replies, or messages from an entity."""
         address = link.remote_source.address or ""
-        state = _state(link.connection)
+        state = connection_state(link.connection)
         if address == CBS_ADDRESS or address.lower().endswith(MANAGEMENT_SUFFIX):
             link.role = ("reply", None)
             reply_to = link.remote_target.address
             if reply_to:
                 state.reply_links[reply_to] = link
             # Clients that set no reply-to get replies on the link of the same session and address.
-            state.reply_links[_pair_key(link.session, address)] = link
+            state.reply_links[pair_key(link.session, address)] = link
             state.reply_links[address.lower()] = link
             link.open()
             return
@@ -270,7 +222,7 @@ class EmulatorHandler:
             return
         consumer = ConsumerLink(link, entity, self.broker)
         link.role = ("receive", consumer)
-        has_session_filter, session_id = _session_filter(link)
+        has_session_filter, session_id = requested_session(link)
         if not has_session_filter:
             try:
                 self.broker.attach(entity, consumer)
@@ -306,7 +258,7 @@ class EmulatorHandler:
     def _retry_pending_sessions(self) -> None:
         now = time.monotonic()
         for connection in self.connections:
-            state = _state(connection)
+            state = connection_state(connection)
             waiting, state.pending_sessions = state.pending_sessions, []
             for pending in waiting:
                 if pending.consumer.link.state & Link.REMOTE_CLOSED:
@@ -327,7 +279,7 @@ class EmulatorHandler:
                 link.source.type = Terminus.UNSPECIFIED
         link.role = ("refused", None)
         link.open()
-        link.condition = _condition(error.condition, error.description)
+        link.condition = error_condition(error.condition, error.description)
         link.close()
 
     def _authorize(self, state: ConnectionState, address: str) -> None:
@@ -354,15 +306,15 @@ class EmulatorHandler:
     @_guarded
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link
-        role, value = _role(link)
+        role, value = link_role(link)
         if role == "receive":
-            state = _state(link.connection)
+            state = connection_state(link.connection)
             if value in state.consumers:
                 state.consumers.remove(value)
             state.pending_sessions = [p for p in state.pending_sessions if p.consumer is not value]
             self._close_consumer(value)
         elif role == "reply":
-            state = _state(link.connection)
+            state = connection_state(link.connection)
             for key, reply_link in list(state.reply_links.items()):
                 if reply_link == link:
                     del state.reply_links[key]
@@ -371,9 +323,12 @@ class EmulatorHandler:
 
     @_guarded
     def on_link_flow(self, event: Any) -> None:
-        role, value = _role(event.link)
+        role, value = link_role(event.link)
         if role == "receive" and not value.closed:
             self.broker.pump(value.entity)
+            if event.link.drain_mode:
+                # A draining receiver asks for its unused credit back once nothing more is ready.
+                event.link.drained()
 
     # Deliveries ----------------------------------------------------------------------------------------
 
@@ -387,6 +342,12 @@ class EmulatorHandler:
             self._settlement(link, delivery)
 
     def _incoming_delivery(self, link: Link, delivery: Delivery) -> None:
+        if delivery.aborted:
+            # The sender gave up part-way through a multi-frame message: drop what arrived.
+            delivery.buffered = b""
+            link.advance()
+            delivery.settle()
+            return
         if not delivery.readable:
             return
         chunk = link.recv(delivery.pending)
@@ -398,7 +359,7 @@ class EmulatorHandler:
         link.advance()
         if link.credit < _SENDER_CREDIT // 2:
             link.flow(_SENDER_CREDIT - link.credit)
-        role, value = _role(link)
+        role, value = link_role(link)
         try:
             if role == "send":
                 self.broker.send(value, buffered)
@@ -423,19 +384,19 @@ class EmulatorHandler:
         if error is None:
             delivery.update(Disposition.ACCEPTED)
         else:
-            delivery.local.condition = _condition(error.condition, error.description)
+            delivery.local.condition = error_condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         delivery.settle()
 
     def _settlement(self, link: Link, delivery: Delivery) -> None:
         """A receiver settled a message: apply the outcome and echo it, settled."""
         token = getattr(delivery, "lock_token", None)
-        role, consumer = _role(link)
+        role, consumer = link_role(link)
         if token is None or role != "receive":
             if not delivery.settled:
                 delivery.settle()
             return
-        settlement = _read_settlement(delivery)
+        settlement = read_settlement(delivery)
         if settlement is None:
             return  # a non-terminal state (received): nothing to settle yet
         delivery.lock_token = None
@@ -449,7 +410,7 @@ class EmulatorHandler:
                 properties_to_modify=settlement.properties_to_modify,
             )
         except BrokerError as error:
-            delivery.local.condition = _condition(error.condition, error.description)
+            delivery.local.condition = error_condition(error.condition, error.description)
             delivery.update(Disposition.REJECTED)
         else:
             remote = delivery.remote
@@ -463,7 +424,7 @@ class EmulatorHandler:
     # Request/response ----------------------------------------------------------------------------------
 
     def _cbs_request(self, link: Link, raw: bytes) -> None:
-        request = _parse_request(raw)
+        request = parse_request(raw)
         if request.operation != "put-token":
             reply = (400, f"unsupported $cbs operation '{request.operation}'")
         elif request.properties.get("type") not in {SAS_TOKEN_TYPE, "jwt"} or not isinstance(
@@ -476,13 +437,13 @@ class EmulatorHandler:
             except UnauthorizedError as error:
                 reply = (401, error.description)
             else:
-                _state(link.connection).audiences.add(granted)
+                connection_state(link.connection).audiences.add(granted)
                 reply = (202, "Accepted")
         app = {"status-code": reply[0], "status-description": reply[1]}
         self._reply(link, request, app, None)
 
     def _management_request(self, link: Link, context: ManagementContext, raw: bytes) -> None:
-        request = _parse_request(raw)
+        request = parse_request(raw)
         try:
             result = handle_request(context, request.operation, request.body)
         except BrokerError as error:
@@ -496,154 +457,25 @@ class EmulatorHandler:
         self._reply(link, request, _status(result), result.body)
 
     def _reply(self, link: Link, request: Request, application: dict[str, Any], body: Any) -> None:
-        links = _state(link.connection).reply_links
+        links = connection_state(link.connection).reply_links
         address = link.remote_target.address or ""
         reply_link = (
             links.get(request.reply_to or "")
-            or links.get(_pair_key(link.session, address))
+            or links.get(pair_key(link.session, address))
             or links.get(address.lower())
         )
         if reply_link is None:
             _log.warning("dropping a reply: no link is attached for reply-to %r", request.reply_to)
             return
-        properties: list[Any] = [None] * 6
-        properties[5] = request.message_id
-        encoded = (
-            encode_section(PROPERTIES, properties)
-            + encode_section(APPLICATION_PROPERTIES, application)
-            + encode_section(AMQP_VALUE, body)
-        )
+        encoded = encode_reply(request, application, body)
         delivery = reply_link.delivery(cast("str", uuid.uuid4().bytes))  # proton takes bytes too
         reply_link.stream(encoded)
         reply_link.advance()
         delivery.settle()
 
 
-@dataclass(frozen=True)
-class Request:
-    operation: str
-    message_id: Any
-    reply_to: str | None
-    properties: dict[str, Any]
-    body: Any
-
-
-def _parse_request(raw: bytes) -> Request:
-    properties: list[Any] = []
-    application: dict[str, Any] = {}
-    body: Any = None
-    for code, section in split_sections(raw):
-        if code == PROPERTIES:
-            properties = list(decode_section(section) or [])
-        elif code == APPLICATION_PROPERTIES:
-            application = {str(key): value for key, value in (decode_section(section) or {}).items()}
-        elif code == AMQP_VALUE:
-            body = decode_section(section)
-    properties += [None] * (5 - len(properties))
-    application = {
-        key: str(value) if isinstance(value, symbol) else value for key, value in application.items()
-    }
-    reply_to = properties[4]
-    return Request(
-        operation=str(application.get("operation", "")),
-        message_id=properties[0],
-        reply_to=str(reply_to) if reply_to is not None else None,
-        properties=application,
-        body=body,
-    )
-
-
 def _status(result: ManagementReply) -> dict[str, Any]:
     return {"statusCode": result.status, "statusDescription": result.description}
-
-
-def _condition(name: str, description: str) -> Condition:
-    # Clients index the error's info field unconditionally, so always send one (Azure sends a tracking id).
-    return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
-
-
-def _pair_key(session: Any, address: str) -> str:
-    return f"{hash(session)}|{address.lower()}"
-
-
-def _role(link: Link) -> tuple[str, Any]:
-    """What a link is for (`send`, `receive`, `cbs`, `management`, `reply`) and the object serving it."""
-    return cast("tuple[str, Any]", getattr(link, "role", ("", None)))
-
-
-def _state(connection: Any) -> ConnectionState:
-    state = getattr(connection, "emulator", None)
-    if state is None:
-        state = ConnectionState()
-        connection.emulator = state
-    return cast("ConnectionState", state)
-
-
-def _session_filter(link: Link) -> tuple[bool, str | None]:
-    data = link.remote_source.filter
-    data.rewind()
-    if not data.next():
-        return False, None
-    filters = data.get_object()
-    if not isinstance(filters, dict):
-        return False, None
-    for key, value in filters.items():
-        if str(key) == str(SESSION_FILTER):
-            inner = getattr(value, "value", value)
-            if isinstance(inner, memoryview | bytes):
-                inner = bytes(inner).decode()
-            return True, None if inner is None else str(inner)
-    return False, None
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """What a receiver's disposition asks for."""
-
-    outcome: Outcome
-    reason: str | None = None
-    description: str | None = None
-    properties_to_modify: dict[str, Any] | None = None
-
-
-def _read_settlement(delivery: Delivery) -> Settlement | None:
-    """Map a disposition to an outcome: complete, dead-letter, defer, abandon or release."""
-    remote = delivery.remote
-    state = delivery.remote_state
-    if state == Disposition.ACCEPTED:
-        return Settlement(Outcome.COMPLETE)
-    if state == Disposition.REJECTED:
-        condition = remote.condition
-        if condition is None:
-            return Settlement(Outcome.DEAD_LETTER)
-        raw_info = condition.info
-        info = {str(key): value for key, value in raw_info.items()} if isinstance(raw_info, dict) else {}
-        return Settlement(
-            Outcome.DEAD_LETTER,
-            reason=_text(info.get("DeadLetterReason")),
-            description=_text(info.get("DeadLetterErrorDescription")) or _text(condition.description),
-        )
-    if state == Disposition.MODIFIED:
-        if remote.undeliverable:
-            outcome = Outcome.DEFER
-        elif remote.failed:
-            outcome = Outcome.ABANDON
-        else:
-            outcome = Outcome.RELEASE
-        annotations = remote.annotations
-        modify = {str(key): value for key, value in annotations.items()} if annotations else None
-        return Settlement(outcome, properties_to_modify=modify)
-    if state == Disposition.RELEASED:
-        return Settlement(Outcome.RELEASE)
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, memoryview | bytes):
-        return bytes(value).decode(errors="replace")
-    return str(value)
 
 
 def run_server(
@@ -655,13 +487,8 @@ def run_server(
     on_ready: Callable[[str, int], None],
     should_stop: Callable[[], bool],
 ) -> None:
-    """Serve until `should_stop()` turns true (checked every tick)."""
-    handler = EmulatorHandler(
-        broker, host=host, port=port, rule=rule, on_ready=on_ready, should_stop=should_stop
-    )
-    container = Container(handler)
-    container.container_id = "devstack-servicebus"
-    container.run()
-
-
-__all__ = ["SASL", "EmulatorHandler", "run_server"]
+    """Serve until `should_stop()` turns true (checked at least every tick)."""
+    handler = EmulatorHandler(broker, rule=rule)
+    loop = ProtonLoop(handler, host=host, port=port, tick_seconds=_TICK_SECONDS)
+    on_ready(host, port)
+    loop.run(should_stop)

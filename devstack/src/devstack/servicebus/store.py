@@ -1,7 +1,9 @@
 """SQLite persistence for `--data-file`: messages, duplicate-detection history, session state.
 
-Writes go through immediately in WAL mode with `synchronous=NORMAL`: a process crash loses nothing that was
-acknowledged, and there is no fsync per message (only an operating-system crash could lose the tail).
+Writes are grouped: the first write opens a transaction and `commit()` ends it. The server commits each time
+it has handled the events at hand and before it writes to any socket, so nothing is acknowledged to a client
+before it is committed (group commit, no fsync per message). WAL mode with `synchronous=NORMAL`: a process
+crash loses nothing acknowledged; only an operating-system crash could lose the last commits.
 Locks are not stored: after a restart every message is available again, as after a lock expiry.
 """
 
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from devstack.servicebus.broker import StoredMessage
+    from devstack.servicebus.entities import StoredMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -70,12 +72,26 @@ class Store:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.executescript(_SCHEMA)
+        self._in_transaction = False
 
     def close(self) -> None:
+        self.commit()
         self._connection.close()
 
+    def commit(self) -> None:
+        """Make every write since the last commit durable."""
+        if self._in_transaction:
+            self._connection.execute("COMMIT")
+            self._in_transaction = False
+
+    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
+        if not self._in_transaction:
+            self._connection.execute("BEGIN")
+            self._in_transaction = True
+        self._connection.execute(statement, parameters)
+
     def put_message(self, entity: str, message: StoredMessage) -> None:
-        self._connection.execute(
+        self._write(
             "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 entity.lower(),
@@ -91,7 +107,7 @@ class Store:
         )
 
     def delete_message(self, entity: str, sequence_number: int) -> None:
-        self._connection.execute(
+        self._write(
             "DELETE FROM messages WHERE entity = ? AND sequence_number = ?", (entity.lower(), sequence_number)
         )
 
@@ -101,12 +117,12 @@ class Store:
             yield MessageRecord(*row)
 
     def put_duplicate(self, entity: str, message_id: str, seen_at: float) -> None:
-        self._connection.execute(
+        self._write(
             "INSERT OR REPLACE INTO duplicates VALUES (?, ?, ?)", (entity.lower(), message_id, seen_at)
         )
 
     def delete_duplicate(self, entity: str, message_id: str) -> None:
-        self._connection.execute(
+        self._write(
             "DELETE FROM duplicates WHERE entity = ? AND message_id = ?", (entity.lower(), message_id)
         )
 
@@ -116,7 +132,7 @@ class Store:
         ).fetchall()
 
     def put_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
-        self._connection.execute(
+        self._write(
             "INSERT OR REPLACE INTO session_states VALUES (?, ?, ?)", (entity.lower(), session_id, state)
         )
 
@@ -124,7 +140,7 @@ class Store:
         return self._connection.execute("SELECT entity, session_id, state FROM session_states").fetchall()
 
     def put_sequence(self, value: int) -> None:
-        self._connection.execute("INSERT OR REPLACE INTO counters VALUES ('sequence', ?)", (value,))
+        self._write("INSERT OR REPLACE INTO counters VALUES ('sequence', ?)", (value,))
 
     def load_sequence(self) -> int:
         row = self._connection.execute("SELECT value FROM counters WHERE name = 'sequence'").fetchone()
