@@ -35,10 +35,18 @@ class ConsumerLink:
         self.broker = broker
         self.receive_and_delete = link.remote_snd_settle_mode == Link.SND_SETTLED
         self.closed = False
+        # Kept here rather than asked of proton each time: the broker checks every receiver's credit on
+        # every pump. Proton's count changes only on a flow from the client (see `refresh_credit`) and by
+        # the deliveries sent here.
+        self._credit = 0
 
     @property
     def credit(self) -> int:
-        return 0 if self.closed else int(self.link.credit)
+        return 0 if self.closed else self._credit
+
+    def refresh_credit(self) -> None:
+        """Take the link's credit from proton (after a flow frame, a drain or opening the link)."""
+        self._credit = int(self.link.credit)
 
     def deliver(self, message: StoredMessage, lock: Lock | None) -> None:
         tag = lock.token.bytes_le if lock is not None else uuid.uuid4().bytes_le
@@ -46,6 +54,7 @@ class ConsumerLink:
         delivery.lock_token = lock.token if lock is not None else None
         self.link.stream(message.encode(locked_until=lock.locked_until if lock is not None else None))
         self.link.advance()
+        self._credit -= 1
         if lock is None:
             delivery.settle()
 

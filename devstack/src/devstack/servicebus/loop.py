@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proton import Collector, Connection, Transport
+from proton import Collector, Connection, Event, Transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,6 +41,7 @@ class _Channel:
     transport: Transport
     connection: Connection
     events: int = 0  # the selector interest currently registered
+    closed: bool = False
 
 
 class ProtonLoop:
@@ -52,6 +53,10 @@ class ProtonLoop:
         self._collector = Collector()
         self._selector = selectors.DefaultSelector()
         self._channels: list[_Channel] = []
+        self._by_transport: dict[Transport, _Channel] = {}
+        # Channels that may have output or a changed state since they were last looked at: those with
+        # socket activity, those proton raised a transport event for, and all of them after a tick.
+        self._dirty: set[_Channel] = set()
         self._listener = socket.create_server((host, port))  # SO_REUSEADDR on POSIX
         self._listener.settimeout(0.0)  # non-blocking
         self._selector.register(self._listener, selectors.EVENT_READ, None)
@@ -71,9 +76,11 @@ class ProtonLoop:
                     self._handler.tick()
                     for channel in self._channels:
                         channel.transport.tick(now)  # heartbeats and idle timeouts
+                    self._dirty.update(self._channels)
                     next_tick = now + self._tick_seconds
                 self._settle_events()
             self._handler.shutdown()
+            self._dirty.update(self._channels)
             self._settle_events()
         finally:
             for channel in list(self._channels):
@@ -86,12 +93,18 @@ class ProtonLoop:
         """Dispatch pending events, let the handler commit, then write and update interest."""
         self._dispatch()
         self._handler.before_write()
-        for channel in list(self._channels):
-            self._write(channel)
-            self._update(channel)
+        dirty, self._dirty = self._dirty, set()
+        for channel in dirty:
+            if not channel.closed:
+                self._write(channel)
+                self._update(channel)
 
     def _dispatch(self) -> None:
         while (event := self._collector.peek()) is not None:
+            if event.type is Event.TRANSPORT and (transport := event.transport) is not None:
+                channel = self._by_transport.get(transport)
+                if channel is not None:
+                    self._dirty.add(channel)
             method = getattr(self._handler, event.type.method, None)
             try:
                 if method is not None:
@@ -117,10 +130,13 @@ class ProtonLoop:
             transport.bind(connection)  # the handler sets up SASL on the bound event
             channel = _Channel(sock, transport, connection)
             self._channels.append(channel)
+            self._by_transport[transport] = channel
+            self._dirty.add(channel)
             self._selector.register(sock, selectors.EVENT_READ, channel)
             channel.events = selectors.EVENT_READ
 
     def _service(self, channel: _Channel, mask: int) -> None:
+        self._dirty.add(channel)
         transport = channel.transport
         if mask & selectors.EVENT_READ:
             capacity = _capacity(transport)
@@ -178,8 +194,10 @@ class ProtonLoop:
             channel.events = wanted
 
     def _close(self, channel: _Channel) -> None:
+        channel.closed = True
         if channel in self._channels:
             self._channels.remove(channel)
+        self._by_transport.pop(channel.transport, None)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(channel.sock)
         channel.sock.close()

@@ -231,6 +231,8 @@ class EmulatorHandler:
                 return
             state.consumers.append(consumer)
             link.open()
+            consumer.refresh_credit()
+            self.broker.pump(entity)
             return
         self._open_session_receiver(consumer, session_id, state)
 
@@ -252,7 +254,8 @@ class EmulatorHandler:
         link.properties = {LOCKED_UNTIL_UTC: ticks}
         state.consumers.append(consumer)
         link.open()
-        # Messages went out only once the link is open, so offer them now that it is.
+        # Messages go out only once the link is open, so offer them now that it is.
+        consumer.refresh_credit()
         self.broker.pump(consumer.entity)
 
     def _retry_pending_sessions(self) -> None:
@@ -325,10 +328,12 @@ class EmulatorHandler:
     def on_link_flow(self, event: Any) -> None:
         role, value = link_role(event.link)
         if role == "receive" and not value.closed:
+            value.refresh_credit()
             self.broker.pump(value.entity)
             if event.link.drain_mode:
                 # A draining receiver asks for its unused credit back once nothing more is ready.
                 event.link.drained()
+                value.refresh_credit()
 
     # Deliveries ----------------------------------------------------------------------------------------
 
