@@ -480,7 +480,7 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=100_000, help="transactions in the sandbox (0: skip)")
     parser.add_argument("--events", type=int, default=50, help="events the orders spread over")
     parser.add_argument(
-        "--raw-documents", type=int, default=None, help="documents per raw run (default: orders)"
+        "--raw-item-documents", type=int, default=20_000, help="documents upserted one by one (raw run)"
     )
     parser.add_argument(
         "--import-rows", type=int, default=1_000_000, help="rows of the imported CSV (0: skip)"
