@@ -80,6 +80,10 @@ EXPORT_TIMEOUT_SECONDS = 1800.0
 DRAIN_IDLE_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 900.0
 POLL_SECONDS = 0.1
+NOTE = (
+    "The Cosmos DB stand-in, the Service Bus emulator and the sandbox ran on this machine and shared "
+    f"its {os.cpu_count()} cores with the benchmark (and with whatever else the machine was running)."
+)
 
 
 # -- documents ------------------------------------------------------------------------------------
@@ -405,8 +409,11 @@ async def measure_api(args: argparse.Namespace, *, cosmos_endpoint: str, service
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Start the processes, measure, stop them whatever happens."""
-    results: dict[str, Any] = {}
+    """Start the processes, measure, stop them whatever happens; each phase's figures are saved as it ends."""
+    results: dict[str, Any] = {
+        "note": NOTE,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
     csv_path = work / f"export-{SEED}-{args.events}-{args.import_rows}.csv"
     if args.import_rows and not csv_path.exists():
         results["export_seconds"] = round(
@@ -425,6 +432,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         )
                     )
                 )
+                save(args.out, results)
             if args.import_rows:
                 results["import"] = measure_import(
                     csv_path,
@@ -433,10 +441,18 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     servicebus=emulator.connection_string,
                 )
                 results["import"]["meets_target"] = results["import"]["peak_rss_mb"] < TARGET_IMPORT_PEAK_MB
+                save(args.out, results)
     finally:
         if cosmos is not None:
             cosmos.stop()
     return results
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    """Write the figures so far and print them: a long run keeps what it measured if it is cut short."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(summary(results)), flush=True)
 
 
 def summary(results: dict[str, Any]) -> list[str]:
@@ -497,15 +513,9 @@ def main() -> int:
         work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         work.mkdir(parents=True, exist_ok=True)
         results = run(args, work)
-    results["note"] = (
-        "The Cosmos DB stand-in, the Service Bus emulator and the sandbox ran on this machine and "
-        f"shared its {os.cpu_count()} cores with the benchmark."
-    )
-    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     results["total_seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print("\n".join(summary(results)))
+    print("== all phases")
+    save(args.out, results)
     return 0
 
 
