@@ -4,15 +4,22 @@ The checkpoint (the newest ``updatedAt`` fully handled) advances only after a pa
 stored and their messages published. Each run starts ``overlap`` before the checkpoint because
 ``updatedAt`` stamps can arrive late or tie; re-read rows are unchanged and cost no write. A stop
 request ends the run at the next page boundary, with a consistent checkpoint.
+
+Pages are fetched ahead while the previous ones are written. The pages that arrived meanwhile (up
+to ``MAX_PAGES_PER_WRITE``) are stored together: a page holds only a few rows of each event, and
+writing several pages at once fills each partition's batch, which divides the number of Cosmos DB
+requests. The checkpoint then moves once for those pages, still only after all of them are stored
+and queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import structlog
 
@@ -21,6 +28,8 @@ from ingest.mapping import Rejected, map_api_row, quarantine_record
 from otcommon.schemas import RowValidationError, format_timestamp
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from ingest.catalog import EventCatalog
     from ingest.checkpoint import CheckpointStore
     from ingest.queueing import EnrichmentQueue
@@ -33,6 +42,9 @@ log = structlog.get_logger("ingest.sync")
 
 FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of this machine's clock a source stamp may be before it is refused."""
+
+MAX_PAGES_PER_WRITE = 10
+"""At most this many fetched pages are stored together (5,000 rows at the default page size)."""
 
 RunState = Literal["idle", "running", "completed", "stopped", "failed"]
 
@@ -95,13 +107,15 @@ class SyncRunner:
             progress.updated_since = format_timestamp(updated_since) if updated_since else None
             # Stamps beyond the run's start (plus clock skew) are not trusted to move the checkpoint.
             horizon = datetime.now(tz=UTC) + FUTURE_SKEW
-            async for page in self.source.pages(updated_since=updated_since):
-                checkpoint = await self._handle_page(page, checkpoint, progress, horizon)
-                if stop.is_set():
-                    progress.state = "stopped"
-                    break
-            else:
-                progress.state = "completed"
+            stopped = False
+            async with _PagesAhead(self.source.pages(updated_since=updated_since)) as ahead:
+                # Once a stop is requested, pages are taken one at a time: the run ends at the next page.
+                while pages := await ahead.take(1 if stop.is_set() else MAX_PAGES_PER_WRITE):
+                    checkpoint = await self._handle_pages(pages, checkpoint, progress, horizon)
+                    if stop.is_set():
+                        stopped = True
+                        break
+            progress.state = "stopped" if stopped else "completed"
             await self.catalog.refresh_pending(details=await self._event_details())
         except Exception as exc:
             progress.state = "failed"
@@ -123,22 +137,29 @@ class SyncRunner:
             )
         return progress
 
-    async def _handle_page(
-        self, page: TransactionPage, checkpoint: SyncCheckpoint, progress: SyncProgress, horizon: datetime
+    async def _handle_pages(
+        self,
+        pages: list[TransactionPage],
+        checkpoint: SyncCheckpoint,
+        progress: SyncProgress,
+        horizon: datetime,
     ) -> SyncCheckpoint:
         transactions: list[TicketTransaction] = []
         newest = checkpoint.updated_until
-        for position, raw in enumerate(page.rows):
-            location = f"page {progress.pages + 1} row {position + 1}"
-            try:
-                transaction = map_api_row(raw, horizon=horizon)
-            except RowValidationError as exc:
-                await self._reject(raw, exc, location, progress)
-                continue
-            transactions.append(transaction)
-            stamp = transaction.source_updated_at
-            if stamp is not None and (newest is None or stamp > newest):
-                newest = stamp
+        for number, page in enumerate(pages, start=progress.pages + 1):
+            for position, raw in enumerate(page.rows):
+                location = f"page {number} row {position + 1}"
+                try:
+                    transaction = map_api_row(raw, horizon=horizon)
+                except RowValidationError as exc:
+                    await self._reject(raw, exc, location, progress)
+                    continue
+                transactions.append(transaction)
+                stamp = transaction.source_updated_at
+                if stamp is not None and (newest is None or stamp > newest):
+                    newest = stamp
+        # Rows in page order: an order repeated on a later page is the newer copy, and the writer keeps
+        # the last copy of each id.
         await self.catalog.mark({transaction.event_id for transaction in transactions})
         changes = await self.writer.write(transactions)
         progress.queued += await self.queue.enqueue(changes.pending)
@@ -146,8 +167,8 @@ class SyncRunner:
             checkpoint = SyncCheckpoint(source=self.source_name, updated_until=newest)
             await self.checkpoints.save(checkpoint)
             progress.checkpoint = format_timestamp(newest)
-        progress.pages += 1
-        progress.rows_read += len(page.rows)
+        progress.pages += len(pages)
+        progress.rows_read += sum(len(page.rows) for page in pages)
         progress.created += changes.created
         progress.updated += changes.updated
         progress.unchanged += changes.unchanged
@@ -170,6 +191,69 @@ class SyncRunner:
             log.warning("event details unavailable; catalog keeps names from transactions")
             return {}
         return {str(event["id"]): event for event in events if isinstance(event, dict) and "id" in event}
+
+
+class _PagesAhead:
+    """Fetches pages in a background task, at most ``MAX_PAGES_PER_WRITE`` ahead of the writer."""
+
+    def __init__(self, pages: AsyncIterator[TransactionPage]) -> None:
+        self._pages = pages
+        self._queue: asyncio.Queue[TransactionPage | BaseException | None] = asyncio.Queue(
+            maxsize=MAX_PAGES_PER_WRITE
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self.exhausted = False
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._fetch(), name="ingest-fetch-pages")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        aclose = getattr(self._pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def take(self, limit: int) -> list[TransactionPage]:
+        """The next page (waiting for it) and those fetched after it, up to ``limit``; [] at the end.
+
+        A fetch error is raised after the pages that arrived before it have been handed out, so
+        they are stored and checkpointed first.
+        """
+        pages: list[TransactionPage] = []
+        while len(pages) < limit and not self.exhausted:
+            if pages and self._queue.empty():
+                break
+            if self._error is not None and not pages:
+                error, self._error = self._error, None
+                self.exhausted = True
+                raise error
+            if self._error is not None:
+                break
+            item = await self._queue.get()
+            if item is None:
+                self.exhausted = True
+            elif isinstance(item, BaseException):
+                if not pages:
+                    self.exhausted = True
+                    raise item
+                self._error = item
+            else:
+                pages.append(item)
+        return pages
+
+    async def _fetch(self) -> None:
+        try:
+            async for page in self._pages:
+                await self._queue.put(page)
+        except Exception as exc:  # noqa: BLE001 - handed to the writer, which raises it in its own task
+            await self._queue.put(exc)
+            return
+        await self._queue.put(None)
 
 
 def _start_from(checkpoint: SyncCheckpoint, overlap: timedelta) -> datetime | None:
