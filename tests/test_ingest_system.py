@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sys
 import uuid
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from azure.servicebus.aio import ServiceBusClient
 from devstack.cosmos import connection_string as cosmos_connection_string
 from devstack.opentickets.testing import run_sandbox_process
 from devstack.scenario import Scenario, write_csv, write_xlsx
+from devstack.servicebus.testing import free_port
 from otcommon.messages import decode_service_bus_message
 from otcommon.schemas import EXPORT_COLUMNS
 from otcommon.store import DEFAULT_TOPOLOGY, provision
@@ -226,12 +226,6 @@ async def wait_for(probe, *, timeout: float, interval: float = 0.2):
         while not (result := await probe()):
             await asyncio.sleep(interval)
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 EXPORT_FIELDS = (

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from devstack import cosmos
 from devstack.paths import project_topology
 from devstack.processes import StartupError, start_process
 from devstack.servicebus.testing import connection_string as emulator_connection_string
+from devstack.servicebus.testing import free_port
 from otcommon.store import DEFAULT_TOPOLOGY, ProvisionReport, create_cosmos_client, provision
 
 if TYPE_CHECKING:
@@ -174,13 +174,6 @@ class Stack:
         self.endpoints["ingest"] = url
         if self.options.first_sync:
             on_progress("first sync: " + asyncio.run(first_sync(url)))
-
-
-def free_port(host: str) -> int:
-    """A port free right now (for services that cannot report the port they bound)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 async def provision_database(connection: CosmosConnection) -> ProvisionReport:

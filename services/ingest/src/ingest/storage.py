@@ -46,7 +46,6 @@ class StoredChanges:
     unchanged: int = 0
     pending: list[Document] = field(default_factory=list)
     """Stored documents still waiting to be queued for enrichment (new payments, and leftovers)."""
-    touched_events: set[str] = field(default_factory=set)
 
     def add(self, other: StoredChanges) -> None:
         """Fold another result into this one."""
@@ -54,7 +53,6 @@ class StoredChanges:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.pending.extend(other.pending)
-        self.touched_events |= other.touched_events
 
 
 HASH_EXCLUDED = frozenset({"source", "sourceUpdatedAt"})
@@ -116,7 +114,7 @@ class TransactionWriter:
 
     async def _write_chunk(self, event_id: str, documents: Sequence[Document]) -> StoredChanges:
         async with self._limit:
-            changes = StoredChanges(touched_events={event_id})
+            changes = StoredChanges()
             existing = await self._container.read_many([d["id"] for d in documents], partition_key=event_id)
             writes: list[BatchWrite] = []
             sources: list[Document] = []
@@ -156,7 +154,7 @@ class TransactionWriter:
             except DocumentNotFoundError:
                 stored = None
             write = plan_write(source, stored)
-            changes = StoredChanges(touched_events={event_id})
+            changes = StoredChanges()
             if write is None:
                 changes.unchanged = 1
                 if stored is not None and stored.get("enrichmentState") == PENDING:
