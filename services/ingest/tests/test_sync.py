@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
 from conftest import T0, FakeSource, World, api_row
 
+from ingest.queueing import EnrichmentQueue
+from otcommon.bus import PublishError
 from otcommon.messages import decode_message
 
 
@@ -232,3 +235,38 @@ async def test_events_of_a_run_that_died_are_recounted_by_the_next(world: World)
     assert progress.created == 0
     ev1 = await world.events.read("ev1", partition_key="ev1")
     assert ev1["ordersCount"] == 6
+
+
+async def test_a_failed_publish_keeps_the_checkpoint_behind_every_unqueued_row(world: World):
+    # Storing the next pages overlaps with queueing the previous ones: a publish that fails must
+    # still leave the checkpoint behind every row whose payment was not queued.
+    world.source.put(*(api_row(n) for n in range(1, 41)))
+    publisher = world.bus.publisher(queue="stripe-enrichment-queue")
+    calls = 0
+
+    class FailsSecondTime:
+        async def publish(self, envelopes):
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise PublishError("broker went away", sent=0)
+            await publisher.publish(envelopes)
+
+    queue = EnrichmentQueue(publisher=FailsSecondTime(), writer=world.writer, transactions=world.transactions)
+    with pytest.raises(PublishError):
+        await dataclasses.replace(world.runner, queue=queue).run()
+
+    states = {doc["id"]: doc["enrichmentState"] for doc in world.transactions.documents()}
+    queued_ids = {decode_message(m).message.transaction_id for m in world.messages()}
+    assert {tx for tx, state in states.items() if state == "queued"} == queued_ids
+    checkpoint = await world.runner.checkpoints.load("opentickets-api")
+    assert checkpoint.updated_until is not None
+    newest_queued = max(int(tx.removeprefix("tx-")) for tx in queued_ids)
+    # api_row(n) is stamped T0 + n seconds: the checkpoint is at the newest queued row, no further.
+    assert checkpoint.updated_until == T0 + timedelta(seconds=newest_queued)
+    assert newest_queued < 40
+
+    progress = await world.runner.run()  # the broker is back
+    assert progress.state == "completed"
+    assert {doc["enrichmentState"] for doc in world.transactions.documents()} == {"queued"}
+    assert {decode_message(m).message.transaction_id for m in world.messages()} >= set(states)

@@ -10,6 +10,10 @@ to ``MAX_PAGES_PER_WRITE``) are stored together: a page holds only a few rows of
 writing several pages at once fills each partition's batch, which divides the number of Cosmos DB
 requests. The checkpoint then moves once for those pages, still only after all of them are stored
 and queued.
+
+Storing and queueing overlap: while one group's payments are published, marked queued and
+checkpointed (in a background task), the next group is mapped and stored. Queueing runs one group
+at a time and in order, so the checkpoint still only moves past rows that are stored and queued.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from ingest.mapping import Rejected, map_api_row, quarantine_record
 from otcommon.schemas import RowValidationError, format_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Coroutine
 
     from ingest.catalog import EventCatalog
     from ingest.checkpoint import CheckpointStore
     from ingest.queueing import EnrichmentQueue
     from ingest.source import TransactionPage, TransactionSource
-    from ingest.storage import TransactionWriter
+    from ingest.storage import StoredChanges, TransactionWriter
     from otcommon.schemas import TicketTransaction
     from otcommon.store import DocumentContainer
 
@@ -108,10 +112,15 @@ class SyncRunner:
             # Stamps beyond the run's start (plus clock skew) are not trusted to move the checkpoint.
             horizon = datetime.now(tz=UTC) + FUTURE_SKEW
             stopped = False
-            async with _PagesAhead(self.source.pages(updated_since=updated_since)) as ahead:
+            async with (
+                _PagesAhead(self.source.pages(updated_since=updated_since)) as ahead,
+                _InOrder() as queueing,
+            ):
                 # Once a stop is requested, pages are taken one at a time: the run ends at the next page.
                 while pages := await ahead.take(1 if stop.is_set() else MAX_PAGES_PER_WRITE):
-                    checkpoint = await self._handle_pages(pages, checkpoint, progress, horizon)
+                    stored = await self._store_pages(pages, checkpoint, progress, horizon)
+                    checkpoint = stored.checkpoint
+                    await queueing.then(self._queue_and_checkpoint(stored, progress))
                     if stop.is_set():
                         stopped = True
                         break
@@ -137,13 +146,13 @@ class SyncRunner:
             )
         return progress
 
-    async def _handle_pages(
+    async def _store_pages(
         self,
         pages: list[TransactionPage],
         checkpoint: SyncCheckpoint,
         progress: SyncProgress,
         horizon: datetime,
-    ) -> SyncCheckpoint:
+    ) -> _StoredPages:
         transactions: list[TicketTransaction] = []
         newest = checkpoint.updated_until
         for number, page in enumerate(pages, start=progress.pages + 1):
@@ -162,17 +171,23 @@ class SyncRunner:
         # the last copy of each id.
         await self.catalog.mark({transaction.event_id for transaction in transactions})
         changes = await self.writer.write(transactions)
-        progress.queued += await self.queue.enqueue(changes.pending)
-        if newest is not None and newest != checkpoint.updated_until:
-            checkpoint = SyncCheckpoint(source=self.source_name, updated_until=newest)
-            await self.checkpoints.save(checkpoint)
-            progress.checkpoint = format_timestamp(newest)
         progress.pages += len(pages)
         progress.rows_read += sum(len(page.rows) for page in pages)
         progress.created += changes.created
         progress.updated += changes.updated
         progress.unchanged += changes.unchanged
-        return checkpoint
+        moved = newest is not None and newest != checkpoint.updated_until
+        return _StoredPages(
+            changes=changes,
+            checkpoint=SyncCheckpoint(source=self.source_name, updated_until=newest) if moved else checkpoint,
+            moved=moved,
+        )
+
+    async def _queue_and_checkpoint(self, stored: _StoredPages, progress: SyncProgress) -> None:
+        progress.queued += await self.queue.enqueue(stored.changes.pending)
+        if stored.moved and stored.checkpoint.updated_until is not None:
+            await self.checkpoints.save(stored.checkpoint)
+            progress.checkpoint = format_timestamp(stored.checkpoint.updated_until)
 
     async def _reject(
         self, raw: Any, error: RowValidationError, location: str, progress: SyncProgress
@@ -191,6 +206,60 @@ class SyncRunner:
             log.warning("event details unavailable; catalog keeps names from transactions")
             return {}
         return {str(event["id"]): event for event in events if isinstance(event, dict) and "id" in event}
+
+
+@dataclass
+class _StoredPages:
+    """A group of pages whose rows are stored: what is left to queue, and the checkpoint after it."""
+
+    changes: StoredChanges
+    checkpoint: SyncCheckpoint
+    moved: bool
+
+
+class _InOrder:
+    """Runs steps in the background one at a time, in the order given.
+
+    ``then`` waits for the previous step (raising its error) before starting the next, so at most
+    one runs beside the caller. Leaving the block waits for the last step: a run never returns, or
+    stops, with a step still in flight.
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            await self._wait()
+            return
+        running, self._running = self._running, None
+        if running is None:
+            return
+        if issubclass(exc_type, asyncio.CancelledError):
+            running.cancel()  # what it had not marked stays pending; the next run's repair publishes it
+        try:
+            await running
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # the block's own error is the one raised; this one is logged
+            log.exception("queueing of the last stored pages failed too")
+
+    async def then(self, step: Coroutine[Any, Any, None]) -> None:
+        """Wait for the previous step, then start ``step``."""
+        try:
+            await self._wait()
+        except BaseException:
+            step.close()
+            raise
+        self._running = asyncio.create_task(step)
+
+    async def _wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running
 
 
 class _PagesAhead:
