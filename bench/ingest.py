@@ -10,9 +10,12 @@ All of them share this machine's cores with the benchmark itself.
 1. Raw Cosmos upserts with ingest's client settings and write concurrency, for documents shaped
    like the transaction documents ingest stores: one ``upsert_item`` per document, and
    transactional batches of 100 upserts per partition (the write method ingest uses).
-2. One full sync of the sandbox into Cosmos, every payment published to the enrichment queue,
-   through ``open_ingest``; checked (rows stored, messages on the queue) and set against (1).
-3. ``python -m ingest import FILE`` of a generated CSV as a child process: peak RSS, wall time.
+2. Raw publishing: one ``PaymentEnrichmentRequested`` per payment of those documents, through the
+   project's publisher (the SDK's message batches), in chunks of the size ingest publishes.
+3. One full sync of the sandbox into Cosmos, every payment published to the enrichment queue,
+   through ``open_ingest``; checked (rows stored, messages on the queue) and set against (1) and
+   against the serial cost of (1) and (2) together (what storing and publishing alone allow).
+4. ``python -m ingest import FILE`` of a generated CSV as a child process: peak RSS, wall time.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,8 +54,10 @@ from devstack.scenario import Scenario
 from devstack.servicebus.testing import running_emulator
 from ingest.app import open_ingest
 from ingest.mapping import map_api_row, source_document
+from ingest.queueing import PUBLISH_CHUNK, enrichment_request
 from ingest.settings import IngestSettings
-from otcommon.messages import decode_service_bus_message
+from otcommon.bus import client_from_connection_string, queue_publisher
+from otcommon.messages import Envelope, Message, decode_service_bus_message
 from otcommon.settings import CosmosConnection
 from otcommon.store import (
     CONTENT_HASH_FIELD,
@@ -197,7 +205,43 @@ async def _count(container: ContainerProxy, event_ids: Iterable[str], *, where: 
     return total
 
 
-# -- 2. end-to-end sync ---------------------------------------------------------------------------
+# -- 2. raw publishing ----------------------------------------------------------------------------
+
+
+async def measure_publish(servicebus: str, *, documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Messages/s for publishing one enrichment request per payment, as ingest builds and sends them."""
+    payments = [document for document in documents if document.get("PaymentID")]
+    now = datetime.now(tz=UTC)
+    run = uuid.uuid4().hex[:8]
+
+    def request(document: dict[str, Any]) -> Envelope[Message]:
+        # Ids of this run's own: the queue's duplicate detection must not drop the sync's messages later.
+        envelope = enrichment_request(document, now=now)
+        return dataclasses.replace(envelope, message_id=f"{run}-{envelope.message_id}")
+
+    async with client_from_connection_string(connection_string=servicebus) as client:
+        publisher = queue_publisher(client=client, queue_name=ENRICHMENT_QUEUE)
+        try:
+            await publisher.publish([request(payments[0])])  # open the link first
+            started = time.perf_counter()
+            for start in range(0, len(payments), PUBLISH_CHUNK):
+                chunk = payments[start : start + PUBLISH_CHUNK]
+                await publisher.publish([request(document) for document in chunk])
+            elapsed = time.perf_counter() - started
+        finally:
+            await publisher.close()
+    on_queue = await drain_queue(servicebus)  # the sync that follows starts from an empty queue
+    if on_queue != {str(document["PaymentID"]) for document in payments}:
+        raise RuntimeError(f"raw publish: {len(on_queue)} payments on the queue, expected {len(payments)}")
+    return {
+        "messages": len(payments),
+        "seconds": round(elapsed, 3),
+        "messages_per_second": round(len(payments) / elapsed, 1),
+        "chunk": PUBLISH_CHUNK,
+    }
+
+
+# -- 3. end-to-end sync ---------------------------------------------------------------------------
 
 
 def ingest_settings(*, cosmos_endpoint: str, database: str, servicebus: str, api_url: str) -> IngestSettings:
@@ -292,7 +336,7 @@ async def drain_queue(servicebus: str) -> set[str]:
     return payment_ids
 
 
-# -- 3. file import -------------------------------------------------------------------------------
+# -- 4. file import -------------------------------------------------------------------------------
 
 
 def export_csv(path: Path, *, orders: int, events: int) -> float:
@@ -327,7 +371,13 @@ def measure_import(path: Path, *, rows: int, cosmos_endpoint: str, servicebus: s
             stderr=err,
             stdin=subprocess.DEVNULL,
         )
-        status, rusage, sampled_hwm_kb = _wait_with_rusage(child, timeout=IMPORT_TIMEOUT_SECONDS)
+        try:
+            status, rusage, sampled_hwm_kb = _wait_with_rusage(child, timeout=IMPORT_TIMEOUT_SECONDS)
+        except BaseException:
+            if child.returncode is None:
+                child.kill()
+                child.wait()
+            raise
         elapsed = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
@@ -388,6 +438,7 @@ async def measure_api(args: argparse.Namespace, *, cosmos_endpoint: str, service
     raw = await measure_raw(
         cosmos_endpoint, documents=documents, per_item=args.raw_item_documents, concurrency=concurrency
     )
+    publish = await measure_publish(servicebus, documents=documents)
     del documents
     payments, event_ids = expected_payments(orders=args.orders, events=args.events)
     sync = await measure_sync(
@@ -405,7 +456,13 @@ async def measure_api(args: argparse.Namespace, *, cosmos_endpoint: str, service
     sync["ratio_to_raw_batch"] = round(rate / batch_rate, 3)
     sync["meets_target_vs_batch"] = rate / batch_rate >= TARGET_SYNC_RATIO
     sync["meets_target_vs_upsert_item"] = rate / item_rate >= TARGET_SYNC_RATIO
-    return {"raw_cosmos_upsert": raw, "sync": sync}
+    # Storing every row by batch and then publishing every payment, with nothing else, one after the
+    # other: the rate those two raw figures allow together.
+    share = publish["messages"] / args.orders
+    bound = 1 / (1 / batch_rate + share / publish["messages_per_second"])
+    sync["raw_batch_plus_publish_rows_per_second"] = round(bound, 1)
+    sync["ratio_to_raw_batch_plus_publish"] = round(rate / bound, 3)
+    return {"raw_cosmos_upsert": raw, "raw_publish": publish, "sync": sync}
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -467,12 +524,23 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"({row['documents']} docs in {row['seconds']} s, {row['requests']} requests, "
                 f"concurrency {raw['concurrency']})"
             )
+    publish = results.get("raw_publish")
+    if publish:
+        lines.append(
+            f"raw publish                    {publish['messages_per_second']:>9.1f} msgs/s "
+            f"({publish['messages']} messages in {publish['seconds']} s, chunks of {publish['chunk']})"
+        )
     sync = results.get("sync")
     if sync:
         lines.append(
             f"end-to-end sync                {sync['rows_per_second']:>9.1f} rows/s "
             f"({sync['orders']} rows, {sync['checks']['messages_on_queue']} messages, {sync['seconds']} s)"
         )
+        if "ratio_to_raw_batch_plus_publish" in sync:
+            lines.append(
+                f"  ratio to raw batch + publish {sync['ratio_to_raw_batch_plus_publish']:>6.1%} "
+                f"(those two alone allow {sync['raw_batch_plus_publish_rows_per_second']} rows/s)"
+            )
         for name, key in (("batch", "ratio_to_raw_batch"), ("upsert_item", "ratio_to_raw_upsert_item")):
             verdict = "met" if sync[key] >= TARGET_SYNC_RATIO else "NOT met"
             lines.append(
@@ -507,6 +575,8 @@ def main() -> int:
     if args.quick:
         args.orders, args.import_rows = min(args.orders, 5_000), min(args.import_rows, 20_000)
     args.raw_item_documents = min(args.raw_item_documents, args.orders)
+    # SIGTERM unwinds like Ctrl-C, so the started processes and the import child are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     configure_logging(level="WARNING", fmt="console", service_name="ingest-bench")
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:

@@ -33,7 +33,8 @@ log = structlog.get_logger("ingest.queueing")
 REQUEST_FIELD = "enrichmentRequest"
 """Set on a document put back to ``pending`` by a requeue, so a re-publish keeps the same message id."""
 
-_PUBLISH_CHUNK = 500
+PUBLISH_CHUNK = 500
+"""Payments published (and then marked queued) together."""
 
 
 def enrichment_request(document: Document, *, now: datetime) -> Envelope[PaymentEnrichmentRequested]:
@@ -67,9 +68,9 @@ class EnrichmentQueue:
             return 0
         now = datetime.now(tz=UTC)
         marked = 0
-        for start in range(0, len(payable), _PUBLISH_CHUNK):
+        for start in range(0, len(payable), PUBLISH_CHUNK):
             envelopes, publishable = [], []
-            for document in payable[start : start + _PUBLISH_CHUNK]:
+            for document in payable[start : start + PUBLISH_CHUNK]:
                 try:
                     envelopes.append(enrichment_request(document, now=now))
                 except ValidationError as exc:
@@ -103,7 +104,7 @@ class EnrichmentQueue:
         published = 0
         async for document in self._transactions.find({"enrichmentState": PENDING}):
             pending.append(document)
-            if len(pending) >= _PUBLISH_CHUNK:
+            if len(pending) >= PUBLISH_CHUNK:
                 published += await self.enqueue(pending)
                 pending = []
         published += await self.enqueue(pending)
@@ -122,8 +123,8 @@ class EnrichmentQueue:
             if updated is not None:
                 reset.append(updated)
         queued = 0
-        for start in range(0, len(reset), _PUBLISH_CHUNK):
-            queued += await self.enqueue(reset[start : start + _PUBLISH_CHUNK])
+        for start in range(0, len(reset), PUBLISH_CHUNK):
+            queued += await self.enqueue(reset[start : start + PUBLISH_CHUNK])
         return queued
 
     async def _reset_to_pending(self, document: Document, *, at: str) -> Document | None:
