@@ -46,6 +46,24 @@ async def test_batch_takes_its_partition_key_from_the_header(orders):
     assert (await orders.read_item("ev1-batch", partition_key="ev1"))["n"] == 99
 
 
+async def test_batch_applies_patch_operations(orders):
+    # Unpatched: the batch is refused with 400, "Operation type 'Patch' is not supported in Batch".
+    current = await orders.read_item("ev1-1", partition_key="ev1")
+    results = await orders.execute_item_batch(
+        [
+            (
+                "patch",
+                ("ev1-1", [{"op": "set", "path": "/state", "value": "queued"}]),
+                {"if_match_etag": current["_etag"]},
+            )
+        ],
+        partition_key="ev1",
+    )
+    assert results[0]["statusCode"] == 200
+    stored = await orders.read_item("ev1-1", partition_key="ev1")
+    assert (stored["state"], stored["n"]) == ("queued", current["n"])
+
+
 async def test_query_with_partition_key_returns_only_that_partition(orders):
     # Unpatched: rows of every partition come back.
     rows = [

@@ -187,6 +187,43 @@ class StoreContract:
         assert (await container.read(stale, partition_key="ev-batch"))["n"] == 1
         assert (await container.read(taken, partition_key="ev-batch"))["n"] == 0
 
+    async def test_write_batch_patches_send_only_their_operations(self, container: DocumentContainer):
+        a, b = new_id(), new_id()
+        first = await container.create({"id": a, "eventId": "ev-patch", "n": 1, "state": "pending"})
+        await container.create({"id": b, "eventId": "ev-patch", "n": 2, "state": "pending"})
+        set_queued = [{"op": "set", "path": "/state", "value": "queued"}]
+        written = await container.write_batch(
+            [
+                BatchWrite.patch(a, set_queued, etag=first["_etag"]),
+                BatchWrite.patch(b, [*set_queued, {"op": "incr", "path": "/n", "value": 5}]),
+            ],
+            partition_key="ev-patch",
+        )
+        assert [(doc["id"], doc["n"], doc["state"]) for doc in written] == [
+            (a, 1, "queued"),
+            (b, 7, "queued"),
+        ]
+        assert written[0]["_etag"] != first["_etag"]
+        stored = await container.read(b, partition_key="ev-patch")
+        assert (stored["n"], stored["state"], stored["_etag"]) == (7, "queued", written[1]["_etag"])
+
+    async def test_write_batch_patch_fails_on_a_stale_etag_or_a_missing_document(
+        self, container: DocumentContainer
+    ):
+        doc_id = new_id()
+        first = await container.create({"id": doc_id, "eventId": "ev-patch", "state": "pending"})
+        await container.upsert({"id": doc_id, "eventId": "ev-patch", "state": "enriched"})
+        set_queued = [{"op": "set", "path": "/state", "value": "queued"}]
+        with pytest.raises(BatchWriteError) as stale:
+            await container.write_batch(
+                [BatchWrite.patch(doc_id, set_queued, etag=first["_etag"])], partition_key="ev-patch"
+            )
+        assert (stale.value.index, stale.value.status) == (0, 412)
+        assert (await container.read(doc_id, partition_key="ev-patch"))["state"] == "enriched"
+        with pytest.raises(BatchWriteError) as missing:
+            await container.write_batch([BatchWrite.patch(new_id(), set_queued)], partition_key="ev-patch")
+        assert (missing.value.index, missing.value.status) == (0, 404)
+
     async def test_find_filters_on_field_equality(self, container: DocumentContainer):
         marker = new_id()
         await container.create({"id": new_id(), "eventId": "ev1", "marker": marker, "state": "pending"})

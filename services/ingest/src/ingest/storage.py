@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ingest.mapping import SOURCE_FIELDS_ENRICHER_OWNS, source_document
 from otcommon.store import (
@@ -30,11 +30,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from otcommon.schemas import TicketTransaction
-    from otcommon.store import Document, DocumentContainer
+    from otcommon.store import Document, DocumentContainer, PatchOperation
 
 PENDING = "pending"
 QUEUED = "queued"
 _SINGLE_WRITE_ATTEMPTS = 8
+_SET_QUEUED: list[PatchOperation] = [{"op": "set", "path": "/enrichmentState", "value": QUEUED}]
 
 
 @dataclass
@@ -188,12 +189,8 @@ class TransactionWriter:
 
     async def _mark_chunk(self, event_id: str, documents: Sequence[Document]) -> int:
         async with self._limit:
-            writes = [
-                BatchWrite(
-                    "replace", {**_without_system_fields(doc), "enrichmentState": QUEUED}, etag=doc["_etag"]
-                )
-                for doc in documents
-            ]
+            # A patch per document: only the state travels, guarded by the ETag the publish was based on.
+            writes = [BatchWrite.patch(str(doc["id"]), _SET_QUEUED, etag=doc["_etag"]) for doc in documents]
             try:
                 await self._container.write_batch(writes, partition_key=event_id)
             except BatchWriteError:
@@ -212,14 +209,10 @@ class TransactionWriter:
                 await self._container.patch(
                     document_id,
                     partition_key=event_id,
-                    operations=[{"op": "set", "path": "/enrichmentState", "value": QUEUED}],
+                    operations=_SET_QUEUED,
                     etag=current["_etag"],
                 )
             except EtagMismatchError:
                 continue
             return 1
         return 0
-
-
-def _without_system_fields(document: Document) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if not key.startswith("_")}

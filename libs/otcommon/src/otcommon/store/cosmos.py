@@ -234,6 +234,9 @@ class CosmosContainer:
             body = dict(write.document)
             if write.kind == "replace":
                 operations.append(("replace", (str(body["id"]), body), _batch_if_match(write.etag)))
+            elif write.kind == "patch":
+                patch = (str(body["id"]), list(write.operations))
+                operations.append(("patch", patch, _batch_if_match(write.etag)))
             else:
                 operations.append((write.kind, (body,)))
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
 from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
@@ -29,11 +29,23 @@ MAX_BATCH_OPERATIONS = 100
 
 @dataclass(frozen=True, slots=True)
 class BatchWrite:
-    """One write of a batch: create (fails if the id exists), upsert, or replace guarded by an ETag."""
+    """One write of a batch: create (fails if the id exists), upsert, replace or patch (ETag-guarded).
 
-    kind: Literal["create", "upsert", "replace"]
+    A patch names its document by ``document["id"]`` and changes it by ``operations``; it sends
+    only those operations, not the whole document.
+    """
+
+    kind: Literal["create", "upsert", "replace", "patch"]
     document: Mapping[str, Any]
     etag: str | None = None
+    operations: Sequence[PatchOperation] = ()
+
+    @classmethod
+    def patch(
+        cls, document_id: str, operations: Sequence[PatchOperation], *, etag: str | None = None
+    ) -> Self:
+        """A patch of one document of the batch's partition."""
+        return cls("patch", {"id": document_id}, etag=etag, operations=operations)
 
 
 class DocumentContainer(Protocol):

@@ -103,22 +103,30 @@ class InMemoryContainer:
     async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
         """All writes or none, as Azure applies a transactional batch."""
         staged = dict(self._documents)
+        results: list[tuple[tuple[Any, str], Mapping[str, Any]]] = []
         for index, write in enumerate(writes):
-            key = self._key(write.document)
+            if write.kind == "patch":  # a patch names its document by id; the batch gives the partition
+                key = (partition_key, str(write.document["id"]))
+            else:
+                key = self._key(write.document)
             if key[0] != partition_key:
                 raise BatchWriteError(self._name, index=index, status=400)
             current = staged.get(key)
-            conflict = (write.kind == "create" and current is not None) or (
-                write.kind == "replace"
-                and (current is None or (write.etag is not None and current["_etag"] != write.etag))
-            )
-            if conflict:
-                status = 404 if write.kind == "replace" and current is None else 412
-                raise BatchWriteError(
-                    self._name, index=index, status=409 if write.kind == "create" else status
-                )
-            staged[key] = dict(write.document)
-        return [self._store(self._key(write.document), write.document) for write in writes]
+            status = _batch_conflict(write, current)
+            if status is not None:
+                raise BatchWriteError(self._name, index=index, status=status)
+            document: Mapping[str, Any] = write.document
+            if write.kind == "patch" and current is not None:
+                patched = copy.deepcopy(current)
+                try:
+                    for operation in write.operations:
+                        _apply_patch(patched, operation)
+                except StoreError:
+                    raise BatchWriteError(self._name, index=index, status=400) from None
+                document = {key: value for key, value in patched.items() if not key.startswith("_")}
+            staged[key] = dict(document)
+            results.append((key, document))
+        return [self._store(key, document) for key, document in results]
 
     async def find(
         self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500
@@ -150,6 +158,18 @@ class InMemoryContainer:
         self._documents[key] = stored
         self.writes += 1
         return copy.deepcopy(stored)
+
+
+def _batch_conflict(write: BatchWrite, current: Mapping[str, Any] | None) -> int | None:
+    """The status a batch write fails with against the staged copy, or None when it applies."""
+    if write.kind == "create":
+        return 409 if current is not None else None
+    if write.kind in {"replace", "patch"}:
+        if current is None:
+            return 404
+        if write.etag is not None and current["_etag"] != write.etag:
+            return 412
+    return None
 
 
 def _apply_patch(document: Document, operation: PatchOperation) -> None:
