@@ -256,10 +256,23 @@ def ingest_settings(*, cosmos_endpoint: str, database: str, servicebus: str, api
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _cpu_now(peers: dict[str, int]) -> dict[str, float]:
+    return {"ingest": time.process_time(), **{name: _cpu_seconds(pid) for name, pid in peers.items()}}
+
+
 async def measure_sync(
     *,
     cosmos_endpoint: str,
     servicebus: str,
+    peers: dict[str, int],
     orders: int,
     events: int,
     payments: set[str],
@@ -275,11 +288,14 @@ async def measure_sync(
             servicebus=servicebus,
             api_url=sandbox.base_url,
         )
+        processes = {**peers, "sandbox": sandbox.process.pid}
         async with open_ingest(settings) as ingest:
+            cpu_before = _cpu_now(processes)
             started = time.perf_counter()
             async with asyncio.timeout(SYNC_TIMEOUT_SECONDS):
                 progress = await ingest.coordinator.run_once()
             elapsed = time.perf_counter() - started
+            cpu_after = _cpu_now(processes)
     if progress is None or progress.state != "completed":
         raise RuntimeError(f"the sync did not complete: {progress and progress.to_json()}")
     connection = _cosmos_connection(cosmos_endpoint, database=database)
@@ -299,10 +315,18 @@ async def measure_sync(
     }
     if stored != orders or on_queue != payments:
         raise RuntimeError(f"the sync stored or queued the wrong things: {checks}")
+    cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after}
+    cpu_total = sum(cpu.values())
+    cores = os.cpu_count() or 1
     return {
         "orders": orders,
         "events": events,
         "page_size": settings.opentickets_page_size,
+        # CPU seconds each process spent during the sync; with every process on this machine's cores,
+        # cores / (CPU per row) is the most any arrangement of the same work could reach here.
+        "cpu_seconds": cpu,
+        "cpu_ms_per_row": round(1000 * cpu_total / orders, 3),
+        "cpu_bound_rows_per_second": round(cores * orders / cpu_total, 1) if cpu_total else None,
         "write_concurrency": settings.ingest_write_concurrency,
         "seconds": round(elapsed, 3),
         "rows_per_second": round(orders / elapsed, 1),
@@ -342,12 +366,14 @@ async def drain_queue(servicebus: str) -> set[str]:
 def export_csv(path: Path, *, orders: int, events: int) -> float:
     """Write the scenario's export file with its own command line; returns the seconds it took."""
     started = time.perf_counter()
+    partial = path.with_suffix(".part")  # a run cut short leaves no half file for the next one to reuse
     command = [
         sys.executable, "-m", "devstack", "scenario", "export",
         "--seed", str(SEED), "--orders", str(orders), "--events", str(events),
-        "--format", "csv", "--out", str(path),
+        "--format", "csv", "--out", str(partial),
     ]  # fmt: skip
     subprocess.run(command, check=True, timeout=EXPORT_TIMEOUT_SECONDS, stdout=subprocess.DEVNULL)  # noqa: S603
+    partial.replace(path)
     return time.perf_counter() - started
 
 
@@ -431,7 +457,9 @@ def _cosmos_connection(endpoint: str, *, database: str) -> CosmosConnection:
     return CosmosConnection(endpoint=endpoint, key=SecretStr(EMULATOR_KEY), database=database)
 
 
-async def measure_api(args: argparse.Namespace, *, cosmos_endpoint: str, servicebus: str) -> dict[str, Any]:
+async def measure_api(
+    args: argparse.Namespace, *, cosmos_endpoint: str, servicebus: str, peers: dict[str, int]
+) -> dict[str, Any]:
     """The raw rates and the end-to-end sync, in the same run against the same processes."""
     concurrency = IngestSettings.model_fields["ingest_write_concurrency"].default
     documents = transaction_documents(orders=args.orders, events=args.events, limit=args.orders)
@@ -444,6 +472,7 @@ async def measure_api(args: argparse.Namespace, *, cosmos_endpoint: str, service
     sync = await measure_sync(
         cosmos_endpoint=cosmos_endpoint,
         servicebus=servicebus,
+        peers=peers,
         orders=args.orders,
         events=args.events,
         payments=payments,
@@ -485,7 +514,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 results.update(
                     asyncio.run(
                         measure_api(
-                            args, cosmos_endpoint=cosmos_endpoint, servicebus=emulator.connection_string
+                            args,
+                            cosmos_endpoint=cosmos_endpoint,
+                            servicebus=emulator.connection_string,
+                            peers={"cosmos": cosmos.pid, "servicebus": emulator.process.pid},
                         )
                     )
                 )
@@ -536,6 +568,12 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"end-to-end sync                {sync['rows_per_second']:>9.1f} rows/s "
             f"({sync['orders']} rows, {sync['checks']['messages_on_queue']} messages, {sync['seconds']} s)"
         )
+        if "cpu_seconds" in sync:
+            spent = ", ".join(f"{name} {seconds} s" for name, seconds in sync["cpu_seconds"].items())
+            lines.append(
+                f"  CPU during the sync: {spent}; {sync['cpu_ms_per_row']} ms a row, so "
+                f"{results['machine']['cpus']} cores allow at most {sync['cpu_bound_rows_per_second']} rows/s"
+            )
         if "ratio_to_raw_batch_plus_publish" in sync:
             lines.append(
                 f"  ratio to raw batch + publish {sync['ratio_to_raw_batch_plus_publish']:>6.1%} "
