@@ -119,7 +119,7 @@ class SyncRunner:
                 # Once a stop is requested, pages are taken one at a time: the run ends at the next page.
                 while pages := await ahead.take(1 if stop.is_set() else MAX_PAGES_PER_WRITE):
                     stored = await self._store_pages(pages, checkpoint, progress, horizon)
-                    checkpoint = stored.checkpoint
+                    checkpoint = stored.checkpoint or checkpoint
                     await queueing.then(self._queue_and_checkpoint(stored, progress))
                     if stop.is_set():
                         stopped = True
@@ -179,13 +179,12 @@ class SyncRunner:
         moved = newest is not None and newest != checkpoint.updated_until
         return _StoredPages(
             changes=changes,
-            checkpoint=SyncCheckpoint(source=self.source_name, updated_until=newest) if moved else checkpoint,
-            moved=moved,
+            checkpoint=SyncCheckpoint(source=self.source_name, updated_until=newest) if moved else None,
         )
 
     async def _queue_and_checkpoint(self, stored: _StoredPages, progress: SyncProgress) -> None:
         progress.queued += await self.queue.enqueue(stored.changes.pending)
-        if stored.moved and stored.checkpoint.updated_until is not None:
+        if stored.checkpoint is not None and stored.checkpoint.updated_until is not None:
             await self.checkpoints.save(stored.checkpoint)
             progress.checkpoint = format_timestamp(stored.checkpoint.updated_until)
 
@@ -213,8 +212,8 @@ class _StoredPages:
     """A group of pages whose rows are stored: what is left to queue, and the checkpoint after it."""
 
     changes: StoredChanges
-    checkpoint: SyncCheckpoint
-    moved: bool
+    checkpoint: SyncCheckpoint | None
+    """Where the checkpoint moves once these rows are queued; None when it stays."""
 
 
 class _InOrder:

@@ -117,13 +117,13 @@ class InMemoryContainer:
                 raise BatchWriteError(self._name, index=index, status=status)
             document: Mapping[str, Any] = write.document
             if write.kind == "patch" and current is not None:
-                patched = copy.deepcopy(current)
+                patched = copy.deepcopy(current)  # its _etag and _ts are replaced when it is stored
                 try:
                     for operation in write.operations:
                         _apply_patch(patched, operation)
                 except StoreError:
                     raise BatchWriteError(self._name, index=index, status=400) from None
-                document = {key: value for key, value in patched.items() if not key.startswith("_")}
+                document = patched
             staged[key] = dict(document)
             results.append((key, document))
         return [self._store(key, document) for key, document in results]
