@@ -71,12 +71,24 @@ async def test_sync_needs_the_bearer_token(app_for):
     assert wrong.headers["WWW-Authenticate"].startswith('Bearer realm="ingest", error="invalid_token"')
 
 
+async def test_a_rotated_out_token_stays_valid_until_it_is_unset(app_for):
+    app, _ = app_for(settings(ingest_api_token="new-token", ingest_api_previous_token="old-token"))
+    async with TestClient(TestServer(app)) as client:
+        new = await client.get("/sync", headers={"Authorization": "Bearer new-token"})
+        old = await client.get("/sync", headers={"Authorization": "Bearer old-token"})
+        other = await client.get("/sync", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (new.status, old.status, other.status) == (200, 200, 401)
+
+
 async def test_without_a_configured_token_the_endpoint_is_disabled(app_for):
-    app, _ = app_for(settings(ingest_api_token=None))
+    app, _ = app_for(settings(ingest_api_token=None, ingest_api_previous_token=TOKEN))
     async with TestClient(TestServer(app)) as client:
         response = await client.post("/sync", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert response.status == 503
-        assert "OT_INGEST_API_TOKEN" in (await response.json())["detail"]
+        body = await response.json(content_type=None)
+    assert response.status == 503
+    assert response.content_type == "application/problem+json"
+    assert body["title"] == "Sync endpoint disabled"
+    assert "OT_INGEST_API_TOKEN" in body["detail"]
 
 
 async def test_on_demand_sync_runs_and_reports_progress(app_for, world: World):

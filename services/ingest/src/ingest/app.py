@@ -159,12 +159,10 @@ class _NoSource:
 
 
 def _sync_auth(settings: IngestSettings) -> BearerAuth:
-    token = settings.ingest_api_token
-    return BearerAuth.of_tokens(
-        [token.get_secret_value()] if token is not None else [],
-        realm="ingest",
-        principal=Principal(name="sync-operator"),
-    )
+    current, previous = settings.ingest_api_token, settings.ingest_api_previous_token
+    # The previous token alone enables nothing: a rotation always has a current token.
+    tokens = [token.get_secret_value() for token in (current, previous) if token] if current else []
+    return BearerAuth.of_tokens(tokens, realm="ingest", principal=Principal(name="sync-operator"))
 
 
 def create_app(
