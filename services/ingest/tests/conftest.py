@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,9 @@ from ingest.storage import TransactionWriter
 from ingest.sync import SyncRunner
 from otcommon.bus import InMemoryBus
 from otcommon.store import DEFAULT_TOPOLOGY, InMemoryContainer
+
+if TYPE_CHECKING:
+    import asyncio
 
 QUEUE = "stripe-enrichment-queue"
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -63,6 +66,8 @@ class FakeSource:
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     page_size: int = 3
+    # When given, every page waits for it: a run stays in flight until the test sets it.
+    gate: asyncio.Event | None = None
     requested_since: list[datetime | None] = field(default_factory=list)
 
     def put(self, *rows: dict[str, Any]) -> None:
@@ -81,6 +86,8 @@ class FakeSource:
             key=lambda row: (row["updatedAt"], row["id"]),
         )
         for start in range(0, len(selected), self.page_size):
+            if self.gate is not None:
+                await self.gate.wait()
             chunk = selected[start : start + self.page_size]
             more = start + self.page_size < len(selected)
             yield TransactionPage(rows=chunk, next_cursor="next" if more else None)
