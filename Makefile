@@ -59,9 +59,12 @@ format: setup ## Apply ruff's formatting and safe fixes
 
 bench: setup ## Run the benchmarks; figures go to bench/results/
 	@mkdir -p bench/results
-	@set -e; shopt -s nullglob; benches=(bench/*.py); \
+	@set -e; shopt -s nullglob; benches=(bench/bench_*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks yet: they arrive with the services"; fi; \
-	for bench in "$${benches[@]}"; do echo "== $$bench"; $(UV) run --no-sync python "$$bench" --out "bench/results/$$(basename $$bench .py).json"; done
+	for bench in "$${benches[@]}"; do \
+		name=$$(basename "$$bench" .py); name=$${name#bench_}; \
+		echo "== $$bench"; $(UV) run --no-sync python "$$bench" --out "bench/results/$$name.json"; \
+	done
 
 pins: ## Re-resolve dependencies to the newest allowed versions and pin them in pyproject.toml
 	$(UV) run --no-sync python tools/pin_dependencies.py
