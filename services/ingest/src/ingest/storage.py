@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ingest.mapping import SOURCE_FIELDS_ENRICHER_OWNS, source_document
+from otcommon.enrichment import INITIAL_STATE, STATE_FIELD, EnrichmentState, can_transition
 from otcommon.store import (
     CONTENT_HASH_FIELD,
     MAX_BATCH_OPERATIONS,
@@ -32,10 +33,11 @@ if TYPE_CHECKING:
     from otcommon.schemas import TicketTransaction
     from otcommon.store import Document, DocumentContainer, PatchOperation
 
-PENDING = "pending"
-QUEUED = "queued"
+# Short names for the two states ingest writes (defined in otcommon.enrichment).
+PENDING = EnrichmentState.PENDING
+QUEUED = EnrichmentState.QUEUED
 _SINGLE_WRITE_ATTEMPTS = 8
-_SET_QUEUED: list[PatchOperation] = [{"op": "set", "path": "/enrichmentState", "value": QUEUED}]
+_SET_QUEUED: list[PatchOperation] = [{"op": "set", "path": f"/{STATE_FIELD}", "value": QUEUED}]
 
 
 @dataclass
@@ -70,8 +72,8 @@ def plan_write(new: Document, existing: Document | None) -> BatchWrite | None:
     """The write that brings the stored copy up to ``new`` (source-owned fields), or None if unchanged."""
     digest = source_hash(new)
     if existing is None:
-        state = PENDING if new.get("PaymentID") else None
-        return BatchWrite("create", {**new, CONTENT_HASH_FIELD: digest, "enrichmentState": state})
+        state = INITIAL_STATE if new.get("PaymentID") else None
+        return BatchWrite("create", {**new, CONTENT_HASH_FIELD: digest, STATE_FIELD: state})
     if existing.get(CONTENT_HASH_FIELD) == digest:
         return None
     merged = {key: value for key, value in existing.items() if not key.startswith("_")}
@@ -81,7 +83,7 @@ def plan_write(new: Document, existing: Document | None) -> BatchWrite | None:
         # Another payment now backs the order: what was enriched describes the old one.
         for owned in SOURCE_FIELDS_ENRICHER_OWNS:
             merged.pop(owned, None)
-        merged["enrichmentState"] = PENDING if new.get("PaymentID") else None
+        merged[STATE_FIELD] = PENDING if new.get("PaymentID") else None
     return BatchWrite("replace", merged, etag=existing["_etag"])
 
 
@@ -124,7 +126,7 @@ class TransactionWriter:
                 write = plan_write(document, stored)
                 if write is None:
                     changes.unchanged += 1
-                    if stored is not None and stored.get("enrichmentState") == PENDING:
+                    if stored is not None and stored.get(STATE_FIELD) == PENDING:
                         changes.pending.append(stored)  # left pending by an interrupted run
                 else:
                     writes.append(write)
@@ -142,7 +144,7 @@ class TransactionWriter:
                     changes.created += 1
                 else:
                     changes.updated += 1
-                if result.get("enrichmentState") == PENDING:
+                if result.get(STATE_FIELD) == PENDING:
                     changes.pending.append(result)
             return changes
 
@@ -158,7 +160,7 @@ class TransactionWriter:
             changes = StoredChanges()
             if write is None:
                 changes.unchanged = 1
-                if stored is not None and stored.get("enrichmentState") == PENDING:
+                if stored is not None and stored.get(STATE_FIELD) == PENDING:
                     changes.pending.append(stored)
                 return changes
             try:
@@ -170,7 +172,7 @@ class TransactionWriter:
                     changes.updated = 1
             except (DocumentExistsError, EtagMismatchError):
                 continue
-            if result.get("enrichmentState") == PENDING:
+            if result.get(STATE_FIELD) == PENDING:
                 changes.pending.append(result)
             return changes
         raise EtagMismatchError(self._container.name, str(source["id"]))
@@ -203,7 +205,7 @@ class TransactionWriter:
                 current = await self._container.read(document_id, partition_key=event_id)
             except DocumentNotFoundError:
                 return 0
-            if current.get("enrichmentState") != PENDING:
+            if not can_transition(current.get(STATE_FIELD), QUEUED):
                 return 0  # the enricher got there first
             try:
                 await self._container.patch(
