@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ingest.catalog import CatalogBacklog, EventCatalog, ScanEventStats
+from ingest.catalog import EVENT_STATS_QUERY, CatalogBacklog, EventCatalog, EventStatsQuery
 from ingest.checkpoint import CheckpointStore
 from ingest.importer import FileImporter
 from ingest.queueing import EnrichmentQueue
@@ -113,8 +113,28 @@ class World:
         return self.bus.active_messages(queue=QUEUE)
 
 
+def event_stats(rows: list[dict[str, Any]], _: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fake's answer to the catalog's aggregate query (the query runs on the stand-in elsewhere)."""
+    if not rows:
+        return []
+    sales = sorted(str(row["PurchaseDate"]) for row in rows)
+    return [
+        {
+            "orders": len(rows),
+            "tickets": sum(int(row["TotalTickets"]) for row in rows),
+            "gross": sum(float(row["TotalAmount"]) for row in rows),
+            "firstSale": sales[0],
+            "lastSale": sales[-1],
+            "name": max(str(row["EventName"]) for row in rows),
+        }
+    ]
+
+
 def container(name: str) -> InMemoryContainer:
-    return InMemoryContainer(name, partition_key_path=DEFAULT_TOPOLOGY.container(name).partition_key)
+    queries = {EVENT_STATS_QUERY: event_stats} if name == "transactions" else None
+    return InMemoryContainer(
+        name, partition_key_path=DEFAULT_TOPOLOGY.container(name).partition_key, queries=queries
+    )
 
 
 @pytest.fixture
@@ -130,7 +150,7 @@ def world() -> World:
     source = FakeSource()
     writer = TransactionWriter(transactions, concurrency=4)
     queue = EnrichmentQueue(publisher=bus.publisher(queue=QUEUE), writer=writer, transactions=transactions)
-    catalog = EventCatalog(events, ScanEventStats(transactions), CatalogBacklog(state))
+    catalog = EventCatalog(events, EventStatsQuery(transactions), CatalogBacklog(state))
     runner = SyncRunner(
         source=source,
         writer=writer,

@@ -15,7 +15,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from ingest.catalog import CatalogBacklog, CosmosEventStats, EventCatalog
+from ingest.catalog import CatalogBacklog, EventCatalog, EventStatsQuery
 from ingest.checkpoint import CheckpointStore
 from ingest.coordinator import SyncCoordinator
 from ingest.importer import FileImporter
@@ -83,7 +83,7 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
         writer = TransactionWriter(transactions, concurrency=settings.ingest_write_concurrency)
         queue = EnrichmentQueue(publisher=publisher, writer=writer, transactions=transactions)
         catalog = EventCatalog(
-            container("events"), CosmosEventStats(transactions.sdk), CatalogBacklog(container("state"))
+            container("events"), EventStatsQuery(transactions), CatalogBacklog(container("state"))
         )
         quarantine = container("quarantine")
         session = await stack.enter_async_context(aiohttp.ClientSession())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from otcommon.enrichment import INITIAL_STATE, REASON_FIELD, STATE_FIELD
 from otcommon.normalize import stable_id
 from otcommon.schemas import (
     ENRICHMENT_FIELDS,
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SOURCE_FIELDS_ENRICHER_OWNS = ENRICHMENT_FIELDS | {
-    "enrichmentState",
-    "enrichmentReason",
+    STATE_FIELD,
+    REASON_FIELD,
     "stripePayoutId",
     "enrichedAt",
 }
@@ -83,7 +84,7 @@ def map_api_row(raw: Any, *, horizon: datetime | None = None) -> TicketTransacti
             event_id=str(raw["eventId"]).strip(),
             source="api",
             source_updated_at=updated_at,
-            enrichment_state="pending" if fields.get("PaymentID") else None,
+            enrichment_state=INITIAL_STATE if fields.get("PaymentID") else None,
         )
         try:
             transaction = TicketTransaction.model_validate(fields)
@@ -91,7 +92,7 @@ def map_api_row(raw: Any, *, horizon: datetime | None = None) -> TicketTransacti
             transaction = None  # a bad row: the path below names every problem exactly as it always has
         # The state follows the validated PaymentID; the rare guess that missed (a blank one, say)
         # takes the path below too.
-        if transaction is not None and (transaction.enrichment_state == "pending") == bool(
+        if transaction is not None and (transaction.enrichment_state == INITIAL_STATE) == bool(
             transaction.payment_id
         ):
             return transaction
