@@ -3,6 +3,11 @@
 A backend's test module provides a `harness` fixture (see BusHarness) for a fresh, empty queue with
 duplicate detection on, and subclasses BusContract. The in-memory fake runs it by default; a real
 Service Bus (the local emulator) runs the same class under the integration marker.
+
+TopicBusContract runs the same tests on a subscription of a topic (the harness publishes to the topic and
+receives from its subscription `primary`), plus what only topics do: every subscription gets a copy, and a
+retry reaches only the subscription that failed. The topic has a second subscription, `sibling`, with the
+same rules and no receiver.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from otcommon.bus import (
     RetryPolicy,
     queue_publisher,
     queue_source,
+    subscription_source,
+    topic_publisher,
 )
 from otcommon.messages import (
+    ATTEMPT_PROPERTY,
     SCHEMA_VERSION_PROPERTY,
     PaymentEnrichmentRequested,
     RawMessage,
@@ -40,7 +48,7 @@ from otcommon.messages import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from azure.servicebus.aio import ServiceBusClient
+    from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
 # Upper bound for anything the tests wait for; a passing run waits far less.
 WAIT_SECONDS = 10.0
@@ -70,6 +78,14 @@ class BusHarness(Protocol):
         ...
 
 
+class TopicBusHarness(BusHarness, Protocol):
+    """A BusHarness whose queue is the subscription `primary` of a topic, which has a `sibling` too."""
+
+    async def sibling_messages(self) -> list[RawMessage]:
+        """The messages waiting on the subscription `sibling`, in order."""
+        ...
+
+
 class ServiceBusHarness:
     """BusHarness for a real Service Bus queue (the local emulator, or Azure) reached through `client`.
 
@@ -89,13 +105,19 @@ class ServiceBusHarness:
     def source(self) -> MessageSource:
         return queue_source(client=self.client, queue_name=self.queue_name, max_lock_renewal_seconds=60.0)
 
+    def _sender(self) -> ServiceBusSender:
+        return self.client.get_queue_sender(self.queue_name)
+
+    def _receiver(self, **options: object) -> ServiceBusReceiver:
+        return self.client.get_queue_receiver(self.queue_name, **options)
+
     async def send_raw(self, message: RawMessage) -> None:
-        async with self.client.get_queue_sender(self.queue_name) as sender:
+        async with self._sender() as sender:
             await sender.send_messages(to_service_bus_message(message))
 
     async def dead_letters(self, *, count: int) -> list[DeadLetteredMessage]:
         found: list[DeadLetteredMessage] = []
-        receiver = self.client.get_queue_receiver(self.queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+        receiver = self._receiver(sub_queue=ServiceBusSubQueue.DEAD_LETTER)
         async with receiver, asyncio.timeout(WAIT_SECONDS):
             while len(found) < count:
                 for message in await receiver.receive_messages(max_message_count=count, max_wait_time=1.0):
@@ -111,12 +133,43 @@ class ServiceBusHarness:
         return found
 
     async def remaining(self) -> int:
-        async with self.client.get_queue_receiver(self.queue_name) as receiver:
+        async with self._receiver() as receiver:
             return len(await receiver.peek_messages(max_message_count=100))
 
     async def close(self) -> None:
         for publisher in self._publishers:
             await publisher.close()
+
+
+class ServiceBusTopicHarness(ServiceBusHarness):
+    """TopicBusHarness for a real Service Bus topic with subscriptions `primary` and `sibling`."""
+
+    def __init__(self, *, client: ServiceBusClient, topic_name: str) -> None:
+        super().__init__(client=client, queue_name=topic_name)
+        self.topic_name = topic_name
+
+    def publisher(self) -> MessagePublisher:
+        publisher = topic_publisher(client=self.client, topic_name=self.topic_name)
+        self._publishers.append(publisher)
+        return publisher
+
+    def source(self) -> MessageSource:
+        return subscription_source(
+            client=self.client,
+            topic_name=self.topic_name,
+            subscription_name="primary",
+            max_lock_renewal_seconds=60.0,
+        )
+
+    def _sender(self) -> ServiceBusSender:
+        return self.client.get_topic_sender(self.topic_name)
+
+    def _receiver(self, subscription: str = "primary", **options: object) -> ServiceBusReceiver:
+        return self.client.get_subscription_receiver(self.topic_name, subscription, **options)
+
+    async def sibling_messages(self) -> list[RawMessage]:
+        async with self._receiver("sibling") as receiver:
+            return [from_service_bus_message(m) for m in await receiver.peek_messages(max_message_count=100)]
 
 
 def enrichment(payment_id: str = "pi_1", *, transaction_id: str = "txn-1") -> PaymentEnrichmentRequested:
@@ -384,4 +437,40 @@ class BusContract:
                 (payment_id(d), d.delivery_count) for d in [await recorder.next(), await recorder.next()]
             }
         assert redelivered == {("pi_stuck", 2), ("pi_waiting", 1)}
+        assert await harness.remaining() == 0
+
+
+class TopicBusContract(BusContract):
+    async def test_every_subscription_gets_a_copy_of_a_published_message(self, harness):
+        envelope = make_envelope(enrichment())
+        recorder = Recorder()
+
+        await harness.publisher().publish([envelope])
+        async with consuming(harness, recorder):
+            delivery = await recorder.next()
+
+        assert delivery.envelope.message_id == envelope.message_id
+        assert [raw.message_id for raw in await harness.sibling_messages()] == [envelope.message_id]
+
+    async def test_a_retry_reaches_only_the_subscription_that_failed(self, harness):
+        envelope = make_envelope(enrichment())
+        recorder = Recorder()
+
+        async def fail_first_attempt(delivery: Delivery) -> None:
+            if delivery.envelope.attempt == 1:
+                raise RetryableError("stripe rate limited")
+            await recorder(delivery)
+
+        await harness.publisher().publish([envelope])
+        async with consuming(harness, fail_first_attempt):
+            retried = await recorder.next()
+
+        assert retried.envelope.attempt == 2
+        assert retried.message == enrichment()
+        # The topic routed the retry when it was enqueued, before `primary` received it: had the sibling's
+        # rules let it through, it would be waiting there now beside the original.
+        siblings = await harness.sibling_messages()
+        assert [(raw.message_id, raw.properties.get(ATTEMPT_PROPERTY)) for raw in siblings] == [
+            (envelope.message_id, 1)
+        ]
         assert await harness.remaining() == 0
