@@ -1,7 +1,8 @@
 """Topics, subscriptions and their rules as the in-memory bus models them (Azure's SQL-free filters).
 
 A subscription takes a message when any of its rules matches. Azure's two filters without SQL are here:
-`TrueFilter` (the `$Default` rule) and `CorrelationFilter` (every given field equals the message's). On top
+`TrueFilter` (the `$Default` rule) and `CorrelationFilter` (every given field equals the message's; only
+the fields a `RawMessage` carries: no `To`, `ReplyTo` or session ids). On top
 of its rules, every subscription applies the retry routing rule that each subscription in Azure declares
 (see `otcommon.bus.routing`), so a retry reaches only the subscription that failed.
 """
