@@ -5,9 +5,10 @@ duplicate detection on, and subclasses BusContract. The in-memory fake runs it b
 Service Bus (the local emulator) runs the same class under the integration marker.
 
 TopicBusContract runs the same tests on a subscription of a topic (the harness publishes to the topic and
-receives from its subscription `primary`), plus what only topics do: every subscription gets a copy, and a
-retry reaches only the subscription that failed. The topic has a second subscription, `sibling`, with the
-same rules and no receiver.
+receives from its subscription `primary`), plus what only topics do: every subscription gets a copy, a
+subject filter chooses, and a retry reaches only the subscription that failed. Beside `primary` the topic
+has, without receivers, `sibling` (every new message, as `primary`) and `changes` (only messages with the
+subject `TransactionChanged`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from otcommon.messages import (
     SCHEMA_VERSION_PROPERTY,
     PaymentEnrichmentRequested,
     RawMessage,
+    TransactionChange,
+    TransactionChanged,
     from_service_bus_message,
     make_envelope,
     to_service_bus_message,
@@ -79,10 +82,10 @@ class BusHarness(Protocol):
 
 
 class TopicBusHarness(BusHarness, Protocol):
-    """A BusHarness whose queue is the subscription `primary` of a topic, which has a `sibling` too."""
+    """A BusHarness whose queue is the subscription `primary` of a topic; see the module docstring."""
 
-    async def sibling_messages(self) -> list[RawMessage]:
-        """The messages waiting on the subscription `sibling`, in order."""
+    async def waiting_on(self, subscription: str) -> list[RawMessage]:
+        """The messages waiting on another subscription of the topic, in order."""
         ...
 
 
@@ -167,8 +170,8 @@ class ServiceBusTopicHarness(ServiceBusHarness):
     def _receiver(self, subscription: str = "primary", **options: object) -> ServiceBusReceiver:
         return self.client.get_subscription_receiver(self.topic_name, subscription, **options)
 
-    async def sibling_messages(self) -> list[RawMessage]:
-        async with self._receiver("sibling") as receiver:
+    async def waiting_on(self, subscription: str) -> list[RawMessage]:
+        async with self._receiver(subscription) as receiver:
             return [from_service_bus_message(m) for m in await receiver.peek_messages(max_message_count=100)]
 
 
@@ -440,25 +443,38 @@ class BusContract:
         assert await harness.remaining() == 0
 
 
+def change(transaction_id: str = "txn-1") -> TransactionChanged:
+    return TransactionChanged(
+        transaction_id=transaction_id,
+        event_id="evt-1",
+        change=TransactionChange.REFUNDED,
+        changed_at=datetime(2026, 3, 2, tzinfo=UTC),
+    )
+
+
 class TopicBusContract(BusContract):
-    async def test_every_subscription_gets_a_copy_of_a_published_message(self, harness):
-        envelope = make_envelope(enrichment())
+    async def test_every_subscription_gets_a_copy_and_a_subject_filter_chooses(self, harness):
+        request = make_envelope(enrichment())
+        changed = make_envelope(change())
         recorder = Recorder()
 
-        await harness.publisher().publish([envelope])
+        await harness.publisher().publish([request, changed])
         async with consuming(harness, recorder):
-            delivery = await recorder.next()
+            deliveries = [await recorder.next(), await recorder.next()]
 
-        assert delivery.envelope.message_id == envelope.message_id
-        assert [raw.message_id for raw in await harness.sibling_messages()] == [envelope.message_id]
+        received = sorted(delivery.envelope.message_id for delivery in deliveries)
+        assert received == sorted([request.message_id, changed.message_id])
+        sibling = [raw.message_id for raw in await harness.waiting_on("sibling")]
+        assert sibling == [request.message_id, changed.message_id]
+        assert [raw.message_id for raw in await harness.waiting_on("changes")] == [changed.message_id]
 
     async def test_a_retry_reaches_only_the_subscription_that_failed(self, harness):
-        envelope = make_envelope(enrichment())
+        envelope = make_envelope(change())
         recorder = Recorder()
 
         async def fail_first_attempt(delivery: Delivery) -> None:
             if delivery.envelope.attempt == 1:
-                raise RetryableError("stripe rate limited")
+                raise RetryableError("cache store unavailable")
             await recorder(delivery)
 
         await harness.publisher().publish([envelope])
@@ -466,11 +482,11 @@ class TopicBusContract(BusContract):
             retried = await recorder.next()
 
         assert retried.envelope.attempt == 2
-        assert retried.message == enrichment()
-        # The topic routed the retry when it was enqueued, before `primary` received it: had the sibling's
-        # rules let it through, it would be waiting there now beside the original.
-        siblings = await harness.sibling_messages()
-        assert [(raw.message_id, raw.properties.get(ATTEMPT_PROPERTY)) for raw in siblings] == [
-            (envelope.message_id, 1)
-        ]
+        assert retried.message == change()
+        # The topic routed the retry when it was enqueued, before `primary` received it: had another
+        # subscription's rule let it through, it would be waiting there now beside the original.
+        for other in ("sibling", "changes"):
+            waiting = await harness.waiting_on(other)
+            attempts = [(raw.message_id, raw.properties.get(ATTEMPT_PROPERTY)) for raw in waiting]
+            assert attempts == [(envelope.message_id, 1)], other
         assert await harness.remaining() == 0

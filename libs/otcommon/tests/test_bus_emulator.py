@@ -20,9 +20,10 @@ ENTITY = {"LockDuration": "PT30S", "MaxDeliveryCount": 10}
 DUPLICATE_DETECTION = {"RequiresDuplicateDetection": True, "DuplicateDetectionHistoryTimeWindow": "PT10M"}
 
 
-def routed_subscription(name: str) -> dict[str, object]:
-    """A subscription declared as Azure needs it: new messages and its own retries only."""
-    rule = {"FilterType": "Sql", "SqlFilter": {"SqlExpression": retry_routing_sql(name)}}
+def routed_subscription(name: str, *, condition: str | None = None) -> dict[str, object]:
+    """A subscription declared as Azure needs it: new messages (that meet `condition`) and its own retries."""
+    sql = retry_routing_sql(name, condition=condition)
+    rule = {"FilterType": "Sql", "SqlFilter": {"SqlExpression": sql}}
     return {"Name": name, "Properties": ENTITY, "Rules": [{"Name": "new-or-own-retries", "Properties": rule}]}
 
 
@@ -41,7 +42,11 @@ def emulator(tmp_path_factory):
                         {
                             "Name": f"contract-topic-{n}",
                             "Properties": DUPLICATE_DETECTION,
-                            "Subscriptions": [routed_subscription("primary"), routed_subscription("sibling")],
+                            "Subscriptions": [
+                                routed_subscription("primary"),
+                                routed_subscription("sibling"),
+                                routed_subscription("changes", condition="sys.Label = 'TransactionChanged'"),
+                            ],
                         }
                         for n in range(TOPICS)
                     ],

@@ -44,7 +44,12 @@ class InMemoryHarness:
 
 class InMemoryTopicHarness:
     def __init__(self) -> None:
-        topic = Topic(name=TOPIC, subscriptions=(Subscription(name="primary"), Subscription(name="sibling")))
+        subscriptions = (
+            Subscription(name="primary"),
+            Subscription(name="sibling"),
+            Subscription(name="changes", rules=(CorrelationFilter(subject="TransactionChanged"),)),
+        )
+        topic = Topic(name=TOPIC, subscriptions=subscriptions)
         self.bus = InMemoryBus(lock_duration_seconds=30.0, max_delivery_count=10, topics=[topic])
 
     def publisher(self):
@@ -63,8 +68,8 @@ class InMemoryTopicHarness:
     async def remaining(self) -> int:
         return len(self.bus.active_messages(topic=TOPIC, subscription="primary"))
 
-    async def sibling_messages(self) -> list[RawMessage]:
-        return self.bus.active_messages(topic=TOPIC, subscription="sibling")
+    async def waiting_on(self, subscription: str) -> list[RawMessage]:
+        return self.bus.active_messages(topic=TOPIC, subscription=subscription)
 
 
 class TestInMemoryBus(BusContract):

@@ -47,3 +47,17 @@ def test_the_routing_rule_quotes_the_subscription_name():
     assert rule.matches(view(None))
     assert rule.matches(view("it's"))
     assert not rule.matches(view("its"))
+
+
+def test_a_condition_goes_into_the_same_rule():
+    sql = retry_routing_sql("changes", condition="sys.Label = 'TransactionChanged'")
+    rule = parse_rule({"name": "r", "sql": sql})
+
+    def view(subject: str, address: str | None = None) -> MessageView:
+        user = {} if address is None else {RETRY_SUBSCRIPTION_PROPERTY: address}
+        return MessageView(system={"label": subject}, user=user)
+
+    assert rule.matches(view("TransactionChanged"))
+    assert rule.matches(view("TransactionChanged", "changes"))
+    assert not rule.matches(view("TransactionChanged", "query-api-live"))
+    assert not rule.matches(view("PaymentEnrichmentRequested"))

@@ -38,7 +38,13 @@ def is_for_subscription(raw: RawMessage, *, subscription: str) -> bool:
     return address is None or address == subscription
 
 
-def retry_routing_sql(subscription: str) -> str:
-    """The SQL filter of the rule each subscription of a topic declares (in Azure and in Config.json)."""
+def retry_routing_sql(subscription: str, *, condition: str | None = None) -> str:
+    """The SQL filter of the one rule each subscription of a topic declares (in Azure and Config.json).
+
+    A subscription that wants some messages only gives its `condition` (SQL, such as
+    `sys.Label = 'TransactionChanged'`): it goes into the same rule, because rules are alternatives and a
+    rule of its own would take the other subscriptions' retries too.
+    """
     quoted = subscription.replace("'", "''")
-    return f"NOT EXISTS({RETRY_SUBSCRIPTION_PROPERTY}) OR {RETRY_SUBSCRIPTION_PROPERTY} = '{quoted}'"
+    routing = f"NOT EXISTS({RETRY_SUBSCRIPTION_PROPERTY}) OR {RETRY_SUBSCRIPTION_PROPERTY} = '{quoted}'"
+    return routing if condition is None else f"({condition}) AND ({routing})"
