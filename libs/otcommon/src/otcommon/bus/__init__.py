@@ -24,7 +24,7 @@ from otcommon.bus.servicebus import (
     subscription_source,
     topic_publisher,
 )
-from otcommon.bus.topology import CorrelationFilter, Subscription, Topic, TrueFilter, subscription_path
+from otcommon.bus.topology import CorrelationFilter, Subscription, Topic, TrueFilter
 
 __all__ = [
     "RETRY_SUBSCRIPTION_PROPERTY",
@@ -64,7 +64,6 @@ __all__ = [
     "queue_publisher",
     "queue_source",
     "retry_routing_sql",
-    "subscription_path",
     "subscription_source",
     "topic_publisher",
 ]

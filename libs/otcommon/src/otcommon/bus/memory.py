@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from otcommon.bus.errors import SettlementError
 from otcommon.bus.interface import DeadLetteredMessage
 from otcommon.bus.routing import address_retry
-from otcommon.bus.topology import Subscription, Topic, subscription_path
 from otcommon.messages import RawMessage, encode_envelope
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
+    from otcommon.bus.topology import Subscription, Topic
     from otcommon.messages import Envelope, Message
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
@@ -47,7 +47,6 @@ class _Stored:
 class _Entity:
     """A queue or a subscription: somewhere messages wait for a receiver."""
 
-    path: str
     messages: dict[int, _Stored] = field(default_factory=dict)
     dead_letters: list[DeadLetteredMessage] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,10 +82,7 @@ class InMemoryBus:
         self._queue_seen_ids: dict[str, dict[str, float]] = {}
         self._topics: dict[str, _Topic] = {
             topic.name: _Topic(
-                subscriptions=[
-                    (sub, _Entity(path=subscription_path(topic=topic.name, subscription=sub.name)))
-                    for sub in topic.subscriptions
-                ]
+                subscriptions=[(subscription, _Entity()) for subscription in topic.subscriptions]
             )
             for topic in topics
         }
@@ -286,7 +282,7 @@ class InMemoryBus:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def _queue(self, name: str) -> _Entity:
-        return self._queues.setdefault(name, _Entity(path=name))
+        return self._queues.setdefault(name, _Entity())
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)

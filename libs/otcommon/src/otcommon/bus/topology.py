@@ -96,11 +96,6 @@ class Topic:
             raise ValueError(f"topic {self.name!r} declares a subscription twice")
 
 
-def subscription_path(*, topic: str, subscription: str) -> str:
-    """The entity path Service Bus gives a subscription."""
-    return f"{topic}/Subscriptions/{subscription}"
-
-
 def _same_value(wanted: PropertyValue, actual: PropertyValue | None) -> bool:
     if actual is None:
         return False
