@@ -29,7 +29,7 @@ from otcommon.schemas import ExportRow, TicketTransaction, parse_timestamp
 from otcommon.store import DocumentNotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
     from ingest.storage import StoredChanges
     from otcommon.bus import MessagePublisher
@@ -106,6 +106,15 @@ class Ingest:
         await self.stores.transactions.patch(
             transaction_id, partition_key=self.stores.event, operations=operations
         )
+
+
+async def payout_paid(ingest: Ingest, transaction_id: str) -> None:
+    """The enricher's later write for the same payment: its payout reached the bank."""
+    await ingest.stores.transactions.patch(
+        transaction_id,
+        partition_key=ingest.stores.event,
+        operations=[{"op": "set", "path": "/stripePayoutStatus", "value": "paid"}],
+    )
 
 
 class EnricherOnPublish:
@@ -197,6 +206,60 @@ class WriterRaces:
         assert len(ingest.requests()) == 3
         assert set((await ingest.states("tx-1", "tx-2", "tx-3")).values()) == {"enriched"}
 
+    async def test_an_enrichment_between_reading_and_writing_a_changed_row_survives(self, ingest: Ingest):
+        await ingest.sync(ingest.rows(1))
+        # The enricher writes after the writer read the stored copy and before its batch lands.
+        racing = TransactionWriter(
+            Meanwhile(ingest.stores.transactions, read_many=lambda: ingest.enricher_finishes("tx-1"))
+        )
+        changes = await racing.write(ingest.rows(1, updated=T0 + timedelta(hours=1), TotalScanCount=2))
+        stored = await ingest.read("tx-1")
+        assert changes.updated == 1
+        assert (stored["TotalScanCount"], stored["enrichmentState"], stored.get("stripeChargeId")) == (
+            2,
+            "enriched",
+            "ch_old",
+        )
+
+    async def test_the_fallback_write_keeps_what_the_enricher_wrote_after_its_own_read(self, ingest: Ingest):
+        await ingest.sync(ingest.rows(1))
+        # The enricher writes twice: once before the batch (so the batch fails and the writer
+        # falls back to reading and replacing one document), once between that read and replace.
+        racing = TransactionWriter(
+            Meanwhile(
+                ingest.stores.transactions,
+                read_many=lambda: ingest.enricher_finishes("tx-1"),
+                read=lambda: payout_paid(ingest, "tx-1"),
+            )
+        )
+        await racing.write(ingest.rows(1, updated=T0 + timedelta(hours=1), TotalScanCount=2))
+        stored = await ingest.read("tx-1")
+        assert (stored["TotalScanCount"], stored["enrichmentState"], stored.get("stripePayoutStatus")) == (
+            2,
+            "enriched",
+            "paid",
+        )
+
+    async def test_a_payment_enriched_while_a_requeue_runs_stays_enriched(self, ingest: Ingest):
+        await ingest.sync(ingest.rows(1))
+        await ingest.stores.transactions.patch(
+            "tx-1",
+            partition_key=ingest.stores.event,
+            operations=[{"op": "set", "path": "/enrichmentState", "value": "unresolved"}],
+        )
+        published = len(ingest.requests())
+        # The enricher's own retry traces the payment after the requeue found it unresolved.
+        racing = EnrichmentQueue(
+            publisher=ingest.bus.publisher(queue=QUEUE),
+            writer=ingest.writer,
+            transactions=Meanwhile(ingest.stores.transactions, find=lambda: ingest.enricher_finishes("tx-1")),
+        )
+        await racing.requeue(state="unresolved")
+        stored = await ingest.read("tx-1")
+        assert (stored["enrichmentState"], stored.get("enrichmentRequest")) == ("enriched", None)
+        mine = [m for m in ingest.requests()[published:] if m.event_id == ingest.stores.event]
+        assert mine == []
+
     async def test_a_restamped_row_is_unchanged_and_not_written(self, ingest: Ingest):
         await ingest.sync(ingest.rows(1, 2))
         before = {tx: (await ingest.read(tx))["_etag"] for tx in ("tx-1", "tx-2")}
@@ -269,7 +332,7 @@ class LeaseRaces:
         clock.now += 31
         c = self.replica(stores.state, lease_name, "c", clock)
         # b reads the expired lease; before b replaces it, c takes it over.
-        b = self.replica(AfterFirstRead(stores.state, c.try_acquire), lease_name, "b", clock)
+        b = self.replica(Meanwhile(stores.state, read=c.try_acquire), lease_name, "b", clock)
         assert not await b.try_acquire()
         assert (await c.state()).holder == "c"
         await c.renew()  # c still holds it: nobody replaced its lease
@@ -324,19 +387,35 @@ class ReadsMeet:
         await self._all_read.wait()
 
 
-class AfterFirstRead:
-    """A container that runs ``meanwhile`` once, after its first read and before the reader goes on."""
+class Meanwhile:
+    """A container on which another writer acts once, right after the first call of a read method.
 
-    def __init__(self, inner: DocumentContainer, meanwhile: Callable[[], Awaitable[object]]) -> None:
+    ``Meanwhile(container, read_many=step)`` runs ``step`` when the first ``read_many`` has its
+    answer and before the caller sees it: whatever the caller writes next rests on a stale read.
+    """
+
+    def __init__(self, inner: DocumentContainer, **after: Callable[[], Awaitable[object]]) -> None:
         self._inner = inner
-        self._meanwhile: Callable[[], Awaitable[object]] | None = meanwhile
+        self._after = after
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def read(self, document_id: str, *, partition_key: Any) -> Document:
         document = await self._inner.read(document_id, partition_key=partition_key)
-        if self._meanwhile is not None:
-            meanwhile, self._meanwhile = self._meanwhile, None
-            await meanwhile()
+        await self._then("read")
         return document
+
+    async def read_many(self, ids: Sequence[str], *, partition_key: Any) -> dict[str, Document]:
+        found = await self._inner.read_many(ids, partition_key=partition_key)
+        await self._then("read_many")
+        return found
+
+    async def find(self, where: Mapping[str, Any], **options: Any) -> AsyncIterator[Document]:
+        async for document in self._inner.find(where, **options):
+            await self._then("find")
+            yield document
+
+    async def _then(self, method: str) -> None:
+        if (step := self._after.pop(method, None)) is not None:
+            await step()
