@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from conftest import QUEUE, T0, api_row
 
+from ingest.catalog import CatalogBacklog
+from ingest.checkpoint import CheckpointStore, SyncCheckpoint
 from ingest.lease import SyncLease
 from ingest.mapping import map_api_row
 from ingest.queueing import EnrichmentQueue
@@ -294,8 +296,8 @@ class WriterRaces:
         assert len(ingest.requests()) == 1
 
 
-class LeaseRaces:
-    """Two replicas take the same lease at once: exactly one wins."""
+class ReplicaRaces:
+    """Two ingest runs (replicas, or a sync beside an import) writing the same state document."""
 
     @pytest.fixture
     def lease_name(self) -> str:
@@ -336,6 +338,29 @@ class LeaseRaces:
         assert not await b.try_acquire()
         assert (await c.state()).holder == "c"
         await c.renew()  # c still holds it: nobody replaced its lease
+
+    async def test_a_late_checkpoint_never_moves_it_backwards(self, stores: Stores, lease_name):
+        source = lease_name
+        checkpoints = CheckpointStore(stores.state)
+        await checkpoints.save(SyncCheckpoint(source=source, updated_until=T0))
+        newer = SyncCheckpoint(source=source, updated_until=T0 + timedelta(hours=2))
+        # A replica that lost its lease saves an older position; the new holder's save lands
+        # between the late one's read and its replace.
+        late = CheckpointStore(Meanwhile(stores.state, read=lambda: checkpoints.save(newer)))
+        await late.save(SyncCheckpoint(source=source, updated_until=T0 + timedelta(hours=1)))
+        assert (await checkpoints.load(source)).updated_until == newer.updated_until
+
+    async def test_an_event_marked_while_the_backlog_is_trimmed_stays_marked(
+        self, stores: Stores, lease_name
+    ):
+        refreshed, changed = f"{lease_name}-refreshed", f"{lease_name}-changed"
+        backlog = CatalogBacklog(stores.state)
+        await backlog.add({refreshed})
+        # A sync marks an event between the refresher's read of the backlog and its write.
+        trimming = CatalogBacklog(Meanwhile(stores.state, read=lambda: backlog.add({changed})))
+        await trimming.remove({refreshed})
+        pending = await backlog.pending()
+        assert (changed in pending, refreshed in pending) == (True, False)
 
 
 class Clock:

@@ -9,17 +9,17 @@ from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 
 # The shared tests live in a helper module: rewrite its asserts too, so a failure shows its values.
 pytest.register_assert_rewrite("races_contract")
-from races_contract import LeaseRaces, Stores, WriterRaces  # noqa: E402
+from races_contract import ReplicaRaces, Stores, WriterRaces  # noqa: E402
 
 
-class TestRacesInMemory(WriterRaces, LeaseRaces):
+class TestRacesInMemory(WriterRaces, ReplicaRaces):
     @pytest.fixture
     def stores(self) -> Stores:
         return Stores(transactions=container("transactions"), state=container("state"))
 
 
 @pytest.mark.integration
-class TestRacesCosmos(WriterRaces, LeaseRaces):
+class TestRacesCosmos(WriterRaces, ReplicaRaces):
     @pytest.fixture
     def stores(self, cosmos_client, provisioned) -> Stores:
         def cosmos(name: str) -> CosmosContainer:
