@@ -99,22 +99,21 @@ class Ingest:
         return {tx: (await self.read(tx)).get("enrichmentState") for tx in transaction_ids}
 
     def requests(self) -> list[PaymentEnrichmentRequested]:
-        return [decode_message(raw).message for raw in self.bus.active_messages(queue=QUEUE)]  # type: ignore[misc]
-
-    async def enricher_finishes(self, transaction_id: str) -> None:
-        """The enricher's write: its fields and the ``enriched`` state, by patch."""
-        operations = [{"op": "set", "path": f"/{name}", "value": v} for name, v in ENRICHED_FIELDS.items()]
-        operations.append({"op": "set", "path": "/enrichmentState", "value": "enriched"})
-        await self.stores.transactions.patch(
-            transaction_id, partition_key=self.stores.event, operations=operations
-        )
+        return [decode_message(raw).message for raw in self.bus.active_messages(queue=QUEUE)]
 
 
-async def payout_paid(ingest: Ingest, transaction_id: str) -> None:
+async def enricher_finishes(stores: Stores, transaction_id: str) -> None:
+    """The enricher's write: its fields and the ``enriched`` state, by patch."""
+    operations = [{"op": "set", "path": f"/{name}", "value": v} for name, v in ENRICHED_FIELDS.items()]
+    operations.append({"op": "set", "path": "/enrichmentState", "value": "enriched"})
+    await stores.transactions.patch(transaction_id, partition_key=stores.event, operations=operations)
+
+
+async def payout_paid(stores: Stores, transaction_id: str) -> None:
     """The enricher's later write for the same payment: its payout reached the bank."""
-    await ingest.stores.transactions.patch(
+    await stores.transactions.patch(
         transaction_id,
-        partition_key=ingest.stores.event,
+        partition_key=stores.event,
         operations=[{"op": "set", "path": "/stripePayoutStatus", "value": "paid"}],
     )
 
@@ -126,15 +125,15 @@ class EnricherOnPublish:
     its mark-queued.
     """
 
-    def __init__(self, inner: MessagePublisher, enrich: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, inner: MessagePublisher, stores: Stores) -> None:
         self._inner = inner
-        self._enrich = enrich
+        self._stores = stores
 
     async def publish(self, envelopes: Iterable[Envelope[Message]]) -> None:
         sent = list(envelopes)
         await self._inner.publish(sent)
         for envelope in sent:
-            await self._enrich(envelope.message.transaction_id)  # type: ignore[attr-defined]
+            await enricher_finishes(self._stores, envelope.message.transaction_id)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -161,7 +160,7 @@ class WriterRaces:
                 }
             ],
         )
-        await ingest.enricher_finishes("tx-1")
+        await enricher_finishes(ingest.stores, "tx-1")
         published = len(ingest.requests())
 
         await ingest.sync(ingest.rows(1, updated=T0 + timedelta(hours=1), PaymentID="pi_000777"))
@@ -178,7 +177,7 @@ class WriterRaces:
 
     async def test_a_removed_payment_id_drops_the_enrichment_and_queues_nothing(self, ingest: Ingest):
         await ingest.sync(ingest.rows(1))
-        await ingest.enricher_finishes("tx-1")
+        await enricher_finishes(ingest.stores, "tx-1")
         published = len(ingest.requests())
         await ingest.sync(ingest.rows(1, updated=T0 + timedelta(hours=1), PaymentID="", PaymentMethod="cash"))
         stored = await ingest.read("tx-1")
@@ -191,19 +190,13 @@ class WriterRaces:
         pending = {doc["id"]: doc for doc in changes.pending}
         # tx-1 is enriched after it was read as pending: the batch's ETag for it is stale, the batch
         # fails, and each payment is marked on its own.
-        await ingest.enricher_finishes("tx-1")
+        await enricher_finishes(ingest.stores, "tx-1")
         await ingest.writer.mark_queued([pending["tx-1"], pending["tx-2"]])
         assert await ingest.states("tx-1", "tx-2") == {"tx-1": "enriched", "tx-2": "queued"}
         assert (await ingest.read("tx-1"))["stripeChargeId"] == "ch_old"
 
     async def test_an_enrichment_between_publish_and_mark_queued_survives(self, stores: Stores):
-        ingest: Ingest | None = None
-
-        async def enrich(transaction_id: str) -> None:
-            assert ingest is not None
-            await ingest.enricher_finishes(transaction_id)
-
-        ingest = Ingest.over(stores, publisher=lambda plain: EnricherOnPublish(plain, enrich))
+        ingest = Ingest.over(stores, publisher=lambda plain: EnricherOnPublish(plain, stores))
         await ingest.sync(ingest.rows(1, 2, 3))
         assert len(ingest.requests()) == 3
         assert set((await ingest.states("tx-1", "tx-2", "tx-3")).values()) == {"enriched"}
@@ -211,10 +204,12 @@ class WriterRaces:
     async def test_an_enrichment_between_reading_and_writing_a_changed_row_survives(self, ingest: Ingest):
         await ingest.sync(ingest.rows(1))
         # The enricher writes after the writer read the stored copy and before its batch lands.
-        racing = TransactionWriter(
-            Meanwhile(ingest.stores.transactions, read_many=lambda: ingest.enricher_finishes("tx-1"))
+        transactions = Meanwhile(
+            ingest.stores.transactions, read_many=lambda: enricher_finishes(ingest.stores, "tx-1")
         )
+        racing = TransactionWriter(transactions)
         changes = await racing.write(ingest.rows(1, updated=T0 + timedelta(hours=1), TotalScanCount=2))
+        transactions.assert_interleaved()
         stored = await ingest.read("tx-1")
         assert changes.updated == 1
         assert (stored["TotalScanCount"], stored["enrichmentState"], stored.get("stripeChargeId")) == (
@@ -227,14 +222,15 @@ class WriterRaces:
         await ingest.sync(ingest.rows(1))
         # The enricher writes twice: once before the batch (so the batch fails and the writer
         # falls back to reading and replacing one document), once between that read and replace.
-        racing = TransactionWriter(
-            Meanwhile(
-                ingest.stores.transactions,
-                read_many=lambda: ingest.enricher_finishes("tx-1"),
-                read=lambda: payout_paid(ingest, "tx-1"),
-            )
+        transactions = Meanwhile(
+            ingest.stores.transactions,
+            read_many=lambda: enricher_finishes(ingest.stores, "tx-1"),
+            read=lambda: payout_paid(ingest.stores, "tx-1"),
         )
-        await racing.write(ingest.rows(1, updated=T0 + timedelta(hours=1), TotalScanCount=2))
+        await TransactionWriter(transactions).write(
+            ingest.rows(1, updated=T0 + timedelta(hours=1), TotalScanCount=2)
+        )
+        transactions.assert_interleaved()
         stored = await ingest.read("tx-1")
         assert (stored["TotalScanCount"], stored["enrichmentState"], stored.get("stripePayoutStatus")) == (
             2,
@@ -251,12 +247,14 @@ class WriterRaces:
         )
         published = len(ingest.requests())
         # The enricher's own retry traces the payment after the requeue found it unresolved.
+        transactions = Meanwhile(
+            ingest.stores.transactions, find=lambda: enricher_finishes(ingest.stores, "tx-1")
+        )
         racing = EnrichmentQueue(
-            publisher=ingest.bus.publisher(queue=QUEUE),
-            writer=ingest.writer,
-            transactions=Meanwhile(ingest.stores.transactions, find=lambda: ingest.enricher_finishes("tx-1")),
+            publisher=ingest.bus.publisher(queue=QUEUE), writer=ingest.writer, transactions=transactions
         )
         await racing.requeue(state="unresolved")
+        transactions.assert_interleaved()
         stored = await ingest.read("tx-1")
         assert (stored["enrichmentState"], stored.get("enrichmentRequest")) == ("enriched", None)
         mine = [m for m in ingest.requests()[published:] if m.event_id == ingest.stores.event]
@@ -334,8 +332,10 @@ class ReplicaRaces:
         clock.now += 31
         c = self.replica(stores.state, lease_name, "c", clock)
         # b reads the expired lease; before b replaces it, c takes it over.
-        b = self.replica(Meanwhile(stores.state, read=c.try_acquire), lease_name, "b", clock)
+        state = Meanwhile(stores.state, read=c.try_acquire)
+        b = self.replica(state, lease_name, "b", clock)
         assert not await b.try_acquire()
+        state.assert_interleaved()
         assert (await c.state()).holder == "c"
         await c.renew()  # c still holds it: nobody replaced its lease
 
@@ -346,8 +346,11 @@ class ReplicaRaces:
         newer = SyncCheckpoint(source=source, updated_until=T0 + timedelta(hours=2))
         # A replica that lost its lease saves an older position; the new holder's save lands
         # between the late one's read and its replace.
-        late = CheckpointStore(Meanwhile(stores.state, read=lambda: checkpoints.save(newer)))
-        await late.save(SyncCheckpoint(source=source, updated_until=T0 + timedelta(hours=1)))
+        state = Meanwhile(stores.state, read=lambda: checkpoints.save(newer))
+        await CheckpointStore(state).save(
+            SyncCheckpoint(source=source, updated_until=T0 + timedelta(hours=1))
+        )
+        state.assert_interleaved()
         assert (await checkpoints.load(source)).updated_until == newer.updated_until
 
     async def test_an_event_marked_while_the_backlog_is_trimmed_stays_marked(
@@ -357,8 +360,9 @@ class ReplicaRaces:
         backlog = CatalogBacklog(stores.state)
         await backlog.add({refreshed})
         # A sync marks an event between the refresher's read of the backlog and its write.
-        trimming = CatalogBacklog(Meanwhile(stores.state, read=lambda: backlog.add({changed})))
-        await trimming.remove({refreshed})
+        state = Meanwhile(stores.state, read=lambda: backlog.add({changed}))
+        await CatalogBacklog(state).remove({refreshed})
+        state.assert_interleaved()
         pending = await backlog.pending()
         assert (changed in pending, refreshed in pending) == (True, False)
 
@@ -422,6 +426,10 @@ class Meanwhile:
     def __init__(self, inner: DocumentContainer, **after: Callable[[], Awaitable[object]]) -> None:
         self._inner = inner
         self._after = after
+
+    def assert_interleaved(self) -> None:
+        """Fail when a step never ran: the code under test no longer reads that way, so no race happened."""
+        assert not self._after, f"the race was never run: nothing called {sorted(self._after)}"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
