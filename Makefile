@@ -46,12 +46,12 @@ lint: setup ## ruff (lint and format check) and mypy strict
 typecheck: setup ## mypy strict over every member
 	$(UV) run --no-sync mypy libs/otcommon/src devstack/src $(wildcard services/*/src) tools
 
-check-imports: setup ## Each member imports with only its declared dependencies (uv sync --package)
-	@set -e; for member in libs/otcommon:otcommon $(foreach s,$(wildcard services/*),$(s):$(notdir $(s))); do \
-		path=$${member%%:*}; package=$${member##*:}; env=.venv-members/$$package; \
-		UV_PROJECT_ENVIRONMENT=$$env $(UV) sync --quiet --locked --no-dev --package $$package; \
-		$$env/bin/python tools/check_imports.py $$package; \
-	done
+check-imports: setup ## Each member imports only what it declares (uv sync --package, tools/check_imports.py)
+	@status=0; for package in otcommon devstack $(notdir $(wildcard services/*)); do \
+		env=.venv-members/$$package; \
+		UV_PROJECT_ENVIRONMENT=$$env $(UV) sync --quiet --locked --no-dev --package $$package || exit 1; \
+		$$env/bin/python tools/check_imports.py $$package || status=1; \
+	done; exit $$status
 
 format: setup ## Apply ruff's formatting and safe fixes
 	$(UV) run --no-sync ruff check --fix .
@@ -59,9 +59,12 @@ format: setup ## Apply ruff's formatting and safe fixes
 
 bench: setup ## Run the benchmarks; figures go to bench/results/
 	@mkdir -p bench/results
-	@set -e; shopt -s nullglob; benches=(bench/*.py); \
+	@set -e; shopt -s nullglob; benches=(bench/bench_*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks yet: they arrive with the services"; fi; \
-	for bench in "$${benches[@]}"; do echo "== $$bench"; $(UV) run --no-sync python "$$bench" --out "bench/results/$$(basename $$bench .py).json"; done
+	for bench in "$${benches[@]}"; do \
+		name=$$(basename "$$bench" .py); name=$${name#bench_}; \
+		echo "== $$bench"; $(UV) run --no-sync python "$$bench" --out "bench/results/$$name.json"; \
+	done
 
 pins: ## Re-resolve dependencies to the newest allowed versions and pin them in pyproject.toml
 	$(UV) run --no-sync python tools/pin_dependencies.py

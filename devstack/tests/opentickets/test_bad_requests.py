@@ -40,7 +40,11 @@ async def test_bad_query_parameters(
     assert body["status"] == status
     assert title_part in body["title"]
     assert body["detail"]
-    assert body["type"].startswith("https://")
+    assert body["type"].startswith("https://opentickets.example/problems/")
+    if status == 400:
+        assert body["parameter"] == title_part
+        slug = "invalid-cursor" if title_part == "cursor" else "invalid-parameter"
+        assert body["type"].endswith(f"/{slug}")
 
 
 async def test_unencoded_plus_in_offset_gets_a_hint(

@@ -15,6 +15,8 @@ from otcommon.store import (
     DocumentExistsError,
     DocumentNotFoundError,
     EtagMismatchError,
+    Patch,
+    StoreError,
     read_modify_write,
     upsert_if_changed,
 )
@@ -22,6 +24,36 @@ from otcommon.store import (
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+BY_MARKER = "SELECT * FROM c WHERE c.marker = @marker"
+BY_MARKER_IN_ORDER = "SELECT * FROM c WHERE c.marker = @marker ORDER BY c.n"
+BY_MARKER_AT_LEAST = "SELECT c.id, c.n FROM c WHERE c.marker = @marker AND c.n >= @least ORDER BY c.n"
+TOTALS = "SELECT COUNT(1) AS orders, SUM(c.n) AS total FROM c"
+
+CONTRACT_QUERIES = {
+    BY_MARKER: lambda docs, args: [doc for doc in docs if doc.get("marker") == args["@marker"]],
+    BY_MARKER_IN_ORDER: lambda docs, args: sorted(
+        (doc for doc in docs if doc.get("marker") == args["@marker"]), key=lambda doc: doc["n"]
+    ),
+    BY_MARKER_AT_LEAST: lambda docs, args: [
+        {"id": doc["id"], "n": doc["n"]}
+        for doc in sorted(docs, key=lambda doc: doc["n"])
+        if doc.get("marker") == args["@marker"] and doc["n"] >= args["@least"]
+    ],
+    TOTALS: lambda docs, _: [{"orders": len(docs), "total": sum(doc["n"] for doc in docs)}],
+}
+"""The queries the contract runs, with the evaluators the in-memory fake answers them by."""
+
+
+async def _pages(container: DocumentContainer, query: str, **options) -> list[list[dict]]:
+    return [page.items async for page in container.query(query, **options)]
+
+
+async def _seed(container: DocumentContainer, marker: str, partitions: dict[str, int]) -> None:
+    for partition, count in partitions.items():
+        for n in range(count):
+            await container.create({"id": new_id(), "eventId": partition, "marker": marker, "n": n})
 
 
 class StoreContract:
@@ -121,8 +153,8 @@ class StoreContract:
                 await container.upsert({"id": doc_id, "eventId": "ev1", "count": 10})
             return {**doc, "count": doc["count"] + 1}
 
-        result = await read_modify_write(container, doc_id, partition_key="ev1", mutate=add_one)
-        assert result["count"] == 11
+        outcome = await read_modify_write(container, doc_id, partition_key="ev1", mutate=add_one)
+        assert (outcome.result, outcome.document["count"]) == ("updated", 11)
 
     async def test_concurrent_read_modify_writes_lose_no_update(self, container: DocumentContainer):
         doc_id = new_id()
@@ -233,3 +265,157 @@ class StoreContract:
         one_partition = [doc async for doc in container.find({"marker": marker}, partition_key="ev2")]
         assert sorted(doc["eventId"] for doc in everywhere) == ["ev1", "ev2"]
         assert sorted(doc["state"] for doc in one_partition) == ["pending", "queued"]
+
+    async def test_query_scoped_to_a_partition_reads_only_that_partition(self, container: DocumentContainer):
+        marker, one, other = new_id(), new_id(), new_id()
+        await _seed(container, marker, {one: 3, other: 2})
+        pages = await _pages(container, BY_MARKER, parameters={"@marker": marker}, partition_key=one)
+        assert sorted((doc["eventId"], doc["n"]) for page in pages for doc in page) == [
+            (one, 0),
+            (one, 1),
+            (one, 2),
+        ]
+
+    async def test_query_across_partitions_reads_every_partition(self, container: DocumentContainer):
+        marker, one, other = new_id(), new_id(), new_id()
+        await _seed(container, marker, {one: 3, other: 2})
+        pages = await _pages(container, BY_MARKER, parameters={"@marker": marker})
+        assert sorted((doc["eventId"], doc["n"]) for page in pages for doc in page) == sorted(
+            [(one, 0), (one, 1), (one, 2), (other, 0), (other, 1)]
+        )
+
+    async def test_query_binds_every_parameter(self, container: DocumentContainer):
+        marker, partition = new_id(), new_id()
+        await _seed(container, marker, {partition: 5})
+        pages = await _pages(
+            container,
+            BY_MARKER_AT_LEAST,
+            parameters={"@marker": marker, "@least": 3},
+            partition_key=partition,
+        )
+        assert [(row["n"], set(row)) for page in pages for row in page] == [
+            (3, {"id", "n"}),
+            (4, {"id", "n"}),
+        ]
+
+    async def test_query_pages_resume_exactly_after_their_continuation(self, container: DocumentContainer):
+        marker, partition = new_id(), new_id()
+        await _seed(container, marker, {partition: 7})
+        options = {"parameters": {"@marker": marker}, "partition_key": partition, "page_size": 3}
+        pages = [page async for page in container.query(BY_MARKER_IN_ORDER, **options)]
+        assert [[doc["n"] for doc in page.items] for page in pages] == [[0, 1, 2], [3, 4, 5], [6]]
+        assert pages[-1].continuation is None
+        for index, page in enumerate(pages[:-1]):
+            assert page.continuation is not None
+            resumed = await _pages(container, BY_MARKER_IN_ORDER, continuation=page.continuation, **options)
+            assert resumed == [later.items for later in pages[index + 1 :]]
+
+    async def test_query_across_partitions_resumes_without_loss_or_repeat(self, container: DocumentContainer):
+        marker = new_id()
+        await _seed(container, marker, {new_id(): 4, new_id(): 3})
+        options = {"parameters": {"@marker": marker}, "page_size": 2}
+        first = await anext(container.query(BY_MARKER, **options))
+        assert len(first.items) == 2
+        assert first.continuation is not None
+        rest = await _pages(container, BY_MARKER, continuation=first.continuation, **options)
+        ids = [doc["id"] for doc in first.items] + [doc["id"] for page in rest for doc in page]
+        assert len(ids) == len(set(ids)) == 7
+
+    async def test_query_with_no_match_yields_no_page(self, container: DocumentContainer):
+        assert await _pages(container, BY_MARKER, parameters={"@marker": new_id()}) == []
+        assert (
+            await _pages(container, BY_MARKER, parameters={"@marker": new_id()}, partition_key=new_id()) == []
+        )
+
+    async def test_query_aggregates_one_partition(self, container: DocumentContainer):
+        partition = new_id()
+        await _seed(container, new_id(), {partition: 4, new_id(): 2})
+        pages = await _pages(container, TOTALS, partition_key=partition)
+        assert [(row["orders"], row["total"]) for page in pages for row in page] == [(4, 6)]
+
+    async def test_query_refuses_a_parameter_without_at_sign(self, container: DocumentContainer):
+        with pytest.raises(StoreError, match="marker"):
+            await _pages(container, BY_MARKER, parameters={"marker": "x"})
+
+    async def test_read_modify_write_creates_a_missing_document(self, container: DocumentContainer):
+        doc_id = new_id()
+        outcome = await read_modify_write(
+            container,
+            doc_id,
+            partition_key="ev1",
+            mutate=lambda doc: {**doc, "n": doc["n"] + 1},
+            create=lambda: {"id": doc_id, "eventId": "ev1", "n": 0},
+        )
+        again = await read_modify_write(
+            container, doc_id, partition_key="ev1", mutate=lambda doc: {**doc, "n": doc["n"] + 1}
+        )
+        assert (outcome.result, outcome.document["n"]) == ("created", 0)
+        assert (again.result, again.document["n"]) == ("updated", 1)
+
+    async def test_read_modify_write_without_create_raises_not_found(self, container: DocumentContainer):
+        with pytest.raises(DocumentNotFoundError):
+            await read_modify_write(container, new_id(), partition_key="ev1", mutate=lambda doc: doc)
+
+    async def test_read_modify_write_leaves_a_document_it_need_not_change(self, container: DocumentContainer):
+        doc_id = new_id()
+        created = await container.create({"id": doc_id, "eventId": "ev1", "n": 5})
+        outcome = await read_modify_write(container, doc_id, partition_key="ev1", mutate=lambda _: None)
+        assert outcome.result == "unchanged"
+        assert (await container.read(doc_id, partition_key="ev1"))["_etag"] == created["_etag"]
+
+    async def test_read_modify_write_patches_with_an_etag_guard(self, container: DocumentContainer):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1", "state": "pending", "n": 1})
+        interfered = False
+
+        async def queue_and_double(doc: dict) -> Patch:
+            nonlocal interfered
+            if not interfered:
+                interfered = True
+                await container.upsert({**doc, "n": 5})  # a concurrent writer: the patch must see it
+            return Patch(
+                [
+                    {"op": "set", "path": "/state", "value": "queued"},
+                    {"op": "set", "path": "/n", "value": doc["n"] * 2},
+                ]
+            )
+
+        outcome = await read_modify_write(container, doc_id, partition_key="ev1", mutate=queue_and_double)
+        stored = await container.read(doc_id, partition_key="ev1")
+        assert (outcome.result, stored["state"], stored["n"]) == ("updated", "queued", 10)
+        assert outcome.document["_etag"] == stored["_etag"]
+
+    async def test_read_modify_write_with_one_attempt_is_a_compare_and_swap(
+        self, container: DocumentContainer
+    ):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1", "holder": "a"})
+
+        rivals = ["rival"]
+
+        async def take_after_a_rival(doc: dict) -> dict:
+            if rivals:  # one rival, once: a second attempt would win
+                await container.upsert({**doc, "holder": rivals.pop()})
+            return {**doc, "holder": "b"}
+
+        with pytest.raises(EtagMismatchError):
+            await read_modify_write(
+                container, doc_id, partition_key="ev1", mutate=take_after_a_rival, attempts=1
+            )
+        assert (await container.read(doc_id, partition_key="ev1"))["holder"] == "rival"
+
+    async def test_read_modify_write_create_race_decides_again(self, container: DocumentContainer):
+        doc_id = new_id()
+
+        async def create_after_a_rival() -> dict:
+            await container.create({"id": doc_id, "eventId": "ev1", "n": 10})  # the rival wins the create
+            return {"id": doc_id, "eventId": "ev1", "n": 0}
+
+        outcome = await read_modify_write(
+            container,
+            doc_id,
+            partition_key="ev1",
+            mutate=lambda doc: {**doc, "n": doc["n"] + 1},
+            create=create_after_a_rival,
+        )
+        assert (outcome.result, outcome.document["n"]) == ("updated", 11)

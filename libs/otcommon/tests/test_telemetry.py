@@ -14,14 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import capture_logs
 
-from otcommon.telemetry import (
-    MASK,
-    REQUEST_ID_HEADER,
-    add_trace_context,
-    configure_logging,
-    mask_personal_data,
-    request_context_middleware,
-)
+from otcommon.http import REQUEST_ID_HEADER, request_context_middleware
+from otcommon.telemetry import MASK, add_trace_context, configure_logging, mask_personal_data
 
 
 @pytest.fixture(scope="module")

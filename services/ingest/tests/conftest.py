@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ingest.catalog import CatalogBacklog, EventCatalog, ScanEventStats
+from ingest.catalog import EVENT_STATS_QUERY, CatalogBacklog, EventCatalog, EventStatsQuery
 from ingest.checkpoint import CheckpointStore
 from ingest.importer import FileImporter
 from ingest.queueing import EnrichmentQueue
@@ -17,6 +17,9 @@ from ingest.storage import TransactionWriter
 from ingest.sync import SyncRunner
 from otcommon.bus import InMemoryBus
 from otcommon.store import DEFAULT_TOPOLOGY, InMemoryContainer
+
+if TYPE_CHECKING:
+    import asyncio
 
 QUEUE = "stripe-enrichment-queue"
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -63,6 +66,8 @@ class FakeSource:
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     page_size: int = 3
+    # When given, every page waits for it: a run stays in flight until the test sets it.
+    gate: asyncio.Event | None = None
     requested_since: list[datetime | None] = field(default_factory=list)
 
     def put(self, *rows: dict[str, Any]) -> None:
@@ -81,6 +86,8 @@ class FakeSource:
             key=lambda row: (row["updatedAt"], row["id"]),
         )
         for start in range(0, len(selected), self.page_size):
+            if self.gate is not None:
+                await self.gate.wait()
             chunk = selected[start : start + self.page_size]
             more = start + self.page_size < len(selected)
             yield TransactionPage(rows=chunk, next_cursor="next" if more else None)
@@ -106,8 +113,28 @@ class World:
         return self.bus.active_messages(queue=QUEUE)
 
 
+def event_stats(rows: list[dict[str, Any]], _: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fake's answer to the catalog's aggregate query (the query runs on the stand-in elsewhere)."""
+    if not rows:
+        return []
+    sales = sorted(str(row["PurchaseDate"]) for row in rows)
+    return [
+        {
+            "orders": len(rows),
+            "tickets": sum(int(row["TotalTickets"]) for row in rows),
+            "gross": sum(float(row["TotalAmount"]) for row in rows),
+            "firstSale": sales[0],
+            "lastSale": sales[-1],
+            "name": max(str(row["EventName"]) for row in rows),
+        }
+    ]
+
+
 def container(name: str) -> InMemoryContainer:
-    return InMemoryContainer(name, partition_key_path=DEFAULT_TOPOLOGY.container(name).partition_key)
+    queries = {EVENT_STATS_QUERY: event_stats} if name == "transactions" else None
+    return InMemoryContainer(
+        name, partition_key_path=DEFAULT_TOPOLOGY.container(name).partition_key, queries=queries
+    )
 
 
 @pytest.fixture
@@ -123,7 +150,7 @@ def world() -> World:
     source = FakeSource()
     writer = TransactionWriter(transactions, concurrency=4)
     queue = EnrichmentQueue(publisher=bus.publisher(queue=QUEUE), writer=writer, transactions=transactions)
-    catalog = EventCatalog(events, ScanEventStats(transactions), CatalogBacklog(state))
+    catalog = EventCatalog(events, EventStatsQuery(transactions), CatalogBacklog(state))
     runner = SyncRunner(
         source=source,
         writer=writer,

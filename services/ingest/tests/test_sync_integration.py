@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import run_sandbox
-from ingest.catalog import CatalogBacklog, CosmosEventStats, EventCatalog
+from ingest.catalog import CatalogBacklog, EventCatalog, EventStatsQuery
 from ingest.checkpoint import CheckpointStore
 from ingest.queueing import EnrichmentQueue
 from ingest.source import Credentials, OpenTicketsClient, RetryPolicy, SourceRequestError
@@ -63,15 +63,14 @@ class Harness:
             checkpoints=CheckpointStore(container("state")),
             quarantine=container("quarantine"),
             catalog=EventCatalog(
-                self.events, CosmosEventStats(self.transactions.sdk), CatalogBacklog(container("state"))
+                self.events, EventStatsQuery(self.transactions), CatalogBacklog(container("state"))
             ),
             source_name="opentickets-api",
             overlap=timedelta(minutes=5),
         )
 
     async def stored(self) -> dict[str, dict]:
-        rows = self.transactions.sdk.query_items("SELECT * FROM c")
-        return {row["id"]: row async for row in rows}
+        return {row["id"]: row async for row in self.transactions.find({})}
 
     def published_payment_ids(self) -> list[str]:
         return sorted(decode_message(raw).message.payment_id for raw in self.bus.active_messages(queue=QUEUE))
@@ -114,8 +113,17 @@ async def test_sync_stores_every_transaction_queues_each_payment_and_then_only_c
         for row in sandbox.scenario.transactions():
             assert after[row["id"]]["IsRefunded"] == row["IsRefunded"]
             assert after[row["id"]]["TotalScanCount"] == row["TotalScanCount"]
-        catalog = [doc async for doc in harness.events.sdk.query_items("SELECT * FROM c")]
+        catalog = [doc async for doc in harness.events.find({})]
         assert sum(doc["ordersCount"] for doc in catalog) == len(after)
+        for entry in catalog:
+            # Each entry is the aggregate query's answer over the event's stored orders.
+            orders = [doc for doc in after.values() if doc["eventId"] == entry["id"]]
+            sales = sorted(doc["PurchaseDate"] for doc in orders)
+            assert entry["ticketsCount"] == sum(doc["TotalTickets"] for doc in orders)
+            assert entry["grossRevenue"] == pytest.approx(
+                sum(doc["TotalAmount"] for doc in orders), abs=0.005
+            )
+            assert (entry["firstSale"], entry["lastSale"]) == (sales[0], sales[-1])
         assert {doc["city"] for doc in catalog} - {None}
 
 

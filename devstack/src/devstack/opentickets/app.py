@@ -10,9 +10,9 @@ from aiohttp import web
 
 from devstack.opentickets.faults import Fault
 from devstack.opentickets.keys import STATE_KEY
-from devstack.opentickets.problems import ProblemError, problem_response, render
 from devstack.opentickets.routes import routes
 from devstack.opentickets.state import SandboxState
+from otcommon.http import ProblemError, TooManyRequestsError, problem_middleware
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,24 +26,15 @@ if TYPE_CHECKING:
 FAULTY_PREFIX = "/v1/"
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn domain errors and router errors into problem+json responses."""
-    try:
-        return await handler(request)
-    except ProblemError as error:
-        return render(error)
-    except web.HTTPException as error:
-        if error.status < web.HTTPBadRequest.status_code:
-            raise
-        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-        return problem_response(
-            status=error.status,
-            slug="not-found" if error.status == web.HTTPNotFound.status_code else "http-error",
-            title=error.reason,
-            detail=f"{request.method} {request.path}: {error.reason}",
-            headers=headers,
-        )
+class InjectedServerError(ProblemError):
+    """A server error the fault settings asked for, with their status (503 unless configured)."""
+
+    title = "Server Error"
+    slug = "unavailable"
+
+    def __init__(self, status: int) -> None:
+        super().__init__("injected server error; retry later")
+        self.status = status
 
 
 @web.middleware
@@ -63,20 +54,12 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
                 request.transport.close()
             return web.Response(status=web.HTTPServiceUnavailable.status_code)
         case Fault.TOO_MANY_REQUESTS:
-            raise ProblemError(
-                status=429,
-                slug="rate-limited",
-                title="Too Many Requests",
-                detail=f"rate limit reached; retry after {config.retry_after_s} s",
-                headers={"Retry-After": str(config.retry_after_s)},
+            raise TooManyRequestsError(
+                f"rate limit reached; retry after {config.retry_after_s} s",
+                retry_after_seconds=config.retry_after_s,
             )
         case Fault.SERVER_ERROR:
-            raise ProblemError(
-                status=config.status_5xx,
-                slug="unavailable",
-                title="Server Error",
-                detail="injected server error; retry later",
-            )
+            raise InjectedServerError(config.status_5xx)
         case _:
             return await handler(request)
 

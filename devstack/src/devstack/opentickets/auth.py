@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import hmac
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from devstack.opentickets.problems import ProblemError
+from otcommon.http import UnauthorizedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -74,26 +73,9 @@ class TokenStore:
         return len(live)
 
 
-def unauthorized(detail: str, *, error: str | None = None) -> ProblemError:
-    """A 401 with the RFC 6750 challenge a bearer client expects."""
-    challenge = f'Bearer realm="{REALM}"'
-    if error is not None:
-        challenge += f', error="{error}", error_description="{detail}"'
-    return ProblemError(
-        status=401,
-        slug="unauthorized",
-        title="Unauthorized",
-        detail=detail,
-        headers={"WWW-Authenticate": challenge},
-    )
-
-
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The bearer token of an Authorization header, if there is one."""
-    scheme, _, value = headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.strip() or None
+def unauthorized(detail: str, *, error: str | None = None) -> UnauthorizedError:
+    """A 401 with the RFC 6750 challenge of this sandbox's realm."""
+    return UnauthorizedError(detail, realm=REALM, error=error)
 
 
 def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
@@ -107,8 +89,3 @@ def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
         return None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else None
-
-
-def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison, so the sandbox does not teach clients bad habits."""
-    return hmac.compare_digest(given.encode(), expected.encode())

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devstack.opentickets.problems import ProblemError
+from otcommon.http import InvalidParameterError
 
 if TYPE_CHECKING:
     from devstack.scenario import Scenario
@@ -47,9 +47,13 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def bad_cursor(detail: str) -> ProblemError:
+class InvalidCursorError(InvalidParameterError):
     """A 400 for a cursor the server cannot use."""
-    return ProblemError(status=400, slug="invalid-cursor", title="Invalid parameter: cursor", detail=detail)
+
+    slug = "invalid-cursor"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("cursor", detail)
 
 
 def decode_cursor(text: str) -> Cursor:
@@ -58,7 +62,7 @@ def decode_cursor(text: str) -> Cursor:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         data = json.loads(raw)
     except (binascii.Error, ValueError) as error:
-        raise bad_cursor("cursor is not one this server issued") from error
+        raise InvalidCursorError("cursor is not one this server issued") from error
     if (
         not isinstance(data, dict)
         or data.get("v") != _CURSOR_VERSION
@@ -66,7 +70,7 @@ def decode_cursor(text: str) -> Cursor:
         or not isinstance(data.get("i"), str)
         or not isinstance(data.get("f"), str)
     ):
-        raise bad_cursor("cursor is not one this server issued")
+        raise InvalidCursorError("cursor is not one this server issued")
     return Cursor(updated_at=data["u"], id=data["i"], filters=data["f"])
 
 
@@ -152,7 +156,9 @@ class TransactionIndex:
         if cursor is not None:
             after = decode_cursor(cursor)
             if after.filters != filters:
-                raise bad_cursor("cursor was issued for other filters; repeat the first request's filters")
+                raise InvalidCursorError(
+                    "cursor was issued for other filters; repeat the first request's filters"
+                )
             start = max(
                 start, bisect.bisect_right(self._entries, (after.updated_at, after.id, _PAST_ANY_INDEX))
             )

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from devstack.opentickets.auth import (
-    TokenState,
-    basic_credentials,
-    bearer_token,
-    same_secret,
-    unauthorized,
-)
+from devstack.opentickets.auth import TokenState, basic_credentials, unauthorized
 from devstack.opentickets.faults import FaultConfig
 from devstack.opentickets.keys import STATE_KEY
-from devstack.opentickets.problems import ProblemError, invalid_parameter
 from devstack.scenario.generator import MAX_ADVANCE_MINUTES, MAX_FORCED_CHANGES
+from otcommon.http import (
+    NotFoundError,
+    bearer_token,
+    invalid_field,
+    parse_json_body,
+    query_parameter,
+    read_json_object,
+    reject_unknown_parameters,
+    same_secret,
+)
 
 if TYPE_CHECKING:
     from devstack.opentickets.state import SandboxState
@@ -109,39 +111,20 @@ def authenticate(request: web.Request) -> None:
     raise unauthorized("Send a bearer token (Authorization: Bearer ...) or an X-Api-Key header")
 
 
-def _single(request: web.Request, name: str) -> str | None:
-    values = request.query.getall(name, [])
-    if len(values) > 1:
-        raise invalid_parameter(name, f"{name} may be given once")
-    return values[0] if values else None
-
-
-def _reject_unknown(request: web.Request, allowed: frozenset[str]) -> None:
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise invalid_parameter(
-            unknown[0], f"unknown query parameter {unknown[0]!r}; allowed: {sorted(allowed)}"
-        )
-
-
-def _limit(text: str | None) -> int:
-    if text is None:
-        return DEFAULT_LIMIT
+def _limit(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise invalid_parameter("limit", f"limit must be an integer from 1 to {MAX_LIMIT}, got {text!r}")
+        raise ValueError(f"must be an integer from 1 to {MAX_LIMIT}, got {text!r}")
     return int(text)
 
 
-def _timestamp(name: str, text: str | None) -> int | None:
-    if text is None:
-        return None
+def _timestamp(text: str) -> int:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as error:
         hint = " (a '+' in a query string must be sent as %2B)" if " " in text else ""
-        raise invalid_parameter(name, f"{name} must be an ISO 8601 timestamp, got {text!r}{hint}") from error
+        raise ValueError(f"must be an ISO 8601 timestamp, got {text!r}{hint}") from error
     if parsed.tzinfo is None:
-        raise invalid_parameter(name, f"{name} needs a UTC offset or Z, got {text!r}")
+        raise ValueError(f"needs a UTC offset or Z, got {text!r}")
     seconds = parsed.astimezone(UTC).timestamp()
     # Rows carry whole seconds; a fractional bound includes rows from the next whole second on.
     return int(seconds) if seconds.is_integer() else int(seconds) + 1
@@ -151,7 +134,7 @@ def _timestamp(name: str, text: str | None) -> int | None:
 async def list_events(request: web.Request) -> web.Response:
     """All events of the account."""
     authenticate(request)
-    _reject_unknown(request, frozenset())
+    reject_unknown_parameters(request, frozenset())
     return web.json_response({"data": _state(request).scenario.events(), "nextCursor": None})
 
 
@@ -160,16 +143,19 @@ async def list_transactions(request: web.Request) -> web.Response:
     """Transactions ordered by (updatedAt, id), a page at a time."""
     authenticate(request)
     state = _state(request)
-    _reject_unknown(request, _TRANSACTION_PARAMETERS)
-    limit = _limit(_single(request, "limit"))
-    updated_since = _timestamp("updatedSince", _single(request, "updatedSince"))
-    event_id = _single(request, "eventId")
-    cursor = _single(request, "cursor")
+    reject_unknown_parameters(request, _TRANSACTION_PARAMETERS)
+    limit = query_parameter(request, "limit", _limit)
+    updated_since = query_parameter(request, "updatedSince", _timestamp)
+    event_id = query_parameter(request, "eventId", str)
+    cursor = query_parameter(request, "cursor", str)
     if event_id is not None and event_id not in state.scenario.event_ids():
-        raise ProblemError(
-            status=404, slug="not-found", title="Unknown event", detail=f"no event {event_id!r}"
-        )
-    page = state.index.page(limit=limit, updated_since=updated_since, event_id=event_id, cursor=cursor)
+        raise NotFoundError(f"no event {event_id!r}", title="Unknown event")
+    page = state.index.page(
+        limit=DEFAULT_LIMIT if limit is None else limit,
+        updated_since=updated_since,
+        event_id=event_id,
+        cursor=cursor,
+    )
     return web.json_response({"data": page.rows, "nextCursor": page.next_cursor})
 
 
@@ -177,24 +163,6 @@ async def list_transactions(request: web.Request) -> web.Response:
 async def health(_request: web.Request) -> web.Response:
     """Liveness."""
     return web.json_response({"status": "ok"})
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except json.JSONDecodeError as error:
-        raise invalid_parameter("body", f"body is not JSON: {error}") from error
-    if not isinstance(body, dict):
-        raise invalid_parameter("body", "body must be a JSON object")
-    return body
-
-
-def _validation_problem(error: ValidationError) -> ProblemError:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "body"
-    return invalid_parameter(field, f"{field}: {first['msg']}")
 
 
 def _faults_json(state: SandboxState) -> dict[str, Any]:
@@ -211,11 +179,11 @@ async def get_faults(request: web.Request) -> web.Response:
 async def set_faults(request: web.Request) -> web.Response:
     """Change some fault settings; fields left out keep their values."""
     state = _state(request)
-    body = await _json_body(request)
+    body = await read_json_object(request)
     try:
         state.faults.update(**body)
     except ValidationError as error:
-        raise _validation_problem(error) from error
+        raise invalid_field(error) from error
     return web.json_response(_faults_json(state))
 
 
@@ -231,10 +199,7 @@ async def clear_faults(request: web.Request) -> web.Response:
 async def advance(request: web.Request) -> web.Response:
     """Move the scenario clock: new sales, late refunds, disputes and scans."""
     state = _state(request)
-    try:
-        body = AdvanceRequest.model_validate(await _json_body(request))
-    except ValidationError as error:
-        raise _validation_problem(error) from error
+    body = await parse_json_body(request, AdvanceRequest)
     changes = state.advance(
         minutes=body.minutes, refunds=body.refunds, disputes=body.disputes, scans=body.scans
     )

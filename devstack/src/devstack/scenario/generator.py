@@ -159,7 +159,7 @@ class Scenario:
         """The Stripe side of the current moment (accounts, payments, balance, payouts)."""
         key = (self.now, self._version)
         if self._stripe is None or self._stripe[0] != key:
-            self._stripe = (key, build_stripe_world(scenario=self))
+            self._stripe = (key, build_stripe_world(world=self.world, orders=self.orders(), now=self.now))
         return self._stripe[1]
 
     # -- moving the clock ------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 # ruff: noqa: S311 - seeded, reproducible pseudo-randomness is the point; nothing here is a secret
 """The Stripe side of a scenario: accounts, payments, balance transactions, transfers and payouts.
 
-Objects are Stripe-shaped JSON dicts keyed by id, so a Stripe stand-in can serve them as they are;
-`owner` says which account can read each object, and `payments` is the ground truth the enricher's
-answers are checked against.
+Objects are Stripe-shaped JSON dicts keyed by id (shaped in `stripe_objects`), so a Stripe stand-in can
+serve them as they are; `owner` says which account can read each object, and `payments` is the ground
+truth the enricher's answers are checked against. The scenario passes in its world, orders and clock,
+so this module never imports the scenario that uses it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from devstack.scenario import catalog
+from devstack.scenario import catalog, stripe_objects
 from devstack.scenario.ids import seed_salt, stripe_id
-from devstack.scenario.model import Order, Route
-from devstack.scenario.world import DAY, AccountProfile, account_fragment
+from devstack.scenario.model import Route
+from devstack.scenario.stripe_objects import StripePayment
+from devstack.scenario.world import DAY, account_fragment
 
 if TYPE_CHECKING:
-    from devstack.scenario.generator import Scenario
+    from collections.abc import Iterable
+
+    from devstack.scenario.model import Order
+    from devstack.scenario.world import World
 
 # Stripe makes card funds available two days after the charge, then pays out the next business day.
 AVAILABLE_AFTER_DAYS = 2
@@ -34,11 +39,6 @@ _SALT_TR = 0x44
 _SALT_RE = 0x55
 _SALT_DP = 0x66
 _SALT_PO = 0x77
-
-
-class _Money(NamedTuple):
-    amount: int
-    fee: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,33 +107,6 @@ class StripeWorld:
         return everything
 
 
-_NO_BILLING_DETAILS: dict[str, Any] = {"address": None, "email": None, "name": None, "phone": None}
-
-
-def _empty_list(url: str) -> dict[str, Any]:
-    return {"object": "list", "data": [], "has_more": False, "total_count": 0, "url": url}
-
-
-def _account_object(profile: AccountProfile, *, manual: bool, created: int) -> dict[str, Any]:
-    return {
-        "id": profile.id,
-        "object": "account",
-        "type": "standard",
-        "country": profile.country,
-        "default_currency": "usd",
-        "email": profile.email,
-        "created": created,
-        "charges_enabled": True,
-        "payouts_enabled": True,
-        "business_profile": {"name": profile.business_name},
-        "settings": {
-            "dashboard": {"display_name": profile.display_name, "timezone": "Etc/UTC"},
-            "payouts": {"schedule": {"interval": "manual" if manual else "daily", "delay_days": 2}},
-        },
-        "metadata": {},
-    }
-
-
 def _day_start(ts: int) -> int:
     return ts - ts % DAY
 
@@ -146,64 +119,225 @@ def _arrival(created: int) -> int:
     return arrival
 
 
+class _IdSource:
+    """Ids for one order's Stripe objects.
+
+    Each id takes random filler from one generator per order, so the sequence of `draw` calls is part of
+    the generated world: an id for a new kind of object is drawn after the existing ones, or the ids of
+    every seed change (the scenario tests pin a digest of a seeded world).
+    """
+
+    def __init__(self, *, seed: int, index: int) -> None:
+        self._seed = seed
+        self._index = index
+        self._rng = random.Random(f"stripe:{seed}:{index}")
+
+    def draw(self, prefix: str, salt: int, *, account: str) -> str:
+        """The next id with this prefix for an object owned by `account`."""
+        return stripe_id(
+            prefix=prefix,
+            index=self._index,
+            salt=seed_salt(self._seed, salt),
+            account_fragment=account_fragment(account),
+            rng=self._rng,
+        )
+
+
+class _Transfer(NamedTuple):
+    transfer_id: str
+    destination_payment_id: str
+    # What the connected account keeps of the payment once the transfer's balance transaction settles.
+    net: int
+
+
 class _Builder:
-    def __init__(self, scenario: Scenario) -> None:
-        world = scenario.world
-        self.scenario = scenario
-        self.now = scenario.now
+    """Adds the Stripe objects of a world's accounts, then of each order, then the payouts."""
+
+    def __init__(self, world: World, *, now: int) -> None:
+        self.world = world
+        self.now = now
         self.seed = world.seed
         self.stripe = StripeWorld(platform_account_id=world.platform.id)
         self.manual = {o.account_id for o in world.organizers if o.manual_payouts}
         self.bank_of: dict[str, str] = {}
         # (account, payout day) -> balance transactions paid out together
         self.pending_payouts: dict[tuple[str, int], list[str]] = defaultdict(list)
-        rng = random.Random(f"stripe-accounts:{world.seed}")
-        created = world.start - 400 * DAY
-        for profile in (world.platform, *world.accounts):
-            manual = profile.id in self.manual
-            self.stripe.accounts[profile.id] = _account_object(profile, manual=manual, created=created)
-            bank_id = f"ba_1{account_fragment(profile.id)}{rng.randrange(10**12):012d}"[:27]
-            self.stripe.bank_accounts[bank_id] = {
-                "id": bank_id,
-                "object": "bank_account",
-                "account": profile.id,
-                "bank_name": rng.choice(catalog.BANK_NAMES),
-                "last4": f"{rng.randrange(10_000):04d}",
-                "country": "US",
-                "currency": "usd",
-                "routing_number": "110000000",
-                "status": "verified",
-                "default_for_currency": True,
-            }
-            self.stripe.owner[bank_id] = profile.id
-            self.bank_of[profile.id] = bank_id
 
     def _put(self, table: dict[str, dict[str, Any]], obj: dict[str, Any], *, owner: str) -> None:
         table[obj["id"]] = obj
         self.stripe.owner[obj["id"]] = owner
 
-    def _balance(
-        self, *, txn_id: str, owner: str, money: _Money, source: str, created: int
+    # -- accounts ----------------------------------------------------------------------------------
+
+    def add_accounts(self) -> None:
+        """The platform and every connected account, each with the bank account it is paid out to."""
+        rng = random.Random(f"stripe-accounts:{self.seed}")
+        created = self.world.start - 400 * DAY
+        for profile in (self.world.platform, *self.world.accounts):
+            manual = profile.id in self.manual
+            self.stripe.accounts[profile.id] = stripe_objects.account(profile, manual=manual, created=created)
+            bank_id = f"ba_1{account_fragment(profile.id)}{rng.randrange(10**12):012d}"[:27]
+            bank = stripe_objects.bank_account(
+                bank_id=bank_id,
+                account_id=profile.id,
+                bank_name=rng.choice(catalog.BANK_NAMES),
+                last4=f"{rng.randrange(10_000):04d}",
+            )
+            self._put(self.stripe.bank_accounts, bank, owner=profile.id)
+            self.bank_of[profile.id] = bank_id
+
+    # -- one order's payment -----------------------------------------------------------------------
+
+    def add_order(self, order: Order) -> None:
+        """Every Stripe object of one order's payment as it stands now, and its ground truth."""
+        payment = self._stripe_payment(order)
+        if payment is None:
+            return
+        # The steps draw their ids in this sequence (see `_IdSource`); new steps go after them.
+        ids = _IdSource(seed=self.seed, index=order.index)
+        txn = self._add_charge_balance_transaction(
+            payment, txn_id=ids.draw("txn", _SALT_TXN, account=payment.owner)
+        )
+        transfer = None
+        if payment.destination is not None:
+            transfer = self._add_transfer(payment, destination=payment.destination, ids=ids)
+        self._add_charge(payment, balance_transaction_id=txn["id"], transfer=transfer)
+        if payment.refunded_at is not None:
+            refund_id = ids.draw("re", _SALT_RE, account=payment.owner)
+            self._add_refund(payment, refund_id=refund_id, created=payment.refunded_at)
+        if payment.disputed_at is not None:
+            dispute_id = ids.draw("dp", _SALT_DP, account=payment.owner)
+            self._add_dispute(payment, dispute_id=dispute_id, created=payment.disputed_at)
+        self._record_payment_facts(order, payment, txn=txn, transfer=transfer)
+
+    def _stripe_payment(self, order: Order) -> StripePayment | None:
+        """The order's payment as Stripe sees it now; None for an order paid outside Stripe."""
+        if order.route is None or order.account_id is None or order.charge_id is None:
+            return None
+        organizer = self.world.organizer(self.world.event(order.event_id).organizer_id)
+        refund_at, dispute_at = order.refund_at, order.dispute_at
+        return StripePayment(
+            order_id=order.id,
+            event_id=order.event_id,
+            route=order.route,
+            owner=order.account_id,
+            destination=organizer.account_id if order.route is Route.DESTINATION else None,
+            charge_id=order.charge_id,
+            payment_intent_id=order.payment_intent_id,
+            amount=order.total_cents,
+            stripe_fee=order.provider_fee_cents,
+            application_fee=order.platform_fee_cents + order.tax_cents,
+            created=order.purchase_at,
+            refunded_at=refund_at if refund_at is not None and refund_at <= self.now else None,
+            disputed_at=dispute_at if dispute_at is not None and dispute_at <= self.now else None,
+        )
+
+    def _add_charge_balance_transaction(self, payment: StripePayment, *, txn_id: str) -> dict[str, Any]:
+        fee_details = [stripe_objects.fee_detail(payment.stripe_fee, "stripe_fee")]
+        if payment.route is Route.DIRECT:
+            # On a direct charge the platform's application fee is taken from the connected balance.
+            fee_details.append(stripe_objects.fee_detail(payment.application_fee, "application_fee"))
+        return self._add_balance_transaction(
+            txn_id=txn_id,
+            owner=payment.owner,
+            amount=payment.amount,
+            fee_details=fee_details,
+            source=payment.charge_id,
+            created=payment.created,
+        )
+
+    def _add_transfer(self, payment: StripePayment, *, destination: str, ids: _IdSource) -> _Transfer:
+        """A destination charge's transfer and the `py_` payment it makes on the connected account."""
+        transfer_id = ids.draw("tr", _SALT_TR, account=payment.owner)
+        arrived_id = ids.draw("py", _SALT_PY, account=destination)
+        arrived_txn_id = ids.draw("txn", _SALT_TXN_PY, account=destination)
+        transfer = stripe_objects.transfer(
+            payment, transfer_id=transfer_id, destination_payment_id=arrived_id
+        )
+        self._put(self.stripe.transfers, transfer, owner=payment.owner)
+        # Stripe charges no fee on the transferred money; the platform kept its share before the transfer.
+        arrived_txn = self._add_balance_transaction(
+            txn_id=arrived_txn_id,
+            owner=destination,
+            amount=payment.transferred,
+            fee_details=[stripe_objects.fee_detail(0, "stripe_fee")],
+            source=arrived_id,
+            created=payment.created,
+        )
+        arrived = stripe_objects.destination_payment(
+            payment, charge_id=arrived_id, balance_transaction_id=arrived_txn_id, transfer_id=transfer_id
+        )
+        self._put(self.stripe.charges, arrived, owner=destination)
+        return _Transfer(transfer_id=transfer_id, destination_payment_id=arrived_id, net=arrived_txn["net"])
+
+    def _add_charge(
+        self, payment: StripePayment, *, balance_transaction_id: str, transfer: _Transfer | None
+    ) -> None:
+        """The customer's charge and, unless it is a legacy charge, its PaymentIntent."""
+        charge = stripe_objects.charge(
+            payment,
+            balance_transaction_id=balance_transaction_id,
+            transfer_id=transfer.transfer_id if transfer else None,
+        )
+        self._put(self.stripe.charges, charge, owner=payment.owner)
+        if payment.payment_intent_id is not None:
+            intent = stripe_objects.payment_intent(payment, intent_id=payment.payment_intent_id)
+            self._put(self.stripe.payment_intents, intent, owner=payment.owner)
+
+    def _add_refund(self, payment: StripePayment, *, refund_id: str, created: int) -> None:
+        refund = stripe_objects.refund(payment, refund_id=refund_id, created=created)
+        self._put(self.stripe.refunds, refund, owner=payment.owner)
+        # Stripe lists a charge's refunds on the charge itself.
+        refunds = self.stripe.charges[payment.charge_id]["refunds"]
+        refunds["data"].append(refund)
+        refunds["total_count"] = len(refunds["data"])
+
+    def _add_dispute(self, payment: StripePayment, *, dispute_id: str, created: int) -> None:
+        dispute = stripe_objects.dispute(payment, dispute_id=dispute_id, created=created)
+        self._put(self.stripe.disputes, dispute, owner=payment.owner)
+
+    def _record_payment_facts(
+        self, order: Order, payment: StripePayment, *, txn: dict[str, Any], transfer: _Transfer | None
+    ) -> None:
+        self.stripe.payments[order.payment_id] = PaymentFacts(
+            payment_id=order.payment_id,
+            order_id=order.id,
+            route=payment.route,
+            account_id=payment.owner,
+            destination_account_id=payment.destination,
+            charge_id=payment.charge_id,
+            payment_intent_id=payment.payment_intent_id,
+            balance_transaction_id=txn["id"],
+            transfer_id=transfer.transfer_id if transfer else None,
+            destination_payment_id=transfer.destination_payment_id if transfer else None,
+            application_fee_amount=payment.application_fee_amount,
+            net_amount=transfer.net if transfer else txn["net"],
+            available_on=txn["available_on"],
+        )
+
+    # -- balance and payouts -----------------------------------------------------------------------
+
+    def _add_balance_transaction(
+        self,
+        *,
+        txn_id: str,
+        owner: str,
+        amount: int,
+        fee_details: list[dict[str, Any]],
+        source: str,
+        created: int,
     ) -> dict[str, Any]:
-        amount, fee = money
-        # A destination charge's money arrives on the connected account as a `py_` payment.
-        kind = "payment" if source.startswith("py_") else "charge"
+        """A balance transaction on `owner`'s balance, booked into the payout that will settle it."""
         available_on = _day_start(created) + AVAILABLE_AFTER_DAYS * DAY
-        txn = {
-            "id": txn_id,
-            "object": "balance_transaction",
-            "amount": amount,
-            "fee": fee,
-            "net": amount - fee,
-            "currency": "usd",
-            "created": created,
-            "available_on": available_on,
-            "status": "available" if available_on <= self.now else "pending",
-            "type": kind,
-            "reporting_category": "charge",
-            "source": source,
-            "fee_details": [{"amount": fee, "currency": "usd", "type": "stripe_fee", "description": None}],
-        }
+        txn = stripe_objects.balance_transaction(
+            txn_id=txn_id,
+            amount=amount,
+            fee_details=fee_details,
+            source=source,
+            created=created,
+            available_on=available_on,
+            status="available" if available_on <= self.now else "pending",
+        )
         self._put(self.stripe.balance_transactions, txn, owner=owner)
         if owner in self.manual:
             # Manual payouts are requested by the organizer in weekly batches.
@@ -213,234 +347,8 @@ class _Builder:
             self.pending_payouts[(owner, available_on)].append(txn_id)
         return txn
 
-    def add_order(self, order: Order) -> None:
-        if order.route is None or order.account_id is None or order.charge_id is None:
-            return
-        world = self.scenario.world
-        rng = random.Random(f"stripe:{self.seed}:{order.index}")
-        organizer_account = world.organizer(world.event(order.event_id).organizer_id).account_id
-        owner = order.account_id
-        refunded = order.refund_at is not None and order.refund_at <= self.now
-        disputed = order.dispute_at is not None and order.dispute_at <= self.now
-        amount = order.total_cents
-        stripe_fee = order.provider_fee_cents
-        application_fee = order.platform_fee_cents + order.tax_cents
-        created = order.purchase_at
-
-        def new_id(prefix: str, salt: int, account: str = owner) -> str:
-            return stripe_id(
-                prefix=prefix,
-                index=order.index,
-                salt=seed_salt(self.seed, salt),
-                account_fragment=account_fragment(account),
-                rng=rng,
-            )
-
-        destination = organizer_account if order.route is Route.DESTINATION else None
-        transfer_id = destination_payment_id = None
-        if order.route is Route.DIRECT:
-            # On a direct charge the platform's application fee is taken from the connected balance.
-            txn = self._balance(
-                txn_id=new_id("txn", _SALT_TXN),
-                owner=owner,
-                money=_Money(amount, stripe_fee + application_fee),
-                source=order.charge_id,
-                created=created,
-            )
-            txn["fee_details"] = [
-                {"amount": stripe_fee, "currency": "usd", "type": "stripe_fee", "description": None},
-                {
-                    "amount": application_fee,
-                    "currency": "usd",
-                    "type": "application_fee",
-                    "description": None,
-                },
-            ]
-        else:
-            txn = self._balance(
-                txn_id=new_id("txn", _SALT_TXN),
-                owner=owner,
-                money=_Money(amount, stripe_fee),
-                source=order.charge_id,
-                created=created,
-            )
-        fee_amount: int | None = application_fee if order.route is not Route.PLATFORM else None
-        net = txn["net"]
-        if destination is not None:
-            transfer_id = new_id("tr", _SALT_TR)
-            destination_payment_id = new_id("py", _SALT_PY, destination)
-            transferred = amount - application_fee
-            self._put(
-                self.stripe.transfers,
-                {
-                    "id": transfer_id,
-                    "object": "transfer",
-                    "amount": transferred,
-                    "amount_reversed": 0,
-                    "livemode": False,
-                    "reversals": _empty_list(f"/v1/transfers/{transfer_id}/reversals"),
-                    "currency": "usd",
-                    "created": created,
-                    "destination": destination,
-                    "destination_payment": destination_payment_id,
-                    "source_transaction": order.charge_id,
-                    "reversed": False,
-                    "metadata": {},
-                },
-                owner=owner,
-            )
-            py_txn = self._balance(
-                txn_id=new_id("txn", _SALT_TXN_PY, destination),
-                owner=destination,
-                money=_Money(transferred, 0),
-                source=destination_payment_id,
-                created=created,
-            )
-            self._put(
-                self.stripe.charges,
-                {
-                    "id": destination_payment_id,
-                    "object": "charge",
-                    "billing_details": dict(_NO_BILLING_DETAILS),
-                    "refunds": _empty_list(f"/v1/charges/{destination_payment_id}/refunds"),
-                    "amount": transferred,
-                    "amount_captured": transferred,
-                    "amount_refunded": 0,
-                    "currency": "usd",
-                    "created": created,
-                    "paid": True,
-                    "captured": True,
-                    "status": "succeeded",
-                    "payment_intent": None,
-                    "balance_transaction": py_txn["id"],
-                    "source_transfer": transfer_id,
-                    "refunded": False,
-                    "disputed": False,
-                    "livemode": False,
-                    "metadata": {},
-                },
-                owner=destination,
-            )
-            net = py_txn["net"]
-
-        transfer_data = {"destination": destination} if destination else None
-        self._put(
-            self.stripe.charges,
-            {
-                "id": order.charge_id,
-                "object": "charge",
-                "billing_details": dict(_NO_BILLING_DETAILS),
-                "refunds": _empty_list(f"/v1/charges/{order.charge_id}/refunds"),
-                "amount": amount,
-                "amount_captured": amount,
-                "amount_refunded": amount if refunded else 0,
-                "currency": "usd",
-                "created": created,
-                "paid": True,
-                "captured": True,
-                "status": "succeeded",
-                "payment_intent": order.payment_intent_id,
-                "balance_transaction": txn["id"],
-                "transfer": transfer_id,
-                "transfer_data": transfer_data,
-                "on_behalf_of": destination,
-                "application_fee_amount": fee_amount,
-                "refunded": refunded,
-                "disputed": disputed,
-                "livemode": False,
-                "metadata": {"order_id": order.id, "event_id": order.event_id},
-            },
-            owner=owner,
-        )
-        if order.payment_intent_id is not None:
-            self._put(
-                self.stripe.payment_intents,
-                {
-                    "id": order.payment_intent_id,
-                    "object": "payment_intent",
-                    "capture_method": "automatic",
-                    "confirmation_method": "automatic",
-                    "amount": amount,
-                    "amount_received": amount,
-                    "currency": "usd",
-                    "created": created,
-                    "status": "succeeded",
-                    "latest_charge": order.charge_id,
-                    "transfer_data": transfer_data,
-                    "on_behalf_of": destination,
-                    "application_fee_amount": fee_amount,
-                    "payment_method_types": ["card"],
-                    "livemode": False,
-                    "metadata": {"order_id": order.id, "event_id": order.event_id},
-                },
-                owner=owner,
-            )
-        if refunded and order.refund_at is not None:
-            refund_id = new_id("re", _SALT_RE)
-            self._put(
-                self.stripe.refunds,
-                {
-                    "id": refund_id,
-                    "object": "refund",
-                    "amount": amount,
-                    "charge": order.charge_id,
-                    "payment_intent": order.payment_intent_id,
-                    "currency": "usd",
-                    "created": order.refund_at,
-                    "reason": "requested_by_customer",
-                    "status": "succeeded",
-                    "metadata": {},
-                },
-                owner=owner,
-            )
-            refunds = self.stripe.charges[order.charge_id]["refunds"]
-            refunds["data"].append(self.stripe.refunds[refund_id])
-            refunds["total_count"] = 1
-        if disputed and order.dispute_at is not None:
-            dispute_id = new_id("dp", _SALT_DP)
-            self._put(
-                self.stripe.disputes,
-                {
-                    "id": dispute_id,
-                    "object": "dispute",
-                    "balance_transactions": [],
-                    "evidence": {},
-                    "evidence_details": {
-                        "due_by": order.dispute_at + 7 * DAY,
-                        "has_evidence": False,
-                        "past_due": False,
-                        "submission_count": 0,
-                    },
-                    "is_charge_refundable": False,
-                    "amount": amount,
-                    "charge": order.charge_id,
-                    "payment_intent": order.payment_intent_id,
-                    "currency": "usd",
-                    "created": order.dispute_at,
-                    "reason": "fraudulent",
-                    "status": "needs_response",
-                    "livemode": False,
-                    "metadata": {},
-                },
-                owner=owner,
-            )
-        self.stripe.payments[order.payment_id] = PaymentFacts(
-            payment_id=order.payment_id,
-            order_id=order.id,
-            route=order.route,
-            account_id=owner,
-            destination_account_id=destination,
-            charge_id=order.charge_id,
-            payment_intent_id=order.payment_intent_id,
-            balance_transaction_id=txn["id"],
-            transfer_id=transfer_id,
-            destination_payment_id=destination_payment_id,
-            application_fee_amount=fee_amount,
-            net_amount=net,
-            available_on=txn["available_on"],
-        )
-
     def finish_payouts(self) -> None:
+        """One payout per account and payout day that has come by now, with its status at this moment."""
         account_numbers = {account: number for number, account in enumerate(self.stripe.accounts)}
         for (account, created), txn_ids in sorted(self.pending_payouts.items()):
             if created > self.now:
@@ -454,45 +362,33 @@ class _Builder:
                 account_fragment=account_fragment(account),
                 rng=rng,
             )
-            arrival = _arrival(created)
             failed = rng.randrange(100) < FAILED_PAYOUT_PERCENT
-            if self.now < created + PAYOUT_PENDING_SECONDS:
-                status = "pending"
-            elif self.now < arrival:
-                status = "in_transit"
-            else:
-                status = "failed" if failed else "paid"
             automatic = account not in self.manual
-            self._put(
-                self.stripe.payouts,
-                {
-                    "id": payout_id,
-                    "object": "payout",
-                    "amount": sum(self.stripe.balance_transactions[t]["net"] for t in txn_ids),
-                    "currency": "usd",
-                    "created": created,
-                    "arrival_date": arrival,
-                    "automatic": automatic,
-                    "destination": self.bank_of[account],
-                    "method": "standard",
-                    "type": "bank_account",
-                    "source_type": "card",
-                    "status": status,
-                    "failure_code": "account_closed" if status == "failed" else None,
-                    "failure_message": "The bank account has been closed." if status == "failed" else None,
-                    "statement_descriptor": None,
-                    "livemode": False,
-                    "metadata": {},
-                },
-                owner=account,
+            payout = stripe_objects.payout(
+                payout_id=payout_id,
+                amount=sum(self.stripe.balance_transactions[t]["net"] for t in txn_ids),
+                created=created,
+                arrival_date=_arrival(created),
+                automatic=automatic,
+                bank_id=self.bank_of[account],
+                status=self._payout_status(created=created, failed=failed),
             )
+            self._put(self.stripe.payouts, payout, owner=account)
             self.stripe.payout_balance_transactions[payout_id] = list(txn_ids) if automatic else []
 
+    def _payout_status(self, *, created: int, failed: bool) -> str:
+        if self.now < created + PAYOUT_PENDING_SECONDS:
+            return "pending"
+        if self.now < _arrival(created):
+            return "in_transit"
+        return "failed" if failed else "paid"
 
-def build_stripe_world(*, scenario: Scenario) -> StripeWorld:
-    """The Stripe objects of every visible payment of `scenario` at its current time."""
-    builder = _Builder(scenario)
-    for order in scenario.orders():
+
+def build_stripe_world(*, world: World, orders: Iterable[Order], now: int) -> StripeWorld:
+    """The Stripe objects of `world`'s accounts and of `orders`' payments as they stand at `now`."""
+    builder = _Builder(world, now=now)
+    builder.add_accounts()
+    for order in orders:
         builder.add_order(order)
     builder.finish_payouts()
     return builder.stripe

@@ -24,6 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from otcommon.enrichment import EnrichmentReason
 from otcommon.schemas import PAYMENT_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -66,13 +67,6 @@ class Message(BaseModel):
     def default_key(self) -> str | None:
         """Key the message id is derived from when the publisher gives none; None means a random id."""
         return None
-
-
-class EnrichmentReason(StrEnum):
-    """Why a payment is (re)queued for enrichment."""
-
-    NEW = "new"
-    REQUEUE = "requeue"
 
 
 class PaymentEnrichmentRequested(Message):

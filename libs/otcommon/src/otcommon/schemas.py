@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from otcommon import normalize
+from otcommon.enrichment import INITIAL_STATE, EnrichmentState
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "SN",
@@ -347,7 +348,6 @@ class ExportRow(ContractModel):
 
 RouteType = Literal["platform", "connected"]
 DepositStatus = Literal["paid", "pending", "failed", "not_traceable"]
-EnrichmentState = Literal["pending", "queued", "enriched", "unresolved"]
 SourceBucket = normalize.SourceBucket
 
 
@@ -431,7 +431,7 @@ class TicketTransaction(Enrichment, ExportRow):
                 "event_id": event,
                 "source": source,
                 "source_updated_at": source_updated_at,
-                "enrichment_state": "pending" if row.payment_id else None,
+                "enrichment_state": INITIAL_STATE if row.payment_id else None,
             }
         )
 

@@ -1,4 +1,4 @@
-"""Logging (structlog), tracing (OpenTelemetry) and the request middleware every HTTP service uses.
+"""Logging (structlog) and tracing (OpenTelemetry); the HTTP request middleware is in ``otcommon.http``.
 
 Logs never carry secrets or personal data: a masking processor replaces values of sensitive
 keys and any e-mail address or secret-looking token in free text.
@@ -9,20 +9,15 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
-    from aiohttp.typedefs import Handler
     from structlog.typing import EventDict, Processor, WrappedLogger
 
     from otcommon.settings import LogFormat, LogLevel
@@ -150,49 +145,3 @@ def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> Tracer
         )
     trace.set_tracer_provider(provider)
     return provider
-
-
-REQUEST_ID_HEADER = "X-Request-ID"
-_VALID_REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
-
-
-@web.middleware
-async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One span and one summary log line per request; a request id echoed in the response."""
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    route = request.match_info.route.resource
-    route_name = route.canonical if route is not None else request.path
-    tracer = trace.get_tracer("otcommon.http")
-    log = structlog.get_logger("http")
-    started = time.perf_counter()
-    with (
-        structlog.contextvars.bound_contextvars(request_id=request_id),
-        tracer.start_as_current_span(
-            f"{request.method} {route_name}",
-            kind=SpanKind.SERVER,
-            context=propagate.extract(dict(request.headers)),
-            attributes={"http.request.method": request.method, "http.route": route_name},
-        ) as span,
-    ):
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-        except web.HTTPException as exc:
-            status = exc.status
-            exc.headers[REQUEST_ID_HEADER] = request_id
-            raise
-        finally:
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:  # noqa: PLR2004
-                span.set_status(Status(StatusCode.ERROR))
-            log.info(
-                "request",
-                method=request.method,
-                route=route_name,
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response

@@ -18,6 +18,7 @@ from ingest.app import create_app, open_ingest
 from ingest.exportfile import ExportFileError
 from ingest.settings import IngestSettings
 from ingest.source import SourceError
+from otcommon.enrichment import EnrichmentState
 from otcommon.schemas import parse_timestamp
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import StoreError
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument(
         "--state",
         required=True,
-        choices=["pending", "queued", "enriched", "unresolved"],
+        choices=[state.value for state in EnrichmentState],
         help="state to requeue",
     )
     return parser
@@ -111,7 +112,7 @@ async def _run_command(args: argparse.Namespace, settings: IngestSettings) -> in
         if args.command == "import":
             return await _import(ingest.importer, args)
         if args.command == "requeue":
-            count = await ingest.queue.requeue(state=args.state)
+            count = await ingest.queue.requeue(state=EnrichmentState(args.state))
             print(f"requeued {count} payment(s) that were {args.state}")
             return EXIT_OK
         since = args.since if args.command == "backfill" else None

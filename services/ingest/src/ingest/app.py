@@ -15,20 +15,20 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from ingest.catalog import CatalogBacklog, CosmosEventStats, EventCatalog
+from ingest.catalog import CatalogBacklog, EventCatalog, EventStatsQuery
 from ingest.checkpoint import CheckpointStore
 from ingest.coordinator import SyncCoordinator
 from ingest.importer import FileImporter
 from ingest.lease import SyncLease
 from ingest.queueing import EnrichmentQueue
-from ingest.routes import COORDINATOR, SETTINGS, routes
+from ingest.routes import COORDINATOR, SYNC_AUTH, routes
 from ingest.source import Credentials, OpenTicketsClient, RetryPolicy, SourceError
 from ingest.storage import TransactionWriter
 from ingest.sync import SyncRunner
 from otcommon.bus import client_from_connection_string, client_from_namespace, queue_publisher
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
+from otcommon.http import SERVICE_MIDDLEWARES, BearerAuth, Principal
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
-from otcommon.telemetry import request_context_middleware
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,7 +83,7 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
         writer = TransactionWriter(transactions, concurrency=settings.ingest_write_concurrency)
         queue = EnrichmentQueue(publisher=publisher, writer=writer, transactions=transactions)
         catalog = EventCatalog(
-            container("events"), CosmosEventStats(transactions.sdk), CatalogBacklog(container("state"))
+            container("events"), EventStatsQuery(transactions), CatalogBacklog(container("state"))
         )
         quarantine = container("quarantine")
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -158,14 +158,21 @@ class _NoSource:
         return []
 
 
+def _sync_auth(settings: IngestSettings) -> BearerAuth:
+    current, previous = settings.ingest_api_token, settings.ingest_api_previous_token
+    # The previous token alone enables nothing: a rotation always has a current token.
+    tokens = [token.get_secret_value() for token in (current, previous) if token] if current else []
+    return BearerAuth.of_tokens(tokens, realm="ingest", principal=Principal(name="sync-operator"))
+
+
 def create_app(
     settings: IngestSettings,
     *,
     open_components: Callable[[IngestSettings], contextlib.AbstractAsyncContextManager[Ingest]] = open_ingest,
 ) -> web.Application:
     """The HTTP app: on-demand sync, its progress, health; the scheduler runs in its lifespan."""
-    app = web.Application(middlewares=[request_context_middleware])
-    app[SETTINGS] = settings
+    app = web.Application(middlewares=SERVICE_MIDDLEWARES)
+    app[SYNC_AUTH] = _sync_auth(settings)
     app.add_routes(routes)
     checks: dict[str, Callable[[], Awaitable[None]]] = {}
     add_health_routes(app, checks)

@@ -1,26 +1,25 @@
 """The ``events`` catalog: one document per event with its name, city, first and last sale and counts.
 
 Counts are recomputed from the stored transactions (one aggregate query per event, scoped to its
-partition) rather than incremented. Before a page is written, its events are added to a backlog
-document; the backlog is emptied only after their entries are recomputed. A run that dies in
-between leaves them in the backlog, and the next run recomputes them first.
+partition, through the store interface) rather than incremented. Before a page is written, its
+events are added to a backlog document; the backlog is emptied only after their entries are
+recomputed. A run that dies in between leaves them in the backlog, and the next run recomputes
+them first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from otcommon.schemas import format_timestamp
-from otcommon.store import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
+from otcommon.store import DocumentNotFoundError, read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from azure.cosmos.aio import ContainerProxy
-
-    from otcommon.store import DocumentContainer
+    from otcommon.store import Document, DocumentContainer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +34,26 @@ class EventStats:
     name: str | None
 
 
-class EventStatsReader(Protocol):
-    """Computes the aggregates of one event."""
-
-    async def stats(self, event_id: str) -> EventStats: ...
-
-
-_STATS_QUERY = (
+EVENT_STATS_QUERY = (
     "SELECT COUNT(1) AS orders, SUM(c.TotalTickets) AS tickets, SUM(c.TotalAmount) AS gross, "
     "MIN(c.PurchaseDate) AS firstSale, MAX(c.PurchaseDate) AS lastSale, MAX(c.EventName) AS name FROM c"
 )
+"""One event's aggregates, run in its partition (the stand-in has no GROUP BY, and none is needed)."""
 
 
-class CosmosEventStats:
-    """One aggregate query per event, scoped to its partition."""
+class EventStatsQuery:
+    """One aggregate query per event, scoped to its partition, through the store interface."""
 
-    def __init__(self, transactions: ContainerProxy) -> None:
+    def __init__(self, transactions: DocumentContainer) -> None:
         self._transactions = transactions
 
     async def stats(self, event_id: str) -> EventStats:
         """The event's aggregates."""
-        rows = [row async for row in self._transactions.query_items(_STATS_QUERY, partition_key=event_id)]
+        rows = [
+            row
+            async for page in self._transactions.query(EVENT_STATS_QUERY, partition_key=event_id)
+            for row in page.items
+        ]
         row: Mapping[str, Any] = rows[0] if rows else {}
         return EventStats(
             orders=int(row.get("orders") or 0),
@@ -67,30 +65,10 @@ class CosmosEventStats:
         )
 
 
-class ScanEventStats:
-    """Aggregates by reading the event's documents (for in-memory containers in tests)."""
-
-    def __init__(self, transactions: DocumentContainer) -> None:
-        self._transactions = transactions
-
-    async def stats(self, event_id: str) -> EventStats:
-        """The event's aggregates."""
-        rows = [row async for row in self._transactions.find({}, partition_key=event_id)]
-        sales = sorted(str(row["PurchaseDate"]) for row in rows)
-        return EventStats(
-            orders=len(rows),
-            tickets=sum(int(row.get("TotalTickets", 0)) for row in rows),
-            gross=round(sum(float(row.get("TotalAmount", 0.0)) for row in rows), 2),
-            first_sale=sales[0] if sales else None,
-            last_sale=sales[-1] if sales else None,
-            name=max((str(row["EventName"]) for row in rows), default=None),
-        )
-
-
 class EventCatalog:
     """Keeps the ``events`` container (partitioned by ``/id``) current."""
 
-    def __init__(self, events: DocumentContainer, stats: EventStatsReader, backlog: CatalogBacklog) -> None:
+    def __init__(self, events: DocumentContainer, stats: EventStatsQuery, backlog: CatalogBacklog) -> None:
         self._events = events
         self._stats = stats
         self._backlog = backlog
@@ -134,7 +112,6 @@ class EventCatalog:
 
 
 BACKLOG_ID = "catalog-backlog"
-_BACKLOG_ATTEMPTS = 8
 
 
 class CatalogBacklog:
@@ -164,24 +141,15 @@ class CatalogBacklog:
             await self._update(lambda events: events - done)
 
     async def _update(self, change: Callable[[set[str]], set[str]]) -> None:
-        for _ in range(_BACKLOG_ATTEMPTS):
-            try:
-                current = await self._state.read(BACKLOG_ID, partition_key=BACKLOG_ID)
-            except DocumentNotFoundError:
-                try:
-                    await self._state.create(
-                        {"id": BACKLOG_ID, "kind": "backlog", "events": sorted(change(set()))}
-                    )
-                except DocumentExistsError:
-                    continue
-                return
+        def apply(current: Document) -> Document | None:
             events = set(current.get("events", []))
             updated = change(events)
-            if updated == events:
-                return
-            try:
-                await self._state.replace({**current, "events": sorted(updated)}, etag=current["_etag"])
-            except EtagMismatchError:
-                continue
-            return
-        raise EtagMismatchError(self._state.name, BACKLOG_ID)
+            return None if updated == events else {**current, "events": sorted(updated)}
+
+        await read_modify_write(
+            self._state,
+            BACKLOG_ID,
+            partition_key=BACKLOG_ID,
+            mutate=apply,
+            create=lambda: {"id": BACKLOG_ID, "kind": "backlog", "events": sorted(change(set()))},
+        )

@@ -7,13 +7,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from otcommon.schemas import format_timestamp, parse_timestamp
-from otcommon.store import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
+from otcommon.store import DocumentNotFoundError, read_modify_write
 
 if TYPE_CHECKING:
-    from otcommon.store import DocumentContainer
-
-
-_SAVE_ATTEMPTS = 8
+    from otcommon.store import Document, DocumentContainer
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,32 +50,25 @@ class CheckpointStore:
         It never moves backwards: a replica that lost its lease and saves late cannot undo the
         progress of the one that took over.
         """
-        if checkpoint.updated_until is None:
+        until = checkpoint.updated_until
+        if until is None:
             return
         document = {
             "id": checkpoint.document_id,
             "kind": "checkpoint",
             "source": checkpoint.source,
-            "updatedUntil": format_timestamp(checkpoint.updated_until),
+            "updatedUntil": format_timestamp(until),
             "savedAt": format_timestamp(datetime.now(tz=UTC)),
         }
-        for _ in range(_SAVE_ATTEMPTS):
-            try:
-                current = await self._container.read(
-                    checkpoint.document_id, partition_key=checkpoint.document_id
-                )
-            except DocumentNotFoundError:
-                try:
-                    await self._container.create(document)
-                except DocumentExistsError:
-                    continue
-                return
+
+        def advance(current: Document) -> Document | None:
             stored = current.get("updatedUntil")
-            if stored and parse_timestamp(stored) >= checkpoint.updated_until:
-                return
-            try:
-                await self._container.replace(document, etag=current["_etag"])
-            except EtagMismatchError:
-                continue
-            return
-        raise EtagMismatchError(self._container.name, checkpoint.document_id)
+            return None if stored and parse_timestamp(stored) >= until else document
+
+        await read_modify_write(
+            self._container,
+            checkpoint.document_id,
+            partition_key=checkpoint.document_id,
+            mutate=advance,
+            create=lambda: document,
+        )

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from otcommon.store import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
+from otcommon.store import ConflictError, DocumentNotFoundError, EtagMismatchError, read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,21 +63,30 @@ class SyncLease:
 
     async def try_acquire(self) -> bool:
         """Take the lease if it is free, expired or already ours; False when another replica holds it."""
+
+        def take(current: Document) -> Document | None:
+            if (
+                current.get("holder") not in (None, self._holder)
+                and current.get("expiresAt", 0) > self._clock()
+            ):
+                return None
+            return self._document()
+
         try:
-            current = await self._container.read(self._id, partition_key=self._id)
-        except DocumentNotFoundError:
-            try:
-                self._etag = (await self._container.create(self._document()))["_etag"]
-            except DocumentExistsError:
-                return False
-            return True
-        if current.get("holder") not in (None, self._holder) and current.get("expiresAt", 0) > self._clock():
+            # One attempt: a compare-and-swap. Losing the race means another replica took the lease.
+            outcome = await read_modify_write(
+                self._container,
+                self._id,
+                partition_key=self._id,
+                mutate=take,
+                create=self._document,
+                attempts=1,
+            )
+        except ConflictError:
             return False
-        try:
-            replaced = await self._container.replace(self._document(), etag=current["_etag"])
-        except EtagMismatchError:
+        if outcome.result == "unchanged":
             return False
-        self._etag = replaced["_etag"]
+        self._etag = outcome.document["_etag"]
         return True
 
     async def renew(self) -> None:

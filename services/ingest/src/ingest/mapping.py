@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from otcommon.enrichment import INITIAL_STATE, REASON_FIELD, STATE_FIELD
 from otcommon.normalize import stable_id
 from otcommon.schemas import (
     ENRICHMENT_FIELDS,
@@ -27,8 +28,8 @@ ENRICHMENT_REQUEST_FIELD = "enrichmentRequest"
 """Set on a document put back to ``pending`` by a requeue, so a re-publish keeps the same message id."""
 
 SOURCE_FIELDS_ENRICHER_OWNS = ENRICHMENT_FIELDS | {
-    "enrichmentState",
-    "enrichmentReason",
+    STATE_FIELD,
+    REASON_FIELD,
     "stripePayoutId",
     "enrichedAt",
     # A requeue's stamp asks for the payment it was made for: a new PaymentID is a new request.
@@ -89,7 +90,7 @@ def map_api_row(raw: Any, *, horizon: datetime | None = None) -> TicketTransacti
             event_id=str(raw["eventId"]).strip(),
             source="api",
             source_updated_at=updated_at,
-            enrichment_state="pending" if fields.get("PaymentID") else None,
+            enrichment_state=INITIAL_STATE if fields.get("PaymentID") else None,
         )
         try:
             transaction = TicketTransaction.model_validate(fields)
@@ -97,7 +98,7 @@ def map_api_row(raw: Any, *, horizon: datetime | None = None) -> TicketTransacti
             transaction = None  # a bad row: the path below names every problem exactly as it always has
         # The state follows the validated PaymentID; the rare guess that missed (a blank one, say)
         # takes the path below too.
-        if transaction is not None and (transaction.enrichment_state == "pending") == bool(
+        if transaction is not None and (transaction.enrichment_state == INITIAL_STATE) == bool(
             transaction.payment_id
         ):
             return transaction

@@ -16,8 +16,8 @@ import structlog
 from pydantic import ValidationError
 
 from ingest.mapping import ENRICHMENT_REQUEST_FIELD
-from ingest.storage import PENDING
-from otcommon.messages import EnrichmentReason, PaymentEnrichmentRequested, make_envelope
+from otcommon.enrichment import REASON_FIELD, STATE_FIELD, EnrichmentReason, EnrichmentState
+from otcommon.messages import PaymentEnrichmentRequested, make_envelope
 from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import DocumentNotFoundError, EtagMismatchError
 
@@ -93,8 +93,8 @@ class EnrichmentQueue:
                 str(document["id"]),
                 partition_key=document["eventId"],
                 operations=[
-                    {"op": "set", "path": "/enrichmentState", "value": "unresolved"},
-                    {"op": "set", "path": "/enrichmentReason", "value": reason},
+                    {"op": "set", "path": f"/{STATE_FIELD}", "value": EnrichmentState.UNRESOLVED},
+                    {"op": "set", "path": f"/{REASON_FIELD}", "value": reason},
                 ],
                 etag=document.get("_etag"),
             )
@@ -103,7 +103,7 @@ class EnrichmentQueue:
         """Publish again whatever an interrupted run left ``pending``."""
         pending: list[Document] = []
         published = 0
-        async for document in self._transactions.find({"enrichmentState": PENDING}):
+        async for document in self._transactions.find({STATE_FIELD: EnrichmentState.PENDING}):
             pending.append(document)
             if len(pending) >= PUBLISH_CHUNK:
                 published += await self.enqueue(pending)
@@ -113,11 +113,11 @@ class EnrichmentQueue:
             log.info("re-queued payments left pending", count=published)
         return published
 
-    async def requeue(self, *, state: str) -> int:
+    async def requeue(self, *, state: EnrichmentState) -> int:
         """Put every payment in ``state`` (e.g. ``unresolved``) back in the queue."""
         at = format_timestamp(datetime.now(tz=UTC))
         reset: list[Document] = []
-        async for document in self._transactions.find({"enrichmentState": state}):
+        async for document in self._transactions.find({STATE_FIELD: state}):
             if not document.get("PaymentID"):
                 continue
             updated = await self._reset_to_pending(document, at=at)
@@ -130,8 +130,12 @@ class EnrichmentQueue:
 
     async def _reset_to_pending(self, document: Document, *, at: str) -> Document | None:
         operations: list[dict[str, Any]] = [
-            {"op": "set", "path": "/enrichmentState", "value": PENDING},
-            {"op": "set", "path": f"/{REQUEST_FIELD}", "value": {"reason": "requeue", "at": at}},
+            {"op": "set", "path": f"/{STATE_FIELD}", "value": EnrichmentState.PENDING},
+            {
+                "op": "set",
+                "path": f"/{REQUEST_FIELD}",
+                "value": {"reason": EnrichmentReason.REQUEUE, "at": at},
+            },
         ]
         try:
             return await self._transactions.patch(

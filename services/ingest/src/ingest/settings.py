@@ -43,6 +43,10 @@ class IngestSettings(ServiceSettings):
     ingest_api_token: SecretStr | None = Field(
         default=None, description="Bearer token for POST /sync; without one the endpoint is refused."
     )
+    ingest_api_previous_token: SecretStr | None = Field(
+        default=None,
+        description="Also accepted while clients move to a new OT_INGEST_API_TOKEN (rotation); then unset.",
+    )
 
     @field_validator("ingest_schedule")
     @classmethod

@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ingest.mapping import SOURCE_FIELDS_ENRICHER_OWNS, source_document
+from otcommon.enrichment import INITIAL_STATE, STATE_FIELD, EnrichmentState, can_transition
 from otcommon.store import (
     CONTENT_HASH_FIELD,
     MAX_BATCH_OPERATIONS,
     BatchWrite,
     BatchWriteError,
-    DocumentExistsError,
     DocumentNotFoundError,
     EtagMismatchError,
+    Patch,
     content_hash,
+    read_modify_write,
 )
 
 if TYPE_CHECKING:
@@ -32,10 +34,10 @@ if TYPE_CHECKING:
     from otcommon.schemas import TicketTransaction
     from otcommon.store import Document, DocumentContainer, PatchOperation
 
-PENDING = "pending"
-QUEUED = "queued"
-_SINGLE_WRITE_ATTEMPTS = 8
-_SET_QUEUED: list[PatchOperation] = [{"op": "set", "path": "/enrichmentState", "value": QUEUED}]
+# Short names for the two states ingest writes (defined in otcommon.enrichment).
+PENDING = EnrichmentState.PENDING
+QUEUED = EnrichmentState.QUEUED
+_SET_QUEUED: list[PatchOperation] = [{"op": "set", "path": f"/{STATE_FIELD}", "value": QUEUED}]
 
 
 @dataclass
@@ -66,12 +68,17 @@ def source_hash(document: Document) -> str:
     return content_hash({key: value for key, value in document.items() if key not in HASH_EXCLUDED})
 
 
+def new_document(new: Document) -> Document:
+    """The first stored copy of a row: its content hash, and a payment's initial enrichment state."""
+    state = INITIAL_STATE if new.get("PaymentID") else None
+    return {**new, CONTENT_HASH_FIELD: source_hash(new), STATE_FIELD: state}
+
+
 def plan_write(new: Document, existing: Document | None) -> BatchWrite | None:
     """The write that brings the stored copy up to ``new`` (source-owned fields), or None if unchanged."""
-    digest = source_hash(new)
     if existing is None:
-        state = PENDING if new.get("PaymentID") else None
-        return BatchWrite("create", {**new, CONTENT_HASH_FIELD: digest, "enrichmentState": state})
+        return BatchWrite("create", new_document(new))
+    digest = source_hash(new)
     if existing.get(CONTENT_HASH_FIELD) == digest:
         return None
     merged = {key: value for key, value in existing.items() if not key.startswith("_")}
@@ -81,7 +88,7 @@ def plan_write(new: Document, existing: Document | None) -> BatchWrite | None:
         # Another payment now backs the order: what was enriched describes the old one.
         for owned in SOURCE_FIELDS_ENRICHER_OWNS:
             merged.pop(owned, None)
-        merged["enrichmentState"] = PENDING if new.get("PaymentID") else None
+        merged[STATE_FIELD] = PENDING if new.get("PaymentID") else None
     return BatchWrite("replace", merged, etag=existing["_etag"])
 
 
@@ -124,7 +131,7 @@ class TransactionWriter:
                 write = plan_write(document, stored)
                 if write is None:
                     changes.unchanged += 1
-                    if stored is not None and stored.get("enrichmentState") == PENDING:
+                    if stored is not None and stored.get(STATE_FIELD) == PENDING:
                         changes.pending.append(stored)  # left pending by an interrupted run
                 else:
                     writes.append(write)
@@ -142,38 +149,32 @@ class TransactionWriter:
                     changes.created += 1
                 else:
                     changes.updated += 1
-                if result.get("enrichmentState") == PENDING:
+                if result.get(STATE_FIELD) == PENDING:
                     changes.pending.append(result)
             return changes
 
     async def _write_single(self, source: Document) -> StoredChanges:
         """Re-read and re-decide until the write lands: the fallback after a failed batch."""
-        event_id = str(source["eventId"])
-        for _ in range(_SINGLE_WRITE_ATTEMPTS):
-            try:
-                stored: Document | None = await self._container.read(source["id"], partition_key=event_id)
-            except DocumentNotFoundError:
-                stored = None
+
+        def planned(stored: Document | None) -> Document | None:
             write = plan_write(source, stored)
-            changes = StoredChanges()
-            if write is None:
-                changes.unchanged = 1
-                if stored is not None and stored.get("enrichmentState") == PENDING:
-                    changes.pending.append(stored)
-                return changes
-            try:
-                if write.kind == "create":
-                    result = await self._container.create(write.document)
-                    changes.created = 1
-                else:
-                    result = await self._container.replace(write.document, etag=write.etag)
-                    changes.updated = 1
-            except (DocumentExistsError, EtagMismatchError):
-                continue
-            if result.get("enrichmentState") == PENDING:
-                changes.pending.append(result)
-            return changes
-        raise EtagMismatchError(self._container.name, str(source["id"]))
+            return None if write is None else dict(write.document)
+
+        outcome = await read_modify_write(
+            self._container,
+            str(source["id"]),
+            partition_key=str(source["eventId"]),
+            mutate=planned,
+            create=lambda: new_document(source),
+        )
+        changes = StoredChanges(
+            created=int(outcome.result == "created"),
+            updated=int(outcome.result == "updated"),
+            unchanged=int(outcome.result == "unchanged"),
+        )
+        if outcome.document.get(STATE_FIELD) == PENDING:
+            changes.pending.append(outcome.document)  # new, or left pending by an interrupted run
+        return changes
 
     async def mark_queued(self, documents: Sequence[Document]) -> int:
         """Move published payments from pending to queued, never overwriting a newer enrichment state."""
@@ -198,21 +199,15 @@ class TransactionWriter:
             return len(writes)
 
     async def _mark_single(self, event_id: str, document_id: str) -> int:
-        for _ in range(_SINGLE_WRITE_ATTEMPTS):
-            try:
-                current = await self._container.read(document_id, partition_key=event_id)
-            except DocumentNotFoundError:
-                return 0
-            if current.get("enrichmentState") != PENDING:
-                return 0  # the enricher got there first
-            try:
-                await self._container.patch(
-                    document_id,
-                    partition_key=event_id,
-                    operations=_SET_QUEUED,
-                    etag=current["_etag"],
-                )
-            except EtagMismatchError:
-                continue
-            return 1
-        return 0
+        def queue(current: Document) -> Patch | None:
+            if not can_transition(current.get(STATE_FIELD), QUEUED):
+                return None  # the enricher got there first, or the payment is gone
+            return Patch(_SET_QUEUED)
+
+        try:
+            outcome = await read_modify_write(
+                self._container, document_id, partition_key=event_id, mutate=queue
+            )
+        except (DocumentNotFoundError, EtagMismatchError):
+            return 0  # still pending: the next run's repair publishes it again
+        return 1 if outcome.result == "updated" else 0

@@ -9,28 +9,35 @@ from otcommon.store.errors import (
     EtagMismatchError,
     StoreError,
     TopologyMismatchError,
+    UnsupportedQueryError,
 )
 from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
 from otcommon.store.interface import (
+    DEFAULT_WRITE_ATTEMPTS,
     MAX_BATCH_OPERATIONS,
     BatchWrite,
+    Change,
     Document,
     DocumentContainer,
+    Patch,
     PatchOperation,
-    UpsertOutcome,
+    QueryPage,
+    WriteOutcome,
     partition_key_value,
     read_modify_write,
     upsert_if_changed,
 )
-from otcommon.store.memory import InMemoryContainer
+from otcommon.store.memory import InMemoryContainer, QueryEvaluator
 from otcommon.store.topology import DEFAULT_TOPOLOGY, CompositeIndex, ContainerSpec, Topology
 
 __all__ = [
     "CONTENT_HASH_FIELD",
     "DEFAULT_TOPOLOGY",
+    "DEFAULT_WRITE_ATTEMPTS",
     "MAX_BATCH_OPERATIONS",
     "BatchWrite",
     "BatchWriteError",
+    "Change",
     "CompositeIndex",
     "ConflictError",
     "ContainerSpec",
@@ -41,12 +48,16 @@ __all__ = [
     "DocumentNotFoundError",
     "EtagMismatchError",
     "InMemoryContainer",
+    "Patch",
     "PatchOperation",
     "ProvisionReport",
+    "QueryEvaluator",
+    "QueryPage",
     "StoreError",
     "Topology",
     "TopologyMismatchError",
-    "UpsertOutcome",
+    "UnsupportedQueryError",
+    "WriteOutcome",
     "content_hash",
     "create_cosmos_client",
     "partition_key_value",

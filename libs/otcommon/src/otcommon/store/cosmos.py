@@ -18,6 +18,7 @@ from otcommon.store.errors import (
     StoreError,
     TopologyMismatchError,
 )
+from otcommon.store.interface import QueryPage, query_parameters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from otcommon.store.topology import ContainerSpec, Topology
 
 ProvisionResult = Literal["created", "updated", "unchanged"]
+_CONTINUATION_HEADER = "x-ms-continuation"
 
 
 def create_cosmos_client(
@@ -151,11 +153,6 @@ class CosmosContainer:
         """Where documents keep their partition key."""
         return self._partition_key_path
 
-    @property
-    def sdk(self) -> ContainerProxy:
-        """The SDK container, for queries (the stand-in's gaps: see the README)."""
-        return self._container
-
     async def read(self, document_id: str, *, partition_key: Any) -> Document:
         """Point read; DocumentNotFoundError when absent."""
         try:
@@ -271,6 +268,30 @@ class CosmosContainer:
                 yield dict(row)
         except cosmos_errors.CosmosHttpResponseError as exc:
             raise self._translate(exc, "query") from exc
+
+    async def query(
+        self,
+        query: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: Any = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> AsyncIterator[QueryPage]:
+        """A parameterised query, page by page; see the interface for scope and continuation."""
+        options: dict[str, Any] = {"max_item_count": page_size}
+        if partition_key is not None:
+            options["partition_key"] = partition_key
+        paged = self._container.query_items(query, parameters=query_parameters(parameters), **options)
+        try:
+            async for page in paged.by_page(continuation):
+                items = [dict(row) async for row in page]
+                # The page iterator's own token comes from the client's last response, which a
+                # concurrent request on the same client may have replaced; these headers are this query's.
+                token = paged.get_response_headers().get(_CONTINUATION_HEADER) or None
+                yield QueryPage(items=items, continuation=token)
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise self._translate(exc, f"query {query!r}") from exc
 
     def _translate(self, exc: cosmos_errors.CosmosHttpResponseError, document_id: str) -> StoreError:
         # The one place that maps Cosmos status codes to the store's outcomes.

@@ -39,6 +39,18 @@ class EtagMismatchError(ConflictError):
         super().__init__(container, document_id, "changed since it was read (ETag mismatch)")
 
 
+class UnsupportedQueryError(StoreError):
+    """The in-memory fake was given no evaluator for this query (it does not parse SQL)."""
+
+    def __init__(self, container: str, query: str) -> None:
+        self.container = container
+        self.query = query
+        super().__init__(
+            f"{container}: the in-memory container does not model the query {query!r}; "
+            "give it an evaluator (InMemoryContainer(queries={query: evaluator}))"
+        )
+
+
 class TopologyMismatchError(StoreError):
     """An existing container cannot be brought to the declared shape (e.g. a different partition key)."""
 

@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
-from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError
+from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError, StoreError
 from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
 
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ WriteResult = Literal["created", "updated", "unchanged"]
 
 MAX_BATCH_OPERATIONS = 100
 """Cosmos DB's limit of operations in one transactional batch."""
+
+DEFAULT_WRITE_ATTEMPTS = 8
+"""How often a conditional write re-reads and re-decides after losing a race before giving up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,45 @@ class DocumentContainer(Protocol):
         """Documents whose top-level fields equal ``where`` (across partitions unless one is given)."""
         ...
 
+    def query(
+        self,
+        query: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: Any = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> AsyncIterator[QueryPage]:
+        """Run a parameterised Cosmos SQL query, page by page (no page for an empty result).
+
+        ``parameters`` maps ``@name`` to its value. With ``partition_key`` the query reads that
+        partition only, else every partition. ``continuation`` is a page's ``continuation``: the
+        query resumes right after that page. Continuations of cross-partition queries that the SDK
+        runs per partition range (ORDER BY, aggregates, DISTINCT across partitions) cannot resume
+        in Azure: page those per partition. The in-memory fake runs only the queries it was given
+        evaluators for (UnsupportedQueryError otherwise).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPage:
+    """One page of a query's results, and where the next page starts."""
+
+    items: list[Document]
+    continuation: str | None
+    """Pass to ``query(..., continuation=...)`` to resume after this page; None when no page follows."""
+
+
+def query_parameters(parameters: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Cosmos query parameters (``[{"name": "@x", "value": ...}]``) from ``{"@x": ...}``."""
+    named = []
+    for name, value in (parameters or {}).items():
+        if not (name.startswith("@") and name[1:].isidentifier()):
+            raise StoreError(f"query parameter {name!r} must be named like @name")
+        named.append({"name": name, "value": value})
+    return named
+
 
 def partition_key_value(document: Mapping[str, Any], path: str) -> Any:
     """The value at a partition key path such as ``/eventId`` or ``/a/b``."""
@@ -106,39 +148,46 @@ def partition_key_value(document: Mapping[str, Any], path: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class UpsertOutcome:
-    """What an upsert-if-changed did, and the stored document."""
+class WriteOutcome:
+    """What a conditional write did, and the stored document."""
 
     result: WriteResult
     document: Document
 
 
 async def upsert_if_changed(
-    container: DocumentContainer, document: Mapping[str, Any], *, attempts: int = 5
-) -> UpsertOutcome:
+    container: DocumentContainer, document: Mapping[str, Any], *, attempts: int = DEFAULT_WRITE_ATTEMPTS
+) -> WriteOutcome:
     """Write ``document`` unless the stored copy has the same content hash.
 
     The stored copy's ETag guards the write, so a concurrent change is never overwritten
-    blindly: the loop reads again and re-decides.
+    blindly: the helper reads again and re-decides.
     """
     digest = content_hash(document)
     body = {**document, CONTENT_HASH_FIELD: digest}
-    key = partition_key_value(document, container.partition_key_path)
-    for _ in range(attempts):
-        try:
-            current = await container.read(str(document["id"]), partition_key=key)
-        except DocumentNotFoundError:
-            try:
-                return UpsertOutcome("created", await container.create(body))
-            except DocumentExistsError:
-                continue  # created concurrently: compare against that copy
-        if current.get(CONTENT_HASH_FIELD) == digest:
-            return UpsertOutcome("unchanged", current)
-        try:
-            return UpsertOutcome("updated", await container.replace(body, etag=current["_etag"]))
-        except EtagMismatchError:
-            continue
-    raise EtagMismatchError(container.name, str(document["id"]))
+
+    def unless_unchanged(current: Document) -> Document | None:
+        return None if current.get(CONTENT_HASH_FIELD) == digest else body
+
+    return await read_modify_write(
+        container,
+        str(document["id"]),
+        partition_key=partition_key_value(document, container.partition_key_path),
+        mutate=unless_unchanged,
+        create=lambda: body,
+        attempts=attempts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """A change sent as Cosmos patch operations instead of the whole document."""
+
+    operations: Sequence[PatchOperation]
+
+
+Change = Document | Patch | None
+"""What a mutation returns: the new document (replace), a :class:`Patch`, or None (no change)."""
 
 
 async def read_modify_write(
@@ -146,22 +195,47 @@ async def read_modify_write(
     document_id: str,
     *,
     partition_key: Any,
-    mutate: Callable[[Document], Document | None] | Callable[[Document], Awaitable[Document | None]],
-    attempts: int = 10,
-) -> Document:
-    """Apply ``mutate`` to the current document and replace it with an ETag guard, retrying on 412.
+    mutate: Callable[[Document], Change] | Callable[[Document], Awaitable[Change]],
+    create: Callable[[], Document] | Callable[[], Awaitable[Document]] | None = None,
+    attempts: int = DEFAULT_WRITE_ATTEMPTS,
+) -> WriteOutcome:
+    """Read, change and write one document with an ETag guard; on a lost race, read again and re-decide.
 
-    ``mutate`` receives a copy and returns the new document, or None to leave it unchanged.
+    ``mutate`` receives a copy of the stored document and returns the replacement, a
+    :class:`Patch`, or None to leave it as it is ("unchanged"); it may also raise to abort. When
+    the document is absent, ``create`` (sync or async, like ``mutate``) gives the document to
+    create; without ``create`` the DocumentNotFoundError propagates. A create that finds the id
+    taken, or a write that finds the ETag changed, costs one attempt; when all ``attempts`` are
+    used, EtagMismatchError. With ``attempts=1`` this is a single compare-and-swap.
     """
     for _ in range(attempts):
-        current = await container.read(document_id, partition_key=partition_key)
-        changed = mutate(dict(current))
-        if inspect.isawaitable(changed):
-            changed = await changed
-        if changed is None:
-            return current
         try:
-            return await container.replace(changed, etag=current["_etag"])
+            current = await container.read(document_id, partition_key=partition_key)
+        except DocumentNotFoundError:
+            if create is None:
+                raise
+            new = create()
+            if inspect.isawaitable(new):
+                new = await new
+            try:
+                return WriteOutcome("created", await container.create(new))
+            except DocumentExistsError:
+                continue  # created concurrently: decide again against that copy
+        change = mutate(dict(current))
+        if inspect.isawaitable(change):
+            change = await change
+        try:
+            if change is None:
+                return WriteOutcome("unchanged", current)
+            if isinstance(change, Patch):
+                patched = await container.patch(
+                    document_id,
+                    partition_key=partition_key,
+                    operations=list(change.operations),
+                    etag=current["_etag"],
+                )
+                return WriteOutcome("updated", patched)
+            return WriteOutcome("updated", await container.replace(change, etag=current["_etag"]))
         except EtagMismatchError:
             continue
     raise EtagMismatchError(container.name, document_id)

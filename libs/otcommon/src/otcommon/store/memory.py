@@ -1,10 +1,19 @@
-"""An in-memory container with Cosmos DB's write semantics, for unit tests."""
+"""An in-memory container with Cosmos DB's write semantics, for unit tests.
+
+It does not parse SQL: a test gives it an evaluator per query text it should answer (a Python
+function over the documents in scope and the parameters), and any other query raises
+UnsupportedQueryError naming it. Scoping, paging and continuation are the fake's own, shared
+by every query, and checked against Cosmos DB by the store contract tests.
+"""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otcommon.store.errors import (
@@ -13,21 +22,32 @@ from otcommon.store.errors import (
     DocumentNotFoundError,
     EtagMismatchError,
     StoreError,
+    UnsupportedQueryError,
 )
-from otcommon.store.interface import partition_key_value
+from otcommon.store.interface import QueryPage, partition_key_value, query_parameters
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
     from otcommon.store.interface import BatchWrite, Document, PatchOperation
+
+QueryEvaluator = Callable[[list["Document"], dict[str, Any]], "Iterable[Document]"]
+"""Answers one query: (the documents in scope, ``{"@name": value}``) -> the result rows, in order."""
 
 
 class InMemoryContainer:
     """Documents keyed by (partition key, id), each write with a fresh ``_etag`` and ``_ts``."""
 
-    def __init__(self, name: str, *, partition_key_path: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        partition_key_path: str,
+        queries: Mapping[str, QueryEvaluator] | None = None,
+    ) -> None:
         self._name = name
         self._partition_key_path = partition_key_path
+        self._queries = {_normalized(text): evaluator for text, evaluator in (queries or {}).items()}
         self._documents: dict[tuple[Any, str], Document] = {}
         self.writes = 0
 
@@ -139,6 +159,34 @@ class InMemoryContainer:
             if all(document.get(field) == value for field, value in where.items()):
                 yield copy.deepcopy(document)
 
+    async def query(
+        self,
+        query: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: Any = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> AsyncIterator[QueryPage]:
+        """A query this container has an evaluator for, page by page; UnsupportedQueryError otherwise."""
+        evaluator = self._queries.get(_normalized(query))
+        if evaluator is None:
+            raise UnsupportedQueryError(self._name, query)
+        arguments = {item["name"]: item["value"] for item in query_parameters(parameters)}
+        scope = [
+            copy.deepcopy(document)
+            for (key, _), document in self._documents.items()
+            if partition_key is None or key == partition_key
+        ]
+        rows = list(evaluator(scope, arguments))
+        fingerprint = _fingerprint(query, arguments, partition_key)
+        start = _resume_offset(continuation, fingerprint) if continuation is not None else 0
+        for offset in range(start, len(rows), page_size):
+            end = offset + page_size
+            yield QueryPage(
+                items=rows[offset:end], continuation=f"{end}:{fingerprint}" if end < len(rows) else None
+            )
+
     def _key(self, document: Mapping[str, Any]) -> tuple[Any, str]:
         if not document.get("id"):
             raise StoreError(f"{self._name}: a document needs an id")
@@ -158,6 +206,23 @@ class InMemoryContainer:
         self._documents[key] = stored
         self.writes += 1
         return copy.deepcopy(stored)
+
+
+def _normalized(query: str) -> str:
+    return " ".join(query.split())
+
+
+def _fingerprint(query: str, arguments: Mapping[str, Any], partition_key: Any) -> str:
+    # A continuation names the query it belongs to, so resuming another query with it is refused.
+    identity = json.dumps([_normalized(query), arguments, partition_key], sort_keys=True, default=str)
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _resume_offset(continuation: str, fingerprint: str) -> int:
+    offset, _, owner = continuation.partition(":")
+    if owner != fingerprint or not offset.isdigit():
+        raise StoreError(f"continuation {continuation!r} does not belong to this query")
+    return int(offset)
 
 
 def _batch_conflict(write: BatchWrite, current: Mapping[str, Any] | None) -> int | None:

@@ -1,7 +1,6 @@
-# ruff: noqa: E402 - the path fix below has to run before the service is imported
 """Benchmark ingest: raw Cosmos DB upsert rates, one end-to-end API sync, and a large file import.
 
-    uv run --no-sync python bench/ingest.py --out bench/results/ingest.json
+    uv run --no-sync python bench/bench_ingest.py --out bench/results/ingest.json
 
 Starts the Cosmos DB stand-in, the Service Bus emulator (with the project's topology) and the
 OpenTickets sandbox as processes on 127.0.0.1, measures, and stops them all (also on error).
@@ -37,11 +36,6 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-
-# This script has the name of the service it measures: its own folder comes off the import path so
-# that `import ingest` finds the service's package, not this file.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient

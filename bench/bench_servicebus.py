@@ -1,7 +1,7 @@
 """Benchmark the Service Bus emulator with the async SDK: throughput of send -> receive -> complete at
 concurrency 1 and 16, and the latency of one send-to-receive hop.
 
-    uv run python bench/servicebus.py --out bench/results/servicebus.json
+    uv run python bench/bench_servicebus.py --out bench/results/servicebus.json
 """
 
 from __future__ import annotations

@@ -1,0 +1,313 @@
+"""Stripe-shaped JSON for the scenario's Stripe side: one function per object type.
+
+Each function only shapes an object from facts already decided (ids, amounts, times, owners); which
+objects exist and on which account is `stripe_world`'s business. Keys are in the order Stripe's own
+responses use, so a stand-in can serve these dicts as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from devstack.scenario.model import Route
+from devstack.scenario.world import DAY
+
+if TYPE_CHECKING:
+    from devstack.scenario.world import AccountProfile
+
+# Disputes give the merchant a week to answer.
+DISPUTE_EVIDENCE_DAYS = 7
+
+_NO_BILLING_DETAILS: dict[str, Any] = {"address": None, "email": None, "name": None, "phone": None}
+
+
+@dataclass(frozen=True, slots=True)
+class StripePayment:
+    """One order's card payment as Stripe records it at one moment; times are Unix seconds."""
+
+    order_id: str
+    event_id: str
+    route: Route
+    # The account the charge lives on; `destination` receives a destination charge's transfer.
+    owner: str
+    destination: str | None
+    charge_id: str
+    payment_intent_id: str | None
+    amount: int
+    stripe_fee: int
+    # What the platform keeps: its fee plus the tax it collects.
+    application_fee: int
+    created: int
+    # Set only once the refund or dispute has happened by that moment.
+    refunded_at: int | None
+    disputed_at: int | None
+
+    @property
+    def application_fee_amount(self) -> int | None:
+        """Stripe's `application_fee_amount`: only charges made for a connected account carry one."""
+        return self.application_fee if self.route is not Route.PLATFORM else None
+
+    @property
+    def transferred(self) -> int:
+        """What a destination charge moves to the connected account."""
+        return self.amount - self.application_fee
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The metadata OpenTickets puts on its charges and PaymentIntents."""
+        return {"order_id": self.order_id, "event_id": self.event_id}
+
+    @property
+    def transfer_data(self) -> dict[str, str] | None:
+        """Stripe's `transfer_data` of a destination charge."""
+        return {"destination": self.destination} if self.destination else None
+
+
+def empty_list(url: str) -> dict[str, Any]:
+    """A Stripe list object with nothing in it yet."""
+    return {"object": "list", "data": [], "has_more": False, "total_count": 0, "url": url}
+
+
+def fee_detail(amount: int, kind: str) -> dict[str, Any]:
+    """One entry of a balance transaction's `fee_details`."""
+    return {"amount": amount, "currency": "usd", "type": kind, "description": None}
+
+
+def account(profile: AccountProfile, *, manual: bool, created: int) -> dict[str, Any]:
+    """An account, with the payout schedule its organizer chose."""
+    return {
+        "id": profile.id,
+        "object": "account",
+        "type": "standard",
+        "country": profile.country,
+        "default_currency": "usd",
+        "email": profile.email,
+        "created": created,
+        "charges_enabled": True,
+        "payouts_enabled": True,
+        "business_profile": {"name": profile.business_name},
+        "settings": {
+            "dashboard": {"display_name": profile.display_name, "timezone": "Etc/UTC"},
+            "payouts": {"schedule": {"interval": "manual" if manual else "daily", "delay_days": 2}},
+        },
+        "metadata": {},
+    }
+
+
+def bank_account(*, bank_id: str, account_id: str, bank_name: str, last4: str) -> dict[str, Any]:
+    """The verified bank account an account's payouts go to."""
+    return {
+        "id": bank_id,
+        "object": "bank_account",
+        "account": account_id,
+        "bank_name": bank_name,
+        "last4": last4,
+        "country": "US",
+        "currency": "usd",
+        "routing_number": "110000000",
+        "status": "verified",
+        "default_for_currency": True,
+    }
+
+
+def balance_transaction(
+    *,
+    txn_id: str,
+    amount: int,
+    fee_details: list[dict[str, Any]],
+    source: str,
+    created: int,
+    available_on: int,
+    status: str,
+) -> dict[str, Any]:
+    """A balance transaction; its fee is the sum of its fee details, as on Stripe."""
+    fee = sum(detail["amount"] for detail in fee_details)
+    return {
+        "id": txn_id,
+        "object": "balance_transaction",
+        "amount": amount,
+        "fee": fee,
+        "net": amount - fee,
+        "currency": "usd",
+        "created": created,
+        "available_on": available_on,
+        "status": status,
+        # A destination charge's money arrives on the connected account as a `py_` payment.
+        "type": "payment" if source.startswith("py_") else "charge",
+        "reporting_category": "charge",
+        "source": source,
+        "fee_details": fee_details,
+    }
+
+
+def transfer(payment: StripePayment, *, transfer_id: str, destination_payment_id: str) -> dict[str, Any]:
+    """The transfer of a destination charge to its connected account."""
+    return {
+        "id": transfer_id,
+        "object": "transfer",
+        "amount": payment.transferred,
+        "amount_reversed": 0,
+        "livemode": False,
+        "reversals": empty_list(f"/v1/transfers/{transfer_id}/reversals"),
+        "currency": "usd",
+        "created": payment.created,
+        "destination": payment.destination,
+        "destination_payment": destination_payment_id,
+        "source_transaction": payment.charge_id,
+        "reversed": False,
+        "metadata": {},
+    }
+
+
+def destination_payment(
+    payment: StripePayment, *, charge_id: str, balance_transaction_id: str, transfer_id: str
+) -> dict[str, Any]:
+    """The `py_` charge a transfer creates on the connected account."""
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "billing_details": dict(_NO_BILLING_DETAILS),
+        "refunds": empty_list(f"/v1/charges/{charge_id}/refunds"),
+        "amount": payment.transferred,
+        "amount_captured": payment.transferred,
+        "amount_refunded": 0,
+        "currency": "usd",
+        "created": payment.created,
+        "paid": True,
+        "captured": True,
+        "status": "succeeded",
+        "payment_intent": None,
+        "balance_transaction": balance_transaction_id,
+        "source_transfer": transfer_id,
+        "refunded": False,
+        "disputed": False,
+        "livemode": False,
+        "metadata": {},
+    }
+
+
+def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: str | None) -> dict[str, Any]:
+    """The customer's card charge."""
+    refunded = payment.refunded_at is not None
+    return {
+        "id": payment.charge_id,
+        "object": "charge",
+        "billing_details": dict(_NO_BILLING_DETAILS),
+        "refunds": empty_list(f"/v1/charges/{payment.charge_id}/refunds"),
+        "amount": payment.amount,
+        "amount_captured": payment.amount,
+        "amount_refunded": payment.amount if refunded else 0,
+        "currency": "usd",
+        "created": payment.created,
+        "paid": True,
+        "captured": True,
+        "status": "succeeded",
+        "payment_intent": payment.payment_intent_id,
+        "balance_transaction": balance_transaction_id,
+        "transfer": transfer_id,
+        "transfer_data": payment.transfer_data,
+        "on_behalf_of": payment.destination,
+        "application_fee_amount": payment.application_fee_amount,
+        "refunded": refunded,
+        "disputed": payment.disputed_at is not None,
+        "livemode": False,
+        "metadata": payment.metadata,
+    }
+
+
+def payment_intent(payment: StripePayment, *, intent_id: str) -> dict[str, Any]:
+    """The succeeded PaymentIntent behind a charge."""
+    return {
+        "id": intent_id,
+        "object": "payment_intent",
+        "capture_method": "automatic",
+        "confirmation_method": "automatic",
+        "amount": payment.amount,
+        "amount_received": payment.amount,
+        "currency": "usd",
+        "created": payment.created,
+        "status": "succeeded",
+        "latest_charge": payment.charge_id,
+        "transfer_data": payment.transfer_data,
+        "on_behalf_of": payment.destination,
+        "application_fee_amount": payment.application_fee_amount,
+        "payment_method_types": ["card"],
+        "livemode": False,
+        "metadata": payment.metadata,
+    }
+
+
+def refund(payment: StripePayment, *, refund_id: str, created: int) -> dict[str, Any]:
+    """A full refund of the charge."""
+    return {
+        "id": refund_id,
+        "object": "refund",
+        "amount": payment.amount,
+        "charge": payment.charge_id,
+        "payment_intent": payment.payment_intent_id,
+        "currency": "usd",
+        "created": created,
+        "reason": "requested_by_customer",
+        "status": "succeeded",
+        "metadata": {},
+    }
+
+
+def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[str, Any]:
+    """A fraud dispute of the whole charge, waiting for the merchant's evidence."""
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "balance_transactions": [],
+        "evidence": {},
+        "evidence_details": {
+            "due_by": created + DISPUTE_EVIDENCE_DAYS * DAY,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        "is_charge_refundable": False,
+        "amount": payment.amount,
+        "charge": payment.charge_id,
+        "payment_intent": payment.payment_intent_id,
+        "currency": "usd",
+        "created": created,
+        "reason": "fraudulent",
+        "status": "needs_response",
+        "livemode": False,
+        "metadata": {},
+    }
+
+
+def payout(
+    *,
+    payout_id: str,
+    amount: int,
+    created: int,
+    arrival_date: int,
+    automatic: bool,
+    bank_id: str,
+    status: str,
+) -> dict[str, Any]:
+    """A payout to the account's bank; a failed one says why, as Stripe does."""
+    failed = status == "failed"
+    return {
+        "id": payout_id,
+        "object": "payout",
+        "amount": amount,
+        "currency": "usd",
+        "created": created,
+        "arrival_date": arrival_date,
+        "automatic": automatic,
+        "destination": bank_id,
+        "method": "standard",
+        "type": "bank_account",
+        "source_type": "card",
+        "status": status,
+        "failure_code": "account_closed" if failed else None,
+        "failure_message": "The bank account has been closed." if failed else None,
+        "statement_descriptor": None,
+        "livemode": False,
+        "metadata": {},
+    }

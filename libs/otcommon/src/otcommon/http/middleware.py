@@ -1,0 +1,131 @@
+"""The middlewares every HTTP service runs: request context (span, request id, summary line) and errors.
+
+``SERVICE_MIDDLEWARES`` is the chain in its one right order: the request context outermost, so the
+summary line and the span see the status the error middleware chose, and the error middleware's
+log line carries the request id.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import hdrs, web
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otcommon.http.problems import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ProblemError,
+    ServiceUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    render_problem,
+)
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
+# aiohttp's own errors (no route, wrong method, body too large) get the slug of the matching domain error.
+_SLUG_BY_STATUS = {
+    error.status: error.slug
+    for error in (
+        BadRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        ConflictError,
+        TooManyRequestsError,
+        ServiceUnavailableError,
+    )
+} | {405: "method-not-allowed"}
+# Headers of aiohttp's plain-text error body, which the problem body replaces.
+_BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
+
+log = structlog.get_logger("otcommon.http")
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One span and one summary log line per request; a request id echoed in the response."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else request.path
+    tracer = trace.get_tracer("otcommon.http")
+    summary = structlog.get_logger("http")
+    started = time.perf_counter()
+    with (
+        structlog.contextvars.bound_contextvars(request_id=request_id),
+        tracer.start_as_current_span(
+            f"{request.method} {route_name}",
+            kind=SpanKind.SERVER,
+            context=propagate.extract(dict(request.headers)),
+            attributes={"http.request.method": request.method, "http.route": route_name},
+        ) as span,
+    ):
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        finally:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:  # noqa: PLR2004
+                span.set_status(Status(StatusCode.ERROR))
+            summary.info(
+                "request",
+                method=request.method,
+                route=route_name,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render domain errors, aiohttp's own 4xx/5xx and unexpected failures as problem+json."""
+    try:
+        return await handler(request)
+    except ProblemError as error:
+        return render_problem(error)
+    except web.HTTPException as error:
+        if error.status < web.HTTPBadRequest.status_code:
+            raise  # redirects and other non-errors pass through as aiohttp built them
+        return render_problem(_AiohttpError(request, error))
+    except Exception:
+        # The body says nothing of the cause (it may hold internals or personal data); the log has it.
+        log.exception("request failed", method=request.method, path=request.path)
+        return render_problem(ProblemError("The server failed to answer this request; it was logged."))
+
+
+class _AiohttpError(ProblemError):
+    """An error aiohttp raised itself, with the status and reason it chose."""
+
+    def __init__(self, request: web.Request, error: web.HTTPException) -> None:
+        # A raiser's own text (e.g. the body size limit) is meant for the client; aiohttp's default is not.
+        given = error.text if error.text and error.text != f"{error.status}: {error.reason}" else None
+        super().__init__(
+            given or f"{request.method} {request.path}: {error.reason}",
+            title=error.reason,
+            headers={name: value for name, value in error.headers.items() if name not in _BODY_HEADERS},
+        )
+        self.status = error.status
+        self.slug = _SLUG_BY_STATUS.get(error.status, "http-error")
+
+
+SERVICE_MIDDLEWARES: tuple[Middleware, ...] = (request_context_middleware, problem_middleware)
+"""The middlewares of a service's ``web.Application``, outermost first."""
