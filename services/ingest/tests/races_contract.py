@@ -45,7 +45,9 @@ ENRICHED_FIELDS: dict[str, Any] = {
     "stripePaymentIntentId": "pi_old",
     "stripeDestinationAccountId": "acct_old",
     "stripeNetAmount": 38.5,
+    "stripeCurrency": "eur",
     "depositStatus": "paid",
+    "stripePayoutStatus": "paid",
     "depositDate": "2026-04-03",
     "stripePayoutId": "po_old",
     "enrichedAt": "2026-04-02T09:00:00.000Z",
@@ -103,10 +105,13 @@ class Ingest:
 
 
 async def enricher_finishes(stores: Stores, transaction_id: str) -> None:
-    """The enricher's write: its fields and the ``enriched`` state, by patch."""
-    operations = [{"op": "set", "path": f"/{name}", "value": v} for name, v in ENRICHED_FIELDS.items()]
-    operations.append({"op": "set", "path": "/enrichmentState", "value": "enriched"})
-    await stores.transactions.patch(transaction_id, partition_key=stores.event, operations=operations)
+    """The enricher's write: its fields and the ``enriched`` state, replaced under the read's ETag.
+
+    More than a patch may carry (Cosmos DB takes at most 10 operations in one patch).
+    """
+    stored = await stores.transactions.read(transaction_id, partition_key=stores.event)
+    enriched = {**stored, **ENRICHED_FIELDS, "enrichmentState": "enriched"}
+    await stores.transactions.replace(enriched, etag=stored["_etag"])
 
 
 async def payout_paid(stores: Stores, transaction_id: str) -> None:
