@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -415,3 +416,64 @@ async def test_requeue_by_state_through_the_cli(environment: Environment):
     code, out, err = await environment.ingest("requeue", "--state", "unresolved")
     assert (code, out.strip()) == (0, "requeued 3 payment(s) that were unresolved"), err
     assert sorted(await environment.drain_queue()) == sorted(doc["PaymentID"] for doc in paid)
+
+
+async def hold_lease(environment: Environment, holder: str) -> None:
+    """Another replica holds the sync lease, for an hour."""
+    lease_id = "lease:sync:opentickets-api"
+    await environment.container("state").upsert_item(
+        {"id": lease_id, "kind": "lease", "holder": holder, "expiresAt": time.time() + 3600}
+    )
+
+
+@pytest.mark.parametrize("command", [("sync", "--once"), ("backfill", "--since", "2026-01-01")])
+async def test_sigterm_while_another_replica_holds_the_lease_says_stopped_and_exits_143(
+    environment: Environment, command: tuple[str, ...]
+):
+    await hold_lease(environment, "other-replica")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingest", *command, env=environment.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            seen: list[str] = []
+            while "another replica holds the sync lease; waiting" not in (
+                line := (await process.stderr.readline()).decode()
+            ):
+                assert line, f"ingest ended before it waited for the lease: {''.join(seen)}"
+                seen.append(line)
+            process.send_signal(signal.SIGTERM)
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 143, err
+    assert "stopped by a signal" in err.decode()
+    assert "another replica ran the sync" not in out.decode()
+    assert json.loads(out)["state"] == "stopped"
+    assert await lease_holder(environment) == "other-replica"
+    assert await environment.stored() == []
+
+
+@pytest.mark.timeout(240)  # the publisher retries a refused connection for about a minute before giving up
+async def test_a_service_bus_outage_during_an_import_is_a_clear_message_and_exit_code_1(
+    environment: Environment, tmp_path: Path
+):
+    rows = list(Scenario(seed=SEED, events=EVENTS, orders=20).transactions())
+    path = tmp_path / "export.csv"
+    write_csv(path, rows)
+    down = environment.servicebus.replace(
+        environment.servicebus.split("sb://", 1)[1].split(";", 1)[0], f"127.0.0.1:{free_port()}"
+    )
+    outage = Environment({**environment.env, "OT_SERVICEBUS_CONNECTION_STRING": down}, environment.database,
+                         environment.cosmos_client, down)  # fmt: skip
+    code, _, err = await outage.ingest("import", str(path), "--event-id", "ev-outage", timeout=200)
+    assert code == 1, err
+    assert "ingest: Service Bus: " in err
+    assert "Traceback" not in err
+    stored = await environment.stored()
+    assert stored, "rows are stored before their payments are queued"
+    assert {doc["enrichmentState"] for doc in stored if doc["PaymentID"]} == {"pending"}
