@@ -477,3 +477,30 @@ async def test_a_service_bus_outage_during_an_import_is_a_clear_message_and_exit
     stored = await environment.stored()
     assert stored, "rows are stored before their payments are queued"
     assert {doc["enrichmentState"] for doc in stored if doc["PaymentID"]} == {"pending"}
+
+
+async def test_the_import_report_names_each_rejected_row_in_text_and_json(
+    environment: Environment, tmp_path: Path
+):
+    def row(ticket_id: str, payment_id: str) -> str:
+        values = {
+            "EventName": "Show",
+            "ticketId": ticket_id,
+            "TotalTickets": "1",
+            "TotalAmount": "10",
+            "PurchaseDate": "2026-05-01T10:00:00Z",
+            "PaymentID": payment_id,
+            "Email": "someone@example.com",
+        }
+        return ",".join(values.get(column, "") for column in EXPORT_COLUMNS) + "\n"
+
+    path = tmp_path / "one-bad.csv"
+    path.write_text(",".join(EXPORT_COLUMNS) + "\n" + row("TK-1", "pi_1") + row("TK-2", "xx_2"))
+    reason = "PaymentID: must be empty or a Stripe id: pi_ or ch_ followed by letters and digits"
+    code, out, err = await environment.ingest("import", str(path))
+    assert code == 0, err
+    assert f"line 3  ticketId TK-2  {reason}" in out
+    code, out, err = await environment.ingest("import", str(path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["rejectedRows"] == [{"line": 3, "ticketId": "TK-2", "reasons": [reason]}]
+    assert "someone@example.com" not in out
