@@ -370,8 +370,8 @@ async def _unless_stopped(step: Coroutine[Any, Any, _T], stop: asyncio.Event) ->
         stopping.cancel()
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # wait(), unlike awaiting the task, raises only if this task itself is cancelled.
+            await asyncio.wait((task,))
     if task.cancelled():
         return _Stopped()
     return task.result()
