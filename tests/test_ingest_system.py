@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-pytestmark = pytest.mark.integration
+# Each test starts ingest as processes (some several times, some killed and restarted) against the
+# stand-ins; the suite-wide 60 s bound is too tight for that on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 QUEUE = "stripe-enrichment-queue"
 SEED, EVENTS = 11, 3
