@@ -147,8 +147,8 @@ async def test_items_expire_by_container_default_and_their_own_ttl(database, cos
         await container.create_item({"id": "forever", "eventId": "ev1", "ttl": -1})
         await container.create_item({"id": "short", "eventId": "ev1", "ttl": 10})
         await advance_clock(cosmos_connection.endpoint, seconds=11)
-        after_short = await ids(container)
         feed = [item["id"] async for item in container.query_items_change_feed(start_time="Beginning")]
+        after_short = await ids(container)
         with pytest.raises(CosmosResourceNotFoundError):
             await container.read_item("short", partition_key="ev1")
         await advance_clock(cosmos_connection.endpoint, seconds=50)
