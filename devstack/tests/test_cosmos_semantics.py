@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import pytest
 from azure.cosmos import CosmosClient as SyncCosmosClient
-from azure.cosmos import PartitionKey
+from azure.cosmos import PartitionKey, ThroughputProperties
 from azure.cosmos.aio import CosmosClient
-from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosResourceNotFoundError
+from azure.cosmos.exceptions import (
+    CosmosBatchOperationError,
+    CosmosHttpResponseError,
+    CosmosResourceNotFoundError,
+)
 
 from devstack.cosmos import advance_clock
 
@@ -172,3 +176,34 @@ async def test_delete_all_items_by_partition_key_removes_only_that_partition(con
         await container.create_item({"id": item_id, "eventId": event_id})
     await container.delete_all_items_by_partition_key("ev1")
     assert await ids(container) == ["c"]
+
+
+async def test_container_throughput_reads_back_and_can_be_replaced(database):
+    # Unpatched: there was no offers resource ("no route").
+    container = await database.create_container(
+        "sem-offer", PartitionKey(path="/eventId"), offer_throughput=1000
+    )
+    try:
+        initial = await container.get_throughput()
+        await container.replace_throughput(1200)
+        replaced = await container.get_throughput()
+        with pytest.raises(CosmosHttpResponseError) as refused:
+            await container.replace_throughput(350)
+        after_refusal = await container.get_throughput()
+    finally:
+        await database.delete_container(container)
+    assert (initial.offer_throughput, replaced.offer_throughput) == (1000, 1200)
+    assert refused.value.status_code == 400
+    assert after_refusal.offer_throughput == 1200
+
+
+async def test_database_autoscale_throughput_reads_back_and_can_be_replaced(cosmos_client):
+    autoscale = ThroughputProperties(auto_scale_max_throughput=4000)
+    shared = await cosmos_client.create_database("sem-shared-db", offer_throughput=autoscale)
+    try:
+        initial = await shared.get_throughput()
+        await shared.replace_throughput(ThroughputProperties(auto_scale_max_throughput=6000))
+        replaced = await shared.get_throughput()
+    finally:
+        await cosmos_client.delete_database(shared)
+    assert (initial.auto_scale_max_throughput, replaced.auto_scale_max_throughput) == (4000, 6000)
