@@ -209,10 +209,39 @@ def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: 
         "transfer_data": payment.transfer_data,
         "on_behalf_of": payment.destination,
         "application_fee_amount": payment.application_fee_amount,
+        # Set once the application fee exists (`stripe_world` draws its id after the charge's).
+        "application_fee": None,
         "refunded": refunded,
         "disputed": payment.disputed_at is not None,
         "livemode": False,
         "metadata": payment.metadata,
+    }
+
+
+def application_fee(
+    payment: StripePayment, *, fee_id: str, application_id: str, paid_by: str, charge_id: str
+) -> dict[str, Any]:
+    """The platform's fee on a connected payment, as the platform lists it.
+
+    `paid_by` is the connected account the fee came from; `charge_id` the charge on that account (a
+    destination charge's `py_` payment, whose platform charge is the originating transaction).
+    """
+    amount = payment.application_fee_amount or 0
+    return {
+        "id": fee_id,
+        "object": "application_fee",
+        "account": paid_by,
+        "amount": amount,
+        "amount_refunded": 0,
+        "application": application_id,
+        "balance_transaction": None,
+        "charge": charge_id,
+        "created": payment.created,
+        "currency": "usd",
+        "livemode": False,
+        "originating_transaction": payment.charge_id if payment.route is Route.DESTINATION else None,
+        "refunded": False,
+        "refunds": empty_list(f"/v1/application_fees/{fee_id}/refunds"),
     }
 
 
