@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 PASS_THROUGH = {
     "servicebus": "Service Bus emulator",
     "opentickets": "OpenTickets sandbox API",
+    "stripe": "Stripe API sandbox",
     "scenario": "scenario generator and export writer",
 }
 
