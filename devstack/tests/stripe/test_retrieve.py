@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from devstack.scenario import Route
 
 if TYPE_CHECKING:
@@ -11,6 +13,8 @@ if TYPE_CHECKING:
 
     from devstack.scenario import PaymentFacts
     from devstack.stripe.testing import StripeSandboxHandle
+
+pytestmark = pytest.mark.integration
 
 
 def _options(sandbox: StripeSandboxHandle, account: str) -> dict[str, str]:

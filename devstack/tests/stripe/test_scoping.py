@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
     from devstack.stripe.testing import StripeSandboxHandle
 
+pytestmark = pytest.mark.integration
+
 
 def _direct(sandbox: StripeSandboxHandle) -> Any:
     return next(f for f in sandbox.world.payments.values() if f.route is Route.DIRECT)
