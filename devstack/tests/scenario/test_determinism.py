@@ -23,9 +23,9 @@ ADVANCE_MINUTES = (3 * 24 + 14) * 60
 
 GOLDEN_SHA256 = {
     "export": "4d01e797eab46e603f68311f015872cd5eac534817dffe977c33ee994b0d6efd",
-    "stripe": "6575c9ae45ff10504c58034987b9ffec5498d6d7158cbf58d564ed9c1730d49b",
+    "stripe": "d4af7394ec809e687081d846320130f655c1eaea7e32e01ba4b62b53a06044ce",
     "export after advance": "e9f0cb7a91388b758e886ef979ba19a409fd45e74f6b7a719be053f7c23498d2",
-    "stripe after advance": "661c18133a18ec41b36ffe8a493031d5c4a9acd854bad7b620db78540a1dbd6a",
+    "stripe after advance": "c4adce080c48b3e4f364164691914795d51fcc30d57d5fa7ea9065f821f640b5",
 }
 
 

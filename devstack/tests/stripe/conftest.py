@@ -10,7 +10,7 @@ import pytest
 import stripe
 
 from devstack.stripe.settings import StripeSandboxSettings
-from devstack.stripe.testing import StripeSandboxHandle, run_stripe_sandbox
+from devstack.stripe.testing import ManualClock, StripeSandboxHandle, run_stripe_sandbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -20,19 +20,16 @@ if TYPE_CHECKING:
 SCENARIO = {"seed": 5, "orders": 400, "events": 4, "organizers": 3}
 
 
-class FrozenClock:
-    """A clock that moves only when told: the rate limit's window, without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def scenario_numbers() -> dict[str, int]:
+    """What both sandboxes are given to build the same world."""
+    return dict(SCENARIO)
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
+def clock() -> ManualClock:
+    """The rate limit's clock: its window moves only when a test moves it, never by sleeping."""
+    return ManualClock()
 
 
 @pytest.fixture
@@ -43,7 +40,7 @@ def sandbox_settings() -> StripeSandboxSettings:
 
 @pytest.fixture
 async def sandbox(
-    sandbox_settings: StripeSandboxSettings, clock: FrozenClock
+    sandbox_settings: StripeSandboxSettings, clock: ManualClock
 ) -> AsyncIterator[StripeSandboxHandle]:
     async with run_stripe_sandbox(settings=sandbox_settings, clock=clock) as handle:
         yield handle

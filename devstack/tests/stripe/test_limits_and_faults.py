@@ -12,9 +12,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from devstack.stripe.testing import StripeSandboxHandle
-
-    from .conftest import FrozenClock
+    from devstack.stripe.testing import ManualClock, StripeSandboxHandle
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +25,7 @@ async def _control(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) 
 
 
 async def test_the_rate_limit_answers_429_as_stripe_does(
-    sandbox: StripeSandboxHandle, api: Callable[..., Any], http: aiohttp.ClientSession, clock: FrozenClock
+    sandbox: StripeSandboxHandle, api: Callable[..., Any], http: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     await _control(http, f"{sandbox.base_url}/_sandbox/rate-limit", {"per_second": 3})
     statuses = [(await api("/v1/account")).status for _ in range(3)]

@@ -88,8 +88,18 @@ def account(profile: AccountProfile, *, manual: bool, created: int) -> dict[str,
         "payouts_enabled": True,
         "business_profile": {"name": profile.business_name},
         "settings": {
+            "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+            "card_payments": {
+                "decline_on": {"avs_failure": True, "cvc_failure": True},
+                "statement_descriptor_prefix": None,
+            },
             "dashboard": {"display_name": profile.display_name, "timezone": "Etc/UTC"},
-            "payouts": {"schedule": {"interval": "manual" if manual else "daily", "delay_days": 2}},
+            "payments": {"statement_descriptor": None},
+            "payouts": {
+                "debit_negative_balances": True,
+                "schedule": {"interval": "manual" if manual else "daily", "delay_days": 2},
+                "statement_descriptor": None,
+            },
         },
         "metadata": {},
     }
@@ -190,7 +200,7 @@ def destination_payment(
 def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: str | None) -> dict[str, Any]:
     """The customer's card charge."""
     refunded = payment.refunded_at is not None
-    return {
+    charge: dict[str, Any] = {
         "id": payment.charge_id,
         "object": "charge",
         "billing_details": dict(_NO_BILLING_DETAILS),
@@ -216,6 +226,10 @@ def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: 
         "livemode": False,
         "metadata": payment.metadata,
     }
+    if transfer_id is None:
+        # Stripe leaves `transfer` out of a charge that made none (the field is never null).
+        del charge["transfer"]
+    return charge
 
 
 def application_fee(

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from devstack.scenario import StripeWorld
 
 
+class ManualClock:
+    """A monotonic clock that moves only when told (`clock.now += 1`): rate-limit windows without sleeps."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass(frozen=True)
 class StripeSandboxHandle:
     """A running in-process Stripe sandbox: its URL, keys and data."""
