@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from devstack.stripe.app import create_app
+from devstack.stripe.appkeys import STATE_KEY
 from devstack.stripe.keys import PERMISSIONS
 from devstack.stripe.settings import (
     DEFAULT_RESTRICTED_KEY,
@@ -86,7 +87,10 @@ async def serve(settings: StripeSandboxSettings) -> None:
         sock.close()
         raise
     host, port = sock.getsockname()[:2]
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    app = create_app(settings)
+    # Build the Stripe world now, so the first request after "ready" does not wait for it.
+    _ = app[STATE_KEY].view
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()
