@@ -122,22 +122,28 @@ def list_page(
     request: PageRequest,
     *,
     url: str,
-    keep: Callable[[dict[str, Any]], bool],
+    keep: Callable[[dict[str, Any]], bool] | None,
     find: Callable[[str, str], dict[str, Any]],
 ) -> dict[str, Any]:
-    """One page of `objects` that `keep` accepts, as Stripe's list object.
+    """One page of `objects` (those `keep` accepts, when given), as Stripe's list object.
 
     `find(id, param)` returns the cursor object or raises Stripe's resource_missing for that parameter.
     """
+    newer_side = request.ending_before is not None
     if request.starting_after is not None:
-        candidates = [
-            o for o in objects.older_than(find(request.starting_after, "starting_after")) if keep(o)
-        ]
-        page = candidates[-request.limit :][::-1]
+        candidates = objects.older_than(find(request.starting_after, "starting_after"))
     elif request.ending_before is not None:
-        candidates = [o for o in objects.newer_than(find(request.ending_before, "ending_before")) if keep(o)]
-        page = candidates[: request.limit][::-1]
+        candidates = objects.newer_than(find(request.ending_before, "ending_before"))
     else:
-        candidates = [o for o in objects.items if keep(o)]
-        page = candidates[-request.limit :][::-1]
-    return {"object": "list", "data": page, "has_more": len(candidates) > request.limit, "url": url}
+        candidates = objects.items
+    if keep is not None:
+        candidates = [o for o in candidates if keep(o)]
+    # Oldest first here: the page after a cursor is the newest of what is older; before it, the oldest
+    # of what is newer. Either way it is handed out newest first.
+    page = candidates[: request.limit] if newer_side else candidates[-request.limit :]
+    return {
+        "object": "list",
+        "data": list(page)[::-1],
+        "has_more": len(candidates) > request.limit,
+        "url": url,
+    }

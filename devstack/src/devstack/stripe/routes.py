@@ -88,7 +88,7 @@ def _list(
         objects if objects is not None else view.sorted_list(table, account=who.account_id),
         page_request(request.query),
         url=f"/v1/{table}",
-        keep=lambda obj: all(test(obj) for test in tests),
+        keep=(lambda obj: all(test(obj) for test in tests)) if tests else None,
         find=find,
     )
     return _list_response(request, page)
@@ -143,7 +143,7 @@ async def list_accounts(request: web.Request) -> web.Response:
         accounts,
         page_request(request.query),
         url="/v1/accounts",
-        keep=created or (lambda _: True),
+        keep=created,
         find=find,
     )
     return _list_response(request, page)
