@@ -23,6 +23,7 @@ SERVED_TYPES = {
     "bank_account",
     "charge",
     "dispute",
+    "event",
     "payment_intent",
     "payout",
     "refund",
@@ -74,6 +75,7 @@ async def _collect(sandbox: StripeSandboxHandle, api: Callable[..., Any]) -> Col
         collected.add((await api("/v1/account", account=account)).body)
         await _all_pages(api, "/v1/charges", account, collected, **{"expand[]": "data.balance_transaction"})
         await _all_pages(api, "/v1/payouts", account, collected, **{"expand[]": "data.destination"})
+        await _all_pages(api, "/v1/events", account, collected)
     await _all_pages(api, "/v1/accounts", sandbox.platform_account_id, collected)
     await _all_pages(api, "/v1/application_fees", sandbox.platform_account_id, collected)
     platform = sandbox.platform_account_id

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from devstack.opentickets.faults import FaultConfig
 from devstack.opentickets.routes import AdvanceRequest
 from devstack.stripe.appkeys import STATE_KEY
+from devstack.stripe.webhooks import WebhookEndpoint
 from otcommon.http import NotFoundError, invalid_field, parse_json_body, read_json_object
 
 if TYPE_CHECKING:
@@ -26,6 +27,16 @@ class RateLimitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     per_second: int = Field(ge=1, le=100_000)
+
+
+class WebhookRequest(BaseModel):
+    """Body of `POST /_sandbox/webhooks`: one more endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    secret: str = Field(min_length=1)
+    connect: bool = False
 
 
 class KeyRequest(BaseModel):
@@ -178,3 +189,36 @@ async def payment_facts(request: web.Request) -> web.Response:
     if facts is None:
         raise NotFoundError(f"no payment {payment_id!r} in the scenario", title="Unknown payment")
     return web.json_response(payment_facts_json(facts))
+
+
+def _webhooks_json(state: StripeSandboxState) -> dict[str, Any]:
+    deliverer = state.webhooks
+    return {
+        "endpoints": [{"url": e.url, "connect": e.connect} for e in deliverer.endpoints],
+        "events": len(state.events.events),
+        "attempts": dict(deliverer.attempts),
+        "outcomes": dict(deliverer.outcomes),
+    }
+
+
+@admin_routes.get("/_sandbox/webhooks")
+async def get_webhooks(request: web.Request) -> web.Response:
+    """Endpoints (without secrets), events kept, delivery attempts per endpoint and outcomes."""
+    return web.json_response(_webhooks_json(_state(request)))
+
+
+@admin_routes.post("/_sandbox/webhooks")
+async def add_webhook(request: web.Request) -> web.Response:
+    """Send later events to one more endpoint (`connect: true` for Connect events)."""
+    state = _state(request)
+    body = await parse_json_body(request, WebhookRequest)
+    state.webhooks.endpoints.append(WebhookEndpoint(body.url, body.secret, connect=body.connect))
+    return web.json_response(_webhooks_json(state))
+
+
+@admin_routes.delete("/_sandbox/webhooks")
+async def clear_webhooks(request: web.Request) -> web.Response:
+    """Stop sending events anywhere."""
+    state = _state(request)
+    state.webhooks.endpoints.clear()
+    return web.json_response(_webhooks_json(state))

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from devstack.opentickets.faults import Fault
@@ -24,7 +25,7 @@ from devstack.stripe.state import StripeSandboxState
 from otcommon.http import problem_middleware
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from aiohttp.typedefs import Handler
 
@@ -141,4 +142,16 @@ def create_app(
     app[STATE_KEY] = state if state is not None else StripeSandboxState(settings=settings, clock=clock)
     app.add_routes(routes)
     app.add_routes(admin_routes)
+    app.cleanup_ctx.append(_webhook_deliveries)
     return app
+
+
+async def _webhook_deliveries(app: web.Application) -> AsyncIterator[None]:
+    """Webhook deliveries run while the app serves, over one HTTP session closed with it."""
+    deliverer = app[STATE_KEY].webhooks
+    async with aiohttp.ClientSession() as session:
+        deliverer.start(session)
+        try:
+            yield
+        finally:
+            await deliverer.stop()

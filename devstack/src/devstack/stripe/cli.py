@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-rate-5xx", type=float, default=0.0)
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--fault-seed", type=int, default=0)
+    parser.add_argument("--webhook-url", default=None, help="where platform events are delivered")
+    parser.add_argument("--webhook-secret", default="whsec_opentickets_sandbox")
+    parser.add_argument("--connect-webhook-url", default=None, help="where Connect events are delivered")
+    parser.add_argument("--connect-webhook-secret", default="whsec_opentickets_sandbox_connect")
     return parser
 
 

@@ -22,6 +22,7 @@ PERMISSIONS = {
     "balance_transactions": "rak_balance_transaction_source_read",
     "charges": "rak_charge_read",
     "disputes": "rak_dispute_read",
+    "events": "rak_event_read",
     "payment_intents": "rak_payment_intent_read",
     "payouts": "rak_payout_read",
     "refunds": "rak_refund_read",

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from devstack.stripe.appkeys import STATE_KEY
 from devstack.stripe.context import Caller, caller
-from devstack.stripe.errors import StripeError, resource_missing
+from devstack.stripe.errors import StripeError, invalid_parameter, resource_missing
 from devstack.stripe.expand import expand, expand_list, expand_paths
-from devstack.stripe.listing import SortedObjects, list_page, page_request, range_filter, reject_unknown
+from devstack.stripe.listing import (
+    SortedObjects,
+    list_page,
+    page_request,
+    parameter_name,
+    range_filter,
+    reject_unknown,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -300,3 +308,85 @@ async def list_payouts(request: web.Request) -> web.Response:
         "destination": _equals(query, "destination"),
     }
     return _list(request, "payouts", filters=filters)
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def _event_types(query: Mapping[str, str]) -> Callable[[dict[str, Any]], bool] | None:
+    """`type` (a `*` wildcard allowed, as in `payout.*`) and `types[]`, as one test."""
+    single = query.get("type")
+    several = [value for key, value in query.items() if parameter_name(key) == "types"]
+    if single is not None and several:
+        raise invalid_parameter("types", "You may only specify one of these parameters: type, types.")
+    patterns = [single] if single is not None else several
+    if not patterns:
+        return None
+
+    def matches(event: dict[str, Any]) -> bool:
+        return any(fnmatch.fnmatchcase(event["type"], pattern) for pattern in patterns)
+
+    return matches
+
+
+def _delivery_filter(
+    query: Mapping[str, str], request: web.Request
+) -> Callable[[dict[str, Any]], bool] | None:
+    text = query.get("delivery_success")
+    if text is None:
+        return None
+    if text not in {"true", "false"}:
+        raise invalid_parameter("delivery_success", "Invalid boolean: must be true or false.")
+    wanted = text == "true"
+    log = request.app[STATE_KEY].events
+    return lambda event: log.delivery_succeeded(event["id"]) == wanted
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    """The calling account's events, newest first; `type`, `types[]`, `created`, `delivery_success`."""
+    query = request.query
+    reject_unknown(query, _PAGING | {"type", "types", "created", "delivery_success"})
+    who = caller(request)
+    who.require("events")
+    log = request.app[STATE_KEY].events
+    account = None if who.is_platform else who.account_id
+    tests = [
+        test
+        for test in (
+            _on_field("created", range_filter(query, "created")),
+            _event_types(query),
+            _delivery_filter(query, request),
+        )
+        if test is not None
+    ]
+
+    def find(object_id: str, param: str) -> dict[str, Any]:
+        found = log.events.get(object_id)
+        if found is None or found.get("account") != account:
+            raise resource_missing("event", object_id, param=param, status=400)
+        return found
+
+    page = list_page(
+        log.of_account(account),
+        page_request(query),
+        url="/v1/events",
+        keep=(lambda obj: all(test(obj) for test in tests)) if tests else None,
+        find=find,
+    )
+    page["data"] = [log.served(event) for event in page["data"]]
+    return _list_response(request, page)
+
+
+@routes.get("/v1/events/{id}")
+async def retrieve_event(request: web.Request) -> web.Response:
+    """One event of the calling account."""
+    reject_unknown(request.query, _RETRIEVE_PARAMETERS)
+    who = caller(request)
+    who.require("events")
+    log = request.app[STATE_KEY].events
+    event_id = request.match_info["id"]
+    found = log.events.get(event_id)
+    if found is None or found.get("account") != (None if who.is_platform else who.account_id):
+        raise resource_missing("event", event_id)
+    return web.json_response(log.served(found))

@@ -32,3 +32,10 @@ class StripeSandboxSettings(BaseModel):
     fault_rate_5xx: float = Field(default=0.0, ge=0.0, le=1.0)
     drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_seed: int = 0
+    # Webhook endpoints for platform events and for Connect events (those of connected accounts).
+    webhook_url: str | None = None
+    webhook_secret: str = "whsec_opentickets_sandbox"  # noqa: S105 - published sandbox secret
+    connect_webhook_url: str | None = None
+    connect_webhook_secret: str = "whsec_opentickets_sandbox_connect"  # noqa: S105
+    # Seconds before each retry of a failed delivery; after the last one the delivery is given up.
+    webhook_retry_delays: tuple[float, ...] = (1.0, 5.0, 25.0)

@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.opentickets.faults import FaultConfig, FaultController
 from devstack.scenario import Changes, Scenario
+from devstack.stripe.events import EventLog, world_changes
 from devstack.stripe.keys import KeyRing
 from devstack.stripe.listing import SortedObjects
 from devstack.stripe.ratelimit import RateLimiter
 from devstack.stripe.requestlog import RequestLog
+from devstack.stripe.webhooks import WebhookDeliverer, WebhookEndpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -95,6 +97,18 @@ class WorldView:
         return found
 
 
+def configured_endpoints(settings: StripeSandboxSettings) -> list[WebhookEndpoint]:
+    """The webhook endpoints named at start."""
+    endpoints = []
+    if settings.webhook_url:
+        endpoints.append(WebhookEndpoint(settings.webhook_url, settings.webhook_secret))
+    if settings.connect_webhook_url:
+        endpoints.append(
+            WebhookEndpoint(settings.connect_webhook_url, settings.connect_webhook_secret, connect=True)
+        )
+    return endpoints
+
+
 class StripeSandboxState:
     """The sandbox's data and controls; tests reach it through `devstack.stripe.testing`."""
 
@@ -106,6 +120,12 @@ class StripeSandboxState:
         self.requests = RequestLog()
         self.scenario = build_scenario(settings)
         self._view: WorldView | None = None
+        self.events = EventLog()
+        self.webhooks = WebhookDeliverer(
+            events=self.events,
+            endpoints=configured_endpoints(settings),
+            retry_delays=settings.webhook_retry_delays,
+        )
 
     @property
     def view(self) -> WorldView:
@@ -121,8 +141,13 @@ class StripeSandboxState:
         return self.scenario.world.platform.id
 
     def advance(self, *, minutes: float, refunds: int = 0, disputes: int = 0, scans: int = 0) -> Changes:
-        """Move the scenario clock exactly as the OpenTickets sandbox moves its own."""
-        return self.scenario.advance(minutes=minutes, refunds=refunds, disputes=disputes, scans=scans)
+        """Move the scenario clock as the OpenTickets sandbox moves its own; keep and send the events."""
+        before = self.view.world
+        changes = self.scenario.advance(minutes=minutes, refunds=refunds, disputes=disputes, scans=scans)
+        for event in world_changes(before, self.view.world, at=self.scenario.now):
+            if self.events.add(event):
+                self.webhooks.enqueue(event)
+        return changes
 
     def reset(self) -> None:
         """Back to the start: the seeded scenario, start-up faults and limit, keys restored, log cleared."""
@@ -132,3 +157,4 @@ class StripeSandboxState:
         self.limiter.per_second = self.settings.rate_limit_per_second
         self.keys.restore_all()
         self.requests.clear()
+        self.events = self.webhooks.events = EventLog()
