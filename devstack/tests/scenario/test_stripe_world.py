@@ -174,3 +174,16 @@ def test_ground_truth_names_the_payout_that_carried_each_payment(
         assert facts.deposit_bank_account_id == payout["destination"]
         assert facts.deposit_status == expected_deposit[payout["status"]]
     assert {"paid", "pending", "failed", "not_traceable"} <= set(statuses)
+
+
+def test_disputes_move_from_evidence_to_review_to_a_decision(scenario: Scenario) -> None:
+    before = scenario.now
+    scenario.advance(minutes=60, disputes=5)
+    opened = [d for d, dispute in scenario.stripe.disputes.items() if dispute["created"] > before]
+    assert opened
+    assert {scenario.stripe.disputes[d]["status"] for d in opened} == {"needs_response"}
+    scenario.advance(minutes=8 * 24 * 60)
+    assert {scenario.stripe.disputes[d]["status"] for d in opened} == {"under_review"}
+    scenario.advance(minutes=14 * 24 * 60)
+    decided = [scenario.stripe.disputes[d]["status"] for d in opened]
+    assert set(decided) <= {"won", "lost"}

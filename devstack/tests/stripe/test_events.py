@@ -82,6 +82,35 @@ async def test_moving_the_clock_records_stripes_events(
     assert len({event["id"] for event in everything}) == len(everything)
 
 
+async def test_disputes_are_updated_then_closed_as_the_weeks_pass(
+    sandbox: StripeSandboxHandle, api: Callable[..., Any]
+) -> None:
+    start = sandbox.state.scenario.now
+    _move(sandbox)
+    opened = {d for d, dispute in sandbox.world.disputes.items() if dispute["created"] > start}
+    assert opened
+    for _ in range(4):
+        sandbox.state.advance(minutes=7 * 24 * 60)
+    events = [
+        event
+        for account in sandbox.world.accounts
+        for event in await _all_events(api, account=account, type="charge.dispute.*")
+    ]
+    for dispute_id in opened:
+        final = sandbox.world.disputes[dispute_id]
+        assert final["status"] in {"won", "lost"}
+        mine = [e for e in events if e["data"]["object"]["id"] == dispute_id]
+        assert Counter(e["type"] for e in mine) == {
+            "charge.dispute.created": 1,
+            "charge.dispute.updated": 2,
+            "charge.dispute.closed": 1,
+        }
+        statuses = [
+            e["data"]["previous_attributes"]["status"] for e in mine if e["type"].endswith(".updated")
+        ]
+        assert sorted(statuses) == ["needs_response", "under_review"]
+
+
 async def test_events_filter_by_type_created_and_page(
     sandbox: StripeSandboxHandle, client: stripe.StripeClient, api: Callable[..., Any]
 ) -> None:

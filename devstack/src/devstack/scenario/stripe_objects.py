@@ -7,6 +7,7 @@ responses use, so a stand-in can serve these dicts as they are.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,9 @@ from devstack.scenario.world import DAY
 if TYPE_CHECKING:
     from devstack.scenario.world import AccountProfile
 
-# Disputes give the merchant a week to answer.
+# Disputes give the merchant a week to answer; the card network then decides within two more weeks.
 DISPUTE_EVIDENCE_DAYS = 7
+DISPUTE_REVIEW_DAYS = 14
 
 _NO_BILLING_DETAILS: dict[str, Any] = {"address": None, "email": None, "name": None, "phone": None}
 
@@ -297,8 +299,20 @@ def refund(payment: StripePayment, *, refund_id: str, created: int) -> dict[str,
     }
 
 
-def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[str, Any]:
-    """A fraud dispute of the whole charge, waiting for the merchant's evidence."""
+def dispute_status(*, dispute_id: str, created: int, now: int) -> str:
+    """Where a dispute stands at `now`: waiting for evidence, under the bank's review, then won or lost."""
+    if now < created + DISPUTE_EVIDENCE_DAYS * DAY:
+        return "needs_response"
+    if now < created + (DISPUTE_EVIDENCE_DAYS + DISPUTE_REVIEW_DAYS) * DAY:
+        return "under_review"
+    # The outcome depends only on the dispute, so every clock path reaches the same one.
+    return "won" if hashlib.sha256(dispute_id.encode()).digest()[0] % 2 else "lost"
+
+
+def dispute(payment: StripePayment, *, dispute_id: str, created: int, now: int) -> dict[str, Any]:
+    """A fraud dispute of the whole charge, as it stands at `now`."""
+    status = dispute_status(dispute_id=dispute_id, created=created, now=now)
+    answered = status != "needs_response"
     return {
         "id": dispute_id,
         "object": "dispute",
@@ -306,9 +320,9 @@ def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[st
         "evidence": {},
         "evidence_details": {
             "due_by": created + DISPUTE_EVIDENCE_DAYS * DAY,
-            "has_evidence": False,
+            "has_evidence": answered,
             "past_due": False,
-            "submission_count": 0,
+            "submission_count": 1 if answered else 0,
         },
         "is_charge_refundable": False,
         "amount": payment.amount,
@@ -317,7 +331,7 @@ def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[st
         "currency": "usd",
         "created": created,
         "reason": "fraudulent",
-        "status": "needs_response",
+        "status": status,
         "livemode": False,
         "metadata": {},
     }

@@ -317,7 +317,7 @@ class _Builder:
         refunds["total_count"] = len(refunds["data"])
 
     def _add_dispute(self, payment: StripePayment, *, dispute_id: str, created: int) -> None:
-        dispute = stripe_objects.dispute(payment, dispute_id=dispute_id, created=created)
+        dispute = stripe_objects.dispute(payment, dispute_id=dispute_id, created=created, now=self.now)
         self._put(self.stripe.disputes, dispute, owner=payment.owner)
 
     def _add_application_fee(

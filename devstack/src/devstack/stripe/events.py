@@ -1,9 +1,10 @@
 """Stripe `Event` objects for what changed in the world between two clock positions.
 
 The scenario's Stripe world is rebuilt for each moment; comparing the world before a clock move with the
-world after it gives Stripe's events for that move: new charges and PaymentIntents, refunds, disputes, new
-payouts and payout status changes. Connect events (objects on a connected account) carry `account`. Event
-ids derive from what happened, so the same moves give the same events.
+world after it gives Stripe's events for that move: new charges and PaymentIntents, refunds, disputes
+opened, reviewed and closed, new payouts and payout status changes. Connect events (objects on a
+connected account) carry `account`. Event ids derive from what happened, so the same moves give the same
+events.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 API_VERSION = "2020-08-27"
 # Stripe's own event for each payout status a payout moves into.
+DISPUTE_CLOSED_STATUSES = frozenset({"won", "lost", "warning_closed", "charge_refunded"})
 PAYOUT_STATUS_EVENTS = {"paid": "payout.paid", "failed": "payout.failed", "canceled": "payout.canceled"}
 
 
@@ -77,8 +79,20 @@ def _payment_events(before: StripeWorld, after: StripeWorld, changes: _Changes) 
             changes.emit("charge.refunded", charge, {"refunded": False, "amount_refunded": 0})
     for refund_id in sorted(after.refunds.keys() - before.refunds.keys()):
         changes.emit("refund.created", after.refunds[refund_id])
-    for dispute_id in sorted(after.disputes.keys() - before.disputes.keys()):
-        changes.emit("charge.dispute.created", after.disputes[dispute_id])
+    _dispute_events(before, after, changes)
+
+
+def _dispute_events(before: StripeWorld, after: StripeWorld, changes: _Changes) -> None:
+    for dispute_id, dispute in sorted(after.disputes.items()):
+        old = before.disputes.get(dispute_id)
+        if old is not None and old["status"] == dispute["status"]:
+            continue
+        if old is None:
+            changes.emit("charge.dispute.created", dispute)
+        else:
+            changes.emit("charge.dispute.updated", dispute, {"status": old["status"]})
+        if dispute["status"] in DISPUTE_CLOSED_STATUSES:
+            changes.emit("charge.dispute.closed", dispute)
 
 
 def _payout_events(before: StripeWorld, after: StripeWorld, changes: _Changes) -> None:
