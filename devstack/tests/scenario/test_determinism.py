@@ -25,7 +25,7 @@ GOLDEN_SHA256 = {
     "export": "4d01e797eab46e603f68311f015872cd5eac534817dffe977c33ee994b0d6efd",
     "stripe": "d4af7394ec809e687081d846320130f655c1eaea7e32e01ba4b62b53a06044ce",
     "export after advance": "e9f0cb7a91388b758e886ef979ba19a409fd45e74f6b7a719be053f7c23498d2",
-    "stripe after advance": "c4adce080c48b3e4f364164691914795d51fcc30d57d5fa7ea9065f821f640b5",
+    "stripe after advance": "45988d19623ebee6a25738790cce187254a09d4fe18c73f61f73779a60ef7858",
 }
 
 

@@ -115,7 +115,10 @@ def test_refunds_and_disputes_appear_on_charges(scenario: Scenario, stripe: Stri
     rows = {r["PaymentID"]: r for r in scenario.transactions() if r["PaymentID"]}
     for payment_id, row in rows.items():
         charge = stripe.charges[stripe.payments[payment_id].charge_id]
-        assert charge["refunded"] == row["IsRefunded"]
+        assert (charge["amount_refunded"] > 0) == row["IsRefunded"]
+        refunds = charge["refunds"]["data"]
+        assert sum(r["amount"] for r in refunds) == charge["amount_refunded"]
+        assert charge["refunded"] == (charge["amount_refunded"] == charge["amount"])
         assert charge["disputed"] == row["IsDisputed"]
     assert {r["charge"] for r in stripe.refunds.values()} == {
         stripe.payments[p].charge_id for p, r in rows.items() if r["IsRefunded"]
@@ -187,3 +190,11 @@ def test_disputes_move_from_evidence_to_review_to_a_decision(scenario: Scenario)
     scenario.advance(minutes=14 * 24 * 60)
     decided = [scenario.stripe.disputes[d]["status"] for d in opened]
     assert set(decided) <= {"won", "lost"}
+
+
+def test_some_refunds_are_partial(stripe: StripeWorld) -> None:
+    refunded = [c for c in stripe.charges.values() if c["amount_refunded"]]
+    partial = [c for c in refunded if not c["refunded"]]
+    assert partial, "some refunds return part of the amount"
+    assert len(partial) < len(refunded), "most refunds return all of it"
+    assert all(0 < c["amount_refunded"] < c["amount"] for c in partial)

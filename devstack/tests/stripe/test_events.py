@@ -77,9 +77,14 @@ async def test_moving_the_clock_records_stripes_events(
         assert world.owner[obj["id"]] == event.get("account", sandbox.platform_account_id)
         if event["type"].startswith("payout."):
             assert obj == world.payouts[obj["id"]]
+        if event["type"] == "charge.refunded":
+            assert obj["amount_refunded"] > 0
         if event["type"] == "payout.updated":
             assert event["data"]["previous_attributes"]["status"] != obj["status"]
     assert len({event["id"] for event in everything}) == len(everything)
+    refunded = [e["data"]["object"] for e in everything if e["type"] == "charge.refunded"]
+    assert any(charge["refunded"] for charge in refunded), "a full refund"
+    assert any(not charge["refunded"] for charge in refunded), "a partial refund"
 
 
 async def test_disputes_are_updated_then_closed_as_the_weeks_pass(

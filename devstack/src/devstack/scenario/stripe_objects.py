@@ -46,6 +46,15 @@ class StripePayment:
     disputed_at: int | None
 
     @property
+    def refunded_amount(self) -> int:
+        """What was refunded: nothing, the whole amount, or for about one refund in three half of it."""
+        if self.refunded_at is None:
+            return 0
+        # Decided by the charge alone, so the same payment is always refunded the same way.
+        partial = hashlib.sha256(self.charge_id.encode()).digest()[0] % 3 == 0
+        return self.amount // 2 if partial else self.amount
+
+    @property
     def application_fee_amount(self) -> int | None:
         """Stripe's `application_fee_amount`: only charges made for a connected account carry one."""
         return self.application_fee if self.route is not Route.PLATFORM else None
@@ -201,7 +210,6 @@ def destination_payment(
 
 def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: str | None) -> dict[str, Any]:
     """The customer's card charge."""
-    refunded = payment.refunded_at is not None
     charge: dict[str, Any] = {
         "id": payment.charge_id,
         "object": "charge",
@@ -209,7 +217,7 @@ def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: 
         "refunds": empty_list(f"/v1/charges/{payment.charge_id}/refunds"),
         "amount": payment.amount,
         "amount_captured": payment.amount,
-        "amount_refunded": payment.amount if refunded else 0,
+        "amount_refunded": payment.refunded_amount,
         "currency": "usd",
         "created": payment.created,
         "paid": True,
@@ -223,7 +231,8 @@ def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: 
         "application_fee_amount": payment.application_fee_amount,
         # Set once the application fee exists (`stripe_world` draws its id after the charge's).
         "application_fee": None,
-        "refunded": refunded,
+        # Stripe marks a charge refunded only once all of it is; a partial refund leaves it false.
+        "refunded": payment.refunded_amount == payment.amount,
         "disputed": payment.disputed_at is not None,
         "livemode": False,
         "metadata": payment.metadata,
@@ -284,11 +293,11 @@ def payment_intent(payment: StripePayment, *, intent_id: str) -> dict[str, Any]:
 
 
 def refund(payment: StripePayment, *, refund_id: str, created: int) -> dict[str, Any]:
-    """A full refund of the charge."""
+    """The refund of the charge, full or partial."""
     return {
         "id": refund_id,
         "object": "refund",
-        "amount": payment.amount,
+        "amount": payment.refunded_amount,
         "charge": payment.charge_id,
         "payment_intent": payment.payment_intent_id,
         "currency": "usd",

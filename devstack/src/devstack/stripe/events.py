@@ -75,7 +75,8 @@ def _payment_events(before: StripeWorld, after: StripeWorld, changes: _Changes) 
         old = before.charges.get(charge_id)
         if old is None:
             changes.emit("charge.succeeded", charge)
-        if charge["refunded"] and (old is None or not old["refunded"]):
+        # Stripe sends charge.refunded for partial refunds too.
+        if charge["amount_refunded"] and (old is None or not old["amount_refunded"]):
             changes.emit("charge.refunded", charge, {"refunded": False, "amount_refunded": 0})
     for refund_id in sorted(after.refunds.keys() - before.refunds.keys()):
         changes.emit("refund.created", after.refunds[refund_id])
