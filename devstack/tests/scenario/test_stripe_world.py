@@ -198,3 +198,9 @@ def test_some_refunds_are_partial(stripe: StripeWorld) -> None:
     assert partial, "some refunds return part of the amount"
     assert len(partial) < len(refunded), "most refunds return all of it"
     assert all(0 < c["amount_refunded"] < c["amount"] for c in partial)
+
+
+def test_only_manual_payouts_are_canceled(stripe: StripeWorld) -> None:
+    canceled = [p for p in stripe.payouts.values() if p["status"] == "canceled"]
+    assert canceled
+    assert not any(p["automatic"] for p in canceled)

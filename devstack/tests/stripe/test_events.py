@@ -116,6 +116,22 @@ async def test_disputes_are_updated_then_closed_as_the_weeks_pass(
         assert sorted(statuses) == ["needs_response", "under_review"]
 
 
+async def test_a_canceled_manual_payout_sends_payout_canceled(
+    sandbox: StripeSandboxHandle, api: Callable[..., Any]
+) -> None:
+    sandbox.state.advance(minutes=30 * 24 * 60)
+    world = sandbox.world
+    canceled = {p for p, payout in world.payouts.items() if payout["status"] == "canceled"}
+    assert canceled
+    events = [
+        event
+        for account in world.accounts
+        for event in await _all_events(api, account=account, type="payout.canceled")
+    ]
+    assert {event["data"]["object"]["id"] for event in events} <= canceled
+    assert events
+
+
 async def test_events_filter_by_type_created_and_page(
     sandbox: StripeSandboxHandle, client: stripe.StripeClient, api: Callable[..., Any]
 ) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 AVAILABLE_AFTER_DAYS = 2
 PAYOUT_PENDING_SECONDS = 6 * 3600
 FAILED_PAYOUT_PERCENT = 3
+CANCELED_MANUAL_PAYOUT_PERCENT = 15
 MANUAL_PAYOUT_EVERY_DAYS = 7
 _SATURDAY = 5
 _SALT_TXN = 0x11
@@ -413,6 +414,8 @@ class _Builder:
             )
             failed = rng.randrange(100) < FAILED_PAYOUT_PERCENT
             automatic = account not in self.manual
+            # Only a payout the organizer requested can be canceled, and only while it is pending.
+            canceled = not automatic and rng.randrange(100) < CANCELED_MANUAL_PAYOUT_PERCENT
             payout = stripe_objects.payout(
                 payout_id=payout_id,
                 amount=sum(self.stripe.balance_transactions[t]["net"] for t in txn_ids),
@@ -420,7 +423,7 @@ class _Builder:
                 arrival_date=_arrival(created),
                 automatic=automatic,
                 bank_id=self.bank_of[account],
-                status=self._payout_status(created=created, failed=failed),
+                status=self._payout_status(created=created, failed=failed, canceled=canceled),
             )
             self._put(self.stripe.payouts, payout, owner=account)
             self.stripe.payout_balance_transactions[payout_id] = list(txn_ids) if automatic else []
@@ -450,9 +453,11 @@ class _Builder:
                 deposit_status=DEPOSIT_STATUS[payout["status"]],
             )
 
-    def _payout_status(self, *, created: int, failed: bool) -> str:
+    def _payout_status(self, *, created: int, failed: bool, canceled: bool) -> str:
         if self.now < created + PAYOUT_PENDING_SECONDS:
             return "pending"
+        if canceled:
+            return "canceled"
         if self.now < _arrival(created):
             return "in_transit"
         return "failed" if failed else "paid"
