@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import stripe
 
 from devstack.scenario import Route
 
 if TYPE_CHECKING:
-    import stripe
-
     from devstack.scenario import PaymentFacts
     from devstack.stripe.testing import StripeSandboxHandle
 
@@ -103,3 +102,42 @@ async def test_accounts_are_read_by_id_and_as_themselves(
         assert itself.id == account_id
     listed = await client.v1.accounts.list_async(params={"limit": 100})
     assert sorted(a.id for a in listed.data) == sorted(connected)
+
+
+async def test_expansion_follows_the_links_stripe_follows_across_accounts(
+    sandbox: StripeSandboxHandle, client: stripe.StripeClient
+) -> None:
+    facts = next(f for f in sandbox.world.payments.values() if f.route is Route.DESTINATION)
+    assert facts.transfer_id is not None
+    transfer = await client.v1.transfers.retrieve_async(
+        facts.transfer_id, params={"expand": ["destination_payment", "destination"]}
+    )
+    arrived = transfer.destination_payment
+    assert not isinstance(arrived, str)
+    assert arrived is not None
+    assert arrived.id == facts.destination_payment_id
+    assert sandbox.world.owner[arrived.id] == facts.destination_account_id
+    destination = transfer.destination
+    assert not isinstance(destination, str)
+    assert destination is not None
+    assert destination.id == facts.destination_account_id
+    # A charge on another account is not the platform's to expand through its own balance transaction.
+    direct = next(f for f in sandbox.world.payments.values() if f.route is Route.DIRECT)
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        await client.v1.charges.retrieve_async(direct.charge_id, params={"expand": ["balance_transaction"]})
+    assert missing.value.http_status == 404
+
+
+async def test_expansion_is_refused_beyond_four_levels_and_on_plain_fields(
+    api: Any, sandbox: StripeSandboxHandle
+) -> None:
+    intent = next(iter(sandbox.world.payment_intents))
+    account = sandbox.world.owner[intent]
+    deep = await api(
+        f"/v1/payment_intents/{intent}", params={"expand[]": "latest_charge.a.b.c.d"}, account=account
+    )
+    assert deep.status == 400
+    assert deep.body["error"]["param"] == "expand"
+    plain = await api(f"/v1/payment_intents/{intent}", params={"expand[]": "amount"}, account=account)
+    assert plain.status == 400
+    assert "cannot be expanded" in plain.body["error"]["message"]
