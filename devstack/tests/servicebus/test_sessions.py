@@ -148,3 +148,19 @@ async def test_list_sessions_by_state_updated_after(client):
     async with client.get_queue_receiver("session-list", session_id="messages-only") as receiver:
         [message] = await receiver.receive_messages(max_wait_time=5)
         await receiver.complete_message(message)
+
+
+async def test_timed_out_next_available_receivers_never_open_without_a_session(client):
+    # The refusal must not let a receiver look open, even for the moment before the detach arrives.
+    async def open_once() -> str | None:
+        try:
+            async with client.get_queue_receiver(
+                "session-idle", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+            ) as receiver:
+                return receiver.session.session_id
+        except OperationTimeoutError:
+            return "timed out"
+
+    async with asyncio.timeout(40):
+        results = await asyncio.gather(*[open_once() for _ in range(5)])
+    assert results == ["timed out"] * 5

@@ -61,6 +61,7 @@ _DOTNET_EPOCH_TICKS = 621355968000000000
 _SENDER_CREDIT = 500
 _TICK_SECONDS = 0.05
 _DEFAULT_SESSION_WAIT_SECONDS = 30.0
+_NULL_TERMINUS_CONDITIONS = frozenset({EntityNotFoundError.condition, OperationTimeoutError.condition})
 
 _Handler = TypeVar("_Handler", bound=Callable[..., None])
 
@@ -293,7 +294,9 @@ class EmulatorHandler:
 
     def _refuse(self, link: Link, error: BrokerError) -> None:
         """Refuse an attach as Azure does: a null terminus, then a detach with the error condition."""
-        if error.condition == EntityNotFoundError.condition:
+        # With a null terminus the SDK never counts the link as open; echoing it would let a receiver with no
+        # session look ready for the moment between this attach and the detach.
+        if error.condition in _NULL_TERMINUS_CONDITIONS:
             if link.is_receiver:
                 link.target.type = Terminus.UNSPECIFIED
             else:
