@@ -107,3 +107,8 @@ def test_continuation_frames_keep_their_delivery_id():
 def test_bytes_that_are_not_amqp_frames_reach_proton_unchanged():
     garbage = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     assert _feed_in_pieces(garbage, 5) == garbage
+
+
+def test_a_frame_too_short_to_be_one_is_passed_on_and_ends_the_filtering():
+    stream = AMQP_HEADER + b"\x00\x00\x00\x00\x02\x00\x00\x00" + _begin(0) + _transfer(1, _small_uint(5))
+    assert _feed_in_pieces(stream, 4) == stream

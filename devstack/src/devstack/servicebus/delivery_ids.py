@@ -81,6 +81,9 @@ class IncomingDeliveryIds:
             return True
         size, offset, frame_type, channel = struct.unpack_from(">IBBH", held)
         body = offset * 4
+        if size < _FRAME_HEADER_SIZE or body < _FRAME_HEADER_SIZE:
+            # Not a frame (proton reports it); without a size there is nothing left to find frames in.
+            raise MalformedMessageError(f"a frame of {size} bytes with a {body}-byte header")
         rewritten = None
         if frame_type == _AMQP_FRAME and size > body:
             try:
