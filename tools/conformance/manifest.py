@@ -22,6 +22,7 @@ class SampleExpectation:
     expect: Expectation
     reason: str
     timeout_seconds: float
+    output: tuple[str, ...] = ()  # what the run must have printed (a `timeout` sample: what it did first)
 
 
 @dataclass(frozen=True)
@@ -68,4 +69,13 @@ def _sample(name: str, entry: dict[str, object], default_timeout: float) -> Samp
     timeout = entry.get("timeout_seconds", default_timeout)
     if not isinstance(timeout, int | float):
         raise ManifestError(f"sample {name!r}: timeout_seconds must be a number")
-    return SampleExpectation(path=name, expect=expect, reason=reason, timeout_seconds=float(timeout))
+    output = entry.get("output", [])
+    if not isinstance(output, list):
+        raise ManifestError(f"sample {name!r}: output must be a list of strings")
+    return SampleExpectation(
+        path=name,
+        expect=expect,
+        reason=reason,
+        timeout_seconds=float(timeout),
+        output=tuple(str(line) for line in output),
+    )
