@@ -6,8 +6,10 @@ import ast
 from pathlib import Path
 
 import pytest
-from tools.conformance.manifest import Expectation, load_manifest
+from tools.conformance import manifest as manifest_module
+from tools.conformance.manifest import Expectation, ManifestError, SampleExpectation, load_manifest
 from tools.conformance.rewrite import rewrite_cosmos, rewrite_servicebus
+from tools.conformance.runner import FAILED_ELSEWHERE, SampleResult, classify
 
 ENTRA_SERVICEBUS = """\
 import os
@@ -94,3 +96,37 @@ def test_docs_list_every_sample_with_its_expectation(sdk):
             assert f"- `{sample.path}`" in docs
         else:
             assert f"| `{sample.path}` | {sample.expect.value} | {sample.reason} |" in docs
+
+
+def _sample(expect: Expectation, output: tuple[str, ...] = ()) -> SampleExpectation:
+    return SampleExpectation("s.py", expect, "a reason", 10.0, output)
+
+
+def test_a_defective_sample_is_as_expected_only_when_it_fails_where_its_output_says():
+    manifest = load_manifest("cosmos")
+    sample = _sample(Expectation.FAIL, ("reached the defect",))
+
+    at_defect = classify(manifest, sample, "fail", "...reached the defect\nTraceback")
+    earlier = classify(manifest, sample, "fail", "Traceback")
+    passed = classify(manifest, sample, "pass", "reached the defect")
+
+    assert (at_defect, earlier, passed) == ("fail", FAILED_ELSEWHERE, "pass")
+    assert SampleResult(sample, at_defect, 1.0, None).as_expected
+    assert not SampleResult(sample, earlier, 1.0, None).as_expected
+    assert not SampleResult(sample, passed, 1.0, None).as_expected
+
+
+def test_a_sample_that_prints_a_caught_service_error_fails_although_it_exits_zero():
+    manifest = load_manifest("cosmos")
+    printed = "run_sample has caught an error. x"
+    assert classify(manifest, _sample(Expectation.PASS), "pass", printed) == "fail"
+
+
+def test_a_sample_expected_to_fail_must_say_where(tmp_path, monkeypatch):
+    (tmp_path / "cosmos.toml").write_text(
+        'package = "azure-cosmos"\ntimeout_seconds = 5\n'
+        '[samples."s.py"]\nexpect = "fail"\nreason = "defect"\n'
+    )
+    monkeypatch.setattr(manifest_module, "MANIFEST_DIR", tmp_path)
+    with pytest.raises(ManifestError, match="without the output"):
+        load_manifest("cosmos")

@@ -67,10 +67,13 @@ def _summary(results: list[SampleResult], problems: list[str]) -> int:
     differ = [result for result in results if not result.as_expected]
     passed = sum(result.actual == "pass" for result in results)
     unsupported = sum(result.sample.expect is Expectation.UNSUPPORTED for result in results)
+    defective = sum(result.sample.expect is Expectation.FAIL for result in results)
     seconds = sum(result.seconds for result in results)
     print(
         f"== {len(results)} samples: {len(results) - len(differ)} as expected, {len(differ)} differ; "
-        f"{passed} passed, {unsupported} expected unsupported; {seconds:.0f} s of samples"
+        f"{passed} passed, {unsupported} expected unsupported, "
+        f"{defective} expected to fail (sample defects); "
+        f"{seconds:.0f} s of samples"
     )
     for problem in problems:
         print(f"!! {problem}")
