@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections import defaultdict
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ class FakeStripe:
         self.page_size = page_size
         self.connected: dict[str, StripeObject] = {}
         self.revoked = False
+        self.expand_source_transfer = True
+        self.charge_listings: list[tuple[str | None, int | None]] = []
         self._calls = CallCounter()
         # (account key, object kind) -> id -> object
         self._objects: dict[tuple[str, str], dict[str, StripeObject]] = defaultdict(dict)
@@ -61,21 +64,21 @@ class FakeStripe:
         return self._calls
 
     async def retrieve_platform_account(self) -> StripeObject:
-        self._count("accounts.retrieve_current", None)
+        await self._count("accounts.retrieve_current", None)
         return copy.deepcopy(self.platform)
 
     async def retrieve_account(self, account_id: str) -> StripeObject:
-        self._count("accounts.retrieve", None)
+        await self._count("accounts.retrieve", None)
         if account_id not in self.connected:
             raise StripeObjectMissingError(f"no account {account_id}", status=404, code="resource_missing")
         return copy.deepcopy(self.connected[account_id])
 
     async def list_connected_accounts(self, *, starting_after: str | None) -> ListPage:
-        self._count("accounts.list", None)
+        await self._count("accounts.list", None)
         return self._paged(sorted(self.connected.values(), key=lambda a: a["id"]), starting_after)
 
     async def retrieve_bank_account(self, *, account_id: str, bank_account_id: str) -> StripeObject:
-        self._count("external_accounts.retrieve", account_id)
+        await self._count("external_accounts.retrieve", account_id)
         try:
             return copy.deepcopy(self._banks[(account_id, bank_account_id)])
         except KeyError:
@@ -84,7 +87,7 @@ class FakeStripe:
             ) from None
 
     async def retrieve_payment_intent(self, payment_intent_id: str, *, account: str | None) -> StripeObject:
-        self._count("payment_intents.retrieve", account)
+        await self._count("payment_intents.retrieve", account)
         intent = self._get("payment_intent", payment_intent_id, account)
         charge_id = intent.get("latest_charge")
         if isinstance(charge_id, str):
@@ -92,39 +95,40 @@ class FakeStripe:
         return intent
 
     async def retrieve_charge(self, charge_id: str, *, account: str | None) -> StripeObject:
-        self._count("charges.retrieve", account)
+        await self._count("charges.retrieve", account)
         return self._expanded_charge(self._get("charge", charge_id, account), account)
 
     async def retrieve_balance_transaction(self, transaction_id: str, *, account: str | None) -> StripeObject:
-        self._count("balance_transactions.retrieve", account)
+        await self._count("balance_transactions.retrieve", account)
         return self._get("balance_transaction", transaction_id, account)
 
     async def retrieve_transfer(self, transfer_id: str) -> StripeObject:
-        self._count("transfers.retrieve", None)
+        await self._count("transfers.retrieve", None)
         return self._get("transfer", transfer_id, None)
 
     async def retrieve_payout(self, payout_id: str, *, account: str | None) -> StripeObject:
-        self._count("payouts.retrieve", account)
+        await self._count("payouts.retrieve", account)
         return self._get("payout", payout_id, account)
 
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:
-        self._count("charges.list", account)
+        await self._count("charges.list", account)
+        self.charge_listings.append((account, created_after))
         charges = self._newest_first("charge", account, created_after)
         page = self._paged(charges, starting_after)
-        return ListPage([self._expanded_charge(c, account) for c in page.data], page.has_more)
+        return ListPage([self._expanded_charge(c, account, listed=True) for c in page.data], page.has_more)
 
     async def list_payouts(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:
-        self._count("payouts.list", account)
+        await self._count("payouts.list", account)
         return self._paged(self._newest_first("payout", account, created_after), starting_after)
 
     async def list_payout_transactions(
         self, *, account: str | None, payout_id: str, starting_after: str | None
     ) -> ListPage:
-        self._count("balance_transactions.list", account)
+        await self._count("balance_transactions.list", account)
         self._get("payout", payout_id, account)
         transactions = [
             self._get("balance_transaction", txn_id, account)
@@ -137,8 +141,10 @@ class FakeStripe:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _count(self, operation: str, account: str | None) -> None:
+    async def _count(self, operation: str, account: str | None) -> None:
         self._calls.record(operation, account=account)
+        # Yield as a network call would, so concurrent callers really interleave.
+        await asyncio.sleep(0)
         if self.revoked:
             raise StripeAccessDeniedError(f"{operation}: key revoked", status=401, code=None)
 
@@ -150,10 +156,19 @@ class FakeStripe:
                 f"no {kind} {object_id} on {account or PLATFORM_KEY}", status=404, code="resource_missing"
             ) from None
 
-    def _expanded_charge(self, charge: StripeObject, account: str | None) -> StripeObject:
+    def _expanded_charge(
+        self, charge: StripeObject, account: str | None, *, listed: bool = False
+    ) -> StripeObject:
         charge = copy.deepcopy(charge)
         if isinstance(txn_id := charge.get("balance_transaction"), str):
             charge["balance_transaction"] = self._get("balance_transaction", txn_id, account)
+        if (
+            isinstance(transfer_id := charge.get("source_transfer"), str)
+            and listed
+            and self.expand_source_transfer
+        ):
+            # Transfers live on the platform; Stripe expands them on the connected account's payment.
+            charge["source_transfer"] = self._get("transfer", transfer_id, None)
         return charge
 
     def _newest_first(self, kind: str, account: str | None, created_after: int | None) -> list[StripeObject]:

@@ -59,6 +59,7 @@ def charge(  # noqa: PLR0913  # a test builder names every field a test may set
     transfer: str | None = None,
     application_fee_amount: int | None = None,
     source_transfer: Any = None,
+    transfer_group: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": charge_id,
@@ -75,7 +76,7 @@ def charge(  # noqa: PLR0913  # a test builder names every field a test may set
         "transfer": transfer,
         "application_fee_amount": application_fee_amount,
         "source_transfer": source_transfer,
-        "transfer_group": None,
+        "transfer_group": transfer_group,
     }
 
 

@@ -105,6 +105,7 @@ async def test_list_charges_pages_by_created_cursor(stripe_server, gateway):
     assert query["starting_after"] == "ch_9"
     assert query["limit"] == "100"
     assert query["expand[0]"] == "data.balance_transaction"
+    assert query["expand[1]"] == "data.source_transfer"
 
 
 async def test_payout_contents_are_listed_by_payout(stripe_server, gateway):

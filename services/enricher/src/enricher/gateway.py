@@ -140,7 +140,10 @@ class StripeGateway(Protocol):
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:
-        """One page (100) of the account's charges created after a time, ``balance_transaction`` expanded."""
+        """One page (100) of the account's charges created after a time, newest first.
+
+        ``balance_transaction`` and ``source_transfer`` come expanded.
+        """
         ...
 
     async def list_payouts(

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 PAGE_SIZE = 100
 """Stripe's largest list page."""
 
+CHARGE_LIST_EXPANSIONS = ("data.balance_transaction", "data.source_transfer")
+"""A listed charge carries its fee, net and available_on, and a connected account's payment says
+which platform charge its transfer paid for, so neither costs a call of its own."""
+
 _T = TypeVar("_T")
 _NOT_FOUND = 404
 
@@ -124,8 +128,8 @@ class StripeApiGateway:
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:
-        """``GET /v1/charges?created[gt]=..`` with ``data.balance_transaction`` expanded."""
-        params: ChargeListParams = {"limit": PAGE_SIZE, "expand": ["data.balance_transaction"]}
+        """``GET /v1/charges?created[gt]=..`` with the balance transaction and source transfer expanded."""
+        params: ChargeListParams = {"limit": PAGE_SIZE, "expand": list(CHARGE_LIST_EXPANSIONS)}
         if created_after is not None:
             params["created"] = {"gt": created_after}
         if starting_after:
