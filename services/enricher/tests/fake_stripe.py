@@ -28,6 +28,8 @@ class FakeStripe:
         self.page_size = page_size
         self.connected: dict[str, StripeObject] = {}
         self.revoked = False
+        self.failure: Exception | None = None
+        """Raised by every call while set (an outage, a rate limit that outlasted the retries)."""
         self.expand_source_transfer = True
         self.charge_listings: list[tuple[str | None, int | None]] = []
         self._calls = CallCounter()
@@ -145,6 +147,8 @@ class FakeStripe:
         self._calls.record(operation, account=account)
         # Yield as a network call would, so concurrent callers really interleave.
         await asyncio.sleep(0)
+        if self.failure is not None:
+            raise self.failure
         if self.revoked:
             raise StripeAccessDeniedError(f"{operation}: key revoked", status=401, code=None)
 

@@ -12,6 +12,7 @@ from world import NOW, Clock, enricher_for, new_world
 from enricher.announcer import PublishingAnnouncer
 from enricher.gateway import StripeUnavailableError
 from enricher.handler import EnrichmentHandler
+from enricher.refresh import OPEN_DEPOSITS
 from enricher.writer import TRANSACTIONS_BY_PAYMENT, EnrichmentWriter
 from otcommon.bus import Consumer, ConsumerSettings, Delivery, InMemoryBus, PermanentError, RetryableError
 from otcommon.enrichment import EnrichmentState
@@ -30,7 +31,15 @@ def transactions_container() -> InMemoryContainer:
         queries={
             TRANSACTIONS_BY_PAYMENT: lambda docs, params: [
                 d for d in docs if d.get("PaymentID") == params["@paymentId"]
-            ]
+            ],
+            OPEN_DEPOSITS: lambda docs, params: sorted(
+                {
+                    d["PaymentID"]
+                    for d in docs
+                    if d.get("enrichmentState") == params["@state"]
+                    and d.get("depositStatus") == params["@deposit"]
+                }
+            ),
         },
     )
 
@@ -168,10 +177,9 @@ async def test_a_revoked_key_dead_letters_with_an_alert():
 async def test_stripe_unavailable_is_retried():
     setup = Setup()
 
-    async def unavailable(**_):
-        raise StripeUnavailableError("accounts.list: RateLimitError", status=429, retry_after_seconds=2.0)
-
-    setup.world.stripe.list_connected_accounts = unavailable  # type: ignore[method-assign]
+    setup.world.stripe.failure = StripeUnavailableError(
+        "accounts.list: RateLimitError", status=429, retry_after_seconds=2.0
+    )
     with pytest.raises(RetryableError) as raised:
         await setup.handler(setup.delivery("pi_any"))
     assert raised.value.retry_after_seconds == 2.0
