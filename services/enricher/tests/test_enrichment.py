@@ -11,6 +11,7 @@ from world import DAY, T_NOW, Clock, enricher_for, new_world
 from enricher.findings import Findings
 from enricher.routing import Route, RouteType
 from enricher.service import Unresolved
+from otcommon.store import InMemoryContainer
 
 ORG = "acct_org0000"
 
@@ -208,3 +209,20 @@ async def test_concurrent_payments_of_one_account_share_one_listing():
     await asyncio.gather(*(enricher.enrich(p, requested_at=clock()) for p in payments))
     assert world.stripe.charge_listings == [(None, None), (ORG, None)]
     assert world.stripe.calls.by_operation["accounts.retrieve_current"] == 1
+
+
+async def test_a_listing_made_by_another_replica_is_not_repeated():
+    world = new_world(connected=1)
+    shared = InMemoryContainer("stripe-index", partition_key_path="/id")
+    clock = Clock()
+    first, second = (
+        enricher_for(world.stripe, clock, container=shared),
+        enricher_for(world.stripe, clock, container=shared),
+    )
+    await first.enrich("pi_unknown1", requested_at=clock())
+    await second.enrich("pi_unknown1", requested_at=clock())  # warms second's memo of the marks
+    clock.advance(60)
+    await first.enrich("pi_unknown2", requested_at=clock())
+    listed = world.stripe.calls.by_operation["charges.list"]
+    await second.enrich("pi_unknown2", requested_at=clock())
+    assert world.stripe.calls.by_operation["charges.list"] == listed

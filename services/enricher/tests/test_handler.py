@@ -32,14 +32,12 @@ def transactions_container() -> InMemoryContainer:
             TRANSACTIONS_BY_PAYMENT: lambda docs, params: [
                 d for d in docs if d.get("PaymentID") == params["@paymentId"]
             ],
-            OPEN_DEPOSITS: lambda docs, params: sorted(
-                {
-                    d["PaymentID"]
-                    for d in docs
-                    if d.get("enrichmentState") == params["@state"]
-                    and d.get("depositStatus") == params["@deposit"]
-                }
-            ),
+            OPEN_DEPOSITS: lambda docs, params: [
+                {"PaymentID": d["PaymentID"]}
+                for d in docs
+                if d.get("enrichmentState") == params["@state"]
+                and d.get("depositStatus") == params["@deposit"]
+            ],
         },
     )
 
@@ -58,13 +56,13 @@ def order(transaction_id: str, *, event: str, payment_id: str, state: str = "que
 
 
 class Setup:
-    def __init__(self, *, stripe_world=None) -> None:
+    def __init__(self, *, stripe_world=None, transactions=None, index=None) -> None:
         self.world = stripe_world or new_world()
         self.clock = Clock()
-        self.transactions = transactions_container()
+        self.transactions = transactions or transactions_container()
         self.bus = InMemoryBus()
         self.handler = EnrichmentHandler(
-            enricher=enricher_for(self.world.stripe, self.clock),
+            enricher=enricher_for(self.world.stripe, self.clock, container=index),
             writer=EnrichmentWriter(self.transactions),
             announcer=PublishingAnnouncer(self.bus.publisher(queue=TOPIC)),
             clock=self.clock,

@@ -313,10 +313,11 @@ class Indexer:
 
     async def _started_after(self, key: str, index: str, account: str | None, as_of: datetime) -> bool:
         started = self._started.get(key)
-        if started is None:
-            started = (await self._index.mark(index, account)).started_at
-            if started is not None:
-                self._started[key] = started
+        if started is None or started < as_of:
+            # Another replica may have refreshed since: its mark in Cosmos DB counts too (one point read).
+            stored = (await self._index.mark(index, account)).started_at
+            if stored is not None and (started is None or stored > started):
+                started = self._started[key] = stored
         return started is not None and started >= as_of
 
 

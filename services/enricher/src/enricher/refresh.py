@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from enricher.indexer import Indexer
     from otcommon.store import DocumentContainer
 
-OPEN_DEPOSITS = (
-    "SELECT DISTINCT VALUE c.PaymentID FROM c WHERE c.enrichmentState = @state AND c.depositStatus = @deposit"
-)
-"""PaymentIDs whose money is not in a finished payout yet (funds pending, or payout pending/in transit)."""
+OPEN_DEPOSITS = "SELECT c.PaymentID FROM c WHERE c.enrichmentState = @state AND c.depositStatus = @deposit"
+"""Transactions whose money is not in a finished payout yet (funds pending, or payout pending/in transit).
+
+Not DISTINCT: a cross-partition DISTINCT cannot resume from a continuation; duplicates are dropped here.
+"""
 
 
 @dataclass
@@ -41,7 +42,7 @@ async def refresh_open_payouts(
     parameters = {"@state": EnrichmentState.ENRICHED.value, "@deposit": "pending"}
     payment_ids: set[str] = set()
     async for page in transactions.query(OPEN_DEPOSITS, parameters=parameters):
-        payment_ids.update(str(item) for item in page.items)
+        payment_ids.update(str(item["PaymentID"]) for item in page.items if item.get("PaymentID"))
     for payment_id in sorted(payment_ids):
         result = await handler.enrich(payment_id, requested_at=clock())
         outcome = getattr(result, "deposit_status", None)

@@ -1,6 +1,6 @@
 """Writing a payment's enrichment onto every transaction that carries its PaymentID.
 
-Each document is patched under its ETag (``read_modify_write``), with only enricher-owned fields;
+Each document is rewritten under its ETag (``read_modify_write``), changing only enricher-owned fields;
 a write that would change nothing is skipped, so a redelivered message writes nothing twice. The
 state moves only along ``otcommon.enrichment``'s transitions (or stays where it is).
 """
@@ -14,7 +14,7 @@ import structlog
 
 from enricher.findings import COMPARED_FIELDS, ENRICHED_AT_FIELD, ENRICHER_FIELDS
 from otcommon.enrichment import STATE_FIELD, can_transition
-from otcommon.store import Patch, read_modify_write
+from otcommon.store import read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -66,12 +66,16 @@ class EnrichmentWriter:
         for document in await self.transactions_of(payment_id):
             changed: list[str] = []
 
-            def mutate(current: Document, changed: list[str] = changed) -> Patch | None:
+            def mutate(current: Document, changed: list[str] = changed) -> Document | None:
                 changed.clear()
                 changed.extend(_changes(current, payment_id=payment_id, fields=fields))
                 if not changed:
                     return None
-                return Patch([{"op": "set", "path": f"/{name}", "value": fields[name]} for name in fields])
+                # A replace, not a patch: Cosmos DB takes at most 10 patch operations per request, and
+                # the enricher's fields are about twenty. The ETag still guards it; other writers'
+                # fields are carried over as read.
+                kept = {name: value for name, value in current.items() if not name.startswith("_")}
+                return {**kept, **fields}
 
             outcome = await read_modify_write(
                 self._container,
