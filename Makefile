@@ -10,8 +10,9 @@ PY_STAMP := $(STAMP_DIR)/.ot-synced
 NODE_STAMP := $(NODE_DIR)/node_modules/.ot-installed
 PY_SOURCES := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml devstack/pyproject.toml)
 PYTEST_ARGS ?=
+CONFORMANCE_ARGS ?=
 
-.PHONY: help setup run test test-unit lint typecheck check-imports format bench pins clean
+.PHONY: help setup run test test-unit lint typecheck check-imports format bench conformance pins clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,9 +67,12 @@ bench: setup ## Run the benchmarks; figures go to bench/results/
 		echo "== $$bench"; $(UV) run --no-sync python "$$bench" --out "bench/results/$$name.json"; \
 	done
 
+conformance: setup ## Run the official SDK samples against the stand-ins (CONFORMANCE_ARGS="servicebus -k send")
+	$(UV) run --no-sync python -m tools.conformance $(CONFORMANCE_ARGS)
+
 pins: ## Re-resolve dependencies to the newest allowed versions and pin them in pyproject.toml
 	$(UV) run --no-sync python tools/pin_dependencies.py
 
 clean: ## Remove the virtual environment, npm packages and caches
-	rm -rf .venv .venv-members uv.lock $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf .venv .venv-members uv.lock $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .conformance
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-pytestmark = pytest.mark.integration
+# Each test starts ingest as processes (some several times, some killed and restarted) against the
+# stand-ins; the suite-wide 60 s bound is too tight for that on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 QUEUE = "stripe-enrichment-queue"
 SEED, EVENTS = 11, 3
@@ -415,3 +418,91 @@ async def test_requeue_by_state_through_the_cli(environment: Environment):
     code, out, err = await environment.ingest("requeue", "--state", "unresolved")
     assert (code, out.strip()) == (0, "requeued 3 payment(s) that were unresolved"), err
     assert sorted(await environment.drain_queue()) == sorted(doc["PaymentID"] for doc in paid)
+
+
+async def hold_lease(environment: Environment, holder: str) -> None:
+    """Another replica holds the sync lease, for an hour."""
+    lease_id = "lease:sync:opentickets-api"
+    await environment.container("state").upsert_item(
+        {"id": lease_id, "kind": "lease", "holder": holder, "expiresAt": time.time() + 3600}
+    )
+
+
+@pytest.mark.parametrize("command", [("sync", "--once"), ("backfill", "--since", "2026-01-01")])
+async def test_sigterm_while_another_replica_holds_the_lease_says_stopped_and_exits_143(
+    environment: Environment, command: tuple[str, ...]
+):
+    await hold_lease(environment, "other-replica")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingest", *command, env=environment.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            seen: list[str] = []
+            while "another replica holds the sync lease; waiting" not in (
+                line := (await process.stderr.readline()).decode()
+            ):
+                assert line, f"ingest ended before it waited for the lease: {''.join(seen)}"
+                seen.append(line)
+            process.send_signal(signal.SIGTERM)
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 143, err
+    assert "stopped by a signal" in err.decode()
+    assert "another replica ran the sync" not in out.decode()
+    assert json.loads(out)["state"] == "stopped"
+    assert await lease_holder(environment) == "other-replica"
+    assert await environment.stored() == []
+
+
+async def test_a_service_bus_outage_during_an_import_is_a_clear_message_and_exit_code_1(
+    environment: Environment, tmp_path: Path
+):
+    rows = list(Scenario(seed=SEED, events=EVENTS, orders=20).transactions())
+    path = tmp_path / "export.csv"
+    write_csv(path, rows)
+    down = environment.servicebus.replace(
+        environment.servicebus.split("sb://", 1)[1].split(";", 1)[0], f"127.0.0.1:{free_port()}"
+    )
+    # One publish attempt (the SDK still retries within it): five would take about a minute.
+    env = {**environment.env, "OT_SERVICEBUS_CONNECTION_STRING": down, "OT_INGEST_PUBLISH_ATTEMPTS": "1"}
+    outage = Environment(env, environment.database, environment.cosmos_client, down)
+    code, _, err = await outage.ingest("import", str(path), "--event-id", "ev-outage")
+    assert code == 1, err
+    assert "ingest: Service Bus: " in err
+    assert "Traceback" not in err
+    stored = await environment.stored()
+    assert stored, "rows are stored before their payments are queued"
+    assert {doc["enrichmentState"] for doc in stored if doc["PaymentID"]} == {"pending"}
+
+
+async def test_the_import_report_names_each_rejected_row_in_text_and_json(
+    environment: Environment, tmp_path: Path
+):
+    def row(ticket_id: str, payment_id: str) -> str:
+        values = {
+            "EventName": "Show",
+            "ticketId": ticket_id,
+            "TotalTickets": "1",
+            "TotalAmount": "10",
+            "PurchaseDate": "2026-05-01T10:00:00Z",
+            "PaymentID": payment_id,
+            "Email": "someone@example.com",
+        }
+        return ",".join(values.get(column, "") for column in EXPORT_COLUMNS) + "\n"
+
+    path = tmp_path / "one-bad.csv"
+    path.write_text(",".join(EXPORT_COLUMNS) + "\n" + row("TK-1", "pi_1") + row("TK-2", "xx_2"))
+    reason = "PaymentID: must be empty or a Stripe id: pi_ or ch_ followed by letters and digits"
+    code, out, err = await environment.ingest("import", str(path))
+    assert code == 0, err
+    assert f"line 3  ticketId TK-2  {reason}" in out
+    code, out, err = await environment.ingest("import", str(path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["rejectedRows"] == [{"line": 3, "ticketId": "TK-2", "reasons": [reason]}]
+    assert "someone@example.com" not in out

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--opentickets-port", type=int, default=8090, help="OpenTickets sandbox port (default: %(default)s)"
     )
     up.add_argument(
+        "--stripe-port", type=int, default=12111, help="Stripe sandbox port (default: %(default)s)"
+    )
+    up.add_argument(
         "--ingest-port", type=int, default=8080, help="ingest service port (default: %(default)s)"
     )
     up.add_argument("--orders", type=int, default=2000, help="orders in the sandbox (default: %(default)s)")
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 PASS_THROUGH = {
     "servicebus": "Service Bus emulator",
     "opentickets": "OpenTickets sandbox API",
+    "stripe": "Stripe API sandbox",
     "scenario": "scenario generator and export writer",
 }
 
@@ -74,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cosmos=args.cosmos_port,
             servicebus=args.servicebus_port,
             opentickets=args.opentickets_port,
+            stripe=args.stripe_port,
             ingest=args.ingest_port,
         )
         options = StackOptions(

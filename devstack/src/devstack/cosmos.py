@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import aiohttp
 from pydantic import SecretStr
 
 from devstack.processes import ManagedProcess, start_process
@@ -57,3 +58,17 @@ def connection_for(process: ManagedProcess, *, database: str) -> CosmosConnectio
 def connection_string(endpoint: str) -> str:
     """The connection string services take (``OT_COSMOS_CONNECTION_STRING``)."""
     return f"AccountEndpoint={endpoint};AccountKey={EMULATOR_KEY};"
+
+
+async def advance_clock(endpoint: str, *, seconds: float) -> float:
+    """Move the stand-in's clock forward (its own route, not Cosmos DB's); returns its time in epoch ms.
+
+    Tests use it to see time-to-live expiry and point-in-time change feed starts without waiting.
+    """
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{endpoint.rstrip('/')}/_devstack/clock", json={"advanceSeconds": seconds}
+        )
+        response.raise_for_status()
+        body = await response.json()
+    return float(body["nowMs"])

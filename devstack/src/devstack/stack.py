@@ -42,6 +42,7 @@ class StackPorts:
     cosmos: int = 8081
     servicebus: int = 5672
     opentickets: int = 8090
+    stripe: int = 12111
     ingest: int = 8080
 
 
@@ -72,6 +73,7 @@ class Stack:
             self._start_cosmos(ports, on_progress)
             self._start_servicebus(ports, on_progress)
             self._start_sandbox(ports, on_progress)
+            self._start_stripe(ports, on_progress)
             if self.options.services:
                 self._start_ingest(ports, on_progress)
         except BaseException:
@@ -149,6 +151,33 @@ class Stack:
         self.environment["OT_OPENTICKETS_BASE_URL"] = url
         self.environment["OT_OPENTICKETS_CLIENT_ID"] = SANDBOX_CLIENT_ID
         self.environment["OT_OPENTICKETS_CLIENT_SECRET"] = SANDBOX_CLIENT_SECRET
+
+    def _start_stripe(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        on_progress("starting the Stripe sandbox (the same scenario as the OpenTickets sandbox)")
+        # The OpenTickets sandbox's defaults for --seed and --organizers are the Stripe sandbox's too.
+        process = start_process(
+            "stripe",
+            [
+                sys.executable,
+                "-m",
+                "devstack.stripe",
+                "--host",
+                ports.host,
+                "--port",
+                str(ports.stripe),
+                "--orders",
+                str(self.options.sandbox_orders),
+                "--events",
+                str(self.options.sandbox_events),
+            ],
+            ready_pattern=r"stripe-sandbox ready on (?P<url>http://\S+) key (?P<key>\S+)",
+            timeout_seconds=120,
+        )
+        self.processes.append(process)
+        url = process.ready["url"]
+        self.endpoints["stripe"] = f"{url} (key {process.ready['key']})"
+        self.environment["OT_STRIPE_API_BASE"] = url
+        self.environment["OT_STRIPE_API_KEY"] = process.ready["key"]
 
     def _start_ingest(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         on_progress("starting the ingest service")

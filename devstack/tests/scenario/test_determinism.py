@@ -23,9 +23,9 @@ ADVANCE_MINUTES = (3 * 24 + 14) * 60
 
 GOLDEN_SHA256 = {
     "export": "4d01e797eab46e603f68311f015872cd5eac534817dffe977c33ee994b0d6efd",
-    "stripe": "db2e1654af0446bd3dcf1a22953ca21edaad09e3e0a1cfa86590438c15b616ec",
+    "stripe": "d4af7394ec809e687081d846320130f655c1eaea7e32e01ba4b62b53a06044ce",
     "export after advance": "e9f0cb7a91388b758e886ef979ba19a409fd45e74f6b7a719be053f7c23498d2",
-    "stripe after advance": "64d6606a80cf5226df1fba17a54c6ccb078660386987fa515b53300f40595a2a",
+    "stripe after advance": "45988d19623ebee6a25738790cce187254a09d4fe18c73f61f73779a60ef7858",
 }
 
 

@@ -115,9 +115,92 @@ def test_refunds_and_disputes_appear_on_charges(scenario: Scenario, stripe: Stri
     rows = {r["PaymentID"]: r for r in scenario.transactions() if r["PaymentID"]}
     for payment_id, row in rows.items():
         charge = stripe.charges[stripe.payments[payment_id].charge_id]
-        assert charge["refunded"] == row["IsRefunded"]
+        assert (charge["amount_refunded"] > 0) == row["IsRefunded"]
+        refunds = charge["refunds"]["data"]
+        assert sum(r["amount"] for r in refunds) == charge["amount_refunded"]
+        assert charge["refunded"] == (charge["amount_refunded"] == charge["amount"])
         assert charge["disputed"] == row["IsDisputed"]
     assert {r["charge"] for r in stripe.refunds.values()} == {
         stripe.payments[p].charge_id for p, r in rows.items() if r["IsRefunded"]
     }
     assert len(stripe.disputes) == sum(r["IsDisputed"] for r in rows.values())
+
+
+def test_connected_payments_carry_the_platforms_application_fee(stripe: StripeWorld) -> None:
+    for facts in stripe.payments.values():
+        charge = stripe.charges[facts.charge_id]
+        if facts.route is Route.PLATFORM:
+            assert facts.application_fee_id is None
+            assert charge["application_fee"] is None
+            continue
+        fee = stripe.application_fees[charge["application_fee"]]
+        assert fee["id"] == facts.application_fee_id
+        assert stripe.owner[fee["id"]] == stripe.platform_account_id
+        assert fee["amount"] == facts.application_fee_amount
+        if facts.route is Route.DESTINATION:
+            assert fee["account"] == facts.destination_account_id
+            assert fee["charge"] == facts.destination_payment_id
+            assert fee["originating_transaction"] == facts.charge_id
+        else:
+            assert fee["account"] == facts.account_id
+            assert fee["charge"] == facts.charge_id
+            assert fee["originating_transaction"] is None
+
+
+def test_ground_truth_names_the_payout_that_carried_each_payment(
+    scenario: Scenario, stripe: StripeWorld
+) -> None:
+    manual_accounts = {o.account_id for o in scenario.world.organizers if o.manual_payouts}
+    expected_deposit = {"paid": "paid", "pending": "pending", "in_transit": "pending", "failed": "failed"}
+    statuses: Counter[str] = Counter()
+    for facts in stripe.payments.values():
+        settled_on = facts.destination_account_id or facts.account_id
+        statuses[facts.deposit_status] += 1
+        if settled_on in manual_accounts:
+            assert facts.deposit_status == "not_traceable"
+            assert facts.payout_id is None
+            continue
+        if facts.payout_id is None:
+            assert facts.deposit_status == "pending"
+            assert facts.available_on > scenario.now
+            continue
+        payout = stripe.payouts[facts.payout_id]
+        assert stripe.owner[payout["id"]] == settled_on
+        settled = (
+            stripe.charges[facts.destination_payment_id]["balance_transaction"]
+            if facts.destination_payment_id
+            else facts.balance_transaction_id
+        )
+        assert settled in stripe.payout_balance_transactions[payout["id"]]
+        assert facts.payout_status == payout["status"]
+        assert facts.payout_arrival_date == payout["arrival_date"]
+        assert facts.deposit_bank_account_id == payout["destination"]
+        assert facts.deposit_status == expected_deposit[payout["status"]]
+    assert {"paid", "pending", "failed", "not_traceable"} <= set(statuses)
+
+
+def test_disputes_move_from_evidence_to_review_to_a_decision(scenario: Scenario) -> None:
+    before = scenario.now
+    scenario.advance(minutes=60, disputes=5)
+    opened = [d for d, dispute in scenario.stripe.disputes.items() if dispute["created"] > before]
+    assert opened
+    assert {scenario.stripe.disputes[d]["status"] for d in opened} == {"needs_response"}
+    scenario.advance(minutes=8 * 24 * 60)
+    assert {scenario.stripe.disputes[d]["status"] for d in opened} == {"under_review"}
+    scenario.advance(minutes=14 * 24 * 60)
+    decided = [scenario.stripe.disputes[d]["status"] for d in opened]
+    assert set(decided) <= {"won", "lost"}
+
+
+def test_some_refunds_are_partial(stripe: StripeWorld) -> None:
+    refunded = [c for c in stripe.charges.values() if c["amount_refunded"]]
+    partial = [c for c in refunded if not c["refunded"]]
+    assert partial, "some refunds return part of the amount"
+    assert len(partial) < len(refunded), "most refunds return all of it"
+    assert all(0 < c["amount_refunded"] < c["amount"] for c in partial)
+
+
+def test_only_manual_payouts_are_canceled(stripe: StripeWorld) -> None:
+    canceled = [p for p in stripe.payouts.values() if p["status"] == "canceled"]
+    assert canceled
+    assert not any(p["automatic"] for p in canceled)

@@ -12,6 +12,7 @@ from azure.servicebus import (
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
+from azure.servicebus.aio import AutoLockRenewer
 from azure.servicebus.exceptions import MessageLockLostError
 
 pytestmark = pytest.mark.integration
@@ -446,3 +447,36 @@ async def test_large_message_round_trips_intact(client, receive):
         [message] = await receive(receiver, 1)
         assert b"".join(message.body) == payload
         await receiver.complete_message(message)
+
+
+CONCURRENCY = 16
+
+
+async def test_concurrent_lock_renewals_keep_the_connection(client, receive):
+    # The SDK gives requests sent at once the same delivery-id; Azure accepts them, so must the emulator.
+    async with client.get_queue_sender("renew-gather") as sender:
+        await sender.send_messages([ServiceBusMessage(f"job {n}") for n in range(CONCURRENCY)])
+    async with client.get_queue_receiver("renew-gather", prefetch_count=CONCURRENCY) as receiver:
+        messages = await receive(receiver, CONCURRENCY)
+        assert len(messages) == CONCURRENCY
+        renewed = await asyncio.gather(*[receiver.renew_message_lock(m) for m in messages])
+        assert all(after >= m.locked_until_utc for after, m in zip(renewed, messages, strict=True))
+        await asyncio.gather(*[receiver.complete_message(m) for m in messages])
+        assert await receiver.peek_messages(max_message_count=CONCURRENCY, sequence_number=1) == []
+
+
+async def test_auto_lock_renewer_holds_many_messages_past_their_lock(client, receive):
+    async with client.get_queue_sender("renew-many") as sender:
+        await sender.send_messages([ServiceBusMessage(f"job {n}") for n in range(CONCURRENCY)])
+    async with (
+        AutoLockRenewer(max_lock_renewal_duration=30) as renewer,
+        client.get_queue_receiver(
+            "renew-many", prefetch_count=CONCURRENCY, auto_lock_renewer=renewer
+        ) as receiver,
+    ):
+        messages = await receive(receiver, CONCURRENCY)
+        assert len(messages) == CONCURRENCY
+        await asyncio.sleep(6)  # past the 5 s lock: only the renewer's concurrent renewals keep them
+        for message in messages:
+            await receiver.complete_message(message)
+        assert await receiver.peek_messages(max_message_count=CONCURRENCY, sequence_number=1) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 
@@ -27,6 +27,15 @@ def _token(audience, *, key="secret-key", key_name="RootManageSharedAccessKey", 
 def test_valid_token_grants_its_audience_path():
     assert verify_token(_token("sb://localhost:5672/Orders"), rule=RULE, now=NOW) == "orders"
     assert verify_token(_token("sb://localhost:5672"), rule=RULE, now=NOW) == ""
+
+
+def test_token_signed_over_the_resource_as_written_is_accepted():
+    # The SDK's SAS-credential sample signs the resource without URL-encoding and writes it so in `sr`.
+    audience = "sb://localhost:5672/orders"
+    signed = f"{audience}\n{NOW + 60}".encode()
+    signature = quote(base64.b64encode(hmac.new(b"secret-key", signed, hashlib.sha256).digest()))
+    token = f"SharedAccessSignature sr={audience}&sig={signature}&se={NOW + 60}&skn=RootManageSharedAccessKey"
+    assert verify_token(token, rule=RULE, now=NOW) == "orders"
 
 
 @pytest.mark.parametrize(

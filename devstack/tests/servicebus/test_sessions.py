@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
-from azure.servicebus.exceptions import ServiceBusError, SessionCannotBeLockedError, SessionLockLostError
+from azure.servicebus.exceptions import (
+    OperationTimeoutError,
+    ServiceBusError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +99,68 @@ async def test_expired_session_lock_releases_its_messages(client, receive):
         assert str(again) == "slow"
         assert again.delivery_count == 1
         await receiver.complete_message(again)
+
+
+async def test_next_available_session_receiver_times_out_when_no_session_is_free(client):
+    # The SDK asks the emulator to wait at most max_wait_time (`com.microsoft:timeout` on the attach); the
+    # outer bound only turns a receiver left waiting forever into a failure instead of a hung suite.
+    async with asyncio.timeout(20):
+        with pytest.raises(OperationTimeoutError):
+            async with client.get_queue_receiver(
+                "session-idle", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+            ) as receiver:
+                await receiver.receive_messages(max_wait_time=1)
+
+
+async def test_list_sessions_includes_sessions_with_state_or_locked_messages(client):
+    async with client.get_queue_sender("session-list") as sender:
+        await sender.send_messages(ServiceBusMessage("work", session_id="with-message"))
+    async with client.get_queue_receiver("session-list", session_id="with-state") as receiver:
+        await receiver.session.set_state(b"checkpoint")
+    listed = {session_id async for session_id in client.list_queue_sessions("session-list")}
+    assert listed == {"with-message", "with-state"}
+    async with client.get_queue_receiver("session-list", session_id="with-message") as receiver:
+        [message] = await receiver.receive_messages(max_wait_time=5)
+        # Its only message is locked, not gone: the session still counts as having active messages.
+        listed = {session_id async for session_id in client.list_queue_sessions("session-list")}
+        assert listed == {"with-message", "with-state"}
+        await receiver.complete_message(message)
+    listed = {session_id async for session_id in client.list_queue_sessions("session-list")}
+    assert listed == {"with-state"}
+
+
+async def test_list_sessions_by_state_updated_after(client):
+    async with client.get_queue_sender("session-list") as sender:
+        await sender.send_messages(ServiceBusMessage("work", session_id="messages-only"))
+    async with client.get_queue_receiver("session-list", session_id="stateful") as receiver:
+        await receiver.session.set_state(b"step-1")
+    now = datetime.now(UTC)
+
+    async def updated_after(cutoff: datetime) -> set[str]:
+        return {
+            session_id
+            async for session_id in client.list_queue_sessions("session-list", state_updated_after=cutoff)
+        }
+
+    assert "stateful" in await updated_after(now - timedelta(hours=1))
+    assert "messages-only" not in await updated_after(now - timedelta(hours=1))
+    assert await updated_after(now + timedelta(hours=1)) == set()
+    async with client.get_queue_receiver("session-list", session_id="messages-only") as receiver:
+        [message] = await receiver.receive_messages(max_wait_time=5)
+        await receiver.complete_message(message)
+
+
+async def test_timed_out_next_available_receivers_never_open_without_a_session(client):
+    # The refusal must not let a receiver look open, even for the moment before the detach arrives.
+    async def open_once() -> str | None:
+        try:
+            async with client.get_queue_receiver(
+                "session-idle", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+            ) as receiver:
+                return receiver.session.session_id
+        except OperationTimeoutError:
+            return "timed out"
+
+    async with asyncio.timeout(40):
+        results = await asyncio.gather(*[open_once() for _ in range(5)])
+    assert results == ["timed out"] * 5

@@ -3,6 +3,12 @@
 A backend's test module provides a `harness` fixture (see BusHarness) for a fresh, empty queue with
 duplicate detection on, and subclasses BusContract. The in-memory fake runs it by default; a real
 Service Bus (the local emulator) runs the same class under the integration marker.
+
+TopicBusContract runs the same tests on a subscription of a topic (the harness publishes to the topic and
+receives from its subscription `primary`), plus what only topics do: every subscription gets a copy, a
+subject filter chooses, and a retry reaches only the subscription that failed. Beside `primary` the topic
+has, without receivers, `sibling` (every new message, as `primary`) and `changes` (only messages with the
+subject `TransactionChanged`).
 """
 
 from __future__ import annotations
@@ -27,11 +33,16 @@ from otcommon.bus import (
     RetryPolicy,
     queue_publisher,
     queue_source,
+    subscription_source,
+    topic_publisher,
 )
 from otcommon.messages import (
+    ATTEMPT_PROPERTY,
     SCHEMA_VERSION_PROPERTY,
     PaymentEnrichmentRequested,
     RawMessage,
+    TransactionChange,
+    TransactionChanged,
     from_service_bus_message,
     make_envelope,
     to_service_bus_message,
@@ -40,7 +51,7 @@ from otcommon.messages import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from azure.servicebus.aio import ServiceBusClient
+    from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
 # Upper bound for anything the tests wait for; a passing run waits far less.
 WAIT_SECONDS = 10.0
@@ -70,6 +81,14 @@ class BusHarness(Protocol):
         ...
 
 
+class TopicBusHarness(BusHarness, Protocol):
+    """A BusHarness whose queue is the subscription `primary` of a topic; see the module docstring."""
+
+    async def waiting_on(self, subscription: str) -> list[RawMessage]:
+        """The messages waiting on another subscription of the topic, in order."""
+        ...
+
+
 class ServiceBusHarness:
     """BusHarness for a real Service Bus queue (the local emulator, or Azure) reached through `client`.
 
@@ -89,13 +108,19 @@ class ServiceBusHarness:
     def source(self) -> MessageSource:
         return queue_source(client=self.client, queue_name=self.queue_name, max_lock_renewal_seconds=60.0)
 
+    def _sender(self) -> ServiceBusSender:
+        return self.client.get_queue_sender(self.queue_name)
+
+    def _receiver(self, **options: object) -> ServiceBusReceiver:
+        return self.client.get_queue_receiver(self.queue_name, **options)
+
     async def send_raw(self, message: RawMessage) -> None:
-        async with self.client.get_queue_sender(self.queue_name) as sender:
+        async with self._sender() as sender:
             await sender.send_messages(to_service_bus_message(message))
 
     async def dead_letters(self, *, count: int) -> list[DeadLetteredMessage]:
         found: list[DeadLetteredMessage] = []
-        receiver = self.client.get_queue_receiver(self.queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+        receiver = self._receiver(sub_queue=ServiceBusSubQueue.DEAD_LETTER)
         async with receiver, asyncio.timeout(WAIT_SECONDS):
             while len(found) < count:
                 for message in await receiver.receive_messages(max_message_count=count, max_wait_time=1.0):
@@ -111,12 +136,43 @@ class ServiceBusHarness:
         return found
 
     async def remaining(self) -> int:
-        async with self.client.get_queue_receiver(self.queue_name) as receiver:
+        async with self._receiver() as receiver:
             return len(await receiver.peek_messages(max_message_count=100))
 
     async def close(self) -> None:
         for publisher in self._publishers:
             await publisher.close()
+
+
+class ServiceBusTopicHarness(ServiceBusHarness):
+    """TopicBusHarness for a real Service Bus topic with subscriptions `primary` and `sibling`."""
+
+    def __init__(self, *, client: ServiceBusClient, topic_name: str) -> None:
+        super().__init__(client=client, queue_name=topic_name)
+        self.topic_name = topic_name
+
+    def publisher(self) -> MessagePublisher:
+        publisher = topic_publisher(client=self.client, topic_name=self.topic_name)
+        self._publishers.append(publisher)
+        return publisher
+
+    def source(self) -> MessageSource:
+        return subscription_source(
+            client=self.client,
+            topic_name=self.topic_name,
+            subscription_name="primary",
+            max_lock_renewal_seconds=60.0,
+        )
+
+    def _sender(self) -> ServiceBusSender:
+        return self.client.get_topic_sender(self.topic_name)
+
+    def _receiver(self, subscription: str = "primary", **options: object) -> ServiceBusReceiver:
+        return self.client.get_subscription_receiver(self.topic_name, subscription, **options)
+
+    async def waiting_on(self, subscription: str) -> list[RawMessage]:
+        async with self._receiver(subscription) as receiver:
+            return [from_service_bus_message(m) for m in await receiver.peek_messages(max_message_count=100)]
 
 
 def enrichment(payment_id: str = "pi_1", *, transaction_id: str = "txn-1") -> PaymentEnrichmentRequested:
@@ -384,4 +440,53 @@ class BusContract:
                 (payment_id(d), d.delivery_count) for d in [await recorder.next(), await recorder.next()]
             }
         assert redelivered == {("pi_stuck", 2), ("pi_waiting", 1)}
+        assert await harness.remaining() == 0
+
+
+def change(transaction_id: str = "txn-1") -> TransactionChanged:
+    return TransactionChanged(
+        transaction_id=transaction_id,
+        event_id="evt-1",
+        change=TransactionChange.REFUNDED,
+        changed_at=datetime(2026, 3, 2, tzinfo=UTC),
+    )
+
+
+class TopicBusContract(BusContract):
+    async def test_every_subscription_gets_a_copy_and_a_subject_filter_chooses(self, harness):
+        request = make_envelope(enrichment())
+        changed = make_envelope(change())
+        recorder = Recorder()
+
+        await harness.publisher().publish([request, changed])
+        async with consuming(harness, recorder):
+            deliveries = [await recorder.next(), await recorder.next()]
+
+        received = sorted(delivery.envelope.message_id for delivery in deliveries)
+        assert received == sorted([request.message_id, changed.message_id])
+        sibling = [raw.message_id for raw in await harness.waiting_on("sibling")]
+        assert sibling == [request.message_id, changed.message_id]
+        assert [raw.message_id for raw in await harness.waiting_on("changes")] == [changed.message_id]
+
+    async def test_a_retry_reaches_only_the_subscription_that_failed(self, harness):
+        envelope = make_envelope(change())
+        recorder = Recorder()
+
+        async def fail_first_attempt(delivery: Delivery) -> None:
+            if delivery.envelope.attempt == 1:
+                raise RetryableError("cache store unavailable")
+            await recorder(delivery)
+
+        await harness.publisher().publish([envelope])
+        async with consuming(harness, fail_first_attempt):
+            retried = await recorder.next()
+
+        assert retried.envelope.attempt == 2
+        assert retried.message == change()
+        # The topic routed the retry when it was enqueued, before `primary` received it: had another
+        # subscription's rule let it through, it would be waiting there now beside the original.
+        for other in ("sibling", "changes"):
+            waiting = await harness.waiting_on(other)
+            attempts = [(raw.message_id, raw.properties.get(ATTEMPT_PROPERTY)) for raw in waiting]
+            assert attempts == [(envelope.message_id, 1)], other
         assert await harness.remaining() == 0

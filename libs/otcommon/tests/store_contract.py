@@ -16,6 +16,7 @@ from otcommon.store import (
     DocumentNotFoundError,
     EtagMismatchError,
     Patch,
+    PatchTooLargeError,
     StoreError,
     read_modify_write,
     upsert_if_changed,
@@ -115,6 +116,20 @@ class StoreContract:
                 operations=[{"op": "set", "path": "/state", "value": "pending"}],
                 etag=first["_etag"],
             )
+
+    async def test_a_patch_of_more_than_ten_operations_is_refused_and_changes_nothing(
+        self, container: DocumentContainer
+    ):
+        doc_id = new_id()
+        await container.create({"id": doc_id, "eventId": "ev1"})
+        eleven = [{"op": "set", "path": f"/f{n}", "value": n} for n in range(11)]
+        with pytest.raises(PatchTooLargeError, match="at most 10"):
+            await container.patch(doc_id, partition_key="ev1", operations=eleven)
+        with pytest.raises(PatchTooLargeError):
+            await container.write_batch([BatchWrite.patch(doc_id, eleven)], partition_key="ev1")
+        assert "f0" not in await container.read(doc_id, partition_key="ev1")
+        ten = eleven[:10]
+        assert (await container.patch(doc_id, partition_key="ev1", operations=ten))["f9"] == 9
 
     async def test_patch_of_missing_document_raises_not_found(self, container: DocumentContainer):
         with pytest.raises(DocumentNotFoundError):

@@ -168,8 +168,10 @@ class FlakySource:
         self._inner = inner
         self._errors = list(errors)
         self.closed = False
+        self.receiving = asyncio.Event()
 
     async def receive(self, *, max_messages, max_wait_seconds):
+        self.receiving.set()
         if self._errors:
             raise self._errors.pop(0)
         return await self._inner.receive(max_messages=max_messages, max_wait_seconds=max_wait_seconds)
@@ -212,16 +214,15 @@ async def test_permanent_receive_error_stops_the_consumer_and_closes_the_source(
 
 
 async def test_stop_before_any_message_returns_promptly():
-    bus = InMemoryBus()
-    consumer = Consumer(
-        source=bus.source(queue=QUEUE), handler=None, settings=settings(max_wait_seconds=30.0)
-    )
+    source = FlakySource(InMemoryBus().source(queue=QUEUE), [])
+    consumer = Consumer(source=source, handler=None, settings=settings(max_wait_seconds=30.0))
     running = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0)
+    await asyncio.wait_for(source.receiving.wait(), WAIT_SECONDS)
 
     # The receive waits up to 30 s for a message; stop must not wait for it.
-    await asyncio.wait_for(consumer.stop(), 1.0)
+    await asyncio.wait_for(consumer.stop(), WAIT_SECONDS)
     await running
+    assert source.closed
 
 
 def test_settings_reject_a_zero_concurrency():

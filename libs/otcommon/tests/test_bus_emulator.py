@@ -6,32 +6,50 @@ import itertools
 import json
 
 import pytest
-from bus_contract import BusContract, ServiceBusHarness
+from bus_contract import BusContract, ServiceBusHarness, ServiceBusTopicHarness, TopicBusContract
 
 from devstack.servicebus.testing import running_emulator
-from otcommon.bus import client_from_connection_string
+from otcommon.bus import client_from_connection_string, retry_routing_sql
 
 pytestmark = pytest.mark.integration
 
+# One queue (or topic) per test: the contract wants a fresh, empty entity with duplicate detection on.
 QUEUES = 12
+TOPICS = 14
+ENTITY = {"LockDuration": "PT30S", "MaxDeliveryCount": 10}
+DUPLICATE_DETECTION = {"RequiresDuplicateDetection": True, "DuplicateDetectionHistoryTimeWindow": "PT10M"}
+
+
+def routed_subscription(name: str, *, condition: str | None = None) -> dict[str, object]:
+    """A subscription declared as Azure needs it: new messages (that meet `condition`) and its own retries."""
+    sql = retry_routing_sql(name, condition=condition)
+    rule = {"FilterType": "Sql", "SqlFilter": {"SqlExpression": sql}}
+    return {"Name": name, "Properties": ENTITY, "Rules": [{"Name": "new-or-own-retries", "Properties": rule}]}
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    # One queue per test: the contract wants a fresh, empty queue with duplicate detection on.
-    queue = {
-        "LockDuration": "PT30S",
-        "MaxDeliveryCount": 10,
-        "RequiresDuplicateDetection": True,
-        "DuplicateDetectionHistoryTimeWindow": "PT10M",
-    }
     config = {
         "UserConfig": {
             "Namespaces": [
                 {
                     "Name": "contract",
-                    "Queues": [{"Name": f"contract-{n}", "Properties": queue} for n in range(QUEUES)],
-                    "Topics": [],
+                    "Queues": [
+                        {"Name": f"contract-{n}", "Properties": ENTITY | DUPLICATE_DETECTION}
+                        for n in range(QUEUES)
+                    ],
+                    "Topics": [
+                        {
+                            "Name": f"contract-topic-{n}",
+                            "Properties": DUPLICATE_DETECTION,
+                            "Subscriptions": [
+                                routed_subscription("primary"),
+                                routed_subscription("sibling"),
+                                routed_subscription("changes", condition="sys.Label = 'TransactionChanged'"),
+                            ],
+                        }
+                        for n in range(TOPICS)
+                    ],
                 }
             ],
             "Logging": {"Type": "Console"},
@@ -40,20 +58,28 @@ def emulator(tmp_path_factory):
     path = tmp_path_factory.mktemp("servicebus") / "Config.json"
     path.write_text(json.dumps(config))
     with running_emulator(path) as running:
-        yield running, itertools.count()
-
-
-@pytest.fixture
-async def harness(emulator):
-    running, numbers = emulator
-    number = next(numbers)
-    assert number < QUEUES, "add queues to the contract topology"
-    client = client_from_connection_string(connection_string=running.connection_string)
-    async with client:
-        harness = ServiceBusHarness(client=client, queue_name=f"contract-{number}")
-        yield harness
-        await harness.close()
+        yield running, itertools.count(), itertools.count()
 
 
 class TestServiceBusEmulator(BusContract):
-    pass
+    @pytest.fixture
+    async def harness(self, emulator):
+        running, queue_numbers, _ = emulator
+        number = next(queue_numbers)
+        assert number < QUEUES, "add queues to the contract topology"
+        async with client_from_connection_string(connection_string=running.connection_string) as client:
+            harness = ServiceBusHarness(client=client, queue_name=f"contract-{number}")
+            yield harness
+            await harness.close()
+
+
+class TestServiceBusEmulatorTopic(TopicBusContract):
+    @pytest.fixture
+    async def harness(self, emulator):
+        running, _, topic_numbers = emulator
+        number = next(topic_numbers)
+        assert number < TOPICS, "add topics to the contract topology"
+        async with client_from_connection_string(connection_string=running.connection_string) as client:
+            harness = ServiceBusTopicHarness(client=client, topic_name=f"contract-topic-{number}")
+            yield harness
+            await harness.close()

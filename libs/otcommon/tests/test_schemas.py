@@ -63,6 +63,8 @@ DASHBOARD_ENRICHMENT_FIELDS = {
     "stripeTransferId",
     "stripeApplicationFeeAmount",
     "stripeNetAmount",
+    "stripeCurrency",
+    "stripePayoutStatus",
     "depositStatus",
     "depositDate",
     "depositBankName",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,6 @@ from ingest.storage import TransactionWriter
 from ingest.sync import SyncRunner
 from otcommon.bus import InMemoryBus
 from otcommon.store import DEFAULT_TOPOLOGY, InMemoryContainer
-
-if TYPE_CHECKING:
-    import asyncio
 
 QUEUE = "stripe-enrichment-queue"
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -62,13 +60,24 @@ def api_row(
 
 @dataclass
 class FakeSource:
-    """Serves rows ordered by (updatedAt, id), filtered by updatedSince, in pages."""
+    """Serves rows ordered by (updatedAt, id), filtered by updatedSince, in pages.
+
+    Configured, never patched: ``junk_rows`` are added to every page; after ``fail_after_pages``
+    pages the next raises ``failure``; after ``hold_after_pages`` pages it sets ``held`` and waits
+    for a page that never comes (as a source that keeps retrying would).
+    """
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     page_size: int = 3
     # When given, every page waits for it: a run stays in flight until the test sets it.
     gate: asyncio.Event | None = None
     requested_since: list[datetime | None] = field(default_factory=list)
+    junk_rows: list[Any] = field(default_factory=list)
+    fail_after_pages: int | None = None
+    failure: Exception = field(default_factory=lambda: ConnectionError("killed"))
+    hold_after_pages: int | None = None
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    events_requests: int = 0
 
     def put(self, *rows: dict[str, Any]) -> None:
         for row in rows:
@@ -85,14 +94,25 @@ class FakeSource:
             ),
             key=lambda row: (row["updatedAt"], row["id"]),
         )
-        for start in range(0, len(selected), self.page_size):
+        for served, start in enumerate(range(0, len(selected), self.page_size)):
             if self.gate is not None:
                 await self.gate.wait()
+            await self._before_page(served)
             chunk = selected[start : start + self.page_size]
             more = start + self.page_size < len(selected)
-            yield TransactionPage(rows=chunk, next_cursor="next" if more else None)
+            yield TransactionPage(rows=[*chunk, *self.junk_rows], next_cursor="next" if more else None)
+        await self._before_page(-(-len(selected) // self.page_size))
+
+    async def _before_page(self, served: int) -> None:
+        """Fail or hold here if configured to after ``served`` pages."""
+        if served == self.fail_after_pages:
+            raise self.failure
+        if served == self.hold_after_pages:
+            self.held.set()
+            await asyncio.Event().wait()
 
     async def events(self) -> list[dict[str, Any]]:
+        self.events_requests += 1
         return [{"id": "ev1", "name": "Show ev1", "city": "Berlin"}]
 
 

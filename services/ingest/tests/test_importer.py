@@ -98,3 +98,44 @@ async def test_a_file_broken_halfway_reports_what_was_stored_and_why_it_stopped(
     assert "STOPPED EARLY" in report.render()
     again = await world.importer.run(path)
     assert (again.created, again.unchanged) == (0, 800)
+
+
+async def test_the_report_names_the_first_100_rejected_rows_and_counts_the_rest(world: World, tmp_path):
+    rows = [
+        export_row(1),
+        export_row(2, TotalAmount="-3"),
+        export_row(3, ticketId="", TotalTickets="two"),
+        *(export_row(n, IsValid="perhaps") for n in range(4, 109)),
+    ]
+    report = await world.importer.run(write(tmp_path / "bad.csv", rows))
+    assert report.rejected == 107
+    as_json = report.to_json()
+    # Line 1 is the header: row n is on line n + 1.
+    assert as_json["rejectedRows"][:3] == [
+        {"line": 3, "ticketId": "TK-2", "reasons": ["TotalAmount: must not be negative"]},
+        {
+            "line": 4,
+            "ticketId": None,
+            "reasons": ["ticketId: must not be empty", "TotalTickets: expected a number"],
+        },
+        {"line": 5, "ticketId": "TK-4", "reasons": ["IsValid: expected true/false, yes/no or 1/0"]},
+    ]
+    assert len(as_json["rejectedRows"]) == 100
+    assert as_json["rejectedRows"][-1]["line"] == 102
+    assert as_json["rejectedRowsNotListed"] == 7
+    text = report.render()
+    assert "    rows (the first 100 of 107):" in text
+    assert "      line 3  ticketId TK-2  TotalAmount: must not be negative" in text
+    assert "      line 4  ticketId -  ticketId: must not be empty; TotalTickets: expected a number" in text
+    assert "line 103" not in text
+    # Nothing personal beyond the ticketId: names and emails stay in quarantine.
+    assert not any(marker in text + str(as_json) for marker in ("Buyer ", "@example.com"))
+
+
+async def test_a_report_with_few_rejections_lists_them_all(world: World, tmp_path):
+    report = await world.importer.run(
+        write(tmp_path / "one.csv", [export_row(1), export_row(2, TotalAmount="x")])
+    )
+    assert [row["ticketId"] for row in report.to_json()["rejectedRows"]] == ["TK-2"]
+    assert report.to_json()["rejectedRowsNotListed"] == 0
+    assert "    rows (all 1):" in report.render()

@@ -7,9 +7,10 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from conftest import T0, FakeSource, World, api_row
+from conftest import T0, World, api_row
 
 from ingest.queueing import EnrichmentQueue
+from ingest.sync import SyncProgress
 from otcommon.bus import PublishError
 from otcommon.messages import decode_message
 
@@ -120,6 +121,48 @@ async def test_stop_request_ends_the_run_at_a_page_boundary(world: World):
     assert len(list(world.transactions.documents())) == 9
 
 
+async def test_a_stop_ends_the_run_without_the_events_fetch_and_the_catalog_refresh(world: World):
+    world.source.put(*(api_row(n) for n in range(1, 10)))
+    world.source.hold_after_pages = 1
+    stop = asyncio.Event()
+    run = asyncio.create_task(world.runner.run(stop=stop))
+    await world.source.held.wait()
+    stop.set()
+    progress = await run
+    assert (progress.state, progress.pages, progress.checkpoint) == ("stopped", 1, "2026-05-01T12:00:03.000Z")
+    # Nothing new starts after a stop: no events fetch, no catalog refresh (its backlog keeps ev1).
+    assert world.source.events_requests == 0
+    assert list(world.events.documents()) == []
+    world.source.hold_after_pages = None
+    assert (await world.runner.run()).state == "completed"
+    assert (await world.events.read("ev1", partition_key="ev1"))["ordersCount"] == 9
+
+
+async def test_a_stop_while_the_source_keeps_a_page_waiting_ends_the_run_at_once(world: World):
+    world.source.put(*(api_row(n) for n in range(1, 4)))
+    world.source.hold_after_pages = 0
+    stop = asyncio.Event()
+    run = asyncio.create_task(world.runner.run(stop=stop))
+    await world.source.held.wait()
+    stop.set()
+    progress = await run
+    assert (progress.state, progress.pages, progress.checkpoint) == ("stopped", 0, None)
+    assert list(world.transactions.documents()) == []
+
+
+async def test_a_cancelled_run_reports_stopped_not_running(world: World):
+    world.source.put(api_row(1))
+    world.source.hold_after_pages = 0
+    progress = SyncProgress()
+    run = asyncio.create_task(world.runner.run(progress=progress))
+    await world.source.held.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert progress.state == "stopped"
+    assert progress.finished_at is not None
+
+
 async def test_payments_left_pending_by_a_crash_are_published_by_the_next_run(world: World):
     world.source.put(api_row(1), api_row(2))
     await world.runner.run()
@@ -184,13 +227,7 @@ async def test_a_future_updated_at_is_quarantined_and_does_not_move_the_checkpoi
 
 async def test_rows_that_are_not_objects_are_quarantined(world: World):
     world.source.put(api_row(1))
-    original = world.source.pages
-
-    async def with_garbage(**kwargs):
-        async for page in original(**kwargs):
-            yield type(page)(rows=[*page.rows, None, ["not", "a", "row"]], next_cursor=page.next_cursor)
-
-    world.source.pages = with_garbage  # type: ignore[method-assign]
+    world.source.junk_rows = [None, ["not", "a", "row"]]
     progress = await world.runner.run()
     assert (progress.state, progress.created, progress.rejected) == ("completed", 1, 2)
     assert progress.rejected_reasons == {"row: is not a JSON object": 2}
@@ -217,20 +254,11 @@ async def test_a_document_no_message_can_describe_is_marked_unresolved_not_block
 
 async def test_events_of_a_run_that_died_are_recounted_by_the_next(world: World):
     world.source.put(*(api_row(n) for n in range(1, 7)))
-
-    async def dies_after_two_pages(**kwargs):
-        pages = 0
-        async for page in FakeSource.pages(world.source, **kwargs):
-            yield page
-            pages += 1
-            if pages == 2:
-                raise ConnectionError("killed")
-
-    world.source.pages = dies_after_two_pages  # type: ignore[method-assign]
+    world.source.fail_after_pages = 2
     with pytest.raises(ConnectionError):
         await world.runner.run()
     assert list(world.events.documents()) == []
-    del world.source.pages  # the run after the crash reads nothing new: the checkpoint moved
+    world.source.fail_after_pages = None  # the run after the crash reads nothing new: the checkpoint moved
     progress = await world.runner.run()
     assert progress.created == 0
     ev1 = await world.events.read("ev1", partition_key="ev1")

@@ -7,6 +7,7 @@ responses use, so a stand-in can serve these dicts as they are.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,9 @@ from devstack.scenario.world import DAY
 if TYPE_CHECKING:
     from devstack.scenario.world import AccountProfile
 
-# Disputes give the merchant a week to answer.
+# Disputes give the merchant a week to answer; the card network then decides within two more weeks.
 DISPUTE_EVIDENCE_DAYS = 7
+DISPUTE_REVIEW_DAYS = 14
 
 _NO_BILLING_DETAILS: dict[str, Any] = {"address": None, "email": None, "name": None, "phone": None}
 
@@ -42,6 +44,15 @@ class StripePayment:
     # Set only once the refund or dispute has happened by that moment.
     refunded_at: int | None
     disputed_at: int | None
+
+    @property
+    def refunded_amount(self) -> int:
+        """What was refunded: nothing, the whole amount, or for about one refund in three half of it."""
+        if self.refunded_at is None:
+            return 0
+        # Decided by the charge alone, so the same payment is always refunded the same way.
+        partial = hashlib.sha256(self.charge_id.encode()).digest()[0] % 3 == 0
+        return self.amount // 2 if partial else self.amount
 
     @property
     def application_fee_amount(self) -> int | None:
@@ -88,8 +99,18 @@ def account(profile: AccountProfile, *, manual: bool, created: int) -> dict[str,
         "payouts_enabled": True,
         "business_profile": {"name": profile.business_name},
         "settings": {
+            "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+            "card_payments": {
+                "decline_on": {"avs_failure": True, "cvc_failure": True},
+                "statement_descriptor_prefix": None,
+            },
             "dashboard": {"display_name": profile.display_name, "timezone": "Etc/UTC"},
-            "payouts": {"schedule": {"interval": "manual" if manual else "daily", "delay_days": 2}},
+            "payments": {"statement_descriptor": None},
+            "payouts": {
+                "debit_negative_balances": True,
+                "schedule": {"interval": "manual" if manual else "daily", "delay_days": 2},
+                "statement_descriptor": None,
+            },
         },
         "metadata": {},
     }
@@ -189,15 +210,14 @@ def destination_payment(
 
 def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: str | None) -> dict[str, Any]:
     """The customer's card charge."""
-    refunded = payment.refunded_at is not None
-    return {
+    charge: dict[str, Any] = {
         "id": payment.charge_id,
         "object": "charge",
         "billing_details": dict(_NO_BILLING_DETAILS),
         "refunds": empty_list(f"/v1/charges/{payment.charge_id}/refunds"),
         "amount": payment.amount,
         "amount_captured": payment.amount,
-        "amount_refunded": payment.amount if refunded else 0,
+        "amount_refunded": payment.refunded_amount,
         "currency": "usd",
         "created": payment.created,
         "paid": True,
@@ -209,10 +229,44 @@ def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: 
         "transfer_data": payment.transfer_data,
         "on_behalf_of": payment.destination,
         "application_fee_amount": payment.application_fee_amount,
-        "refunded": refunded,
+        # Set once the application fee exists (`stripe_world` draws its id after the charge's).
+        "application_fee": None,
+        # Stripe marks a charge refunded only once all of it is; a partial refund leaves it false.
+        "refunded": payment.refunded_amount == payment.amount,
         "disputed": payment.disputed_at is not None,
         "livemode": False,
         "metadata": payment.metadata,
+    }
+    if transfer_id is None:
+        # Stripe leaves `transfer` out of a charge that made none (the field is never null).
+        del charge["transfer"]
+    return charge
+
+
+def application_fee(
+    payment: StripePayment, *, fee_id: str, application_id: str, paid_by: str, charge_id: str
+) -> dict[str, Any]:
+    """The platform's fee on a connected payment, as the platform lists it.
+
+    `paid_by` is the connected account the fee came from; `charge_id` the charge on that account (a
+    destination charge's `py_` payment, whose platform charge is the originating transaction).
+    """
+    amount = payment.application_fee_amount or 0
+    return {
+        "id": fee_id,
+        "object": "application_fee",
+        "account": paid_by,
+        "amount": amount,
+        "amount_refunded": 0,
+        "application": application_id,
+        "balance_transaction": None,
+        "charge": charge_id,
+        "created": payment.created,
+        "currency": "usd",
+        "livemode": False,
+        "originating_transaction": payment.charge_id if payment.route is Route.DESTINATION else None,
+        "refunded": False,
+        "refunds": empty_list(f"/v1/application_fees/{fee_id}/refunds"),
     }
 
 
@@ -239,11 +293,11 @@ def payment_intent(payment: StripePayment, *, intent_id: str) -> dict[str, Any]:
 
 
 def refund(payment: StripePayment, *, refund_id: str, created: int) -> dict[str, Any]:
-    """A full refund of the charge."""
+    """The refund of the charge, full or partial."""
     return {
         "id": refund_id,
         "object": "refund",
-        "amount": payment.amount,
+        "amount": payment.refunded_amount,
         "charge": payment.charge_id,
         "payment_intent": payment.payment_intent_id,
         "currency": "usd",
@@ -254,8 +308,20 @@ def refund(payment: StripePayment, *, refund_id: str, created: int) -> dict[str,
     }
 
 
-def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[str, Any]:
-    """A fraud dispute of the whole charge, waiting for the merchant's evidence."""
+def dispute_status(*, dispute_id: str, created: int, now: int) -> str:
+    """Where a dispute stands at `now`: waiting for evidence, under the bank's review, then won or lost."""
+    if now < created + DISPUTE_EVIDENCE_DAYS * DAY:
+        return "needs_response"
+    if now < created + (DISPUTE_EVIDENCE_DAYS + DISPUTE_REVIEW_DAYS) * DAY:
+        return "under_review"
+    # The outcome depends only on the dispute, so every clock path reaches the same one.
+    return "won" if hashlib.sha256(dispute_id.encode()).digest()[0] % 2 else "lost"
+
+
+def dispute(payment: StripePayment, *, dispute_id: str, created: int, now: int) -> dict[str, Any]:
+    """A fraud dispute of the whole charge, as it stands at `now`."""
+    status = dispute_status(dispute_id=dispute_id, created=created, now=now)
+    answered = status != "needs_response"
     return {
         "id": dispute_id,
         "object": "dispute",
@@ -263,9 +329,9 @@ def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[st
         "evidence": {},
         "evidence_details": {
             "due_by": created + DISPUTE_EVIDENCE_DAYS * DAY,
-            "has_evidence": False,
+            "has_evidence": answered,
             "past_due": False,
-            "submission_count": 0,
+            "submission_count": 1 if answered else 0,
         },
         "is_charge_refundable": False,
         "amount": payment.amount,
@@ -274,7 +340,7 @@ def dispute(payment: StripePayment, *, dispute_id: str, created: int) -> dict[st
         "currency": "usd",
         "created": created,
         "reason": "fraudulent",
-        "status": "needs_response",
+        "status": status,
         "livemode": False,
         "metadata": {},
     }

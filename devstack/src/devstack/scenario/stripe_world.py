@@ -9,6 +9,7 @@ so this module never imports the scenario that uses it.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 AVAILABLE_AFTER_DAYS = 2
 PAYOUT_PENDING_SECONDS = 6 * 3600
 FAILED_PAYOUT_PERCENT = 3
+CANCELED_MANUAL_PAYOUT_PERCENT = 15
 MANUAL_PAYOUT_EVERY_DAYS = 7
 _SATURDAY = 5
 _SALT_TXN = 0x11
@@ -39,6 +41,15 @@ _SALT_TR = 0x44
 _SALT_RE = 0x55
 _SALT_DP = 0x66
 _SALT_PO = 0x77
+_SALT_FEE = 0x88
+# Stripe's payout statuses mapped to the dashboard's deposit status (SPEC section 2).
+DEPOSIT_STATUS = {
+    "paid": "paid",
+    "pending": "pending",
+    "in_transit": "pending",
+    "failed": "failed",
+    "canceled": "failed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,14 @@ class PaymentFacts:
     application_fee_amount: int | None
     net_amount: int
     available_on: int
+    application_fee_id: str | None = None
+    # The payout that carries the organizer's money to a bank (SPEC section 5), once it exists;
+    # `deposit_status` is what the dashboard shows: paid, pending, failed or not_traceable.
+    payout_id: str | None = None
+    payout_status: str | None = None
+    payout_arrival_date: int | None = None
+    deposit_bank_account_id: str | None = None
+    deposit_status: str = "pending"
 
 
 @dataclass
@@ -71,6 +90,7 @@ class StripeWorld:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     balance_transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    application_fees: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
     payouts: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -99,6 +119,7 @@ class StripeWorld:
             self.charges,
             self.balance_transactions,
             self.transfers,
+            self.application_fees,
             self.refunds,
             self.disputes,
             self.payouts,
@@ -208,7 +229,11 @@ class _Builder:
         if payment.disputed_at is not None:
             dispute_id = ids.draw("dp", _SALT_DP, account=payment.owner)
             self._add_dispute(payment, dispute_id=dispute_id, created=payment.disputed_at)
-        self._record_payment_facts(order, payment, txn=txn, transfer=transfer)
+        fee_id = None
+        if payment.application_fee_amount is not None:
+            fee_id = ids.draw("fee", _SALT_FEE, account=self.stripe.platform_account_id)
+            self._add_application_fee(payment, fee_id=fee_id, transfer=transfer)
+        self._record_payment_facts(order, payment, txn=txn, transfer=transfer, fee_id=fee_id)
 
     def _stripe_payment(self, order: Order) -> StripePayment | None:
         """The order's payment as Stripe sees it now; None for an order paid outside Stripe."""
@@ -293,11 +318,32 @@ class _Builder:
         refunds["total_count"] = len(refunds["data"])
 
     def _add_dispute(self, payment: StripePayment, *, dispute_id: str, created: int) -> None:
-        dispute = stripe_objects.dispute(payment, dispute_id=dispute_id, created=created)
+        dispute = stripe_objects.dispute(payment, dispute_id=dispute_id, created=created, now=self.now)
         self._put(self.stripe.disputes, dispute, owner=payment.owner)
 
+    def _add_application_fee(
+        self, payment: StripePayment, *, fee_id: str, transfer: _Transfer | None
+    ) -> None:
+        """The platform's application fee, owned by the platform, linked from the customer's charge."""
+        platform = self.stripe.platform_account_id
+        fee = stripe_objects.application_fee(
+            payment,
+            fee_id=fee_id,
+            application_id=f"ca_1{account_fragment(platform)}opentickets",
+            paid_by=payment.destination or payment.owner,
+            charge_id=transfer.destination_payment_id if transfer else payment.charge_id,
+        )
+        self._put(self.stripe.application_fees, fee, owner=platform)
+        self.stripe.charges[payment.charge_id]["application_fee"] = fee_id
+
     def _record_payment_facts(
-        self, order: Order, payment: StripePayment, *, txn: dict[str, Any], transfer: _Transfer | None
+        self,
+        order: Order,
+        payment: StripePayment,
+        *,
+        txn: dict[str, Any],
+        transfer: _Transfer | None,
+        fee_id: str | None,
     ) -> None:
         self.stripe.payments[order.payment_id] = PaymentFacts(
             payment_id=order.payment_id,
@@ -313,6 +359,10 @@ class _Builder:
             application_fee_amount=payment.application_fee_amount,
             net_amount=transfer.net if transfer else txn["net"],
             available_on=txn["available_on"],
+            application_fee_id=fee_id,
+            deposit_status="not_traceable"
+            if (payment.destination or payment.owner) in self.manual
+            else "pending",
         )
 
     # -- balance and payouts -----------------------------------------------------------------------
@@ -364,6 +414,8 @@ class _Builder:
             )
             failed = rng.randrange(100) < FAILED_PAYOUT_PERCENT
             automatic = account not in self.manual
+            # Only a payout the organizer requested can be canceled, and only while it is pending.
+            canceled = not automatic and rng.randrange(100) < CANCELED_MANUAL_PAYOUT_PERCENT
             payout = stripe_objects.payout(
                 payout_id=payout_id,
                 amount=sum(self.stripe.balance_transactions[t]["net"] for t in txn_ids),
@@ -371,14 +423,41 @@ class _Builder:
                 arrival_date=_arrival(created),
                 automatic=automatic,
                 bank_id=self.bank_of[account],
-                status=self._payout_status(created=created, failed=failed),
+                status=self._payout_status(created=created, failed=failed, canceled=canceled),
             )
             self._put(self.stripe.payouts, payout, owner=account)
             self.stripe.payout_balance_transactions[payout_id] = list(txn_ids) if automatic else []
+        self._record_payouts()
 
-    def _payout_status(self, *, created: int, failed: bool) -> str:
+    def _record_payouts(self) -> None:
+        """Each payment's ground truth gains the automatic payout that carried its organizer's money."""
+        payout_of = {
+            txn_id: payout_id
+            for payout_id, txn_ids in self.stripe.payout_balance_transactions.items()
+            for txn_id in txn_ids
+        }
+        for payment_id, facts in self.stripe.payments.items():
+            settled = facts.balance_transaction_id
+            if facts.destination_payment_id is not None:
+                settled = self.stripe.charges[facts.destination_payment_id]["balance_transaction"]
+            payout_id = payout_of.get(settled)
+            if payout_id is None:
+                continue  # not paid out yet, or paid out by hand (not traceable)
+            payout = self.stripe.payouts[payout_id]
+            self.stripe.payments[payment_id] = dataclasses.replace(
+                facts,
+                payout_id=payout_id,
+                payout_status=payout["status"],
+                payout_arrival_date=payout["arrival_date"],
+                deposit_bank_account_id=payout["destination"],
+                deposit_status=DEPOSIT_STATUS[payout["status"]],
+            )
+
+    def _payout_status(self, *, created: int, failed: bool, canceled: bool) -> str:
         if self.now < created + PAYOUT_PENDING_SECONDS:
             return "pending"
+        if canceled:
+            return "canceled"
         if self.now < _arrival(created):
             return "in_transit"
         return "failed" if failed else "paid"

@@ -49,13 +49,25 @@ def verify_token(token: str, *, rule: SharedAccessKey, now: float) -> str:
         raise UnauthorizedError("ExpiredToken: the token has expired.")
     resource = fields["sr"]
     presented = fields["sig"].encode()
-    # Clients differ in whether they lower-case the resource before signing; Azure accepts both.
-    for candidate in {resource, resource.lower()}:
-        string_to_sign = f"{quote_plus(candidate)}\n{expiry}".encode()
+    # Clients differ in whether they lower-case the resource before signing, and some sign the resource
+    # exactly as written in the token without URL-encoding it (the SDK's SAS sample does); Azure takes all.
+    as_written = _field_as_written(token[len(_PREFIX) :], "sr")
+    candidates = {quote_plus(resource), quote_plus(resource.lower()), as_written or quote_plus(resource)}
+    for candidate in candidates:
+        string_to_sign = f"{candidate}\n{expiry}".encode()
         expected = base64.b64encode(hmac.new(rule.key.encode(), string_to_sign, hashlib.sha256).digest())
         if hmac.compare_digest(expected, presented):
             return audience_path(resource)
     raise UnauthorizedError("InvalidSignature: The token has an invalid signature.")
+
+
+def _field_as_written(query: str, name: str) -> str | None:
+    """A token field's value before URL-decoding."""
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None
 
 
 def grants(audiences: set[str], entity_path: str) -> bool:

@@ -142,10 +142,11 @@ class Broker:
             target = self.targets.get(entity_name.lower())
             if target is not None and target.duplicates is not None:
                 target.duplicates.remember(message_id, seen_at)
-        for entity_name, session_id, state in store.load_session_states():
+        for entity_name, session_id, state, updated_at in store.load_session_states():
             entity = self.entities.get(entity_name.lower())
             if entity is not None:
-                self._session(entity, session_id).state = state
+                session = self._session(entity, session_id)
+                session.state, session.state_updated_at = state, updated_at
 
     def entity(self, address: str) -> MessageEntity:
         """Find the entity a receiver or management request addresses."""
@@ -612,12 +613,31 @@ class Broker:
         return self.owned_session(entity, session_id).state
 
     def set_session_state(self, entity: MessageEntity, session_id: str, state: bytes | None) -> None:
-        self.owned_session(entity, session_id).state = state
+        session = self.owned_session(entity, session_id)
+        session.state, session.state_updated_at = state, self._clock()
         if self._store is not None:
-            self._store.put_session_state(entity.name, session_id, state)
+            self._store.put_session_state(entity.name, session_id, state, updated_at=session.state_updated_at)
 
-    def session_ids(self, entity: MessageEntity) -> list[str]:
-        return [session_id for session_id, session in entity.sessions.items() if session.ready]
+    def session_ids(self, entity: MessageEntity, *, state_updated_after: float | None = None) -> list[str]:
+        """Sessions holding state or active messages; with a cutoff, those whose state changed after it."""
+        if state_updated_after is not None:
+            return [
+                session_id
+                for session_id, session in entity.sessions.items()
+                if session.state is not None
+                and session.state_updated_at is not None
+                and session.state_updated_at > state_updated_after
+            ]
+        # Locked messages are active too, so look at the messages, not only at the ready heaps.
+        with_messages = {
+            message.envelope.session_id: None
+            for message in entity.messages.values()
+            if message.state is MessageState.ACTIVE and message.envelope.session_id is not None
+        }
+        with_state = {
+            session_id: None for session_id, session in entity.sessions.items() if session.state is not None
+        }
+        return list({**with_state, **with_messages})
 
     def flush(self) -> None:
         """Commit what changed since the last flush; call before acknowledging anything to a client."""

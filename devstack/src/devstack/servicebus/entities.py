@@ -92,6 +92,7 @@ class MessageSession:
     owner: Consumer | None = None
     locked_until: float = 0.0
     state: bytes | None = None
+    state_updated_at: float | None = None  # epoch seconds of the last set-session-state
 
 
 @dataclass(frozen=True)

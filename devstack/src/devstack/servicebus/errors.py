@@ -39,6 +39,11 @@ class MessageNotFoundError(BrokerError):
     status = 404
 
 
+class OperationTimeoutError(BrokerError):
+    condition = "com.microsoft:timeout"
+    status = 408
+
+
 class BadRequestError(BrokerError):
     condition = "com.microsoft:argument-error"
     status = 400

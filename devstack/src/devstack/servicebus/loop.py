@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from proton import Collector, Connection, Event, Transport
 
+from devstack.servicebus.delivery_ids import IncomingDeliveryIds
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -40,6 +42,9 @@ class _Channel:
     sock: socket.socket
     transport: Transport
     connection: Connection
+    inbound: IncomingDeliveryIds
+    # Bytes read and filtered but not yet taken by proton (the filter may hold back or add a few bytes).
+    backlog: bytearray
     events: int = 0  # the selector interest currently registered
     closed: bool = False
 
@@ -65,7 +70,8 @@ class ProtonLoop:
         next_tick = time.monotonic()
         try:
             while not should_stop():
-                timeout = max(0.0, next_tick - time.monotonic())
+                # A channel left dirty (proton took only part of a backlog) is served again at once.
+                timeout = 0.0 if self._dirty else max(0.0, next_tick - time.monotonic())
                 for key, mask in self._selector.select(timeout):
                     if key.data is None:
                         self._accept()
@@ -128,7 +134,7 @@ class ProtonLoop:
             connection.collect(self._collector)
             transport = Transport(Transport.SERVER)
             transport.bind(connection)  # the handler sets up SASL on the bound event
-            channel = _Channel(sock, transport, connection)
+            channel = _Channel(sock, transport, connection, IncomingDeliveryIds(), bytearray())
             self._channels.append(channel)
             self._by_transport[transport] = channel
             self._dirty.add(channel)
@@ -139,8 +145,9 @@ class ProtonLoop:
         self._dirty.add(channel)
         transport = channel.transport
         if mask & selectors.EVENT_READ:
+            self._push_backlog(channel)
             capacity = _capacity(transport)
-            if capacity > 0:
+            if capacity > 0 and not channel.backlog:
                 try:
                     data = channel.sock.recv(min(capacity, _READ_CHUNK))
                 except (BlockingIOError, InterruptedError):
@@ -148,16 +155,29 @@ class ProtonLoop:
                 except OSError:
                     data = b""
                 if data:
-                    try:
-                        transport.push(data)
-                    except Exception:  # noqa: BLE001 - a failed transport takes no more input
-                        _quietly(transport.close_tail)
+                    channel.backlog += channel.inbound.feed(data)
+                    self._push_backlog(channel)
                 elif data == b"":
                     # The peer closed or reset the socket: nothing more will come or can go.
                     _quietly(transport.close_tail)
                     _quietly(transport.close_head)
         if mask & selectors.EVENT_WRITE:
             self._write(channel)
+
+    @staticmethod
+    def _push_backlog(channel: _Channel) -> None:
+        """Give proton as much of the filtered input as it has room for."""
+        backlog, transport = channel.backlog, channel.transport
+        count = min(_capacity(transport), len(backlog))
+        if count <= 0:
+            return
+        try:
+            transport.push(bytes(backlog[:count]))
+        except Exception:  # noqa: BLE001 - a failed transport takes no more input
+            backlog.clear()
+            _quietly(transport.close_tail)
+            return
+        del backlog[:count]
 
     def _write(self, channel: _Channel) -> None:
         transport = channel.transport
@@ -181,9 +201,14 @@ class ProtonLoop:
             self._dispatch()  # let the handler see the transport close before the channel goes
             self._close(channel)
             return
+        if channel.backlog and capacity > 0:
+            self._push_backlog(channel)
+            self._dirty.add(channel)  # dispatch what proton made of it on the next turn
+            capacity = _capacity(transport)
         # With no room for input and nothing to send the socket is left out of the selector; this method
         # runs again after every burst of events and every tick, and puts it back when that changes.
-        wanted = (selectors.EVENT_READ if capacity > 0 else 0) | (selectors.EVENT_WRITE if pending > 0 else 0)
+        readable = capacity > 0 and not channel.backlog
+        wanted = (selectors.EVENT_READ if readable else 0) | (selectors.EVENT_WRITE if pending > 0 else 0)
         if wanted != channel.events:
             if channel.events == 0:
                 self._selector.register(channel.sock, wanted, channel)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from devstack.servicebus.broker import Broker
 
 _VENDOR = "com.microsoft:"
+# .NET's DateTime.MaxValue in epoch milliseconds: clients send it to ask for the default session listing.
+_DATETIME_MAX_MS = 253402300800000
 _DISPOSITIONS = {
     "completed": Outcome.COMPLETE,
     "abandoned": Outcome.ABANDON,
@@ -188,10 +190,23 @@ def _set_session_state(context: ManagementContext, body: Mapping[str, Any]) -> M
 def _get_message_sessions(context: ManagementContext, body: Mapping[str, Any]) -> ManagementReply:
     skip = int(body.get("skip", 0))
     top = int(body.get("top", 100))
-    ids = context.broker.session_ids(context.require_entity())[skip : skip + top]
+    updated_after = _listing_cutoff(body.get("last-updated-time"))
+    ids = context.broker.session_ids(context.require_entity(), state_updated_after=updated_after)
+    ids = ids[skip : skip + top]
     if not ids:
         return ManagementReply(status=204, description="No sessions.")
     return ManagementReply(body={"skip": skip + len(ids), "sessions-ids": _array(Data.STRING, *ids)})
+
+
+def _listing_cutoff(value: Any) -> float | None:
+    """`last-updated-time` as epoch seconds, or None for the default listing (.NET's DateTime.MaxValue)."""
+    if value is None:
+        return None
+    try:
+        milliseconds = int(value)
+    except (TypeError, ValueError):
+        raise BadRequestError("last-updated-time must be a timestamp") from None
+    return None if milliseconds >= _DATETIME_MAX_MS else milliseconds / 1000
 
 
 _OPERATIONS: dict[str, Callable[[ManagementContext, Mapping[str, Any]], ManagementReply]] = {

@@ -68,13 +68,13 @@ class MalformedMessageError(BadRequestError):
     """Bytes that are not an AMQP 1.0 message."""
 
 
-def _value_end(buffer: bytes, position: int) -> int:
+def value_end(buffer: bytes, position: int) -> int:
     """Return where the encoded AMQP value starting at `position` ends."""
     try:
         code = buffer[position]
         position += 1
         if code == 0x00:  # described: a descriptor value, then the value itself
-            return _value_end(buffer, _value_end(buffer, position))
+            return value_end(buffer, value_end(buffer, position))
         width = code & 0xF0
         fixed = {0x40: 0, 0x50: 1, 0x60: 2, 0x70: 4, 0x80: 8, 0x90: 16}
         if width in fixed:
@@ -94,7 +94,7 @@ def _value_end(buffer: bytes, position: int) -> int:
 
 def _descriptor_code(buffer: bytes, position: int) -> tuple[int, int]:
     """Read a section descriptor at `position` (just after 0x00); return (code, value start)."""
-    end = _value_end(buffer, position)
+    end = value_end(buffer, position)
     constructor = buffer[position]
     if constructor == _SMALL_ULONG:
         return buffer[position + 1], end
@@ -120,7 +120,7 @@ def split_sections(raw: bytes) -> list[tuple[int, bytes]]:
         code, _ = _descriptor_code(raw, position + 1)
         if code not in range(HEADER, FOOTER + 1):
             raise MalformedMessageError(f"unknown message section 0x{code:02x}")
-        end = _value_end(raw, position)
+        end = value_end(raw, position)
         sections.append((code, raw[position:end]))
         position = end
     if not sections:

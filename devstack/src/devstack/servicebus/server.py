@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from proton import Delivery, Disposition, Link, Terminus, symbol, ulong
 
 from devstack.servicebus.auth import SAS_TOKEN_TYPE, SharedAccessKey, audience_path, grants, verify_token
-from devstack.servicebus.errors import BadRequestError, BrokerError, EntityNotFoundError, UnauthorizedError
+from devstack.servicebus.errors import (
+    BadRequestError,
+    BrokerError,
+    EntityNotFoundError,
+    OperationTimeoutError,
+    UnauthorizedError,
+)
 from devstack.servicebus.links import (
     SESSION_FILTER,
     ConnectionState,
@@ -48,11 +54,14 @@ _log = logging.getLogger("devstack.servicebus")
 CBS_ADDRESS = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
 LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
+# How long (ms) a next-available-session receiver is willing to wait for a session, as the SDK asks.
+OPERATION_TIMEOUT = symbol("com.microsoft:timeout")
 # .NET ticks (100 ns) at the Unix epoch: Azure reports session lock expiry as a DateTimeOffset.
 _DOTNET_EPOCH_TICKS = 621355968000000000
 _SENDER_CREDIT = 500
 _TICK_SECONDS = 0.05
-_SESSION_WAIT_SECONDS = 30.0
+_DEFAULT_SESSION_WAIT_SECONDS = 30.0
+_NULL_TERMINUS_CONDITIONS = frozenset({EntityNotFoundError.condition, OperationTimeoutError.condition})
 
 _Handler = TypeVar("_Handler", bound=Callable[..., None])
 
@@ -237,15 +246,23 @@ class EmulatorHandler:
         self._open_session_receiver(consumer, session_id, state)
 
     def _open_session_receiver(
-        self, consumer: ConsumerLink, session_id: str | None, state: ConnectionState
+        self,
+        consumer: ConsumerLink,
+        session_id: str | None,
+        state: ConnectionState,
+        *,
+        deadline: float | None = None,
     ) -> None:
+        """Lock a session for a receiver, or keep it waiting (until `deadline`) for one with messages."""
         try:
             session = self.broker.attach_session(consumer.entity, consumer, session_id)
         except BrokerError as error:
             self._refuse(consumer.link, error)
             return
         if session is None:
-            state.pending_sessions.append(PendingSession(consumer, time.monotonic() + _SESSION_WAIT_SECONDS))
+            if deadline is None:
+                deadline = time.monotonic() + _session_wait_seconds(consumer.link)
+            state.pending_sessions.append(PendingSession(consumer, deadline))
             return
         link = consumer.link
         link.source.filter.clear()
@@ -267,15 +284,19 @@ class EmulatorHandler:
                 if pending.consumer.link.state & Link.REMOTE_CLOSED:
                     continue
                 if now >= pending.deadline:
-                    error = BrokerError("No session is available to accept within the wait time.")
-                    error.condition = "com.microsoft:timeout"
-                    self._refuse(pending.consumer.link, error)
+                    self._refuse(
+                        pending.consumer.link,
+                        OperationTimeoutError("No session is available to accept within the wait time."),
+                    )
                     continue
-                self._open_session_receiver(pending.consumer, None, state)
+                # The deadline is the one set when the receiver first asked, not a fresh one per tick.
+                self._open_session_receiver(pending.consumer, None, state, deadline=pending.deadline)
 
     def _refuse(self, link: Link, error: BrokerError) -> None:
         """Refuse an attach as Azure does: a null terminus, then a detach with the error condition."""
-        if error.condition == EntityNotFoundError.condition:
+        # With a null terminus the SDK never counts the link as open; echoing it would let a receiver with no
+        # session look ready for the moment between this attach and the detach.
+        if error.condition in _NULL_TERMINUS_CONDITIONS:
             if link.is_receiver:
                 link.target.type = Terminus.UNSPECIFIED
             else:
@@ -477,6 +498,15 @@ class EmulatorHandler:
         reply_link.stream(encoded)
         reply_link.advance()
         delivery.settle()
+
+
+def _session_wait_seconds(link: Link) -> float:
+    """The wait a next-available-session receiver asked for (`com.microsoft:timeout`, ms), or the default."""
+    properties = link.remote_properties
+    requested = properties.get(OPERATION_TIMEOUT) if isinstance(properties, dict) else None
+    if isinstance(requested, int) and requested > 0:
+        return requested / 1000
+    return _DEFAULT_SESSION_WAIT_SECONDS
 
 
 def _status(result: ManagementReply) -> dict[str, Any]:

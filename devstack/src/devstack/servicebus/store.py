@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS session_states (
     entity TEXT NOT NULL,
     session_id TEXT NOT NULL,
     state BLOB,
+    updated_at REAL,
     PRIMARY KEY (entity, session_id)
 );
 CREATE TABLE IF NOT EXISTS counters (
@@ -72,7 +73,14 @@ class Store:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.executescript(_SCHEMA)
+        self._add_missing_columns()
         self._in_transaction = False
+
+    def _add_missing_columns(self) -> None:
+        """Bring a data file written by an older emulator up to the current schema."""
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(session_states)")}
+        if "updated_at" not in columns:
+            self._connection.execute("ALTER TABLE session_states ADD COLUMN updated_at REAL")
 
     def close(self) -> None:
         self.commit()
@@ -131,13 +139,19 @@ class Store:
             "SELECT entity, message_id, seen_at FROM duplicates ORDER BY seen_at"
         ).fetchall()
 
-    def put_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
+    def put_session_state(
+        self, entity: str, session_id: str, state: bytes | None, *, updated_at: float
+    ) -> None:
         self._write(
-            "INSERT OR REPLACE INTO session_states VALUES (?, ?, ?)", (entity.lower(), session_id, state)
+            "INSERT OR REPLACE INTO session_states (entity, session_id, state, updated_at) "
+            "VALUES (?, ?, ?, ?)",
+            (entity.lower(), session_id, state, updated_at),
         )
 
-    def load_session_states(self) -> list[tuple[str, str, bytes | None]]:
-        return self._connection.execute("SELECT entity, session_id, state FROM session_states").fetchall()
+    def load_session_states(self) -> list[tuple[str, str, bytes | None, float | None]]:
+        return self._connection.execute(
+            "SELECT entity, session_id, state, updated_at FROM session_states"
+        ).fetchall()
 
     def put_sequence(self, value: int) -> None:
         self._write("INSERT OR REPLACE INTO counters VALUES ('sequence', ?)", (value,))

@@ -365,9 +365,7 @@ class Enrichment(ContractModel):
     stripe_transfer_id: str | None = None
     stripe_application_fee_amount: float | None = None
     stripe_net_amount: float | None = None
-    stripe_currency: str | None = Field(
-        default=None, description="ISO currency of the money fields, lowercase."
-    )
+    stripe_currency: str | None = Field(default=None, description="The money fields' currency, lowercase.")
     stripe_available_on: str | None = Field(
         default=None, description="When the funds become available for a payout (ISO date)."
     )

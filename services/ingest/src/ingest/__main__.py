@@ -18,6 +18,7 @@ from ingest.app import create_app, open_ingest
 from ingest.exportfile import ExportFileError
 from ingest.settings import IngestSettings
 from ingest.source import SourceError
+from otcommon.bus import PublishError
 from otcommon.enrichment import EnrichmentState
 from otcommon.schemas import parse_timestamp
 from otcommon.settings import ConfigurationError, load_settings
@@ -29,11 +30,13 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ingest.importer import FileImporter
+    from ingest.sync import SyncProgress
 
 log = structlog.get_logger("ingest")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_STOPPED = 143  # ended early by SIGTERM/SIGINT, at a page boundary
+EXIT_STOPPED = 143  # a sync ended early by SIGTERM/SIGINT (at a page boundary, or before it started)
+EXIT_INTERRUPTED = 130  # Ctrl-C during an import or a requeue
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in {"serve", "sync", "backfill"}:
             settings.require_source_credentials()
     except ConfigurationError as exc:
-        print(f"ingest: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(exc)
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     if args.command == "serve":
@@ -99,11 +101,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         return asyncio.run(_run_command(args, settings))
-    except (ExportFileError, SourceError, StoreError) as exc:
-        print(f"ingest: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if not isinstance(exc, _EXPECTED_FAILURES):
+            raise  # a bug: its traceback is what a developer needs
+        return _fail(exc)
+
+
+_EXPECTED_FAILURES = (ConfigurationError, ExportFileError, SourceError, StoreError, PublishError)
+"""Failures of the environment or the input: a message and an exit code, never a traceback."""
+
+
+def _fail(error: Exception) -> int:
+    """Report an expected failure on stderr; its exit code. The one place failures become exit codes."""
+    message = str(error)
+    if isinstance(error, PublishError):
+        message = f"Service Bus: {error} (stored payments stay pending; the next sync queues them)"
+    print(f"ingest: {message}", file=sys.stderr)
+    return EXIT_USAGE if isinstance(error, ConfigurationError) else EXIT_FAILED
+
+
+def _exit_code_of_run(progress: SyncProgress) -> int:
+    """The exit code of a sync that ended without raising."""
+    if progress.state == "stopped":
+        print(
+            "ingest: stopped by a signal before the sync finished; the checkpoint covers every stored "
+            "row, so the next run continues from there",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
+    return EXIT_OK if progress.state == "completed" else EXIT_FAILED
 
 
 async def _run_command(args: argparse.Namespace, settings: IngestSettings) -> int:
@@ -118,14 +146,13 @@ async def _run_command(args: argparse.Namespace, settings: IngestSettings) -> in
         since = args.since if args.command == "backfill" else None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            # Stop at the next page boundary, with a consistent checkpoint and the lease released.
+            # Stop at the next page boundary, with a consistent checkpoint and the lease released;
+            # a stop while another replica holds the lease ends the wait.
             loop.add_signal_handler(signum, ingest.coordinator.request_stop)
         progress = await ingest.coordinator.run_once(since=since, on_demand=True)
-        if progress is None:
-            print("another replica ran the sync")
-            return EXIT_OK
+        assert progress is not None  # noqa: S101 - only a scheduled tick is skipped, never an on-demand run
         print(json.dumps(progress.to_json(), indent=2))
-        return {"completed": EXIT_OK, "stopped": EXIT_STOPPED}.get(progress.state, EXIT_FAILED)
+        return _exit_code_of_run(progress)
 
 
 async def _import(importer: FileImporter, args: argparse.Namespace) -> int:

@@ -78,7 +78,11 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
 
         transactions = container("transactions")
         bus = await stack.enter_async_context(_servicebus_client(settings, credential))
-        publisher = queue_publisher(client=bus, queue_name=settings.ingest_enrichment_queue)
+        publisher = queue_publisher(
+            client=bus,
+            queue_name=settings.ingest_enrichment_queue,
+            max_attempts=settings.ingest_publish_attempts,
+        )
         stack.push_async_callback(publisher.close)
         writer = TransactionWriter(transactions, concurrency=settings.ingest_write_concurrency)
         queue = EnrichmentQueue(publisher=publisher, writer=writer, transactions=transactions)

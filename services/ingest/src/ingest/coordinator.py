@@ -16,6 +16,7 @@ import structlog
 
 from ingest.lease import LeaseLostError
 from ingest.sync import SyncProgress
+from otcommon.schemas import format_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,14 +80,14 @@ class SyncCoordinator:
     ) -> SyncProgress | None:
         """Take the lease (waiting while another live replica holds it) and sync.
 
-        Returns None when there is nothing left to do: a scheduled tick whose sync another replica
-        ran (it released the lease), or a shutdown while waiting. A backfill (``since``) or an
-        on-demand request always runs itself once the lease is free.
+        Returns None for a scheduled tick whose sync another replica ran (it released the lease).
+        A shutdown before the lease is taken returns a ``stopped`` progress that synced nothing. A
+        backfill (``since``) or an on-demand request always runs itself once the lease is free.
         """
         # Created before waiting, so a stop requested meanwhile reaches the run.
         self._stop_run = asyncio.Event()
         if self._shutdown.is_set():
-            return None
+            return _stopped_before_start()
         while not await self._lease.try_acquire():
             state = await self._lease.state()
             if state.holder is None and since is None and not on_demand:
@@ -94,7 +95,8 @@ class SyncCoordinator:
                 return None
             log.info("another replica holds the sync lease; waiting", holder=state.holder)
             if await _wait(self._shutdown, self._lease.duration_seconds / 3):
-                return None
+                log.info("stopped while waiting for the sync lease", holder=state.holder)
+                return _stopped_before_start()
         if self._shutdown.is_set():
             self._stop_run.set()
         progress = SyncProgress()
@@ -102,12 +104,24 @@ class SyncCoordinator:
         renewal = asyncio.create_task(self._keep_lease(), name="ingest-lease")
         try:
             await self._runner.run(progress=progress, since=since, stop=self._stop_run)
-        finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
-            await self._lease.release()
+        except BaseException as run_error:
+            await self._end_run(renewal, run_error=run_error)
+            raise
+        await self._end_run(renewal, run_error=None)
         return progress
+
+    async def _end_run(self, renewal: asyncio.Task[None], *, run_error: BaseException | None) -> None:
+        """Stop renewing and release the lease; a failed release never replaces the run's own error."""
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        try:
+            await self._lease.release()
+        except Exception as exc:  # noqa: BLE001 - logged; the lease expires by itself within one period
+            cause = f"{type(exc).__name__}: {exc}"
+            log.warning("sync lease release failed; it expires by itself", error=cause)
+            if run_error is not None:
+                run_error.add_note(f"releasing the sync lease failed too: {cause}")
 
     async def serve(self) -> None:
         """Sync on the schedule until shutdown; a failed run is logged and the next tick tries again."""
@@ -162,6 +176,11 @@ class SyncCoordinator:
                     self._stop_run.set()
                     return
                 log.warning("sync lease renewal failed; retrying", error=type(exc).__name__)
+
+
+def _stopped_before_start() -> SyncProgress:
+    """The progress of a run stopped before it took the lease: nothing synced, nothing changed."""
+    return SyncProgress(state="stopped", finished_at=format_timestamp(datetime.now(tz=UTC)))
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> bool:

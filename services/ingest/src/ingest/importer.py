@@ -35,6 +35,26 @@ CHUNK_ROWS = 2000
 """Rows stored together: enough for full batches per event in files that mix many events."""
 _YIELD_EVERY_ROWS = 100
 """Validating a chunk hands the loop back this often, so the previous chunk's writes keep moving."""
+LISTED_REJECTIONS = 100
+"""The report names this many rejected rows; the rest are counted (all are in quarantine)."""
+_TICKET_ID_CHARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """Where a rejected row is and why; only its ticketId identifies it (other cells may be personal)."""
+
+    line: int
+    ticket_id: str | None
+    reasons: tuple[str, ...]
+
+    def render(self) -> str:
+        """One line for a person."""
+        return f"line {self.line}  ticketId {self.ticket_id or '-'}  {'; '.join(self.reasons)}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as JSON."""
+        return {"line": self.line, "ticketId": self.ticket_id, "reasons": list(self.reasons)}
 
 
 @dataclass
@@ -49,6 +69,8 @@ class ImportReport:
     rejected: int = 0
     queued: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    rejected_rows: list[RejectedRow] = field(default_factory=list)
+    """The first ``LISTED_REJECTIONS`` rejected rows, in file order; ``rejected`` counts them all."""
     duplicate_ticket_ids: int = 0
     redeemed_more_than_sold: int = 0
     zero_tickets_with_amount: int = 0
@@ -72,6 +94,9 @@ class ImportReport:
             f"  rejected             {self.rejected}",
         ]
         lines.extend(f"    {count:>6}  {reason}" for reason, count in self.rejected_by_reason.most_common())
+        if self.rejected_rows:
+            lines.append(f"    rows ({self._listed_rejections()}):")
+            lines.extend(f"      {row.render()}" for row in self.rejected_rows)
         lines += [
             f"  queued for enrichment {self.queued}",
             f"  duplicate ticketIds  {self.duplicate_ticket_ids}",
@@ -86,6 +111,10 @@ class ImportReport:
         lines.append(f"  took                 {self.seconds:.1f}s")
         return "\n".join(lines)
 
+    def _listed_rejections(self) -> str:
+        listed = len(self.rejected_rows)
+        return f"all {listed}" if listed == self.rejected else f"the first {listed} of {self.rejected}"
+
     def to_json(self) -> dict[str, Any]:
         """The report as JSON."""
         return {
@@ -97,6 +126,8 @@ class ImportReport:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
             "rejectedByReason": dict(self.rejected_by_reason),
+            "rejectedRows": [row.to_json() for row in self.rejected_rows],
+            "rejectedRowsNotListed": self.rejected - len(self.rejected_rows),
             "queued": self.queued,
             "duplicateTicketIds": self.duplicate_ticket_ids,
             "redeemedMoreThanSold": self.redeemed_more_than_sold,
@@ -211,12 +242,26 @@ class FileImporter:
             await self.quarantine.upsert(quarantine_record(source=source, rejected=rejected))
             report.rejected += 1
             report.rejected_by_reason.update(rejected.reasons)
+            if len(report.rejected_rows) < LISTED_REJECTIONS:
+                report.rejected_rows.append(
+                    RejectedRow(
+                        line=record.line,
+                        ticket_id=_ticket_id(record.values.get("ticketId")),
+                        reasons=tuple(rejected.reasons),
+                    )
+                )
             return None
         if row.total_ticket_redeemed > row.total_tickets:
             report.redeemed_more_than_sold += 1
         if row.total_tickets == 0 and row.total_amount > 0:
             report.zero_tickets_with_amount += 1
         return TicketTransaction.from_export_row(row, event_id=event_id, source=source)
+
+
+def _ticket_id(value: Any) -> str | None:
+    """A rejected row's ticketId as the report shows it: text, cut short, None when empty."""
+    text = "" if value is None else str(value).strip()
+    return text[:_TICKET_ID_CHARS] or None
 
 
 def _chunks(records: Iterator[ExportRecord], size: int) -> Iterator[list[ExportRecord]]:

@@ -24,13 +24,19 @@ from otcommon.schemas import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+ENRICHMENT_REQUEST_FIELD = "enrichmentRequest"
+"""Set on a document put back to ``pending`` by a requeue, so a re-publish keeps the same message id."""
+
 SOURCE_FIELDS_ENRICHER_OWNS = ENRICHMENT_FIELDS | {
     STATE_FIELD,
     REASON_FIELD,
     "stripePayoutId",
     "enrichedAt",
+    # A requeue's stamp asks for the payment it was made for: a new PaymentID is a new request.
+    ENRICHMENT_REQUEST_FIELD,
 }
-"""Fields the enricher and the webhooks write; ingest never overwrites them."""
+"""Fields the enricher, the webhooks and a requeue write: a source write never overwrites them, and
+drops them all when the PaymentID changes."""
 
 _EXPORT_ROW_KEYS = frozenset(
     key for name, info in ExportRow.model_fields.items() for key in (name, info.alias) if key is not None

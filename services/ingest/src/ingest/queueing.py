@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
+from ingest.mapping import ENRICHMENT_REQUEST_FIELD
 from otcommon.enrichment import REASON_FIELD, STATE_FIELD, EnrichmentReason, EnrichmentState
 from otcommon.messages import PaymentEnrichmentRequested, make_envelope
 from otcommon.schemas import format_timestamp, parse_timestamp
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ingest.queueing")
 
-REQUEST_FIELD = "enrichmentRequest"
+REQUEST_FIELD = ENRICHMENT_REQUEST_FIELD
 """Set on a document put back to ``pending`` by a requeue, so a re-publish keeps the same message id."""
 
 PUBLISH_CHUNK = 500

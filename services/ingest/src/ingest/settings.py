@@ -35,6 +35,11 @@ class IngestSettings(ServiceSettings):
     ingest_enrichment_queue: str = Field(
         default="stripe-enrichment-queue", description="Queue of PaymentEnrichmentRequested messages."
     )
+    ingest_publish_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts to publish to Service Bus before a run fails (each with SDK retries).",
+    )
     ingest_lease_seconds: int = Field(
         default=60, ge=5, description="Sync lease lifetime; another replica takes over after it expires."
     )

@@ -1,7 +1,8 @@
 """The OpenTickets API client: OAuth2 client credentials (or an API key), retries, cursor paging.
 
 Retries use exponential backoff with full jitter and honour ``Retry-After``; they cover 429, 5xx,
-timeouts and dropped connections. An expired token is refreshed once and the request repeated.
+timeouts and dropped connections. A refused token is replaced and the request repeated without
+using up an attempt (up to three times a request; then the credentials are wrong).
 Other 4xx answers are permanent and raised as ``SourceRequestError`` with the server's detail.
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ingest.source")
 
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_TRANSIENT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 _TOKEN_MARGIN_SECONDS = 30.0
 _MAX_TOKEN_REFRESHES = 3
 """A token refused this often in one request means the credentials, not the clock, are wrong."""
@@ -74,6 +76,10 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay_seconds: float = 0.2
     max_delay_seconds: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
 
     def delay(
         self, attempt: int, *, retry_after: float | None, rand: Callable[[], float] = random.random
@@ -166,52 +172,59 @@ class OpenTicketsClient:
             cursor = str(next_cursor)
 
     async def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        refreshes = 0
-        for attempt in range(1, self._retry.max_attempts + 1):
+        attempt = refreshes = 0
+        while True:
             self.requests += 1
-            retry_after: float | None = None
-            try:
-                headers = await self._auth_headers()
-                async with self._session.get(
-                    f"{self._base_url}{path}", params=params, headers=headers, timeout=self._timeout
-                ) as response:
-                    if response.status == 200:  # noqa: PLR2004
-                        try:
-                            result = await response.json(content_type=None)
-                        except ValueError:
-                            # A truncated or garbled body: the next attempt may get it whole.
-                            result = None
-                        if isinstance(result, dict):
-                            return result
-                        reason = "a 200 response without a JSON object"
-                        if attempt == self._retry.max_attempts:
-                            raise SourceError(f"{path}: {reason}")
-                        self.retries += 1
-                        await asyncio.sleep(self._retry.delay(attempt, retry_after=None))
-                        continue
-                    detail = await _detail(response)
-                    if (
-                        response.status == 401  # noqa: PLR2004
-                        and self._credentials.api_key is None
-                        and refreshes < _MAX_TOKEN_REFRESHES
-                    ):
-                        refreshes += 1  # an expired or revoked token: fetch a new one
-                        self.token_refreshes += 1
-                        self._token = None
-                        continue
-                    if response.status not in _RETRYABLE_STATUSES:
-                        raise SourceRequestError(response.status, detail)
-                    retry_after = _capped(parse_retry_after(response.headers.get("Retry-After")), path)
-                    reason = f"HTTP {response.status}"
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-                reason = type(exc).__name__
-            if attempt == self._retry.max_attempts:
-                raise SourceUnavailableError(f"{path}: gave up after {attempt} attempts, last: {reason}")
-            self.retries += 1
-            delay = self._retry.delay(attempt, retry_after=retry_after)
-            log.info("source retry", path=path, attempt=attempt, reason=reason, delay_s=round(delay, 3))
-            await asyncio.sleep(delay)
-        raise SourceUnavailableError(f"{path}: no attempts allowed")
+            outcome = await self._get_once(path, params)
+            if isinstance(outcome, dict):
+                return outcome
+            if isinstance(outcome, _TokenRefused):
+                if self._credentials.api_key is not None:
+                    raise SourceRequestError(401, outcome.detail)
+                if refreshes >= _MAX_TOKEN_REFRESHES:
+                    raise SourceRequestError(
+                        401, f"{outcome.detail} (refused {refreshes + 1} fresh tokens: check the credentials)"
+                    )
+                # An expired or revoked token: fetch a new one. The request did not fail, so the
+                # repeat costs no retry attempt.
+                refreshes += 1
+                self.token_refreshes += 1
+                self._token = None
+                continue
+            attempt += 1
+            await self._retry_after_failure(path, attempt, outcome)
+
+    async def _get_once(self, path: str, params: dict[str, str]) -> dict[str, Any] | _TokenRefused | _Failure:
+        """One request: the JSON body, a refused token, or a failure worth retrying (others raise)."""
+        try:
+            headers = await self._auth_headers()
+            async with self._session.get(
+                f"{self._base_url}{path}", params=params, headers=headers, timeout=self._timeout
+            ) as response:
+                if response.status == 200:  # noqa: PLR2004
+                    # A truncated or garbled body: the next attempt may get it whole.
+                    body = await _json_object(response)
+                    return body if body is not None else _Failure("a 200 response without a JSON object")
+                detail = await _detail(response)
+                if response.status == 401:  # noqa: PLR2004
+                    return _TokenRefused(detail)
+                if response.status not in _RETRYABLE_STATUSES:
+                    raise SourceRequestError(response.status, detail)
+                retry_after = _capped(parse_retry_after(response.headers.get("Retry-After")), path)
+                return _Failure(f"HTTP {response.status}", retry_after=retry_after)
+        except _TRANSIENT_ERRORS as exc:
+            return _Failure(_describe(exc), error=exc)
+
+    async def _retry_after_failure(self, path: str, attempt: int, failure: _Failure) -> None:
+        """Wait before the next attempt; SourceUnavailableError when this was the last one."""
+        if attempt >= self._retry.max_attempts:
+            raise SourceUnavailableError(
+                f"{path}: gave up after {attempt} attempts, last: {failure.reason}"
+            ) from failure.error
+        self.retries += 1
+        delay = self._retry.delay(attempt, retry_after=failure.retry_after)
+        log.info("source retry", path=path, attempt=attempt, reason=failure.reason, delay_s=round(delay, 3))
+        await asyncio.sleep(delay)
 
     async def _auth_headers(self) -> dict[str, str]:
         if self._credentials.api_key is not None:
@@ -229,30 +242,61 @@ class OpenTicketsClient:
             "client_id": self._credentials.client_id,
             "client_secret": self._credentials.client_secret.get_secret_value(),
         }
+        path = "/oauth/token"
         for attempt in range(1, self._retry.max_attempts + 1):
-            retry_after: float | None = None
             try:
                 async with self._session.post(
-                    f"{self._base_url}/oauth/token", data=form, timeout=self._timeout
+                    f"{self._base_url}{path}", data=form, timeout=self._timeout
                 ) as response:
                     if response.status == 200:  # noqa: PLR2004
-                        body = await response.json(content_type=None)
-                        token, lifetime = _token_fields(body)
+                        token, lifetime = _token_fields(await response.json(content_type=None))
                         self._token = token
                         self._token_expires = time.monotonic() + max(1.0, lifetime - _TOKEN_MARGIN_SECONDS)
                         return
                     detail = await _detail(response)
                     if response.status not in _RETRYABLE_STATUSES:
                         raise SourceRequestError(response.status, f"token request refused: {detail}")
-                    retry_after = _capped(
-                        parse_retry_after(response.headers.get("Retry-After")), "/oauth/token"
-                    )
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError, ValueError):
-                pass
-            if attempt < self._retry.max_attempts:
-                self.retries += 1
-                await asyncio.sleep(self._retry.delay(attempt, retry_after=retry_after))
-        raise SourceUnavailableError("token endpoint kept failing")
+                    retry_after = _capped(parse_retry_after(response.headers.get("Retry-After")), path)
+                    failure = _Failure(f"HTTP {response.status}", retry_after=retry_after)
+            except (
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                TimeoutError,
+                ValueError,
+            ) as exc:
+                # ValueError: a 200 whose body is not JSON; the next attempt may get it whole.
+                failure = _Failure(_describe(exc), error=exc)
+            await self._retry_after_failure(path, attempt, failure)
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenRefused:
+    """A 401: the token expired or was revoked (or the credentials are wrong)."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed attempt worth repeating: why, how long the server asked to wait, and the error."""
+
+    reason: str
+    retry_after: float | None = None
+    error: BaseException | None = None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}"[:200] if text else type(error).__name__
+
+
+async def _json_object(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
+    try:
+        body = await response.json(content_type=None)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 MAX_RETRY_AFTER_SECONDS = 300.0

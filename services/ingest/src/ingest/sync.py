@@ -3,7 +3,9 @@
 The checkpoint (the newest ``updatedAt`` fully handled) advances only after a page's rows are
 stored and their messages published. Each run starts ``overlap`` before the checkpoint because
 ``updatedAt`` stamps can arrive late or tie; re-read rows are unchanged and cost no write. A stop
-request ends the run at the next page boundary, with a consistent checkpoint.
+request ends the run at the next page boundary, with a consistent checkpoint: the pages in hand
+are stored and queued, no further page is waited for (a fetch that is retrying is cancelled), and
+the catalog refresh is left to the next run (its backlog keeps the events).
 
 Pages are fetched ahead while the previous ones are written. The pages that arrived meanwhile (up
 to ``MAX_PAGES_PER_WRITE``) are stored together: a page holds only a few rows of each event, and
@@ -23,7 +25,7 @@ import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import structlog
 
@@ -111,21 +113,15 @@ class SyncRunner:
             progress.updated_since = format_timestamp(updated_since) if updated_since else None
             # Stamps beyond the run's start (plus clock skew) are not trusted to move the checkpoint.
             horizon = datetime.now(tz=UTC) + FUTURE_SKEW
-            stopped = False
-            async with (
-                _PagesAhead(self.source.pages(updated_since=updated_since)) as ahead,
-                _InOrder() as queueing,
-            ):
-                # Once a stop is requested, pages are taken one at a time: the run ends at the next page.
-                while pages := await ahead.take(1 if stop.is_set() else MAX_PAGES_PER_WRITE):
-                    stored = await self._store_pages(pages, checkpoint, progress, horizon)
-                    checkpoint = stored.checkpoint or checkpoint
-                    await queueing.then(self._queue_and_checkpoint(stored, progress))
-                    if stop.is_set():
-                        stopped = True
-                        break
+            stopped = await self._sync_pages(updated_since, checkpoint, progress, horizon, stop)
+            # After a stop nothing new starts: the catalog backlog keeps the events for the next run.
+            if not stopped:
+                stopped = isinstance(await _unless_stopped(self._refresh_catalog(), stop), _Stopped)
             progress.state = "stopped" if stopped else "completed"
-            await self.catalog.refresh_pending(details=await self._event_details())
+        except asyncio.CancelledError:
+            # Cancelled past the shutdown grace: the checkpoint still only covers stored, queued rows.
+            progress.state = "stopped"
+            raise
         except Exception as exc:
             progress.state = "failed"
             progress.error = f"{type(exc).__name__}: {exc}"
@@ -145,6 +141,32 @@ class SyncRunner:
                 duration_s=round(time.perf_counter() - started, 3),
             )
         return progress
+
+    async def _sync_pages(
+        self,
+        updated_since: datetime | None,
+        checkpoint: SyncCheckpoint,
+        progress: SyncProgress,
+        horizon: datetime,
+        stop: asyncio.Event,
+    ) -> bool:
+        """Store and queue every page from ``updated_since``; True when a stop ended it early."""
+        async with (
+            _PagesAhead(self.source.pages(updated_since=updated_since)) as ahead,
+            _InOrder() as queueing,
+        ):
+            while True:
+                # Once a stop is requested, only a page already fetched is taken: no new wait.
+                pages = await _unless_stopped(ahead.take(1 if stop.is_set() else MAX_PAGES_PER_WRITE), stop)
+                if isinstance(pages, _Stopped):
+                    return True
+                if not pages:
+                    return False
+                stored = await self._store_pages(pages, checkpoint, progress, horizon)
+                checkpoint = stored.checkpoint or checkpoint
+                await queueing.then(self._queue_and_checkpoint(stored, progress))
+                if stop.is_set():
+                    return True
 
     async def _store_pages(
         self,
@@ -197,6 +219,9 @@ class SyncRunner:
         progress.rejected += 1
         for reason in rejected.reasons:
             progress.rejected_reasons[reason] = progress.rejected_reasons.get(reason, 0) + 1
+
+    async def _refresh_catalog(self) -> None:
+        await self.catalog.refresh_pending(details=await self._event_details())
 
     async def _event_details(self) -> dict[str, dict[str, Any]]:
         try:
@@ -322,6 +347,34 @@ class _PagesAhead:
             await self._queue.put(exc)
             return
         await self._queue.put(None)
+
+
+class _Stopped:
+    """What a step abandoned because a stop was requested returns."""
+
+
+_T = TypeVar("_T")
+
+
+async def _unless_stopped(step: Coroutine[Any, Any, _T], stop: asyncio.Event) -> _T | _Stopped:
+    """``step``'s result, or ``_Stopped`` (with ``step`` cancelled) once a stop is requested.
+
+    A step that finished by the time the stop is seen keeps its result, so pages already taken are
+    stored. Cancelling ends the step's retries, which could otherwise outlast the shutdown grace.
+    """
+    task = asyncio.create_task(step)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            # wait(), unlike awaiting the task, raises only if this task itself is cancelled.
+            await asyncio.wait((task,))
+    if task.cancelled():
+        return _Stopped()
+    return task.result()
 
 
 def _start_from(checkpoint: SyncCheckpoint, overlap: timedelta) -> datetime | None:

@@ -13,6 +13,7 @@ from otcommon.bus.interface import DeadLetteredMessage, MessagePublisher, Messag
 from otcommon.bus.memory import InMemoryBus, InMemoryPublisher, InMemorySource
 from otcommon.bus.outcomes import Outcome, RetryPolicy, Settlement, apply_outcome, decide_outcome
 from otcommon.bus.publisher import BatchSender, ServiceBusPublisher
+from otcommon.bus.routing import RETRY_SUBSCRIPTION_PROPERTY, address_retry, retry_routing_sql
 from otcommon.bus.servicebus import (
     ServiceBusReceived,
     ServiceBusSource,
@@ -20,13 +21,18 @@ from otcommon.bus.servicebus import (
     client_from_namespace,
     queue_publisher,
     queue_source,
+    subscription_source,
+    topic_publisher,
 )
+from otcommon.bus.topology import CorrelationFilter, Subscription, Topic, TrueFilter
 
 __all__ = [
+    "RETRY_SUBSCRIPTION_PROPERTY",
     "Backoff",
     "BatchSender",
     "Consumer",
     "ConsumerSettings",
+    "CorrelationFilter",
     "DeadLetteredMessage",
     "Delivery",
     "Handler",
@@ -46,6 +52,10 @@ __all__ = [
     "ServiceBusSource",
     "Settlement",
     "SettlementError",
+    "Subscription",
+    "Topic",
+    "TrueFilter",
+    "address_retry",
     "apply_outcome",
     "client_from_connection_string",
     "client_from_namespace",
@@ -53,4 +63,7 @@ __all__ = [
     "is_transient_error",
     "queue_publisher",
     "queue_source",
+    "retry_routing_sql",
+    "subscription_source",
+    "topic_publisher",
 ]

@@ -1,9 +1,14 @@
-"""An in-memory bus with Service Bus queue semantics, for unit tests of services and of the consumer.
+"""An in-memory bus with Service Bus semantics, for unit tests of services and of the consumer.
 
-Modelled: peek-lock with a lock duration, delivery count, abandon and lock expiry redelivery, dead-lettering
-(explicit, and past the max delivery count), scheduled messages, duplicate detection by message id within
-a window. Not modelled: sessions, topics, message expiry, ordering guarantees beyond FIFO of visible
-messages.
+Modelled: queues, and topics fanning out to subscriptions through their rules (see `topology`); peek-lock
+with a lock duration, delivery count, abandon and lock expiry redelivery, dead-lettering (explicit, and past
+the max delivery count), scheduled messages, duplicate detection by message id within a window (per queue,
+per topic). Not modelled: sessions, SQL filters and rule actions, message expiry, ordering guarantees beyond
+FIFO of visible messages. A message scheduled on a topic is routed to its subscriptions when it is sent,
+not when it becomes visible (the rules see the same message either way).
+
+Time comes from `clock` (the event loop's clock unless given), so tests move it instead of sleeping. A
+receive waits at most `max_wait_seconds` of real time whichever clock is used.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from typing import TYPE_CHECKING
 
 from otcommon.bus.errors import SettlementError
 from otcommon.bus.interface import DeadLetteredMessage
+from otcommon.bus.routing import address_retry
 from otcommon.messages import RawMessage, encode_envelope
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
+    from otcommon.bus.topology import Subscription, Topic
     from otcommon.messages import Envelope, Message
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
@@ -37,16 +44,26 @@ class _Stored:
 
 
 @dataclass(kw_only=True)
-class _Queue:
+class _Entity:
+    """A queue or a subscription: somewhere messages wait for a receiver."""
+
     messages: dict[int, _Stored] = field(default_factory=dict)
     dead_letters: list[DeadLetteredMessage] = field(default_factory=list)
-    seen_message_ids: dict[str, float] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     dead_lettered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(kw_only=True)
+class _Topic:
+    subscriptions: list[tuple[Subscription, _Entity]]
+    seen_message_ids: dict[str, float] = field(default_factory=dict)
+
+
 class InMemoryBus:
-    """Named queues held in memory; hands out publishers and sources that implement the bus Protocols."""
+    """Queues (created on first use) and declared topics held in memory.
+
+    Hands out publishers and sources that implement the bus Protocols.
+    """
 
     def __init__(
         self,
@@ -54,77 +71,148 @@ class InMemoryBus:
         lock_duration_seconds: float = 30.0,
         max_delivery_count: int = 10,
         duplicate_detection_window_seconds: float | None = 600.0,
+        topics: Iterable[Topic] = (),
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.lock_duration_seconds = lock_duration_seconds
         self.max_delivery_count = max_delivery_count
         self.duplicate_detection_window_seconds = duplicate_detection_window_seconds
-        self._queues: dict[str, _Queue] = {}
+        self._clock = clock
+        self._queues: dict[str, _Entity] = {}
+        self._queue_seen_ids: dict[str, dict[str, float]] = {}
+        self._topics: dict[str, _Topic] = {
+            topic.name: _Topic(
+                subscriptions=[(subscription, _Entity()) for subscription in topic.subscriptions]
+            )
+            for topic in topics
+        }
         self._sequence = itertools.count(1)
+
+    # Publishers and sources ---------------------------------------------------------------------------
 
     def publisher(self, *, queue: str) -> InMemoryPublisher:
         """A publisher to `queue`."""
-        return InMemoryPublisher(bus=self, queue=queue)
+        return InMemoryPublisher(send=lambda raw: self.send_raw(queue=queue, message=raw))
 
     def source(self, *, queue: str) -> InMemorySource:
-        """A receiver on `queue`."""
-        return InMemorySource(bus=self, queue=queue)
+        """A receiver on `queue`; its retries go back to `queue`."""
+        return InMemorySource(
+            bus=self,
+            entity=self._queue(queue),
+            resend=lambda copy, delay: self.send_raw(queue=queue, message=copy, delay_seconds=delay),
+        )
+
+    def topic_publisher(self, *, topic: str) -> InMemoryPublisher:
+        """A publisher to a declared topic."""
+        self._topic(topic)
+        return InMemoryPublisher(send=lambda raw: self.send_raw_to_topic(topic=topic, message=raw))
+
+    def subscription_source(self, *, topic: str, subscription: str) -> InMemorySource:
+        """A receiver on a declared subscription; its retries go to the topic addressed to it alone."""
+
+        def resend(copy: RawMessage, delay_seconds: float) -> None:
+            addressed = address_retry(copy, subscription=subscription)
+            self.send_raw_to_topic(topic=topic, message=addressed, delay_seconds=delay_seconds)
+
+        return InMemorySource(bus=self, entity=self._subscription(topic, subscription), resend=resend)
+
+    # Sending ------------------------------------------------------------------------------------------
 
     def send_raw(self, *, queue: str, message: RawMessage, delay_seconds: float = 0.0) -> None:
         """Enqueue a wire-form message as a sender would (duplicate detection applies); call within a loop."""
-        state = self._queue(queue)
-        now = _now()
+        seen = self._queue_seen_ids.setdefault(queue, {})
+        if self._is_duplicate(seen, message):
+            return
+        self._enqueue(self._queue(queue), message, delay_seconds=delay_seconds)
+
+    def send_raw_to_topic(self, *, topic: str, message: RawMessage, delay_seconds: float = 0.0) -> None:
+        """Send a wire-form message to a topic: each subscription whose rules take it gets a copy."""
+        state = self._topic(topic)
+        if self._is_duplicate(state.seen_message_ids, message):
+            return
+        for subscription, entity in state.subscriptions:
+            if subscription.takes(message):
+                self._enqueue(entity, message, delay_seconds=delay_seconds)
+
+    def _is_duplicate(self, seen: dict[str, float], message: RawMessage) -> bool:
         window = self.duplicate_detection_window_seconds
-        if window is not None and message.message_id is not None:
+        if window is None or message.message_id is None:
+            return False
+        now = self._now()
+        seen_at = seen.get(message.message_id)
+        if seen_at is not None and now - seen_at < window:
             # Like Service Bus, a duplicate is accepted by the send and silently dropped.
-            seen_at = state.seen_message_ids.get(message.message_id)
-            if seen_at is not None and now - seen_at < window:
-                return
-            state.seen_message_ids[message.message_id] = now
+            return True
+        seen[message.message_id] = now
+        return False
+
+    def _enqueue(self, entity: _Entity, message: RawMessage, *, delay_seconds: float) -> None:
         sequence_number = next(self._sequence)
-        state.messages[sequence_number] = _Stored(
-            raw=message, sequence_number=sequence_number, visible_at=now + delay_seconds
+        entity.messages[sequence_number] = _Stored(
+            raw=message, sequence_number=sequence_number, visible_at=self._now() + delay_seconds
         )
-        state.changed.set()
+        entity.changed.set()
 
-    def active_messages(self, *, queue: str) -> list[RawMessage]:
-        """Messages not yet completed or dead-lettered (visible, locked or scheduled)."""
-        return [stored.raw for stored in self._queue(queue).messages.values()]
+    # Inspection ---------------------------------------------------------------------------------------
 
-    def dead_letters(self, *, queue: str) -> list[DeadLetteredMessage]:
-        """The dead-letter queue of `queue`, oldest first."""
-        return list(self._queue(queue).dead_letters)
+    def active_messages(
+        self, *, queue: str | None = None, topic: str | None = None, subscription: str | None = None
+    ) -> list[RawMessage]:
+        """Messages of a queue or subscription not completed or dead-lettered (visible, locked, scheduled)."""
+        entity = self._entity(queue=queue, topic=topic, subscription=subscription)
+        return [stored.raw for stored in entity.messages.values()]
 
-    async def wait_for_dead_letters(self, *, queue: str, count: int) -> list[DeadLetteredMessage]:
-        """The first `count` dead letters of `queue`, once there are that many (bound it with a timeout)."""
-        state = self._queue(queue)
-        while len(state.dead_letters) < count:
-            state.dead_lettered.clear()
-            await state.dead_lettered.wait()
-        return state.dead_letters[:count]
+    def dead_letters(
+        self, *, queue: str | None = None, topic: str | None = None, subscription: str | None = None
+    ) -> list[DeadLetteredMessage]:
+        """The dead-letter queue of a queue or subscription, oldest first."""
+        return list(self._entity(queue=queue, topic=topic, subscription=subscription).dead_letters)
+
+    async def wait_for_dead_letters(
+        self,
+        *,
+        count: int,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+    ) -> list[DeadLetteredMessage]:
+        """The first `count` dead letters of a queue or subscription, once there are that many.
+
+        Bound the wait with a timeout.
+        """
+        entity = self._entity(queue=queue, topic=topic, subscription=subscription)
+        while len(entity.dead_letters) < count:
+            entity.dead_lettered.clear()
+            await entity.dead_lettered.wait()
+        return entity.dead_letters[:count]
+
+    # Receiving and settling ---------------------------------------------------------------------------
 
     async def _receive(
-        self, *, queue: str, max_messages: int, max_wait_seconds: float
-    ) -> list[_InMemoryReceived]:
-        state = self._queue(queue)
-        deadline = _now() + max_wait_seconds
+        self, entity: _Entity, *, max_messages: int, max_wait_seconds: float
+    ) -> list[tuple[_Stored, int]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_seconds
         while True:
-            received = self._take(state, queue=queue, max_messages=max_messages)
-            if received:
-                return received
-            now = _now()
-            if now >= deadline:
+            taken = self._take(entity, max_messages=max_messages)
+            if taken:
+                return taken
+            waited = loop.time()
+            if waited >= deadline:
                 return []
             # No await between the empty take and clear(), so no change can slip in unnoticed.
-            state.changed.clear()
-            wake_at = min(deadline, self._next_change(state, now=now))
+            entity.changed.clear()
+            now = self._now()
+            wake_in = min(deadline - waited, self._next_change(entity, now=now) - now)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(wake_at - now, 0.0)):
-                    await state.changed.wait()
+                async with asyncio.timeout(max(wake_in, 0.0)):
+                    await entity.changed.wait()
 
-    def _take(self, state: _Queue, *, queue: str, max_messages: int) -> list[_InMemoryReceived]:
-        now = _now()
-        taken: list[_InMemoryReceived] = []
-        for stored in list(state.messages.values()):
+    def _take(self, entity: _Entity, *, max_messages: int) -> list[tuple[_Stored, int]]:
+        """Lock up to `max_messages` visible messages; each with its new lock token."""
+        now = self._now()
+        taken: list[tuple[_Stored, int]] = []
+        for stored in list(entity.messages.values()):
             if len(taken) >= max_messages:
                 break
             if stored.lock_token is not None:
@@ -132,38 +220,29 @@ class InMemoryBus:
                     continue
                 # An expired lock counts as an abandon.
                 stored.lock_token = None
-                if self._dead_letter_if_exhausted(state, stored):
+                if self._dead_letter_if_exhausted(entity, stored):
                     continue
             if stored.visible_at > now:
                 continue
             stored.delivery_count += 1
-            stored.lock_token = next(self._sequence)
+            stored.lock_token = lock_token = next(self._sequence)
             stored.locked_until = now + self.lock_duration_seconds
-            taken.append(
-                _InMemoryReceived(
-                    bus=self,
-                    queue=queue,
-                    sequence_number=stored.sequence_number,
-                    lock_token=stored.lock_token,
-                    raw=stored.raw,
-                    delivery_count=stored.delivery_count,
-                )
-            )
+            taken.append((stored, lock_token))
         return taken
 
     @staticmethod
-    def _next_change(state: _Queue, *, now: float) -> float:
+    def _next_change(entity: _Entity, *, now: float) -> float:
         times = [
             stored.locked_until if stored.lock_token is not None else stored.visible_at
-            for stored in state.messages.values()
+            for stored in entity.messages.values()
         ]
         return min((time for time in times if time > now), default=float("inf"))
 
-    def _dead_letter_if_exhausted(self, state: _Queue, stored: _Stored) -> bool:
+    def _dead_letter_if_exhausted(self, entity: _Entity, stored: _Stored) -> bool:
         if stored.delivery_count < self.max_delivery_count:
             return False
         self._move_to_dead_letters(
-            state,
+            entity,
             stored,
             reason=MAX_DELIVERY_COUNT_EXCEEDED,
             description=f"delivered {stored.delivery_count} times",
@@ -171,105 +250,138 @@ class InMemoryBus:
         return True
 
     @staticmethod
-    def _move_to_dead_letters(state: _Queue, stored: _Stored, *, reason: str, description: str) -> None:
-        del state.messages[stored.sequence_number]
-        state.dead_letters.append(
+    def _move_to_dead_letters(entity: _Entity, stored: _Stored, *, reason: str, description: str) -> None:
+        del entity.messages[stored.sequence_number]
+        entity.dead_letters.append(
             DeadLetteredMessage(
                 raw=stored.raw, reason=reason, description=description, delivery_count=stored.delivery_count
             )
         )
-        state.dead_lettered.set()
+        entity.dead_lettered.set()
+        entity.changed.set()
 
-    def _locked(self, *, queue: str, sequence_number: int, lock_token: int, action: str) -> _Stored:
-        stored = self._queue(queue).messages.get(sequence_number)
-        if stored is None or stored.lock_token != lock_token or stored.locked_until <= _now():
+    def _locked(self, entity: _Entity, *, sequence_number: int, lock_token: int, action: str) -> _Stored:
+        stored = entity.messages.get(sequence_number)
+        if stored is None or stored.lock_token != lock_token or stored.locked_until <= self._now():
             raise SettlementError(f"cannot {action}: the lock was lost or the message was already settled")
         return stored
 
-    def _settle(self, received: _InMemoryReceived, *, action: str) -> _Stored:
-        return self._locked(
-            queue=received.queue,
-            sequence_number=received.sequence_number,
-            lock_token=received.lock_token,
-            action=action,
-        )
+    def _complete(self, entity: _Entity, stored: _Stored) -> None:
+        del entity.messages[stored.sequence_number]
+        entity.changed.set()
 
-    def _queue(self, name: str) -> _Queue:
-        return self._queues.setdefault(name, _Queue())
+    def _abandon(self, entity: _Entity, stored: _Stored) -> None:
+        stored.lock_token = None
+        stored.visible_at = self._now()
+        self._dead_letter_if_exhausted(entity, stored)
+        entity.changed.set()
+
+    # Entities -----------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _queue(self, name: str) -> _Entity:
+        return self._queues.setdefault(name, _Entity())
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise ValueError(f"topic {name!r} is not declared (pass it in InMemoryBus(topics=...))")
+        return topic
+
+    def _subscription(self, topic: str, name: str) -> _Entity:
+        for subscription, entity in self._topic(topic).subscriptions:
+            if subscription.name == name:
+                return entity
+        raise ValueError(f"topic {topic!r} has no subscription {name!r}")
+
+    def _entity(self, *, queue: str | None, topic: str | None, subscription: str | None) -> _Entity:
+        if queue is not None and topic is None and subscription is None:
+            return self._queue(queue)
+        if queue is None and topic is not None and subscription is not None:
+            return self._subscription(topic, subscription)
+        raise ValueError("name a queue, or a topic and one of its subscriptions")
 
 
 @dataclass(kw_only=True)
 class _InMemoryReceived:
     bus: InMemoryBus
-    queue: str
+    entity: _Entity
+    resend: Callable[[RawMessage, float], None]
     sequence_number: int
     lock_token: int
     raw: RawMessage
     delivery_count: int
 
+    def _held(self, action: str) -> _Stored:
+        return self.bus._locked(  # noqa: SLF001  # the bus and its handles are one unit
+            self.entity, sequence_number=self.sequence_number, lock_token=self.lock_token, action=action
+        )
+
     async def complete(self) -> None:
-        stored = self.bus._settle(self, action="complete")  # noqa: SLF001  # the bus and its handles are one unit
-        state = self.bus._queue(self.queue)  # noqa: SLF001
-        del state.messages[stored.sequence_number]
-        state.changed.set()
+        self.bus._complete(self.entity, self._held("complete"))  # noqa: SLF001
 
     async def abandon(self) -> None:
-        stored = self.bus._settle(self, action="abandon")  # noqa: SLF001
-        state = self.bus._queue(self.queue)  # noqa: SLF001
-        stored.lock_token = None
-        stored.visible_at = _now()
-        self.bus._dead_letter_if_exhausted(state, stored)  # noqa: SLF001
-        state.changed.set()
+        self.bus._abandon(self.entity, self._held("abandon"))  # noqa: SLF001
 
     async def dead_letter(self, *, reason: str, description: str) -> None:
-        stored = self.bus._settle(self, action="dead-letter")  # noqa: SLF001
-        state = self.bus._queue(self.queue)  # noqa: SLF001
-        self.bus._move_to_dead_letters(state, stored, reason=reason, description=description)  # noqa: SLF001
-        state.changed.set()
+        stored = self._held("dead-letter")
+        self.bus._move_to_dead_letters(self.entity, stored, reason=reason, description=description)  # noqa: SLF001
 
     async def reschedule(self, *, copy: RawMessage, delay_seconds: float) -> None:
         # Check the lock first so a lost lock does not leave both the copy and a redelivery behind.
-        self.bus._settle(self, action="reschedule")  # noqa: SLF001
-        self.bus.send_raw(queue=self.queue, message=copy, delay_seconds=delay_seconds)
-        await self.complete()
+        stored = self._held("reschedule")
+        self.resend(copy, delay_seconds)
+        self.bus._complete(self.entity, stored)  # noqa: SLF001
 
 
 class InMemoryPublisher:
-    """A MessagePublisher onto an InMemoryBus queue."""
+    """A MessagePublisher onto an InMemoryBus queue or topic."""
 
-    def __init__(self, *, bus: InMemoryBus, queue: str) -> None:
-        self._bus = bus
-        self._queue = queue
+    def __init__(self, *, send: Callable[[RawMessage], None]) -> None:
+        self._send = send
 
     async def publish(self, envelopes: Iterable[Envelope[Message]]) -> None:
-        """Enqueue the messages."""
+        """Send the messages."""
         for envelope in envelopes:
-            self._bus.send_raw(queue=self._queue, message=encode_envelope(envelope))
+            self._send(encode_envelope(envelope))
 
     async def close(self) -> None:
         """Nothing to release."""
 
 
 class InMemorySource:
-    """A MessageSource over an InMemoryBus queue."""
+    """A MessageSource over an InMemoryBus queue or subscription."""
 
-    def __init__(self, *, bus: InMemoryBus, queue: str) -> None:
+    def __init__(
+        self, *, bus: InMemoryBus, entity: _Entity, resend: Callable[[RawMessage, float], None]
+    ) -> None:
         self._bus = bus
-        self._queue = queue
+        self._entity = entity
+        self._resend = resend
         self._closed = False
 
     async def receive(self, *, max_messages: int, max_wait_seconds: float) -> Sequence[_InMemoryReceived]:
         """Lock and return up to `max_messages` visible messages, waiting up to `max_wait_seconds`."""
         if self._closed:
             raise RuntimeError("source is closed")
-        return await self._bus._receive(  # noqa: SLF001
-            queue=self._queue, max_messages=max_messages, max_wait_seconds=max_wait_seconds
+        taken = await self._bus._receive(  # noqa: SLF001
+            self._entity, max_messages=max_messages, max_wait_seconds=max_wait_seconds
         )
+        return [
+            _InMemoryReceived(
+                bus=self._bus,
+                entity=self._entity,
+                resend=self._resend,
+                sequence_number=stored.sequence_number,
+                lock_token=lock_token,
+                raw=stored.raw,
+                delivery_count=stored.delivery_count,
+            )
+            for stored, lock_token in taken
+        ]
 
     async def close(self) -> None:
         """Stop receiving; unsettled messages return to the queue when their lock expires."""
         self._closed = True
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()

@@ -136,10 +136,18 @@ def retry_copy(raw: RawMessage) -> RawMessage:
     return RawMessage(
         body=raw.body,
         subject=raw.subject,
-        # The original id would be dropped by duplicate detection; an id derived from (original, attempt)
-        # still lets detection drop a second copy of the same attempt if completing the original failed.
-        message_id=message_id_for(message_type="retry", key=f"{original_id}/{attempt}"),
+        message_id=retry_message_id(original_id=str(original_id), attempt=attempt),
         content_type=raw.content_type,
         correlation_id=raw.correlation_id,
         properties=properties,
     )
+
+
+def retry_message_id(*, original_id: str, attempt: int, subscription: str | None = None) -> str:
+    """The message id of attempt number `attempt` of a message (for one subscription, on a topic)."""
+    # The original id would be dropped by duplicate detection; an id derived from (original, attempt)
+    # still lets detection drop a second copy of the same attempt if completing the original failed.
+    # On a topic, each subscription retries on its own: the same attempt of two subscriptions needs two
+    # ids, or the topic's duplicate detection would drop the second subscription's retry.
+    key = f"{original_id}/{attempt}" if subscription is None else f"{original_id}/{subscription}/{attempt}"
+    return message_id_for(message_type="retry", key=key)

@@ -11,6 +11,7 @@ from azure.servicebus.exceptions import MessageAlreadySettled, ServiceBusError
 
 from otcommon.bus.errors import SettlementError
 from otcommon.bus.publisher import ServiceBusPublisher
+from otcommon.bus.routing import address_retry
 from otcommon.messages import RawMessage, from_service_bus_message, to_service_bus_message
 
 if TYPE_CHECKING:
@@ -47,6 +48,15 @@ def queue_publisher(
     )
 
 
+def topic_publisher(
+    *, client: ServiceBusClient, topic_name: str, max_attempts: int = 5, backoff: Backoff | None = None
+) -> ServiceBusPublisher:
+    """A MessagePublisher to one topic."""
+    return ServiceBusPublisher(
+        sender=client.get_topic_sender(topic_name), max_attempts=max_attempts, backoff=backoff
+    )
+
+
 def queue_source(
     *,
     client: ServiceBusClient,
@@ -55,24 +65,63 @@ def queue_source(
     max_lock_renewal_seconds: float = 300.0,
 ) -> ServiceBusSource:
     """A MessageSource on one queue, renewing each message's lock for up to `max_lock_renewal_seconds`."""
-    # Prefetched messages are locked while they wait in the buffer, before the renewer knows them: keep
-    # prefetch_count near the consumer's concurrency so none waits there for a whole lock duration.
-    renewer = AutoLockRenewer(
-        max_lock_renewal_duration=max_lock_renewal_seconds, on_lock_renew_failure=_log_lock_renew_failure
-    )
+    renewer = _lock_renewer(max_lock_renewal_seconds)
     receiver = client.get_queue_receiver(queue_name, prefetch_count=prefetch_count, auto_lock_renewer=renewer)
     return ServiceBusSource(receiver=receiver, scheduler=client.get_queue_sender(queue_name), renewer=renewer)
 
 
+def subscription_source(
+    *,
+    client: ServiceBusClient,
+    topic_name: str,
+    subscription_name: str,
+    prefetch_count: int = 0,
+    max_lock_renewal_seconds: float = 300.0,
+) -> ServiceBusSource:
+    """A MessageSource on one subscription of a topic; its retries reach this subscription only.
+
+    Every subscription of the topic must declare the retry routing rule (`otcommon.bus.routing`).
+    """
+    renewer = _lock_renewer(max_lock_renewal_seconds)
+    receiver = client.get_subscription_receiver(
+        topic_name, subscription_name, prefetch_count=prefetch_count, auto_lock_renewer=renewer
+    )
+    return ServiceBusSource(
+        receiver=receiver,
+        # Azure cannot send to a subscription: the retry goes to the topic, addressed to this subscription.
+        scheduler=client.get_topic_sender(topic_name),
+        renewer=renewer,
+        retry_subscription=subscription_name,
+    )
+
+
+def _lock_renewer(max_lock_renewal_seconds: float) -> AutoLockRenewer:
+    # Prefetched messages are locked while they wait in the buffer, before the renewer knows them: keep
+    # prefetch_count near the consumer's concurrency so none waits there for a whole lock duration.
+    return AutoLockRenewer(
+        max_lock_renewal_duration=max_lock_renewal_seconds, on_lock_renew_failure=_log_lock_renew_failure
+    )
+
+
 class ServiceBusSource:
-    """A MessageSource over a peek-lock receiver; retries are scheduled through a sender to the same queue."""
+    """A MessageSource over a peek-lock receiver; retries are scheduled through a sender to its entity.
+
+    For a subscription, `scheduler` sends to the topic and `retry_subscription` names the subscription, so
+    each retry is addressed to it (see `otcommon.bus.routing`).
+    """
 
     def __init__(
-        self, *, receiver: ServiceBusReceiver, scheduler: ServiceBusSender, renewer: AutoLockRenewer | None
+        self,
+        *,
+        receiver: ServiceBusReceiver,
+        scheduler: ServiceBusSender,
+        renewer: AutoLockRenewer | None,
+        retry_subscription: str | None = None,
     ) -> None:
         self._receiver = receiver
         self._scheduler = scheduler
         self._renewer = renewer
+        self._retry_subscription = retry_subscription
         self._opened = False
 
     async def receive(self, *, max_messages: int, max_wait_seconds: float) -> list[ServiceBusReceived]:
@@ -86,7 +135,12 @@ class ServiceBusSource:
             max_message_count=max_messages, max_wait_time=max_wait_seconds
         )
         return [
-            ServiceBusReceived(message=message, receiver=self._receiver, scheduler=self._scheduler)
+            ServiceBusReceived(
+                message=message,
+                receiver=self._receiver,
+                scheduler=self._scheduler,
+                retry_subscription=self._retry_subscription,
+            )
             for message in messages
         ]
 
@@ -106,11 +160,17 @@ class ServiceBusReceived:
     """A received Service Bus message with the settle operations of the ReceivedMessage Protocol."""
 
     def __init__(
-        self, *, message: ServiceBusReceivedMessage, receiver: ServiceBusReceiver, scheduler: ServiceBusSender
+        self,
+        *,
+        message: ServiceBusReceivedMessage,
+        receiver: ServiceBusReceiver,
+        scheduler: ServiceBusSender,
+        retry_subscription: str | None = None,
     ) -> None:
         self._message = message
         self._receiver = receiver
         self._scheduler = scheduler
+        self._retry_subscription = retry_subscription
         self.raw: RawMessage = from_service_bus_message(message)
         # The SDK reports the AMQP header, which counts earlier attempts only; this interface counts this one.
         self.delivery_count: int = (message.delivery_count or 0) + 1
@@ -139,7 +199,9 @@ class ServiceBusReceived:
             raise SettlementError(f"dead-letter failed: {type(error).__name__}") from error
 
     async def reschedule(self, *, copy: RawMessage, delay_seconds: float) -> None:
-        """Schedule `copy` after the delay, then complete this message."""
+        """Schedule `copy` on this message's entity after the delay, then complete this message."""
+        if self._retry_subscription is not None:
+            copy = address_retry(copy, subscription=self._retry_subscription)
         enqueue_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
         try:
             await self._scheduler.schedule_messages(to_service_bus_message(copy), enqueue_at)

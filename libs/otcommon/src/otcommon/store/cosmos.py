@@ -18,7 +18,7 @@ from otcommon.store.errors import (
     StoreError,
     TopologyMismatchError,
 )
-from otcommon.store.interface import QueryPage, query_parameters
+from otcommon.store.interface import QueryPage, check_patch_size, query_parameters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -191,6 +191,7 @@ class CosmosContainer:
         etag: str | None = None,
     ) -> Document:
         """Partial update with Cosmos patch operations; ETag-guarded when ``etag`` is given."""
+        check_patch_size(document_id, operations)
         try:
             return dict(
                 await self._container.patch_item(

@@ -51,6 +51,16 @@ class UnsupportedQueryError(StoreError):
         )
 
 
+class PatchTooLargeError(StoreError):
+    """A patch has more operations than Cosmos DB accepts in one patch (10); write a replace instead."""
+
+    def __init__(self, document_id: str, count: int, limit: int) -> None:
+        super().__init__(
+            f"patch of {document_id!r} has {count} operations; Cosmos DB accepts at most {limit} "
+            "(replace the document under its ETag instead)"
+        )
+
+
 class TopologyMismatchError(StoreError):
     """An existing container cannot be brought to the declared shape (e.g. a different partition key)."""
 

@@ -11,7 +11,13 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
-from otcommon.store.errors import DocumentExistsError, DocumentNotFoundError, EtagMismatchError, StoreError
+from otcommon.store.errors import (
+    DocumentExistsError,
+    DocumentNotFoundError,
+    EtagMismatchError,
+    PatchTooLargeError,
+    StoreError,
+)
 from otcommon.store.hashing import CONTENT_HASH_FIELD, content_hash
 
 if TYPE_CHECKING:
@@ -25,6 +31,9 @@ WriteResult = Literal["created", "updated", "unchanged"]
 
 MAX_BATCH_OPERATIONS = 100
 """Cosmos DB's limit of operations in one transactional batch."""
+
+MAX_PATCH_OPERATIONS = 10
+"""Cosmos DB's limit of operations in one patch, alone or inside a batch (Azure answers 400 past it)."""
 
 DEFAULT_WRITE_ATTEMPTS = 8
 """How often a conditional write re-reads and re-decides after losing a race before giving up."""
@@ -43,12 +52,22 @@ class BatchWrite:
     etag: str | None = None
     operations: Sequence[PatchOperation] = ()
 
+    def __post_init__(self) -> None:
+        if self.kind == "patch":
+            check_patch_size(str(self.document.get("id")), self.operations)
+
     @classmethod
     def patch(
         cls, document_id: str, operations: Sequence[PatchOperation], *, etag: str | None = None
     ) -> Self:
         """A patch of one document of the batch's partition."""
         return cls("patch", {"id": document_id}, etag=etag, operations=operations)
+
+
+def check_patch_size(document_id: str, operations: Sequence[PatchOperation]) -> None:
+    """Refuse a patch Cosmos DB would refuse, before it is sent (the in-memory fake refuses it too)."""
+    if len(operations) > MAX_PATCH_OPERATIONS:
+        raise PatchTooLargeError(document_id, len(operations), MAX_PATCH_OPERATIONS)
 
 
 class DocumentContainer(Protocol):

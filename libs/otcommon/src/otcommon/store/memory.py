@@ -24,7 +24,7 @@ from otcommon.store.errors import (
     StoreError,
     UnsupportedQueryError,
 )
-from otcommon.store.interface import QueryPage, partition_key_value, query_parameters
+from otcommon.store.interface import QueryPage, check_patch_size, partition_key_value, query_parameters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -99,6 +99,7 @@ class InMemoryContainer:
         etag: str | None = None,
     ) -> Document:
         """Apply Cosmos patch operations (set, add, replace, remove, incr)."""
+        check_patch_size(document_id, operations)
         key = (partition_key, document_id)
         self._check(key, etag)
         document = copy.deepcopy(self._documents[key])

@@ -1,0 +1,7 @@
+"""`python -m devstack.stripe`."""
+
+import sys
+
+from devstack.stripe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,157 @@
+"""Wiring: the aiohttp application and its middlewares, outermost first.
+
+request log -> control errors -> Stripe error shape -> faults -> authentication and account -> rate limit
+-> handler. The API (`/v1/`) answers errors in Stripe's shape; the sandbox's controls in problem+json.
+The log sees every answer as sent (429s and injected faults included); faults come before the key
+check, as a failing proxy would; the limit counts only authenticated calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from devstack.opentickets.faults import Fault
+from devstack.stripe.admin import admin_routes
+from devstack.stripe.appkeys import STATE_KEY
+from devstack.stripe.context import CALLER_KEY, Caller
+from devstack.stripe.errors import API_PREFIX, StripeError, stripe_error_middleware
+from devstack.stripe.routes import routes
+from devstack.stripe.state import StripeSandboxState
+from otcommon.http import problem_middleware
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from aiohttp.typedefs import Handler
+
+    from devstack.stripe.settings import StripeSandboxSettings
+
+DROPPED = web.RequestKey("dropped", bool)
+
+
+def _endpoint(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else request.path}"
+
+
+@web.middleware
+async def request_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every API call by endpoint, account and status."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    state = request.app[STATE_KEY]
+    account = request.headers.get("Stripe-Account") or state.platform_account_id
+    status: int | str = "error"
+    try:
+        response = await handler(request)
+        status = "dropped" if request.get(DROPPED) else response.status
+        return response
+    finally:
+        state.requests.record(endpoint=_endpoint(request), account=account, status=status)
+
+
+@web.middleware
+async def control_problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """problem+json errors for everything outside the Stripe API."""
+    if request.path.startswith(API_PREFIX):
+        return await handler(request)
+    return await problem_middleware(request, handler)
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inject the configured latency, 5xx, rate-limit answers and dropped connections."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    faults = request.app[STATE_KEY].faults
+    config = faults.config
+    if config.latency_ms:
+        await asyncio.sleep(config.latency_ms / 1000)
+    match faults.next_request_fault():
+        case Fault.DROP:
+            # Close without an answer, as a crashed proxy would; aiohttp discards the response below.
+            request[DROPPED] = True
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=web.HTTPServiceUnavailable.status_code)
+        case Fault.TOO_MANY_REQUESTS:
+            raise rate_limited()
+        case Fault.SERVER_ERROR:
+            raise StripeError(
+                "An unknown error occurred (injected by the sandbox).",
+                status=config.status_5xx,
+                error_type="api_error",
+            )
+        case _:
+            return await handler(request)
+
+
+def rate_limited() -> StripeError:
+    """Stripe's 429: nothing was done, so a retry is safe and the client library may make it."""
+    return StripeError(
+        "Request rate limit exceeded. You made too many requests too quickly; retry after a short wait.",
+        status=429,
+        code="rate_limit",
+        should_retry=True,
+    )
+
+
+@web.middleware
+async def caller_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate the key, settle which account the call acts as, then apply the rate limit."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    state = request.app[STATE_KEY]
+    key = state.keys.authenticate(request.headers, expire_now=state.faults.take_expired_token())
+    platform = state.platform_account_id
+    account = request.headers.get("Stripe-Account") or platform
+    if account not in state.view.world.accounts:
+        raise StripeError(
+            f"The provided key '{key.redacted}' does not have access to account '{account}' (or that "
+            "account does not exist). Application access may have been revoked.",
+            status=403,
+            should_retry=False,
+        )
+    if not state.limiter.admit(platform):
+        raise rate_limited()
+    request[CALLER_KEY] = Caller(key=key, account_id=account, platform_account_id=platform)
+    return await handler(request)
+
+
+def create_app(
+    settings: StripeSandboxSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    state: StripeSandboxState | None = None,
+) -> web.Application:
+    """The Stripe sandbox application."""
+    app = web.Application(
+        middlewares=[
+            request_log_middleware,
+            control_problem_middleware,
+            stripe_error_middleware,
+            fault_middleware,
+            caller_middleware,
+        ]
+    )
+    app[STATE_KEY] = state if state is not None else StripeSandboxState(settings=settings, clock=clock)
+    app.add_routes(routes)
+    app.add_routes(admin_routes)
+    app.cleanup_ctx.append(_webhook_deliveries)
+    return app
+
+
+async def _webhook_deliveries(app: web.Application) -> AsyncIterator[None]:
+    """Webhook deliveries run while the app serves, over one HTTP session closed with it."""
+    deliverer = app[STATE_KEY].webhooks
+    async with aiohttp.ClientSession() as session:
+        deliverer.start(session)
+        try:
+            yield
+        finally:
+            await deliverer.stop()

@@ -1,0 +1,1 @@
+"""Run the official SDK samples against the devstack's stand-ins (`make conformance`)."""
