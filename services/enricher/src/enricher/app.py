@@ -21,10 +21,10 @@ from enricher.writer import EnrichmentWriter
 from otcommon.bus import (
     Consumer,
     ConsumerSettings,
-    ServiceBusPublisher,
     client_from_connection_string,
     client_from_namespace,
     queue_source,
+    topic_publisher,
 )
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES
@@ -98,16 +98,13 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
             payout_freshness_seconds=settings.enricher_payout_freshness_seconds,
         )
         bus = await stack.enter_async_context(_servicebus_client(settings, credential))
-        announcer = None
-        if settings.enricher_changes_topic:
-            publisher = ServiceBusPublisher(sender=bus.get_topic_sender(settings.enricher_changes_topic))
-            stack.push_async_callback(publisher.close)
-            announcer = PublishingAnnouncer(publisher)
+        publisher = topic_publisher(client=bus, topic_name=settings.enricher_changes_topic)
+        stack.push_async_callback(publisher.close)
         transactions = container("transactions")
         handler = EnrichmentHandler(
             enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=utc_now),
             writer=EnrichmentWriter(transactions),
-            announcer=announcer,
+            announcer=PublishingAnnouncer(publisher),
             clock=utc_now,
         )
         yield Enricher(

@@ -29,8 +29,8 @@ class EnricherSettings(ServiceSettings):
     enricher_queue: str = Field(
         default="stripe-enrichment-queue", description="Queue of PaymentEnrichmentRequested messages."
     )
-    enricher_changes_topic: str | None = Field(
-        default=None, description="Where TransactionChanged is published; unset: changes are not announced."
+    enricher_changes_topic: str = Field(
+        default="transaction-changes", min_length=1, description="Topic of TransactionChanged messages."
     )
     enricher_max_concurrency: int = Field(default=16, ge=1, le=256, description="Messages handled at once.")
     enricher_shutdown_timeout_seconds: float = Field(
