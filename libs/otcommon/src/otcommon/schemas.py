@@ -366,6 +366,9 @@ class Enrichment(ContractModel):
     stripe_application_fee_amount: float | None = None
     stripe_net_amount: float | None = None
     stripe_currency: str | None = Field(default=None, description="The money fields' currency, lowercase.")
+    stripe_available_on: str | None = Field(
+        default=None, description="When the funds become available for a payout (ISO date)."
+    )
     stripe_payout_status: str | None = Field(default=None, description="Stripe's own payout status.")
     deposit_status: DepositStatus | None = None
     deposit_date: str | None = Field(default=None, description="The payout's arrival_date, ISO date.")

@@ -1,0 +1,1 @@
+"""Enricher service: where each Stripe payment's money went, written onto its transactions."""

@@ -1,0 +1,175 @@
+"""Wiring: clients opened from settings, the enricher built on them, the HTTP app and its consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+
+from enricher.announcer import PublishingAnnouncer
+from enricher.handler import EnrichmentHandler
+from enricher.indexer import Indexer
+from enricher.indexes import StripeIndex
+from enricher.service import PaymentEnricher
+from enricher.stripe_api import StripeApiGateway
+from enricher.writer import EnrichmentWriter
+from otcommon.bus import (
+    Consumer,
+    ConsumerSettings,
+    client_from_connection_string,
+    client_from_namespace,
+    queue_source,
+    topic_publisher,
+)
+from otcommon.health import add_health_routes, cosmos_check, servicebus_check
+from otcommon.http import SERVICE_MIDDLEWARES
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.servicebus.aio import ServiceBusClient
+
+    from enricher.settings import EnricherSettings
+    from otcommon.bus import MessageSource
+    from otcommon.store import DocumentContainer
+
+log = structlog.get_logger("enricher.app")
+
+
+def utc_now() -> datetime:
+    """The wall clock the service runs on."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Enricher:
+    """The service's components, built on open clients."""
+
+    gateway: StripeApiGateway
+    indexer: Indexer
+    handler: EnrichmentHandler
+    transactions: DocumentContainer
+    source: Callable[[], MessageSource]
+    """Opens the receiver of ``stripe-enrichment-queue`` (lock renewal included)."""
+    health_checks: dict[str, Callable[[], Awaitable[None]]]
+
+
+@contextlib.asynccontextmanager
+async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
+    """Open Cosmos DB, Service Bus and Stripe; provision; build the components; close all at exit."""
+    api_key = settings.require_stripe_key()
+    async with contextlib.AsyncExitStack() as stack:
+        credential = None
+        if settings.cosmos.uses_entra_id or settings.servicebus.connection_string is None:
+            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+
+            credential = await stack.enter_async_context(DefaultAzureCredential())
+        cosmos = await stack.enter_async_context(
+            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
+        )
+        await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
+
+        def container(name: str) -> CosmosContainer:
+            return CosmosContainer.of(
+                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
+            )
+
+        gateway = StripeApiGateway(
+            api_key=api_key.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            requests_per_second=settings.stripe_requests_per_second,
+            max_network_retries=settings.stripe_max_network_retries,
+            timeout_seconds=settings.stripe_timeout_seconds,
+        )
+        stack.push_async_callback(gateway.close)
+        index = StripeIndex(container("stripe-index"))
+        indexer = Indexer(
+            gateway=gateway,
+            index=index,
+            clock=utc_now,
+            overlap_seconds=settings.enricher_index_overlap_seconds,
+            payout_freshness_seconds=settings.enricher_payout_freshness_seconds,
+        )
+        bus = await stack.enter_async_context(_servicebus_client(settings, credential))
+        publisher = topic_publisher(client=bus, topic_name=settings.enricher_changes_topic)
+        stack.push_async_callback(publisher.close)
+        transactions = container("transactions")
+        handler = EnrichmentHandler(
+            enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=utc_now),
+            writer=EnrichmentWriter(transactions),
+            announcer=PublishingAnnouncer(publisher),
+            clock=utc_now,
+        )
+        yield Enricher(
+            gateway=gateway,
+            indexer=indexer,
+            handler=handler,
+            transactions=transactions,
+            source=lambda: queue_source(
+                client=bus,
+                queue_name=settings.enricher_queue,
+                prefetch_count=settings.enricher_max_concurrency,
+            ),
+            health_checks={
+                "cosmos": cosmos_check(cosmos, database=settings.cosmos.database),
+                "servicebus": servicebus_check(bus, queue_name=settings.enricher_queue),
+            },
+        )
+
+
+def _servicebus_client(
+    settings: EnricherSettings, credential: AsyncTokenCredential | None
+) -> ServiceBusClient:
+    connection = settings.servicebus
+    if connection.connection_string is not None:
+        return client_from_connection_string(
+            connection_string=connection.connection_string.get_secret_value()
+        )
+    assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
+    assert credential is not None  # noqa: S101 - created above for Entra ID
+    return client_from_namespace(
+        fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
+    )
+
+
+def create_app(
+    settings: EnricherSettings,
+    *,
+    open_components: Callable[
+        [EnricherSettings], contextlib.AbstractAsyncContextManager[Enricher]
+    ] = open_enricher,
+) -> web.Application:
+    """Health endpoints; the queue consumer runs in the app's lifespan and drains before it ends."""
+    app = web.Application(middlewares=SERVICE_MIDDLEWARES)
+    checks: dict[str, Callable[[], Awaitable[None]]] = {}
+    add_health_routes(app, checks)
+
+    async def lifespan(_: web.Application) -> AsyncIterator[None]:
+        async with open_components(settings) as enricher:
+            checks.update(enricher.health_checks)
+            consumer = Consumer(
+                source=enricher.source(),
+                handler=enricher.handler,
+                settings=ConsumerSettings(
+                    entity_name=settings.enricher_queue,
+                    max_concurrency=settings.enricher_max_concurrency,
+                    shutdown_timeout_seconds=settings.enricher_shutdown_timeout_seconds,
+                ),
+            )
+            running = asyncio.create_task(consumer.run(), name="enricher-consumer")
+            log.info("enricher serving", queue=settings.enricher_queue)
+            yield
+            # Stop taking messages, let in-flight ones finish within the bound, then close clients.
+            await consumer.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+    app.cleanup_ctx.append(lifespan)
+    return app

@@ -1,0 +1,163 @@
+"""The Stripe calls the enricher makes, behind one small interface (``stripe_api`` is the real one).
+
+Objects travel as plain JSON dicts, so the rules in ``routing``/``findings`` never see an SDK type.
+``account=None`` means the platform's own objects (no ``Stripe-Account`` header).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+StripeObject = dict[str, Any]
+
+PLATFORM_KEY = "platform"
+"""How call counts and indexes name the platform's own objects."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a Stripe list: its objects (newest first, as Stripe lists them) and whether more follow."""
+
+    data: list[StripeObject]
+    has_more: bool
+
+    @property
+    def last_id(self) -> str | None:
+        """The cursor (``starting_after``) for the next page."""
+        return str(self.data[-1]["id"]) if self.data else None
+
+
+class StripeGatewayError(Exception):
+    """A Stripe call failed; the subclass says whether waiting helps."""
+
+    def __init__(self, description: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(description)
+        # Built from the call and Stripe's error code, never from Stripe's message (it may quote input).
+        self.description = description
+        self.status = status
+        self.code = code
+
+
+class StripeObjectMissingError(StripeGatewayError):
+    """The object is not visible from this account (Stripe's ``resource_missing``)."""
+
+
+class StripeUnavailableError(StripeGatewayError):
+    """Stripe could not answer now (rate limit after retries, 5xx, network): retry later."""
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(description, status=status, code=code)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class StripeAccessDeniedError(StripeGatewayError):
+    """The key is invalid, revoked or lacks a permission: no retry will help until someone fixes it."""
+
+
+class StripeRequestRejectedError(StripeGatewayError):
+    """Stripe refused the request as malformed: a bug or bad data, never retried."""
+
+
+@dataclass
+class CallCounter:
+    """Stripe calls made, by operation and by account: the enricher's budget, shown by tests and the CLI."""
+
+    by_operation: Counter[str] = field(default_factory=Counter)
+    by_account: Counter[str] = field(default_factory=Counter)
+
+    def record(self, operation: str, *, account: str | None) -> None:
+        """Count one call."""
+        self.by_operation[operation] += 1
+        self.by_account[account or PLATFORM_KEY] += 1
+
+    @property
+    def total(self) -> int:
+        """Every call counted."""
+        return sum(self.by_operation.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts as the CLI prints them."""
+        return {
+            "total": self.total,
+            "byOperation": dict(sorted(self.by_operation.items())),
+            "byAccount": dict(sorted(self.by_account.items())),
+        }
+
+
+class StripeGateway(Protocol):
+    """Every Stripe call the enricher makes."""
+
+    @property
+    def calls(self) -> CallCounter:
+        """The calls made so far."""
+        ...
+
+    async def retrieve_platform_account(self) -> StripeObject:
+        """The platform's own account (``GET /v1/account``)."""
+        ...
+
+    async def retrieve_account(self, account_id: str) -> StripeObject:
+        """A connected account (``GET /v1/accounts/{id}``)."""
+        ...
+
+    async def list_connected_accounts(self, *, starting_after: str | None) -> ListPage:
+        """One page of the platform's connected accounts."""
+        ...
+
+    async def retrieve_bank_account(self, *, account_id: str, bank_account_id: str) -> StripeObject:
+        """An account's bank account (``GET /v1/accounts/{id}/external_accounts/{ba}``)."""
+        ...
+
+    async def retrieve_payment_intent(self, payment_intent_id: str, *, account: str | None) -> StripeObject:
+        """A PaymentIntent, with ``latest_charge.balance_transaction`` expanded."""
+        ...
+
+    async def retrieve_charge(self, charge_id: str, *, account: str | None) -> StripeObject:
+        """A charge, with ``balance_transaction`` expanded."""
+        ...
+
+    async def retrieve_balance_transaction(self, transaction_id: str, *, account: str | None) -> StripeObject:
+        """A balance transaction."""
+        ...
+
+    async def retrieve_transfer(self, transfer_id: str) -> StripeObject:
+        """A platform transfer to a connected account."""
+        ...
+
+    async def retrieve_payout(self, payout_id: str, *, account: str | None) -> StripeObject:
+        """A payout."""
+        ...
+
+    async def list_charges(
+        self, *, account: str | None, created_after: int | None, starting_after: str | None
+    ) -> ListPage:
+        """One page (100) of the account's charges created after a time, newest first.
+
+        ``balance_transaction`` and ``source_transfer`` come expanded.
+        """
+        ...
+
+    async def list_payouts(
+        self, *, account: str | None, created_after: int | None, starting_after: str | None
+    ) -> ListPage:
+        """One page (100) of the account's payouts created after a time."""
+        ...
+
+    async def list_payout_transactions(
+        self, *, account: str | None, payout_id: str, starting_after: str | None
+    ) -> ListPage:
+        """One page (100) of the balance transactions an automatic payout carried."""
+        ...
+
+    async def close(self) -> None:
+        """Release the HTTP connections."""
+        ...

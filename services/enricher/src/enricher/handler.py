@@ -1,0 +1,138 @@
+"""The queue handler: one PaymentEnrichmentRequested in, its transactions enriched, the outcome raised.
+
+Outcomes are decided by ``otcommon.bus.outcomes`` from what this handler raises:
+
+| what happened | raised | settlement |
+| --- | --- | --- |
+| enriched, pending payout, or no account knows the payment | nothing | complete |
+| Stripe rate limit after retries, 5xx, network; a lost ETag race | RetryableError | reschedule with backoff |
+| bad, revoked or under-permitted key; a request Stripe rejects | PermanentError | dead-letter, alert |
+| not a PaymentEnrichmentRequested (undecodable ones never get here) | PermanentError | dead-letter, alert |
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+from opentelemetry import metrics
+
+from enricher.findings import enrichment_fields, unresolved_fields
+from enricher.gateway import (
+    StripeAccessDeniedError,
+    StripeObjectMissingError,
+    StripeRequestRejectedError,
+    StripeUnavailableError,
+)
+from enricher.service import Unresolved
+from otcommon.bus import PermanentError, RetryableError
+from otcommon.messages import PaymentEnrichmentRequested, TransactionChange, TransactionChanged
+from otcommon.schemas import parse_timestamp
+from otcommon.store import EtagMismatchError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from enricher.findings import Findings
+    from enricher.service import PaymentEnricher
+    from enricher.writer import EnrichmentWriter, WrittenTransaction
+    from otcommon.bus import Delivery
+
+_log = structlog.get_logger(__name__)
+_meter = metrics.get_meter("enricher")
+PERMANENT_FAILURES = _meter.create_counter(
+    "enricher.permanent_failures", description="Messages dead-lettered for a reason no retry fixes (alert)."
+)
+
+
+class ChangeAnnouncer(Protocol):
+    """Tells readers that transactions changed (the ``transaction-changes`` topic)."""
+
+    async def announce(self, changes: Sequence[TransactionChanged]) -> None:
+        """Publish the changes; raises when they could not be published."""
+        ...
+
+
+class EnrichmentHandler:
+    """Handles one delivery of ``stripe-enrichment-queue``."""
+
+    def __init__(
+        self,
+        *,
+        enricher: PaymentEnricher,
+        writer: EnrichmentWriter,
+        announcer: ChangeAnnouncer | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._enricher = enricher
+        self._writer = writer
+        self._announcer = announcer
+        self._clock = clock
+
+    async def __call__(self, delivery: Delivery) -> None:
+        """Enrich the payment the message names; raise to retry or dead-letter."""
+        message = delivery.message
+        if not isinstance(message, PaymentEnrichmentRequested):
+            raise _permanent("UnexpectedMessageType", f"{message.message_type} is not handled here")
+        # A redelivery may follow a write whose announcement failed: announce again (same message ids).
+        redelivered = delivery.delivery_count > 1 or delivery.envelope.attempt > 1
+        with structlog.contextvars.bound_contextvars(payment_id=message.payment_id):
+            await self.enrich(message.payment_id, requested_at=message.requested_at, reannounce=redelivered)
+
+    async def enrich(
+        self, payment_id: str, *, requested_at: datetime, reannounce: bool = False
+    ) -> Findings | Unresolved:
+        """Find the payment's facts and write them on its transactions."""
+        try:
+            result = await self._enricher.enrich(payment_id, requested_at=requested_at)
+        except StripeObjectMissingError as error:
+            # An object the payment names is gone (deleted, or another account's): a business fact.
+            result = Unresolved(reason=f"a Stripe object it names is missing ({error.description})")
+        except StripeUnavailableError as error:
+            raise RetryableError(error.description, retry_after_seconds=error.retry_after_seconds) from error
+        except StripeAccessDeniedError as error:
+            raise _permanent("StripeAccessDenied", error.description) from error
+        except StripeRequestRejectedError as error:
+            raise _permanent("StripeRequestRejected", error.description) from error
+        now = self._clock()
+        if isinstance(result, Unresolved):
+            fields = unresolved_fields(reason=result.reason, enriched_at=now)
+        else:
+            fields = enrichment_fields(findings=result, enriched_at=now)
+        try:
+            written = await self._writer.apply(payment_id=payment_id, fields=fields)
+        except EtagMismatchError as error:
+            raise RetryableError("transaction kept changing while being enriched") from error
+        await self._announce([w for w in written if w.changed or reannounce])
+        _log.info(
+            "payment enriched",
+            state=fields["enrichmentState"],
+            deposit_status=fields.get("depositStatus"),
+            transactions=len(written),
+            transactions_changed=sum(w.changed for w in written),
+        )
+        return result
+
+    async def _announce(self, written: Sequence[WrittenTransaction]) -> None:
+        written = [w for w in written if w.enriched_at is not None]
+        if self._announcer is None or not written:
+            return
+        await self._announcer.announce(
+            [
+                TransactionChanged(
+                    transaction_id=change.transaction_id,
+                    event_id=change.event_id,
+                    change=TransactionChange.ENRICHED,
+                    changed_fields=change.changed_fields,
+                    changed_at=parse_timestamp(change.enriched_at),
+                )
+                for change in written
+            ]
+        )
+
+
+def _permanent(reason: str, description: str) -> PermanentError:
+    PERMANENT_FAILURES.add(1, {"reason": reason})
+    _log.error("enrichment failed permanently", alert=True, reason=reason, description=description)
+    return PermanentError(description, reason=reason)

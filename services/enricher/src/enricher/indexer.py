@@ -1,0 +1,339 @@
+"""Building and refreshing the indexes from Stripe's paged lists, each refresh shared by every waiter.
+
+A refresh of one index of one account (``charges``, ``payouts``) lists what was created after its
+cursor (minus an overlap: objects created in the same second may list late). Concurrent messages
+that need the same refresh wait for the one in flight (single flight); a refresh that started
+after a message was requested has seen every payment that message can name, so it is not repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from enricher.accounts import account_display_name, has_manual_payouts
+from enricher.deposits import OPEN_PAYOUT_STATUSES
+from enricher.indexes import account_key
+from enricher.routing import object_id
+from otcommon.schemas import format_timestamp, parse_timestamp
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from enricher.gateway import ListPage, StripeGateway
+    from enricher.indexes import StripeIndex
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """What the enricher needs of an account."""
+
+    account_id: str
+    name: str
+    manual_payouts: bool
+
+
+class SingleFlight:
+    """Runs one task per key at a time; callers arriving meanwhile wait for that task."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` for ``key``, or wait for the run already in flight."""
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(work())
+            self._running[key] = task
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        # One waiter being cancelled (its message abandoned) must not cancel the others' refresh.
+        await asyncio.shield(task)
+
+
+class Indexer:
+    """Keeps the Stripe index fresh enough for the payments being enriched."""
+
+    def __init__(
+        self,
+        *,
+        gateway: StripeGateway,
+        index: StripeIndex,
+        clock: Callable[[], datetime],
+        overlap_seconds: int = 300,
+        payout_freshness_seconds: int = 300,
+    ) -> None:
+        self._gateway = gateway
+        self._index = index
+        self._clock = clock
+        self._overlap_seconds = overlap_seconds
+        self._payout_freshness = timedelta(seconds=payout_freshness_seconds)
+        self._flights = SingleFlight()
+        # Refresh starts this process knows of, so a fresh index costs no Cosmos read to confirm.
+        self._started: dict[str, datetime] = {}
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def connected_accounts(self, *, as_of: datetime) -> list[str]:
+        """The platform's connected accounts, listed again unless a listing started after ``as_of``."""
+        await self._ensure("accounts", None, as_of=as_of, refresh=self._refresh_accounts)
+        listed = await self._index.get("accounts")
+        return list(listed["ids"]) if listed else []
+
+    async def account(self, account: str | None) -> AccountFacts:
+        """An account's name and payout schedule (the platform's for None), read from Stripe once."""
+        key = f"account:{account_key(account)}"
+        found = await self._index.get(key)
+        if found is None:
+            await self._flights.run(key, lambda: self._fetch_account(key, account))
+            found = await self._index.get(key) or {}
+        return AccountFacts(
+            account_id=found["accountId"], name=found["name"], manual_payouts=found["manualPayouts"]
+        )
+
+    async def _fetch_account(self, key: str, account: str | None) -> None:
+        if await self._index.get(key) is not None:
+            return  # fetched by a flight that ended while this one was being started
+        if account is None:
+            raw = await self._gateway.retrieve_platform_account()
+        else:
+            raw = await self._gateway.retrieve_account(account)
+        await self._put_account(key, raw)
+
+    async def _put_account(self, key: str, raw: dict[str, Any]) -> dict[str, Any]:
+        fields = {
+            "kind": "account",
+            "accountId": raw["id"],
+            "name": account_display_name(account=raw),
+            "manualPayouts": has_manual_payouts(account=raw),
+        }
+        await self._index.put(key, **fields)
+        return {"id": key, **fields}
+
+    async def _refresh_accounts(self, _: str | None) -> int | None:
+        ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self._gateway.list_connected_accounts(starting_after=cursor)
+            for raw in page.data:
+                ids.append(raw["id"])
+                # The listing carries each account whole: its name costs no call of its own.
+                await self._put_account(f"account:{raw['id']}", raw)
+            if not page.has_more:
+                break
+            cursor = page.last_id
+        await self._index.put("accounts", kind="accounts", ids=sorted(ids))
+        return None
+
+    # -- charges ---------------------------------------------------------------------------------
+
+    async def ensure_charges(self, account: str | None, *, as_of: datetime) -> None:
+        """Index the account's charges unless a refresh that started after ``as_of`` did."""
+        await self._ensure("charges", account, as_of=as_of, refresh=self._refresh_charges)
+
+    async def _refresh_charges(self, account: str | None) -> int | None:
+        mark = await self._index.mark("charges", account)
+        created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
+        newest = mark.created_cursor
+
+        async def index_charge(charge: dict[str, Any]) -> None:
+            nonlocal newest
+            trimmed = await self._index.put_charge(charge, account=account)
+            newest = max(newest or 0, int(trimmed["created"] or 0))
+            if account is not None and isinstance(charge.get("source_transfer"), dict | str):
+                await self._index_transfer(charge, account=account)
+
+        async def list_page(cursor: str | None) -> ListPage:
+            return await self._gateway.list_charges(
+                account=account, created_after=created_after, starting_after=cursor
+            )
+
+        await _each_listed(list_page, index_charge)
+        return newest
+
+    async def _index_transfer(self, payment: dict[str, Any], *, account: str) -> None:
+        # A connected account's payment (py_) came from a platform transfer; expanded, the transfer
+        # names the platform charge it paid for (separate charges and transfers).
+        source = payment["source_transfer"]
+        transfer_id = object_id(source)
+        fields = {"destination": account, "destinationPayment": payment["id"]}
+        source_charge = object_id(source.get("source_transaction")) if isinstance(source, dict) else None
+        await self._index.put(
+            f"transfer:{transfer_id}", kind="transfer", sourceTransaction=source_charge, **fields
+        )
+        if source_charge:
+            await self._index.put(
+                f"transfer-of:{source_charge}", kind="transfer-of", transfer=transfer_id, **fields
+            )
+
+    async def transfer(self, transfer_id: str) -> dict[str, Any]:
+        """Where a platform transfer went: from the index, else from Stripe (then indexed)."""
+        found = await self._index.get(f"transfer:{transfer_id}")
+        if found is not None and found.get("destinationPayment"):
+            return found
+        raw = await self._gateway.retrieve_transfer(transfer_id)
+        fields = {
+            "kind": "transfer",
+            "destination": object_id(raw.get("destination")),
+            "destinationPayment": object_id(raw.get("destination_payment")),
+            "sourceTransaction": object_id(raw.get("source_transaction")),
+        }
+        await self._index.put(f"transfer:{transfer_id}", **fields)
+        return {"id": f"transfer:{transfer_id}", **fields}
+
+    # -- payouts ---------------------------------------------------------------------------------
+
+    async def ensure_payouts(self, account: str | None, *, as_of: datetime | None = None) -> None:
+        """Index the account's new payouts and their contents, at most once per freshness window.
+
+        With ``as_of``, unless a refresh started after it (``reindex`` passes now).
+        """
+        if as_of is None:
+            as_of = self._clock() - self._payout_freshness
+        await self._ensure("payouts", account, as_of=as_of, refresh=self._refresh_payouts)
+
+    async def _refresh_payouts(self, account: str | None) -> int | None:
+        mark = await self._index.mark("payouts", account)
+        created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
+        newest = mark.created_cursor
+
+        async def index_payout(payout: dict[str, Any]) -> None:
+            nonlocal newest
+            newest = max(newest or 0, int(payout["created"]))
+            known = await self._index.get(f"payout:{payout['id']}")
+            await self._put_payout(payout, account=account)
+            if payout.get("automatic", True) and not (known and known.get("contentsIndexed")):
+                await self._index_payout_contents(payout["id"], account=account)
+
+        async def list_page(cursor: str | None) -> ListPage:
+            return await self._gateway.list_payouts(
+                account=account, created_after=created_after, starting_after=cursor
+            )
+
+        await _each_listed(list_page, index_payout)
+        return newest
+
+    async def _index_payout_contents(self, payout_id: str, *, account: str | None) -> None:
+        async def index_item(item: dict[str, Any]) -> None:
+            await self._index.put(f"txn:{item['id']}", kind="payout-item", payout=payout_id, account=account)
+
+        async def list_page(cursor: str | None) -> ListPage:
+            return await self._gateway.list_payout_transactions(
+                account=account, payout_id=payout_id, starting_after=cursor
+            )
+
+        await _each_listed(list_page, index_item)
+        found = await self._index.get(f"payout:{payout_id}")
+        if found is not None:
+            await self._index.put(f"payout:{payout_id}", **{**_without_id(found), "contentsIndexed": True})
+
+    async def _put_payout(self, payout: dict[str, Any], *, account: str | None) -> dict[str, Any]:
+        key = f"payout:{payout['id']}"
+        known = await self._index.get(key)
+        fields = {
+            "kind": "payout",
+            "account": account,
+            "payoutId": payout["id"],
+            "status": payout["status"],
+            "arrivalDate": payout.get("arrival_date"),
+            "automatic": payout.get("automatic", True),
+            "destination": object_id(payout.get("destination")),
+            "created": payout.get("created"),
+            "checkedAt": format_timestamp(self._clock()),
+            "contentsIndexed": bool(known and known.get("contentsIndexed")),
+        }
+        await self._index.put(key, **fields)
+        return {"id": key, **fields}
+
+    async def payout(self, payout_id: str, *, account: str | None) -> dict[str, Any]:
+        """A payout as indexed; an open one not checked within the freshness window is read again."""
+        key = f"payout:{payout_id}"
+        found = await self._index.get(key)
+        if found is not None and not self._stale(found):
+            return found
+        await self._flights.run(key, lambda: self._recheck_payout(payout_id, account=account))
+        return await self._index.get(key) or {}
+
+    async def _recheck_payout(self, payout_id: str, *, account: str | None) -> None:
+        await self._put_payout(
+            await self._gateway.retrieve_payout(payout_id, account=account), account=account
+        )
+
+    def _stale(self, payout: dict[str, Any]) -> bool:
+        if payout["status"] not in OPEN_PAYOUT_STATUSES:
+            return False
+        return parse_timestamp(payout["checkedAt"]) < self._clock() - self._payout_freshness
+
+    async def bank(self, *, account_id: str, bank_account_id: str) -> dict[str, Any]:
+        """A bank account's name and last 4, read from Stripe once."""
+        key = f"bank:{bank_account_id}"
+        found = await self._index.get(key)
+        if found is None:
+            await self._flights.run(key, lambda: self._fetch_bank(key, account_id, bank_account_id))
+            found = await self._index.get(key) or {}
+        return found
+
+    async def _fetch_bank(self, key: str, account_id: str, bank_account_id: str) -> None:
+        if await self._index.get(key) is not None:
+            return
+        raw = await self._gateway.retrieve_bank_account(
+            account_id=account_id, bank_account_id=bank_account_id
+        )
+        await self._index.put(key, kind="bank", bankName=raw.get("bank_name"), last4=raw.get("last4"))
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    async def _ensure(
+        self,
+        index: str,
+        account: str | None,
+        *,
+        as_of: datetime,
+        refresh: Callable[[str | None], Awaitable[int | None]],
+    ) -> None:
+        key = f"{index}:{account_key(account)}"
+        # A stamp ahead of this clock (another host's) must not make every refresh look too old.
+        as_of = min(as_of, self._clock())
+
+        async def run() -> None:
+            started = self._clock()
+            newest = await refresh(account)
+            await self._index.advance(index, account, created_cursor=newest, started_at=started)
+            self._started[key] = max(started, self._started.get(key, started))
+            _log.debug("index refreshed", index=index, account=account_key(account))
+
+        # A refresh already in flight may have started before ``as_of``: then wait for it, and run again.
+        while not await self._started_after(key, index, account, as_of):
+            await self._flights.run(key, run)
+
+    async def _started_after(self, key: str, index: str, account: str | None, as_of: datetime) -> bool:
+        started = self._started.get(key)
+        if started is None or started < as_of:
+            # Another replica may have refreshed since: its mark in Cosmos DB counts too (one point read).
+            stored = (await self._index.mark(index, account)).started_at
+            if stored is not None and (started is None or stored > started):
+                started = self._started[key] = stored
+        return started is not None and started >= as_of
+
+
+async def _each_listed(
+    list_page: Callable[[str | None], Awaitable[ListPage]],
+    handle: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    cursor: str | None = None
+    while True:
+        page = await list_page(cursor)
+        for item in page.data:
+            await handle(item)
+        if not page.has_more or page.last_id is None:
+            return
+        cursor = page.last_id
+
+
+def _without_id(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key != "id" and not key.startswith("_")}

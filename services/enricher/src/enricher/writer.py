@@ -1,0 +1,109 @@
+"""Writing a payment's enrichment onto every transaction that carries its PaymentID.
+
+Each document is rewritten under its ETag (``read_modify_write``), changing only enricher-owned fields;
+a write that would change nothing is skipped, so a redelivered message writes nothing twice. The
+state moves only along ``otcommon.enrichment``'s transitions (or stays where it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from enricher.findings import COMPARED_FIELDS, ENRICHED_AT_FIELD, ENRICHER_FIELDS
+from otcommon.enrichment import STATE_FIELD, can_transition
+from otcommon.store import read_modify_write
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from otcommon.store import Document, DocumentContainer
+
+_log = structlog.get_logger(__name__)
+
+TRANSACTIONS_BY_PAYMENT = "SELECT * FROM c WHERE c.PaymentID = @paymentId"
+"""Every transaction of one payment, across events (a payment may back rows of several events)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenTransaction:
+    """A transaction of the payment, and what this write changed on it (nothing: already written)."""
+
+    transaction_id: str
+    event_id: str
+    changed_fields: tuple[str, ...]
+    enriched_at: str | None
+    """The stored ``enrichedAt``: a retried announcement of the same write carries the same stamp."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether this write changed the document."""
+        return bool(self.changed_fields)
+
+
+class EnrichmentWriter:
+    """Applies enrichment fields to the ``transactions`` container."""
+
+    def __init__(self, container: DocumentContainer) -> None:
+        self._container = container
+
+    async def transactions_of(self, payment_id: str) -> list[Document]:
+        """Every stored transaction with this PaymentID."""
+        found: list[Document] = []
+        async for page in self._container.query(
+            TRANSACTIONS_BY_PAYMENT, parameters={"@paymentId": payment_id}
+        ):
+            found.extend(page.items)
+        return found
+
+    async def apply(self, *, payment_id: str, fields: Mapping[str, Any]) -> list[WrittenTransaction]:
+        """Write ``fields`` on each transaction of the payment; every transaction, changed or not."""
+        if unknown := set(fields) - ENRICHER_FIELDS:
+            raise ValueError(f"the enricher does not own {sorted(unknown)}")
+        written = []
+        for document in await self.transactions_of(payment_id):
+            changed: list[str] = []
+
+            def mutate(current: Document, changed: list[str] = changed) -> Document | None:
+                changed.clear()
+                changed.extend(_changes(current, payment_id=payment_id, fields=fields))
+                if not changed:
+                    return None
+                # A replace, not a patch: Cosmos DB takes at most 10 patch operations per request, and
+                # the enricher's fields are about twenty. The ETag still guards it; other writers'
+                # fields are carried over as read.
+                kept = {name: value for name, value in current.items() if not name.startswith("_")}
+                return {**kept, **fields}
+
+            outcome = await read_modify_write(
+                self._container,
+                document["id"],
+                partition_key=document["eventId"],
+                mutate=mutate,
+            )
+            if outcome.document.get("PaymentID") != payment_id:
+                continue
+            written.append(
+                WrittenTransaction(
+                    transaction_id=document["id"],
+                    event_id=document["eventId"],
+                    changed_fields=tuple(sorted(changed)) if outcome.result == "updated" else (),
+                    enriched_at=outcome.document.get(ENRICHED_AT_FIELD),
+                )
+            )
+        return written
+
+
+def _changes(current: Document, *, payment_id: str, fields: Mapping[str, Any]) -> list[str]:
+    """The fields this write would change, or none when it must not be written at all."""
+    if current.get("PaymentID") != payment_id:
+        return []  # the order moved to another payment since the query: its facts are not these
+    state, target = current.get(STATE_FIELD), fields.get(STATE_FIELD)
+    if target is not None and state != target and not can_transition(state, target):
+        _log.warning(
+            "enrichment not written", reason="state transition not allowed", state=state, target=target
+        )
+        return []
+    return [name for name in fields if name in COMPARED_FIELDS and current.get(name) != fields[name]]

@@ -1,0 +1,228 @@
+"""Enriching payments from the indexes, refreshing them when needed, and what that costs in Stripe calls."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from stripe_shapes import PLATFORM
+from world import DAY, T_NOW, Clock, enricher_for, new_world
+
+from enricher.findings import Findings
+from enricher.routing import Route, RouteType
+from enricher.service import Unresolved
+from otcommon.store import InMemoryContainer
+
+ORG = "acct_org0000"
+
+
+async def test_a_platform_charge_is_traced_to_the_platform_payout():
+    world = new_world()
+    charge_id, intent_id, txn = world.charge_on(None)
+    payout_id = world.pay_out([txn], on=None)
+    found = await enricher_for(world.stripe, Clock()).enrich(intent_id, requested_at=Clock()())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.PLATFORM)
+    assert (found.charge_id, found.payment_intent_id, found.balance_transaction_id) == (
+        charge_id,
+        intent_id,
+        txn,
+    )
+    assert found.platform_account_id == PLATFORM
+    assert found.platform_account_name == "OpenTickets"
+    assert found.payout.payout_id == payout_id
+    assert found.payout.payout_status == "paid"
+    assert (found.payout.bank_name, found.payout.bank_last4) == ("PLATFORM BANK", "0001")
+    assert found.net_amount == 1037
+    assert found.currency == "usd"
+
+
+async def test_a_direct_charge_is_found_on_its_connected_account():
+    world = new_world()
+    charge_id, _, txn = world.charge_on(ORG, with_intent=False)
+    payout_id = world.pay_out([txn], on=ORG, status="in_transit")
+    found = await enricher_for(world.stripe, Clock()).enrich(charge_id, requested_at=Clock()())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG, direct=True)
+    assert found.destination_account_name == "Organizer 0"
+    assert found.payment_intent_id is None
+    assert found.payout.payout_id == payout_id
+    assert found.deposit_status == "pending"
+    assert found.payout.payout_status == "in_transit"
+    assert found.payout.bank_last4 == "0000"
+
+
+async def test_a_destination_charge_follows_the_transfer_to_the_connected_payout():
+    world = new_world()
+    ids = world.destination_charge(ORG)
+    payout_id = world.pay_out([ids["py_txn"]], on=ORG)
+    world.pay_out([ids["platform_txn"]], on=None)
+    found = await enricher_for(world.stripe, Clock()).enrich(ids["intent"], requested_at=Clock()())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG)
+    assert found.charge_id == ids["charge"]
+    assert found.transfer_id == ids["transfer"]
+    assert found.balance_transaction_id == ids["py_txn"]
+    assert found.application_fee_amount == 150
+    assert found.payout.payout_id == payout_id
+    assert found.payout.bank_last4 == "0000"
+
+
+async def test_a_separate_transfer_is_linked_from_the_connected_payment():
+    world = new_world()
+    ids = world.destination_charge("acct_org0002", separate=True)
+    payout_id = world.pay_out([ids["py_txn"]], on="acct_org0002", status="failed")
+    found = await enricher_for(world.stripe, Clock()).enrich(ids["charge"], requested_at=Clock()())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id="acct_org0002")
+    assert found.transfer_id == ids["transfer"]
+    assert found.payout.payout_id == payout_id
+    assert found.deposit_status == "failed"
+
+
+async def test_manual_payouts_are_not_traceable_and_cost_no_payout_calls():
+    world = new_world(connected=0)
+    world.connect("acct_manual01", business_name="Cash Only", interval="manual")
+    charge_id, _, _ = world.charge_on("acct_manual01")
+    found = await enricher_for(world.stripe, Clock()).enrich(charge_id, requested_at=Clock()())
+    assert isinstance(found, Findings)
+    assert found.deposit_status == "not_traceable"
+    assert "payouts.list" not in world.stripe.calls.by_operation
+
+
+async def test_funds_not_yet_available_are_pending_then_paid_once_their_payout_exists():
+    world = new_world()
+    clock = Clock()
+    charge_id, _, txn = world.charge_on(ORG, available_on=T_NOW + 2 * DAY)
+    enricher = enricher_for(world.stripe, clock)
+    found = await enricher.enrich(charge_id, requested_at=clock())
+    assert isinstance(found, Findings)
+    assert found.deposit_status == "pending"
+    assert found.payout.available_on == T_NOW + 2 * DAY
+    assert "payouts.list" not in world.stripe.calls.by_operation  # nothing to look for before available_on
+
+    clock.advance(3 * DAY)
+    payout_id = world.pay_out([txn], on=ORG, created=T_NOW + 2 * DAY + 600)
+    found = await enricher.enrich(charge_id, requested_at=clock())
+    assert isinstance(found, Findings)
+    assert found.payout.payout_id == payout_id
+    assert found.deposit_status == "paid"
+
+
+async def test_an_open_payout_is_read_again_once_its_freshness_window_passes():
+    world = new_world()
+    clock = Clock()
+    charge_id, _, txn = world.charge_on(ORG)
+    payout_id = world.pay_out([txn], on=ORG, status="in_transit")
+    enricher = enricher_for(world.stripe, clock)
+    assert (await enricher.enrich(charge_id, requested_at=clock())).payout.payout_status == "in_transit"  # type: ignore[union-attr]
+    world.stripe._objects[(ORG, "payout")][payout_id]["status"] = "paid"
+    clock.advance(60)
+    assert (await enricher.enrich(charge_id, requested_at=clock())).payout.payout_status == "in_transit"  # type: ignore[union-attr]
+    clock.advance(600)
+    assert (await enricher.enrich(charge_id, requested_at=clock())).payout.payout_status == "paid"  # type: ignore[union-attr]
+    assert world.stripe.calls.by_operation["payouts.retrieve"] == 1
+
+
+async def test_a_payment_no_account_knows_is_unresolved_with_the_reason():
+    world = new_world()
+    found = await enricher_for(world.stripe, Clock()).enrich("pi_unknown", requested_at=Clock()())
+    assert isinstance(found, Unresolved)
+    assert "3 connected accounts" in found.reason
+
+
+async def test_new_payments_are_found_by_an_incremental_refresh():
+    world = new_world()
+    clock = Clock()
+    first, _, _ = world.charge_on(ORG, created=T_NOW - 2 * DAY)
+    enricher = enricher_for(world.stripe, clock)
+    await enricher.enrich(first, requested_at=clock())
+    listed_before = world.stripe.calls.by_operation["charges.list"]
+
+    clock.advance(3600)
+    later, _, _ = world.charge_on(ORG, created=T_NOW + 1800)
+    found = await enricher.enrich(later, requested_at=clock())
+    assert isinstance(found, Findings)
+    assert found.charge_id == later
+    # One listing per account (platform and three connected), each from its cursor, not from the start.
+    assert world.stripe.calls.by_operation["charges.list"] == listed_before + 4
+    cursor = T_NOW - 2 * DAY
+    assert (ORG, cursor - 300) in world.stripe.charge_listings[-4:]
+
+
+async def test_a_payment_requested_before_the_last_refresh_started_costs_no_new_listing():
+    world = new_world()
+    clock = Clock()
+    enricher = enricher_for(world.stripe, clock)
+    await enricher.enrich("pi_missing1", requested_at=clock())
+    calls = world.stripe.calls.total
+    clock.advance(5)
+    found = await enricher.enrich("pi_missing2", requested_at=clock() - timedelta(minutes=10))
+    assert isinstance(found, Unresolved)
+    assert world.stripe.calls.total == calls
+
+
+async def test_a_thousand_payments_queued_at_once_cost_far_fewer_calls_than_probing():
+    world = new_world(connected=20)
+    accounts = [f"acct_org{n:04d}" for n in range(20)]
+    payments: list[str] = []
+    for n in range(1000):
+        on = None if n % 7 == 0 else accounts[n % 20]
+        charge_id, intent_id, _ = world.charge_on(on, created=T_NOW - 5 * DAY + n)
+        payments.append(intent_id or charge_id)
+    # One payout per account holds all its money.
+    for on in (None, *accounts):
+        transactions = [
+            t
+            for (key, kind), objs in world.stripe._objects.items()
+            if kind == "balance_transaction" and key == (on or "platform")
+            for t in objs
+        ]
+        world.pay_out(transactions, on=on)
+    world.stripe.page_size = 100
+    clock = Clock()
+    enricher = enricher_for(world.stripe, clock)
+    results = await asyncio.gather(*(enricher.enrich(p, requested_at=clock()) for p in payments))
+    assert all(isinstance(r, Findings) and r.deposit_status == "paid" for r in results)
+
+    calls = world.stripe.calls.total
+    # Probing: the platform, then each account in turn until the owner, then the payout trace.
+    naive = sum(
+        1 + (1 + accounts.index(a) + 1 if a else 0) for a in (r.route.destination_account_id for r in results)
+    )
+    assert calls < naive / 20
+    assert calls / len(payments) < 0.15
+    # Each account listed once (single flight), not once per payment.
+    assert world.stripe.calls.by_operation["accounts.list"] == 1
+    assert world.stripe.calls.by_operation["payouts.list"] == 21
+
+    again = await asyncio.gather(*(enricher.enrich(p, requested_at=clock()) for p in payments))
+    assert again == results
+    assert world.stripe.calls.total == calls
+
+
+async def test_concurrent_payments_of_one_account_share_one_listing():
+    world = new_world(connected=1)
+    payments = [world.charge_on(ORG, created=T_NOW - DAY + n)[0] for n in range(50)]
+    clock = Clock()
+    enricher = enricher_for(world.stripe, clock)
+    await asyncio.gather(*(enricher.enrich(p, requested_at=clock()) for p in payments))
+    assert world.stripe.charge_listings == [(None, None), (ORG, None)]
+    assert world.stripe.calls.by_operation["accounts.retrieve_current"] == 1
+
+
+async def test_a_listing_made_by_another_replica_is_not_repeated():
+    world = new_world(connected=1)
+    shared = InMemoryContainer("stripe-index", partition_key_path="/id")
+    clock = Clock()
+    first, second = (
+        enricher_for(world.stripe, clock, container=shared),
+        enricher_for(world.stripe, clock, container=shared),
+    )
+    await first.enrich("pi_unknown1", requested_at=clock())
+    await second.enrich("pi_unknown1", requested_at=clock())  # warms second's memo of the marks
+    clock.advance(60)
+    await first.enrich("pi_unknown2", requested_at=clock())
+    listed = world.stripe.calls.by_operation["charges.list"]
+    await second.enrich("pi_unknown2", requested_at=clock())
+    assert world.stripe.calls.by_operation["charges.list"] == listed

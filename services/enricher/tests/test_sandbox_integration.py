@@ -1,0 +1,121 @@
+"""The real gateway and the enrichment against the Stripe sandbox, field by field with its ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from world import enricher_for
+
+from devstack.stripe.settings import StripeSandboxSettings
+from devstack.stripe.testing import run_stripe_sandbox
+from enricher.findings import Findings
+from enricher.gateway import StripeAccessDeniedError
+from enricher.routing import RouteType
+from enricher.stripe_api import StripeApiGateway
+
+pytestmark = pytest.mark.integration
+
+
+def _mismatches(found: Findings, truth) -> list[str]:
+    route = str(truth.route)
+    expected = {
+        "route": RouteType.PLATFORM if route == "platform" else RouteType.CONNECTED,
+        "direct": route == "direct",
+        "destination": None if route == "platform" else (truth.destination_account_id or truth.account_id),
+        "charge": truth.charge_id,
+        "intent": truth.payment_intent_id,
+        "transfer": truth.transfer_id,
+        "payout": truth.payout_id,
+        "payout_status": truth.payout_status,
+        "arrival": truth.payout_arrival_date,
+        "deposit": truth.deposit_status,
+    }
+    actual = {
+        "route": found.route.route_type,
+        "direct": found.route.direct,
+        "destination": found.route.destination_account_id,
+        "charge": found.charge_id,
+        "intent": found.payment_intent_id,
+        "transfer": found.transfer_id,
+        "payout": found.payout.payout_id,
+        "payout_status": found.payout.payout_status,
+        "arrival": found.payout.arrival_date,
+        "deposit": found.deposit_status.value,
+    }
+    return [name for name in expected if expected[name] != actual[name]]
+
+
+async def _enrich_world(settings: StripeSandboxSettings, *, requests_per_second: float, retries: int = 2):
+    """Enrich every payment of the sandbox's world; (results, truths, gateway, automatic payout count)."""
+    async with run_stripe_sandbox(settings=settings) as sandbox:
+        now = datetime.fromtimestamp(sandbox.state.scenario.now, UTC)
+        gateway = StripeApiGateway(
+            api_key=settings.secret_key,
+            api_base=sandbox.base_url,
+            requests_per_second=requests_per_second,
+            max_network_retries=retries,
+        )
+        try:
+            enricher = enricher_for(gateway, lambda: now)
+            truths = sandbox.world.payments
+            results = await asyncio.gather(*(enricher.enrich(pid, requested_at=now) for pid in truths))
+        finally:
+            await gateway.close()
+        return results, truths, gateway, len(sandbox.world.payout_balance_transactions)
+
+
+def _wrong_fields(results, truths) -> dict[str, int]:
+    wrong: Counter[str] = Counter()
+    for result, truth in zip(results, truths.values(), strict=True):
+        assert isinstance(result, Findings), result
+        wrong.update(_mismatches(result, truth))
+    return dict(wrong)
+
+
+async def test_every_payment_of_the_sandbox_world_is_enriched_to_its_ground_truth():
+    settings = StripeSandboxSettings(orders=400, rate_limit_per_second=10_000)
+    results, truths, gateway, automatic_payouts = await _enrich_world(settings, requests_per_second=5_000)
+    assert _wrong_fields(results, truths) == {}
+    routes = Counter(str(truth.route) for truth in truths.values())
+    assert set(routes) == {"platform", "destination", "direct"}
+    # Apart from one contents listing per automatic payout (no field links a balance transaction to its
+    # payout), a handful of listings per account answered every payment.
+    contents = gateway.calls.by_operation["balance_transactions.list"]
+    assert contents <= automatic_payouts
+    assert gateway.calls.total - contents < 4 * (len({t.account_id for t in truths.values()}) + 1)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param({"rate_limit_per_second": 40}, id="429 bursts"),
+        pytest.param({"fault_rate_5xx": 0.2, "fault_seed": 3}, id="5xx"),
+        pytest.param({"drop_rate": 0.1, "fault_seed": 5}, id="dropped connections"),
+        pytest.param({"latency_ms": 20}, id="latency"),
+    ],
+)
+async def test_faults_cost_retries_not_answers(faults):
+    settings = StripeSandboxSettings(orders=120, **{"rate_limit_per_second": 10_000, **faults})
+    # The gate is set far above the sandbox's limit, so every 429 is the sandbox's and must be waited out.
+    results, truths, gateway, _ = await _enrich_world(settings, requests_per_second=1_000, retries=6)
+    assert _wrong_fields(results, truths) == {}
+    if "rate_limit_per_second" in faults:
+        assert gateway._http.rate_limited > 0
+
+
+async def test_a_revoked_key_is_access_denied():
+    settings = StripeSandboxSettings(orders=20)
+    async with run_stripe_sandbox(settings=settings) as sandbox:
+        sandbox.state.keys.revoke(settings.secret_key)
+        gateway = StripeApiGateway(
+            api_key=settings.secret_key, api_base=sandbox.base_url, max_network_retries=1
+        )
+        try:
+            with pytest.raises(StripeAccessDeniedError) as raised:
+                await gateway.retrieve_platform_account()
+        finally:
+            await gateway.close()
+    assert raised.value.status == 401

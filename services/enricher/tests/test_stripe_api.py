@@ -1,0 +1,204 @@
+"""The real gateway over HTTP: what it sends, how it maps Stripe's errors, how it honours 429s.
+
+A small local aiohttp server stands in for the few answers each test needs; the Stripe sandbox
+contract tests drive the same gateway against the full stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from stripe_shapes import balance_transaction, charge
+
+from enricher.gateway import (
+    StripeAccessDeniedError,
+    StripeObjectMissingError,
+    StripeRequestRejectedError,
+    StripeUnavailableError,
+)
+from enricher.stripe_api import StripeApiGateway
+from enricher.throttle import RateGate
+
+
+@dataclass
+class ScriptedStripe:
+    """Answers each path with the next scripted (status, body, headers), then repeats the last one."""
+
+    script: dict[str, list[tuple[int, Any, dict[str, str]]]] = field(default_factory=dict)
+    requests: list[web.Request] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(request)
+        answers = self.script[request.path]
+        status, body, headers = answers.pop(0) if len(answers) > 1 else answers[0]
+        return web.Response(
+            status=status, text=json.dumps(body), content_type="application/json", headers=headers
+        )
+
+
+def _error(kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": kind, "code": code, "message": "scripted"}}
+
+
+@pytest.fixture
+async def stripe_server():
+    scripted = ScriptedStripe()
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", scripted.handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield scripted, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def gateway(stripe_server):
+    _, base = stripe_server
+    gateway = StripeApiGateway(
+        api_key="sk_test_local", api_base=base, requests_per_second=1000, max_network_retries=2
+    )
+    yield gateway
+    await gateway.close()
+
+
+async def test_a_connected_retrieve_sends_the_account_header_and_expands_the_balance_transaction(
+    stripe_server, gateway
+):
+    scripted, _ = stripe_server
+    body = charge("ch_1", balance_txn=balance_transaction("txn_1", source="ch_1"))
+    scripted.script["/v1/charges/ch_1"] = [(200, body, {})]
+    found = await gateway.retrieve_charge("ch_1", account="acct_org1")
+    assert found["balance_transaction"]["net"] == 1037
+    request = scripted.requests[0]
+    assert request.headers["Stripe-Account"] == "acct_org1"
+    assert request.headers["Authorization"] == "Bearer sk_test_local"
+    assert request.query.getall("expand[0]") == ["balance_transaction"]
+    assert gateway.calls.by_account == {"acct_org1": 1}
+
+
+async def test_a_platform_call_sends_no_account_header(stripe_server, gateway):
+    scripted, _ = stripe_server
+    scripted.script["/v1/transfers/tr_1"] = [(200, {"id": "tr_1", "object": "transfer"}, {})]
+    await gateway.retrieve_transfer("tr_1")
+    assert "Stripe-Account" not in scripted.requests[0].headers
+    assert gateway.calls.by_account == {"platform": 1}
+
+
+async def test_list_charges_pages_by_created_cursor(stripe_server, gateway):
+    scripted, _ = stripe_server
+    page = {
+        "object": "list",
+        "data": [charge("ch_2"), charge("ch_1")],
+        "has_more": True,
+        "url": "/v1/charges",
+    }
+    scripted.script["/v1/charges"] = [(200, page, {})]
+    listed = await gateway.list_charges(account="acct_1", created_after=1_700_000_000, starting_after="ch_9")
+    assert [c["id"] for c in listed.data] == ["ch_2", "ch_1"]
+    assert listed.has_more
+    assert listed.last_id == "ch_1"
+    query = scripted.requests[0].query
+    assert query["created[gt]"] == "1700000000"
+    assert query["starting_after"] == "ch_9"
+    assert query["limit"] == "100"
+    assert query["expand[0]"] == "data.balance_transaction"
+    assert query["expand[1]"] == "data.source_transfer"
+
+
+async def test_payout_contents_are_listed_by_payout(stripe_server, gateway):
+    scripted, _ = stripe_server
+    page = {"object": "list", "data": [], "has_more": False, "url": "/v1/balance_transactions"}
+    scripted.script["/v1/balance_transactions"] = [(200, page, {})]
+    await gateway.list_payout_transactions(account="acct_1", payout_id="po_1", starting_after=None)
+    assert scripted.requests[0].query["payout"] == "po_1"
+
+
+async def test_an_object_of_another_account_is_missing(stripe_server, gateway):
+    scripted, _ = stripe_server
+    scripted.script["/v1/payment_intents/pi_1"] = [
+        (404, _error("invalid_request_error", "resource_missing"), {})
+    ]
+    with pytest.raises(StripeObjectMissingError) as raised:
+        await gateway.retrieve_payment_intent("pi_1", account="acct_other")
+    assert raised.value.code == "resource_missing"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_bad_key_or_missing_permission_is_access_denied(stripe_server, gateway, status):
+    scripted, _ = stripe_server
+    kind = "invalid_request_error"
+    scripted.script["/v1/payouts/po_1"] = [(status, _error(kind), {})]
+    with pytest.raises(StripeAccessDeniedError):
+        await gateway.retrieve_payout("po_1", account=None)
+
+
+async def test_a_malformed_request_is_rejected_not_retried(stripe_server, gateway):
+    scripted, _ = stripe_server
+    scripted.script["/v1/payouts/po_1"] = [(400, _error("invalid_request_error", "parameter_invalid"), {})]
+    with pytest.raises(StripeRequestRejectedError):
+        await gateway.retrieve_payout("po_1", account=None)
+    assert len(scripted.requests) == 1
+
+
+async def test_429s_are_waited_out_and_resent(stripe_server, gateway):
+    scripted, _ = stripe_server
+    limited = (429, _error("invalid_request_error", "rate_limit"), {"Retry-After": "0"})
+    scripted.script["/v1/payouts/po_1"] = [limited, limited, (200, {"id": "po_1", "object": "payout"}, {})]
+    payout = await gateway.retrieve_payout("po_1", account=None)
+    assert payout["id"] == "po_1"
+    assert len(scripted.requests) == 3
+    assert gateway.http_requests == 3
+    assert gateway.calls.total == 1
+
+
+async def test_a_429_stripe_says_not_to_retry_is_not_resent(stripe_server, gateway):
+    scripted, _ = stripe_server
+    limited = (429, _error("invalid_request_error", "rate_limit"), {"Stripe-Should-Retry": "false"})
+    scripted.script["/v1/payouts/po_1"] = [limited, (200, {"id": "po_1", "object": "payout"}, {})]
+    with pytest.raises(StripeUnavailableError) as raised:
+        await gateway.retrieve_payout("po_1", account=None)
+    assert raised.value.status == 429
+    assert len(scripted.requests) == 1
+
+
+async def test_a_5xx_is_retried_by_the_client_then_succeeds(stripe_server, gateway):
+    scripted, _ = stripe_server
+    scripted.script["/v1/accounts/acct_1"] = [
+        (500, _error("api_error"), {}),
+        (200, {"id": "acct_1", "object": "account"}, {}),
+    ]
+    assert (await gateway.retrieve_account("acct_1"))["id"] == "acct_1"
+    assert len(scripted.requests) == 2
+
+
+async def test_a_5xx_that_outlasts_the_retries_is_unavailable(stripe_server, gateway):
+    scripted, _ = stripe_server
+    scripted.script["/v1/accounts/acct_1"] = [(503, _error("api_error"), {})]
+    with pytest.raises(StripeUnavailableError):
+        await gateway.retrieve_account("acct_1")
+    assert len(scripted.requests) == 3  # the first try and max_network_retries=2
+
+
+class TestRateGate:
+    async def test_a_429_holds_every_request_back_for_the_wait(self):
+        now = [100.0]
+        slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            now[0] += seconds
+
+        gate = RateGate(requests_per_second=1000, clock=lambda: now[0], sleep=sleep)
+        await gate.acquire()
+        assert slept == []
+        gate.close_for(2.5)
+        await gate.acquire()
+        assert slept == [2.5]
+        assert gate.pauses == 1
+
+    def test_the_rate_must_be_positive(self):
+        with pytest.raises(ValueError, match="positive"):
+            RateGate(requests_per_second=0)
