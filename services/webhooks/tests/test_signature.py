@@ -7,11 +7,10 @@ import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import OLD_PLATFORM_SECRET
+from conftest import OLD_PLATFORM_SECRET, build_service
 from stripe_fixtures import CONNECT_SECRET, PLATFORM_SECRET, event, fixture, sign
 
 from otcommon.http import PROBLEM_CONTENT_TYPE
-from webhooks.app import create_app
 from webhooks.signature import Rejection, SignatureRejectedError, SignatureVerifier
 
 PATH = "/api/webhooks/stripe"
@@ -22,7 +21,7 @@ def refund_body() -> str:
 
 
 async def post(settings, body: str | bytes, headers: dict[str, str]):
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with TestClient(TestServer(build_service(settings).app())) as client:
         response = await client.post(PATH, data=body, headers=headers)
         return response.status, response.content_type, await response.json()
 

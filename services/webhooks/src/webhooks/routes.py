@@ -5,12 +5,15 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from otcommon.http import BadRequestError
+from otcommon.http import BadRequestError, ServiceUnavailableError
+from otcommon.store import StoreError
 from webhooks.models import MalformedEventError, StripeEvent
+from webhooks.processor import EventProcessor
 from webhooks.signature import SignatureRejectedError, SignatureVerifier
 
 VERIFIER = web.AppKey("verifier", SignatureVerifier)
 LIVEMODE = web.AppKey("livemode", bool)
+PROCESSOR = web.AppKey("processor", EventProcessor)
 
 log = structlog.get_logger("webhooks.routes")
 routes = web.RouteTableDef()
@@ -47,4 +50,10 @@ async def receive_stripe_event(request: web.Request) -> web.Response:
     if event.livemode is not request.app[LIVEMODE]:
         log.warning("webhook refused", reason="wrong-mode", event_id=event.id)
         raise InvalidEventError("event mode (livemode) does not match this endpoint")
-    return web.json_response({"received": event.id})
+    try:
+        fresh = await request.app[PROCESSOR].accept(event)
+    except StoreError as error:
+        # Not recorded, so not acknowledged: Stripe retries, for up to three days.
+        log.warning("webhook not recorded", event_id=event.id, error=type(error).__name__)
+        raise ServiceUnavailableError("the event could not be recorded; retry later") from None
+    return web.json_response({"received": event.id, "duplicate": not fresh})

@@ -36,6 +36,9 @@ class WebhookSettings(ServiceSettings):
     webhooks_sweep_age_seconds: float = Field(
         default=10.0, ge=0, description="A recorded event is swept once it is this old and still unapplied."
     )
+    webhooks_apply_workers: int = Field(
+        default=8, ge=1, le=64, description="Events applied at once by the in-process workers."
+    )
     webhooks_http_host: str = Field(default="0.0.0.0", description="HTTP listen address.")  # noqa: S104
     webhooks_http_port: int = Field(default=8082, ge=0, le=65535, description="HTTP listen port.")
 
