@@ -15,10 +15,12 @@ from otcommon.bus import client_from_connection_string, client_from_namespace, t
 from otcommon.health import add_health_routes, cosmos_check
 from otcommon.http import SERVICE_MIDDLEWARES
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
+from webhooks.applier import StripeFactsApplier
 from webhooks.journal import EventJournal
-from webhooks.processor import EventProcessor, IgnoreAll
+from webhooks.processor import EventProcessor
 from webhooks.routes import LIVEMODE, PROCESSOR, VERIFIER, routes
 from webhooks.signature import SignatureVerifier
+from webhooks.transactions import TransactionFacts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,15 +57,20 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
             create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
         )
         await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
-        events = CosmosContainer.of(
-            cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container("webhook-events")
-        )
+
+        def container(name: str) -> CosmosContainer:
+            return CosmosContainer.of(
+                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
+            )
+
         bus = await stack.enter_async_context(_servicebus_client(settings, credential))
         publisher = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
         stack.push_async_callback(publisher.close)
         processor = EventProcessor(
-            journal=EventJournal(events),
-            applier=IgnoreAll(),
+            journal=EventJournal(container("webhook-events")),
+            applier=StripeFactsApplier(
+                transactions=TransactionFacts(container("transactions")), changes=publisher
+            ),
             sweep_age=timedelta(seconds=settings.webhooks_sweep_age_seconds),
         )
         yield Webhooks(

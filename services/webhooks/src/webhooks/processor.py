@@ -109,6 +109,11 @@ class EventProcessor:
         """Process every queued event (tests and shutdown: no worker is running)."""
         while not self._queue.empty():
             await self._process_safely(self._queue.get_nowait())
+            self._queue.task_done()
+
+    async def join(self) -> None:
+        """Wait until every queued event has been processed (by the workers or ``drain``)."""
+        await self._queue.join()
 
     async def sweep(self) -> int:
         """Apply every event recorded long enough ago and still unapplied; how many were tried."""
@@ -135,7 +140,10 @@ class EventProcessor:
     async def _work(self) -> None:
         while True:
             event_id = await self._queue.get()
-            await self._process_safely(event_id)
+            try:
+                await self._process_safely(event_id)
+            finally:
+                self._queue.task_done()
 
     async def _sweep_forever(self, every: float) -> None:
         while True:

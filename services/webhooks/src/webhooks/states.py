@@ -35,7 +35,6 @@ class SettleReason(StrEnum):
     """Why an event ended ``ignored`` or ``failed``; stable strings an operator can query for."""
 
     UNKNOWN_TYPE = "unknown-event-type"
-    NO_MATCHING_TRANSACTION = "no-matching-transaction"
     NO_PAYMENT_REFERENCE = "no-charge-or-payment-intent"
     GAVE_UP = "gave-up-after-retries"
 
