@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from otcommon.store import DocumentContainer
 
 TOPIC = "transaction-changes"
+PAYOUT_QUEUE = "stripe-events-queue"
 T0 = 1_700_000_000
 
 
@@ -87,7 +88,9 @@ class ApplyingContract:
 
     def applier(self, transactions: DocumentContainer, bus: InMemoryBus) -> StripeFactsApplier:
         return StripeFactsApplier(
-            transactions=TransactionFacts(transactions), changes=bus.topic_publisher(topic=TOPIC)
+            transactions=TransactionFacts(transactions),
+            changes=bus.topic_publisher(topic=TOPIC),
+            payouts=bus.publisher(queue=PAYOUT_QUEUE),
         )
 
     async def current(self, stores: Stores, ids) -> dict:
@@ -221,3 +224,24 @@ class ApplyingContract:
         await racing.apply(stripe_event("refund.created", self.refund(ids, amount=500), created=T0))
         after = await self.current(stores, ids)
         assert (after["depositStatus"], after["stripeRefundedAmount"]) == ("failed", 5.0)
+
+    @pytest.mark.usefixtures("stored")
+    @pytest.mark.parametrize(
+        "event_type", ["payout.paid", "payout.failed", "payout.reconciliation_completed"]
+    )
+    async def test_a_payout_goes_to_the_enricher_and_touches_no_transaction(
+        self, stores, ids, bus, event_type
+    ):
+        before = await self.current(stores, ids)
+        payout = fixture("payout", id="po_test1", status="paid", arrival_date=T0 + 86400)
+        applied = await self.applier(stores.transactions, bus).apply(
+            StripeEvent.parse(json.dumps(event(event_type, payout, created=T0, account="acct_org1")))
+        )
+        assert applied.state is EventState.APPLIED
+        [forwarded] = [decode_message(raw) for raw in bus.active_messages(queue=PAYOUT_QUEUE)]
+        assert forwarded.message.payout_id == "po_test1"
+        assert forwarded.message.account_id == "acct_org1"
+        assert forwarded.message.status == "paid"
+        assert forwarded.message.stripe_event_id == "evt_test000001"
+        assert (await self.current(stores, ids))["_etag"] == before["_etag"]
+        assert self.announced(bus) == []

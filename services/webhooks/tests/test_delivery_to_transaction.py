@@ -24,7 +24,9 @@ async def test_a_signed_dispute_delivery_reaches_the_transaction_once(settings):
         topics=[Topic(name=TOPIC, subscriptions=(Subscription(name="all", rules=(TrueFilter(),)),))]
     )
     applier = StripeFactsApplier(
-        transactions=TransactionFacts(transactions), changes=bus.topic_publisher(topic=TOPIC)
+        transactions=TransactionFacts(transactions),
+        changes=bus.topic_publisher(topic=TOPIC),
+        payouts=bus.publisher(queue="stripe-events-queue"),
     )
     service = build_service(settings, applier)
     dispute = fixture("dispute", payment_intent="pi_1", status="needs_response", reason="fraudulent")

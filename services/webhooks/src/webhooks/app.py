@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import web
 
-from otcommon.bus import client_from_connection_string, client_from_namespace, topic_publisher
-from otcommon.health import add_health_routes, cosmos_check
+from otcommon.bus import (
+    client_from_connection_string,
+    client_from_namespace,
+    queue_publisher,
+    topic_publisher,
+)
+from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
 from webhooks.applier import StripeFactsApplier
@@ -66,16 +71,23 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
         bus = await stack.enter_async_context(_servicebus_client(settings, credential))
         publisher = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
         stack.push_async_callback(publisher.close)
+        payouts = queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue)
+        stack.push_async_callback(payouts.close)
         processor = EventProcessor(
             journal=EventJournal(container("webhook-events")),
             applier=StripeFactsApplier(
-                transactions=TransactionFacts(container("transactions")), changes=publisher
+                transactions=TransactionFacts(container("transactions")),
+                changes=publisher,
+                payouts=payouts,
             ),
             sweep_age=timedelta(seconds=settings.webhooks_sweep_age_seconds),
         )
         yield Webhooks(
             processor=processor,
-            health_checks={"cosmos": cosmos_check(cosmos, database=settings.cosmos.database)},
+            health_checks={
+                "cosmos": cosmos_check(cosmos, database=settings.cosmos.database),
+                "servicebus": servicebus_check(bus, queue_name=settings.webhooks_payout_queue),
+            },
         )
 
 

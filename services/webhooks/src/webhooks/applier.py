@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from otcommon.messages import TransactionChange, TransactionChanged, make_envelope
+from otcommon.messages import StripePayoutChanged, TransactionChange, TransactionChanged, make_envelope
 from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
 from webhooks.processor import Outcome
 from webhooks.states import EventState, SettleReason
@@ -26,6 +26,7 @@ log = structlog.get_logger("webhooks.applier")
 REFUND_EVENTS = frozenset({"charge.refund.updated", "refund.created", "refund.updated", "refund.failed"})
 CHARGE_REFUND_EVENTS = frozenset({"charge.refunded"})
 DISPUTE_PREFIX = "charge.dispute."
+PAYOUT_PREFIX = "payout."
 
 
 class NoMatchingTransactionError(Exception):
@@ -33,15 +34,21 @@ class NoMatchingTransactionError(Exception):
 
 
 class StripeFactsApplier:
-    """Applies refund and dispute events to the transactions they concern."""
+    """Applies refund and dispute events to the transactions they concern; hands payouts to the enricher."""
 
-    def __init__(self, *, transactions: TransactionFacts, changes: MessagePublisher) -> None:
+    def __init__(
+        self, *, transactions: TransactionFacts, changes: MessagePublisher, payouts: MessagePublisher
+    ) -> None:
         self._transactions = transactions
         self._changes = changes
+        self._payouts = payouts
 
     async def apply(self, event: StripeEvent) -> Outcome:
         """Apply one event; ignored (with a reason) when it is not one this service acts on."""
         obj = event.data_object
+        if event.type.startswith(PAYOUT_PREFIX) and obj.get("object") == "payout":
+            await self._forward_payout(event, obj)
+            return Outcome(EventState.APPLIED)
         if event.type in REFUND_EVENTS or event.type.startswith("refund."):
             merge, change = _merging(merge_refund, obj, event), TransactionChange.REFUNDED
             charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
@@ -74,6 +81,21 @@ class StripeFactsApplier:
             if written is not None:
                 await self._announce(event, written, change)
         return Outcome(EventState.APPLIED)
+
+    async def _forward_payout(self, event: StripeEvent, payout: dict[str, Any]) -> None:
+        # The deposit fields and the payout index are the enricher's (SPEC section 2): it applies the
+        # payout to every transaction it holds, however many, off this request's path.
+        arrival = payout.get("arrival_date")
+        message = StripePayoutChanged(
+            payout_id=str(payout.get("id")),
+            account_id=event.account,
+            status=str(payout.get("status") or "unknown"),
+            arrival_date=datetime.fromtimestamp(arrival, tz=UTC) if isinstance(arrival, int) else None,
+            automatic=payout.get("automatic") is not False,
+            stripe_event_id=event.id,
+            stripe_event_created=datetime.fromtimestamp(event.created, tz=UTC),
+        )
+        await self._payouts.publish([make_envelope(message, correlation_id=event.id)])
 
     async def _announce(self, event: StripeEvent, written: Written, change: TransactionChange) -> None:
         message = TransactionChanged(

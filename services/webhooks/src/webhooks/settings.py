@@ -30,6 +30,10 @@ class WebhookSettings(ServiceSettings):
     webhooks_changes_topic: str = Field(
         default="transaction-changes", description="Topic of TransactionChanged announcements."
     )
+    webhooks_payout_queue: str = Field(
+        default="stripe-events-queue",
+        description="Queue of StripePayoutChanged messages for the enricher, which owns the deposit fields.",
+    )
     webhooks_sweep_seconds: float = Field(
         default=30.0, gt=0, description="How often recorded but unapplied events are looked for."
     )
