@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import build_service
 from stripe_fixtures import event, fixture, sign
@@ -14,7 +15,7 @@ from stripe_fixtures import event, fixture, sign
 from otcommon.store import InMemoryContainer, StoreError
 from webhooks.journal import EventJournal
 from webhooks.processor import EventProcessor, Outcome
-from webhooks.states import EventState
+from webhooks.states import EventState, InvalidTransitionError
 
 if TYPE_CHECKING:
     from webhooks.models import StripeEvent
@@ -168,3 +169,24 @@ async def test_an_event_that_cannot_be_recorded_is_a_503_so_stripe_retries(setti
     status, problem = await deliver(service, delivery())
     assert status == 503
     assert problem["status"] == 503
+
+
+async def test_a_failed_event_is_applied_by_a_replay(settings):
+    applier = RecordingApplier(failures=3)
+    service = build_service(settings, applier)
+    await deliver(service, delivery())
+    service.clock.advance(11)
+    await service.processor.sweep()
+    await service.processor.sweep()
+    assert record(service)["state"] == "failed"
+    assert await service.processor.replay("evt_test000001") is EventState.APPLIED
+    assert record(service)["state"] == "applied"
+    assert record(service)["attempts"] == 0
+    assert applier.applied == ["evt_test000001"]
+
+
+async def test_an_applied_event_cannot_be_replayed(settings):
+    service = build_service(settings, RecordingApplier())
+    await deliver(service, delivery())
+    with pytest.raises(InvalidTransitionError):
+        await service.processor.replay("evt_test000001")

@@ -52,8 +52,13 @@ class EventJournal:
         """The record of one event; DocumentNotFoundError when it was never recorded (or expired)."""
         return await self._container.read(event_id, partition_key=event_id)
 
-    async def settle(self, event_id: str, state: EventState, *, reason: str | None = None) -> Document:
-        """Move the record to ``state``; a record already there is left as it is (settled twice)."""
+    async def settle(
+        self, event_id: str, state: EventState, *, reason: str | None = None, reset_attempts: bool = False
+    ) -> Document:
+        """Move the record to ``state``; a record already there is left as it is (settled twice).
+
+        InvalidTransitionError when the state table forbids the move (replaying an applied event).
+        """
 
         def move(current: Document) -> Patch | None:
             if current[STATE_FIELD] == state.value:
@@ -64,6 +69,7 @@ class EventJournal:
                     {"op": "set", "path": f"/{STATE_FIELD}", "value": state.value},
                     {"op": "set", "path": f"/{REASON_FIELD}", "value": reason},
                     {"op": "set", "path": "/settledAt", "value": self._clock().isoformat()},
+                    *([{"op": "set", "path": f"/{ATTEMPTS_FIELD}", "value": 0}] if reset_attempts else []),
                 ]
             )
 

@@ -105,6 +105,11 @@ class EventProcessor:
         await self._journal.settle(event.id, EventState.FAILED, reason=reason)
         return EventState.FAILED
 
+    async def replay(self, event_id: str) -> EventState:
+        """An operator's retry of an ignored or failed event: back to ``received``, then applied now."""
+        await self._journal.settle(event_id, EventState.RECEIVED, reset_attempts=True)
+        return await self.process(event_id)
+
     async def drain(self) -> None:
         """Process every queued event (tests and shutdown: no worker is running)."""
         while not self._queue.empty():
