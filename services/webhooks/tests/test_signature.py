@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import OLD_PLATFORM_SECRET, build_service
 from stripe_fixtures import CONNECT_SECRET, PLATFORM_SECRET, event, fixture, sign
+from structlog.testing import capture_logs
 
 from otcommon.http import PROBLEM_CONTENT_TYPE
 from webhooks.signature import Rejection, SignatureRejectedError, SignatureVerifier
@@ -125,3 +126,17 @@ def test_the_future_check_uses_the_verifiers_clock():
 def test_a_verifier_needs_a_secret():
     with pytest.raises(ValueError, match="signing secret"):
         SignatureVerifier([])
+
+
+async def test_a_refusal_is_logged_with_its_reason_and_without_the_body_or_header(settings):
+    body = json.dumps(event("refund.created", fixture("refund", metadata={"email": "buyer@example.com"})))
+    header = sign(body, "whsec_wrong")
+    with capture_logs() as logs:
+        status, _, _ = await post(settings, body, {"Stripe-Signature": header})
+    assert status == 400
+    [refusal] = [entry for entry in logs if entry["event"] == "webhook refused"]
+    assert refusal["reason"] == "NO_MATCH"
+    assert refusal["size"] == len(body.encode())
+    logged = repr(logs)
+    assert "buyer@example.com" not in logged
+    assert header.split("v1=")[1] not in logged
