@@ -14,7 +14,7 @@ from stripe_fixtures import event, fixture, sign
 
 from otcommon.store import InMemoryContainer, StoreError
 from webhooks.journal import EventJournal
-from webhooks.processor import EventProcessor, Outcome
+from webhooks.processor import EventProcessor, NotYetApplicableError, Outcome
 from webhooks.states import EventState, InvalidTransitionError
 
 if TYPE_CHECKING:
@@ -190,3 +190,39 @@ async def test_an_applied_event_cannot_be_replayed(settings):
     await deliver(service, delivery())
     with pytest.raises(InvalidTransitionError):
         await service.processor.replay("evt_test000001")
+
+
+@dataclass
+class PaymentNotStoredApplier:
+    """The payment arrives (ingest stores it) only when the test says so."""
+
+    stored: bool = False
+    applied: list[str] = field(default_factory=list)
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        if not self.stored:
+            raise NotYetApplicableError(stripe_event.id)
+        self.applied.append(stripe_event.id)
+        return Outcome(EventState.APPLIED)
+
+
+async def test_an_event_for_a_payment_not_stored_yet_waits_without_using_up_attempts(settings):
+    applier = PaymentNotStoredApplier()
+    service = build_service(settings, applier)  # three attempts for real failures
+    await deliver(service, delivery())
+    for _ in range(5):
+        service.clock.advance(3600)
+        await service.processor.sweep()
+    assert (record(service)["state"], record(service)["attempts"]) == ("received", 0)
+    applier.stored = True
+    await service.processor.sweep()
+    assert record(service)["state"] == "applied"
+
+
+async def test_an_event_whose_payment_never_arrives_fails_after_three_days(settings):
+    service = build_service(settings, PaymentNotStoredApplier())
+    await deliver(service, delivery())
+    service.clock.advance(3 * 24 * 3600 + 1)
+    await service.processor.sweep()
+    stored = record(service)
+    assert (stored["state"], stored["reason"]) == ("failed", "waited-too-long: NotYetApplicableError")

@@ -9,7 +9,7 @@ import structlog
 
 from otcommon.messages import StripePayoutChanged, TransactionChange, TransactionChanged, make_envelope
 from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
-from webhooks.processor import Outcome
+from webhooks.processor import NotYetApplicableError, Outcome
 from webhooks.states import EventState, SettleReason
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ DISPUTE_PREFIX = "charge.dispute."
 PAYOUT_PREFIX = "payout."
 
 
-class NoMatchingTransactionError(Exception):
+class NoMatchingTransactionError(NotYetApplicableError):
     """No stored transaction is paid by the event's charge or PaymentIntent (yet)."""
 
 
@@ -74,7 +74,7 @@ class StripeFactsApplier:
             return Outcome(EventState.IGNORED, SettleReason.NO_PAYMENT_REFERENCE.value)
         found = await self._transactions.find(charge=charge, payment_intent=payment_intent)
         if not found:
-            # Often the payment is not stored yet (ingest runs hourly): retried by the sweep, then failed.
+            # Often the payment is not stored yet (ingest runs hourly): the sweep retries for three days.
             raise NoMatchingTransactionError(event.id)
         for document in found:
             written = await self._transactions.write(document, merge)

@@ -48,6 +48,10 @@ class EventJournal:
             return False
         return True
 
+    def age_of(self, record: Document) -> timedelta:
+        """How long ago the event was first recorded."""
+        return self._clock() - datetime.fromisoformat(str(record["receivedAt"]))
+
     async def read(self, event_id: str) -> Document:
         """The record of one event; DocumentNotFoundError when it was never recorded (or expired)."""
         return await self._container.read(event_id, partition_key=event_id)

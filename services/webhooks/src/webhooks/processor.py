@@ -21,6 +21,7 @@ from webhooks.journal import event_of
 from webhooks.states import STATE_FIELD, EventState, SettleReason
 
 if TYPE_CHECKING:
+    from otcommon.store import Document
     from webhooks.journal import EventJournal
     from webhooks.models import StripeEvent
 
@@ -33,6 +34,10 @@ class Outcome:
 
     state: EventState
     reason: str | None = None
+
+
+class NotYetApplicableError(Exception):
+    """The event is about something not stored yet (a payment ingest has not read): wait, not a fault."""
 
 
 class EventApplier(Protocol):
@@ -59,12 +64,14 @@ class EventProcessor:
         applier: EventApplier,
         max_attempts: int = 10,
         sweep_age: timedelta = timedelta(seconds=10),
+        wait_limit: timedelta = timedelta(days=3),
         queue_size: int = 10_000,
     ) -> None:
         self._journal = journal
         self._applier = applier
         self._max_attempts = max_attempts
         self._sweep_age = sweep_age
+        self._wait_limit = wait_limit
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
@@ -86,6 +93,8 @@ class EventProcessor:
         event = event_of(record)
         try:
             outcome = await self._applier.apply(event)
+        except NotYetApplicableError as error:
+            return await self._wait_or_fail(record, error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
         await self._journal.settle(event_id, outcome.state, reason=outcome.reason)
@@ -93,6 +102,15 @@ class EventProcessor:
             self.ignored_types[event.type] += 1
         log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
         return outcome.state
+
+    async def _wait_or_fail(self, record: Document, error: NotYetApplicableError) -> EventState:
+        # As long as Stripe would retry (three days), the missing payment may still arrive: each sweep
+        # tries again without counting an attempt; after that the event fails with the reason.
+        if self._journal.age_of(record) < self._wait_limit:
+            return EventState.RECEIVED
+        reason = f"{SettleReason.WAITED_TOO_LONG.value}: {type(error).__name__}"
+        await self._journal.settle(str(record["id"]), EventState.FAILED, reason=reason)
+        return EventState.FAILED
 
     async def _after_failure(self, event: StripeEvent, error: Exception) -> EventState:
         attempts = await self._journal.count_attempt(event.id)

@@ -37,6 +37,7 @@ class SettleReason(StrEnum):
     UNKNOWN_TYPE = "unknown-event-type"
     NO_PAYMENT_REFERENCE = "no-charge-or-payment-intent"
     GAVE_UP = "gave-up-after-retries"
+    WAITED_TOO_LONG = "waited-too-long"
 
 
 _NEXT_STATES: Mapping[EventState, frozenset[EventState]] = {
