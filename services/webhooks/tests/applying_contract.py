@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 TOPIC = "transaction-changes"
 PAYOUT_QUEUE = "stripe-events-queue"
+REFUND_SUMMARY = {"stripeRefundedAmount", "stripeRefundStatus", "stripeRefundStateAt"}
+REFUND_FIELDS = {"stripeRefunds", *REFUND_SUMMARY}
+CHARGE_REFUND_FIELDS = {"stripeChargeRefunds", *REFUND_SUMMARY}
+DISPUTE_FIELDS = {"stripeDisputes", "stripeDisputeStatus", "stripeDisputeReason", "stripeDisputeStateAt"}
+SYSTEM_FIELDS = {"_etag", "_ts", "_rid", "_self", "_attachments", "_lsn"}
 T0 = 1_700_000_000
 
 
@@ -245,3 +250,33 @@ class ApplyingContract:
         assert forwarded.message.stripe_event_id == "evt_test000001"
         assert (await self.current(stores, ids))["_etag"] == before["_etag"]
         assert self.announced(bus) == []
+
+    @pytest.mark.usefixtures("stored")
+    @pytest.mark.parametrize(
+        ("event_type", "kind", "changed"),
+        [
+            *[(t, "refund", REFUND_FIELDS) for t in ("refund.created", "refund.updated", "refund.failed")],
+            ("charge.refund.updated", "refund", REFUND_FIELDS),
+            ("charge.refunded", "charge", CHARGE_REFUND_FIELDS),
+            *[
+                (t, "dispute", DISPUTE_FIELDS)
+                for t in (
+                    "charge.dispute.created",
+                    "charge.dispute.updated",
+                    "charge.dispute.closed",
+                    "charge.dispute.funds_withdrawn",
+                )
+            ],
+        ],
+    )
+    async def test_each_event_type_changes_exactly_its_own_fields(
+        self, stores, ids, bus, event_type, kind, changed
+    ):
+        before = await self.current(stores, ids)
+        obj = fixture(kind, payment_intent=ids["pi"])
+        if kind == "charge":
+            obj["id"] = ids["ch"]
+        await self.applier(stores.transactions, bus).apply(stripe_event(event_type, obj, created=T0))
+        after = await self.current(stores, ids)
+        differing = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+        assert differing - SYSTEM_FIELDS == changed

@@ -105,7 +105,9 @@ def merge_refund(document: dict[str, Any], refund: dict[str, Any], *, event_id: 
         currency=str(refund.get("currency") or ""),
         status=status,
     )
-    return Merge(_refund_summary(document, refunds, document.get(CHARGE_REFUNDS_FIELD)))
+    return Merge(
+        {REFUNDS_FIELD: refunds, **_refund_summary(document, refunds, document.get(CHARGE_REFUNDS_FIELD))}
+    )
 
 
 def merge_charge_refunds(
@@ -125,13 +127,14 @@ def merge_charge_refunds(
         amount=int(charge.get("amount") or 0),
         currency=str(charge.get("currency") or ""),
     )
-    return Merge(_refund_summary(document, dict(document.get(REFUNDS_FIELD) or {}), snapshot))
+    summary = _refund_summary(document, dict(document.get(REFUNDS_FIELD) or {}), snapshot)
+    return Merge({CHARGE_REFUNDS_FIELD: snapshot, **summary})
 
 
 def _refund_summary(
     document: dict[str, Any], refunds: dict[str, Any], snapshot: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The refund fields: the newest source of truth wins (the charge's total, or the refunds' sum)."""
+    """The derived refund fields: the newest source wins (the charge's total, or the refunds' sum)."""
     newest_refund = max((int(entry["eventCreated"]) for entry in refunds.values()), default=-1)
     currency = next((str(entry["currency"]) for entry in refunds.values()), "")
     if snapshot is not None and int(snapshot["eventCreated"]) >= newest_refund:
@@ -146,8 +149,6 @@ def _refund_summary(
     whole = refunded >= charge_amount if charge_amount else major >= float(document.get("TotalAmount") or 0)
     status = "none" if refunded <= 0 else ("full" if whole else "partial")
     return {
-        REFUNDS_FIELD: refunds,
-        CHARGE_REFUNDS_FIELD: snapshot,
         REFUNDED_AMOUNT_FIELD: major,
         REFUND_STATUS_FIELD: status,
         REFUND_STATE_AT_FIELD: _iso(state_at),
