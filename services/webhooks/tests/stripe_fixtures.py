@@ -12,20 +12,22 @@ from typing import Any
 
 import stripe
 
-FIXTURES_ENV = "OT_STRIPE_FIXTURES"
+REFERENCE_DIR_VARIABLE = "OT_TEST_STRIPE_REFERENCE_DIR"
 PLATFORM_SECRET = "whsec_platform_current"
 CONNECT_SECRET = "whsec_connect_current"
 
 
 def fixtures_file() -> Path:
-    """``fixtures3.json``: from OT_STRIPE_FIXTURES, else ``shared/stripe/`` in a folder above the repo."""
-    if given := os.environ.get(FIXTURES_ENV):
-        return Path(given)
+    """``fixtures3.json``: in OT_TEST_STRIPE_REFERENCE_DIR, else in ``shared/stripe/`` above the repo."""
+    if given := os.environ.get(REFERENCE_DIR_VARIABLE):
+        return Path(given) / "fixtures3.json"
     for folder in Path(__file__).resolve().parents[3].parents:
         candidate = folder / "shared" / "stripe" / "fixtures3.json"
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"Stripe's fixtures3.json not found: set {FIXTURES_ENV} to its path")
+    raise FileNotFoundError(
+        f"Stripe's fixtures3.json not found: set {REFERENCE_DIR_VARIABLE} to its directory"
+    )
 
 
 @cache

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import build_service
 from stripe_fixtures import event, fixture, sign
+from webhooks_fakes import build_service
 
 from otcommon.store import InMemoryContainer, StoreError
 from webhooks.journal import EventJournal

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import build_service, container
 from stripe_fixtures import event, fixture, sign
 from test_applying import paid_by
+from webhooks_fakes import build_service, container
 
 from otcommon.bus import InMemoryBus, Subscription, Topic, TrueFilter
 from otcommon.messages import decode_message

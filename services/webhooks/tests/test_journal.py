@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Clock, container, unapplied
+from webhooks_fakes import Clock, container, unapplied
 
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 from webhooks.journal import UNAPPLIED_QUERY, EventJournal

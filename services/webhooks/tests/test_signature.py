@@ -7,9 +7,9 @@ import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import OLD_PLATFORM_SECRET, build_service
 from stripe_fixtures import CONNECT_SECRET, PLATFORM_SECRET, event, fixture, sign
 from structlog.testing import capture_logs
+from webhooks_fakes import OLD_PLATFORM_SECRET, build_service
 
 from otcommon.http import PROBLEM_CONTENT_TYPE
 from webhooks.signature import Rejection, SignatureRejectedError, SignatureVerifier
