@@ -25,7 +25,7 @@ def render(overlay: str) -> list[dict]:
 @pytest.mark.parametrize("overlay", ["production", "local"])
 def test_every_deployment_is_probed_bounded_and_unprivileged(overlay):
     deployments = [doc for doc in render(overlay) if doc["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} >= {"ingest", "enricher"}
+    assert {d["metadata"]["name"] for d in deployments} >= {"ingest", "enricher", "webhooks"}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_BOUND_SECONDS

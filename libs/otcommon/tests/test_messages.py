@@ -23,6 +23,7 @@ from otcommon.messages import (
     MessageDecodeError,
     PaymentEnrichmentRequested,
     RawMessage,
+    StripePayoutChanged,
     TransactionChange,
     TransactionChanged,
     decode_message,
@@ -74,6 +75,7 @@ def test_registry_maps_type_names_to_classes():
     assert dict(MESSAGE_TYPES) == {
         "PaymentEnrichmentRequested": PaymentEnrichmentRequested,
         "TransactionChanged": TransactionChanged,
+        "StripePayoutChanged": StripePayoutChanged,
     }
 
 

@@ -114,8 +114,26 @@ class TransactionChanged(Message):
         return f"{self.transaction_id}/{self.change.value}/{self.changed_at.isoformat()}"
 
 
+class StripePayoutChanged(Message):
+    """Stripe reported a new payout state (webhook); the enricher, owner of the deposit fields, applies it."""
+
+    message_type: ClassVar[str] = "StripePayoutChanged"
+
+    payout_id: str = Field(pattern=r"^po_[A-Za-z0-9_]+$", max_length=255)
+    account_id: str | None = Field(default=None, pattern=r"^acct_[A-Za-z0-9_]+$", max_length=255)
+    status: str = Field(min_length=1, max_length=64)
+    arrival_date: AwareDatetime | None = None
+    automatic: bool = True
+    stripe_event_id: str = Field(pattern=r"^evt_[A-Za-z0-9_]+$", max_length=255)
+    stripe_event_created: AwareDatetime
+
+    def default_key(self) -> str:
+        """One message per Stripe event: a redelivered or re-applied event is dropped as a duplicate."""
+        return self.stripe_event_id
+
+
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
-    cls.message_type: cls for cls in (PaymentEnrichmentRequested, TransactionChanged)
+    cls.message_type: cls for cls in (PaymentEnrichmentRequested, TransactionChanged, StripePayoutChanged)
 }
 
 MessageT = TypeVar("MessageT", bound=Message)

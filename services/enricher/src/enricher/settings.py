@@ -43,7 +43,7 @@ class EnricherSettings(ServiceSettings):
         default=300, ge=0, description="Listings re-read this far behind their created cursor."
     )
     enricher_http_host: str = Field(default="0.0.0.0", description="HTTP listen address.")  # noqa: S104
-    enricher_http_port: int = Field(default=8081, ge=0, le=65535, description="HTTP listen port.")
+    enricher_http_port: int = Field(default=8083, ge=0, le=65535, description="HTTP listen port.")
 
     def require_stripe_key(self) -> SecretStr:
         """The Stripe key; ConfigurationError naming the variable when it is missing."""

@@ -115,9 +115,10 @@ STATE = ContainerSpec(
 WEBHOOK_EVENTS = ContainerSpec(
     name="webhook-events",
     partition_key="/id",
-    # Stripe retries for three days; thirty days of event ids keep redeliveries idempotent.
+    # Stripe retries for three days and `replay` reaches back thirty: thirty days of records keep
+    # every redelivery idempotent, and the TTL keeps the container bounded.
     default_ttl_seconds=30 * 24 * 3600,
-    purpose="Stripe webhook events seen, keyed by event id, for idempotency.",
+    purpose="Stripe webhook events recorded before acknowledgement (payload, state, reason), by event id.",
 )
 
 STRIPE_INDEX = ContainerSpec(

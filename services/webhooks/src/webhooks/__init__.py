@@ -1,0 +1,1 @@
+"""Stripe webhooks: verified, recorded durably, applied to transactions in any order."""

@@ -1,0 +1,145 @@
+"""Wiring: clients opened from settings, components built on them, the HTTP app and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+
+from otcommon.bus import (
+    client_from_connection_string,
+    client_from_namespace,
+    queue_publisher,
+    topic_publisher,
+)
+from otcommon.health import add_health_routes, cosmos_check, servicebus_check
+from otcommon.http import SERVICE_MIDDLEWARES
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
+from webhooks.applier import StripeFactsApplier
+from webhooks.journal import EventJournal
+from webhooks.processor import EventProcessor
+from webhooks.routes import LIVEMODE, PROCESSOR, VERIFIER, routes
+from webhooks.signature import SignatureVerifier
+from webhooks.transactions import TransactionFacts
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.servicebus.aio import ServiceBusClient
+
+    from webhooks.settings import WebhookSettings
+
+log = structlog.get_logger("webhooks.app")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+"""How long queued events get to be applied at shutdown; the rest wait, recorded, for the sweep."""
+
+
+@dataclass
+class Webhooks:
+    """The service's components, built on open clients."""
+
+    processor: EventProcessor
+    health_checks: dict[str, Callable[[], Awaitable[None]]]
+
+
+@contextlib.asynccontextmanager
+async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
+    """Open Cosmos DB and Service Bus; provision; build the components; close all at exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        credential = None
+        if settings.cosmos.uses_entra_id or settings.servicebus.connection_string is None:
+            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+
+            credential = await stack.enter_async_context(DefaultAzureCredential())
+        cosmos = await stack.enter_async_context(
+            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
+        )
+        await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
+
+        def container(name: str) -> CosmosContainer:
+            return CosmosContainer.of(
+                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
+            )
+
+        bus = await stack.enter_async_context(_servicebus_client(settings, credential))
+        publisher = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
+        stack.push_async_callback(publisher.close)
+        payouts = queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue)
+        stack.push_async_callback(payouts.close)
+        processor = EventProcessor(
+            journal=EventJournal(container("webhook-events")),
+            applier=StripeFactsApplier(
+                transactions=TransactionFacts(container("transactions")),
+                changes=publisher,
+                payouts=payouts,
+            ),
+            sweep_age=timedelta(seconds=settings.webhooks_sweep_age_seconds),
+        )
+        yield Webhooks(
+            processor=processor,
+            health_checks={
+                "cosmos": cosmos_check(cosmos, database=settings.cosmos.database),
+                "servicebus": servicebus_check(bus, queue_name=settings.webhooks_payout_queue),
+            },
+        )
+
+
+def _servicebus_client(
+    settings: WebhookSettings, credential: AsyncTokenCredential | None
+) -> ServiceBusClient:
+    connection = settings.servicebus
+    if connection.connection_string is not None:
+        return client_from_connection_string(
+            connection_string=connection.connection_string.get_secret_value()
+        )
+    assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
+    assert credential is not None  # noqa: S101 - created above for Entra ID
+    return client_from_namespace(
+        fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
+    )
+
+
+def create_app(
+    settings: WebhookSettings,
+    *,
+    open_components: Callable[[WebhookSettings], contextlib.AbstractAsyncContextManager[Webhooks]] = (
+        open_webhooks
+    ),
+) -> web.Application:
+    """The HTTP app: the Stripe endpoint and health; the applier and the sweep run in its lifespan."""
+    app = web.Application(middlewares=SERVICE_MIDDLEWARES, client_max_size=settings.webhooks_max_body_bytes)
+    app[VERIFIER] = SignatureVerifier(
+        settings.signing_secrets, tolerance_seconds=settings.webhooks_tolerance_seconds
+    )
+    app[LIVEMODE] = settings.webhooks_livemode
+    app.add_routes(routes)
+    checks: dict[str, Callable[[], Awaitable[None]]] = {}
+    add_health_routes(app, checks)
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        async with open_components(settings) as webhooks:
+            app[PROCESSOR] = webhooks.processor
+            checks.update(webhooks.health_checks)
+            workers = asyncio.create_task(
+                webhooks.processor.serve(
+                    workers=settings.webhooks_apply_workers, sweep_every=settings.webhooks_sweep_seconds
+                ),
+                name="webhooks-processor",
+            )
+            log.info("webhooks serving")
+            yield
+            workers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await workers
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(webhooks.processor.drain(), SHUTDOWN_GRACE_SECONDS)
+
+    app.cleanup_ctx.append(lifespan)
+    return app

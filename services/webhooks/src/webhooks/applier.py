@@ -1,0 +1,123 @@
+"""Which events change what: refunds and disputes into transactions, each change announced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from otcommon.messages import StripePayoutChanged, TransactionChange, TransactionChanged, make_envelope
+from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
+from webhooks.processor import NotYetApplicableError, Outcome
+from webhooks.states import EventState, SettleReason
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from otcommon.bus import MessagePublisher
+    from otcommon.store import Document
+    from webhooks.facts import Merge
+    from webhooks.models import StripeEvent
+    from webhooks.transactions import TransactionFacts, Written
+
+log = structlog.get_logger("webhooks.applier")
+
+REFUND_EVENTS = frozenset({"charge.refund.updated", "refund.created", "refund.updated", "refund.failed"})
+CHARGE_REFUND_EVENTS = frozenset({"charge.refunded"})
+DISPUTE_PREFIX = "charge.dispute."
+PAYOUT_PREFIX = "payout."
+
+
+class NoMatchingTransactionError(NotYetApplicableError):
+    """No stored transaction is paid by the event's charge or PaymentIntent (yet)."""
+
+
+class StripeFactsApplier:
+    """Applies refund and dispute events to the transactions they concern; hands payouts to the enricher."""
+
+    def __init__(
+        self, *, transactions: TransactionFacts, changes: MessagePublisher, payouts: MessagePublisher
+    ) -> None:
+        self._transactions = transactions
+        self._changes = changes
+        self._payouts = payouts
+
+    async def apply(self, event: StripeEvent) -> Outcome:
+        """Apply one event; ignored (with a reason) when it is not one this service acts on."""
+        obj = event.data_object
+        if event.type.startswith(PAYOUT_PREFIX) and obj.get("object") == "payout":
+            await self._forward_payout(event, obj)
+            return Outcome(EventState.APPLIED)
+        if event.type in REFUND_EVENTS or event.type.startswith("refund."):
+            merge, change = _merging(merge_refund, obj, event), TransactionChange.REFUNDED
+            charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
+        elif event.type in CHARGE_REFUND_EVENTS:
+            merge, change = _merging(merge_charge_refunds, obj, event), TransactionChange.REFUNDED
+            charge, payment_intent = obj.get("id"), obj.get("payment_intent")
+        elif event.type.startswith(DISPUTE_PREFIX) and obj.get("object") == "dispute":
+            merge, change = _merging(merge_dispute, obj, event), TransactionChange.DISPUTED
+            charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
+        else:
+            return Outcome(EventState.IGNORED, SettleReason.UNKNOWN_TYPE.value)
+        return await self._apply_to_payment(event, _id(charge), _id(payment_intent), merge, change)
+
+    async def _apply_to_payment(
+        self,
+        event: StripeEvent,
+        charge: str | None,
+        payment_intent: str | None,
+        merge: Callable[[Document], Merge],
+        change: TransactionChange,
+    ) -> Outcome:
+        if charge is None and payment_intent is None:
+            return Outcome(EventState.IGNORED, SettleReason.NO_PAYMENT_REFERENCE.value)
+        found = await self._transactions.find(charge=charge, payment_intent=payment_intent)
+        if not found:
+            # Often the payment is not stored yet (ingest runs hourly): the sweep retries for three days.
+            raise NoMatchingTransactionError(event.id)
+        for document in found:
+            written = await self._transactions.write(document, merge)
+            if written is not None:
+                await self._announce(event, written, change)
+        return Outcome(EventState.APPLIED)
+
+    async def _forward_payout(self, event: StripeEvent, payout: dict[str, Any]) -> None:
+        # The deposit fields and the payout index are the enricher's (SPEC section 2): it applies the
+        # payout to every transaction it holds, however many, off this request's path.
+        arrival = payout.get("arrival_date")
+        message = StripePayoutChanged(
+            payout_id=str(payout.get("id")),
+            account_id=event.account,
+            status=str(payout.get("status") or "unknown"),
+            arrival_date=datetime.fromtimestamp(arrival, tz=UTC) if isinstance(arrival, int) else None,
+            automatic=payout.get("automatic") is not False,
+            stripe_event_id=event.id,
+            stripe_event_created=datetime.fromtimestamp(event.created, tz=UTC),
+        )
+        await self._payouts.publish([make_envelope(message, correlation_id=event.id)])
+
+    async def _announce(self, event: StripeEvent, written: Written, change: TransactionChange) -> None:
+        message = TransactionChanged(
+            transaction_id=written.transaction_id,
+            event_id=written.event_id,
+            change=change,
+            changed_fields=written.changed_fields,
+            changed_at=datetime.fromtimestamp(event.created, tz=UTC),
+        )
+        # Keyed on the Stripe event: announcing again after a crash sends the same message id.
+        key = f"{written.transaction_id}/stripe/{event.id}"
+        await self._changes.publish([make_envelope(message, key=key, correlation_id=event.id)])
+
+
+def _merging(
+    merge: Callable[..., Merge], obj: dict[str, Any], event: StripeEvent
+) -> Callable[[Document], Merge]:
+    return lambda document: merge(document, obj, event_id=event.id, created=event.created)
+
+
+def _id(value: Any) -> str | None:
+    # Expanded objects carry their id inside.
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,183 @@
+"""Stripe's refund and dispute facts on a transaction: merged per Stripe object, never older over newer.
+
+Stripe does not order events. Each refund and each dispute is kept per object id with the version
+that wrote it: the event's ``created`` (seconds), then the rank of the object's status (a refund or
+dispute only moves forward through its statuses, so within one second the later status wins). An
+event whose version is not newer than the stored one changes nothing. From the per-object facts the
+summary fields are derived; every field here is the webhook service's alone (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+REFUNDS_FIELD = "stripeRefunds"
+CHARGE_REFUNDS_FIELD = "stripeChargeRefunds"
+REFUNDED_AMOUNT_FIELD = "stripeRefundedAmount"
+REFUND_STATUS_FIELD = "stripeRefundStatus"
+REFUND_STATE_AT_FIELD = "stripeRefundStateAt"
+DISPUTES_FIELD = "stripeDisputes"
+DISPUTE_STATUS_FIELD = "stripeDisputeStatus"
+DISPUTE_REASON_FIELD = "stripeDisputeReason"
+DISPUTE_STATE_AT_FIELD = "stripeDisputeStateAt"
+
+_REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 3, "canceled": 3}
+_DISPUTE_RANK = {
+    "warning_needs_response": 0,
+    "warning_under_review": 1,
+    "warning_closed": 2,
+    "needs_response": 3,
+    "under_review": 4,
+    "won": 5,
+    "lost": 5,
+    "prevented": 5,
+}
+# Money that has left, or is leaving, the organizer: a failed or canceled refund gave it back.
+_COUNTED_REFUND_STATUSES = frozenset({"pending", "requires_action", "succeeded"})
+# Stripe's currencies without minor units: amounts are already in major units.
+_ZERO_DECIMAL = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905 - reads as a list
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """The version of one Stripe object's state: the event's time, then the status's rank."""
+
+    event_created: int
+    rank: int
+    event_id: str
+
+    def is_newer_than(self, stored: dict[str, Any] | None) -> bool:
+        """Whether this state may replace ``stored`` (None: nothing stored yet)."""
+        if stored is None:
+            return True
+        mine = (self.event_created, self.rank)
+        theirs = (int(stored.get("eventCreated", 0)), int(stored.get("rank", -1)))
+        return mine > theirs
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """What merging one event's object did: the new fields (None: nothing newer), or already stored."""
+
+    fields: dict[str, Any] | None
+    already_applied: bool = False
+
+
+def to_major_units(amount: int, currency: str) -> float:
+    """Stripe's minor units as the currency's major units, like ``TotalAmount``."""
+    return float(amount) if currency.lower() in _ZERO_DECIMAL else round(amount / 100, 2)
+
+
+def _iso(created: int) -> str:
+    return datetime.fromtimestamp(created, tz=UTC).isoformat()
+
+
+def _entry(version: Version, **values: Any) -> dict[str, Any]:
+    return {
+        **values,
+        "eventCreated": version.event_created,
+        "rank": version.rank,
+        "eventId": version.event_id,
+    }
+
+
+def _already(stored: dict[str, Any] | None, version: Version) -> bool:
+    return stored is not None and stored.get("eventId") == version.event_id
+
+
+def merge_refund(document: dict[str, Any], refund: dict[str, Any], *, event_id: str, created: int) -> Merge:
+    """Fold one refund object into the transaction's refund facts."""
+    refunds: dict[str, Any] = dict(document.get(REFUNDS_FIELD) or {})
+    status = str(refund.get("status") or "pending")
+    version = Version(created, _REFUND_RANK.get(status, 0), event_id)
+    stored = refunds.get(refund["id"])
+    if _already(stored, version):
+        return Merge(None, already_applied=True)
+    if not version.is_newer_than(stored):
+        return Merge(None)
+    refunds[refund["id"]] = _entry(
+        version,
+        amount=int(refund.get("amount") or 0),
+        currency=str(refund.get("currency") or ""),
+        status=status,
+    )
+    return Merge(
+        {REFUNDS_FIELD: refunds, **_refund_summary(document, refunds, document.get(CHARGE_REFUNDS_FIELD))}
+    )
+
+
+def merge_charge_refunds(
+    document: dict[str, Any], charge: dict[str, Any], *, event_id: str, created: int
+) -> Merge:
+    """Fold a charge's ``amount_refunded`` (``charge.refunded``) into the refund facts."""
+    amount_refunded = int(charge.get("amount_refunded") or 0)
+    version = Version(created, amount_refunded, event_id)
+    stored = document.get(CHARGE_REFUNDS_FIELD)
+    if _already(stored, version):
+        return Merge(None, already_applied=True)
+    if not version.is_newer_than(stored):
+        return Merge(None)
+    snapshot = _entry(
+        version,
+        amountRefunded=amount_refunded,
+        amount=int(charge.get("amount") or 0),
+        currency=str(charge.get("currency") or ""),
+    )
+    summary = _refund_summary(document, dict(document.get(REFUNDS_FIELD) or {}), snapshot)
+    return Merge({CHARGE_REFUNDS_FIELD: snapshot, **summary})
+
+
+def _refund_summary(
+    document: dict[str, Any], refunds: dict[str, Any], snapshot: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The derived refund fields: the newest source wins (the charge's total, or the refunds' sum)."""
+    newest_refund = max((int(entry["eventCreated"]) for entry in refunds.values()), default=-1)
+    currency = next((str(entry["currency"]) for entry in refunds.values()), "")
+    if snapshot is not None and int(snapshot["eventCreated"]) >= newest_refund:
+        refunded = int(snapshot["amountRefunded"])
+        currency = str(snapshot["currency"]) or currency
+        state_at = int(snapshot["eventCreated"])
+    else:
+        refunded = sum(int(e["amount"]) for e in refunds.values() if e["status"] in _COUNTED_REFUND_STATUSES)
+        state_at = newest_refund
+    major = to_major_units(refunded, currency)
+    charge_amount = int(snapshot["amount"]) if snapshot else 0
+    whole = refunded >= charge_amount if charge_amount else major >= float(document.get("TotalAmount") or 0)
+    status = "none" if refunded <= 0 else ("full" if whole else "partial")
+    return {
+        REFUNDED_AMOUNT_FIELD: major,
+        REFUND_STATUS_FIELD: status,
+        REFUND_STATE_AT_FIELD: _iso(state_at),
+    }
+
+
+def merge_dispute(document: dict[str, Any], dispute: dict[str, Any], *, event_id: str, created: int) -> Merge:
+    """Fold one dispute object into the transaction's dispute facts."""
+    disputes: dict[str, Any] = dict(document.get(DISPUTES_FIELD) or {})
+    status = str(dispute.get("status") or "needs_response")
+    version = Version(created, _DISPUTE_RANK.get(status, 0), event_id)
+    stored = disputes.get(dispute["id"])
+    if _already(stored, version):
+        return Merge(None, already_applied=True)
+    if not version.is_newer_than(stored):
+        return Merge(None)
+    disputes[dispute["id"]] = _entry(
+        version,
+        status=status,
+        reason=dispute.get("reason"),
+        amount=int(dispute.get("amount") or 0),
+        currency=str(dispute.get("currency") or ""),
+    )
+    latest = max(disputes.values(), key=lambda entry: (int(entry["eventCreated"]), int(entry["rank"])))
+    return Merge(
+        {
+            DISPUTES_FIELD: disputes,
+            DISPUTE_STATUS_FIELD: latest["status"],
+            DISPUTE_REASON_FIELD: latest["reason"],
+            DISPUTE_STATE_AT_FIELD: _iso(int(latest["eventCreated"])),
+        }
+    )

@@ -1,0 +1,116 @@
+"""The durable record of every verified event: written before Stripe is answered, settled after."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from otcommon.store import DocumentExistsError, Patch, read_modify_write
+from webhooks.models import StripeEvent
+from webhooks.states import REASON_FIELD, STATE_FIELD, EventState, check_transition
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from otcommon.store import Document, DocumentContainer
+
+UNAPPLIED_QUERY = "SELECT * FROM c WHERE c.state = @state AND c.receivedAt < @before"
+"""Recorded events still waiting, across partitions (one partition per event id)."""
+
+ATTEMPTS_FIELD = "attempts"
+
+
+class EventJournal:
+    """Event records in the ``webhook-events`` container, keyed by Stripe's event id."""
+
+    def __init__(
+        self, container: DocumentContainer, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._container = container
+        self._clock = clock
+
+    async def record(self, event: StripeEvent) -> bool:
+        """Record a verified event ``received``; False when it was recorded before (a redelivery)."""
+        document = {
+            "id": event.id,
+            "type": event.type,
+            "account": event.account,
+            "created": event.created,
+            "livemode": event.livemode,
+            "payload": event.payload,
+            STATE_FIELD: EventState.RECEIVED.value,
+            "receivedAt": self._clock().isoformat(),
+            ATTEMPTS_FIELD: 0,
+        }
+        try:
+            await self._container.create(document)
+        except DocumentExistsError:
+            return False
+        return True
+
+    def age_of(self, record: Document) -> timedelta:
+        """How long ago the event was first recorded."""
+        return self._clock() - datetime.fromisoformat(str(record["receivedAt"]))
+
+    async def read(self, event_id: str) -> Document:
+        """The record of one event; DocumentNotFoundError when it was never recorded (or expired)."""
+        return await self._container.read(event_id, partition_key=event_id)
+
+    async def settle(
+        self, event_id: str, state: EventState, *, reason: str | None = None, reset_attempts: bool = False
+    ) -> Document:
+        """Move the record to ``state``; a record already there is left as it is (settled twice).
+
+        InvalidTransitionError when the state table forbids the move (replaying an applied event).
+        """
+
+        def move(current: Document) -> Patch | None:
+            if current[STATE_FIELD] == state.value:
+                return None
+            check_transition(current[STATE_FIELD], state)
+            return Patch(
+                [
+                    {"op": "set", "path": f"/{STATE_FIELD}", "value": state.value},
+                    {"op": "set", "path": f"/{REASON_FIELD}", "value": reason},
+                    {"op": "set", "path": "/settledAt", "value": self._clock().isoformat()},
+                    *([{"op": "set", "path": f"/{ATTEMPTS_FIELD}", "value": 0}] if reset_attempts else []),
+                ]
+            )
+
+        outcome = await read_modify_write(self._container, event_id, partition_key=event_id, mutate=move)
+        return outcome.document
+
+    async def count_attempt(self, event_id: str) -> int:
+        """Count one failed attempt at applying the event; the number of attempts so far."""
+
+        def increment(current: Document) -> Patch:
+            return Patch([{"op": "set", "path": f"/{ATTEMPTS_FIELD}", "value": _attempts(current) + 1}])
+
+        outcome = await read_modify_write(self._container, event_id, partition_key=event_id, mutate=increment)
+        return _attempts(outcome.document)
+
+    async def unapplied(self, *, older_than: timedelta) -> AsyncIterator[str]:
+        """Ids of events still ``received`` that were recorded at least ``older_than`` ago."""
+        before = (self._clock() - older_than).isoformat()
+        parameters = {"@state": EventState.RECEIVED.value, "@before": before}
+        async for page in self._container.query(UNAPPLIED_QUERY, parameters=parameters):
+            for row in page.items:
+                yield str(row["id"])
+
+
+def _attempts(document: Document) -> int:
+    value: Any = document.get(ATTEMPTS_FIELD, 0)
+    return int(value) if isinstance(value, int) else 0
+
+
+def event_of(record: Document) -> StripeEvent:
+    """The event a record holds (its payload was verified when it was recorded)."""
+    payload: dict[str, Any] = record["payload"]
+    return StripeEvent(
+        id=record["id"],
+        type=record["type"],
+        created=record["created"],
+        livemode=record["livemode"],
+        account=record.get("account"),
+        payload=payload,
+    )

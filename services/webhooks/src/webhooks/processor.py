@@ -1,0 +1,178 @@
+"""From recorded event to applied change: an in-process queue for speed, a sweep for crash safety.
+
+The handler records an event, then hands its id to the queue and answers. Workers read the
+record, apply it and settle it. A process killed before settling leaves the record ``received``;
+the sweep (on every replica, every few seconds) finds such records and applies them, and a
+redelivery by Stripe re-queues them at once. Applying is idempotent, so two replicas sweeping the
+same record, or a crash after the change but before settling, repeat nothing visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from webhooks.journal import event_of
+from webhooks.states import STATE_FIELD, EventState, SettleReason
+
+if TYPE_CHECKING:
+    from otcommon.store import Document
+    from webhooks.journal import EventJournal
+    from webhooks.models import StripeEvent
+
+log = structlog.get_logger("webhooks.processor")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How applying an event ended: ``applied``, or ``ignored`` / ``failed`` with a reason."""
+
+    state: EventState
+    reason: str | None = None
+
+
+class NotYetApplicableError(Exception):
+    """The event is about something not stored yet (a payment ingest has not read): wait, not a fault."""
+
+
+class EventApplier(Protocol):
+    """Turns one event into its change; idempotent (the same event twice changes nothing more)."""
+
+    async def apply(self, event: StripeEvent) -> Outcome: ...
+
+
+class IgnoreAll:
+    """The applier that knows no event type."""
+
+    async def apply(self, event: StripeEvent) -> Outcome:
+        del event
+        return Outcome(EventState.IGNORED, SettleReason.UNKNOWN_TYPE.value)
+
+
+class EventProcessor:
+    """Accepts verified events durably and applies them after the answer."""
+
+    def __init__(
+        self,
+        *,
+        journal: EventJournal,
+        applier: EventApplier,
+        max_attempts: int = 10,
+        sweep_age: timedelta = timedelta(seconds=10),
+        wait_limit: timedelta = timedelta(days=3),
+        queue_size: int = 10_000,
+    ) -> None:
+        self._journal = journal
+        self._applier = applier
+        self._max_attempts = max_attempts
+        self._sweep_age = sweep_age
+        self._wait_limit = wait_limit
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.ignored_types: Counter[str] = Counter()
+        """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
+
+    async def accept(self, event: StripeEvent) -> bool:
+        """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
+        fresh = await self._journal.record(event)
+        try:
+            self._queue.put_nowait(event.id)
+        except asyncio.QueueFull:
+            log.warning("apply queue full; the sweep applies the event", event_id=event.id)
+        return fresh
+
+    async def process(self, event_id: str) -> EventState:
+        """Apply one recorded event unless it is settled; the state it is left in."""
+        record = await self._journal.read(event_id)
+        if record[STATE_FIELD] != EventState.RECEIVED.value:
+            return EventState(record[STATE_FIELD])
+        event = event_of(record)
+        try:
+            outcome = await self._applier.apply(event)
+        except NotYetApplicableError as error:
+            return await self._wait_or_fail(record, error)
+        except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
+            return await self._after_failure(event, error)
+        await self._journal.settle(event_id, outcome.state, reason=outcome.reason)
+        if outcome.state is EventState.IGNORED:
+            self.ignored_types[event.type] += 1
+        log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
+        return outcome.state
+
+    async def _wait_or_fail(self, record: Document, error: NotYetApplicableError) -> EventState:
+        # As long as Stripe would retry (three days), the missing payment may still arrive: each sweep
+        # tries again without counting an attempt; after that the event fails with the reason.
+        if self._journal.age_of(record) < self._wait_limit:
+            return EventState.RECEIVED
+        reason = f"{SettleReason.WAITED_TOO_LONG.value}: {type(error).__name__}"
+        await self._journal.settle(str(record["id"]), EventState.FAILED, reason=reason)
+        return EventState.FAILED
+
+    async def _after_failure(self, event: StripeEvent, error: Exception) -> EventState:
+        attempts = await self._journal.count_attempt(event.id)
+        log.warning(
+            "webhook event not applied", event_id=event.id, attempts=attempts, error=type(error).__name__
+        )
+        if attempts < self._max_attempts:
+            return EventState.RECEIVED
+        reason = f"{SettleReason.GAVE_UP.value}: {type(error).__name__}"
+        await self._journal.settle(event.id, EventState.FAILED, reason=reason)
+        return EventState.FAILED
+
+    async def replay(self, event_id: str) -> EventState:
+        """An operator's retry of an ignored or failed event: back to ``received``, then applied now."""
+        await self._journal.settle(event_id, EventState.RECEIVED, reset_attempts=True)
+        return await self.process(event_id)
+
+    async def drain(self) -> None:
+        """Process every queued event (tests and shutdown: no worker is running)."""
+        while not self._queue.empty():
+            await self._process_safely(self._queue.get_nowait())
+            self._queue.task_done()
+
+    async def join(self) -> None:
+        """Wait until every queued event has been processed (by the workers or ``drain``)."""
+        await self._queue.join()
+
+    async def sweep(self) -> int:
+        """Apply every event recorded long enough ago and still unapplied; how many were tried."""
+        tried = 0
+        async for event_id in self._journal.unapplied(older_than=self._sweep_age):
+            await self._process_safely(event_id)
+            tried += 1
+        return tried
+
+    async def _process_safely(self, event_id: str) -> None:
+        try:
+            await self.process(event_id)
+        except Exception:
+            # The record stays received: the next sweep or Stripe's retry tries again.
+            log.exception("webhook event processing failed", event_id=event_id)
+
+    async def serve(self, *, workers: int, sweep_every: float) -> None:
+        """Run the queue's workers and the periodic sweep until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for n in range(workers):
+                group.create_task(self._work(), name=f"webhooks-apply-{n}")
+            group.create_task(self._sweep_forever(sweep_every), name="webhooks-sweep")
+
+    async def _work(self) -> None:
+        while True:
+            event_id = await self._queue.get()
+            try:
+                await self._process_safely(event_id)
+            finally:
+                self._queue.task_done()
+
+    async def _sweep_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweep()
+            except Exception:
+                # Cosmos unreachable: the records wait for the next sweep.
+                log.exception("webhook sweep failed")

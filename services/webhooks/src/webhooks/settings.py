@@ -1,0 +1,63 @@
+"""The webhook service's configuration (``OT_`` and ``OT_WEBHOOKS_`` variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from otcommon.settings import ConfigurationError, ServiceSettings
+
+
+class WebhookSettings(ServiceSettings):
+    """Everything ``python -m webhooks`` reads from the environment."""
+
+    webhooks_platform_secrets: SecretStr | None = Field(
+        default=None,
+        description="Signing secrets of the platform endpoint, comma-separated (several while one rotates).",
+    )
+    webhooks_connect_secrets: SecretStr | None = Field(
+        default=None,
+        description="Signing secrets of the Connect endpoint, comma-separated (several while one rotates).",
+    )
+    webhooks_tolerance_seconds: int = Field(
+        default=300, ge=1, description="Refuse signatures whose timestamp is further than this from now."
+    )
+    webhooks_max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Refuse bodies larger than this (Stripe's are far smaller)."
+    )
+    webhooks_livemode: bool = Field(
+        default=False, description="Accept only live-mode events when true, only test-mode events when false."
+    )
+    webhooks_changes_topic: str = Field(
+        default="transaction-changes", description="Topic of TransactionChanged announcements."
+    )
+    webhooks_payout_queue: str = Field(
+        default="stripe-events-queue",
+        description="Queue of StripePayoutChanged messages for the enricher, which owns the deposit fields.",
+    )
+    webhooks_sweep_seconds: float = Field(
+        default=30.0, gt=0, description="How often recorded but unapplied events are looked for."
+    )
+    webhooks_sweep_age_seconds: float = Field(
+        default=10.0, ge=0, description="A recorded event is swept once it is this old and still unapplied."
+    )
+    webhooks_apply_workers: int = Field(
+        default=8, ge=1, le=64, description="Events applied at once by the in-process workers."
+    )
+    webhooks_http_host: str = Field(default="0.0.0.0", description="HTTP listen address.")  # noqa: S104
+    webhooks_http_port: int = Field(default=8082, ge=0, le=65535, description="HTTP listen port.")
+
+    def require_secrets(self) -> None:
+        """Serving needs at least one signing secret: ConfigurationError naming the variables."""
+        if not self.signing_secrets:
+            raise ConfigurationError(
+                "invalid configuration:\n  set OT_WEBHOOKS_PLATFORM_SECRETS or OT_WEBHOOKS_CONNECT_SECRETS"
+            )
+
+    @property
+    def signing_secrets(self) -> list[str]:
+        """Every secret a delivery may be signed with: the platform's and the Connect endpoint's."""
+        secrets: list[str] = []
+        for joined in (self.webhooks_platform_secrets, self.webhooks_connect_secrets):
+            if joined is not None:
+                secrets += [part.strip() for part in joined.get_secret_value().split(",") if part.strip()]
+        return secrets

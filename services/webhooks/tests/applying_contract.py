@@ -1,0 +1,282 @@
+"""Applying refund and dispute events to transactions: shared tests, run on the fake and on Cosmos DB."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from stripe_fixtures import event, fixture
+
+from otcommon.bus import CorrelationFilter, InMemoryBus, Subscription, Topic
+from otcommon.messages import decode_message
+from webhooks.applier import NoMatchingTransactionError, StripeFactsApplier
+from webhooks.models import StripeEvent
+from webhooks.states import EventState
+from webhooks.transactions import TransactionFacts
+
+if TYPE_CHECKING:
+    from otcommon.store import DocumentContainer
+
+TOPIC = "transaction-changes"
+PAYOUT_QUEUE = "stripe-events-queue"
+REFUND_SUMMARY = {"stripeRefundedAmount", "stripeRefundStatus", "stripeRefundStateAt"}
+REFUND_FIELDS = {"stripeRefunds", *REFUND_SUMMARY}
+CHARGE_REFUND_FIELDS = {"stripeChargeRefunds", *REFUND_SUMMARY}
+DISPUTE_FIELDS = {"stripeDisputes", "stripeDisputeStatus", "stripeDisputeReason", "stripeDisputeStateAt"}
+SYSTEM_FIELDS = {"_etag", "_ts", "_rid", "_self", "_attachments", "_lsn"}
+T0 = 1_700_000_000
+
+
+@dataclass
+class Stores:
+    transactions: DocumentContainer
+
+
+class Interleaved:
+    """A container that lets another writer in just before its first patch (a lost race, on demand)."""
+
+    def __init__(self, inner: DocumentContainer, before_first_patch) -> None:
+        self._inner = inner
+        self._before = before_first_patch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def partition_key_path(self) -> str:
+        return self._inner.partition_key_path
+
+    async def patch(self, document_id, **kwargs):
+        if self._before is not None:
+            before, self._before = self._before, None
+            await before()
+        return await self._inner.patch(document_id, **kwargs)
+
+
+def stripe_event(event_type: str, obj: dict, *, created: int, n: int = 1) -> StripeEvent:
+    return StripeEvent.parse(json.dumps(event(event_type, obj, n=n, created=created)))
+
+
+class ApplyingContract:
+    @pytest.fixture
+    def ids(self) -> dict[str, str]:
+        tag = uuid.uuid4().hex[:10]
+        return {"pi": f"pi_{tag}", "ch": f"ch_{tag}", "event": f"ev-{tag}", "tx": f"tx-{tag}"}
+
+    @pytest.fixture
+    def bus(self) -> InMemoryBus:
+        changes = Subscription(name="all", rules=(CorrelationFilter(subject="TransactionChanged"),))
+        # Like the real topic: no duplicate detection, so a repeated announcement is seen.
+        return InMemoryBus(
+            topics=[Topic(name=TOPIC, subscriptions=(changes,))], duplicate_detection_window_seconds=None
+        )
+
+    @pytest.fixture
+    async def stored(self, stores: Stores, ids) -> dict:
+        document = {
+            "id": ids["tx"],
+            "eventId": ids["event"],
+            "PaymentID": ids["pi"],
+            "TotalAmount": 40.0,
+            "IsRefunded": False,
+            "IsDisputed": False,
+            "depositStatus": "paid",
+        }
+        return await stores.transactions.create(document)
+
+    def applier(self, transactions: DocumentContainer, bus: InMemoryBus) -> StripeFactsApplier:
+        return StripeFactsApplier(
+            transactions=TransactionFacts(transactions),
+            changes=bus.topic_publisher(topic=TOPIC),
+            payouts=bus.publisher(queue=PAYOUT_QUEUE),
+        )
+
+    async def current(self, stores: Stores, ids) -> dict:
+        return await stores.transactions.read(ids["tx"], partition_key=ids["event"])
+
+    def announced(self, bus: InMemoryBus) -> list:
+        return [decode_message(raw) for raw in bus.active_messages(topic=TOPIC, subscription="all")]
+
+    def refund(self, ids, **fields) -> dict:
+        return fixture("refund", charge=ids["ch"], payment_intent=ids["pi"], **fields)
+
+    def dispute(self, ids, **fields) -> dict:
+        return fixture("dispute", charge=ids["ch"], payment_intent=ids["pi"], **fields)
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_partial_refund_sets_the_refund_fields_and_nothing_else(self, stores, ids, bus):
+        applied = await self.applier(stores.transactions, bus).apply(
+            stripe_event("refund.created", self.refund(ids, amount=1500, status="succeeded"), created=T0)
+        )
+        assert applied.state is EventState.APPLIED
+        after = await self.current(stores, ids)
+        assert after["stripeRefundedAmount"] == 15.0
+        assert after["stripeRefundStatus"] == "partial"
+        assert after["stripeRefundStateAt"] == "2023-11-14T22:13:20+00:00"
+        # The source's and the enricher's fields are theirs.
+        assert (after["IsRefunded"], after["TotalAmount"], after["depositStatus"]) == (False, 40.0, "paid")
+        [message] = self.announced(bus)
+        assert message.message.transaction_id == ids["tx"]
+        assert message.message.change.value == "refunded"
+        assert "stripeRefundedAmount" in message.message.changed_fields
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_full_refund_of_the_charge_is_full(self, stores, ids, bus):
+        charge = fixture("charge", id=ids["ch"], payment_intent=ids["pi"], amount=4000, amount_refunded=4000)
+        await self.applier(stores.transactions, bus).apply(
+            stripe_event("charge.refunded", charge, created=T0)
+        )
+        after = await self.current(stores, ids)
+        assert (after["stripeRefundedAmount"], after["stripeRefundStatus"]) == (40.0, "full")
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_older_refund_event_after_a_newer_one_changes_nothing(self, stores, ids, bus):
+        applier = self.applier(stores.transactions, bus)
+        await applier.apply(
+            stripe_event("refund.updated", self.refund(ids, status="failed"), created=T0 + 5, n=2)
+        )
+        await applier.apply(
+            stripe_event("refund.created", self.refund(ids, status="succeeded", amount=900), created=T0, n=1)
+        )
+        after = await self.current(stores, ids)
+        assert after["stripeRefundedAmount"] == 0.0
+        assert after["stripeRefundStatus"] == "none"
+        assert len(self.announced(bus)) == 1
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_dispute_closed_before_it_was_created_stays_closed(self, stores, ids, bus):
+        applier = self.applier(stores.transactions, bus)
+        closed = self.dispute(ids, status="lost", reason="fraudulent")
+        opened = self.dispute(ids, status="needs_response", reason="fraudulent")
+        await applier.apply(stripe_event("charge.dispute.closed", closed, created=T0 + 60, n=2))
+        await applier.apply(stripe_event("charge.dispute.created", opened, created=T0, n=1))
+        after = await self.current(stores, ids)
+        assert (after["stripeDisputeStatus"], after["stripeDisputeReason"]) == ("lost", "fraudulent")
+        assert after["IsDisputed"] is False  # the source's flag is the source's
+
+    @pytest.mark.usefixtures("stored")
+    async def test_within_one_second_the_later_status_wins(self, stores, ids, bus):
+        applier = self.applier(stores.transactions, bus)
+        await applier.apply(
+            stripe_event("charge.dispute.closed", self.dispute(ids, status="won"), created=T0, n=2)
+        )
+        await applier.apply(
+            stripe_event("charge.dispute.updated", self.dispute(ids, status="under_review"), created=T0, n=1)
+        )
+        assert (await self.current(stores, ids))["stripeDisputeStatus"] == "won"
+
+    @pytest.mark.usefixtures("stored")
+    async def test_the_same_event_again_changes_nothing_and_announces_with_the_same_id(
+        self, stores, ids, bus
+    ):
+        applier = self.applier(stores.transactions, bus)
+        refund = stripe_event("refund.created", self.refund(ids, amount=500), created=T0)
+        await applier.apply(refund)
+        before = await self.current(stores, ids)
+        # A crash after the write and before the event was settled: the sweep applies it again.
+        await applier.apply(refund)
+        after = await self.current(stores, ids)
+        assert after["_etag"] == before["_etag"]
+        first, again = self.announced(bus)
+        assert first.message_id == again.message_id
+
+    async def test_found_by_the_enrichers_charge_id_when_the_payment_id_is_another(self, stores, ids, bus):
+        document = {"id": ids["tx"], "eventId": ids["event"], "PaymentID": "pi_other", "TotalAmount": 40.0}
+        await stores.transactions.create({**document, "stripeChargeId": ids["ch"]})
+        refund = fixture("refund", charge=ids["ch"], payment_intent=None, amount=4000)
+        await self.applier(stores.transactions, bus).apply(stripe_event("refund.created", refund, created=T0))
+        assert (await self.current(stores, ids))["stripeRefundStatus"] == "full"
+
+    async def test_an_event_for_an_unknown_payment_is_retried_not_dropped(self, stores, ids, bus):
+        refund = stripe_event("refund.created", self.refund(ids), created=T0)
+        with pytest.raises(NoMatchingTransactionError):
+            await self.applier(stores.transactions, bus).apply(refund)
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_older_event_that_loses_the_race_to_a_newer_one_does_not_overwrite_it(
+        self, stores, ids, bus
+    ):
+        newer = stripe_event("refund.updated", self.refund(ids, status="failed"), created=T0 + 5, n=2)
+        older = stripe_event(
+            "refund.created", self.refund(ids, status="succeeded", amount=900), created=T0, n=1
+        )
+        plain = self.applier(stores.transactions, bus)
+
+        async def newer_lands_first() -> None:
+            await plain.apply(newer)
+
+        racing = self.applier(Interleaved(stores.transactions, newer_lands_first), bus)
+        # The older event read the document before the newer one was written; its ETag is stale.
+        await racing.apply(older)
+        after = await self.current(stores, ids)
+        assert after["stripeRefunds"][fixture("refund")["id"]]["status"] == "failed"
+        assert after["stripeRefundStatus"] == "none"
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_refund_racing_the_enricher_keeps_the_enrichers_fields(self, stores, ids, bus):
+        async def enricher_writes() -> None:
+            current = await self.current(stores, ids)
+            await stores.transactions.replace({**current, "depositStatus": "failed"}, etag=current["_etag"])
+
+        racing = self.applier(Interleaved(stores.transactions, enricher_writes), bus)
+        await racing.apply(stripe_event("refund.created", self.refund(ids, amount=500), created=T0))
+        after = await self.current(stores, ids)
+        assert (after["depositStatus"], after["stripeRefundedAmount"]) == ("failed", 5.0)
+
+    @pytest.mark.usefixtures("stored")
+    @pytest.mark.parametrize(
+        "event_type", ["payout.paid", "payout.failed", "payout.reconciliation_completed"]
+    )
+    async def test_a_payout_goes_to_the_enricher_and_touches_no_transaction(
+        self, stores, ids, bus, event_type
+    ):
+        before = await self.current(stores, ids)
+        payout = fixture("payout", id="po_test1", status="paid", arrival_date=T0 + 86400)
+        applied = await self.applier(stores.transactions, bus).apply(
+            StripeEvent.parse(json.dumps(event(event_type, payout, created=T0, account="acct_org1")))
+        )
+        assert applied.state is EventState.APPLIED
+        [forwarded] = [decode_message(raw) for raw in bus.active_messages(queue=PAYOUT_QUEUE)]
+        assert forwarded.message.payout_id == "po_test1"
+        assert forwarded.message.account_id == "acct_org1"
+        assert forwarded.message.status == "paid"
+        assert forwarded.message.stripe_event_id == "evt_test000001"
+        assert (await self.current(stores, ids))["_etag"] == before["_etag"]
+        assert self.announced(bus) == []
+
+    @pytest.mark.usefixtures("stored")
+    @pytest.mark.parametrize(
+        ("event_type", "kind", "changed"),
+        [
+            *[(t, "refund", REFUND_FIELDS) for t in ("refund.created", "refund.updated", "refund.failed")],
+            ("charge.refund.updated", "refund", REFUND_FIELDS),
+            ("charge.refunded", "charge", CHARGE_REFUND_FIELDS),
+            *[
+                (t, "dispute", DISPUTE_FIELDS)
+                for t in (
+                    "charge.dispute.created",
+                    "charge.dispute.updated",
+                    "charge.dispute.closed",
+                    "charge.dispute.funds_withdrawn",
+                )
+            ],
+        ],
+    )
+    async def test_each_event_type_changes_exactly_its_own_fields(
+        self, stores, ids, bus, event_type, kind, changed
+    ):
+        before = await self.current(stores, ids)
+        obj = fixture(kind, payment_intent=ids["pi"])
+        if kind == "charge":
+            obj["id"] = ids["ch"]
+        await self.applier(stores.transactions, bus).apply(stripe_event(event_type, obj, created=T0))
+        after = await self.current(stores, ids)
+        differing = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+        assert differing - SYSTEM_FIELDS == changed

@@ -1,0 +1,228 @@
+"""Durable acknowledgement: recorded before the answer, applied after, once, whatever is killed when."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from stripe_fixtures import event, fixture, sign
+from webhooks_fakes import build_service
+
+from otcommon.store import InMemoryContainer, StoreError
+from webhooks.journal import EventJournal
+from webhooks.processor import EventProcessor, NotYetApplicableError, Outcome
+from webhooks.states import EventState, InvalidTransitionError
+
+if TYPE_CHECKING:
+    from webhooks.models import StripeEvent
+
+PATH = "/api/webhooks/stripe"
+
+
+@dataclass
+class RecordingApplier:
+    """Counts what it is asked to apply; fails the first ``failures`` times when configured."""
+
+    outcome: Outcome = field(default_factory=lambda: Outcome(EventState.APPLIED))
+    failures: int = 0
+    applied: list[str] = field(default_factory=list)
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Cosmos unreachable")
+        self.applied.append(stripe_event.id)
+        return self.outcome
+
+
+class StuckApplier:
+    """Never finishes: the process is killed while applying (its tasks are cancelled at shutdown)."""
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        await asyncio.Event().wait()
+        raise AssertionError(stripe_event.id)
+
+
+def delivery(n: int = 1, event_type: str = "refund.updated") -> str:
+    return json.dumps(event(event_type, fixture("refund"), n=n))
+
+
+async def deliver(service, body: str, *, settle: bool = True) -> tuple[int, dict]:
+    """POST the body; with ``settle``, wait until the service's workers processed what it queued."""
+    async with TestClient(TestServer(service.app())) as client:
+        response = await client.post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
+        if settle:
+            await service.processor.join()
+        return response.status, await response.json()
+
+
+def record(service, event_id: str = "evt_test000001") -> dict:
+    return next(doc for doc in service.events.documents() if doc["id"] == event_id)
+
+
+async def test_an_event_is_recorded_received_before_the_answer(settings):
+    service = build_service(settings, StuckApplier())
+    status, answer = await deliver(service, delivery(), settle=False)
+    assert (status, answer) == (200, {"received": "evt_test000001", "duplicate": False})
+    stored = record(service)
+    assert stored["state"] == "received"
+    assert stored["type"] == "refund.updated"
+    assert stored["payload"]["data"]["object"]["id"] == fixture("refund")["id"]
+
+
+async def test_after_the_answer_the_event_is_applied_and_settled(settings):
+    applier = RecordingApplier()
+    service = build_service(settings, applier)
+    await deliver(service, delivery())
+    assert applier.applied == ["evt_test000001"]
+    assert record(service)["state"] == "applied"
+
+
+async def test_a_redelivery_is_acknowledged_and_applied_once(settings):
+    applier = RecordingApplier()
+    service = build_service(settings, applier)
+    await deliver(service, delivery())
+    status, answer = await deliver(service, delivery())
+    assert (status, answer["duplicate"]) == (200, True)
+    assert applier.applied == ["evt_test000001"]
+    assert len(list(service.events.documents())) == 1
+
+
+async def test_killed_after_recording_the_sweep_applies_the_event(settings):
+    service = build_service(settings, StuckApplier())
+    await deliver(service, delivery(), settle=False)
+    # The process dies here: its queue is gone. A new process shares only Cosmos.
+    applier = RecordingApplier()
+    restarted = EventProcessor(
+        journal=EventJournal(service.events, clock=service.clock), applier=applier, max_attempts=3
+    )
+    assert await restarted.sweep() == 0  # too recent: the first process may still be applying it
+    service.clock.advance(11)
+    assert await restarted.sweep() == 1
+    assert applier.applied == ["evt_test000001"]
+    assert record(service)["state"] == "applied"
+    assert await restarted.sweep() == 0
+
+
+async def test_killed_after_recording_stripes_retry_applies_the_event_at_once(settings):
+    service = build_service(settings, StuckApplier())
+    await deliver(service, delivery(), settle=False)
+    applier = RecordingApplier()
+    restarted = build_service(settings, applier)
+    restarted.events = service.events
+    restarted.processor = EventProcessor(journal=EventJournal(service.events), applier=applier)
+    status, answer = await deliver(restarted, delivery())
+    assert (status, answer["duplicate"]) == (200, True)
+    assert applier.applied == ["evt_test000001"]
+
+
+async def test_a_failing_apply_is_retried_then_failed_with_its_reason(settings):
+    applier = RecordingApplier(failures=5)
+    service = build_service(settings, applier)
+    await deliver(service, delivery())
+    assert record(service)["state"] == "received"
+    assert record(service)["attempts"] == 1
+    service.clock.advance(11)
+    await service.processor.sweep()
+    await service.processor.sweep()
+    stored = record(service)
+    assert stored["state"] == "failed"
+    assert stored["reason"] == "gave-up-after-retries: ConnectionError"
+    assert applier.applied == []
+
+
+async def test_a_failure_that_clears_is_applied_on_the_next_sweep(settings):
+    applier = RecordingApplier(failures=1)
+    service = build_service(settings, applier)
+    await deliver(service, delivery())
+    service.clock.advance(11)
+    await service.processor.sweep()
+    assert record(service)["state"] == "applied"
+    assert applier.applied == ["evt_test000001"]
+
+
+async def test_unknown_types_are_ignored_and_counted(settings):
+    service = build_service(settings)  # the applier that knows no type
+    await deliver(service, delivery(1, "customer.created"))
+    await deliver(service, delivery(2, "customer.created"))
+    assert record(service)["state"] == "ignored"
+    assert record(service)["reason"] == "unknown-event-type"
+    assert service.processor.ignored_types == {"customer.created": 2}
+
+
+class UnreachableContainer(InMemoryContainer):
+    """A container whose writes fail, as Cosmos DB does when it cannot be reached."""
+
+    async def create(self, document):
+        del document
+        raise StoreError("Cosmos DB unreachable")
+
+
+async def test_an_event_that_cannot_be_recorded_is_a_503_so_stripe_retries(settings):
+    service = build_service(settings)
+    unreachable = UnreachableContainer("webhook-events", partition_key_path="/id")
+    service.processor = EventProcessor(journal=EventJournal(unreachable), applier=RecordingApplier())
+    status, problem = await deliver(service, delivery())
+    assert status == 503
+    assert problem["status"] == 503
+
+
+async def test_a_failed_event_is_applied_by_a_replay(settings):
+    applier = RecordingApplier(failures=3)
+    service = build_service(settings, applier)
+    await deliver(service, delivery())
+    service.clock.advance(11)
+    await service.processor.sweep()
+    await service.processor.sweep()
+    assert record(service)["state"] == "failed"
+    assert await service.processor.replay("evt_test000001") is EventState.APPLIED
+    assert record(service)["state"] == "applied"
+    assert record(service)["attempts"] == 0
+    assert applier.applied == ["evt_test000001"]
+
+
+async def test_an_applied_event_cannot_be_replayed(settings):
+    service = build_service(settings, RecordingApplier())
+    await deliver(service, delivery())
+    with pytest.raises(InvalidTransitionError):
+        await service.processor.replay("evt_test000001")
+
+
+@dataclass
+class PaymentNotStoredApplier:
+    """The payment arrives (ingest stores it) only when the test says so."""
+
+    stored: bool = False
+    applied: list[str] = field(default_factory=list)
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        if not self.stored:
+            raise NotYetApplicableError(stripe_event.id)
+        self.applied.append(stripe_event.id)
+        return Outcome(EventState.APPLIED)
+
+
+async def test_an_event_for_a_payment_not_stored_yet_waits_without_using_up_attempts(settings):
+    applier = PaymentNotStoredApplier()
+    service = build_service(settings, applier)  # three attempts for real failures
+    await deliver(service, delivery())
+    for _ in range(5):
+        service.clock.advance(3600)
+        await service.processor.sweep()
+    assert (record(service)["state"], record(service)["attempts"]) == ("received", 0)
+    applier.stored = True
+    await service.processor.sweep()
+    assert record(service)["state"] == "applied"
+
+
+async def test_an_event_whose_payment_never_arrives_fails_after_three_days(settings):
+    service = build_service(settings, PaymentNotStoredApplier())
+    await deliver(service, delivery())
+    service.clock.advance(3 * 24 * 3600 + 1)
+    await service.processor.sweep()
+    stored = record(service)
+    assert (stored["state"], stored["reason"]) == ("failed", "waited-too-long: NotYetApplicableError")

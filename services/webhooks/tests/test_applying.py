@@ -1,0 +1,40 @@
+"""Refund and dispute events applied to transactions, on the in-memory fake and on Cosmos DB."""
+
+from __future__ import annotations
+
+import pytest
+from webhooks_fakes import container
+
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
+from webhooks.transactions import PAYMENT_QUERY
+
+pytest.register_assert_rewrite("applying_contract")
+from applying_contract import ApplyingContract, Stores  # noqa: E402
+
+
+def paid_by(documents, parameters):
+    """The in-memory answer to the applier's lookup by charge or PaymentIntent."""
+    charge, intent = parameters["@charge"], parameters["@paymentIntent"]
+    return [
+        doc
+        for doc in documents
+        if doc.get("PaymentID") in (charge, intent)
+        or doc.get("stripeChargeId") == charge
+        or doc.get("stripePaymentIntentId") == intent
+    ]
+
+
+class TestApplyingInMemory(ApplyingContract):
+    @pytest.fixture
+    def stores(self) -> Stores:
+        return Stores(transactions=container("transactions", **{PAYMENT_QUERY: paid_by}))
+
+
+@pytest.mark.integration
+class TestApplyingCosmos(ApplyingContract):
+    @pytest.fixture
+    def stores(self, cosmos_client, provisioned) -> Stores:
+        spec = DEFAULT_TOPOLOGY.container("transactions")
+        return Stores(
+            transactions=CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)
+        )

@@ -1,0 +1,32 @@
+"""The event journal on the in-memory fake and on the Cosmos DB stand-in."""
+
+from __future__ import annotations
+
+import pytest
+from webhooks_fakes import Clock, container, unapplied
+
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
+from webhooks.journal import UNAPPLIED_QUERY, EventJournal
+
+pytest.register_assert_rewrite("journal_contract")
+from journal_contract import JournalContract  # noqa: E402
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+class TestJournalInMemory(JournalContract):
+    @pytest.fixture
+    def journal(self, clock) -> EventJournal:
+        return EventJournal(container("webhook-events", **{UNAPPLIED_QUERY: unapplied}), clock=clock)
+
+
+@pytest.mark.integration
+class TestJournalCosmos(JournalContract):
+    @pytest.fixture
+    def journal(self, cosmos_client, provisioned, clock) -> EventJournal:
+        spec = DEFAULT_TOPOLOGY.container("webhook-events")
+        events = CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)
+        return EventJournal(events, clock=clock)
