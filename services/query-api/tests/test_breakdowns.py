@@ -72,6 +72,20 @@ def test_route_summary_names_the_top_connected_account_and_counts_unresolved(mod
     assert summary.unresolved_count == 1
 
 
+def test_top_connected_account_ties_go_to_the_lowest_id(model):
+    model.upsert(
+        [
+            transaction(
+                n, PaymentID=f"pi_{n}", stripeRouteType="connected", stripeDestinationAccountId=account
+            )
+            for n, account in enumerate(("acct_b", "acct_a", "acct_c"))
+        ]
+    )
+    top = breakdowns.route_summary(model.rows(EVERYTHING)).top_connected_account
+    assert top is not None
+    assert top.account_id == "acct_a"
+
+
 def test_hours_repeated_when_clocks_go_back_are_two_buckets(model):
     # Adelaide leaves daylight saving at 03:00 (+10:30) on 5 April 2026: 02:00-03:00 happens twice.
     first = datetime(2026, 4, 4, 15, 45, tzinfo=UTC)  # 02:15 +10:30

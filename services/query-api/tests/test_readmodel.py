@@ -134,3 +134,9 @@ def test_filters_match_normalized_values(model):
     assert ids(refunded=True) == []
     assert model.rows(EVERYTHING, TransactionFilter.of(search="zz")).schema == model.rows(EVERYTHING).schema
     assert isinstance(model.rows(EVERYTHING), pl.DataFrame)
+
+
+def test_an_amount_stored_as_text_is_refused_even_alone_in_its_batch(model):
+    report = model.upsert([transaction(1), {**transaction(2), "TotalAmount": "12"}])
+    assert [(r.document_id, r.reason) for r in report.rejected] == [("tx2", "TotalAmount: expected a number")]
+    assert list(amounts(model)) == ["tx1"]
