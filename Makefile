@@ -51,7 +51,7 @@ check-imports: setup ## Each member imports only what it declares (uv sync --pac
 	@status=0; for package in otcommon devstack $(notdir $(wildcard services/*)); do \
 		env=.venv-members/$$package; \
 		UV_PROJECT_ENVIRONMENT=$$env $(UV) sync --quiet --locked --no-dev --package $$package || exit 1; \
-		$$env/bin/python tools/check_imports.py $$package || status=1; \
+		$$env/bin/python tools/check_imports.py $${package//-/_} || status=1; \
 	done; exit $$status
 
 format: setup ## Apply ruff's formatting and safe fixes

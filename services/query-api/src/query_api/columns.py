@@ -1,0 +1,104 @@
+"""The read model's columns: the transaction document's fields as ingest stores them, plus derived ones.
+
+Document fields keep their JSON names (SPEC section 2), so a row of the frame turns back into the
+document the API serves. Columns the read model derives for filtering and grouping start with an
+underscore and are never served.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from otcommon.schemas import ENRICHMENT_FIELDS
+
+_TEXT_FIELDS: Final = (
+    "id",
+    "eventId",
+    "EventName",
+    "ticketId",
+    "Name",
+    "Email",
+    "Phone",
+    "TicketTypes",
+    "PurchaseDate",
+    "PurchaseFrom",
+    "RefundedRemarks",
+    "ReferralCode",
+    "ReferralCodeDiscountType",
+    "PaymentMethod",
+    "PaymentID",
+    "TicketWasLastScannedTime",
+    "TicketRedemptionDateTime",
+    "enrichmentState",
+    "enrichmentReason",
+    "stripePayoutId",
+    "stripePayoutStatus",
+    "stripeCurrency",
+    "source",
+    "sourceUpdatedAt",
+    "enrichedAt",
+    "sourceBucket",
+    "referralCodeNormalized",
+    "customerKey",
+    "searchText",
+)
+_COUNT_FIELDS: Final = ("SN", "TotalTickets", "TotalScanCount", "TotalTicketRedeemed")
+_AMOUNT_FIELDS: Final = (
+    "TotalAmount",
+    "ReferralCodeDiscount",
+    "PlatformFee",
+    "PaymentProviderFee",
+    "TaxFee",
+    "OrganizerAmount",
+    "stripeApplicationFeeAmount",
+    "stripeNetAmount",
+)
+_FLAG_FIELDS: Final = ("IsRefunded", "IsValid", "IsDisputed")
+_ENRICHMENT_TEXT_FIELDS: Final = tuple(
+    sorted(ENRICHMENT_FIELDS - {"stripeApplicationFeeAmount", "stripeNetAmount"})
+)
+
+DOCUMENT_SCHEMA: Final[dict[str, pl.DataType]] = {
+    **dict.fromkeys(_TEXT_FIELDS + _ENRICHMENT_TEXT_FIELDS, pl.String()),
+    **dict.fromkeys(_COUNT_FIELDS, pl.Int64()),
+    **dict.fromkeys(_AMOUNT_FIELDS, pl.Float64()),
+    **dict.fromkeys(_FLAG_FIELDS, pl.Boolean()),
+    "ticketTypeList": pl.List(pl.String()),
+    "_ts": pl.Int64(),
+    "_etag": pl.String(),
+}
+"""Every document field the read model keeps, with its column type."""
+
+SERVED_FIELDS: Final = tuple(name for name in DOCUMENT_SCHEMA if not name.startswith("_"))
+"""The fields of a transaction as the API serves it."""
+
+REQUIRED_FIELDS: Final = ("id", "eventId", "PurchaseDate", "TotalTickets", "TotalAmount")
+"""A document without one of these cannot be counted and is rejected with a reason."""
+
+# Blank values of the fields every metric reads, as ingest would have stored them.
+DEFAULTS: Final[dict[str, object]] = {
+    **dict.fromkeys(("TotalScanCount", "TotalTicketRedeemed"), 0),
+    **dict.fromkeys(("PlatformFee", "PaymentProviderFee", "TaxFee", "OrganizerAmount"), 0.0),
+    **dict.fromkeys(_FLAG_FIELDS, False),
+    "sourceBucket": "other",
+    "searchText": "",
+}
+
+# Derived columns.
+PURCHASED_AT: Final = "_purchasedAt"
+"""PurchaseDate as a UTC instant (milliseconds)."""
+REDEEMED_AT: Final = "_redeemedAt"
+"""TicketRedemptionDateTime as a UTC instant, null when not redeemed."""
+PURCHASE_QUARTER: Final = "_purchaseQuarter"
+"""The UTC quarter-hour of the purchase (seconds since the epoch // 900): time-zone work groups by it."""
+FEES: Final = "_fees"
+"""PlatformFee + PaymentProviderFee + TaxFee."""
+CUSTOMER_ID: Final = "customerId"
+"""An opaque id of the buyer (a hash of customerKey, which holds personal data)."""
+
+TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
+"""How ingest stores timestamps: UTC ISO 8601, fixed width, ending in Z."""
+
+QUARTER_HOUR_SECONDS: Final = 900

@@ -1,0 +1,182 @@
+"""Turning stored transaction documents into read-model rows, refusing what cannot be counted.
+
+The fast path hands a whole batch to Polars. A batch that does not fit the column types (a number
+stored as text, say) is checked document by document, so each bad document is refused with the
+field at fault and the rest of the batch still loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from otcommon.normalize import stable_id
+from query_api.columns import (
+    CUSTOMER_ID,
+    DEFAULTS,
+    DOCUMENT_SCHEMA,
+    FEES,
+    PURCHASE_QUARTER,
+    PURCHASED_AT,
+    QUARTER_HOUR_SECONDS,
+    REDEEMED_AT,
+    REQUIRED_FIELDS,
+    TIMESTAMP_FORMAT,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+_PROBLEM = "_problem"
+_TIMESTAMP_HINT = "expected a UTC timestamp like 2026-05-01T18:30:00.000Z"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedDocument:
+    """A document the read model cannot count, and why (field names only: values may be personal)."""
+
+    document_id: str | None
+    reason: str
+
+
+def to_rows(documents: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, list[RejectedDocument]]:
+    """Rows with derived columns for the documents that can be counted; the others with reasons."""
+    rejected: list[RejectedDocument] = []
+    frame = _typed_frame(documents)
+    if frame is None:
+        fitting = []
+        for document in documents:
+            problem = _type_problem(document)
+            if problem is None:
+                fitting.append(document)
+            else:
+                rejected.append(RejectedDocument(_document_id(document), problem))
+        frame = _typed_frame(fitting)
+    if frame is None:  # pragma: no cover - every document left has been checked field by field
+        raise AssertionError("documents that passed the field checks did not load")
+    frame = _with_derived(frame).with_columns(_problem())
+    bad = frame.filter(pl.col(_PROBLEM).is_not_null())
+    rejected.extend(
+        RejectedDocument(document_id, reason)
+        for document_id, reason in zip(bad["id"].to_list(), bad[_PROBLEM].to_list(), strict=True)
+    )
+    return frame.filter(pl.col(_PROBLEM).is_null()).drop(_PROBLEM), rejected
+
+
+def _typed_frame(documents: Sequence[Mapping[str, Any]]) -> pl.DataFrame | None:
+    """The batch with the schema's columns, or None if a column holds a value of another type.
+
+    Polars is left to infer each column's type and the result is checked, because loading with a
+    schema would quietly turn "12" into False for a flag or 2.5 into 2 for a count.
+    """
+    if not documents:
+        return pl.DataFrame(schema=DOCUMENT_SCHEMA)
+    try:
+        inferred = pl.from_dicts(list(documents), infer_schema_length=None)
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+        return None
+    columns = []
+    for name, dtype in DOCUMENT_SCHEMA.items():
+        if name not in inferred.columns:
+            columns.append(pl.lit(None, dtype=dtype).alias(name))
+        elif _compatible(inferred.schema[name], dtype):
+            columns.append(pl.col(name).cast(dtype))
+        else:
+            return None
+    return inferred.select(columns)
+
+
+def _compatible(found: pl.DataType, wanted: pl.DataType) -> bool:
+    if isinstance(found, pl.Null) or found == wanted:
+        return True
+    if isinstance(wanted, pl.Float64):
+        return isinstance(found, pl.Int64)
+    return isinstance(wanted, pl.List) and isinstance(found, pl.List) and isinstance(found.inner, pl.Null)
+
+
+def _document_id(document: Mapping[str, Any]) -> str | None:
+    value = document.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _type_problem(document: Mapping[str, Any]) -> str | None:
+    for field, dtype in DOCUMENT_SCHEMA.items():
+        value = document.get(field)
+        if value is not None and not _fits(value, dtype):
+            return f"{field}: expected {_describe(dtype)}"
+    return None
+
+
+def _describe(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.String):
+        return "text"
+    if isinstance(dtype, pl.Boolean):
+        return "true or false"
+    if isinstance(dtype, pl.Int64):
+        return "a whole number"
+    if isinstance(dtype, pl.Float64):
+        return "a number"
+    return "a list of text"
+
+
+def _fits(value: Any, dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.String):
+        return isinstance(value, str)
+    if isinstance(dtype, pl.Boolean):
+        return isinstance(value, bool)
+    if isinstance(dtype, pl.Int64):
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+    if isinstance(dtype, pl.Float64):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _instant(column: str) -> pl.Expr:
+    return pl.col(column).str.strptime(pl.Datetime("ms", "UTC"), TIMESTAMP_FORMAT, strict=False)
+
+
+def _with_derived(frame: pl.DataFrame) -> pl.DataFrame:
+    filled = frame.with_columns(
+        *(
+            pl.col(name).fill_null(pl.lit(value, dtype=DOCUMENT_SCHEMA[name]))
+            for name, value in DEFAULTS.items()
+        ),
+        pl.col("ticketTypeList").fill_null(pl.lit([], dtype=pl.List(pl.String()))),
+        pl.col("_ts").fill_null(0),
+    )
+    derived = filled.with_columns(
+        _instant("PurchaseDate").alias(PURCHASED_AT),
+        _instant("TicketRedemptionDateTime").alias(REDEEMED_AT),
+        (pl.col("PlatformFee") + pl.col("PaymentProviderFee") + pl.col("TaxFee")).alias(FEES),
+        pl.Series(CUSTOMER_ID, _customer_ids(filled), dtype=pl.String()),
+    )
+    return derived.with_columns(
+        (pl.col(PURCHASED_AT).dt.epoch("s") // QUARTER_HOUR_SECONDS).alias(PURCHASE_QUARTER),
+    )
+
+
+def _customer_ids(frame: pl.DataFrame) -> list[str]:
+    # A buyer with no name, email or phone is a customer of one order rather than merged with others.
+    keys = frame["customerKey"].to_list()
+    ids = frame["id"].to_list()
+    return [
+        stable_id(key) if key else stable_id("order", str(order))
+        for key, order in zip(keys, ids, strict=True)
+    ]
+
+
+def _problem() -> pl.Expr:
+    checks = [(pl.col(name).is_null(), f"{name}: missing") for name in REQUIRED_FIELDS]
+    checks.append((pl.col(PURCHASED_AT).is_null(), f"PurchaseDate: {_TIMESTAMP_HINT}"))
+    checks.append(
+        (
+            pl.col("TicketRedemptionDateTime").is_not_null() & pl.col(REDEEMED_AT).is_null(),
+            f"TicketRedemptionDateTime: {_TIMESTAMP_HINT}",
+        )
+    )
+    problem: pl.Expr = pl.lit(None, dtype=pl.String())
+    for condition, reason in reversed(checks):
+        problem = pl.when(condition).then(pl.lit(reason)).otherwise(problem)
+    return problem.alias(_PROBLEM)

@@ -1,0 +1,86 @@
+"""``DerivedMetrics`` over a filtered set of rows, exactly as SPEC section 3 defines them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from otcommon.schemas import DerivedMetrics
+from query_api.columns import FEES, PURCHASE_QUARTER, PURCHASED_AT, REDEEMED_AT
+from query_api.timezones import LOCAL_TIME, WEEKDAYS, with_local_time
+
+_MILLISECONDS_PER_HOUR = 3_600_000
+
+
+def _totals(rows: pl.DataFrame) -> dict[str, Any]:
+    lag_hours = (pl.col(REDEEMED_AT) - pl.col(PURCHASED_AT)).dt.total_milliseconds() / _MILLISECONDS_PER_HOUR
+    refunded = pl.col("IsRefunded")
+    return rows.select(
+        pl.len().alias("orders"),
+        pl.col("TotalTickets").sum().alias("tickets"),
+        pl.col("TotalAmount").sum().alias("gross"),
+        pl.col("OrganizerAmount").sum().alias("net"),
+        pl.col(FEES).sum().alias("fees"),
+        refunded.sum().alias("refunds"),
+        pl.col("TotalAmount").filter(refunded).sum().alias("refundAmount"),
+        pl.col("IsDisputed").sum().alias("disputes"),
+        pl.col("IsValid").sum().alias("valid"),
+        pl.col("TotalScanCount").sum().alias("scans"),
+        pl.col("TotalTicketRedeemed").sum().alias("redeemed"),
+        (pl.col("sourceBucket") == "online").sum().alias("online"),
+        (pl.col("sourceBucket") == "boxoffice").sum().alias("boxOffice"),
+        lag_hours.mean().alias("lag"),
+    ).row(0, named=True)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def compute_metrics(rows: pl.DataFrame, *, time_zone: str = "UTC") -> DerivedMetrics:
+    """Every metric of SPEC section 3 over ``rows``; peaks in ``time_zone``, ties to the earliest."""
+    totals = _totals(rows)
+    orders, tickets, gross = totals["orders"], totals["tickets"], totals["gross"]
+    peak_hour, peak_day = purchase_peaks(rows, time_zone=time_zone)
+    return DerivedMetrics(
+        tickets_sold=tickets,
+        orders_count=orders,
+        gross_revenue=gross,
+        organizer_net=totals["net"],
+        total_fees=totals["fees"],
+        refund_count=totals["refunds"],
+        refund_amount=totals["refundAmount"],
+        refund_rate=_ratio(totals["refunds"], orders),
+        dispute_count=totals["disputes"],
+        dispute_rate=_ratio(totals["disputes"], orders),
+        valid_tickets_count=totals["valid"],
+        valid_rate=_ratio(totals["valid"], orders),
+        total_scans=totals["scans"],
+        redeemed_tickets=totals["redeemed"],
+        redemption_rate=_ratio(totals["redeemed"], tickets),
+        online_count=totals["online"],
+        box_office_count=totals["boxOffice"],
+        online_share=_ratio(totals["online"], orders),
+        avg_ticket_price=_ratio(gross, tickets),
+        avg_order_value=_ratio(gross, orders),
+        avg_redemption_lag=totals["lag"] or 0.0,
+        peak_purchase_hour=peak_hour,
+        peak_purchase_day=peak_day,
+    )
+
+
+def purchase_peaks(rows: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
+    """The local hour (0-23) and weekday with the most orders; None for no rows."""
+    if rows.height == 0:
+        return None, None
+    quarters = with_local_time(rows.group_by(PURCHASE_QUARTER).agg(pl.len().alias("orders")), time_zone)
+    hour = _busiest(quarters, pl.col(LOCAL_TIME).dt.hour())
+    weekday = _busiest(quarters, pl.col(LOCAL_TIME).dt.weekday())
+    return hour, WEEKDAYS[weekday - 1]
+
+
+def _busiest(quarters: pl.DataFrame, key: pl.Expr) -> int:
+    per_key = quarters.group_by(key.alias("key")).agg(pl.col("orders").sum())
+    best = per_key.sort(["orders", "key"], descending=[True, False]).row(0, named=True)
+    return int(best["key"])

@@ -1,0 +1,142 @@
+"""The read model holds the newest copy of each document, refuses what it cannot count, scopes reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import polars as pl
+from query_documents import T0, transaction
+
+from query_api.filters import TransactionFilter
+from query_api.scope import EventScope
+
+if TYPE_CHECKING:
+    from query_api.readmodel import ReadModel
+
+EVERYTHING = EventScope.everything()
+
+
+def amounts(model: ReadModel) -> dict[str, float]:
+    rows = model.rows(EVERYTHING)
+    return dict(zip(rows["id"].to_list(), rows["TotalAmount"].to_list(), strict=True))
+
+
+def test_upsert_replaces_by_id_and_keeps_other_rows(model):
+    model.upsert([transaction(1), transaction(2)])
+    report = model.upsert([transaction(1, ts=2, TotalAmount=25.5)])
+    assert report.applied == 1
+    assert amounts(model) == {"tx1": 25.5, "tx2": 10.0}
+
+
+def test_an_older_copy_is_ignored(model):
+    model.upsert([transaction(1, ts=5, TotalAmount=50)])
+    report = model.upsert([transaction(1, ts=4, TotalAmount=40)])
+    assert (report.applied, report.stale) == (0, 1)
+    assert amounts(model) == {"tx1": 50.0}
+
+
+def test_same_ts_applies_only_a_different_etag(model):
+    model.upsert([transaction(1, ts=5, etag="a", TotalAmount=50)])
+    assert model.upsert([transaction(1, ts=5, etag="a", TotalAmount=1)]).stale == 1
+    assert model.upsert([transaction(1, ts=5, etag="b", TotalAmount=51)]).applied == 1
+    assert amounts(model) == {"tx1": 51.0}
+
+
+def test_within_a_batch_the_newest_copy_wins(model):
+    report = model.upsert(
+        [transaction(1, ts=3, TotalAmount=30), transaction(1, ts=2, TotalAmount=20), transaction(2)]
+    )
+    assert report.applied == 2
+    assert amounts(model) == {"tx1": 30.0, "tx2": 10.0}
+
+
+def test_documents_that_cannot_be_counted_are_refused_with_the_field(model):
+    bad_type = {**transaction(1), "TotalAmount": "12"}
+    bad_date = {**transaction(2), "PurchaseDate": "yesterday"}
+    missing = {key: value for key, value in transaction(3).items() if key != "TotalTickets"}
+    # Values a lenient loader would quietly turn into False or 2 are refused, not coerced.
+    flag_as_text = {**transaction(5), "IsRefunded": "12"}
+    fractional_count = {**transaction(6), "TotalTickets": 2.5}
+    report = model.upsert([bad_type, bad_date, missing, transaction(4), flag_as_text, fractional_count])
+    assert report.applied == 1
+    assert {(r.document_id, r.reason.split(":")[0]) for r in report.rejected} == {
+        ("tx1", "TotalAmount"),
+        ("tx2", "PurchaseDate"),
+        ("tx3", "TotalTickets"),
+        ("tx5", "IsRefunded"),
+        ("tx6", "TotalTickets"),
+    }
+    assert list(amounts(model)) == ["tx4"]
+
+
+def test_delete_removes_and_a_late_older_copy_stays_deleted(model):
+    model.upsert([transaction(1, ts=5), transaction(2, ts=5)])
+    assert model.delete("tx1", ts=6)
+    assert model.upsert([transaction(1, ts=5, etag="late")]).stale == 1
+    assert list(amounts(model)) == ["tx2"]
+    assert model.upsert([transaction(1, ts=7)]).applied == 1
+    assert sorted(amounts(model)) == ["tx1", "tx2"]
+
+
+def test_a_delete_older_than_the_held_copy_is_ignored(model):
+    model.upsert([transaction(1, ts=9)])
+    assert not model.delete("tx1", ts=8)
+    assert list(amounts(model)) == ["tx1"]
+
+
+def test_scope_applies_beneath_filters_and_detail_reads(model):
+    model.upsert([transaction(1, event="a"), transaction(2, event="b"), transaction(3, event="c")])
+    scope = EventScope.only({"a", "b"})
+    asked_for_c = TransactionFilter.of(event_ids=["c", "b"])
+    assert model.rows(scope, asked_for_c)["id"].to_list() == ["tx2"]
+    assert model.get(scope, "tx3") is None
+    assert model.get(EventScope.only(set()), "tx1") is None
+    detail = model.get(scope, "tx1")
+    assert detail is not None
+    assert detail["eventId"] == "a"
+    assert "_purchasedAt" not in detail
+    assert "customerId" in detail
+
+
+def test_date_range_is_inclusive_exclusive_and_redemption_mode_needs_a_redemption(model):
+    model.upsert(
+        [
+            transaction(1, PurchaseDate=T0, TicketRedemptionDateTime=T0 + timedelta(days=2)),
+            transaction(2, PurchaseDate=T0 + timedelta(hours=1)),
+        ]
+    )
+    purchase = TransactionFilter.of(date_from=T0, date_to=T0 + timedelta(hours=1))
+    assert model.rows(EVERYTHING, purchase)["id"].to_list() == ["tx1"]
+    redeemed = TransactionFilter.of(date_from=T0 + timedelta(days=1), date_mode="redemption")
+    assert model.rows(EVERYTHING, redeemed)["id"].to_list() == ["tx1"]
+
+
+def test_filters_match_normalized_values(model):
+    model.upsert(
+        [
+            transaction(1, TicketTypes="VIP, General", PurchaseFrom="Box Office", ReferralCode=" Summer "),
+            transaction(2, TicketTypes="Student", Name="Ana Lima", PaymentID="pi_ABC123"),
+        ]
+    )
+
+    def ids(**filters) -> list[str]:
+        return sorted(model.rows(EVERYTHING, TransactionFilter.of(**filters))["id"].to_list())
+
+    assert ids(ticket_types=[" vip "]) == ["tx1"]
+    assert ids(ticket_types=["student", "general"]) == ["tx1", "tx2"]
+    assert ids(sources=["BOXOFFICE"]) == ["tx1"]
+    assert ids(sources=["online"]) == ["tx2"]
+    assert ids(referral_codes=["SUMMER"]) == ["tx1"]
+    assert ids(search="ana LIMA") == ["tx2"]
+    assert ids(search="abc12") == ["tx2"]
+    assert ids(valid=True, refunded=False) == ["tx1", "tx2"]
+    assert ids(refunded=True) == []
+    assert model.rows(EVERYTHING, TransactionFilter.of(search="zz")).schema == model.rows(EVERYTHING).schema
+    assert isinstance(model.rows(EVERYTHING), pl.DataFrame)
+
+
+def test_an_amount_stored_as_text_is_refused_even_alone_in_its_batch(model):
+    report = model.upsert([transaction(1), {**transaction(2), "TotalAmount": "12"}])
+    assert [(r.document_id, r.reason) for r in report.rejected] == [("tx2", "TotalAmount: expected a number")]
+    assert list(amounts(model)) == ["tx1"]

@@ -1,0 +1,199 @@
+"""Pages of transactions and customers: every row exactly once, stable order, scope beneath all."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from query_documents import T0, transaction
+
+from query_api.filters import TransactionFilter
+from query_api.pagination import CursorError, PageRequest
+from query_api.readmodel import ReadModel
+from query_api.scope import EventScope
+from query_api.tables import customer_detail, customers_page, transactions_page
+
+EVERYTHING = EventScope.everything()
+NO_FILTER = TransactionFilter()
+
+
+def sample(n: int) -> dict:
+    return transaction(
+        n,
+        event=("a", "b", "c")[n % 3],
+        TotalAmount=float(10 * (n % 4)),
+        Name=("Ana", "bo", "Cy", "")[n % 4],
+        PurchaseDate=T0 + timedelta(minutes=n % 5),
+        TicketRedemptionDateTime=None if n % 3 else T0 + timedelta(days=1, minutes=n % 2),
+    )
+
+
+def expected_order(documents, sort, descending):
+    present = sorted((d for d in documents if d[sort] is not None), key=lambda d: d["id"])
+    present.sort(key=lambda d: d[sort], reverse=descending)  # stable: ids stay ascending within ties
+    missing = sorted((d for d in documents if d[sort] is None), key=lambda d: d["id"])
+    return [d["id"] for d in present + missing]
+
+
+def walk_by_cursor(model, request_of, filters=NO_FILTER, scope=EVERYTHING, between_pages=None):
+    seen, cursor = [], None
+    while True:
+        rows, page = transactions_page(model, scope, filters, request_of(cursor))
+        seen.extend(row["id"] for row in rows)
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+        if between_pages is not None:
+            between_pages()
+
+
+SORTS = ("TotalAmount", "Name", "TicketRedemptionDateTime", "PurchaseDate", "eventId")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    count=st.integers(0, 40),
+    sort=st.sampled_from(SORTS),
+    descending=st.booleans(),
+    page_size=st.integers(1, 9),
+)
+def test_both_paging_styles_return_every_row_once_in_a_stable_order(count, sort, descending, page_size):
+    documents = [sample(n) for n in range(count)]
+    model = ReadModel()
+    model.upsert(documents)
+    expected = expected_order(documents, sort, descending)
+
+    by_cursor = walk_by_cursor(
+        model,
+        lambda cursor: PageRequest(sort=sort, descending=descending, page_size=page_size, cursor=cursor),
+    )
+    assert by_cursor == expected
+
+    by_index, index = [], 0
+    while True:
+        rows, page = transactions_page(
+            model,
+            EVERYTHING,
+            NO_FILTER,
+            PageRequest(sort=sort, descending=descending, page_size=page_size, page=index),
+        )
+        assert page.total == count
+        assert page.page == index
+        if not rows:
+            break
+        by_index.extend(row["id"] for row in rows)
+        index += 1
+    assert by_index == expected
+
+
+def test_cursor_walk_sees_each_unchanged_row_once_while_rows_change_underneath(model):
+    documents = [sample(n) for n in range(60)]
+    model.upsert(documents)
+    changes = iter(range(1000, 1100))
+    deleted: set[str] = set()
+
+    def change_underneath():
+        n = next(changes)
+        model.upsert([sample(n)])  # a new row
+        model.upsert([sample(n - 1000) | {"Name": "Renamed", "_ts": 2}])  # a change that keeps the sort value
+        victim = f"tx{(n * 7) % 60}"
+        if model.delete(victim, ts=3):
+            deleted.add(victim)
+
+    seen = walk_by_cursor(
+        model,
+        lambda cursor: PageRequest(sort="TotalAmount", descending=True, page_size=4, cursor=cursor),
+        between_pages=change_underneath,
+    )
+    assert len(seen) == len(set(seen)), "a row appeared twice"
+    untouched = {d["id"] for d in documents} - deleted
+    assert untouched <= set(seen)
+
+
+def test_filters_and_scope_apply_to_pages(model):
+    model.upsert([sample(n) for n in range(30)])
+    scope = EventScope.only({"a", "b"})
+    filters = TransactionFilter.of(event_ids=["b", "c"], search="ana")
+    seen = walk_by_cursor(
+        model, lambda cursor: PageRequest(sort="PurchaseDate", page_size=2, cursor=cursor), filters, scope
+    )
+    assert seen
+    assert all(n % 3 == 1 and n % 4 == 0 for n in (int(i[2:]) for i in seen))
+    assert len(seen) == sum(1 for n in range(30) if n % 3 == 1 and n % 4 == 0)
+
+
+def test_a_cursor_only_continues_the_query_it_came_from(model):
+    model.upsert([sample(n) for n in range(10)])
+    _, page = transactions_page(model, EVERYTHING, NO_FILTER, PageRequest(sort="Name", page_size=3))
+    assert page.next_cursor is not None
+    with pytest.raises(CursorError, match="another sort"):
+        transactions_page(model, EVERYTHING, NO_FILTER, PageRequest(sort="Email", cursor=page.next_cursor))
+    with pytest.raises(CursorError, match="another sort"):
+        transactions_page(
+            model,
+            EVERYTHING,
+            TransactionFilter.of(search="x"),
+            PageRequest(sort="Name", cursor=page.next_cursor),
+        )
+    with pytest.raises(CursorError, match="not one this API issued"):
+        transactions_page(model, EVERYTHING, NO_FILTER, PageRequest(sort="Name", cursor="not-a-cursor"))
+
+
+def test_page_size_and_sort_are_bounded(model):
+    with pytest.raises(ValueError, match="page size"):
+        PageRequest(sort="Name", page_size=501)
+    with pytest.raises(ValueError, match="sort must be one of"):
+        transactions_page(model, EVERYTHING, NO_FILTER, PageRequest(sort="searchText"))
+
+
+def test_customers_are_deduplicated_with_the_latest_name(model):
+    model.upsert(
+        [
+            transaction(1, event="a", Name="Ana", Email="Ana@Example.com", PurchaseDate=T0, TotalAmount=5),
+            transaction(2, event="b", Name="", Email="ana@example.com ", PurchaseDate=T0 + timedelta(days=2)),
+            transaction(
+                3,
+                event="a",
+                Name="Ana Lima",
+                Email="ANA@example.com",
+                PurchaseDate=T0 + timedelta(days=1),
+                IsRefunded=True,
+                TotalTicketRedeemed=1,
+            ),
+            transaction(4, event="a", Name="Bo", Email="", Phone="+1 (555) 010-9999"),
+            transaction(5, event="c", Name="Bo", Email="", Phone="15550109999", IsDisputed=True),
+        ]
+    )
+    rows, page = customers_page(model, EVERYTHING, NO_FILTER, PageRequest(sort="totalSpent", descending=True))
+    assert page.total == 2
+    ana = next(row for row in rows if row["email"])
+    assert (ana["name"], ana["orders"], ana["totalSpent"], ana["redeemedTickets"]) == ("Ana Lima", 3, 25.0, 1)
+    assert (ana["refunded"], ana["disputed"], ana["events"]) == (True, False, ["a", "b"])
+    assert ana["firstPurchase"] < ana["lastPurchase"]
+    bo = next(row for row in rows if not row["email"])
+    assert (bo["orders"], bo["disputed"], bo["events"]) == (2, True, ["a", "c"])
+
+    detail = customer_detail(model, EventScope.only({"a"}), bo["id"])
+    assert detail is not None
+    buyer, transactions = detail
+    assert [t["id"] for t in transactions] == ["tx4"]
+    assert buyer["events"] == ["a"]
+    assert customer_detail(model, EventScope.only({"b"}), bo["id"]) is None
+
+
+def test_walking_customer_pages_returns_each_buyer_once(model):
+    model.upsert(
+        [transaction(n, Email=f"buyer{n % 23}@example.com", TotalAmount=float(n % 5)) for n in range(80)]
+    )
+    seen, cursor = [], None
+    while True:
+        rows, page = customers_page(
+            model, EVERYTHING, NO_FILTER, PageRequest(sort="totalSpent", page_size=5, cursor=cursor)
+        )
+        seen.extend(row["id"] for row in rows)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert len(seen) == len(set(seen)) == 23
