@@ -7,7 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_DIRS = [ROOT / "tests", *ROOT.glob("libs/*/tests"), *ROOT.glob("services/*/tests"), ROOT / "devstack/tests"]
+TEST_DIRS = [
+    ROOT / "tests",
+    ROOT / "devstack/tests",
+    *ROOT.glob("libs/*/tests"),
+    *ROOT.glob("services/*/tests"),
+]
 
 
 def test_every_test_and_helper_module_name_is_unique_across_the_workspace():
