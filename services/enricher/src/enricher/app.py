@@ -21,20 +21,15 @@ from enricher.writer import EnrichmentWriter
 from otcommon.bus import (
     Consumer,
     ConsumerSettings,
-    client_from_connection_string,
-    client_from_namespace,
     queue_source,
     topic_publisher,
 )
+from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-
-    from azure.core.credentials_async import AsyncTokenCredential
-    from azure.servicebus.aio import ServiceBusClient
 
     from enricher.settings import EnricherSettings
     from otcommon.bus import MessageSource
@@ -66,20 +61,8 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
     """Open Cosmos DB, Service Bus and Stripe; provision; build the components; close all at exit."""
     api_key = settings.require_stripe_key()
     async with contextlib.AsyncExitStack() as stack:
-        credential = None
-        if settings.cosmos.uses_entra_id or settings.servicebus.connection_string is None:
-            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
-
-            credential = await stack.enter_async_context(DefaultAzureCredential())
-        cosmos = await stack.enter_async_context(
-            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
-        )
-        await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
-
-        def container(name: str) -> CosmosContainer:
-            return CosmosContainer.of(
-                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
-            )
+        clients = await stack.enter_async_context(open_azure_clients(settings))
+        cosmos, bus, container = clients.cosmos, clients.bus, clients.container
 
         gateway = StripeApiGateway(
             api_key=api_key.get_secret_value(),
@@ -97,7 +80,6 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
             overlap_seconds=settings.enricher_index_overlap_seconds,
             payout_freshness_seconds=settings.enricher_payout_freshness_seconds,
         )
-        bus = await stack.enter_async_context(_servicebus_client(settings, credential))
         publisher = topic_publisher(client=bus, topic_name=settings.enricher_changes_topic)
         stack.push_async_callback(publisher.close)
         transactions = container("transactions")
@@ -122,21 +104,6 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
                 "servicebus": servicebus_check(bus, queue_name=settings.enricher_queue),
             },
         )
-
-
-def _servicebus_client(
-    settings: EnricherSettings, credential: AsyncTokenCredential | None
-) -> ServiceBusClient:
-    connection = settings.servicebus
-    if connection.connection_string is not None:
-        return client_from_connection_string(
-            connection_string=connection.connection_string.get_secret_value()
-        )
-    assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
-    assert credential is not None  # noqa: S101 - created above for Entra ID
-    return client_from_namespace(
-        fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
-    )
 
 
 def create_app(

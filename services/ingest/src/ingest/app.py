@@ -25,17 +25,14 @@ from ingest.routes import COORDINATOR, SYNC_AUTH, routes
 from ingest.source import Credentials, OpenTicketsClient, RetryPolicy, SourceError
 from ingest.storage import TransactionWriter
 from ingest.sync import SyncRunner
-from otcommon.bus import client_from_connection_string, client_from_namespace, queue_publisher
+from otcommon.bus import queue_publisher
+from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES, BearerAuth, Principal
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from datetime import datetime
-
-    from azure.core.credentials_async import AsyncTokenCredential
-    from azure.servicebus.aio import ServiceBusClient
 
     from ingest.settings import IngestSettings
     from ingest.source import TransactionPage
@@ -61,23 +58,10 @@ class Ingest:
 async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> AsyncIterator[Ingest]:
     """Open Cosmos DB, Service Bus and the source API; provision; build the components; close all at exit."""
     async with contextlib.AsyncExitStack() as stack:
-        credential = None
-        if settings.cosmos.uses_entra_id or settings.servicebus.connection_string is None:
-            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
-
-            credential = await stack.enter_async_context(DefaultAzureCredential())
-        cosmos = await stack.enter_async_context(
-            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
-        )
-        await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
-
-        def container(name: str) -> CosmosContainer:
-            return CosmosContainer.of(
-                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
-            )
+        clients = await stack.enter_async_context(open_azure_clients(settings))
+        cosmos, bus, container = clients.cosmos, clients.bus, clients.container
 
         transactions = container("transactions")
-        bus = await stack.enter_async_context(_servicebus_client(settings, credential))
         publisher = queue_publisher(
             client=bus,
             queue_name=settings.ingest_enrichment_queue,
@@ -135,18 +119,6 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
                 "servicebus": servicebus_check(bus, queue_name=settings.ingest_enrichment_queue),
             },
         )
-
-
-def _servicebus_client(settings: IngestSettings, credential: AsyncTokenCredential | None) -> ServiceBusClient:
-    connection = settings.servicebus
-    if connection.connection_string is not None:
-        secret = connection.connection_string.get_secret_value()
-        return client_from_connection_string(connection_string=secret)
-    assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
-    assert credential is not None  # noqa: S101 - created above for Entra ID
-    return client_from_namespace(
-        fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
-    )
 
 
 class _NoSource:

@@ -12,14 +12,12 @@ import structlog
 from aiohttp import web
 
 from otcommon.bus import (
-    client_from_connection_string,
-    client_from_namespace,
     queue_publisher,
     topic_publisher,
 )
+from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
 from webhooks.applier import StripeFactsApplier
 from webhooks.journal import EventJournal
 from webhooks.processor import EventProcessor
@@ -29,9 +27,6 @@ from webhooks.transactions import TransactionFacts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-
-    from azure.core.credentials_async import AsyncTokenCredential
-    from azure.servicebus.aio import ServiceBusClient
 
     from webhooks.settings import WebhookSettings
 
@@ -53,22 +48,9 @@ class Webhooks:
 async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
     """Open Cosmos DB and Service Bus; provision; build the components; close all at exit."""
     async with contextlib.AsyncExitStack() as stack:
-        credential = None
-        if settings.cosmos.uses_entra_id or settings.servicebus.connection_string is None:
-            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+        clients = await stack.enter_async_context(open_azure_clients(settings))
+        cosmos, bus, container = clients.cosmos, clients.bus, clients.container
 
-            credential = await stack.enter_async_context(DefaultAzureCredential())
-        cosmos = await stack.enter_async_context(
-            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
-        )
-        await provision(cosmos, database=settings.cosmos.database, topology=DEFAULT_TOPOLOGY)
-
-        def container(name: str) -> CosmosContainer:
-            return CosmosContainer.of(
-                cosmos, database=settings.cosmos.database, spec=DEFAULT_TOPOLOGY.container(name)
-            )
-
-        bus = await stack.enter_async_context(_servicebus_client(settings, credential))
         publisher = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
         stack.push_async_callback(publisher.close)
         payouts = queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue)
@@ -89,21 +71,6 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
                 "servicebus": servicebus_check(bus, queue_name=settings.webhooks_payout_queue),
             },
         )
-
-
-def _servicebus_client(
-    settings: WebhookSettings, credential: AsyncTokenCredential | None
-) -> ServiceBusClient:
-    connection = settings.servicebus
-    if connection.connection_string is not None:
-        return client_from_connection_string(
-            connection_string=connection.connection_string.get_secret_value()
-        )
-    assert connection.fully_qualified_namespace is not None  # noqa: S101 - settings validated it
-    assert credential is not None  # noqa: S101 - created above for Entra ID
-    return client_from_namespace(
-        fully_qualified_namespace=connection.fully_qualified_namespace, credential=credential
-    )
 
 
 def create_app(
