@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from devstack.opentickets.fault_routes import fault_routes
 from devstack.opentickets.faults import Fault
 from devstack.opentickets.keys import STATE_KEY
 from devstack.opentickets.routes import routes
@@ -74,4 +75,5 @@ def create_app(
     app = web.Application(middlewares=[problem_middleware, fault_middleware])
     app[STATE_KEY] = state if state is not None else SandboxState(settings=settings, clock=clock)
     app.add_routes(routes)
+    app.add_routes(fault_routes(lambda request: request.app[STATE_KEY].faults))
     return app

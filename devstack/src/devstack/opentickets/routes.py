@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from devstack.opentickets.auth import TokenState, basic_credentials, unauthorized
-from devstack.opentickets.faults import FaultConfig
+from devstack.opentickets.fault_routes import faults_json
 from devstack.opentickets.keys import STATE_KEY
 from devstack.scenario.generator import MAX_ADVANCE_MINUTES, MAX_FORCED_CHANGES
 from otcommon.http import (
     NotFoundError,
     bearer_token,
-    invalid_field,
     parse_json_body,
     query_parameter,
-    read_json_object,
     reject_unknown_parameters,
     same_secret,
 )
@@ -165,36 +163,6 @@ async def health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def _faults_json(state: SandboxState) -> dict[str, Any]:
-    return {"config": state.faults.config.model_dump(), "injected": dict(state.faults.injected)}
-
-
-@routes.get("/_sandbox/faults")
-async def get_faults(request: web.Request) -> web.Response:
-    """The fault settings in force and how many faults were injected."""
-    return web.json_response(_faults_json(_state(request)))
-
-
-@routes.post("/_sandbox/faults")
-async def set_faults(request: web.Request) -> web.Response:
-    """Change some fault settings; fields left out keep their values."""
-    state = _state(request)
-    body = await read_json_object(request)
-    try:
-        state.faults.update(**body)
-    except ValidationError as error:
-        raise invalid_field(error) from error
-    return web.json_response(_faults_json(state))
-
-
-@routes.delete("/_sandbox/faults")
-async def clear_faults(request: web.Request) -> web.Response:
-    """Switch every fault off."""
-    state = _state(request)
-    state.faults.configure(FaultConfig())
-    return web.json_response(_faults_json(state))
-
-
 @routes.post("/_sandbox/advance")
 async def advance(request: web.Request) -> web.Response:
     """Move the scenario clock: new sales, late refunds, disputes and scans."""
@@ -233,6 +201,6 @@ async def describe(request: web.Request) -> web.Response:
             "orders": len(state.index),
             "events": len(state.scenario.event_ids()),
             "requests": dict(state.requests),
-            **_faults_json(state),
+            **faults_json(state.faults),
         }
     )

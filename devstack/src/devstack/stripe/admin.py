@@ -6,13 +6,12 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from devstack.opentickets.faults import FaultConfig
 from devstack.opentickets.routes import AdvanceRequest
 from devstack.stripe.appkeys import STATE_KEY
 from devstack.stripe.webhooks import WebhookEndpoint
-from otcommon.http import NotFoundError, invalid_field, parse_json_body, read_json_object
+from otcommon.http import NotFoundError, parse_json_body
 
 if TYPE_CHECKING:
     from devstack.scenario import PaymentFacts
@@ -94,36 +93,6 @@ async def clear_requests(request: web.Request) -> web.Response:
     state = _state(request)
     state.requests.clear()
     return web.json_response(state.requests.to_json())
-
-
-def _faults_json(state: StripeSandboxState) -> dict[str, Any]:
-    return {"config": state.faults.config.model_dump(), "injected": dict(state.faults.injected)}
-
-
-@admin_routes.get("/_sandbox/faults")
-async def get_faults(request: web.Request) -> web.Response:
-    """The fault settings in force and how many faults were injected."""
-    return web.json_response(_faults_json(_state(request)))
-
-
-@admin_routes.post("/_sandbox/faults")
-async def set_faults(request: web.Request) -> web.Response:
-    """Change some fault settings (the OpenTickets sandbox's fields); fields left out keep their values."""
-    state = _state(request)
-    body = await read_json_object(request)
-    try:
-        state.faults.update(**body)
-    except ValidationError as error:
-        raise invalid_field(error) from error
-    return web.json_response(_faults_json(state))
-
-
-@admin_routes.delete("/_sandbox/faults")
-async def clear_faults(request: web.Request) -> web.Response:
-    """Switch every fault off."""
-    state = _state(request)
-    state.faults.configure(FaultConfig())
-    return web.json_response(_faults_json(state))
 
 
 @admin_routes.post("/_sandbox/rate-limit")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
+from devstack.opentickets.fault_routes import fault_routes
 from devstack.opentickets.faults import Fault
 from devstack.stripe.admin import admin_routes
 from devstack.stripe.appkeys import STATE_KEY
@@ -142,6 +143,7 @@ def create_app(
     app[STATE_KEY] = state if state is not None else StripeSandboxState(settings=settings, clock=clock)
     app.add_routes(routes)
     app.add_routes(admin_routes)
+    app.add_routes(fault_routes(lambda request: request.app[STATE_KEY].faults))
     app.cleanup_ctx.append(_webhook_deliveries)
     return app
 
