@@ -390,3 +390,41 @@ def request_for(document: dict[str, Any]) -> PaymentEnrichmentRequested:
 
 async def _at_least(count: Awaitable[int], expected: int) -> bool:
     return await count >= expected
+
+
+async def test_an_unknown_payment_is_unresolved_and_a_revoked_key_dead_letters_with_an_alert(system: System):
+    unknown, refused = "pi_1UnknownToEveryAccount", "pi_1AskedOnceTheKeyWasRevoked"
+    for transaction_id, payment in (("tx-unknown", unknown), ("tx-refused", refused)):
+        document = {"id": transaction_id, "eventId": "ev-faults", "PaymentID": payment}
+        await system.transactions().create_item({**document, "enrichmentState": "queued"})
+    enricher = await system.start_enricher("faults")
+    try:
+        await system.send(request_for({"id": "tx-unknown", "eventId": "ev-faults", "PaymentID": unknown}))
+        await system.wait_until(
+            lambda: _equals(system.count("unresolved"), 1), enricher=enricher, name="faults"
+        )
+        # Requested after every listing: only Stripe can answer, and it refuses the revoked key.
+        system.stripe.state.keys.revoke(system.env["OT_STRIPE_API_KEY"])
+        await system.send(request_for({"id": "tx-refused", "eventId": "ev-faults", "PaymentID": refused}))
+        await system.wait_until(lambda: _has_dead_letters(system), enricher=enricher, name="faults")
+    finally:
+        await system.stop_enricher(enricher, "faults")
+
+    resolved = await system.transactions().read_item("tx-unknown", partition_key="ev-faults")
+    assert resolved["enrichmentState"] == "unresolved"
+    assert "not found on the platform or any of" in resolved["enrichmentReason"]
+    [(reason, description)] = await system.dead_letters()
+    assert reason == "StripeAccessDenied"
+    assert "AuthenticationError (status 401" in str(description)
+    untouched = await system.transactions().read_item("tx-refused", partition_key="ev-faults")
+    assert untouched["enrichmentState"] == "queued"
+    logged = [json.loads(line) for line in system.log("faults").splitlines() if line.startswith("{")]
+    alerts = [line for line in logged if line.get("alert")]
+    assert [(line["message"], line["reason"]) for line in alerts] == [
+        ("enrichment failed permanently", "StripeAccessDenied")
+    ]
+    assert await system.queued_payments() == []
+
+
+async def _has_dead_letters(system: System) -> bool:
+    return bool(await system.dead_letters())
