@@ -133,6 +133,10 @@ class System:
         async with asyncio.timeout(60):
             await process.wait()
         assert process.returncode == 0, self.log(name)
+        leaks = [
+            line for line in self.log(name).splitlines() if "ResourceWarning" in line or "Unclosed" in line
+        ]
+        assert leaks == []
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()
@@ -222,6 +226,8 @@ async def system(cosmos_client, cosmos_connection, start_servicebus, tmp_path) -
                     "OT_ENRICHER_HTTP_HOST": "127.0.0.1",
                     "OT_LOG_FORMAT": "json",
                     "OTEL_SERVICE_NAME": "enricher",
+                    # An unclosed session, transport or socket is reported, and a clean stop has none.
+                    "PYTHONWARNINGS": "always::ResourceWarning",
                 }
                 yield System(env, database, cosmos_client, servicebus.connection_string, stripe, tmp_path)
     finally:
