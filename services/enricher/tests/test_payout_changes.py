@@ -102,6 +102,23 @@ async def test_the_same_change_again_writes_and_announces_nothing():
     assert len(scenario.setup.announced()) == announced
 
 
+async def test_a_redelivery_announces_again_under_the_same_message_ids():
+    # The write may have succeeded and its announcement failed: the redelivery announces again, and
+    # the broker's duplicate detection drops what had been sent after all.
+    scenario, handler = await paid_out()
+    first = {make_envelope(change).message_id for change in scenario.setup.announced()}
+    sent: list[str] = []
+
+    class Recording:
+        async def announce(self, changes):
+            sent.extend(make_envelope(change).message_id for change in changes)
+
+    scenario.setup.handler._announcer = Recording()
+    await handler(scenario.delivery(status="paid", count=2))
+    assert len(sent) == 3
+    assert set(sent) <= first
+
+
 async def test_an_older_event_after_a_newer_one_changes_nothing_and_costs_no_call():
     scenario, handler = await paid_out()
     writes, calls = scenario.setup.transactions.writes, scenario.setup.world.stripe.calls.total
