@@ -56,6 +56,10 @@ class FakeStripe:
         self.add("payout", payout, account=account)
         self._payout_transactions[payout["id"]] = list(transactions)
 
+    def move_payout(self, payout_id: str, *, account: str | None = None, **changes: object) -> None:
+        """Change a payout as Stripe would (its status, arrival date): what later reads return."""
+        self._objects[(account or PLATFORM_KEY, "payout")][payout_id].update(changes)
+
     def add_bank_account(self, bank: StripeObject, *, account_id: str) -> None:
         self._banks[(account_id, bank["id"])] = bank
 

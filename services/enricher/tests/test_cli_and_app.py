@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from test_handler import QUEUE, Setup, order
+from test_handler import PAYOUT_QUEUE, QUEUE, Setup, order, payout_changed
 from world import DAY, NOW, T_NOW
 
 from enricher.__main__ import build_parser, main
 from enricher.app import Enricher, create_app
+from enricher.handler import PayoutChangeHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
 from enricher.refresh import refresh_open_payouts, reindex
@@ -63,7 +64,9 @@ async def test_refresh_payouts_completes_a_payment_whose_payout_arrived():
     setup.clock.advance(2 * DAY)
     payout_id = setup.world.pay_out([txn], on=ORG, created=T_NOW + DAY + 60)
     transactions = setup.transactions
-    report = await refresh_open_payouts(transactions=transactions, handler=setup.handler, clock=setup.clock)
+    report = await refresh_open_payouts(
+        transactions=transactions, handler=setup.handler, payouts=setup.payouts, clock=setup.clock
+    )
     assert report.payments == 1
     assert report.by_outcome == {"paid": 1}
     stored = await setup.stored("t1", "ev1")
@@ -84,15 +87,23 @@ async def test_reindex_lists_every_account_again():
     assert setup.world.stripe.calls.by_operation["payouts.list"] == 5
 
 
-async def test_the_app_serves_health_and_consumes_until_it_stops():
+async def test_the_app_serves_health_and_consumes_both_queues_until_it_stops():
     setup = Setup()
-    _, intent_id, _ = setup.world.charge_on(None)
+    _, intent_id, txn = setup.world.charge_on(None, available_on=T_NOW + DAY)
     await setup.store(order("t1", event="ev1", payment_id=intent_id))
     handled: asyncio.Queue[Delivery] = asyncio.Queue()
 
     async def handle(delivery: Delivery) -> None:
         try:
             await setup.handler(delivery)
+        finally:
+            handled.put_nowait(delivery)
+
+    payout_handler = PayoutChangeHandler(payouts=setup.payouts)
+
+    async def handle_payout(delivery: Delivery) -> None:
+        try:
+            await payout_handler(delivery)
         finally:
             handled.put_nowait(delivery)
 
@@ -105,8 +116,11 @@ async def test_the_app_serves_health_and_consumes_until_it_stops():
             gateway=setup.world.stripe,  # type: ignore[arg-type]
             indexer=None,  # type: ignore[arg-type]
             handler=handle,  # type: ignore[arg-type]
+            payouts=setup.payouts,
+            payout_handler=handle_payout,  # type: ignore[arg-type]
             transactions=setup.transactions,
             source=lambda: setup.bus.source(queue=QUEUE),
+            payout_source=lambda: setup.bus.source(queue=PAYOUT_QUEUE),
             health_checks={"cosmos": healthy},
         )
 
@@ -125,4 +139,12 @@ async def test_the_app_serves_health_and_consumes_until_it_stops():
         )
         await setup.bus.publisher(queue=QUEUE).publish([make_envelope(message)])
         await asyncio.wait_for(handled.get(), 10)
-    assert (await setup.stored("t1", "ev1"))["enrichmentState"] == "enriched"
+        assert (await setup.stored("t1", "ev1"))["depositStatus"] == "pending"
+        # The same app consumes payout changes: the payout that now carries the payment is applied.
+        payout_id = setup.world.pay_out([txn], on=None, created=T_NOW - 60)
+        changed = payout_changed(payout_id, status="paid", account=None)
+        await setup.bus.publisher(queue=PAYOUT_QUEUE).publish([make_envelope(changed)])
+        await asyncio.wait_for(handled.get(), 10)
+    stored = await setup.stored("t1", "ev1")
+    assert (stored["enrichmentState"], stored["depositStatus"]) == ("enriched", "paid")
+    assert stored["stripePayoutId"] == payout_id

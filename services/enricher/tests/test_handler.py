@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import structlog
-from world import NOW, Clock, enricher_for, new_world
+from world import NOW, Clock, new_world
 
 from enricher.announcer import PublishingAnnouncer
 from enricher.gateway import StripeUnavailableError
 from enricher.handler import EnrichmentHandler
+from enricher.indexer import Indexer
+from enricher.indexes import StripeIndex
+from enricher.payouts import TRANSACTIONS_BY_BALANCE_TRANSACTION, PayoutChanges
 from enricher.refresh import OPEN_DEPOSITS
+from enricher.service import PaymentEnricher
 from enricher.writer import TRANSACTIONS_BY_PAYMENT, EnrichmentWriter
 from otcommon.bus import Consumer, ConsumerSettings, Delivery, InMemoryBus, PermanentError, RetryableError
 from otcommon.enrichment import EnrichmentState
-from otcommon.messages import PaymentEnrichmentRequested, TransactionChanged, decode_message, make_envelope
+from otcommon.messages import (
+    PaymentEnrichmentRequested,
+    StripePayoutChanged,
+    TransactionChanged,
+    decode_message,
+    make_envelope,
+)
 from otcommon.store import InMemoryContainer
 
 QUEUE = "stripe-enrichment-queue"
+PAYOUT_QUEUE = "stripe-events-queue"
 TOPIC = "transaction-changes"
 ORG = "acct_org0000"
 
@@ -33,10 +44,15 @@ def transactions_container() -> InMemoryContainer:
                 d for d in docs if d.get("PaymentID") == params["@paymentId"]
             ],
             OPEN_DEPOSITS: lambda docs, params: [
-                {"PaymentID": d["PaymentID"]}
+                {"PaymentID": d["PaymentID"], "stripePayoutId": d.get("stripePayoutId")}
                 for d in docs
                 if d.get("enrichmentState") == params["@state"]
                 and d.get("depositStatus") == params["@deposit"]
+            ],
+            TRANSACTIONS_BY_BALANCE_TRANSACTION: lambda docs, params: [
+                {"PaymentID": d["PaymentID"]}
+                for d in docs
+                if d.get("stripeBalanceTransactionId") in params["@balanceTransactions"]
             ],
         },
     )
@@ -55,16 +71,42 @@ def order(transaction_id: str, *, event: str, payment_id: str, state: str = "que
     }
 
 
+def payout_changed(
+    payout_id: str, *, status: str, account: str | None, event: str = "evt_1", at: datetime = NOW
+) -> StripePayoutChanged:
+    """What the webhook service publishes for a ``payout.*`` event."""
+    return StripePayoutChanged(
+        payout_id=payout_id,
+        account_id=account,
+        status=status,
+        stripe_event_id=event,
+        stripe_event_created=at,
+    )
+
+
 class Setup:
     def __init__(self, *, stripe_world=None, transactions=None, index=None) -> None:
         self.world = stripe_world or new_world()
         self.clock = Clock()
         self.transactions = transactions or transactions_container()
         self.bus = InMemoryBus()
+        self.index = StripeIndex(index or InMemoryContainer("stripe-index", partition_key_path="/id"))
+        gateway = self.world.stripe
+        self.indexer = Indexer(gateway=gateway, index=self.index, clock=self.clock)
         self.handler = EnrichmentHandler(
-            enricher=enricher_for(self.world.stripe, self.clock, container=index),
+            enricher=PaymentEnricher(
+                gateway=gateway, index=self.index, indexer=self.indexer, clock=self.clock
+            ),
             writer=EnrichmentWriter(self.transactions),
             announcer=PublishingAnnouncer(self.bus.publisher(queue=TOPIC)),
+            clock=self.clock,
+        )
+        self.payouts = PayoutChanges(
+            gateway=gateway,
+            index=self.index,
+            indexer=self.indexer,
+            transactions=self.transactions,
+            payments=self.handler,
             clock=self.clock,
         )
 

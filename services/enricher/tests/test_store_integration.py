@@ -50,7 +50,9 @@ async def test_enrichment_lands_on_every_transaction_and_refresh_payouts_finds_t
 
     setup.clock.advance(2 * DAY)
     payout_id = setup.world.pay_out([txn], on=ORG, created=T_NOW + DAY + 60)
-    report = await refresh_open_payouts(transactions=transactions, handler=setup.handler, clock=setup.clock)
+    report = await refresh_open_payouts(
+        transactions=transactions, handler=setup.handler, payouts=setup.payouts, clock=setup.clock
+    )
     assert report.payments == 1
     stored = await setup.stored("t2", "ev2")
     assert (stored["depositStatus"], stored["stripePayoutId"]) == ("paid", payout_id)

@@ -64,12 +64,26 @@ class World:
         )
 
     def pay_out(
-        self, transactions: list[str], *, on: str | None, status: str = "paid", created: int = T_NOW - DAY
+        self,
+        transactions: list[str],
+        *,
+        on: str | None,
+        status: str = "paid",
+        created: int = T_NOW - DAY,
+        automatic: bool = True,
     ) -> str:
         payout_id = self.next_id("po")
         bank = f"ba_{on or PLATFORM}"
+        shape = payout(
+            payout_id,
+            status=status,
+            destination=bank,
+            created=created,
+            arrival_date=created + DAY,
+            automatic=automatic,
+        )
         self.stripe.add_payout(
-            payout(payout_id, status=status, destination=bank, created=created, arrival_date=created + DAY),
+            shape,
             account=on,
             transactions=transactions,
         )

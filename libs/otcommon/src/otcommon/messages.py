@@ -96,6 +96,8 @@ class TransactionChange(StrEnum):
     REFUNDED = "refunded"
     DISPUTED = "disputed"
     ENRICHED = "enriched"
+    PAYOUT = "payout"
+    """The payout carrying the payment's money moved (its deposit fields changed)."""
 
 
 class TransactionChanged(Message):

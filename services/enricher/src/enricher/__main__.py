@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     again = commands.add_parser("reindex", help="list charges and payouts again (one account, or every one)")
     again.add_argument("--account", metavar="ACCT", help="only this connected account (acct_...)")
     commands.add_parser(
-        "refresh-payouts", help="enrich again every payment whose deposit is pending (payouts may have moved)"
+        "refresh-payouts",
+        help="apply every open payout's current state and enrich again the payments not paid out yet",
     )
     return parser
 
@@ -97,9 +98,13 @@ async def _run_command(args: argparse.Namespace, settings: EnricherSettings) -> 
             print(f"reindexed {len(accounts)} account(s): {', '.join(accounts)}")
         else:
             report = await refresh_open_payouts(
-                transactions=enricher.transactions, handler=enricher.handler, clock=utc_now
+                transactions=enricher.transactions,
+                handler=enricher.handler,
+                payouts=enricher.payouts,
+                clock=utc_now,
             )
-            print(json.dumps({"payments": report.payments, "byDepositStatus": report.by_outcome}, indent=2))
+            summary = {"payouts": report.payouts, "payments": report.payments}
+            print(json.dumps({**summary, "byDepositStatus": dict(report.by_outcome)}, indent=2))
         print(json.dumps({"stripeCalls": enricher.gateway.calls.to_json()}, indent=2))
     return EXIT_OK
 

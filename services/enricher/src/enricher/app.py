@@ -12,9 +12,10 @@ import structlog
 from aiohttp import web
 
 from enricher.announcer import PublishingAnnouncer
-from enricher.handler import EnrichmentHandler
+from enricher.handler import EnrichmentHandler, PayoutChangeHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
+from enricher.payouts import PayoutChanges
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
 from enricher.writer import EnrichmentWriter
@@ -50,9 +51,13 @@ class Enricher:
     gateway: StripeApiGateway
     indexer: Indexer
     handler: EnrichmentHandler
+    payouts: PayoutChanges
+    payout_handler: PayoutChangeHandler
     transactions: DocumentContainer
     source: Callable[[], MessageSource]
     """Opens the receiver of ``stripe-enrichment-queue`` (lock renewal included)."""
+    payout_source: Callable[[], MessageSource]
+    """Opens the receiver of ``stripe-events-queue`` (StripePayoutChanged)."""
     health_checks: dict[str, Callable[[], Awaitable[None]]]
 
 
@@ -89,14 +94,29 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
             announcer=PublishingAnnouncer(publisher),
             clock=utc_now,
         )
+        payouts = PayoutChanges(
+            gateway=gateway,
+            index=index,
+            indexer=indexer,
+            transactions=transactions,
+            payments=handler,
+            clock=utc_now,
+        )
         yield Enricher(
             gateway=gateway,
             indexer=indexer,
             handler=handler,
+            payouts=payouts,
+            payout_handler=PayoutChangeHandler(payouts=payouts),
             transactions=transactions,
             source=lambda: queue_source(
                 client=bus,
                 queue_name=settings.enricher_queue,
+                prefetch_count=settings.enricher_max_concurrency,
+            ),
+            payout_source=lambda: queue_source(
+                client=bus,
+                queue_name=settings.enricher_payout_queue,
                 prefetch_count=settings.enricher_max_concurrency,
             ),
             health_checks={
@@ -121,22 +141,32 @@ def create_app(
     async def lifespan(_: web.Application) -> AsyncIterator[None]:
         async with open_components(settings) as enricher:
             checks.update(enricher.health_checks)
-            consumer = Consumer(
-                source=enricher.source(),
-                handler=enricher.handler,
-                settings=ConsumerSettings(
-                    entity_name=settings.enricher_queue,
-                    max_concurrency=settings.enricher_max_concurrency,
-                    shutdown_timeout_seconds=settings.enricher_shutdown_timeout_seconds,
-                ),
-            )
-            running = asyncio.create_task(consumer.run(), name="enricher-consumer")
-            log.info("enricher serving", queue=settings.enricher_queue)
+            consumers = [
+                Consumer(
+                    source=open_source(),
+                    handler=handler,
+                    settings=ConsumerSettings(
+                        entity_name=queue,
+                        max_concurrency=settings.enricher_max_concurrency,
+                        shutdown_timeout_seconds=settings.enricher_shutdown_timeout_seconds,
+                    ),
+                )
+                for queue, open_source, handler in (
+                    (settings.enricher_queue, enricher.source, enricher.handler),
+                    (settings.enricher_payout_queue, enricher.payout_source, enricher.payout_handler),
+                )
+            ]
+            running = [
+                asyncio.create_task(consumer.run(), name=f"enricher-consumer-{n}")
+                for n, consumer in enumerate(consumers)
+            ]
+            log.info("enricher serving", queues=[settings.enricher_queue, settings.enricher_payout_queue])
             yield
             # Stop taking messages, let in-flight ones finish within the bound, then close clients.
-            await consumer.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
+            await asyncio.gather(*(consumer.stop() for consumer in consumers))
+            for task in running:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app.cleanup_ctx.append(lifespan)
     return app

@@ -26,6 +26,25 @@ _BY_PAYOUT_STATUS = {
 OPEN_PAYOUT_STATUSES = frozenset({"pending", "in_transit"})
 """Payout statuses that will still change; ``refresh-payouts`` revisits payments in them."""
 
+# A payout only moves forward: pending -> in_transit -> paid, and a paid payout may still fail
+# (Stripe reports a failure up to a few days after ``paid``). failed and canceled are final.
+_PAYOUT_STATUS_ORDER = {"pending": 0, "in_transit": 1, "paid": 2, "failed": 3, "canceled": 3}
+
+
+def is_payout_status(status: str) -> bool:
+    """Whether ``status`` is one of Stripe's payout statuses."""
+    return status in _PAYOUT_STATUS_ORDER
+
+
+def payout_status_is_behind(status: str | None, *, than: str | None) -> bool:
+    """Whether a payout in ``status`` is older than one in ``than``: that state must not replace it.
+
+    Unknown or missing statuses are never behind (nothing known to protect).
+    """
+    if status not in _PAYOUT_STATUS_ORDER or than not in _PAYOUT_STATUS_ORDER:
+        return False
+    return _PAYOUT_STATUS_ORDER[status] < _PAYOUT_STATUS_ORDER[than]
+
 
 def deposit_status(*, payout_status: str | None, manual_payouts: bool = False) -> DepositStatus:
     """The deposit status for a Stripe payout status (None: not paid out yet).

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
 ENRICHED_AT_FIELD = "enrichedAt"
 PAYOUT_ID_FIELD = "stripePayoutId"
+PAYOUT_STATUS_FIELD = "stripePayoutStatus"
+
+DEPOSIT_FIELDS: frozenset[str] = frozenset(
+    {"depositStatus", "depositDate", "depositBankName", "depositBankLast4", PAYOUT_STATUS_FIELD}
+)
+"""The fields that follow the state of the payout named by ``stripePayoutId``."""
 
 ENRICHER_FIELDS: frozenset[str] = ENRICHMENT_FIELDS | {
     PAYOUT_ID_FIELD,
@@ -93,7 +99,7 @@ def enrichment_fields(*, findings: Findings, enriched_at: datetime) -> dict[str,
         "depositBankName": payout.bank_name,
         "depositBankLast4": payout.bank_last4,
         PAYOUT_ID_FIELD: payout.payout_id,
-        "stripePayoutStatus": payout.payout_status,
+        PAYOUT_STATUS_FIELD: payout.payout_status,
         STATE_FIELD: EnrichmentState.ENRICHED.value,
         REASON_FIELD: None,
         ENRICHED_AT_FIELD: format_timestamp(enriched_at),

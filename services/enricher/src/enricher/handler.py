@@ -1,23 +1,26 @@
-"""The queue handler: one PaymentEnrichmentRequested in, its transactions enriched, the outcome raised.
+"""The queue handlers: PaymentEnrichmentRequested and StripePayoutChanged in, transactions written.
 
-Outcomes are decided by ``otcommon.bus.outcomes`` from what this handler raises:
+Outcomes are decided by ``otcommon.bus.outcomes`` from what these handlers raise:
 
 | what happened | raised | settlement |
 | --- | --- | --- |
 | enriched, pending payout, or no account knows the payment | nothing | complete |
+| a payout change applied, stale (behind the state held), manual, or unknown to Stripe | nothing | complete |
 | Stripe rate limit after retries, 5xx, network; a lost ETag race | RetryableError | reschedule with backoff |
 | bad, revoked or under-permitted key; a request Stripe rejects | PermanentError | dead-letter, alert |
-| not a PaymentEnrichmentRequested (undecodable ones never get here) | PermanentError | dead-letter, alert |
+| another message type (undecodable ones never get here); a bad payout status | PermanentError | dead-letter |
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from opentelemetry import metrics
 
+from enricher.deposits import is_payout_status
 from enricher.findings import enrichment_fields, unresolved_fields
 from enricher.gateway import (
     StripeAccessDeniedError,
@@ -25,16 +28,23 @@ from enricher.gateway import (
     StripeRequestRejectedError,
     StripeUnavailableError,
 )
+from enricher.payouts import PayoutOutcome
 from enricher.service import Unresolved
 from otcommon.bus import PermanentError, RetryableError
-from otcommon.messages import PaymentEnrichmentRequested, TransactionChange, TransactionChanged
+from otcommon.messages import (
+    PaymentEnrichmentRequested,
+    StripePayoutChanged,
+    TransactionChange,
+    TransactionChanged,
+)
 from otcommon.schemas import parse_timestamp
 from otcommon.store import EtagMismatchError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from enricher.findings import Findings
+    from enricher.payouts import PayoutChanges
     from enricher.service import PaymentEnricher
     from enricher.writer import EnrichmentWriter, WrittenTransaction
     from otcommon.bus import Delivery
@@ -43,6 +53,10 @@ _log = structlog.get_logger(__name__)
 _meter = metrics.get_meter("enricher")
 PERMANENT_FAILURES = _meter.create_counter(
     "enricher.permanent_failures", description="Messages dead-lettered for a reason no retry fixes (alert)."
+)
+PAYOUTS_NOT_FOUND = _meter.create_counter(
+    "enricher.payouts_not_found",
+    description="Payout changes completed without effect: Stripe does not know the payout on that account.",
 )
 
 
@@ -81,20 +95,20 @@ class EnrichmentHandler:
             await self.enrich(message.payment_id, requested_at=message.requested_at, reannounce=redelivered)
 
     async def enrich(
-        self, payment_id: str, *, requested_at: datetime, reannounce: bool = False
+        self,
+        payment_id: str,
+        *,
+        requested_at: datetime,
+        reannounce: bool = False,
+        change: TransactionChange = TransactionChange.ENRICHED,
     ) -> Findings | Unresolved:
-        """Find the payment's facts and write them on its transactions."""
-        try:
-            result = await self._enricher.enrich(payment_id, requested_at=requested_at)
-        except StripeObjectMissingError as error:
-            # An object the payment names is gone (deleted, or another account's): a business fact.
-            result = Unresolved(reason=f"a Stripe object it names is missing ({error.description})")
-        except StripeUnavailableError as error:
-            raise RetryableError(error.description, retry_after_seconds=error.retry_after_seconds) from error
-        except StripeAccessDeniedError as error:
-            raise _permanent("StripeAccessDenied", error.description) from error
-        except StripeRequestRejectedError as error:
-            raise _permanent("StripeRequestRejected", error.description) from error
+        """Find the payment's facts and write them on its transactions (announced as ``change``)."""
+        with stripe_outcomes():
+            try:
+                result = await self._enricher.enrich(payment_id, requested_at=requested_at)
+            except StripeObjectMissingError as error:
+                # An object the payment names is gone (deleted, or another account's): a business fact.
+                result = Unresolved(reason=f"a Stripe object it names is missing ({error.description})")
         now = self._clock()
         if isinstance(result, Unresolved):
             fields = unresolved_fields(reason=result.reason, enriched_at=now)
@@ -104,7 +118,7 @@ class EnrichmentHandler:
             written = await self._writer.apply(payment_id=payment_id, fields=fields)
         except EtagMismatchError as error:
             raise RetryableError("transaction kept changing while being enriched") from error
-        await self._announce([w for w in written if w.changed or reannounce])
+        await self._announce([w for w in written if w.changed or reannounce], change=change)
         _log.info(
             "payment enriched",
             state=fields["enrichmentState"],
@@ -114,22 +128,75 @@ class EnrichmentHandler:
         )
         return result
 
-    async def _announce(self, written: Sequence[WrittenTransaction]) -> None:
-        written = [w for w in written if w.enriched_at is not None]
-        if self._announcer is None or not written:
+    async def _announce(self, written: Sequence[WrittenTransaction], *, change: TransactionChange) -> None:
+        if self._announcer is None or not any(w.enriched_at for w in written):
             return
         await self._announcer.announce(
             [
                 TransactionChanged(
-                    transaction_id=change.transaction_id,
-                    event_id=change.event_id,
-                    change=TransactionChange.ENRICHED,
-                    changed_fields=change.changed_fields,
-                    changed_at=parse_timestamp(change.enriched_at),
+                    transaction_id=each.transaction_id,
+                    event_id=each.event_id,
+                    change=change,
+                    changed_fields=each.changed_fields,
+                    changed_at=parse_timestamp(each.enriched_at),
                 )
-                for change in written
+                for each in written
+                if each.enriched_at is not None
             ]
         )
+
+
+class PayoutChangeHandler:
+    """Handles one delivery of ``stripe-events-queue``: a payout moved, its payments follow."""
+
+    def __init__(self, *, payouts: PayoutChanges) -> None:
+        self._payouts = payouts
+
+    async def __call__(self, delivery: Delivery) -> None:
+        """Apply the payout change the message reports; raise to retry or dead-letter."""
+        message = delivery.message
+        if not isinstance(message, StripePayoutChanged):
+            raise _permanent("UnexpectedMessageType", f"{message.message_type} is not handled here")
+        if not is_payout_status(message.status):
+            raise _permanent("UnknownPayoutStatus", f"payout status {message.status[:40]!r} is not Stripe's")
+        redelivered = delivery.delivery_count > 1 or delivery.envelope.attempt > 1
+        with (
+            structlog.contextvars.bound_contextvars(
+                payout_id=message.payout_id, stripe_event_id=message.stripe_event_id
+            ),
+            stripe_outcomes(),
+        ):
+            try:
+                result = await self._payouts.apply(
+                    message.payout_id,
+                    account=message.account_id,
+                    reported_status=message.status,
+                    reannounce=redelivered,
+                )
+            except EtagMismatchError as error:
+                raise RetryableError("the payout's index entry kept changing") from error
+            if result.outcome is PayoutOutcome.NOT_FOUND:
+                PAYOUTS_NOT_FOUND.add(1)
+            _log.info(
+                "payout change applied",
+                outcome=result.outcome.value,
+                reported_status=message.status,
+                status=result.status,
+                payments=result.payments,
+            )
+
+
+@contextlib.contextmanager
+def stripe_outcomes() -> Iterator[None]:
+    """Stripe failures as message outcomes: retried when waiting helps, dead-lettered (alert) when not."""
+    try:
+        yield
+    except StripeUnavailableError as error:
+        raise RetryableError(error.description, retry_after_seconds=error.retry_after_seconds) from error
+    except StripeAccessDeniedError as error:
+        raise _permanent("StripeAccessDenied", error.description) from error
+    except StripeRequestRejectedError as error:
+        raise _permanent("StripeRequestRejected", error.description) from error
 
 
 def _permanent(reason: str, description: str) -> PermanentError:

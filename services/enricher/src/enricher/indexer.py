@@ -219,7 +219,10 @@ class Indexer:
         return newest
 
     async def _index_payout_contents(self, payout_id: str, *, account: str | None) -> None:
+        carried: list[str] = []
+
         async def index_item(item: dict[str, Any]) -> None:
+            carried.append(item["id"])
             await self._index.put(f"txn:{item['id']}", kind="payout-item", payout=payout_id, account=account)
 
         async def list_page(cursor: str | None) -> ListPage:
@@ -228,27 +231,36 @@ class Indexer:
             )
 
         await _each_listed(list_page, index_item)
-        found = await self._index.get(f"payout:{payout_id}")
-        if found is not None:
-            await self._index.put(f"payout:{payout_id}", **{**_without_id(found), "contentsIndexed": True})
+        await self._index.put_payout_contents(payout_id, carried)
 
     async def _put_payout(self, payout: dict[str, Any], *, account: str | None) -> dict[str, Any]:
-        key = f"payout:{payout['id']}"
-        known = await self._index.get(key)
-        fields = {
-            "kind": "payout",
-            "account": account,
-            "payoutId": payout["id"],
-            "status": payout["status"],
-            "arrivalDate": payout.get("arrival_date"),
-            "automatic": payout.get("automatic", True),
-            "destination": object_id(payout.get("destination")),
-            "created": payout.get("created"),
-            "checkedAt": format_timestamp(self._clock()),
-            "contentsIndexed": bool(known and known.get("contentsIndexed")),
-        }
-        await self._index.put(key, **fields)
-        return {"id": key, **fields}
+        return await self._index.put_payout(
+            payout["id"],
+            kind="payout",
+            account=account,
+            payoutId=payout["id"],
+            status=payout["status"],
+            arrivalDate=payout.get("arrival_date"),
+            automatic=payout.get("automatic", True),
+            destination=object_id(payout.get("destination")),
+            created=payout.get("created"),
+            checkedAt=format_timestamp(self._clock()),
+        )
+
+    async def payout_changed(self, payout: dict[str, Any], *, account: str | None) -> dict[str, Any]:
+        """Index a payout as Stripe just gave it (never behind the stored state) and what it carried.
+
+        The contents (``balance_transactions?payout=``) are listed once per automatic payout; the
+        stored entry, with ``balanceTransactions``, is returned.
+        """
+        stored = await self._put_payout(payout, account=account)
+        if stored.get("automatic", True) and "balanceTransactions" not in stored:
+            await self._flights.run(
+                f"contents:{payout['id']}",
+                lambda: self._index_payout_contents(payout["id"], account=account),
+            )
+            stored = await self._index.get(f"payout:{payout['id']}") or stored
+        return stored
 
     async def payout(self, payout_id: str, *, account: str | None) -> dict[str, Any]:
         """A payout as indexed; an open one not checked within the freshness window is read again."""
@@ -333,7 +345,3 @@ async def _each_listed(
         if not page.has_more or page.last_id is None:
             return
         cursor = page.last_id
-
-
-def _without_id(document: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if key != "id" and not key.startswith("_")}

@@ -9,13 +9,15 @@ lookup is a point read). Keys say what they answer:
   and the account that owns it (None: the platform);
 - ``transfer:<tr_>``: where a transfer went (account, destination payment), from the connected
   account's listing; ``transfer-of:<ch_>``: the transfer a platform charge paid for;
-- ``txn:<txn_>``: the payout that carried a balance transaction; ``payout:<po_>``: that payout;
+- ``txn:<txn_>``: the payout that carried a balance transaction; ``payout:<po_>``: that payout
+  (its state, and once listed the balance transactions it carried);
 - ``bank:<ba_>``: a bank account's name and last 4;
 - ``cursor:<charges|payouts|accounts>:<account>``: how far an index is built (created cursor)
   and when its last refresh started (what it can vouch for).
 
 Stripe's facts only ever get added or move forward, so writes are plain upserts of what Stripe
-said; cursors only move forward (read-modify-write).
+said; cursors and payout states only move forward (read-modify-write under the ETag: a slower
+reader holding an older payout state must not overwrite a newer one).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from enricher.deposits import payout_status_is_behind
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import DocumentNotFoundError, read_modify_write
@@ -115,6 +118,35 @@ class StripeIndex:
         for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"])):
             await self.put(f"payment:{payment_id}", kind="payment", account=account, charge=trimmed)
         return trimmed
+
+    async def put_payout(self, payout_id: str, **fields: Any) -> Document:
+        """Record a payout's state unless the stored state is further along; the stored document."""
+        key = f"payout:{payout_id}"
+
+        def forward(current: Document) -> Document | None:
+            if payout_status_is_behind(fields.get("status"), than=current.get("status")):
+                return None
+            kept = {name: value for name, value in current.items() if not name.startswith("_")}
+            moved = {**kept, **fields}
+            return None if moved == kept else moved
+
+        outcome = await read_modify_write(
+            self._container,
+            key,
+            partition_key=key,
+            mutate=forward,
+            create=lambda: {"id": key, "contentsIndexed": False, **fields},
+        )
+        return outcome.document
+
+    async def put_payout_contents(self, payout_id: str, balance_transactions: list[str]) -> None:
+        """Record the balance transactions an (indexed) payout carried."""
+        key = f"payout:{payout_id}"
+
+        def listed(current: Document) -> Document:
+            return {**current, "contentsIndexed": True, "balanceTransactions": balance_transactions}
+
+        await read_modify_write(self._container, key, partition_key=key, mutate=listed)
 
     async def mark(self, index: str, account: str | None) -> RefreshMark:
         """Where an account's index stands."""

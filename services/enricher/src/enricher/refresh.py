@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from enricher.deposits import DepositStatus, deposit_status
+from enricher.payouts import PayoutOutcome
 from otcommon.enrichment import EnrichmentState
 
 if TYPE_CHECKING:
@@ -13,9 +16,13 @@ if TYPE_CHECKING:
 
     from enricher.handler import EnrichmentHandler
     from enricher.indexer import Indexer
+    from enricher.payouts import PayoutChanges
     from otcommon.store import DocumentContainer
 
-OPEN_DEPOSITS = "SELECT c.PaymentID FROM c WHERE c.enrichmentState = @state AND c.depositStatus = @deposit"
+OPEN_DEPOSITS = (
+    "SELECT c.PaymentID, c.stripePayoutId FROM c "
+    "WHERE c.enrichmentState = @state AND c.depositStatus = @deposit"
+)
 """Transactions whose money is not in a finished payout yet (funds pending, or payout pending/in transit).
 
 Not DISTINCT: a cross-partition DISTINCT cannot resume from a continuation; duplicates are dropped here.
@@ -26,28 +33,48 @@ Not DISTINCT: a cross-partition DISTINCT cannot resume from a continuation; dupl
 class RefreshReport:
     """What a refresh looked at and what came out."""
 
+    payouts: int = 0
+    """Open payouts read again and applied (the same path as a ``payout.*`` webhook)."""
     payments: int = 0
-    by_outcome: dict[str, int] = field(default_factory=dict)
+    """Payments enriched again, through their payout or on their own."""
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    """Payments by the deposit status they ended with (``unresolved`` for those no account knows)."""
 
 
 async def refresh_open_payouts(
-    *, transactions: DocumentContainer, handler: EnrichmentHandler, clock: Callable[[], datetime]
+    *,
+    transactions: DocumentContainer,
+    handler: EnrichmentHandler,
+    payouts: PayoutChanges,
+    clock: Callable[[], datetime],
 ) -> RefreshReport:
-    """Enrich again every payment whose deposit is pending: its payout may exist or have moved since.
+    """Apply every open payout's current state; enrich again the payments not in a payout yet.
 
-    The enrichment path itself reads an open payout again once its freshness window passed, and
-    lists an account's new payouts at most once per window, so this costs one round of those.
+    An open payout goes through ``PayoutChanges`` (one read of the payout, then its payments from
+    the indexes), as a webhook would have it. A payment not in a payout yet is enriched again: the
+    enrichment lists an account's new payouts at most once per freshness window.
     """
     report = RefreshReport()
-    parameters = {"@state": EnrichmentState.ENRICHED.value, "@deposit": "pending"}
-    payment_ids: set[str] = set()
+    parameters = {"@state": EnrichmentState.ENRICHED.value, "@deposit": DepositStatus.PENDING.value}
+    open_payouts: set[str] = set()
+    unpaid: set[str] = set()
     async for page in transactions.query(OPEN_DEPOSITS, parameters=parameters):
-        payment_ids.update(str(item["PaymentID"]) for item in page.items if item.get("PaymentID"))
-    for payment_id in sorted(payment_ids):
-        result = await handler.enrich(payment_id, requested_at=clock())
-        outcome = getattr(result, "deposit_status", None)
-        key = outcome.value if outcome is not None else "unresolved"
-        report.by_outcome[key] = report.by_outcome.get(key, 0) + 1
+        for item in page.items:
+            if item.get("stripePayoutId"):
+                open_payouts.add(str(item["stripePayoutId"]))
+            elif item.get("PaymentID"):
+                unpaid.add(str(item["PaymentID"]))
+    for payout_id in sorted(open_payouts):
+        result = await payouts.refresh(payout_id)
+        if result is None or result.outcome is not PayoutOutcome.APPLIED:
+            continue
+        report.payouts += 1
+        report.payments += result.payments
+        report.by_outcome[deposit_status(payout_status=result.status).value] += result.payments
+    for payment_id in sorted(unpaid):
+        enriched = await handler.enrich(payment_id, requested_at=clock())
+        outcome = getattr(enriched, "deposit_status", None)
+        report.by_outcome[outcome.value if outcome is not None else "unresolved"] += 1
         report.payments += 1
     return report
 

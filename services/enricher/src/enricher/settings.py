@@ -29,6 +29,9 @@ class EnricherSettings(ServiceSettings):
     enricher_queue: str = Field(
         default="stripe-enrichment-queue", description="Queue of PaymentEnrichmentRequested messages."
     )
+    enricher_payout_queue: str = Field(
+        default="stripe-events-queue", description="Queue of StripePayoutChanged messages (payout webhooks)."
+    )
     enricher_changes_topic: str = Field(
         default="transaction-changes", min_length=1, description="Topic of TransactionChanged messages."
     )

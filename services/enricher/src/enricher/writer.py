@@ -2,7 +2,9 @@
 
 Each document is rewritten under its ETag (``read_modify_write``), changing only enricher-owned fields;
 a write that would change nothing is skipped, so a redelivered message writes nothing twice. The
-state moves only along ``otcommon.enrichment``'s transitions (or stays where it is).
+state moves only along ``otcommon.enrichment``'s transitions (or stays where it is), a transaction is
+written only while it still carries the PaymentID being enriched, and the deposit fields of a payout
+never move back to an older state of that payout.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from enricher.findings import COMPARED_FIELDS, ENRICHED_AT_FIELD, ENRICHER_FIELDS
+from enricher.deposits import payout_status_is_behind
+from enricher.findings import (
+    COMPARED_FIELDS,
+    DEPOSIT_FIELDS,
+    ENRICHED_AT_FIELD,
+    ENRICHER_FIELDS,
+    PAYOUT_ID_FIELD,
+    PAYOUT_STATUS_FIELD,
+)
 from otcommon.enrichment import STATE_FIELD, can_transition
 from otcommon.store import read_modify_write
 
@@ -67,15 +77,16 @@ class EnrichmentWriter:
             changed: list[str] = []
 
             def mutate(current: Document, changed: list[str] = changed) -> Document | None:
+                newest = _keeping_newer_payout_state(current, fields)
                 changed.clear()
-                changed.extend(_changes(current, payment_id=payment_id, fields=fields))
+                changed.extend(_changes(current, payment_id=payment_id, fields=newest))
                 if not changed:
                     return None
                 # A replace, not a patch: Cosmos DB takes at most 10 patch operations per request, and
                 # the enricher's fields are about twenty. The ETag still guards it; other writers'
                 # fields are carried over as read.
                 kept = {name: value for name, value in current.items() if not name.startswith("_")}
-                return {**kept, **fields}
+                return {**kept, **newest}
 
             outcome = await read_modify_write(
                 self._container,
@@ -94,6 +105,21 @@ class EnrichmentWriter:
                 )
             )
         return written
+
+
+def _keeping_newer_payout_state(current: Document, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``fields``, but with the stored deposit fields when they show the same payout further along.
+
+    An enrichment that read the payout before it moved may finish after the payout change was
+    written: its older payout state must not replace the newer one.
+    """
+    payout_id = current.get(PAYOUT_ID_FIELD)
+    if payout_id is None or fields.get(PAYOUT_ID_FIELD) != payout_id:
+        return fields
+    if not payout_status_is_behind(fields.get(PAYOUT_STATUS_FIELD), than=current.get(PAYOUT_STATUS_FIELD)):
+        return fields
+    _log.info("older payout state not written", payout_id=payout_id, stored=current.get(PAYOUT_STATUS_FIELD))
+    return {**fields, **{name: current.get(name) for name in DEPOSIT_FIELDS}}
 
 
 def _changes(current: Document, *, payment_id: str, fields: Mapping[str, Any]) -> list[str]:
