@@ -34,11 +34,12 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+@pytest.mark.timeout(300)  # five stand-ins and two services start, then the first sync is enriched
 def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     command = [
         sys.executable, "-m", "devstack", "up",
         "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--stripe-port", "0",
-        "--ingest-port", "0", "--orders", "60", "--database", "systest",
+        "--ingest-port", "0", "--enricher-port", "0", "--orders", "60", "--database", "systest",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -49,7 +50,7 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     output: list[str] = []
     children: set[int] = set()
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         assert process.stdout is not None
         while time.monotonic() < deadline:
             line = process.stdout.readline()
@@ -64,7 +65,21 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
             r"export OT_COSMOS_CONNECTION_STRING='AccountEndpoint=http://127\.0\.0\.1:\d+/;", text
         )
         assert "transactions (created)" in text
-        assert re.search(r"first sync: 60 rows read, 60 stored, \d+ payments queued", text), text
+        queued = re.search(r"first sync: 60 rows read, 60 stored, (\d+) payments queued", text)
+        assert queued, text
+        # The enricher consumed what the first sync queued: every payment enriched, counted by route
+        # and by deposit status.
+        enriched = re.search(
+            r"(\d+) of (\d+) payments enriched; by route: (.+); by deposit status: (.+); unresolved: 0\n",
+            text,
+        )
+        assert enriched, text
+        assert enriched[1] == enriched[2] == queued[1]
+        routes, deposits = (dict(part.rsplit(" ", 1) for part in g.split(", ")) for g in enriched.group(3, 4))
+        assert set(routes) == {"connected", "platform"}
+        assert sum(map(int, routes.values())) == sum(map(int, deposits.values())) == int(queued[1])
+        assert set(deposits) <= {"paid", "pending", "failed", "not_traceable"}
+        assert re.search(r"enricher +http://127\.0\.0\.1:\d+", text), text
         assert "export OT_SERVICEBUS_CONNECTION_STRING='Endpoint=sb://localhost:" in text
         assert re.search(r"stripe +http://127\.0\.0\.1:\d+ \(key sk_test_\w+\)", text), text
         assert re.search(r"export OT_STRIPE_API_KEY='sk_test_\w+'", text), text

@@ -10,16 +10,19 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiohttp
+from pydantic import SecretStr
 
 from devstack import cosmos
 from devstack.paths import project_topology
 from devstack.processes import StartupError, start_process
 from devstack.servicebus.testing import connection_string as emulator_connection_string
 from devstack.servicebus.testing import free_port
+from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, ProvisionReport, create_cosmos_client, provision
 
 if TYPE_CHECKING:
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from devstack.processes import ManagedProcess
-    from otcommon.settings import CosmosConnection
 
 SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's published test credential
@@ -44,6 +46,7 @@ class StackPorts:
     opentickets: int = 8090
     stripe: int = 12111
     ingest: int = 8080
+    enricher: int = 8083
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class Stack:
             self._start_stripe(ports, on_progress)
             if self.options.services:
                 self._start_ingest(ports, on_progress)
+                self._start_enricher(ports, on_progress)
         except BaseException:
             self.stop()
             raise
@@ -204,6 +208,34 @@ class Stack:
         if self.options.first_sync:
             on_progress("first sync: " + asyncio.run(first_sync(url)))
 
+    def _start_enricher(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        on_progress("starting the enricher")
+        port = ports.enricher or free_port(ports.host)
+        env = {
+            **os.environ,
+            **self.environment,
+            "OT_ENRICHER_HTTP_HOST": ports.host,
+            "OT_ENRICHER_HTTP_PORT": str(port),
+            "OT_LOG_FORMAT": "json",
+            "OTEL_SERVICE_NAME": "enricher",
+        }
+        process = start_process(
+            "enricher",
+            [sys.executable, "-m", "enricher", "serve"],
+            ready_pattern=r"enricher serving",
+            timeout_seconds=60,
+            env=env,
+        )
+        self.processes.append(process)
+        self.endpoints["enricher"] = f"http://{ports.host}:{port}"
+        if self.options.first_sync:
+            connection = CosmosConnection(
+                endpoint=self.endpoints["cosmos"],
+                key=SecretStr(cosmos.EMULATOR_KEY),
+                database=self.options.database,
+            )
+            on_progress(asyncio.run(wait_for_enrichment(connection, on_progress=on_progress)))
+
 
 async def provision_database(connection: CosmosConnection) -> ProvisionReport:
     """Create the database and the declared containers (idempotent)."""
@@ -235,3 +267,41 @@ async def first_sync(ingest_url: str, *, timeout_seconds: float = 120.0) -> str:
                     f"{progress['queued']} payments queued"
                 )
             await asyncio.sleep(0.2)
+
+
+async def wait_for_enrichment(
+    connection: CosmosConnection,
+    *,
+    on_progress: Callable[[str], None],
+    timeout_seconds: float = 600.0,
+    progress_every_seconds: float = 5.0,
+) -> str:
+    """Wait until no payment waits for the enricher (bounded); a summary by route and deposit status."""
+    query = "SELECT c.enrichmentState, c.stripeRouteType, c.depositStatus FROM c"
+    async with create_cosmos_client(connection) as client:
+        transactions = client.get_database_client(connection.database).get_container_client("transactions")
+        loop = asyncio.get_running_loop()
+        started = next_report = loop.time()
+        while True:
+            rows = [row async for row in transactions.query_items(query) if row.get("enrichmentState")]
+            waiting = sum(row["enrichmentState"] in {"pending", "queued"} for row in rows)
+            if not waiting or loop.time() >= started + timeout_seconds:
+                break
+            if loop.time() >= next_report:
+                on_progress(f"enriching: {len(rows) - waiting} of {len(rows)} payments done")
+                next_report = loop.time() + progress_every_seconds
+            await asyncio.sleep(1.0)
+    enriched = [row for row in rows if row["enrichmentState"] == "enriched"]
+    routes = Counter(row.get("stripeRouteType") for row in enriched)
+    deposits = Counter(row.get("depositStatus") for row in enriched)
+    summary = (
+        f"{len(enriched)} of {len(rows)} payments enriched; by route: {_counts(routes)}; "
+        f"by deposit status: {_counts(deposits)}; unresolved: {len(rows) - len(enriched) - waiting}"
+    )
+    if waiting:
+        return f"{summary}; still waiting after {timeout_seconds:.0f} s: {waiting} (see the enricher's log)"
+    return summary
+
+
+def _counts(counter: Counter[str | None]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counter.items(), key=str)) or "none"

@@ -361,6 +361,20 @@ class BusContract:
         assert sorted(payment_id(d) for d in recorder.deliveries) == ["pi_1", "pi_2"]
         assert await harness.remaining() == 0
 
+    async def test_many_coroutines_publishing_through_one_publisher_lose_nothing(self, harness):
+        # Handlers announce changes concurrently through one publisher; the SDK's sender is not
+        # coroutine-safe (its first open races), so the publisher must take turns.
+        publisher = harness.publisher()
+        payment_ids = [f"pi_together{n}" for n in range(16)]
+        await asyncio.gather(*(publisher.publish([make_envelope(enrichment(p))]) for p in payment_ids))
+        recorder = Recorder()
+        async with consuming(harness, recorder):
+            for _ in payment_ids:
+                await recorder.next()
+
+        assert sorted(payment_id(d) for d in recorder.deliveries) == sorted(payment_ids)
+        assert await harness.remaining() == 0
+
     async def test_concurrency_is_bounded(self, harness):
         limit = 3
         active = 0

@@ -7,14 +7,22 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from test_handler import order, transactions_container
 from world import enricher_for
 
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
 from enricher.findings import Findings
 from enricher.gateway import StripeAccessDeniedError
+from enricher.handler import EnrichmentHandler
 from enricher.routing import RouteType
 from enricher.stripe_api import StripeApiGateway
+from enricher.writer import EnrichmentWriter
+from otcommon.bus import Delivery, PermanentError
+from otcommon.messages import PaymentEnrichmentRequested, make_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +127,53 @@ async def test_a_revoked_key_is_access_denied():
         finally:
             await gateway.close()
     assert raised.value.status == 401
+
+
+@pytest.fixture(scope="module")
+def metric_reader() -> InMemoryMetricReader:
+    """The process's meter provider, read in memory (the enricher's counters are created at import)."""
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+def permanent_failures(reader: InMemoryMetricReader) -> dict[str, int]:
+    """``enricher.permanent_failures`` so far, by reason."""
+    counted: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "enricher.permanent_failures":
+                    for point in metric.data.data_points:
+                        counted[str(point.attributes["reason"])] = int(point.value)
+    return counted
+
+
+async def test_a_revoked_key_is_a_permanent_failure_with_an_alert_metric(metric_reader):
+    settings = StripeSandboxSettings(orders=20)
+    transactions = transactions_container()
+    await transactions.create(order("t1", event="ev1", payment_id="pi_1Any"))
+    before = permanent_failures(metric_reader).get("StripeAccessDenied", 0)
+    async with run_stripe_sandbox(settings=settings) as sandbox:
+        now = datetime.fromtimestamp(sandbox.state.scenario.now, UTC)
+        sandbox.state.keys.revoke(settings.secret_key)
+        gateway = StripeApiGateway(api_key=settings.secret_key, api_base=sandbox.base_url)
+        handler = EnrichmentHandler(
+            enricher=enricher_for(gateway, lambda: now),
+            writer=EnrichmentWriter(transactions),
+            announcer=None,
+            clock=lambda: now,
+        )
+        request = PaymentEnrichmentRequested(
+            payment_id="pi_1Any", transaction_id="t1", event_id="ev1", requested_at=now
+        )
+        try:
+            with pytest.raises(PermanentError) as raised:
+                await handler(Delivery(envelope=make_envelope(request), delivery_count=1))
+        finally:
+            await gateway.close()
+    assert raised.value.reason == "StripeAccessDenied"
+    assert "status 401" in str(raised.value)
+    assert permanent_failures(metric_reader).get("StripeAccessDenied", 0) == before + 1
+    assert (await transactions.read("t1", partition_key="ev1"))["enrichmentState"] == "queued"

@@ -63,6 +63,9 @@ class ServiceBusPublisher:
         self._backoff = backoff or Backoff()
         self._send_timeout_seconds = send_timeout_seconds
         self._sleep = sleep
+        # The SDK's sender is not coroutine-safe (its first open races when shared), and handlers
+        # publish concurrently through one publisher: publishes take turns.
+        self._turn = asyncio.Lock()
 
     async def publish(self, envelopes: Iterable[Envelope[Message]]) -> None:
         """Send the messages in as few batches as fit; raises PublishError when they could not all be sent."""
@@ -73,6 +76,10 @@ class ServiceBusPublisher:
         outgoing = [to_service_bus_message(raw) for raw in messages]
         if not outgoing:
             return
+        async with self._turn:
+            await self._publish_in_batches(outgoing)
+
+    async def _publish_in_batches(self, outgoing: list[ServiceBusMessage]) -> None:
         sent = 0
         batches = 0
         batch = await self._retrying(self._sender.create_message_batch, sent=sent)
