@@ -1,0 +1,161 @@
+"""Wiring: the token verifier and policies from settings, the read model loaded in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from otcommon.clients import open_azure_clients
+from otcommon.health import add_health_routes, cosmos_check
+from otcommon.http import problem_middleware, request_context_middleware
+from query_api.auth import PublishedKeys, TokenRules, TokenVerifier
+from query_api.cors import CorsPolicy
+from query_api.loading import load_transactions
+from query_api.openapi import openapi_document
+from query_api.params import Limits
+from query_api.readside import ReadSide
+from query_api.routes import OPENAPI_DOCUMENT, POLICY, READ_SIDE, VERIFIER, HttpPolicy, routes
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from otcommon.store import DocumentContainer
+    from query_api.settings import QueryApiSettings
+
+log = structlog.get_logger("query_api.app")
+
+JWKS_TIMEOUT_SECONDS = 10.0
+LOAD_RETRY_FIRST_SECONDS = 1.0
+LOAD_RETRY_MAX_SECONDS = 30.0
+
+
+@dataclass
+class QuerySources:
+    """What the query API reads: the transactions container, and checks of its dependencies."""
+
+    transactions: DocumentContainer
+    health_checks: dict[str, Callable[[], Awaitable[None]]]
+
+
+@contextlib.asynccontextmanager
+async def open_sources(settings: QueryApiSettings) -> AsyncIterator[QuerySources]:
+    """Open Cosmos DB (provisioned) and yield the transactions container; close at exit."""
+    async with open_azure_clients(settings) as clients:
+        yield QuerySources(
+            transactions=clients.container("transactions"),
+            health_checks={"cosmos": cosmos_check(clients.cosmos, database=settings.cosmos.database)},
+        )
+
+
+def token_rules(settings: QueryApiSettings) -> TokenRules:
+    """The issuer, audience and scope claim every token is checked against."""
+    return TokenRules(
+        issuer=settings.query_api_jwt_issuer,
+        audience=settings.query_api_jwt_audience,
+        events_claim=settings.query_api_events_claim,
+        leeway_seconds=settings.query_api_jwt_leeway_seconds,
+    )
+
+
+def create_app(
+    settings: QueryApiSettings,
+    *,
+    open_components: Callable[
+        [QueryApiSettings], contextlib.AbstractAsyncContextManager[QuerySources]
+    ] = open_sources,
+    read_side: ReadSide | None = None,
+) -> web.Application:
+    """The HTTP app; the lifespan opens Cosmos DB and loads the read model while /readyz says 503."""
+    cors = CorsPolicy(settings.query_api_cors_origins)
+    app = web.Application()
+    # The request context outermost (SERVICE_MIDDLEWARES' order), then preflights, then problems.
+    app.middlewares.extend([request_context_middleware, cors.install(app), problem_middleware])
+    side = read_side or ReadSide()
+    app[READ_SIDE] = side
+    app[POLICY] = HttpPolicy(
+        limits=Limits(
+            max_list_values=settings.query_api_max_list_values,
+            max_date_span=timedelta(days=settings.query_api_max_date_span_days),
+            max_hourly_span=timedelta(days=settings.query_api_max_hourly_span_days),
+        ),
+        analytics_max_age_seconds=settings.query_api_analytics_max_age_seconds,
+    )
+    app[OPENAPI_DOCUMENT] = openapi_document(settings)
+    app.add_routes(routes)
+    checks: dict[str, Callable[[], Awaitable[None]]] = {"readModel": side.readiness_check}
+    add_health_routes(app, checks)
+
+    async def verifier(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JWKS_TIMEOUT_SECONDS)) as http:
+            app[VERIFIER] = TokenVerifier(
+                rules=token_rules(settings),
+                shared_secret=settings.query_api_jwt_secret,
+                published_keys=_published_keys(settings, http),
+            )
+            yield
+
+    async def lifespan(_: web.Application) -> AsyncIterator[None]:
+        async with open_components(settings) as sources:
+            checks.update(sources.health_checks)
+            loading = asyncio.create_task(_load(sources.transactions, side), name="query-api-load")
+            yield
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+
+    app.cleanup_ctx.extend([verifier, lifespan])
+    return app
+
+
+def _published_keys(settings: QueryApiSettings, http: aiohttp.ClientSession) -> PublishedKeys | None:
+    url = settings.query_api_jwks_url
+    if url is None:
+        return None
+
+    async def fetch() -> Mapping[str, Any]:
+        async with http.get(url, raise_for_status=True) as response:
+            document = await response.json(content_type=None)
+        if not isinstance(document, dict):
+            raise TypeError("the JWKS document is not a JSON object")
+        return document
+
+    return PublishedKeys(
+        fetch,
+        refresh_seconds=settings.query_api_jwks_refresh_seconds,
+        min_refetch_seconds=settings.query_api_jwks_min_refetch_seconds,
+    )
+
+
+async def _load(transactions: DocumentContainer, side: ReadSide) -> None:
+    """Load every transaction, retrying while Cosmos DB fails; /readyz turns ready when done."""
+    delay = LOAD_RETRY_FIRST_SECONDS
+    while True:
+        started = time.perf_counter()
+        try:
+            # A retry loads into the same model: copies it already holds are recognised and skipped.
+            report = await load_transactions(transactions, side.model)
+        except Exception as error:  # noqa: BLE001 - any failure of the store: log it and try again
+            log.warning("read model load failed", error_type=type(error).__name__, retry_in_seconds=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LOAD_RETRY_MAX_SECONDS)
+            continue
+        break
+    side.mark_loaded()
+    # Ids and reasons only: reasons name fields, never values.
+    for rejected in report.rejected:
+        log.warning("transaction refused", document_id=rejected.document_id, reason=rejected.reason)
+    log.info(
+        "query-api serving",
+        read=report.read,
+        held=report.applied,
+        refused=len(report.rejected),
+        load_seconds=round(time.perf_counter() - started, 2),
+    )
