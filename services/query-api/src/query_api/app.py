@@ -17,7 +17,10 @@ from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check
 from otcommon.http import problem_middleware, request_context_middleware
 from query_api.auth import PublishedKeys, TokenRules, TokenVerifier
+from query_api.changefeed import CosmosChangeFeed
 from query_api.cors import CorsPolicy
+from query_api.follower import Backoff, ChangeFeedFollower
+from query_api.live import LiveUpdateOptions, LiveUpdates
 from query_api.loading import load_transactions
 from query_api.openapi import openapi_document
 from query_api.params import Limits
@@ -27,7 +30,9 @@ from query_api.routes import OPENAPI_DOCUMENT, POLICY, READ_SIDE, VERIFIER, Http
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+    from otcommon.http import Principal
     from otcommon.store import DocumentContainer
+    from query_api.changefeed import ChangeFeed
     from query_api.settings import QueryApiSettings
 
 log = structlog.get_logger("query_api.app")
@@ -43,16 +48,32 @@ class QuerySources:
 
     transactions: DocumentContainer
     health_checks: dict[str, Callable[[], Awaitable[None]]]
+    change_feed: ChangeFeed | None = None
+    """The transactions' change feed; without one the read model is loaded once and never refreshed."""
 
 
 @contextlib.asynccontextmanager
 async def open_sources(settings: QueryApiSettings) -> AsyncIterator[QuerySources]:
     """Open Cosmos DB (provisioned) and yield the transactions container; close at exit."""
     async with open_azure_clients(settings) as clients:
+        database = clients.cosmos.get_database_client(settings.cosmos.database)
         yield QuerySources(
             transactions=clients.container("transactions"),
             health_checks={"cosmos": cosmos_check(clients.cosmos, database=settings.cosmos.database)},
+            change_feed=CosmosChangeFeed(database.get_container_client("transactions")),
         )
+
+
+def live_update_options(settings: QueryApiSettings) -> LiveUpdateOptions:
+    """The change feed follower's and the stream's bounds from settings."""
+    return LiveUpdateOptions(
+        poll_seconds=settings.query_api_feed_poll_seconds,
+        replay_events=settings.query_api_stream_replay_events,
+        subscriber_queue=settings.query_api_stream_client_queue,
+        heartbeat_seconds=settings.query_api_stream_heartbeat_seconds,
+        stale_after_seconds=settings.query_api_feed_stale_after_seconds,
+        backoff=Backoff(initial_seconds=LOAD_RETRY_FIRST_SECONDS, max_seconds=LOAD_RETRY_MAX_SECONDS),
+    )
 
 
 def token_rules(settings: QueryApiSettings) -> TokenRules:
@@ -90,6 +111,8 @@ def create_app(
     )
     app[OPENAPI_DOCUMENT] = openapi_document(settings)
     app.add_routes(routes)
+    live = LiveUpdates(model=side.model, options=live_update_options(settings))
+    live.add_stream_route(app, authenticate=_authenticate)
     checks: dict[str, Callable[[], Awaitable[None]]] = {"readModel": side.readiness_check}
     add_health_routes(app, checks)
 
@@ -105,11 +128,10 @@ def create_app(
     async def lifespan(_: web.Application) -> AsyncIterator[None]:
         async with open_components(settings) as sources:
             checks.update(sources.health_checks)
-            loading = asyncio.create_task(_load(sources.transactions, side), name="query-api-load")
-            yield
-            loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loading
+            if sources.change_feed is not None:
+                checks["changeFeed"] = live.readiness_check
+            async with _keep_current(sources, side, live):
+                yield
 
     app.cleanup_ctx.extend([verifier, lifespan])
     return app
@@ -132,6 +154,35 @@ def _published_keys(settings: QueryApiSettings, http: aiohttp.ClientSession) -> 
         refresh_seconds=settings.query_api_jwks_refresh_seconds,
         min_refetch_seconds=settings.query_api_jwks_min_refetch_seconds,
     )
+
+
+async def _authenticate(request: web.Request) -> Principal:
+    return await request.app[VERIFIER].authenticate(request.headers)
+
+
+@contextlib.asynccontextmanager
+async def _keep_current(sources: QuerySources, side: ReadSide, live: LiveUpdates) -> AsyncIterator[None]:
+    """Load the read model, then follow the change feed when there is one; serve once caught up."""
+    async with contextlib.AsyncExitStack() as stack:
+        if sources.change_feed is None:
+            loading = asyncio.create_task(_load(sources.transactions, side), name="query-api-load")
+        else:
+            # The follower loads (after taking the feed's start point), then follows the feed.
+            follower = await stack.enter_async_context(
+                live.following(feed=sources.change_feed, container=sources.transactions)
+            )
+            loading = asyncio.create_task(_serve_when_caught_up(follower, side), name="query-api-catch-up")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+
+
+async def _serve_when_caught_up(follower: ChangeFeedFollower, side: ReadSide) -> None:
+    await follower.wait_until(lambda status: status.caught_up)
+    side.mark_loaded()
 
 
 async def _load(transactions: DocumentContainer, side: ReadSide) -> None:

@@ -41,9 +41,9 @@ class ChangeKind(StrEnum):
 
 
 def changed_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
-    """The served fields whose value differs, sorted (every field when one side is missing)."""
+    """The served fields whose value differs, sorted; none for a sale or a removal (the whole row)."""
     if old is None or new is None:
-        return sorted((old or new or {}).keys())
+        return []
     return sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
 
 

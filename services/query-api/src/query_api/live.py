@@ -22,7 +22,7 @@ from query_api.hub import DEFAULT_REPLAY_EVENTS, DEFAULT_SUBSCRIBER_QUEUE, Chang
 from query_api.stream import add_change_stream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from aiohttp import web
 
@@ -62,7 +62,7 @@ class LiveUpdates:
         await self.follower.readiness_check()
 
     def add_stream_route(
-        self, app: web.Application, *, authenticate: Callable[[web.Request], Principal]
+        self, app: web.Application, *, authenticate: Callable[[web.Request], Awaitable[Principal]]
     ) -> None:
         """``GET /api/stream`` on this hub, authenticated by the app's own bearer check."""
         add_change_stream(

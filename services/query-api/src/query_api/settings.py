@@ -67,6 +67,26 @@ class QueryApiSettings(ServiceSettings):
         default=100, ge=1, description="Most values one list parameter (eventId, ticketTypes, ...) may carry."
     )
 
+    query_api_feed_poll_seconds: float = Field(
+        default=0.25, gt=0, le=1.0, description="Pause between two reads of the change feed."
+    )
+    query_api_feed_stale_after_seconds: float = Field(
+        default=10.0, gt=0, description="Not ready when the change feed has not been read for this long."
+    )
+    query_api_stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="A comment on every idle /api/stream connection this often."
+    )
+    query_api_stream_replay_events: int = Field(
+        default=10_000,
+        ge=1,
+        description="Recent changes kept for /api/stream clients resuming with Last-Event-ID.",
+    )
+    query_api_stream_client_queue: int = Field(
+        default=1_000,
+        ge=1,
+        description="Changes queued for one /api/stream client before it is disconnected.",
+    )
+
     @field_validator("query_api_cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -68,7 +68,7 @@ class ChangeStream:
         self,
         *,
         hub: ChangeHub,
-        authenticate: Callable[[web.Request], Principal],
+        authenticate: Callable[[web.Request], Awaitable[Principal]],
         readiness: Callable[[], Awaitable[None]],
         heartbeat_seconds: float,
     ) -> None:
@@ -79,7 +79,7 @@ class ChangeStream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Authenticate, subscribe (resuming if asked), then write events until the client leaves."""
-        principal = self._authenticate(request)
+        principal = await self._authenticate(request)
         reject_unknown_parameters(request, frozenset())
         after = parse_last_event_id(request.headers.get(LAST_EVENT_ID))
         try:
@@ -92,6 +92,8 @@ class ChangeStream:
         except ResumeTooOldError as too_old:
             reload_from = too_old.requested
             subscription = self._hub.subscribe(principal)
+        # aiohttp cancels the handler when the client disconnects: that is how most streams end.
+        outcome = "cancelled"
         try:
             response = await self._open(request)
             if reload_from is not None:
@@ -99,7 +101,7 @@ class ChangeStream:
             outcome = await self._pump(response, subscription)
         finally:
             self._hub.unsubscribe(subscription)
-        _log.info("stream closed", principal=principal.name, outcome=outcome, resumed_after=after)
+            _log.info("stream closed", principal=principal.name, outcome=outcome, resumed_after=after)
         return response
 
     async def _open(self, request: web.Request) -> web.StreamResponse:
@@ -142,7 +144,7 @@ def add_change_stream(
     app: web.Application,
     *,
     hub: ChangeHub,
-    authenticate: Callable[[web.Request], Principal],
+    authenticate: Callable[[web.Request], Awaitable[Principal]],
     readiness: Callable[[], Awaitable[None]],
     heartbeat_seconds: float,
 ) -> None:
