@@ -117,17 +117,23 @@ async def test_a_delete_is_pushed_and_leaves_the_read_model(cosmos_connection, d
 
 
 async def test_a_client_resuming_with_last_event_id_misses_nothing(cosmos_connection, database, transactions):
-    async with replica(cosmos_connection, database) as client:
+    def disputed(rows):
+        return rows.get("tx2", {}).get("IsDisputed") is True
+
+    async with replica(cosmos_connection, database) as client, stream(client) as observer:
         async with stream(client) as first:
             await transactions.upsert_item(stored(1))
             last_seen = await next_change(first)
         for n in (2, 3, 4):  # written while the client is away
             await transactions.upsert_item(stored(n))
         await transactions.upsert_item(stored(2, IsDisputed=True))
+        # Once a client still connected has seen the last change, every change was published.
+        published = await changes_until(observer, disputed)
 
         async with stream(client, last_event_id=last_seen.id) as resumed:
-            missed = await changes_until(resumed, lambda rows: rows.get("tx2", {}).get("IsDisputed") is True)
+            missed = await changes_until(resumed, disputed)
 
+        assert [(e.id, e.data) for e in missed] == [(e.id, e.data) for e in published[1:]]
         # Changes to one transaction read in the same page come as one event with its newest row.
         assert {event.json()["id"] for event in missed} == {"tx2", "tx3", "tx4"}
         positions = [int(event.id) for event in missed]
