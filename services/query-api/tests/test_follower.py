@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 
 import pytest
@@ -169,3 +170,29 @@ async def test_not_ready_when_the_feed_has_not_been_read_for_a_while():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class ShardedFeed(ListChangeFeed):
+    """A feed of several ranges: no single start position, and LSNs that go back between ranges."""
+
+    async def start(self):
+        start = await super().start()
+        return dataclasses.replace(start, lsn=None)
+
+    def write(self, document):
+        record = super().write(document)
+        self.records[-1] = dataclasses.replace(record, lsn=100 - len(self.records))
+        return self.records[-1]
+
+
+async def test_a_feed_of_several_ranges_gets_ids_of_this_replicas_own():
+    feed = ShardedFeed()
+    async with following(feed, container_of([])) as (live, _):
+        subscriber = live.hub.subscribe(EVERYONE)
+        feed.write(transaction(1, ts=2))
+        feed.write(transaction(2, ts=2))
+        events = [await asyncio.wait_for(subscriber.next_event(), 5) for _ in range(2)]
+
+    assert [(e.position, json.loads(e.data)["id"]) for e in events] == [(1, "tx1"), (2, "tx2")]
+    epoch = live.hub.event_id(1).split(".")[0]
+    assert live.hub.event_id(2) == f"{epoch}.2"

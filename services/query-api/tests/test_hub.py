@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from otcommon.http import Principal
-from query_api.hub import ChangeEvent, ChangeHub, ResumeTooOldError, SubscriberDroppedError
+from query_api.hub import (
+    ChangeEvent,
+    ChangeHub,
+    InvalidEventIdError,
+    ResumeTooOldError,
+    SubscriberDroppedError,
+)
 
 EVERYONE = Principal("admin")
 ONLY_A = Principal("organizer-a", event_ids=frozenset({"a"}))
@@ -104,3 +110,21 @@ async def test_closing_the_hub_ends_every_subscription():
     hub.close()
     with pytest.raises(SubscriberDroppedError):
         await subscriber.next_event()
+
+
+def test_ids_are_feed_positions_unless_the_hub_numbers_events_itself():
+    hub = ChangeHub()
+    hub.begin_at(10)
+    assert (hub.event_id(12), hub.position_of("12")) == ("12", 12)
+    with pytest.raises(InvalidEventIdError):
+        hub.position_of("twelve")
+
+    own = ChangeHub()
+    own.begin_at(0, epoch="run1")
+    own.publish([event(1), event(2)])
+    assert own.event_id(2) == "run1.2"
+    assert [e.position for e in own.subscribe(EVERYONE, after=own.position_of("run1.1")).replay] == [2]
+    # An id of another replica's (or an earlier run's) numbering cannot be placed: reload.
+    for foreign in ("run0.1", "12"):
+        with pytest.raises(ResumeTooOldError):
+            own.position_of(foreign)

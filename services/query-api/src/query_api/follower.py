@@ -13,7 +13,9 @@ therefore starts at that point, and a client resuming from earlier is told to re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -110,6 +112,8 @@ class ChangeFeedFollower:
         self._stale_after_seconds = stale_after_seconds
         self._clock = clock
         self._continuation: str | None = None
+        # Set when the feed has several ranges: events are then numbered here (see hub.py).
+        self._local_sequence: int | None = None
         self._progress = asyncio.Condition()
         self.status = FollowerStatus()
 
@@ -118,6 +122,8 @@ class ChangeFeedFollower:
         start = await self._retrying("start", self._feed.start)
         self._continuation = start.continuation
         self.status.position = start.lsn
+        if start.lsn is None:
+            self._local_sequence = 0
         report = await self._retrying("load", lambda: load_transactions(self._container, self._model))
         for rejected in report.rejected:
             _log.error("transaction refused", document_id=rejected.document_id, reason=rejected.reason)
@@ -187,7 +193,10 @@ class ChangeFeedFollower:
         if changes:
             _log.info("change feed pass applied", changes=changes, position=self.status.position)
         if not self.status.caught_up:
-            self._hub.begin_at(self.status.position)
+            if self._local_sequence is None:
+                self._hub.begin_at(self.status.position or 0)
+            else:
+                self._hub.begin_at(0, epoch=uuid.uuid4().hex[:12])
             _log.info("read model caught up with the change feed", position=self.status.position)
         self.status.caught_up = True
         self.status.last_pass_at = self._clock()
@@ -208,8 +217,18 @@ class ChangeFeedFollower:
         if page.records:
             self.status.position = max(record.lsn for record in page.records)
         if self.status.caught_up:
-            self._hub.publish(sorted(events, key=lambda event: event.position))
+            self._hub.publish(self._numbered(events))
         return len(page.records)
+
+    def _numbered(self, events: list[ChangeEvent]) -> list[ChangeEvent]:
+        """Events as published: in LSN order on a one-range feed, else numbered here in the feed's order."""
+        if self._local_sequence is None:
+            return sorted(events, key=lambda event: event.position)
+        numbered = []
+        for event in events:
+            self._local_sequence += 1
+            numbered.append(dataclasses.replace(event, position=self._local_sequence))
+        return numbered
 
     def _apply_versions(self, records: Sequence[FeedRecord]) -> list[ChangeEvent]:
         last_lsn = {record.document_id: record.lsn for record in records}

@@ -2,6 +2,9 @@
 
 An event's position is the change feed's LSN of the change, the same number on every replica
 (each replica reads the same feed), so a client may resume on any replica from the last id it saw.
+When the feed has several ranges (physical partitions), LSNs are per range and order nothing
+across them: the replica then numbers events itself and prefixes ids with an epoch of its own, so
+an id from another replica (or an earlier run) is recognised and answered with a reload.
 Publishing never waits: a subscriber whose queue is full is dropped and told so when it next reads.
 """
 
@@ -45,6 +48,10 @@ class ResumeTooOldError(Exception):
         self.oldest_resumable = oldest_resumable
 
 
+class InvalidEventIdError(ValueError):
+    """A Last-Event-ID that no replica of this stream gave out."""
+
+
 class SubscriberDroppedError(Exception):
     """The subscriber fell too far behind (or the hub closed) and no longer receives events."""
 
@@ -80,6 +87,7 @@ class ChangeHub:
         self._subscribers: set[Subscription] = set()
         # Every change after this position is either buffered or was evicted (then the floor moved up).
         self._floor: int | None = None
+        self._epoch: str | None = None
         self.dropped_subscribers = 0
 
     @property
@@ -92,9 +100,26 @@ class ChangeHub:
         """The position of the newest event published, else the start point, else None."""
         return self._buffer[-1].position if self._buffer else self._floor
 
-    def begin_at(self, position: int | None) -> None:
-        """Where the follower started reading the feed: later positions are all published here."""
+    def begin_at(self, position: int, *, epoch: str | None = None) -> None:
+        """Where publishing starts: every later position is published here.
+
+        ``epoch`` is given when positions are this replica's own numbers rather than feed LSNs.
+        """
         self._floor = position
+        self._epoch = epoch
+
+    def event_id(self, position: int) -> str:
+        """The id the stream gives the event at ``position``."""
+        return str(position) if self._epoch is None else f"{self._epoch}.{position}"
+
+    def position_of(self, event_id: str) -> int:
+        """The position an id names; ResumeTooOldError for another epoch's, InvalidEventIdError if bad."""
+        epoch, dot, number = event_id.strip().rpartition(".")
+        if not number.isdigit():
+            raise InvalidEventIdError(event_id)
+        if (epoch if dot else None) != self._epoch:
+            raise ResumeTooOldError(int(number), self._floor)
+        return int(number)
 
     def publish(self, events: Iterable[ChangeEvent]) -> None:
         """Buffer the events (in position order) and queue each for the subscribers that may see it."""

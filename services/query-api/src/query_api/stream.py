@@ -20,13 +20,13 @@ from aiohttp import web
 
 from otcommon.http import InvalidParameterError, ServiceUnavailableError, reject_unknown_parameters
 from query_api.follower import ReadSideNotReadyError
-from query_api.hub import ChangeEvent, ResumeTooOldError, SubscriberDroppedError
+from query_api.hub import InvalidEventIdError, ResumeTooOldError, SubscriberDroppedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from otcommon.http import Principal
-    from query_api.hub import ChangeHub, Subscription
+    from query_api.hub import ChangeEvent, ChangeHub, Subscription
 
 _log = structlog.get_logger(__name__)
 
@@ -46,19 +46,19 @@ def sse_frame(*, data: str, event: str | None = None, event_id: str | None = Non
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def change_frame(event: ChangeEvent) -> bytes:
-    """The frame of one change event."""
-    return sse_frame(data=event.data, event="change", event_id=str(event.position))
+def resume_point(hub: ChangeHub, value: str | None) -> int | None:
+    """The position a client resumes after; a 400 naming the header when no replica gave out that id.
 
-
-def parse_last_event_id(value: str | None) -> int | None:
-    """The position a client resumes after; a 400 naming the header when it is not one of ours."""
+    ResumeTooOldError when the id is another epoch's (see hub.py): the client must reload.
+    """
     if value is None or not value.strip():
         return None
-    text = value.strip()
-    if not text.isdigit():
-        raise InvalidParameterError(LAST_EVENT_ID, "Last-Event-ID must be the id of an event of this stream")
-    return int(text)
+    try:
+        return hub.position_of(value)
+    except InvalidEventIdError as error:
+        raise InvalidParameterError(
+            LAST_EVENT_ID, "Last-Event-ID must be the id of an event of this stream"
+        ) from error
 
 
 class ChangeStream:
@@ -81,16 +81,17 @@ class ChangeStream:
         """Authenticate, subscribe (resuming if asked), then write events until the client leaves."""
         principal = await self._authenticate(request)
         reject_unknown_parameters(request, frozenset())
-        after = parse_last_event_id(request.headers.get(LAST_EVENT_ID))
         try:
             await self._readiness()
         except ReadSideNotReadyError as error:
             raise ServiceUnavailableError(str(error), retry_after_seconds=1) from error
-        reload_from: int | None = None
+        last_event_id = request.headers.get(LAST_EVENT_ID)
+        reload_from: str | None = None
         try:
+            after = resume_point(self._hub, last_event_id)
             subscription = self._hub.subscribe(principal, after=after)
-        except ResumeTooOldError as too_old:
-            reload_from = too_old.requested
+        except ResumeTooOldError:
+            reload_from = last_event_id
             subscription = self._hub.subscribe(principal)
         # aiohttp cancels the handler when the client disconnects: that is how most streams end.
         outcome = "cancelled"
@@ -101,7 +102,7 @@ class ChangeStream:
             outcome = await self._pump(response, subscription)
         finally:
             self._hub.unsubscribe(subscription)
-            _log.info("stream closed", principal=principal.name, outcome=outcome, resumed_after=after)
+            _log.info("stream closed", principal=principal.name, outcome=outcome, resumed_after=last_event_id)
         return response
 
     async def _open(self, request: web.Request) -> web.StreamResponse:
@@ -117,15 +118,19 @@ class ChangeStream:
         await response.write(f"retry: {RECONNECT_MILLISECONDS}\n: connected\n\n".encode())
         return response
 
-    def _reload_frame(self, requested: int) -> bytes:
+    def _change_frame(self, event: ChangeEvent) -> bytes:
+        return sse_frame(data=event.data, event="change", event_id=self._hub.event_id(event.position))
+
+    def _reload_frame(self, requested: str) -> bytes:
         newest = self._hub.newest_position
-        data = json.dumps({"reason": "resume point no longer buffered", "lastEventId": str(requested)})
-        return sse_frame(data=data, event="reload", event_id=None if newest is None else str(newest))
+        data = json.dumps({"reason": "resume point no longer buffered", "lastEventId": requested})
+        event_id = None if newest is None else self._hub.event_id(newest)
+        return sse_frame(data=data, event="reload", event_id=event_id)
 
     async def _pump(self, response: web.StreamResponse, subscription: Subscription) -> str:
         try:
             for event in subscription.replay:
-                await response.write(change_frame(event))
+                await response.write(self._change_frame(event))
             while True:
                 try:
                     async with asyncio.timeout(self._heartbeat_seconds):
@@ -133,7 +138,7 @@ class ChangeStream:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                await response.write(change_frame(event))
+                await response.write(self._change_frame(event))
         except SubscriberDroppedError:
             return "dropped"
         except ConnectionError:
