@@ -61,9 +61,9 @@ async def transactions_container(documents) -> InMemoryContainer:
 
 
 @contextlib.asynccontextmanager
-async def serving(documents, *, config: QueryApiSettings | None = None, loaded: bool = True):
+async def serving(documents, *, config: QueryApiSettings | None = None, loaded: bool = True, container=None):
     """A client of the app over a real loopback socket; the read model loaded from ``documents``."""
-    container = await transactions_container(documents)
+    container = container or await transactions_container(documents)
     side = ReadSide()
 
     async def healthy() -> None:
