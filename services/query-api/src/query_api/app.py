@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("query_api.app")
 
 JWKS_TIMEOUT_SECONDS = 10.0
+MAX_REQUEST_LINE_BYTES = 512 * 1024
+"""Room for the longest query string the documented bounds allow (3 text lists x 100 values x 100
+characters, each up to 12 bytes percent-encoded, plus q and a cursor), so an over-long request gets
+the problem naming its parameter rather than the HTTP parser's plain-text refusal."""
 LOAD_RETRY_FIRST_SECONDS = 1.0
 LOAD_RETRY_MAX_SECONDS = 30.0
 
@@ -75,7 +79,7 @@ def create_app(
 ) -> web.Application:
     """The HTTP app; the lifespan opens Cosmos DB and loads the read model while /readyz says 503."""
     cors = CorsPolicy(settings.query_api_cors_origins)
-    app = web.Application()
+    app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES})
     # The request context outermost (SERVICE_MIDDLEWARES' order), then preflights, then problems.
     app.middlewares.extend([request_context_middleware, cors.install(app), problem_middleware])
     side = read_side or ReadSide()

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from otcommon.settings import ServiceSettings
+from query_api.params import MAX_LIST_VALUES
 
 MIN_SECRET_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key has at least as many bits as the hash (256)."""
@@ -64,7 +65,10 @@ class QueryApiSettings(ServiceSettings):
         default=93, ge=1, description="Longest from..to range of an hourly time series (which needs both)."
     )
     query_api_max_list_values: int = Field(
-        default=100, ge=1, description="Most values one list parameter (eventId, ticketTypes, ...) may carry."
+        default=50,
+        ge=1,
+        le=MAX_LIST_VALUES,
+        description="Most values one list parameter (eventId, ticketTypes, ...) may carry.",
     )
 
     @field_validator("query_api_cors_origins", mode="before")
