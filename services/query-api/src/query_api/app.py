@@ -16,7 +16,7 @@ from aiohttp import web
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check
 from otcommon.http import problem_middleware, request_context_middleware
-from query_api.auth import PublishedKeys, TokenRules, TokenVerifier
+from query_api.auth import PublishedKeys, TokenVerifier
 from query_api.cors import CorsPolicy
 from query_api.loading import load_transactions
 from query_api.openapi import openapi_document
@@ -59,16 +59,6 @@ async def open_sources(settings: QueryApiSettings) -> AsyncIterator[QuerySources
         )
 
 
-def token_rules(settings: QueryApiSettings) -> TokenRules:
-    """The issuer, audience and scope claim every token is checked against."""
-    return TokenRules(
-        issuer=settings.query_api_jwt_issuer,
-        audience=settings.query_api_jwt_audience,
-        events_claim=settings.query_api_events_claim,
-        leeway_seconds=settings.query_api_jwt_leeway_seconds,
-    )
-
-
 def create_app(
     settings: QueryApiSettings,
     *,
@@ -100,7 +90,7 @@ def create_app(
     async def verifier(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JWKS_TIMEOUT_SECONDS)) as http:
             app[VERIFIER] = TokenVerifier(
-                rules=token_rules(settings),
+                rules=settings.token_rules(),
                 shared_secret=settings.query_api_jwt_secret,
                 published_keys=_published_keys(settings, http),
             )

@@ -46,8 +46,7 @@ MAX_TEXT_LENGTH: Final = 200
 """Longest search text (q)."""
 MAX_VALUE_LENGTH: Final = 100
 """Longest value of a list parameter (an event id, a ticket type, a referral code)."""
-MAX_LIST_VALUES: Final = 100
-"""The most values a list parameter may ever carry (settings may lower it)."""
+
 MAX_CURSOR_LENGTH: Final = 2048
 MAX_PAGE_INDEX: Final = 1_000_000
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2999

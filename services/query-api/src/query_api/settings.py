@@ -8,10 +8,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from otcommon.settings import ServiceSettings
-from query_api.params import MAX_LIST_VALUES
+from query_api.auth import TokenRules
 
 MIN_SECRET_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key has at least as many bits as the hash (256)."""
+MAX_LIST_VALUES = 100
+"""The most values a list parameter may ever carry (the request line is sized for it)."""
 
 
 class QueryApiSettings(ServiceSettings):
@@ -90,3 +92,12 @@ class QueryApiSettings(ServiceSettings):
         ):
             raise ValueError("OT_QUERY_API_JWKS_URL must be an http(s):// URL")
         return self
+
+    def token_rules(self) -> TokenRules:
+        """The issuer, audience and scope claim every token is checked against."""
+        return TokenRules(
+            issuer=self.query_api_jwt_issuer,
+            audience=self.query_api_jwt_audience,
+            events_claim=self.query_api_events_claim,
+            leeway_seconds=self.query_api_jwt_leeway_seconds,
+        )
