@@ -8,7 +8,7 @@ import time
 from aiohttp.test_utils import TestClient, TestServer
 
 from otcommon.store import InMemoryContainer
-from query_api.app import QuerySources, create_app, token_rules
+from query_api.app import QuerySources, create_app
 from query_api.auth import issue_local_token
 from query_api.loading import ALL_TRANSACTIONS
 from query_api.readside import ReadSide
@@ -37,7 +37,7 @@ def token(events=None, *, secret=SECRET, lifetime_seconds=3600, now=None, **rule
     config = settings(**rule_overrides)
     return issue_local_token(
         secret=secret,
-        rules=token_rules(config),
+        rules=config.token_rules(),
         subject="tester",
         events=events,
         lifetime_seconds=lifetime_seconds,
@@ -61,9 +61,9 @@ async def transactions_container(documents) -> InMemoryContainer:
 
 
 @contextlib.asynccontextmanager
-async def serving(documents, *, config: QueryApiSettings | None = None, loaded: bool = True):
+async def serving(documents, *, config: QueryApiSettings | None = None, loaded: bool = True, container=None):
     """A client of the app over a real loopback socket; the read model loaded from ``documents``."""
-    container = await transactions_container(documents)
+    container = container or await transactions_container(documents)
     side = ReadSide()
 
     async def healthy() -> None:

@@ -10,7 +10,6 @@ from aiohttp import web
 
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.telemetry import configure_logging, configure_tracing
-from query_api.app import create_app, token_rules
 from query_api.auth import issue_local_token
 from query_api.settings import QueryApiSettings
 
@@ -52,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "token":
         return _print_token(settings, args)
+    # Only serving needs the app and what it imports (Polars, the Azure SDKs): `token` stays quick.
+    from query_api.app import create_app  # noqa: PLC0415
+
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     web.run_app(
@@ -74,7 +76,7 @@ def _print_token(settings: QueryApiSettings, args: argparse.Namespace) -> int:
     print(
         issue_local_token(
             secret=settings.query_api_jwt_secret.get_secret_value(),
-            rules=token_rules(settings),
+            rules=settings.token_rules(),
             subject=args.subject,
             events=args.events,
             lifetime_seconds=args.hours * 3600,

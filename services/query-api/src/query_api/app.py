@@ -16,7 +16,7 @@ from aiohttp import web
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check
 from otcommon.http import problem_middleware, request_context_middleware
-from query_api.auth import PublishedKeys, TokenRules, TokenVerifier
+from query_api.auth import PublishedKeys, TokenVerifier
 from query_api.changefeed import CosmosChangeFeed
 from query_api.cors import CorsPolicy
 from query_api.follower import Backoff, ChangeFeedFollower
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("query_api.app")
 
 JWKS_TIMEOUT_SECONDS = 10.0
+MAX_REQUEST_LINE_BYTES = 512 * 1024
+"""Room for the longest query string the documented bounds allow (3 text lists x 100 values x 100
+characters, each up to 12 bytes percent-encoded, plus q and a cursor), so an over-long request gets
+the problem naming its parameter rather than the HTTP parser's plain-text refusal."""
 LOAD_RETRY_FIRST_SECONDS = 1.0
 LOAD_RETRY_MAX_SECONDS = 30.0
 
@@ -76,16 +80,6 @@ def live_update_options(settings: QueryApiSettings) -> LiveUpdateOptions:
     )
 
 
-def token_rules(settings: QueryApiSettings) -> TokenRules:
-    """The issuer, audience and scope claim every token is checked against."""
-    return TokenRules(
-        issuer=settings.query_api_jwt_issuer,
-        audience=settings.query_api_jwt_audience,
-        events_claim=settings.query_api_events_claim,
-        leeway_seconds=settings.query_api_jwt_leeway_seconds,
-    )
-
-
 def create_app(
     settings: QueryApiSettings,
     *,
@@ -96,7 +90,7 @@ def create_app(
 ) -> web.Application:
     """The HTTP app; the lifespan opens Cosmos DB and loads the read model while /readyz says 503."""
     cors = CorsPolicy(settings.query_api_cors_origins)
-    app = web.Application()
+    app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES})
     # The request context outermost (SERVICE_MIDDLEWARES' order), then preflights, then problems.
     app.middlewares.extend([request_context_middleware, cors.install(app), problem_middleware])
     side = read_side or ReadSide()
@@ -119,7 +113,7 @@ def create_app(
     async def verifier(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JWKS_TIMEOUT_SECONDS)) as http:
             app[VERIFIER] = TokenVerifier(
-                rules=token_rules(settings),
+                rules=settings.token_rules(),
                 shared_secret=settings.query_api_jwt_secret,
                 published_keys=_published_keys(settings, http),
             )

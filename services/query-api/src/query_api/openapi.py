@@ -12,7 +12,7 @@ from query_api.columns import CUSTOMER_ID, DOCUMENT_SCHEMA, SERVED_FIELDS
 from query_api.filters import DateMode
 from query_api.models import Granularity
 from query_api.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from query_api.params import MAX_CURSOR_LENGTH, MAX_PAGE_INDEX, MAX_TEXT_LENGTH
+from query_api.params import MAX_CURSOR_LENGTH, MAX_PAGE_INDEX, MAX_TEXT_LENGTH, MAX_VALUE_LENGTH
 from query_api.tables import CUSTOMER_SORTS, TRANSACTION_SORTS
 
 if TYPE_CHECKING:
@@ -167,25 +167,26 @@ def _list_query(name: str, items: dict[str, Any], description: str, max_values: 
 
 def _filter_parameters(settings: QueryApiSettings) -> list[dict[str, Any]]:
     text = {"type": "string", "maxLength": MAX_TEXT_LENGTH}
+    value = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
     instant = {"type": "string", "format": "date-time"}
     flag = {"type": "string", "enum": ["true", "false"]}
     most = settings.query_api_max_list_values
     span = settings.query_api_max_date_span_days
     return [
-        _list_query("eventId", text, "Event ids (repeat the parameter or separate by commas).", most),
+        _list_query("eventId", value, "Event ids (repeat the parameter or separate by commas).", most),
         _query("from", instant, f"Inclusive start (ISO 8601; UTC without offset); from..to <= {span} days."),
-        _query("to", instant, "Exclusive end; must be later than from."),
+        _query("to", instant, "Exclusive end; not earlier than from (equal bounds select nothing)."),
         _query(
             "dateMode", {"type": "string", "enum": list(get_args(DateMode))}, "Which date from/to apply to."
         ),
-        _list_query("ticketTypes", text, "Ticket types; an order matches if any of its types does.", most),
+        _list_query("ticketTypes", value, "Ticket types; an order matches if any of its types does.", most),
         _list_query(
             "source", {"type": "string", "enum": ["online", "boxOffice", "other"]}, "Sales channels.", most
         ),
         _query("refunded", flag, "Only refunded (true) or not refunded (false) orders."),
         _query("disputed", flag, "Only disputed or undisputed orders."),
         _query("valid", flag, "Only valid or invalid orders."),
-        _list_query("referralCode", text, "Referral codes (case-insensitive).", most),
+        _list_query("referralCode", value, "Referral codes (case-insensitive).", most),
         _query("q", text, "Case-insensitive substring of Name, Email, Phone, PaymentID or ticketId."),
     ]
 

@@ -43,7 +43,10 @@ PAGE_PARAMETERS: Final = frozenset({"sort", "order", "pageSize", "page", "cursor
 TABLE_PARAMETERS: Final = FILTER_PARAMETERS | PAGE_PARAMETERS
 
 MAX_TEXT_LENGTH: Final = 200
-"""Longest search text, list value or id a request may carry."""
+"""Longest search text (q)."""
+MAX_VALUE_LENGTH: Final = 100
+"""Longest value of a list parameter (an event id, a ticket type, a referral code)."""
+
 MAX_CURSOR_LENGTH: Final = 2048
 MAX_PAGE_INDEX: Final = 1_000_000
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
@@ -122,22 +125,23 @@ def transaction_filter(request: web.Request, limits: Limits) -> TransactionFilte
     date_from = query_parameter(request, "from", parse_instant)
     date_to = query_parameter(request, "to", parse_instant)
     if date_from is not None and date_to is not None:
-        if date_to <= date_from:
-            raise InvalidParameterError("to", "to must be later than from (from is inclusive, to exclusive)")
+        if date_to < date_from:
+            # Equal bounds are an empty range (from is inclusive, to exclusive), not a mistake.
+            raise InvalidParameterError("to", "to must not be earlier than from")
         if date_to - date_from > limits.max_date_span:
             raise InvalidParameterError("to", f"from..to may span at most {limits.max_date_span.days} days")
     date_mode: DateMode = query_parameter(request, "dateMode", _one_of(get_args(DateMode))) or "purchase"
     return TransactionFilter.of(
-        event_ids=_list(request, "eventId", limits, parse=_text(MAX_TEXT_LENGTH)),
+        event_ids=_list(request, "eventId", limits, parse=_text(MAX_VALUE_LENGTH)),
         date_from=date_from,
         date_to=date_to,
         date_mode=date_mode,
-        ticket_types=_list(request, "ticketTypes", limits, parse=_text(MAX_TEXT_LENGTH)),
+        ticket_types=_list(request, "ticketTypes", limits, parse=_text(MAX_VALUE_LENGTH)),
         sources=_list(request, "source", limits, parse=_source),
         refunded=query_parameter(request, "refunded", parse_flag),
         disputed=query_parameter(request, "disputed", parse_flag),
         valid=query_parameter(request, "valid", parse_flag),
-        referral_codes=_list(request, "referralCode", limits, parse=_text(MAX_TEXT_LENGTH)),
+        referral_codes=_list(request, "referralCode", limits, parse=_text(MAX_VALUE_LENGTH)),
         search=query_parameter(request, "q", _text(MAX_TEXT_LENGTH)),
     )
 

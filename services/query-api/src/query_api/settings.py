@@ -8,9 +8,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from otcommon.settings import ServiceSettings
+from query_api.auth import TokenRules
 
 MIN_SECRET_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key has at least as many bits as the hash (256)."""
+MAX_LIST_VALUES = 100
+"""The most values a list parameter may ever carry (the request line is sized for it)."""
 
 
 class QueryApiSettings(ServiceSettings):
@@ -64,7 +67,10 @@ class QueryApiSettings(ServiceSettings):
         default=93, ge=1, description="Longest from..to range of an hourly time series (which needs both)."
     )
     query_api_max_list_values: int = Field(
-        default=100, ge=1, description="Most values one list parameter (eventId, ticketTypes, ...) may carry."
+        default=50,
+        ge=1,
+        le=MAX_LIST_VALUES,
+        description="Most values one list parameter (eventId, ticketTypes, ...) may carry.",
     )
 
     query_api_feed_poll_seconds: float = Field(
@@ -106,3 +112,12 @@ class QueryApiSettings(ServiceSettings):
         ):
             raise ValueError("OT_QUERY_API_JWKS_URL must be an http(s):// URL")
         return self
+
+    def token_rules(self) -> TokenRules:
+        """The issuer, audience and scope claim every token is checked against."""
+        return TokenRules(
+            issuer=self.query_api_jwt_issuer,
+            audience=self.query_api_jwt_audience,
+            events_claim=self.query_api_events_claim,
+            leeway_seconds=self.query_api_jwt_leeway_seconds,
+        )
