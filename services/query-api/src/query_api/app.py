@@ -175,8 +175,16 @@ async def _keep_current(sources: QuerySources, side: ReadSide, live: LiveUpdates
 
 
 async def _serve_when_caught_up(follower: ChangeFeedFollower, side: ReadSide) -> None:
+    started = time.perf_counter()
     await follower.wait_until(lambda status: status.caught_up)
     side.mark_loaded()
+    # The same line as a load without a feed: `make run` waits for it.
+    log.info(
+        "query-api serving",
+        held=len(side.model),
+        position=follower.status.position,
+        start_seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 async def _load(transactions: DocumentContainer, side: ReadSide) -> None:
