@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,7 +26,7 @@ def render(overlay: str) -> list[dict]:
 @pytest.mark.parametrize("overlay", ["production", "local"])
 def test_every_deployment_is_probed_bounded_and_unprivileged(overlay):
     deployments = [doc for doc in render(overlay) if doc["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} >= {"ingest", "enricher", "webhooks"}
+    assert {d["metadata"]["name"] for d in deployments} >= {"ingest", "enricher", "webhooks", "query-api"}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_BOUND_SECONDS
@@ -48,3 +49,25 @@ def test_production_uses_workload_identity_and_no_keys():
     assert deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in env
+
+
+def test_query_api_checks_entra_id_tokens_in_production_and_a_shared_secret_locally():
+    production = render("production")
+    config = next(doc for doc in production if doc["kind"] == "ConfigMap")["data"]
+    assert config["OT_QUERY_API_JWKS_URL"].startswith("https://login.microsoftonline.com/")
+    assert config["OT_QUERY_API_JWT_ISSUER"].endswith("/v2.0")
+    assert config["OT_QUERY_API_JWT_AUDIENCE"]
+    assert "OT_QUERY_API_JWT_SECRET" not in config
+    deployment = next(
+        doc for doc in production if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "query-api"
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].endswith("/opentickets/query-api:latest")
+    assert container["ports"][0]["containerPort"] == 8084
+
+    local = render("local")
+    secret = next(
+        doc for doc in local if doc["kind"] == "Secret" and doc["metadata"]["name"].startswith("query-api")
+    )
+    assert len(base64.b64decode(secret["data"]["OT_QUERY_API_JWT_SECRET"])) >= 32
+    assert (DEPLOY / "docker" / "query-api.Dockerfile").read_text().count('"-m", "query_api"') == 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,15 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-@pytest.mark.timeout(300)  # five stand-ins and two services start, then the first sync is enriched
+# Every stand-in and service starts in turn, then the first sync is enriched: on a busy 2-core
+# machine that outlasts the default bound.
+@pytest.mark.timeout(300)
 def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     command = [
         sys.executable, "-m", "devstack", "up",
         "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--stripe-port", "0",
-        "--ingest-port", "0", "--enricher-port", "0", "--orders", "60", "--database", "systest",
+        "--ingest-port", "0", "--enricher-port", "0", "--query-api-port", "0", "--orders", "60",
+        "--database", "systest",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -83,6 +88,7 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         assert "export OT_SERVICEBUS_CONNECTION_STRING='Endpoint=sb://localhost:" in text
         assert re.search(r"stripe +http://127\.0\.0\.1:\d+ \(key sk_test_\w+\)", text), text
         assert re.search(r"export OT_STRIPE_API_KEY='sk_test_\w+'", text), text
+        assert_the_printed_query_token_works(text)
         children = descendants(process.pid)
         assert children, "the Cosmos DB stand-in should run as a child process"
         process.send_signal(signal.SIGTERM)
@@ -95,6 +101,18 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     assert "devstack: stopped" in rest
     time.sleep(0.2)
     assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}
+
+
+def assert_the_printed_query_token_works(text: str) -> None:
+    """The query API serves the first sync's orders to the token `make run` prints."""
+    url = re.search(r"query-api +(http://\S+)", text)
+    token = re.search(r"query-token +(\S+)", text)
+    assert url, text
+    assert token, text
+    analytics = f"{url.group(1)}/api/analytics"
+    request = urllib.request.Request(analytics, headers={"Authorization": f"Bearer {token.group(1)}"})  # noqa: S310 - the loopback URL it printed
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the same
+        assert json.load(response)["ordersCount"] == 60
 
 
 def test_a_busy_port_fails_with_a_clear_message():
@@ -118,7 +136,7 @@ def test_sigterm_while_starting_stops_what_was_started():
     command = [
         sys.executable, "-m", "devstack", "up",
         "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--stripe-port", "0",
-        "--ingest-port", "0", "--orders", "200000", "--database", "interrupted",
+        "--ingest-port", "0", "--query-api-port", "0", "--orders", "200000", "--database", "interrupted",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     children: set[int] = set()

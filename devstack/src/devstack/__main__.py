@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--enricher-port", type=int, default=8083, help="enricher health port (default: %(default)s)"
     )
+    up.add_argument("--query-api-port", type=int, default=8084, help="query API port (default: %(default)s)")
     up.add_argument("--orders", type=int, default=2000, help="orders in the sandbox (default: %(default)s)")
     up.add_argument("--events", type=int, default=6, help="events in the sandbox (default: %(default)s)")
     up.add_argument("--no-services", action="store_true", help="start only the stand-ins")
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stripe=args.stripe_port,
             ingest=args.ingest_port,
             enricher=args.enricher_port,
+            query_api=args.query_api_port,
         )
         options = StackOptions(
             database=args.database,

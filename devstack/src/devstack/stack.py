@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's published test credential
 LOCAL_SYNC_TOKEN = "local-sync-token"  # noqa: S105 - guards the local ingest endpoint only
+LOCAL_QUERY_API_SECRET = "local-query-api-secret-of-at-least-32-bytes"  # noqa: S105 - signs local tokens only
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class StackPorts:
     stripe: int = 12111
     ingest: int = 8080
     enricher: int = 8083
+    query_api: int = 8084
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class Stack:
             self._start_stripe(ports, on_progress)
             if self.options.services:
                 self._start_ingest(ports, on_progress)
+                self._start_query_api(ports, on_progress)
                 self._start_enricher(ports, on_progress)
         except BaseException:
             self.stop()
@@ -235,6 +239,34 @@ class Stack:
                 database=self.options.database,
             )
             on_progress(asyncio.run(wait_for_enrichment(connection, on_progress=on_progress)))
+
+    def _start_query_api(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        """The query API on the data ingest stored, and a token for it (printed with the endpoints)."""
+        on_progress("starting the query API (loads every stored transaction first)")
+        port = ports.query_api or free_port(ports.host)
+        env = {
+            **os.environ,
+            **self.environment,
+            "OT_QUERY_API_HTTP_HOST": ports.host,
+            "OT_QUERY_API_HTTP_PORT": str(port),
+            "OT_QUERY_API_JWT_SECRET": LOCAL_QUERY_API_SECRET,
+            "OT_LOG_FORMAT": "json",
+            "OTEL_SERVICE_NAME": "query-api",
+        }
+        process = start_process(
+            "query-api",
+            [sys.executable, "-m", "query_api", "serve"],
+            ready_pattern=r"query-api serving",
+            timeout_seconds=120,
+            env=env,
+        )
+        self.processes.append(process)
+        token = subprocess.run(
+            [sys.executable, "-m", "query_api", "token"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.endpoints["query-api"] = f"http://{ports.host}:{port}"
+        self.endpoints["query-token"] = token
+        self.environment["OT_QUERY_API_JWT_SECRET"] = LOCAL_QUERY_API_SECRET
 
 
 async def provision_database(connection: CosmosConnection) -> ProvisionReport:

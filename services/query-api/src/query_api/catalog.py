@@ -1,0 +1,31 @@
+"""The event catalog the dashboard's selector shows: one entry per event the caller may see."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from query_api.columns import PURCHASED_AT
+
+if TYPE_CHECKING:
+    from query_api.readmodel import ReadModel
+    from query_api.scope import EventScope
+
+
+def event_catalog(model: ReadModel, scope: EventScope) -> list[dict[str, Any]]:
+    """Each visible event with its name (the latest sale's), orders, tickets, gross and sale period."""
+    rows = model.rows(scope)
+    catalog = (
+        rows.group_by("eventId")
+        .agg(
+            pl.col("EventName").sort_by([PURCHASED_AT, "id"]).drop_nulls().last().alias("eventName"),
+            pl.len().alias("ordersCount"),
+            pl.col("TotalTickets").sum().alias("ticketsSold"),
+            pl.col("TotalAmount").sum().alias("grossRevenue"),
+            pl.col("PurchaseDate").min().alias("firstPurchase"),
+            pl.col("PurchaseDate").max().alias("lastPurchase"),
+        )
+        .sort("eventId")
+    )
+    return catalog.to_dicts()

@@ -1,0 +1,174 @@
+"""HTTP routes. Thin: authenticate, parse, call a plain function, answer JSON; errors are raised."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from otcommon.http import InvalidParameterError, NotFoundError
+from query_api import params
+from query_api.analytics import analyze, report_json
+from query_api.auth import TokenVerifier
+from query_api.catalog import event_catalog
+from query_api.pagination import CursorError, Page
+from query_api.readside import ReadSide
+from query_api.scope import EventScope
+from query_api.tables import (
+    CUSTOMER_SORTS,
+    TRANSACTION_SORTS,
+    customer_detail,
+    customers_page,
+    transactions_page,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPolicy:
+    """Bounds on requests and caching of answers (from settings)."""
+
+    limits: params.Limits
+    analytics_max_age_seconds: int
+
+
+READ_SIDE = web.AppKey("read_side", ReadSide)
+VERIFIER = web.AppKey("token_verifier", TokenVerifier)
+POLICY = web.AppKey("http_policy", HttpPolicy)
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
+
+TRANSACTION_DEFAULT_SORT: Final = "PurchaseDate"
+CUSTOMER_DEFAULT_SORT: Final = "lastPurchase"
+
+routes = web.RouteTableDef()
+
+
+async def caller_scope(request: web.Request) -> EventScope:
+    """The events the request's bearer token may see; a 401 problem when the token is not valid."""
+    principal = await request.app[VERIFIER].authenticate(request.headers)
+    return EventScope(principal.event_ids)
+
+
+@routes.get("/api/analytics")
+async def get_analytics(request: web.Request) -> web.StreamResponse:
+    """DerivedMetrics and the breakdowns in ``include=``, with an ETag so an unchanged answer is a 304."""
+    scope = await caller_scope(request)
+    policy = request.app[POLICY]
+    query = params.analytics_query(request, policy.limits)
+    model = request.app[READ_SIDE].ready_model()
+    report = analyze(
+        model,
+        scope,
+        query.filters,
+        time_zone=query.time_zone,
+        include=query.include,
+        granularity=query.granularity,
+    )
+    body = json.dumps(report_json(report), separators=(",", ":")).encode()
+    headers = {
+        "ETag": _entity_tag(body),
+        "Cache-Control": f"private, max-age={policy.analytics_max_age_seconds}",
+        # The answer depends on the token's scope: no cache may serve it to another token.
+        "Vary": "Authorization",
+    }
+    if _matches(request.headers.get("If-None-Match"), headers["ETag"]):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+@routes.get("/api/transactions")
+async def list_transactions(request: web.Request) -> web.Response:
+    """One page of transactions: filters, sort, page index or cursor."""
+    scope = await caller_scope(request)
+    filters, page_request = params.table_query(
+        request,
+        request.app[POLICY].limits,
+        default_sort=TRANSACTION_DEFAULT_SORT,
+        sortable=frozenset(TRANSACTION_SORTS),
+    )
+    model = request.app[READ_SIDE].ready_model()
+    try:
+        rows, page = transactions_page(model, scope, filters, page_request)
+    except CursorError as error:
+        raise InvalidParameterError("cursor", f"cursor: {error}") from error
+    return web.json_response(_page_json(rows, page, page_size=page_request.page_size))
+
+
+@routes.get("/api/transactions/{id}")
+async def get_transaction(request: web.Request) -> web.Response:
+    """One transaction; 404 when it does not exist or belongs to an event the token may not see."""
+    scope = await caller_scope(request)
+    params.no_parameters(request)
+    transaction = request.app[READ_SIDE].ready_model().get(scope, request.match_info["id"])
+    if transaction is None:
+        raise NotFoundError("no such transaction")
+    return web.json_response(transaction)
+
+
+@routes.get("/api/customers")
+async def list_customers(request: web.Request) -> web.Response:
+    """One page of de-duplicated buyers of the matching transactions."""
+    scope = await caller_scope(request)
+    filters, page_request = params.table_query(
+        request,
+        request.app[POLICY].limits,
+        default_sort=CUSTOMER_DEFAULT_SORT,
+        sortable=frozenset(CUSTOMER_SORTS),
+    )
+    model = request.app[READ_SIDE].ready_model()
+    try:
+        rows, page = customers_page(model, scope, filters, page_request)
+    except CursorError as error:
+        raise InvalidParameterError("cursor", f"cursor: {error}") from error
+    return web.json_response(_page_json(rows, page, page_size=page_request.page_size))
+
+
+@routes.get("/api/customers/{id}")
+async def get_customer(request: web.Request) -> web.Response:
+    """A buyer and their transactions within the token's events; 404 when there are none."""
+    scope = await caller_scope(request)
+    params.no_parameters(request)
+    found = customer_detail(request.app[READ_SIDE].ready_model(), scope, request.match_info["id"])
+    if found is None:
+        raise NotFoundError("no such customer")
+    customer, transactions = found
+    return web.json_response({"customer": customer, "transactions": transactions})
+
+
+@routes.get("/api/events")
+async def list_events(request: web.Request) -> web.Response:
+    """The events the token may see, for the dashboard's selector."""
+    scope = await caller_scope(request)
+    params.no_parameters(request)
+    return web.json_response({"events": event_catalog(request.app[READ_SIDE].ready_model(), scope)})
+
+
+@routes.get("/api/openapi.json")
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (public: it holds no data)."""
+    params.no_parameters(request)
+    return web.json_response(request.app[OPENAPI_DOCUMENT])
+
+
+def _page_json(rows: list[dict[str, Any]], page: Page, *, page_size: int) -> dict[str, Any]:
+    return {
+        "rows": rows,
+        "total": page.total,
+        "page": page.page,
+        "pageSize": page_size,
+        "nextCursor": page.next_cursor,
+    }
+
+
+def _entity_tag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _matches(if_none_match: str | None, entity_tag: str) -> bool:
+    """RFC 9110 section 13.1.2: weak comparison against each listed tag, or ``*``."""
+    if if_none_match is None:
+        return False
+    listed = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in listed or entity_tag in listed
