@@ -22,6 +22,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from query_api.openapi import openapi_document
 from query_api.routes import OPENAPI_DOCUMENT
 
+# Hundreds of requests per operation: on a busy shared machine that outlasts the default bound.
+pytestmark = pytest.mark.timeout(300)
+
 # Operations with no end (the live stream) are exercised by their own tests.
 FUZZED_PATHS = r"^/(api/(analytics|transactions|customers|events|openapi\.json)|healthz|readyz)"
 
