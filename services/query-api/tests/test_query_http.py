@@ -48,6 +48,8 @@ async def test_unknown_and_bad_parameters_are_refused_naming_the_parameter():
             "/api/analytics?from=2000-01-01&to=2026-05-01": "to",
             "/api/analytics?include=everything": "include",
             "/api/analytics?tz=Mars/Olympus": "tz",
+            "/api/analytics?tz=America": "tz",
+            "/api/analytics?tz=" + "x" * 300: "tz",
             "/api/analytics?refunded=yes": "refunded",
             "/api/analytics?source=web": "source",
             "/api/analytics?include=timeSeries&granularity=hour": "granularity",

@@ -17,10 +17,13 @@ from hypothesis import HealthCheck
 from hypothesis import settings as examples
 from query_api_support import bearer, serving, settings, token
 from query_documents import transaction
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from query_api.openapi import openapi_document
 from query_api.routes import OPENAPI_DOCUMENT
+
+# Hundreds of requests per operation: on a busy shared machine that outlasts the default bound.
+pytestmark = pytest.mark.timeout(300)
 
 # Operations with no end (the live stream) are exercised by their own tests.
 FUZZED_PATHS = r"^/(api/(analytics|transactions|customers|events|openapi\.json)|healthz|readyz)"
@@ -91,9 +94,14 @@ def test_no_server_error_and_answers_conform_to_the_document(case, live_api):
     case.call_and_validate(
         base_url=live_api.base_url,
         headers=bearer(token()),
-        # Rules across parameters (to after from, an IANA zone name, the hourly span) have no JSON
-        # Schema form: such requests get the documented 400 naming the parameter. Every other check runs.
-        excluded_checks=[positive_data_acceptance],
+        # Left out, both about what a request means rather than how the server answers:
+        # - rules across parameters (to after from, an IANA zone name, the hourly span) have no JSON
+        #   Schema form, so schema-valid requests may get the documented 400 naming the parameter;
+        # - a query string carries only text, so a "number" put where a string (a ticket type) is
+        #   expected arrives as valid text and is rightly answered, not refused.
+        # The checks that matter here all run: no 5xx, documented statuses, content types and
+        # headers, and every body conforming to the document.
+        excluded_checks=[positive_data_acceptance, negative_data_rejection],
         timeout=30,
     )
 

@@ -12,7 +12,13 @@ from query_api.columns import CUSTOMER_ID, DOCUMENT_SCHEMA, SERVED_FIELDS
 from query_api.filters import DateMode
 from query_api.models import Granularity
 from query_api.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from query_api.params import MAX_CURSOR_LENGTH, MAX_PAGE_INDEX, MAX_TEXT_LENGTH, MAX_VALUE_LENGTH
+from query_api.params import (
+    MAX_CURSOR_LENGTH,
+    MAX_PAGE_INDEX,
+    MAX_TEXT_LENGTH,
+    MAX_VALUE_LENGTH,
+    MAX_ZONE_LENGTH,
+)
 from query_api.tables import CUSTOMER_SORTS, TRANSACTION_SORTS
 
 if TYPE_CHECKING:
@@ -253,7 +259,11 @@ def _paths(settings: QueryApiSettings) -> dict[str, Any]:
     most = settings.query_api_max_list_values
     analytics_parameters = [
         *filters,
-        _query("tz", {"type": "string"}, "IANA time zone for peaks and time series (default UTC)."),
+        _query(
+            "tz",
+            {"type": "string", "maxLength": MAX_ZONE_LENGTH},
+            "IANA time zone for peaks and time series (default UTC).",
+        ),
         _list_query(
             "include",
             {"type": "string", "enum": [breakdown.value for breakdown in Breakdown]},

@@ -47,6 +47,8 @@ MAX_TEXT_LENGTH: Final = 200
 MAX_VALUE_LENGTH: Final = 100
 """Longest value of a list parameter (an event id, a ticket type, a referral code)."""
 
+MAX_ZONE_LENGTH: Final = 64
+"""Longest time zone name (the longest IANA name has 32 characters)."""
 MAX_CURSOR_LENGTH: Final = 2048
 MAX_PAGE_INDEX: Final = 1_000_000
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
@@ -91,7 +93,7 @@ def analytics_query(request: web.Request, limits: Limits) -> AnalyticsQuery:
         _check_hourly_span(filters, limits)
     return AnalyticsQuery(
         filters=filters,
-        time_zone=query_parameter(request, "tz", check_time_zone) or "UTC",
+        time_zone=query_parameter(request, "tz", _time_zone) or "UTC",
         include=include,
         granularity=granularity,
     )
@@ -169,6 +171,12 @@ def parse_flag(value: str) -> bool:
     if value == "false":
         return False
     raise ValueError("must be true or false")
+
+
+def _time_zone(value: str) -> str:
+    if len(value) > MAX_ZONE_LENGTH:
+        raise ValueError(f"at most {MAX_ZONE_LENGTH} characters")
+    return check_time_zone(value)
 
 
 def _source(value: str) -> str:

@@ -28,7 +28,8 @@ def check_time_zone(name: str) -> str:
     try:
         ZoneInfo(name)
         pl.select(pl.lit(0).cast(pl.Datetime("ms", "UTC")).dt.convert_time_zone(name))
-    except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError):
+    # OSError: zoneinfo opens the name as a file, so a folder ("America") or an over-long name fails there.
+    except (ZoneInfoNotFoundError, ValueError, OSError, pl.exceptions.PolarsError):
         raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
     return name
 
