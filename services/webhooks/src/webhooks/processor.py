@@ -85,6 +85,19 @@ class EventProcessor:
             log.warning("apply queue full; the sweep applies the event", event_id=event.id)
         return fresh
 
+    async def recover(self, event: StripeEvent) -> tuple[bool, EventState]:
+        """Record an event read back from Stripe and apply it now, as a delivery would be.
+
+        Whether it was recorded now (False: a delivery or an earlier replay had recorded it), and the
+        state it is left in; the record makes a later delivery of the same event a duplicate.
+        """
+        fresh = await self._journal.record(event)
+        return fresh, await self.process(event.id)
+
+    async def recorded_state(self, event_id: str) -> EventState | None:
+        """The state of a recorded event; None when it was never recorded (or its record expired)."""
+        return await self._journal.state_of(event_id)
+
     async def process(self, event_id: str) -> EventState:
         """Apply one recorded event unless it is settled; the state it is left in."""
         record = await self._journal.read(event_id)
