@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--ingest-port", type=int, default=8080, help="ingest service port (default: %(default)s)"
     )
+    up.add_argument(
+        "--webhooks-port", type=int, default=8082, help="webhook service port (default: %(default)s)"
+    )
     up.add_argument("--orders", type=int, default=2000, help="orders in the sandbox (default: %(default)s)")
     up.add_argument("--events", type=int, default=6, help="events in the sandbox (default: %(default)s)")
     up.add_argument("--no-services", action="store_true", help="start only the stand-ins")
@@ -80,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             opentickets=args.opentickets_port,
             stripe=args.stripe_port,
             ingest=args.ingest_port,
+            webhooks=args.webhooks_port,
         )
         options = StackOptions(
             database=args.database,
