@@ -337,3 +337,16 @@ class ApplyingContract:
         late = stripe_event("refund.created", self.refund(ids, amount=1500), created=T0, n=1)
         with pytest.raises(NoMatchingTransactionError):
             await self.applier(stores.transactions, bus).apply(late)
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_unknown_event_type_is_ignored_with_its_reason_and_changes_nothing(
+        self, stores, ids, bus
+    ):
+        before = await self.current(stores, ids)
+        customer = fixture("customer")
+        outcome = await self.applier(stores.transactions, bus).apply(
+            stripe_event("customer.created", customer, created=T0)
+        )
+        assert (outcome.state, outcome.reason) == (EventState.IGNORED, "unknown-event-type")
+        assert (await self.current(stores, ids))["_etag"] == before["_etag"]
+        assert self.announced(bus) == []
