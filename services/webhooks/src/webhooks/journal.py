@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from otcommon.store import Document, DocumentContainer
 
-UNAPPLIED_QUERY = "SELECT * FROM c WHERE c.state = @state AND c.receivedAt < @before"
+UNAPPLIED_QUERY = "SELECT c.id FROM c WHERE c.state = @state AND c.receivedAt < @before"
 """Recorded events still waiting, across partitions (one partition per event id)."""
 
 ATTEMPTS_FIELD = "attempts"
