@@ -43,8 +43,8 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
     command = [
         sys.executable, "-m", "devstack", "up",
         "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--stripe-port", "0",
-        "--ingest-port", "0", "--enricher-port", "0", "--query-api-port", "0", "--orders", "60",
-        "--database", "systest",
+        "--ingest-port", "0", "--webhooks-port", "0", "--enricher-port", "0", "--query-api-port", "0",
+        "--orders", "60", "--database", "systest",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -88,6 +88,8 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         assert "export OT_SERVICEBUS_CONNECTION_STRING='Endpoint=sb://localhost:" in text
         assert re.search(r"stripe +http://127\.0\.0\.1:\d+ \(key sk_test_\w+\)", text), text
         assert re.search(r"export OT_STRIPE_API_KEY='sk_test_\w+'", text), text
+        assert re.search(r"webhooks +http://127\.0\.0\.1:\d+/api/webhooks/stripe", text), text
+        assert "the Stripe sandbox delivers platform and Connect events to" in text
         assert_the_printed_query_token_works(text)
         children = descendants(process.pid)
         assert children, "the Cosmos DB stand-in should run as a child process"
@@ -136,7 +138,8 @@ def test_sigterm_while_starting_stops_what_was_started():
     command = [
         sys.executable, "-m", "devstack", "up",
         "--cosmos-port", "0", "--servicebus-port", "0", "--opentickets-port", "0", "--stripe-port", "0",
-        "--ingest-port", "0", "--query-api-port", "0", "--orders", "200000", "--database", "interrupted",
+        "--ingest-port", "0", "--webhooks-port", "0", "--query-api-port", "0", "--orders", "200000",
+        "--database", "interrupted",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     children: set[int] = set()

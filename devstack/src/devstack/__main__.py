@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ingest-port", type=int, default=8080, help="ingest service port (default: %(default)s)"
     )
     up.add_argument(
+        "--webhooks-port", type=int, default=8082, help="webhook service port (default: %(default)s)"
+    )
+    up.add_argument(
         "--enricher-port", type=int, default=8083, help="enricher health port (default: %(default)s)"
     )
     up.add_argument("--query-api-port", type=int, default=8084, help="query API port (default: %(default)s)")
@@ -84,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             opentickets=args.opentickets_port,
             stripe=args.stripe_port,
             ingest=args.ingest_port,
+            webhooks=args.webhooks_port,
             enricher=args.enricher_port,
             query_api=args.query_api_port,
         )

@@ -36,6 +36,8 @@ SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's published test credential
 LOCAL_SYNC_TOKEN = "local-sync-token"  # noqa: S105 - guards the local ingest endpoint only
 LOCAL_QUERY_API_SECRET = "local-query-api-secret-of-at-least-32-bytes"  # noqa: S105 - signs local tokens only
+# The local overlay's signing secrets (deploy/overlays/local): the Stripe sandbox signs with them.
+LOCAL_WEBHOOK_SECRETS = {"platform": "whsec_local_platform", "connect": "whsec_local_connect"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class StackPorts:
     opentickets: int = 8090
     stripe: int = 12111
     ingest: int = 8080
+    webhooks: int = 8082
     enricher: int = 8083
     query_api: int = 8084
 
@@ -82,6 +85,7 @@ class Stack:
             self._start_stripe(ports, on_progress)
             if self.options.services:
                 self._start_ingest(ports, on_progress)
+                self._start_webhooks(ports, on_progress)
                 self._start_query_api(ports, on_progress)
                 self._start_enricher(ports, on_progress)
         except BaseException:
@@ -212,6 +216,37 @@ class Stack:
         if self.options.first_sync:
             on_progress("first sync: " + asyncio.run(first_sync(url)))
 
+    def _start_webhooks(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        """The webhook service, with the Stripe sandbox's platform and Connect endpoints pointed at it."""
+        on_progress("starting the webhook service")
+        port = ports.webhooks or free_port(ports.host)
+        secrets = {
+            "OT_WEBHOOKS_PLATFORM_SECRETS": LOCAL_WEBHOOK_SECRETS["platform"],
+            "OT_WEBHOOKS_CONNECT_SECRETS": LOCAL_WEBHOOK_SECRETS["connect"],
+        }
+        env = {
+            **os.environ,
+            **self.environment,
+            **secrets,
+            "OT_WEBHOOKS_HTTP_HOST": ports.host,
+            "OT_WEBHOOKS_HTTP_PORT": str(port),
+            "OT_LOG_FORMAT": "json",
+            "OTEL_SERVICE_NAME": "webhooks",
+        }
+        process = start_process(
+            "webhooks",
+            [sys.executable, "-m", "webhooks", "serve"],
+            ready_pattern=r"webhooks serving",
+            timeout_seconds=60,
+            env=env,
+        )
+        self.processes.append(process)
+        self.environment.update(secrets)
+        url = f"http://{ports.host}:{port}/api/webhooks/stripe"
+        self.endpoints["webhooks"] = url
+        asyncio.run(point_stripe_webhooks(self.environment["OT_STRIPE_API_BASE"], url))
+        on_progress(f"the Stripe sandbox delivers platform and Connect events to {url}")
+
     def _start_enricher(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         on_progress("starting the enricher")
         port = ports.enricher or free_port(ports.host)
@@ -267,6 +302,18 @@ class Stack:
         self.endpoints["query-api"] = f"http://{ports.host}:{port}"
         self.endpoints["query-token"] = token
         self.environment["OT_QUERY_API_JWT_SECRET"] = LOCAL_QUERY_API_SECRET
+
+
+async def point_stripe_webhooks(stripe_url: str, endpoint_url: str) -> None:
+    """Register the platform and the Connect endpoint with the Stripe sandbox, each with its secret."""
+    async with aiohttp.ClientSession() as session:
+        for kind, secret in LOCAL_WEBHOOK_SECRETS.items():
+            body = {"url": endpoint_url, "secret": secret, "connect": kind == "connect"}
+            async with session.post(f"{stripe_url}/_sandbox/webhooks", json=body) as response:
+                if response.status != 200:  # noqa: PLR2004
+                    raise StartupError(
+                        f"the Stripe sandbox refused the {kind} webhook endpoint: {response.status}"
+                    )
 
 
 async def provision_database(connection: CosmosConnection) -> ProvisionReport:

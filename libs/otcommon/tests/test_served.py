@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from otcommon.served import served_is_disputed, served_is_refunded
+from otcommon.served import STRIPE_FACTS_PAYMENT_FIELD, served_is_disputed, served_is_refunded
+
+PAID_BY = {"PaymentID": "pi_current", STRIPE_FACTS_PAYMENT_FIELD: "pi_current"}
+"""Stripe facts written for the order's current payment."""
 
 
 @pytest.mark.parametrize(
@@ -19,7 +22,7 @@ from otcommon.served import served_is_disputed, served_is_refunded
     ],
 )
 def test_refunded_is_the_source_flag_or_a_stripe_refund(source, stripe, served):
-    assert served_is_refunded({"IsRefunded": source, "stripeRefundStatus": stripe}) is served
+    assert served_is_refunded({**PAID_BY, "IsRefunded": source, "stripeRefundStatus": stripe}) is served
 
 
 @pytest.mark.parametrize(
@@ -38,4 +41,28 @@ def test_refunded_is_the_source_flag_or_a_stripe_refund(source, stripe, served):
     ],
 )
 def test_disputed_is_the_source_flag_or_an_open_or_lost_dispute(source, stripe, served):
-    assert served_is_disputed({"IsDisputed": source, "stripeDisputeStatus": stripe}) is served
+    assert served_is_disputed({**PAID_BY, "IsDisputed": source, "stripeDisputeStatus": stripe}) is served
+
+
+@pytest.mark.parametrize(
+    "facts_for",
+    [{STRIPE_FACTS_PAYMENT_FIELD: "pi_old"}, {}],
+    ids=["another-payment", "unstamped"],
+)
+def test_stripe_facts_about_another_payment_do_not_count(facts_for):
+    # The source re-pointed the order to pi_current: pi_old's refund and dispute are not this order's.
+    document = {
+        "PaymentID": "pi_current",
+        "IsRefunded": False,
+        "IsDisputed": False,
+        "stripeRefundStatus": "full",
+        "stripeDisputeStatus": "lost",
+        **facts_for,
+    }
+    assert served_is_refunded(document) is False
+    assert served_is_disputed(document) is False
+
+
+def test_the_source_flag_counts_whatever_payment_the_facts_describe():
+    document = {"PaymentID": "pi_current", STRIPE_FACTS_PAYMENT_FIELD: "pi_old", "IsRefunded": True}
+    assert served_is_refunded({**document, "stripeRefundStatus": "none"}) is True

@@ -12,6 +12,7 @@ from stripe_fixtures import event, fixture
 
 from otcommon.bus import CorrelationFilter, InMemoryBus, Subscription, Topic
 from otcommon.messages import decode_message
+from otcommon.served import served_is_disputed, served_is_refunded
 from webhooks.applier import NoMatchingTransactionError, StripeFactsApplier
 from webhooks.models import StripeEvent
 from webhooks.states import EventState
@@ -22,10 +23,17 @@ if TYPE_CHECKING:
 
 TOPIC = "transaction-changes"
 PAYOUT_QUEUE = "stripe-events-queue"
-REFUND_SUMMARY = {"stripeRefundedAmount", "stripeRefundStatus", "stripeRefundStateAt"}
+STAMP = "stripeFactsPaymentId"
+REFUND_SUMMARY = {"stripeRefundedAmount", "stripeRefundStatus", "stripeRefundStateAt", STAMP}
 REFUND_FIELDS = {"stripeRefunds", *REFUND_SUMMARY}
 CHARGE_REFUND_FIELDS = {"stripeChargeRefunds", *REFUND_SUMMARY}
-DISPUTE_FIELDS = {"stripeDisputes", "stripeDisputeStatus", "stripeDisputeReason", "stripeDisputeStateAt"}
+DISPUTE_FIELDS = {
+    "stripeDisputes",
+    "stripeDisputeStatus",
+    "stripeDisputeReason",
+    "stripeDisputeStateAt",
+    STAMP,
+}
 SYSTEM_FIELDS = {"_etag", "_ts", "_rid", "_self", "_attachments", "_lsn"}
 T0 = 1_700_000_000
 
@@ -280,3 +288,65 @@ class ApplyingContract:
         after = await self.current(stores, ids)
         differing = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
         assert differing - SYSTEM_FIELDS == changed
+
+    async def repoint(self, stores: Stores, ids, payment_id: str) -> None:
+        """What ingest does when the source names another payment: the enricher's fields go, ours stay."""
+        current = await self.current(stores, ids)
+        moved = {key: value for key, value in current.items() if key != "depositStatus"}
+        await stores.transactions.replace({**moved, "PaymentID": payment_id}, etag=current["_etag"])
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_repointed_order_stops_counting_the_old_payments_facts(self, stores, ids, bus):
+        applier = self.applier(stores.transactions, bus)
+        await applier.apply(stripe_event("refund.created", self.refund(ids, amount=1500), created=T0, n=1))
+        lost = self.dispute(ids, status="lost")
+        await applier.apply(stripe_event("charge.dispute.closed", lost, created=T0, n=2))
+        before = await self.current(stores, ids)
+        assert (before[STAMP], served_is_refunded(before), served_is_disputed(before)) == (
+            ids["pi"],
+            True,
+            True,
+        )
+        await self.repoint(stores, ids, "pi_new")
+        after = await self.current(stores, ids)
+        assert after["stripeRefundStatus"] == "partial"  # kept: ingest never erases our fields
+        assert (served_is_refunded(after), served_is_disputed(after)) == (False, False)
+
+    @pytest.mark.usefixtures("stored")
+    async def test_the_new_payments_first_event_clears_the_old_payments_facts(self, stores, ids, bus):
+        applier = self.applier(stores.transactions, bus)
+        await applier.apply(stripe_event("refund.created", self.refund(ids, amount=1500), created=T0, n=1))
+        lost = self.dispute(ids, status="lost", reason="fraudulent")
+        await applier.apply(stripe_event("charge.dispute.closed", lost, created=T0, n=2))
+        await self.repoint(stores, ids, "pi_new")
+        refund = fixture("refund", id="re_new", charge="ch_new", payment_intent="pi_new", amount=500)
+        await applier.apply(stripe_event("refund.created", refund, created=T0 + 60, n=3))
+        after = await self.current(stores, ids)
+        assert after[STAMP] == "pi_new"
+        assert list(after["stripeRefunds"]) == ["re_new"]
+        assert (after["stripeRefundedAmount"], after["stripeRefundStatus"]) == (5.0, "partial")
+        cleared = ("stripeDisputes", "stripeDisputeStatus", "stripeDisputeReason", "stripeDisputeStateAt")
+        assert [after.get(name) for name in cleared] == [None] * len(cleared)
+        assert (served_is_refunded(after), served_is_disputed(after)) == (True, False)
+        *_, announced = self.announced(bus)
+        assert set(announced.message.changed_fields) >= {"stripeRefunds", "stripeDisputeStatus", STAMP}
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_late_event_about_the_old_payment_finds_no_order(self, stores, ids, bus):
+        await self.repoint(stores, ids, "pi_new")
+        late = stripe_event("refund.created", self.refund(ids, amount=1500), created=T0, n=1)
+        with pytest.raises(NoMatchingTransactionError):
+            await self.applier(stores.transactions, bus).apply(late)
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_unknown_event_type_is_ignored_with_its_reason_and_changes_nothing(
+        self, stores, ids, bus
+    ):
+        before = await self.current(stores, ids)
+        customer = fixture("customer")
+        outcome = await self.applier(stores.transactions, bus).apply(
+            stripe_event("customer.created", customer, created=T0)
+        )
+        assert (outcome.state, outcome.reason) == (EventState.IGNORED, "unknown-event-type")
+        assert (await self.current(stores, ids))["_etag"] == before["_etag"]
+        assert self.announced(bus) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,11 +13,9 @@ from webhooks_fakes import build_service
 
 from otcommon.store import InMemoryContainer, StoreError
 from webhooks.journal import EventJournal
+from webhooks.models import StripeEvent
 from webhooks.processor import EventProcessor, NotYetApplicableError, Outcome
 from webhooks.states import EventState, InvalidTransitionError
-
-if TYPE_CHECKING:
-    from webhooks.models import StripeEvent
 
 PATH = "/api/webhooks/stripe"
 
@@ -226,3 +223,15 @@ async def test_an_event_whose_payment_never_arrives_fails_after_three_days(setti
     await service.processor.sweep()
     stored = record(service)
     assert (stored["state"], stored["reason"]) == ("failed", "waited-too-long: NotYetApplicableError")
+
+
+async def test_the_sweep_leaves_an_event_queued_here_to_the_workers(settings):
+    # A backlog: the event waits in this process's queue for longer than the sweep age.
+    applier = RecordingApplier()
+    service = build_service(settings, applier)
+    assert await service.processor.accept(StripeEvent.parse(delivery())) is True  # no worker runs yet
+    service.clock.advance(11)
+    assert await service.processor.sweep() == 0
+    await service.processor.drain()
+    assert applier.applied == ["evt_test000001"]
+    assert record(service)["state"] == "applied"

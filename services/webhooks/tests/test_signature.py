@@ -7,6 +7,7 @@ import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from stripe_fixtures import CONNECT_SECRET, PLATFORM_SECRET, event, fixture, sign
 from structlog.testing import capture_logs
 from webhooks_fakes import OLD_PLATFORM_SECRET, build_service
@@ -140,3 +141,12 @@ async def test_a_refusal_is_logged_with_its_reason_and_without_the_body_or_heade
     logged = repr(logs)
     assert "buyer@example.com" not in logged
     assert header.split("v1=")[1] not in logged
+
+
+async def test_once_the_rotation_ends_the_old_secret_is_refused(settings):
+    # The rotation is over: only the new platform secret is configured.
+    rotated = settings.model_copy(update={"webhooks_platform_secrets": SecretStr(PLATFORM_SECRET)})
+    body = refund_body()
+    status, _, problem = await post(rotated, body, {"Stripe-Signature": sign(body, OLD_PLATFORM_SECRET)})
+    assert status == 400
+    assert problem["detail"] == Rejection.NO_MATCH.value

@@ -5,6 +5,11 @@ that wrote it: the event's ``created`` (seconds), then the rank of the object's 
 dispute only moves forward through its statuses, so within one second the later status wins). An
 event whose version is not newer than the stored one changes nothing. From the per-object facts the
 summary fields are derived; every field here is the webhook service's alone (SPEC section 2).
+
+The facts are stamped with the ``PaymentID`` they were written for. When the source re-points an
+order to another payment, the stored facts describe the old one: readers stop counting them
+(``otcommon.served``), and the next event about the new payment starts from no facts, clearing the
+old payment's refund and dispute fields in the same write.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from otcommon.served import STRIPE_FACTS_PAYMENT_FIELD
 
 REFUNDS_FIELD = "stripeRefunds"
 CHARGE_REFUNDS_FIELD = "stripeChargeRefunds"
@@ -22,6 +29,16 @@ DISPUTES_FIELD = "stripeDisputes"
 DISPUTE_STATUS_FIELD = "stripeDisputeStatus"
 DISPUTE_REASON_FIELD = "stripeDisputeReason"
 DISPUTE_STATE_AT_FIELD = "stripeDisputeStateAt"
+REFUND_FACT_FIELDS = (
+    REFUNDS_FIELD,
+    CHARGE_REFUNDS_FIELD,
+    REFUNDED_AMOUNT_FIELD,
+    REFUND_STATUS_FIELD,
+    REFUND_STATE_AT_FIELD,
+)
+DISPUTE_FACT_FIELDS = (DISPUTES_FIELD, DISPUTE_STATUS_FIELD, DISPUTE_REASON_FIELD, DISPUTE_STATE_AT_FIELD)
+STRIPE_FACT_FIELDS = (*REFUND_FACT_FIELDS, *DISPUTE_FACT_FIELDS, STRIPE_FACTS_PAYMENT_FIELD)
+"""Every field the webhook service writes into a transaction, and no other."""
 
 _REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 3, "canceled": 3}
 _DISPUTE_RANK = {
@@ -67,6 +84,20 @@ class Merge:
     already_applied: bool = False
 
 
+def _current_facts(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The document as a merge sees it, and the fields its write must clear.
+
+    Facts stamped with another payment (or none) are the old payment's: the merge starts without them,
+    and the write clears every one that is stored and stamps the current payment.
+    """
+    payment_id = document.get("PaymentID")
+    if document.get(STRIPE_FACTS_PAYMENT_FIELD) == payment_id:
+        return document, {}
+    stale = {name: None for name in STRIPE_FACT_FIELDS if document.get(name) is not None}
+    view = {name: value for name, value in document.items() if name not in stale}
+    return view, {**stale, STRIPE_FACTS_PAYMENT_FIELD: payment_id}
+
+
 def to_major_units(amount: int, currency: str) -> float:
     """Stripe's minor units as the currency's major units, like ``TotalAmount``."""
     return float(amount) if currency.lower() in _ZERO_DECIMAL else round(amount / 100, 2)
@@ -91,6 +122,7 @@ def _already(stored: dict[str, Any] | None, version: Version) -> bool:
 
 def merge_refund(document: dict[str, Any], refund: dict[str, Any], *, event_id: str, created: int) -> Merge:
     """Fold one refund object into the transaction's refund facts."""
+    document, cleared = _current_facts(document)
     refunds: dict[str, Any] = dict(document.get(REFUNDS_FIELD) or {})
     status = str(refund.get("status") or "pending")
     version = Version(created, _REFUND_RANK.get(status, 0), event_id)
@@ -105,15 +137,15 @@ def merge_refund(document: dict[str, Any], refund: dict[str, Any], *, event_id: 
         currency=str(refund.get("currency") or ""),
         status=status,
     )
-    return Merge(
-        {REFUNDS_FIELD: refunds, **_refund_summary(document, refunds, document.get(CHARGE_REFUNDS_FIELD))}
-    )
+    summary = _refund_summary(document, refunds, document.get(CHARGE_REFUNDS_FIELD))
+    return Merge({**cleared, REFUNDS_FIELD: refunds, **summary})
 
 
 def merge_charge_refunds(
     document: dict[str, Any], charge: dict[str, Any], *, event_id: str, created: int
 ) -> Merge:
     """Fold a charge's ``amount_refunded`` (``charge.refunded``) into the refund facts."""
+    document, cleared = _current_facts(document)
     amount_refunded = int(charge.get("amount_refunded") or 0)
     version = Version(created, amount_refunded, event_id)
     stored = document.get(CHARGE_REFUNDS_FIELD)
@@ -128,7 +160,7 @@ def merge_charge_refunds(
         currency=str(charge.get("currency") or ""),
     )
     summary = _refund_summary(document, dict(document.get(REFUNDS_FIELD) or {}), snapshot)
-    return Merge({CHARGE_REFUNDS_FIELD: snapshot, **summary})
+    return Merge({**cleared, CHARGE_REFUNDS_FIELD: snapshot, **summary})
 
 
 def _refund_summary(
@@ -157,6 +189,7 @@ def _refund_summary(
 
 def merge_dispute(document: dict[str, Any], dispute: dict[str, Any], *, event_id: str, created: int) -> Merge:
     """Fold one dispute object into the transaction's dispute facts."""
+    document, cleared = _current_facts(document)
     disputes: dict[str, Any] = dict(document.get(DISPUTES_FIELD) or {})
     status = str(dispute.get("status") or "needs_response")
     version = Version(created, _DISPUTE_RANK.get(status, 0), event_id)
@@ -175,6 +208,7 @@ def merge_dispute(document: dict[str, Any], dispute: dict[str, Any], *, event_id
     latest = max(disputes.values(), key=lambda entry: (int(entry["eventCreated"]), int(entry["rank"])))
     return Merge(
         {
+            **cleared,
             DISPUTES_FIELD: disputes,
             DISPUTE_STATUS_FIELD: latest["status"],
             DISPUTE_REASON_FIELD: latest["reason"],

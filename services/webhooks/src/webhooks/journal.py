@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from otcommon.store import DocumentExistsError, Patch, read_modify_write
+from otcommon.store import DocumentExistsError, DocumentNotFoundError, Patch, read_modify_write
 from webhooks.models import StripeEvent
 from webhooks.states import REASON_FIELD, STATE_FIELD, EventState, check_transition
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from otcommon.store import Document, DocumentContainer
 
-UNAPPLIED_QUERY = "SELECT * FROM c WHERE c.state = @state AND c.receivedAt < @before"
+UNAPPLIED_QUERY = "SELECT c.id FROM c WHERE c.state = @state AND c.receivedAt < @before"
 """Recorded events still waiting, across partitions (one partition per event id)."""
 
 ATTEMPTS_FIELD = "attempts"
@@ -55,6 +55,14 @@ class EventJournal:
     async def read(self, event_id: str) -> Document:
         """The record of one event; DocumentNotFoundError when it was never recorded (or expired)."""
         return await self._container.read(event_id, partition_key=event_id)
+
+    async def state_of(self, event_id: str) -> EventState | None:
+        """The state of one event's record; None when there is none."""
+        try:
+            record = await self.read(event_id)
+        except DocumentNotFoundError:
+            return None
+        return EventState(record[STATE_FIELD])
 
     async def settle(
         self, event_id: str, state: EventState, *, reason: str | None = None, reset_attempts: bool = False

@@ -36,6 +36,11 @@ class StripeEvent:
             payload = json.loads(text)
         except ValueError as error:
             raise MalformedEventError(f"body is not JSON: {error}") from None
+        return cls.from_payload(payload)
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> StripeEvent:
+        """The event in decoded JSON (a delivery's body, or one listed by Stripe's API)."""
         if not isinstance(payload, dict) or payload.get("object") != "event":
             raise MalformedEventError("body is not a Stripe event object")
         event_id, event_type, created = payload.get("id"), payload.get("type"), payload.get("created")

@@ -72,29 +72,58 @@ class EventProcessor:
         self._max_attempts = max_attempts
         self._sweep_age = sweep_age
         self._wait_limit = wait_limit
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        # A fresh event travels with its id: the record was just created ``received``, so the worker
+        # need not read it back. A redelivery travels as its id alone and is read (it may be settled).
+        self._queue: asyncio.Queue[tuple[str, StripeEvent | None]] = asyncio.Queue(maxsize=queue_size)
+        self._held: set[str] = set()
+        """Ids queued or being applied here: the sweep leaves them to the workers."""
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
 
     async def accept(self, event: StripeEvent) -> bool:
         """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
         fresh = await self._journal.record(event)
+        if event.id in self._held:
+            return fresh
         try:
-            self._queue.put_nowait(event.id)
+            self._queue.put_nowait((event.id, event if fresh else None))
         except asyncio.QueueFull:
             log.warning("apply queue full; the sweep applies the event", event_id=event.id)
+        else:
+            self._held.add(event.id)
         return fresh
 
-    async def process(self, event_id: str) -> EventState:
-        """Apply one recorded event unless it is settled; the state it is left in."""
-        record = await self._journal.read(event_id)
-        if record[STATE_FIELD] != EventState.RECEIVED.value:
-            return EventState(record[STATE_FIELD])
-        event = event_of(record)
+    async def recover(self, event: StripeEvent) -> tuple[bool, EventState]:
+        """Record an event read back from Stripe and apply it now, as a delivery would be.
+
+        Whether it was recorded now (False: a delivery or an earlier replay had recorded it), and the
+        state it is left in; the record makes a later delivery of the same event a duplicate.
+        """
+        fresh = await self._journal.record(event)
+        return fresh, await self.process(event.id)
+
+    async def recorded_state(self, event_id: str) -> EventState | None:
+        """The state of a recorded event; None when it was never recorded (or its record expired)."""
+        return await self._journal.state_of(event_id)
+
+    async def process(self, event_id: str, *, just_recorded: StripeEvent | None = None) -> EventState:
+        """Apply one recorded event unless it is settled; the state it is left in.
+
+        ``just_recorded``: the event this process recorded ``received`` a moment ago, applied without
+        reading its record back (applying is idempotent, and settling checks the state it moves from).
+        """
+        if just_recorded is None:
+            record = await self._journal.read(event_id)
+            if record[STATE_FIELD] != EventState.RECEIVED.value:
+                return EventState(record[STATE_FIELD])
+            event = event_of(record)
+        else:
+            event = just_recorded
         try:
             outcome = await self._applier.apply(event)
         except NotYetApplicableError as error:
-            return await self._wait_or_fail(record, error)
+            # Rare (a payment not ingested yet): the record says how long the event has waited.
+            return await self._wait_or_fail(await self._journal.read(event_id), error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
         await self._journal.settle(event_id, outcome.state, reason=outcome.reason)
@@ -131,7 +160,9 @@ class EventProcessor:
     async def drain(self) -> None:
         """Process every queued event (tests and shutdown: no worker is running)."""
         while not self._queue.empty():
-            await self._process_safely(self._queue.get_nowait())
+            event_id, event = self._queue.get_nowait()
+            await self._process_safely(event_id, event)
+            self._held.discard(event_id)
             self._queue.task_done()
 
     async def join(self) -> None:
@@ -142,13 +173,15 @@ class EventProcessor:
         """Apply every event recorded long enough ago and still unapplied; how many were tried."""
         tried = 0
         async for event_id in self._journal.unapplied(older_than=self._sweep_age):
+            if event_id in self._held:
+                continue  # queued here: a backlog is not applied twice over
             await self._process_safely(event_id)
             tried += 1
         return tried
 
-    async def _process_safely(self, event_id: str) -> None:
+    async def _process_safely(self, event_id: str, event: StripeEvent | None = None) -> None:
         try:
-            await self.process(event_id)
+            await self.process(event_id, just_recorded=event)
         except Exception:
             # The record stays received: the next sweep or Stripe's retry tries again.
             log.exception("webhook event processing failed", event_id=event_id)
@@ -162,10 +195,11 @@ class EventProcessor:
 
     async def _work(self) -> None:
         while True:
-            event_id = await self._queue.get()
+            event_id, event = await self._queue.get()
             try:
-                await self._process_safely(event_id)
+                await self._process_safely(event_id, event)
             finally:
+                self._held.discard(event_id)
                 self._queue.task_done()
 
     async def _sweep_forever(self, every: float) -> None:

@@ -43,6 +43,24 @@ class WebhookSettings(ServiceSettings):
     webhooks_apply_workers: int = Field(
         default=8, ge=1, le=64, description="Events applied at once by the in-process workers."
     )
+    stripe_api_key: SecretStr | None = Field(
+        default=None,
+        description="Stripe key with read access to events; only `replay --since` needs it.",
+    )
+    stripe_api_base: str | None = Field(
+        default=None,
+        description="Stripe API base URL; unset means Stripe itself (set for the local sandbox).",
+    )
+    stripe_max_network_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of network errors, 429s, 409s and 5xx in one Stripe call.",
+    )
+    stripe_requests_per_second: float = Field(
+        default=10.0, gt=0, description="Stripe request rate of a replay (leaves room for the enricher's)."
+    )
+    stripe_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request Stripe timeout.")
     webhooks_http_host: str = Field(default="0.0.0.0", description="HTTP listen address.")  # noqa: S104
     webhooks_http_port: int = Field(default=8082, ge=0, le=65535, description="HTTP listen port.")
 
@@ -52,6 +70,14 @@ class WebhookSettings(ServiceSettings):
             raise ConfigurationError(
                 "invalid configuration:\n  set OT_WEBHOOKS_PLATFORM_SECRETS or OT_WEBHOOKS_CONNECT_SECRETS"
             )
+
+    def require_stripe_key(self) -> SecretStr:
+        """Reading Stripe's event list needs a key: ConfigurationError naming the variable."""
+        if self.stripe_api_key is None or not self.stripe_api_key.get_secret_value():
+            raise ConfigurationError(
+                "invalid configuration:\n  set OT_STRIPE_API_KEY (read access to events)"
+            )
+        return self.stripe_api_key
 
     @property
     def signing_secrets(self) -> list[str]:
