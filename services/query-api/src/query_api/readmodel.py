@@ -108,11 +108,17 @@ class ReadModel:
     def rows(
         self, scope: EventScope, filters: TransactionFilter | None = None, *, columns: Sequence[str] = ()
     ) -> pl.DataFrame:
-        """The rows the caller may see that match the filters (only ``columns`` when given)."""
+        """The rows the caller may see that match the filters (only ``columns`` when given).
+
+        ``columns`` may name ``ROW_NUMBER``: the row's position in ``frame()`` until the next change.
+        """
         predicate = scope.expression()
         if filters is not None:
             predicate = predicate & filters.expression()
-        selected = self.frame().lazy().filter(predicate)
+        selected = self.frame().lazy()
+        if ROW_NUMBER in columns:
+            selected = selected.with_row_index(ROW_NUMBER)
+        selected = selected.filter(predicate)
         if columns:
             selected = selected.select(columns)
         return selected.collect()
@@ -173,6 +179,9 @@ class ReadModel:
             for listener in self._listeners:
                 listener(event_ids)
 
+
+ROW_NUMBER: Final = "_row"
+"""A row's position in ``ReadModel.frame()``, valid until the next upsert or delete."""
 
 _SETTLE_RATIO: Final = 8
 """The recent frame joins the settled one when it reaches 1/8 of its rows (amortized copies)."""
