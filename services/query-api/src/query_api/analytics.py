@@ -10,6 +10,7 @@ import polars as pl
 from otcommon.schemas import DerivedMetrics
 from query_api import breakdowns
 from query_api.columns import PURCHASE_QUARTER
+from query_api.engine import grouped, selected
 from query_api.metrics import TOTALS_COLUMNS, compute_metrics, metrics_from
 from query_api.models import (  # noqa: TC001 - pydantic resolves the fields at run time
     BreakdownRow,
@@ -121,8 +122,8 @@ def _from_partials(
     partials: Partials, *, time_zone: str, wanted: set[Breakdown], granularity: Granularity
 ) -> AnalyticsReport:
     """The report from the sums of the selected events' partials."""
-    totals = partials.totals.drop(EVENT).sum().row(0, named=True)
-    quarters = partials.quarters.group_by(PURCHASE_QUARTER).agg(pl.exclude(EVENT).sum())
+    totals = selected(partials.totals, pl.exclude(EVENT).sum()).row(0, named=True)
+    quarters = grouped(partials.quarters, [PURCHASE_QUARTER], pl.exclude(EVENT).sum())
     per_quarter = quarters.select(PURCHASE_QUARTER, pl.col("ordersCount").alias("orders"))
     report = _report(metrics_from(totals, per_quarter, time_zone=time_zone))
     summed = {name: _summed_groups(partials.groups[name]) for name in _GROUP_OF if _GROUP_OF[name] in wanted}
@@ -132,8 +133,12 @@ def _from_partials(
     report.by_event = _rows_if(summed, "events")
     report.by_deposit_status = _rows_if(summed, "deposits")
     if Breakdown.ROUTES in wanted:
-        accounts = partials.accounts.group_by("accountId").agg(
-            pl.col("accountName").max(), pl.col("ordersCount").sum(), pl.col("grossRevenue").sum()
+        accounts = grouped(
+            partials.accounts,
+            ["accountId"],
+            pl.col("accountName").max(),
+            pl.col("ordersCount").sum(),
+            pl.col("grossRevenue").sum(),
         )
         unresolved = int(partials.unresolved["unresolved"].sum())
         report.routing = breakdowns.routes_from(summed["routes"], accounts, unresolved)
@@ -156,7 +161,7 @@ _GROUP_OF: Final = {
 
 def _summed_groups(per_event: pl.DataFrame) -> pl.DataFrame:
     label = [pl.col("label").max()] if "label" in per_event.columns else []
-    return per_event.group_by("key").agg(*(pl.col(name).sum() for name in breakdowns.GROUP_COLUMNS), *label)
+    return grouped(per_event, ["key"], *(pl.col(name).sum() for name in breakdowns.GROUP_COLUMNS), *label)
 
 
 def _rows_if(summed: dict[str, pl.DataFrame], name: str) -> list[BreakdownRow] | None:

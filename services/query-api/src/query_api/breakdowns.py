@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 import polars as pl
 
 from query_api.columns import PURCHASE_QUARTER
+from query_api.engine import grouped
 from query_api.models import BreakdownRow, ConnectedAccount, RouteSummary, TimeSeriesPoint
 from query_api.timezones import LOCAL_TIME, OFFSET_MINUTES, with_local_time
 
@@ -55,7 +56,7 @@ def grouped_rows(rows: pl.DataFrame, name: str, *, by: Sequence[str] = ()) -> pl
     if name == "ticketTypes":
         rows = rows.explode("ticketTypeList", empty_as_null=True)
     label = [pl.col("EventName").max().alias("label")] if name == "events" else []
-    return rows.group_by(*by, GROUP_KEYS[name].alias("key")).agg(*group_sums(), *label)
+    return grouped(rows, [*by, GROUP_KEYS[name].alias("key")], *group_sums(), *label)
 
 
 def rows_of(grouped: pl.DataFrame) -> list[BreakdownRow]:
@@ -94,7 +95,9 @@ def connected_accounts(rows: pl.DataFrame, *, by: Sequence[str] = ()) -> pl.Data
     connected = rows.filter(
         (pl.col("stripeRouteType") == "connected") & pl.col("stripeDestinationAccountId").is_not_null()
     )
-    return connected.group_by(*by, pl.col("stripeDestinationAccountId").alias("accountId")).agg(
+    return grouped(
+        connected,
+        [*by, pl.col("stripeDestinationAccountId").alias("accountId")],
         pl.col("stripeDestinationAccountName").max().alias("accountName"),
         pl.len().alias("ordersCount"),
         pl.col("TotalAmount").sum().alias("grossRevenue"),
@@ -124,7 +127,7 @@ def quarter_sums() -> list[pl.Expr]:
 
 def time_series(rows: pl.DataFrame, *, granularity: Granularity, time_zone: str) -> list[TimeSeriesPoint]:
     """Orders, tickets, gross and net per local hour, day or week (weeks start on Monday)."""
-    quarters = rows.group_by(PURCHASE_QUARTER).agg(quarter_sums())
+    quarters = grouped(rows, [PURCHASE_QUARTER], *quarter_sums())
     return series_from_quarters(quarters, granularity=granularity, time_zone=time_zone)
 
 
@@ -142,8 +145,10 @@ def series_from_quarters(
     else:
         monday = local.dt.date() - pl.duration(days=local.dt.weekday() - 1)
         keys = [monday.alias("start"), pl.lit(0).alias(OFFSET_MINUTES)]
-    buckets = quarters.group_by(keys).agg(
-        pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")
+    buckets = grouped(
+        quarters,
+        keys,
+        *(pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")),
     )
     instant = pl.col("start").cast(pl.Datetime("ms")) - pl.duration(minutes=pl.col(OFFSET_MINUTES))
     ordered = buckets.sort(instant)

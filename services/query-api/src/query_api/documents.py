@@ -23,7 +23,9 @@ from query_api.columns import (
     QUARTER_HOUR_SECONDS,
     REDEEMED_AT,
     REQUIRED_FIELDS,
+    TICKET_TYPES_TEXT,
     TIMESTAMP_FORMAT,
+    TYPE_SEPARATOR,
 )
 
 if TYPE_CHECKING:
@@ -182,6 +184,12 @@ def _with_derived(frame: pl.DataFrame) -> pl.DataFrame:
         _instant("PurchaseDate").alias(PURCHASED_AT),
         _instant("TicketRedemptionDateTime").alias(REDEEMED_AT),
         (pl.col("PlatformFee") + pl.col("PaymentProviderFee") + pl.col("TaxFee")).alias(FEES),
+        pl.format(
+            "{}{}{}",
+            pl.lit(TYPE_SEPARATOR),
+            pl.col("ticketTypeList").list.join(TYPE_SEPARATOR),
+            pl.lit(TYPE_SEPARATOR),
+        ).alias(TICKET_TYPES_TEXT),
         pl.Series(CUSTOMER_ID, _customer_ids(filled), dtype=pl.String()),
     )
     return derived.with_columns(

@@ -8,6 +8,7 @@ import polars as pl
 
 from otcommon.schemas import DerivedMetrics
 from query_api.columns import FEES, PURCHASE_QUARTER, PURCHASED_AT, REDEEMED_AT
+from query_api.engine import grouped, selected
 from query_api.timezones import LOCAL_TIME, WEEKDAYS, with_local_time
 
 _MILLISECONDS_PER_HOUR = 3_600_000
@@ -65,8 +66,8 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def compute_metrics(rows: pl.DataFrame, *, time_zone: str = "UTC") -> DerivedMetrics:
     """Every metric of SPEC section 3 over ``rows``; peaks in ``time_zone``, ties to the earliest."""
-    totals = rows.select(partial_totals()).row(0, named=True)
-    quarters = rows.group_by(PURCHASE_QUARTER).agg(orders_per_quarter())
+    totals = selected(rows, *partial_totals()).row(0, named=True)
+    quarters = grouped(rows, [PURCHASE_QUARTER], orders_per_quarter())
     return metrics_from(totals, quarters, time_zone=time_zone)
 
 
@@ -104,7 +105,7 @@ def metrics_from(totals: dict[str, Any], quarters: pl.DataFrame, *, time_zone: s
 
 def purchase_peaks(rows: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
     """The local hour (0-23) and weekday with the most orders; None for no rows."""
-    return peaks_from_quarters(rows.group_by(PURCHASE_QUARTER).agg(orders_per_quarter()), time_zone=time_zone)
+    return peaks_from_quarters(grouped(rows, [PURCHASE_QUARTER], orders_per_quarter()), time_zone=time_zone)
 
 
 def peaks_from_quarters(quarters: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
@@ -119,6 +120,6 @@ def peaks_from_quarters(quarters: pl.DataFrame, *, time_zone: str) -> tuple[int 
 
 
 def _busiest(quarters: pl.DataFrame, key: pl.Expr) -> int:
-    per_key = quarters.group_by(key.alias("key")).agg(pl.col("orders").sum())
+    per_key = grouped(quarters, [key.alias("key")], pl.col("orders").sum())
     best = per_key.sort(["orders", "key"], descending=[True, False]).row(0, named=True)
     return int(best["key"])

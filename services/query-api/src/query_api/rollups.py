@@ -17,6 +17,7 @@ import polars as pl
 
 from query_api import breakdowns
 from query_api.columns import PURCHASE_QUARTER
+from query_api.engine import grouped
 from query_api.filters import TransactionFilter
 from query_api.metrics import partial_totals
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from query_api.readmodel import ReadModel
     from query_api.scope import EventScope
 
+_UNRESOLVED: Final = (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
 GROUPED: Final = tuple(breakdowns.GROUP_KEYS)
 """The grouped breakdowns kept per event."""
 EVENT: Final = "eventId"
@@ -63,12 +65,12 @@ class Partials:
 def partials_of(rows: pl.DataFrame) -> Partials:
     """Every partial of these rows, per event."""
     return Partials(
-        totals=rows.group_by(EVENT).agg(partial_totals()),
-        quarters=rows.group_by(EVENT, PURCHASE_QUARTER).agg(breakdowns.quarter_sums()),
+        totals=grouped(rows, [EVENT], *partial_totals()),
+        quarters=grouped(rows, [EVENT, PURCHASE_QUARTER], *breakdowns.quarter_sums()),
         groups={name: breakdowns.grouped_rows(rows, name, by=[EVENT]) for name in GROUPED},
         accounts=breakdowns.connected_accounts(rows, by=[EVENT]),
-        unresolved=rows.group_by(EVENT).agg(
-            (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
+        unresolved=grouped(
+            rows, [EVENT], (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
         ),
     )
 
