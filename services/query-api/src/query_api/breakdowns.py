@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Final
 import polars as pl
 
 from query_api.columns import PURCHASE_QUARTER
+from query_api.engine import grouped
 from query_api.models import BreakdownRow, ConnectedAccount, RouteSummary, TimeSeriesPoint
 from query_api.timezones import LOCAL_TIME, OFFSET_MINUTES, with_local_time
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from query_api.models import Granularity
@@ -30,62 +32,110 @@ _SUMS: Final = (
 )
 
 
-def _grouped(rows: pl.DataFrame, key: pl.Expr, *, label: pl.Expr | None = None) -> list[BreakdownRow]:
-    extra = [label.alias("label")] if label is not None else []
-    grouped = rows.group_by(key.alias("key")).agg(
-        *_SUMS, pl.col("IsRefunded").sum().alias("refundCount"), *extra
-    )
+GROUP_COLUMNS: Final = ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet", "refundCount")
+"""The sums of each breakdown row: they add up across disjoint sets of rows."""
+
+GROUP_KEYS: Final[dict[str, pl.Expr]] = {
+    "ticketTypes": pl.col("ticketTypeList"),
+    "sources": pl.col("sourceBucket").replace_strict(SOURCE_KEYS, default="other"),
+    "referralCodes": pl.col("referralCodeNormalized"),
+    "events": pl.col("eventId"),
+    "deposits": pl.col("depositStatus"),
+    "routes": pl.col("stripeRouteType"),
+}
+"""The key of each grouped breakdown (ticket types: one group per type of the order)."""
+
+
+def group_sums() -> list[pl.Expr]:
+    """The sums of one breakdown group."""
+    return [*_SUMS, pl.col("IsRefunded").sum().alias("refundCount")]
+
+
+def grouped_rows(rows: pl.DataFrame, name: str, *, by: Sequence[str] = ()) -> pl.DataFrame:
+    """The sums per key of breakdown ``name`` (and per ``by`` columns, for partials)."""
+    if name == "ticketTypes":
+        rows = rows.explode("ticketTypeList", empty_as_null=True)
+    label = [pl.col("EventName").max().alias("label")] if name == "events" else []
+    return grouped(rows, [*by, GROUP_KEYS[name].alias("key")], *group_sums(), *label)
+
+
+def rows_of(grouped: pl.DataFrame) -> list[BreakdownRow]:
+    """Breakdown rows from sums per key, the largest gross first (ties by key, nulls last)."""
     ordered = grouped.sort(["grossRevenue", "key"], descending=[True, False], nulls_last=True)
     return [BreakdownRow.model_validate(row) for row in ordered.to_dicts()]
 
 
 def by_ticket_type(rows: pl.DataFrame) -> list[BreakdownRow]:
     """Orders per normalized ticket type (null: orders without a type)."""
-    return _grouped(rows.explode("ticketTypeList", empty_as_null=True), pl.col("ticketTypeList"))
+    return rows_of(grouped_rows(rows, "ticketTypes"))
 
 
 def by_source(rows: pl.DataFrame) -> list[BreakdownRow]:
     """Orders per source: online, boxOffice, other."""
-    return _grouped(rows, pl.col("sourceBucket").replace_strict(SOURCE_KEYS, default="other"))
+    return rows_of(grouped_rows(rows, "sources"))
 
 
 def by_referral_code(rows: pl.DataFrame) -> list[BreakdownRow]:
     """Orders per normalized referral code (null: orders without one)."""
-    return _grouped(rows, pl.col("referralCodeNormalized"))
+    return rows_of(grouped_rows(rows, "referralCodes"))
 
 
 def by_event(rows: pl.DataFrame) -> list[BreakdownRow]:
     """Orders per event, labelled with its name (the tour table)."""
-    return _grouped(rows, pl.col("eventId"), label=pl.col("EventName").max())
+    return rows_of(grouped_rows(rows, "events"))
 
 
 def by_deposit_status(rows: pl.DataFrame) -> list[BreakdownRow]:
     """Orders per deposit status: paid, pending, failed, not_traceable (null: not known yet)."""
-    return _grouped(rows, pl.col("depositStatus"))
+    return rows_of(grouped_rows(rows, "deposits"))
 
 
-def route_summary(rows: pl.DataFrame) -> RouteSummary:
-    """Platform vs connected money, the connected account with the most, and untraced payments."""
-    connected = rows.filter(pl.col("stripeRouteType") == "connected").filter(
-        pl.col("stripeDestinationAccountId").is_not_null()
+def connected_accounts(rows: pl.DataFrame, *, by: Sequence[str] = ()) -> pl.DataFrame:
+    """Orders and gross per connected account (per ``by`` columns too, for partials)."""
+    connected = rows.filter(
+        (pl.col("stripeRouteType") == "connected") & pl.col("stripeDestinationAccountId").is_not_null()
     )
-    accounts = connected.group_by(pl.col("stripeDestinationAccountId").alias("accountId")).agg(
+    return grouped(
+        connected,
+        [*by, pl.col("stripeDestinationAccountId").alias("accountId")],
         pl.col("stripeDestinationAccountName").max().alias("accountName"),
         pl.len().alias("ordersCount"),
         pl.col("TotalAmount").sum().alias("grossRevenue"),
     )
+
+
+def routes_from(routes: pl.DataFrame, accounts: pl.DataFrame, unresolved: int) -> RouteSummary:
+    """The route summary from sums per route, sums per connected account and the unresolved count."""
     top = accounts.sort(["grossRevenue", "accountId"], descending=[True, False]).head(1).to_dicts()
-    unresolved = rows.filter(pl.col("enrichmentState") == "unresolved").height
     return RouteSummary(
-        routes=_grouped(rows, pl.col("stripeRouteType")),
+        routes=rows_of(routes),
         top_connected_account=ConnectedAccount.model_validate(top[0]) if top else None,
         unresolved_count=unresolved,
     )
 
 
+def route_summary(rows: pl.DataFrame) -> RouteSummary:
+    """Platform vs connected money, the connected account with the most, and untraced payments."""
+    unresolved = rows.filter(pl.col("enrichmentState") == "unresolved").height
+    return routes_from(grouped_rows(rows, "routes"), connected_accounts(rows), unresolved)
+
+
+def quarter_sums() -> list[pl.Expr]:
+    """The sums per UTC quarter-hour that time series are read from."""
+    return list(_SUMS)
+
+
 def time_series(rows: pl.DataFrame, *, granularity: Granularity, time_zone: str) -> list[TimeSeriesPoint]:
     """Orders, tickets, gross and net per local hour, day or week (weeks start on Monday)."""
-    quarters = with_local_time(rows.group_by(PURCHASE_QUARTER).agg(*_SUMS), time_zone)
+    quarters = grouped(rows, [PURCHASE_QUARTER], *quarter_sums())
+    return series_from_quarters(quarters, granularity=granularity, time_zone=time_zone)
+
+
+def series_from_quarters(
+    quarters: pl.DataFrame, *, granularity: Granularity, time_zone: str
+) -> list[TimeSeriesPoint]:
+    """The time series from sums per UTC quarter-hour (``quarter_sums``), of one set of rows or summed."""
+    quarters = with_local_time(quarters.filter(pl.col("ordersCount") > 0), time_zone)
     local = pl.col(LOCAL_TIME)
     if granularity == "hour":
         # A local hour is named with its offset: the repeated hour when clocks go back is two hours.
@@ -95,8 +145,10 @@ def time_series(rows: pl.DataFrame, *, granularity: Granularity, time_zone: str)
     else:
         monday = local.dt.date() - pl.duration(days=local.dt.weekday() - 1)
         keys = [monday.alias("start"), pl.lit(0).alias(OFFSET_MINUTES)]
-    buckets = quarters.group_by(keys).agg(
-        pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")
+    buckets = grouped(
+        quarters,
+        keys,
+        *(pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")),
     )
     instant = pl.col("start").cast(pl.Datetime("ms")) - pl.duration(minutes=pl.col(OFFSET_MINUTES))
     ordered = buckets.sort(instant)

@@ -95,6 +95,11 @@ PURCHASE_QUARTER: Final = "_purchaseQuarter"
 """The UTC quarter-hour of the purchase (seconds since the epoch // 900): time-zone work groups by it."""
 FEES: Final = "_fees"
 """PlatformFee + PaymentProviderFee + TaxFee."""
+TICKET_TYPES_TEXT: Final = "_ticketTypesText"
+"""The normalized ticket types as one text, each between two TYPE_SEPARATORs: a type filter is a
+substring test, much faster than testing each row's list."""
+TYPE_SEPARATOR: Final = "\x1f"
+"""Never inside a normalized type: normalization turns it, like all whitespace, into a space."""
 CUSTOMER_ID: Final = "customerId"
 """An opaque id of the buyer (a hash of customerKey, which holds personal data)."""
 

@@ -8,7 +8,7 @@ field at fault and the rest of the batch still loads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
@@ -23,7 +23,9 @@ from query_api.columns import (
     QUARTER_HOUR_SECONDS,
     REDEEMED_AT,
     REQUIRED_FIELDS,
+    TICKET_TYPES_TEXT,
     TIMESTAMP_FORMAT,
+    TYPE_SEPARATOR,
 )
 
 if TYPE_CHECKING:
@@ -68,32 +70,64 @@ def to_rows(documents: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, list[
 def _typed_frame(documents: Sequence[Mapping[str, Any]]) -> pl.DataFrame | None:
     """The batch with the schema's columns, or None if a column holds a value of another type.
 
-    Polars is left to infer each column's type and the result is checked, because loading with a
-    schema would quietly turn "12" into False for a flag or 2.5 into 2 for a count.
+    Each column is built from its values after checking their Python types (the checks of
+    ``_fits``), because loading with a schema would quietly turn "12" into False for a flag or
+    2.5 into 2 for a count. Built column by column, a page of documents loads about ten times
+    faster than through row-wise inference.
     """
     if not documents:
         return pl.DataFrame(schema=DOCUMENT_SCHEMA)
-    try:
-        inferred = pl.from_dicts(list(documents), infer_schema_length=None)
-    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
-        return None
-    columns = []
+    columns: list[pl.Series] = []
     for name, dtype in DOCUMENT_SCHEMA.items():
-        if name not in inferred.columns:
-            columns.append(pl.lit(None, dtype=dtype).alias(name))
-        elif _compatible(inferred.schema[name], dtype):
-            columns.append(pl.col(name).cast(dtype))
-        else:
+        values = [document.get(name) for document in documents]
+        column = _typed_column(name, values, dtype)
+        if column is None:
             return None
-    return inferred.select(columns)
+        columns.append(column)
+    return pl.DataFrame(columns)
 
 
-def _compatible(found: pl.DataType, wanted: pl.DataType) -> bool:
-    if isinstance(found, pl.Null) or found == wanted:
-        return True
-    if isinstance(wanted, pl.Float64):
-        return isinstance(found, pl.Int64)
-    return isinstance(wanted, pl.List) and isinstance(found, pl.List) and isinstance(found.inner, pl.Null)
+_ALLOWED_TYPES: Final[dict[type[pl.DataType], frozenset[type]]] = {
+    pl.String: frozenset({str, type(None)}),
+    pl.Boolean: frozenset({bool, type(None)}),
+    pl.Int64: frozenset({int, type(None)}),
+    pl.Float64: frozenset({int, float, type(None)}),
+    pl.List: frozenset({list, type(None)}),
+}
+_LIST_SEPARATOR: Final = "\x1f"
+
+
+def _typed_column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series | None:
+    """One column from its values; None when a value is not of the column's type."""
+    found = set(map(type, values))
+    if not found <= _ALLOWED_TYPES[type(dtype)]:
+        return None
+    if found <= {type(None)}:
+        # An absent field: Polars builds a typed all-null column from a list slowly.
+        return pl.repeat(None, len(values), dtype=dtype, eager=True).alias(name)
+    if isinstance(dtype, pl.Int64) and not all(
+        -(2**63) < value < 2**63 for value in values if value is not None
+    ):
+        return None
+    if isinstance(dtype, pl.List):
+        return _text_lists(name, values)
+    return pl.Series(name, values, dtype=dtype, strict=False)
+
+
+def _text_lists(name: str, values: list[list[Any] | None]) -> pl.Series | None:
+    """A list-of-text column, built by splitting joined text (building list by list is slow)."""
+    items = [item for value in values if value for item in value]
+    if not all(type(item) is str and _LIST_SEPARATOR not in item for item in items):
+        return None
+    parts = pl.DataFrame(
+        {
+            "joined": [_LIST_SEPARATOR.join(value) if value else "" for value in values],
+            "length": [len(value) if value else 0 for value in values],
+        }
+    )
+    empty = pl.lit([], dtype=pl.List(pl.String()))
+    split = pl.col("joined").str.split(_LIST_SEPARATOR)
+    return parts.select(pl.when(pl.col("length") == 0).then(empty).otherwise(split).alias(name)).to_series()
 
 
 def _document_id(document: Mapping[str, Any]) -> str | None:
@@ -150,6 +184,12 @@ def _with_derived(frame: pl.DataFrame) -> pl.DataFrame:
         _instant("PurchaseDate").alias(PURCHASED_AT),
         _instant("TicketRedemptionDateTime").alias(REDEEMED_AT),
         (pl.col("PlatformFee") + pl.col("PaymentProviderFee") + pl.col("TaxFee")).alias(FEES),
+        pl.format(
+            "{}{}{}",
+            pl.lit(TYPE_SEPARATOR),
+            pl.col("ticketTypeList").list.join(TYPE_SEPARATOR),
+            pl.lit(TYPE_SEPARATOR),
+        ).alias(TICKET_TYPES_TEXT),
         pl.Series(CUSTOMER_ID, _customer_ids(filled), dtype=pl.String()),
     )
     return derived.with_columns(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from otcommon.normalize import SourceBucket, normalize_referral_code, normalize_text, split_ticket_types
-from query_api.columns import PURCHASED_AT, REDEEMED_AT
+from query_api.columns import PURCHASED_AT, REDEEMED_AT, TICKET_TYPES_TEXT, TYPE_SEPARATOR
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -84,8 +84,13 @@ class TransactionFilter:
             conditions.append(pl.col("eventId").is_in(list(self.event_ids)))
         conditions.extend(self._date_conditions())
         if self.ticket_types:
-            wanted = list(self.ticket_types)
-            conditions.append(pl.col("ticketTypeList").list.eval(pl.element().is_in(wanted)).list.any())
+            types = pl.col(TICKET_TYPES_TEXT)
+            conditions.append(
+                pl.any_horizontal(
+                    types.str.contains(f"{TYPE_SEPARATOR}{wanted}{TYPE_SEPARATOR}", literal=True)
+                    for wanted in self.ticket_types
+                )
+            )
         if self.sources:
             conditions.append(pl.col("sourceBucket").is_in(list(self.sources)))
         for column, wanted_flag in (

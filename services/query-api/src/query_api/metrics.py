@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
 from otcommon.schemas import DerivedMetrics
 from query_api.columns import FEES, PURCHASE_QUARTER, PURCHASED_AT, REDEEMED_AT
+from query_api.engine import grouped, selected
 from query_api.timezones import LOCAL_TIME, WEEKDAYS, with_local_time
 
 _MILLISECONDS_PER_HOUR = 3_600_000
 
 
-def _totals(rows: pl.DataFrame) -> dict[str, Any]:
+TOTALS_COLUMNS: Final = (
+    "TotalTickets",
+    "TotalAmount",
+    "OrganizerAmount",
+    FEES,
+    "IsRefunded",
+    "IsDisputed",
+    "IsValid",
+    "TotalScanCount",
+    "TotalTicketRedeemed",
+    "sourceBucket",
+    PURCHASED_AT,
+    REDEEMED_AT,
+    PURCHASE_QUARTER,
+)
+"""The columns the metrics read."""
+
+
+def partial_totals() -> list[pl.Expr]:
+    """Sums and counts that add up across disjoint sets of rows (per-event partials sum to the whole)."""
     lag_hours = (pl.col(REDEEMED_AT) - pl.col(PURCHASED_AT)).dt.total_milliseconds() / _MILLISECONDS_PER_HOUR
     refunded = pl.col("IsRefunded")
-    return rows.select(
+    return [
         pl.len().alias("orders"),
         pl.col("TotalTickets").sum().alias("tickets"),
         pl.col("TotalAmount").sum().alias("gross"),
@@ -30,8 +50,14 @@ def _totals(rows: pl.DataFrame) -> dict[str, Any]:
         pl.col("TotalTicketRedeemed").sum().alias("redeemed"),
         (pl.col("sourceBucket") == "online").sum().alias("online"),
         (pl.col("sourceBucket") == "boxoffice").sum().alias("boxOffice"),
-        lag_hours.mean().alias("lag"),
-    ).row(0, named=True)
+        lag_hours.sum().alias("lagHours"),
+        lag_hours.count().alias("lagCount"),
+    ]
+
+
+def orders_per_quarter() -> pl.Expr:
+    """Orders per UTC quarter-hour (grouped by ``PURCHASE_QUARTER``): what the peaks are read from."""
+    return pl.len().alias("orders")
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -40,9 +66,16 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def compute_metrics(rows: pl.DataFrame, *, time_zone: str = "UTC") -> DerivedMetrics:
     """Every metric of SPEC section 3 over ``rows``; peaks in ``time_zone``, ties to the earliest."""
-    totals = _totals(rows)
-    orders, tickets, gross = totals["orders"], totals["tickets"], totals["gross"]
-    peak_hour, peak_day = purchase_peaks(rows, time_zone=time_zone)
+    totals = selected(rows, *partial_totals()).row(0, named=True)
+    quarters = grouped(rows, [PURCHASE_QUARTER], orders_per_quarter())
+    return metrics_from(totals, quarters, time_zone=time_zone)
+
+
+def metrics_from(totals: dict[str, Any], quarters: pl.DataFrame, *, time_zone: str) -> DerivedMetrics:
+    """The metrics from ``partial_totals`` and orders per quarter-hour, of one set of rows or summed."""
+    orders, tickets, gross = totals["orders"], totals["tickets"] or 0, totals["gross"] or 0.0
+    peak_hour, peak_day = peaks_from_quarters(quarters, time_zone=time_zone)
+    lag_count = totals["lagCount"] or 0
     return DerivedMetrics(
         tickets_sold=tickets,
         orders_count=orders,
@@ -64,7 +97,7 @@ def compute_metrics(rows: pl.DataFrame, *, time_zone: str = "UTC") -> DerivedMet
         online_share=_ratio(totals["online"], orders),
         avg_ticket_price=_ratio(gross, tickets),
         avg_order_value=_ratio(gross, orders),
-        avg_redemption_lag=totals["lag"] or 0.0,
+        avg_redemption_lag=_ratio(totals["lagHours"] or 0.0, lag_count),
         peak_purchase_hour=peak_hour,
         peak_purchase_day=peak_day,
     )
@@ -72,15 +105,21 @@ def compute_metrics(rows: pl.DataFrame, *, time_zone: str = "UTC") -> DerivedMet
 
 def purchase_peaks(rows: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
     """The local hour (0-23) and weekday with the most orders; None for no rows."""
-    if rows.height == 0:
+    return peaks_from_quarters(grouped(rows, [PURCHASE_QUARTER], orders_per_quarter()), time_zone=time_zone)
+
+
+def peaks_from_quarters(quarters: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
+    """The busiest local hour and weekday from orders per UTC quarter-hour; None when no orders."""
+    quarters = quarters.filter(pl.col("orders") > 0)
+    if quarters.height == 0:
         return None, None
-    quarters = with_local_time(rows.group_by(PURCHASE_QUARTER).agg(pl.len().alias("orders")), time_zone)
+    quarters = with_local_time(quarters, time_zone)
     hour = _busiest(quarters, pl.col(LOCAL_TIME).dt.hour())
     weekday = _busiest(quarters, pl.col(LOCAL_TIME).dt.weekday())
     return hour, WEEKDAYS[weekday - 1]
 
 
 def _busiest(quarters: pl.DataFrame, key: pl.Expr) -> int:
-    per_key = quarters.group_by(key.alias("key")).agg(pl.col("orders").sum())
+    per_key = grouped(quarters, [key.alias("key")], pl.col("orders").sum())
     best = per_key.sort(["orders", "key"], descending=[True, False]).row(0, named=True)
     return int(best["key"])

@@ -1,0 +1,114 @@
+"""Per-event partial aggregates: a question that selects only events is answered from them.
+
+The dashboard's commonest questions select whole events: all of them, one, a tour, or the events
+a token may see. Every metric and breakdown is built from sums that add up across disjoint sets
+of rows (``metrics.partial_totals``, ``breakdowns.group_sums``, sums per UTC quarter-hour), so
+the answer for a set of events is the sum of each event's partials, a few hundred rows instead of
+a million. An event's partials are dropped when one of its rows changes and rebuilt from that
+event's rows when next asked for, so they are exact and a change costs one event's rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
+
+import polars as pl
+
+from query_api import breakdowns
+from query_api.columns import PURCHASE_QUARTER
+from query_api.engine import grouped
+from query_api.filters import TransactionFilter
+from query_api.metrics import partial_totals
+
+if TYPE_CHECKING:
+    from query_api.readmodel import ReadModel
+    from query_api.scope import EventScope
+
+_UNRESOLVED: Final = (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
+GROUPED: Final = tuple(breakdowns.GROUP_KEYS)
+"""The grouped breakdowns kept per event."""
+EVENT: Final = "eventId"
+
+
+@dataclass(frozen=True, slots=True)
+class Partials:
+    """Sums per event (and per key, quarter-hour or account), for the events selected."""
+
+    totals: pl.DataFrame
+    quarters: pl.DataFrame
+    groups: dict[str, pl.DataFrame]
+    accounts: pl.DataFrame
+    unresolved: pl.DataFrame
+
+    def select(self, events: pl.Expr) -> Partials:
+        """The partials of the events the predicate on ``eventId`` selects."""
+        return Partials(
+            totals=self.totals.filter(events),
+            quarters=self.quarters.filter(events),
+            groups={name: frame.filter(events) for name, frame in self.groups.items()},
+            accounts=self.accounts.filter(events),
+            unresolved=self.unresolved.filter(events),
+        )
+
+    def combined_with(self, other: Partials) -> Partials:
+        """Both sets of partials, for disjoint sets of events."""
+        return Partials(
+            totals=pl.concat([self.totals, other.totals]),
+            quarters=pl.concat([self.quarters, other.quarters]),
+            groups={name: pl.concat([frame, other.groups[name]]) for name, frame in self.groups.items()},
+            accounts=pl.concat([self.accounts, other.accounts]),
+            unresolved=pl.concat([self.unresolved, other.unresolved]),
+        )
+
+
+def partials_of(rows: pl.DataFrame) -> Partials:
+    """Every partial of these rows, per event."""
+    return Partials(
+        totals=grouped(rows, [EVENT], *partial_totals()),
+        quarters=grouped(rows, [EVENT, PURCHASE_QUARTER], *breakdowns.quarter_sums()),
+        groups={name: breakdowns.grouped_rows(rows, name, by=[EVENT]) for name in GROUPED},
+        accounts=breakdowns.connected_accounts(rows, by=[EVENT]),
+        unresolved=grouped(
+            rows, [EVENT], (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
+        ),
+    )
+
+
+def answers_from_partials(filters: TransactionFilter) -> bool:
+    """Whether the filters select whole events only (no dates, types, flags, codes or search)."""
+    return replace(filters, event_ids=(), date_mode="purchase") == TransactionFilter()
+
+
+class EventRollups:
+    """The per-event partials of a read model, rebuilt per event after its rows change."""
+
+    def __init__(self, model: ReadModel) -> None:
+        self._model = model
+        self._partials: Partials | None = None
+        self._stale: set[str] = set()
+        self._everything_stale = True
+        model.on_change(self._invalidate)
+
+    def selected(self, scope: EventScope, filters: TransactionFilter) -> Partials:
+        """The partials of the events both the scope and the ``eventId`` filter allow."""
+        events = scope.expression()
+        if filters.event_ids:
+            events = events & pl.col(EVENT).is_in(list(filters.event_ids))
+        return self._current().select(events)
+
+    def _current(self) -> Partials:
+        frame = self._model.frame()
+        if self._everything_stale or self._partials is None:
+            self._partials = partials_of(frame)
+        elif self._stale:
+            changed = pl.col(EVENT).is_in(sorted(self._stale))
+            rebuilt = partials_of(frame.filter(changed))
+            self._partials = self._partials.select(~changed).combined_with(rebuilt)
+        self._stale.clear()
+        self._everything_stale = False
+        return self._partials
+
+    def _invalidate(self, event_ids: pl.DataFrame) -> None:
+        if not self._everything_stale:
+            self._stale.update(event_ids[EVENT].unique().to_list())
