@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 def event_catalog(model: ReadModel, scope: EventScope) -> list[dict[str, Any]]:
     """Each visible event with its name (the latest sale's), orders, tickets, gross and sale period."""
-    rows = model.rows(scope)
+    # Only the columns the catalog reads: the whole frame would be copied otherwise.
+    columns = ("id", "eventId", "EventName", PURCHASED_AT, "TotalTickets", "TotalAmount", "PurchaseDate")
+    rows = model.rows(scope, columns=columns)
     catalog = (
         rows.group_by("eventId")
         .agg(

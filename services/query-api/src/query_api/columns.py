@@ -12,6 +12,7 @@ from typing import Final
 import polars as pl
 
 from otcommon.schemas import ENRICHMENT_FIELDS
+from otcommon.served import STRIPE_FACTS_PAYMENT_FIELD
 
 _TEXT_FIELDS: Final = (
     "id",
@@ -44,6 +45,16 @@ _TEXT_FIELDS: Final = (
     "customerKey",
     "searchText",
 )
+# The webhook service's Stripe facts (SPEC section 2): the served IsRefunded / IsDisputed combine them
+# with the source's flags (otcommon.served), and the dashboard shows the statuses.
+_STRIPE_FACT_TEXT_FIELDS: Final = (
+    "stripeRefundStatus",
+    "stripeRefundStateAt",
+    "stripeDisputeStatus",
+    "stripeDisputeReason",
+    "stripeDisputeStateAt",
+    STRIPE_FACTS_PAYMENT_FIELD,
+)
 _COUNT_FIELDS: Final = ("SN", "TotalTickets", "TotalScanCount", "TotalTicketRedeemed")
 _AMOUNT_FIELDS: Final = (
     "TotalAmount",
@@ -54,6 +65,7 @@ _AMOUNT_FIELDS: Final = (
     "OrganizerAmount",
     "stripeApplicationFeeAmount",
     "stripeNetAmount",
+    "stripeRefundedAmount",
 )
 _FLAG_FIELDS: Final = ("IsRefunded", "IsValid", "IsDisputed")
 _ENRICHMENT_TEXT_FIELDS: Final = tuple(
@@ -61,7 +73,7 @@ _ENRICHMENT_TEXT_FIELDS: Final = tuple(
 )
 
 DOCUMENT_SCHEMA: Final[dict[str, pl.DataType]] = {
-    **dict.fromkeys(_TEXT_FIELDS + _ENRICHMENT_TEXT_FIELDS, pl.String()),
+    **dict.fromkeys(_TEXT_FIELDS + _ENRICHMENT_TEXT_FIELDS + _STRIPE_FACT_TEXT_FIELDS, pl.String()),
     **dict.fromkeys(_COUNT_FIELDS, pl.Int64()),
     **dict.fromkeys(_AMOUNT_FIELDS, pl.Float64()),
     **dict.fromkeys(_FLAG_FIELDS, pl.Boolean()),

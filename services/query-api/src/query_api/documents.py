@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 import polars as pl
 
 from otcommon.normalize import stable_id
+from otcommon.served import STRIPE_DISPUTED_STATUSES, STRIPE_FACTS_PAYMENT_FIELD, STRIPE_REFUNDED_STATUSES
 from query_api.columns import (
     CUSTOMER_ID,
     DEFAULTS,
@@ -181,6 +182,7 @@ def _with_derived(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("_ts").fill_null(0),
     )
     derived = filled.with_columns(
+        *_served_flags(),
         _instant("PurchaseDate").alias(PURCHASED_AT),
         _instant("TicketRedemptionDateTime").alias(REDEEMED_AT),
         (pl.col("PlatformFee") + pl.col("PaymentProviderFee") + pl.col("TaxFee")).alias(FEES),
@@ -194,6 +196,24 @@ def _with_derived(frame: pl.DataFrame) -> pl.DataFrame:
     )
     return derived.with_columns(
         (pl.col(PURCHASED_AT).dt.epoch("s") // QUARTER_HOUR_SECONDS).alias(PURCHASE_QUARTER),
+    )
+
+
+def _served_flags() -> tuple[pl.Expr, pl.Expr]:
+    """IsRefunded / IsDisputed as served: the source's flag or Stripe's fact about the current payment.
+
+    The same rule as ``otcommon.served`` (which the webhook service and the tests use), as column
+    expressions: a row holds the served flags, so metrics, filters, tables and the stream agree.
+    """
+    has_payment = pl.col("PaymentID").str.len_chars() > 0
+    current = (has_payment & (pl.col("PaymentID") == pl.col(STRIPE_FACTS_PAYMENT_FIELD))).fill_null(
+        value=False
+    )
+    refunded = pl.col("stripeRefundStatus").is_in(sorted(STRIPE_REFUNDED_STATUSES)).fill_null(value=False)
+    disputed = pl.col("stripeDisputeStatus").is_in(sorted(STRIPE_DISPUTED_STATUSES)).fill_null(value=False)
+    return (
+        (pl.col("IsRefunded") | (refunded & current)).alias("IsRefunded"),
+        (pl.col("IsDisputed") | (disputed & current)).alias("IsDisputed"),
     )
 
 

@@ -26,7 +26,6 @@ from opentelemetry import metrics
 from query_api.changes import change_event
 from query_api.loading import load_transactions
 from query_api.readmodel import served
-from query_api.scope import EventScope
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -51,8 +50,6 @@ DEFAULT_POLL_SECONDS: Final = 0.25
 """Pause between two passes over the feed: with a pass's own time, a change shows well within 2 s."""
 DEFAULT_STALE_AFTER_SECONDS: Final = 10.0
 """A replica whose last complete pass is older than this reports not ready."""
-
-_EVERYTHING: Final = EventScope.everything()
 
 
 class ReadSideNotReadyError(Exception):
@@ -264,7 +261,8 @@ class ChangeFeedFollower:
         """The served rows of these ids; nothing before catch-up, when no event is published."""
         if not self.status.caught_up:
             return {}
-        rows = self._model.rows(_EVERYTHING).filter(pl.col("id").is_in(list(ids)))
+        # frame() is unscoped and not copied: the page's few ids are picked from it directly.
+        rows = self._model.frame().filter(pl.col("id").is_in(list(ids)))
         return {row["id"]: row for row in served(rows)}
 
 
