@@ -55,6 +55,10 @@ class SingleFlight:
         # One waiter being cancelled (its message abandoned) must not cancel the others' refresh.
         await asyncio.shield(task)
 
+    def running(self, key: str) -> bool:
+        """Whether a task for ``key`` is in flight."""
+        return key in self._running
+
 
 class Indexer:
     """Keeps the Stripe index fresh enough for the payments being enriched."""
@@ -325,12 +329,20 @@ class Indexer:
 
     async def _started_after(self, key: str, index: str, account: str | None, as_of: datetime) -> bool:
         started = self._started.get(key)
-        if started is None or started < as_of:
-            # Another replica may have refreshed since: its mark in Cosmos DB counts too (one point read).
-            stored = (await self._index.mark(index, account)).started_at
-            if stored is not None and (started is None or stored > started):
-                started = self._started[key] = stored
+        # While this replica's own refresh runs, waiting for it costs nothing; reading the mark again
+        # for every message that arrives meanwhile would cost a read per message and account.
+        if (started is None or started < as_of) and not self._flights.running(key):
+            # Another replica may have refreshed since: its mark in Cosmos DB counts too (one point
+            # read, shared by the messages asking at the same time).
+            await self._flights.run(f"mark:{key}", lambda: self._recall_mark(key, index, account))
+            started = self._started.get(key)
         return started is not None and started >= as_of
+
+    async def _recall_mark(self, key: str, index: str, account: str | None) -> None:
+        stored = (await self._index.mark(index, account)).started_at
+        started = self._started.get(key)
+        if stored is not None and (started is None or stored > started):
+            self._started[key] = stored
 
 
 async def _each_listed(

@@ -18,10 +18,16 @@ lookup is a point read). Keys say what they answer:
 Stripe's facts only ever get added or move forward, so writes are plain upserts of what Stripe
 said; cursors and payout states only move forward (read-modify-write under the ETag: a slower
 reader holding an older payout state must not overwrite a newer one).
+
+Documents of the kinds in ``SETTLED_KINDS`` never change once written (a charge's owner, a
+transfer's destination, a bank account), or change only by this index's own writes (an account's
+name, rewritten by each account listing), so each replica keeps the ones it read or wrote in
+memory: a payment costs its point reads of payouts and cursors, not of every fact behind it.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +56,12 @@ _CHARGE_FIELDS = (
     "transfer_group",
 )
 _BALANCE_FIELDS = ("id", "amount", "fee", "net", "currency", "available_on", "created")
+
+SETTLED_KINDS = frozenset({"account", "payment", "transfer", "transfer-of", "bank"})
+"""Key kinds kept in memory once read or written (payouts, payout links and cursors move: never)."""
+
+MEMORY_ENTRIES = 50_000
+"""Settled documents kept per replica (least recently used go first): some tens of MB."""
 
 
 def account_key(account: str | None) -> str:
@@ -93,19 +105,37 @@ class RefreshMark:
 class StripeIndex:
     """Typed reads and writes of the index documents."""
 
-    def __init__(self, container: DocumentContainer) -> None:
+    def __init__(self, container: DocumentContainer, *, memory_entries: int = MEMORY_ENTRIES) -> None:
         self._container = container
+        self._memory: OrderedDict[str, Document] = OrderedDict()
+        self._memory_entries = memory_entries
 
     async def get(self, key: str) -> Document | None:
         """The document at a key, or None."""
+        remembered = self._memory.get(key)
+        if remembered is not None:
+            self._memory.move_to_end(key)
+            return remembered
         try:
-            return await self._container.read(key, partition_key=key)
+            found = await self._container.read(key, partition_key=key)
         except DocumentNotFoundError:
-            return None
+            return None  # not remembered: it may be written by the next listing
+        self._remember(key, found)
+        return found
 
     async def put(self, key: str, **fields: Any) -> None:
         """Record a fact (replacing what the key held)."""
-        await self._container.upsert({"id": key, **fields})
+        document = {"id": key, **fields}
+        await self._container.upsert(document)
+        self._remember(key, document)
+
+    def _remember(self, key: str, document: Document) -> None:
+        if key.split(":", 1)[0] not in SETTLED_KINDS:
+            return
+        self._memory[key] = document
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._memory_entries:
+            self._memory.popitem(last=False)
 
     async def payment(self, payment_id: str) -> IndexedPayment | None:
         """The indexed charge behind a ``ch_``/``pi_``/``py_`` id."""

@@ -1,0 +1,782 @@
+"""Benchmark the enricher: Stripe calls per enriched payment (bulk and trickle), cold start, naive probing.
+
+    uv run --no-sync python bench/bench_enricher.py --out bench/results/enricher.json
+
+Starts the Cosmos DB stand-in and the Stripe sandbox (``python -m devstack stripe``) as processes on
+127.0.0.1. The world: 20 connected accounts plus the platform, every route (platform, destination and
+direct charges; ``ch_`` ids with and without a PaymentIntent; manual-payout accounts), and 10,000
+payments that the scenario's clock reveals over 100 hourly advances (``--sales-per-hour`` is chosen so
+that exactly 10,000 payments arrive; the benchmark checks it). The enricher's real code path runs:
+``EnrichmentHandler`` -> ``PaymentEnricher`` + ``Indexer`` with the indexes in Cosmos DB + the
+``StripeApiGateway`` on the official ``stripe`` package, writing onto transaction documents in
+Cosmos DB. The handler is called directly, ``max_concurrency`` messages at a time, instead of through
+Service Bus, and announces no ``TransactionChanged`` (no topic here); a RetryableError puts the
+payment back in the queue, as a redelivery would. Calls are counted by the sandbox (its request log).
+
+1. Trickle: 100 batches, as hourly syncs would queue them. Before each batch the world's clock moves
+   60 minutes (the sandbox's ``/_sandbox/advance``), so each batch's payments were created after the
+   previous listings; the batch is the payments created in that hour, requested at the new time.
+2. Bulk and cold start: the same 10,000 payments (the world at its last moment), all queued at once
+   against empty indexes, under the sandbox's 25 requests/s limit with the gateway's rate gate at
+   25/s. Wall time beside its lower bound (calls answered / 25 per s); 429s counted.
+3. Naive: for each payment, retrieve it from the platform, then from each connected account in turn
+   until found, against the same sandbox with its rate limit raised (so the pass ends in minutes);
+   its time at 25 requests/s is estimated as calls / 25. It only locates payments: its true cost is
+   higher (balance transactions, transfers and payouts still to be traced).
+
+Every enriched payment is compared field by field with the generator's ground truth
+(``/_sandbox/payments``). All processes share this machine's cores with the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from devstack.cosmos import EMULATOR_KEY, start_cosmos
+from devstack.processes import start_process
+from devstack.scenario import Scenario
+from devstack.stripe.settings import DEFAULT_SECRET_KEY
+from enricher.findings import Findings
+from enricher.gateway import StripeObjectMissingError
+from enricher.handler import EnrichmentHandler
+from enricher.indexer import Indexer
+from enricher.indexes import StripeIndex
+from enricher.routing import RouteType
+from enricher.service import PaymentEnricher
+from enricher.stripe_api import StripeApiGateway
+from enricher.writer import EnrichmentWriter
+from ingest.mapping import map_api_row, source_document
+from otcommon.bus import RetryableError
+from otcommon.enrichment import STATE_FIELD, EnrichmentState
+from otcommon.settings import CosmosConnection
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
+from otcommon.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+
+    from azure.cosmos.aio import CosmosClient
+
+    from devstack.processes import ManagedProcess
+    from enricher.service import Unresolved
+    from otcommon.store import QueryPage
+
+SEED = 7
+ORGANIZERS = 20
+EVENTS = 100  # five per organizer, so every organizer has events on sale during the 100 hours
+BATCHES = 100
+BATCH_MINUTES = 60
+PAYMENTS = 10_000
+# With this seed, world and rate, 100 hourly advances reveal exactly PAYMENTS payments (checked below).
+SALES_PER_HOUR = 108.8672
+RATE_LIMIT = 25  # the sandbox's default, Stripe's test-mode limit
+MAX_CONCURRENCY = 16  # the enricher's default OT_ENRICHER_MAX_CONCURRENCY
+NAIVE_RATE_LIMIT = 100_000
+NAIVE_GATE_PER_SECOND = 2_000.0
+NAIVE_CONCURRENCY = 32
+WRITE_CONCURRENCY = 16
+PHASES = ("trickle", "bulk", "naive")
+TARGET_BULK = 0.05
+TARGET_TRICKLE = 0.3
+TARGET_COLD_START_RATIO = 1.5
+NOTE = (
+    "The Cosmos DB stand-in and the Stripe sandbox ran on this machine and shared its "
+    f"{os.cpu_count()} cores with the benchmark (and with whatever else the machine was running)."
+)
+DRIVER = (
+    "EnrichmentHandler.enrich called directly (at most max_concurrency payments at once) instead of "
+    "through Service Bus; no TransactionChanged announcements; a RetryableError re-queues the payment."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The world's size: hourly batches, the sales rate, and the payments they must reveal."""
+
+    batches: int = BATCHES
+    sales_per_hour: float = SALES_PER_HOUR
+    payments: int = PAYMENTS
+
+
+class WorldClock:
+    """The scenario's time, which the enricher's components run on (the world moves only when told)."""
+
+    def __init__(self, iso: str) -> None:
+        self.now = datetime.fromisoformat(iso)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# -- the sandbox --------------------------------------------------------------------------------------
+
+
+def start_stripe_sandbox(*, rate_limit: int, plan: Plan) -> ManagedProcess:
+    """``python -m devstack stripe`` on a free port, serving the benchmark's world from its first hour."""
+    command = [
+        sys.executable,
+        "-m",
+        "devstack",
+        "stripe",
+        "--port",
+        "0",
+        *("--seed", str(SEED), "--orders", "0", "--events", str(EVENTS)),
+        *("--organizers", str(ORGANIZERS), "--sales-per-hour", str(plan.sales_per_hour)),
+        *("--rate-limit", str(rate_limit)),
+    ]
+    return start_process(
+        "stripe",
+        command,
+        ready_pattern=r"stripe-sandbox ready on (?P<url>http://\S+) key (?P<key>\S+)",
+        timeout_seconds=60.0,
+    )
+
+
+class SandboxControls:
+    """The sandbox's own routes: clock, request log, rate limit, ground truth."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with self._session.request(method, f"{self._base}{path}", json=body) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def now(self) -> str:
+        return str((await self._call("GET", "/_sandbox/state"))["now"])
+
+    async def advance(self, minutes: int) -> tuple[str, list[str]]:
+        """Move the clock; (new time, ids of the orders created meanwhile)."""
+        answer = await self._call("POST", "/_sandbox/advance", {"minutes": minutes})
+        return str(answer["now"]), list(answer["newIds"])
+
+    async def requests(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/_sandbox/requests"))
+
+    async def clear_requests(self) -> None:
+        await self._call("DELETE", "/_sandbox/requests")
+
+    async def set_rate_limit(self, per_second: int) -> None:
+        await self._call("POST", "/_sandbox/rate-limit", {"per_second": per_second})
+
+    async def payments_now(self, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Ground truth of these payments at the world's current moment (one small request each)."""
+        limit = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def one(payment_id: str) -> dict[str, Any]:
+            async with limit:
+                return dict(await self._call("GET", f"/_sandbox/payments/{payment_id}"))
+
+        return dict(zip(payment_ids, await asyncio.gather(*map(one, payment_ids)), strict=True))
+
+    async def payments(self) -> dict[str, dict[str, Any]]:
+        """Ground truth of every payment at the world's current moment."""
+        data = (await self._call("GET", "/_sandbox/payments"))["data"]
+        return {str(facts["payment_id"]): facts for facts in data}
+
+
+# -- Cosmos DB and the enricher -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def cosmos_database(endpoint: str, name: str) -> AsyncIterator[CosmosClient]:
+    """A provisioned database of its own, deleted at exit."""
+    connection = CosmosConnection(endpoint=endpoint, key=SecretStr(EMULATOR_KEY), database=name)
+    async with create_cosmos_client(connection, user_agent="enricher-bench") as client:
+        await provision(client, database=name, topology=DEFAULT_TOPOLOGY)
+        try:
+            yield client
+        finally:
+            await client.delete_database(name)
+
+
+class CountedContainer(CosmosContainer):
+    """A container that counts the requests made through it, by operation and index key kind."""
+
+    def __init__(self, inner: CosmosContainer, counts: Counter[str]) -> None:
+        super().__init__(inner._container, partition_key_path=inner.partition_key_path)  # noqa: SLF001
+        self._counts = counts
+
+    def _count(self, operation: str, key: object) -> None:
+        kind = str(key).split(":", 1)[0] if self.name == "stripe-index" else "transaction"
+        self._counts[f"{self.name} {operation} {kind}"] += 1
+
+    async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
+        self._count("read", document_id)
+        return await super().read(document_id, partition_key=partition_key)
+
+    async def upsert(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        self._count("upsert", document["id"])
+        return await super().upsert(document)
+
+    async def create(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        self._count("create", document["id"])
+        return await super().create(document)
+
+    async def replace(self, document: Mapping[str, Any], *, etag: str | None = None) -> dict[str, Any]:
+        self._count("replace", document["id"])
+        return await super().replace(document, etag=etag)
+
+    async def query(self, query: str, **options: Any) -> AsyncIterator[QueryPage]:  # type: ignore[override]
+        self._count("query", "pages")
+        async for page in super().query(query, **options):
+            yield page
+
+
+def container(
+    client: CosmosClient, database: str, name: str, counts: Counter[str] | None = None
+) -> CosmosContainer:
+    plain = CosmosContainer.of(client, database=database, spec=DEFAULT_TOPOLOGY.container(name))
+    return plain if counts is None else CountedContainer(plain, counts)
+
+
+def build_handler(
+    *,
+    client: CosmosClient,
+    database: str,
+    gateway: StripeApiGateway,
+    clock: WorldClock,
+    counts: Counter[str],
+) -> EnrichmentHandler:
+    """The enricher as ``open_enricher`` wires it, on this database, this gateway and the world's clock."""
+    index = StripeIndex(container(client, database, "stripe-index", counts))
+    indexer = Indexer(gateway=gateway, index=index, clock=clock)
+    return EnrichmentHandler(
+        enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
+        writer=EnrichmentWriter(container(client, database, "transactions", counts)),
+        announcer=None,
+        clock=clock,
+    )
+
+
+def sandbox_gateway(base_url: str, *, per_second: float) -> StripeApiGateway:
+    return StripeApiGateway(
+        api_key=DEFAULT_SECRET_KEY, api_base=base_url, requests_per_second=per_second, max_network_retries=3
+    )
+
+
+async def store_transactions(transactions: CosmosContainer, documents: Sequence[dict[str, Any]]) -> None:
+    """The transaction documents as ingest leaves them after queueing their payments."""
+    work = iter(documents)
+
+    async def writer() -> None:
+        for document in work:
+            await transactions.upsert(document)
+
+    await asyncio.gather(*(writer() for _ in range(WRITE_CONCURRENCY)))
+
+
+def transaction_documents(scenario: Scenario, order_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows of these orders mapped as ingest maps them; payments marked queued."""
+    wanted = set(order_ids)
+    documents = []
+    for order in scenario.orders():
+        if order.id not in wanted:
+            continue
+        document = source_document(map_api_row(scenario.row(order)))
+        document[STATE_FIELD] = EnrichmentState.QUEUED.value if document.get("PaymentID") else None
+        documents.append(document)
+    return documents
+
+
+async def enrich_all(
+    handler: EnrichmentHandler, payment_ids: Sequence[str], *, requested_at: datetime, concurrency: int
+) -> tuple[dict[str, Findings | Unresolved], int]:
+    """Each payment through the handler, ``concurrency`` at once; (results, times re-queued)."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for payment_id in payment_ids:
+        queue.put_nowait(payment_id)
+    results: dict[str, Findings | Unresolved] = {}
+    requeued = 0
+
+    async def worker() -> None:
+        nonlocal requeued
+        while not queue.empty():
+            payment_id = queue.get_nowait()
+            try:
+                results[payment_id] = await handler.enrich(payment_id, requested_at=requested_at)
+            except RetryableError:
+                requeued += 1
+                queue.put_nowait(payment_id)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results, requeued
+
+
+# -- correctness -------------------------------------------------------------------------------------
+
+
+def wrong_fields(found: Findings | Unresolved, truth: dict[str, Any]) -> list[str]:
+    """The fields where the enricher's answer differs from the generator's ground truth."""
+    if not isinstance(found, Findings):
+        return ["unresolved"]
+    route = truth["route"]
+    expected = {
+        "route": RouteType.PLATFORM if route == "platform" else RouteType.CONNECTED,
+        "direct": route == "direct",
+        "destination": None
+        if route == "platform"
+        else (truth["destination_account_id"] or truth["account_id"]),
+        "charge": truth["charge_id"],
+        "payment_intent": truth["payment_intent_id"],
+        "transfer": truth["transfer_id"],
+        "application_fee": truth["application_fee_amount"],
+        "net": truth["net_amount"],
+        "available_on": truth["available_on"],
+        "payout": truth["payout_id"],
+        "payout_status": truth["payout_status"],
+        "arrival_date": truth["payout_arrival_date"],
+        "deposit_status": truth["deposit_status"],
+    }
+    actual = {
+        "route": found.route.route_type,
+        "direct": found.route.direct,
+        "destination": found.route.destination_account_id,
+        "charge": found.charge_id,
+        "payment_intent": found.payment_intent_id,
+        "transfer": found.transfer_id,
+        "application_fee": found.application_fee_amount,
+        "net": found.net_amount,
+        "available_on": found.payout.available_on,
+        "payout": found.payout.payout_id,
+        "payout_status": found.payout.payout_status,
+        "arrival_date": found.payout.arrival_date,
+        "deposit_status": found.deposit_status.value,
+    }
+    return [name for name, value in expected.items() if actual[name] != value]
+
+
+def correctness(
+    results: dict[str, Findings | Unresolved], truths: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    wrong: Counter[str] = Counter()
+    payments_wrong = 0
+    for payment_id, truth in truths.items():
+        fields = wrong_fields(results[payment_id], truth) if payment_id in results else ["not enriched"]
+        wrong.update(fields)
+        payments_wrong += bool(fields)
+    deposits = Counter(str(truth["deposit_status"]) for truth in truths.values())
+    return {
+        "payments_compared": len(truths),
+        "payments_with_mismatches": payments_wrong,
+        "mismatches_by_field": dict(sorted(wrong.items())),
+        "deposit_statuses": dict(sorted(deposits.items())),
+    }
+
+
+def stored_states(results: dict[str, Findings | Unresolved]) -> dict[str, int]:
+    return dict(Counter("found" if isinstance(r, Findings) else "unresolved" for r in results.values()))
+
+
+async def stored_enrichment_states(transactions: CosmosContainer) -> dict[str, int]:
+    """How the transaction documents with a PaymentID stand in Cosmos DB after a pass."""
+    states: Counter[str] = Counter()
+    query = "SELECT c.enrichmentState FROM c WHERE IS_DEFINED(c.PaymentID) AND c.PaymentID != null"
+    async for page in transactions.query(query, page_size=1000):
+        states.update(str(row.get(STATE_FIELD)) for row in page.items)
+    return dict(sorted(states.items()))
+
+
+def call_counts(log: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox's request log, trimmed to what the results show."""
+    return {
+        "total": log["total"],
+        "by_endpoint": log["by_endpoint"],
+        "by_status": log["by_status"],
+    }
+
+
+def cosmos_summary(counts: Counter[str], payments: int) -> dict[str, Any]:
+    """Requests the enricher made to Cosmos DB (a query counts once, whatever its pages)."""
+    total = counts.total()
+    return {
+        "total": total,
+        "per_payment": round(total / payments, 2),
+        "by_operation": dict(sorted(counts.items())),
+    }
+
+
+def answered(log: dict[str, Any]) -> int:
+    """Calls the sandbox let through (a 429 is refused before it counts against the limit)."""
+    return int(log["total"]) - int(log["by_status"].get("429", 0))
+
+
+# -- 1. trickle ------------------------------------------------------------------------------------------
+
+
+async def run_trickle(
+    *,
+    cosmos_endpoint: str,
+    stripe_url: str,
+    controls: SandboxControls,
+    scenario: Scenario,
+    batches: int,
+) -> dict[str, Any]:
+    """100 hourly batches: the world moves an hour, that hour's payments are queued and enriched."""
+    database = f"bench-enricher-trickle-{uuid.uuid4().hex[:8]}"
+    async with cosmos_database(cosmos_endpoint, database) as client:
+        clock = WorldClock(await controls.now())
+        cosmos_requests: Counter[str] = Counter()
+        gateway = sandbox_gateway(stripe_url, per_second=RATE_LIMIT)
+        handler = build_handler(
+            client=client, database=database, gateway=gateway, clock=clock, counts=cosmos_requests
+        )
+        transactions = container(client, database, "transactions")
+        await controls.clear_requests()
+        results: dict[str, Findings | Unresolved] = {}
+        truths: dict[str, dict[str, Any]] = {}
+        batch_calls: list[int] = []
+        batch_sizes: list[int] = []
+        requeued = 0
+        try:
+            for batch in range(batches):
+                if batch % 10 == 0:
+                    print(f"trickle: batch {batch + 1} of {batches}", file=sys.stderr, flush=True)
+                now, new_ids = await controls.advance(BATCH_MINUTES)
+                if list(scenario.advance(minutes=BATCH_MINUTES).new_ids) != new_ids:
+                    raise RuntimeError("the sandbox's world and the benchmark's copy of it diverged")
+                documents = transaction_documents(scenario, new_ids)
+                await store_transactions(transactions, documents)
+                payment_ids = [str(d["PaymentID"]) for d in documents if d.get("PaymentID")]
+                clock.now = datetime.fromisoformat(now)
+                before = (await controls.requests())["total"]
+                found, again = await enrich_all(
+                    handler, payment_ids, requested_at=clock.now, concurrency=MAX_CONCURRENCY
+                )
+                batch_calls.append((await controls.requests())["total"] - before)
+                batch_sizes.append(len(payment_ids))
+                results.update(found)
+                requeued += again
+                # Each batch is checked against the truth of its own moment (its payouts were still ahead).
+                truths.update(await controls.payments_now(payment_ids))
+            log = await controls.requests()
+            stored = await stored_enrichment_states(transactions)
+        finally:
+            await gateway.close()
+    payments = len(results)
+    return {
+        "batches": batches,
+        "minutes_between_batches": BATCH_MINUTES,
+        "payments": payments,
+        "payments_per_batch": {"min": min(batch_sizes), "median": statistics.median(batch_sizes)},
+        "calls": call_counts(log),
+        "calls_per_batch": {
+            "min": min(batch_calls),
+            "median": statistics.median(batch_calls),
+            "max": max(batch_calls),
+            "first": batch_calls[0],
+        },
+        "calls_per_payment": round(log["total"] / payments, 4),
+        "target": TARGET_TRICKLE,
+        "meets_target": log["total"] / payments <= TARGET_TRICKLE,
+        "requeued_by_retryable_errors": requeued,
+        "cosmos_requests": cosmos_summary(cosmos_requests, payments),
+        "results": stored_states(results),
+        "stored_enrichment_states": stored,
+        "correctness": correctness(results, truths),
+    }
+
+
+# -- 2. bulk and cold start ------------------------------------------------------------------------------
+
+
+async def run_bulk(
+    *,
+    cosmos_endpoint: str,
+    stripe_url: str,
+    controls: SandboxControls,
+    scenario: Scenario,
+    payments: int,
+) -> dict[str, Any]:
+    """Every payment queued at once against empty indexes, under the sandbox's 25 requests/s."""
+    truths = await controls.payments()
+    if payments and len(truths) != payments:
+        raise RuntimeError(f"the world has {len(truths)} payments, not {payments}")
+    database = f"bench-enricher-bulk-{uuid.uuid4().hex[:8]}"
+    async with cosmos_database(cosmos_endpoint, database) as client:
+        transactions = container(client, database, "transactions")
+        await store_transactions(
+            transactions, transaction_documents(scenario, (o.id for o in scenario.orders()))
+        )
+        clock = WorldClock(await controls.now())
+        cosmos_requests: Counter[str] = Counter()
+        gateway = sandbox_gateway(stripe_url, per_second=RATE_LIMIT)
+        handler = build_handler(
+            client=client, database=database, gateway=gateway, clock=clock, counts=cosmos_requests
+        )
+        await controls.set_rate_limit(RATE_LIMIT)
+        await controls.clear_requests()
+        try:
+            started = time.perf_counter()
+            results, requeued = await enrich_all(
+                handler, list(truths), requested_at=clock.now, concurrency=MAX_CONCURRENCY
+            )
+            elapsed = time.perf_counter() - started
+            log = await controls.requests()
+            stored = await stored_enrichment_states(transactions)
+            client_429s = gateway._http.rate_limited  # noqa: SLF001 - the gateway keeps no public count
+        finally:
+            await gateway.close()
+    lower_bound = answered(log) / RATE_LIMIT
+    return {
+        "payments": len(results),
+        "concurrency": MAX_CONCURRENCY,
+        "rate_limit_per_second": RATE_LIMIT,
+        "gateway_requests_per_second": RATE_LIMIT,
+        "calls": call_counts(log),
+        "calls_per_payment": round(log["total"] / len(results), 4),
+        "target": TARGET_BULK,
+        "meets_target": log["total"] / len(results) <= TARGET_BULK,
+        "cold_start": {
+            "seconds": round(elapsed, 2),
+            "lower_bound_seconds": round(lower_bound, 2),
+            "lower_bound": "calls the sandbox answered (not 429) / 25 per second",
+            "ratio_to_lower_bound": round(elapsed / lower_bound, 3),
+            "target_ratio": TARGET_COLD_START_RATIO,
+            "meets_target": elapsed / lower_bound <= TARGET_COLD_START_RATIO,
+            "answered_429": int(log["by_status"].get("429", 0)),
+            "429_seen_by_gateway": client_429s,
+            "requeued_by_retryable_errors": requeued,
+            "every_payment_enriched": len(results) == len(truths),
+        },
+        "cosmos_requests": cosmos_summary(cosmos_requests, len(results)),
+        "results": stored_states(results),
+        "stored_enrichment_states": stored,
+        "correctness": correctness(results, truths),
+    }
+
+
+# -- 3. naive ----------------------------------------------------------------------------------------------
+
+
+async def connected_account_ids(gateway: StripeApiGateway) -> list[str]:
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await gateway.list_connected_accounts(starting_after=cursor)
+        ids.extend(str(account["id"]) for account in page.data)
+        if not page.has_more:
+            return ids
+        cursor = page.last_id
+
+
+async def probe(gateway: StripeApiGateway, payment_id: str, accounts: Sequence[str | None]) -> str | None:
+    """The first account (None: the platform) that can read the payment, trying each in turn."""
+    for account in accounts:
+        try:
+            if payment_id.startswith("pi_"):
+                await gateway.retrieve_payment_intent(payment_id, account=account)
+            else:
+                await gateway.retrieve_charge(payment_id, account=account)
+        except StripeObjectMissingError:
+            continue
+        return account
+    return None
+
+
+async def run_naive(*, stripe_url: str, controls: SandboxControls) -> dict[str, Any]:
+    """Try the platform, then each connected account in turn, for each payment (locating only)."""
+    truths = await controls.payments()
+    await controls.set_rate_limit(NAIVE_RATE_LIMIT)
+    await controls.clear_requests()
+    gateway = sandbox_gateway(stripe_url, per_second=NAIVE_GATE_PER_SECOND)
+    try:
+        started = time.perf_counter()
+        accounts: list[str | None] = [None, *await connected_account_ids(gateway)]
+        work = iter(truths)
+        owners: dict[str, str | None] = {}
+
+        async def worker() -> None:
+            for payment_id in work:
+                owners[payment_id] = await probe(gateway, payment_id, accounts)
+
+        await asyncio.gather(*(worker() for _ in range(NAIVE_CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+        log = await controls.requests()
+    finally:
+        await gateway.close()
+        await controls.set_rate_limit(RATE_LIMIT)
+    platform_id = next(t["account_id"] for t in truths.values() if t["route"] == "platform")
+    wrong_owner = sum((owners[p] or platform_id) != truth["account_id"] for p, truth in truths.items())
+    return {
+        "method": "retrieve each payment from the platform, then from each connected account in turn "
+        "until found; locating only (tracing its money would cost more calls still)",
+        "payments": len(owners),
+        "connected_accounts": len(accounts) - 1,
+        "calls": call_counts(log),
+        "calls_per_payment": round(log["total"] / len(owners), 4),
+        "sandbox_rate_limit_per_second": NAIVE_RATE_LIMIT,
+        "seconds_measured": round(elapsed, 2),
+        "estimated_seconds_at_25_per_second": round(log["total"] / RATE_LIMIT, 1),
+        "estimate": "calls / 25 per second (the pass ran with the sandbox's limit raised)",
+        "payments_located_on_the_wrong_account": wrong_owner,
+    }
+
+
+# -- running -------------------------------------------------------------------------------------------
+
+
+async def run_all(
+    *,
+    cosmos_endpoint: str,
+    stripe_url: str,
+    plan: Plan,
+    phases: Sequence[str],
+    save: Callable[[dict[str, Any]], None],
+) -> None:
+    """The phases asked for, in order; ``save`` gets the figures after each (a long run keeps what it has)."""
+    scenario = Scenario(
+        seed=SEED, events=EVENTS, orders=0, organizers=ORGANIZERS, sales_per_hour=plan.sales_per_hour
+    )
+    async with aiohttp.ClientSession() as session:
+        controls = SandboxControls(session, stripe_url)
+        common = {"cosmos_endpoint": cosmos_endpoint, "stripe_url": stripe_url, "controls": controls}
+        if "trickle" in phases:
+            print("trickle: starting", file=sys.stderr, flush=True)
+            save({"trickle": await run_trickle(**common, scenario=scenario, batches=plan.batches)})
+        else:
+            # The generator reveals the same sales in one long advance as in many short ones.
+            minutes = plan.batches * BATCH_MINUTES
+            await controls.advance(minutes)
+            scenario.advance(minutes=minutes)
+        if "bulk" in phases:
+            print("bulk: starting", file=sys.stderr, flush=True)
+            save({"bulk": await run_bulk(**common, scenario=scenario, payments=plan.payments)})
+        if "naive" in phases:
+            print("naive: starting", file=sys.stderr, flush=True)
+            save({"naive": await run_naive(stripe_url=stripe_url, controls=controls)})
+
+
+def world_description(plan: Plan) -> dict[str, Any]:
+    return {
+        "seed": SEED,
+        "connected_accounts": ORGANIZERS,
+        "events": EVENTS,
+        "initial_orders": 0,
+        "hourly_advances": plan.batches,
+        "sales_per_hour": plan.sales_per_hour,
+        "payments": plan.payments,
+        "routes": "platform, destination and direct charges; ch_ ids with and without a PaymentIntent; "
+        "one organizer in three pays out by hand (not_traceable)",
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = Plan(batches=args.batches, sales_per_hour=args.sales_per_hour, payments=args.payments)
+    results: dict[str, Any] = {
+        "note": NOTE,
+        "driver": DRIVER,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "world": world_description(plan),
+    }
+
+    def save(figures: dict[str, Any]) -> None:
+        results.update(figures)
+        write_results(args.out, results)
+
+    cosmos = start_cosmos(timeout_seconds=60.0)
+    try:
+        stripe = start_stripe_sandbox(rate_limit=RATE_LIMIT, plan=plan)
+        try:
+            asyncio.run(
+                run_all(
+                    cosmos_endpoint=cosmos.ready["endpoint"],
+                    stripe_url=stripe.ready["url"],
+                    plan=plan,
+                    phases=args.phases,
+                    save=save,
+                )
+            )
+        finally:
+            stripe.stop()
+    finally:
+        cosmos.stop()
+    return results
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    lines = []
+    if bulk := results.get("bulk"):
+        cold = bulk["cold_start"]
+        lines += [
+            (
+                f"bulk: {bulk['calls']['total']} calls for {bulk['payments']} payments = "
+                f"{bulk['calls_per_payment']} per payment (target <= {TARGET_BULK}: "
+                f"{_verdict(bulk['meets_target'])}); "
+                f"{bulk['correctness']['payments_with_mismatches']} payments differ from the ground truth"
+            ),
+            (
+                f"cold start: {cold['seconds']} s against a lower bound of {cold['lower_bound_seconds']} s = "
+                f"{cold['ratio_to_lower_bound']}x (target <= {TARGET_COLD_START_RATIO}x: "
+                f"{_verdict(cold['meets_target'])}); 429s answered {cold['answered_429']}, "
+                f"every payment enriched: {cold['every_payment_enriched']}"
+            ),
+        ]
+    if trickle := results.get("trickle"):
+        lines.append(
+            f"trickle: {trickle['calls']['total']} calls for {trickle['payments']} payments in "
+            f"{trickle['batches']} batches = {trickle['calls_per_payment']} per payment "
+            f"(target <= {TARGET_TRICKLE}: {_verdict(trickle['meets_target'])}); "
+            f"{trickle['correctness']['payments_with_mismatches']} payments differ from the ground truth"
+        )
+    if naive := results.get("naive"):
+        lines.append(
+            f"naive: {naive['calls']['total']} calls = {naive['calls_per_payment']} per payment, "
+            f"about {naive['estimated_seconds_at_25_per_second']} s at 25 requests/s"
+        )
+    return lines
+
+
+def _verdict(met: bool) -> str:  # noqa: FBT001 - a yes/no printed as text
+    return "met" if met else "NOT met"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/enricher.json"))
+    # A smaller world for a trial run: fewer hours and sales, and the payments they reveal.
+    parser.add_argument("--batches", type=int, default=BATCHES, help="hourly advances (trickle batches)")
+    parser.add_argument("--sales-per-hour", type=float, default=SALES_PER_HOUR)
+    parser.add_argument(
+        "--phases",
+        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
+        default=list(PHASES),
+        help="comma-separated, from: trickle, bulk, naive (default: all; bulk without trickle first "
+        "advances the world to its end in one step)",
+    )
+    parser.add_argument(
+        "--payments", type=int, default=PAYMENTS, help="payments the world must have (0: not checked)"
+    )
+    args = parser.parse_args(argv)
+    configure_logging(level="ERROR", fmt="console", service_name="enricher-bench")
+    results = run(args)
+    print("\n".join(summary(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
