@@ -191,26 +191,51 @@ class Stack:
         self.environment["OT_STRIPE_API_BASE"] = url
         self.environment["OT_STRIPE_API_KEY"] = process.ready["key"]
 
-    def _start_ingest(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
-        on_progress("starting the ingest service")
-        port = ports.ingest or free_port(ports.host)
+    def _start_service(
+        self,
+        service: str,
+        *,
+        module: str,
+        port: int,
+        host: str,
+        settings: dict[str, str],
+        timeout_seconds: float = 60,
+    ) -> tuple[int, dict[str, str]]:
+        """Start ``python -m <module> serve`` on ``port`` (0: a free one); its port and environment.
+
+        Every service reads ``OT_<PREFIX>_HTTP_HOST`` / ``_PORT`` (the prefix is the service's name in
+        capitals) and logs ``<service> serving`` once it is ready.
+        """
+        port = port or free_port(host)
+        prefix = "OT_" + service.upper().replace("-", "_")
         env = {
             **os.environ,
             **self.environment,
-            "OT_INGEST_HTTP_HOST": ports.host,
-            "OT_INGEST_HTTP_PORT": str(port),
-            "OT_INGEST_API_TOKEN": LOCAL_SYNC_TOKEN,
+            **settings,
+            f"{prefix}_HTTP_HOST": host,
+            f"{prefix}_HTTP_PORT": str(port),
             "OT_LOG_FORMAT": "json",
-            "OTEL_SERVICE_NAME": "ingest",
+            "OTEL_SERVICE_NAME": service,
         }
         process = start_process(
-            "ingest",
-            [sys.executable, "-m", "ingest", "serve"],
-            ready_pattern=r"ingest serving",
-            timeout_seconds=60,
+            service,
+            [sys.executable, "-m", module, "serve"],
+            ready_pattern=rf"{service} serving",
+            timeout_seconds=timeout_seconds,
             env=env,
         )
         self.processes.append(process)
+        return port, env
+
+    def _start_ingest(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
+        on_progress("starting the ingest service")
+        port, _ = self._start_service(
+            "ingest",
+            module="ingest",
+            port=ports.ingest,
+            host=ports.host,
+            settings={"OT_INGEST_API_TOKEN": LOCAL_SYNC_TOKEN},
+        )
         url = f"http://{ports.host}:{port}"
         self.endpoints["ingest"] = url
         if self.options.first_sync:
@@ -219,28 +244,13 @@ class Stack:
     def _start_webhooks(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         """The webhook service, with the Stripe sandbox's platform and Connect endpoints pointed at it."""
         on_progress("starting the webhook service")
-        port = ports.webhooks or free_port(ports.host)
         secrets = {
             "OT_WEBHOOKS_PLATFORM_SECRETS": LOCAL_WEBHOOK_SECRETS["platform"],
             "OT_WEBHOOKS_CONNECT_SECRETS": LOCAL_WEBHOOK_SECRETS["connect"],
         }
-        env = {
-            **os.environ,
-            **self.environment,
-            **secrets,
-            "OT_WEBHOOKS_HTTP_HOST": ports.host,
-            "OT_WEBHOOKS_HTTP_PORT": str(port),
-            "OT_LOG_FORMAT": "json",
-            "OTEL_SERVICE_NAME": "webhooks",
-        }
-        process = start_process(
-            "webhooks",
-            [sys.executable, "-m", "webhooks", "serve"],
-            ready_pattern=r"webhooks serving",
-            timeout_seconds=60,
-            env=env,
+        port, _ = self._start_service(
+            "webhooks", module="webhooks", port=ports.webhooks, host=ports.host, settings=secrets
         )
-        self.processes.append(process)
         self.environment.update(secrets)
         url = f"http://{ports.host}:{port}/api/webhooks/stripe"
         self.endpoints["webhooks"] = url
@@ -249,23 +259,9 @@ class Stack:
 
     def _start_enricher(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         on_progress("starting the enricher")
-        port = ports.enricher or free_port(ports.host)
-        env = {
-            **os.environ,
-            **self.environment,
-            "OT_ENRICHER_HTTP_HOST": ports.host,
-            "OT_ENRICHER_HTTP_PORT": str(port),
-            "OT_LOG_FORMAT": "json",
-            "OTEL_SERVICE_NAME": "enricher",
-        }
-        process = start_process(
-            "enricher",
-            [sys.executable, "-m", "enricher", "serve"],
-            ready_pattern=r"enricher serving",
-            timeout_seconds=60,
-            env=env,
+        port, _ = self._start_service(
+            "enricher", module="enricher", port=ports.enricher, host=ports.host, settings={}
         )
-        self.processes.append(process)
         self.endpoints["enricher"] = f"http://{ports.host}:{port}"
         if self.options.first_sync:
             connection = CosmosConnection(
@@ -278,24 +274,14 @@ class Stack:
     def _start_query_api(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         """The query API on the data ingest stored, and a token for it (printed with the endpoints)."""
         on_progress("starting the query API (loads every stored transaction first)")
-        port = ports.query_api or free_port(ports.host)
-        env = {
-            **os.environ,
-            **self.environment,
-            "OT_QUERY_API_HTTP_HOST": ports.host,
-            "OT_QUERY_API_HTTP_PORT": str(port),
-            "OT_QUERY_API_JWT_SECRET": LOCAL_QUERY_API_SECRET,
-            "OT_LOG_FORMAT": "json",
-            "OTEL_SERVICE_NAME": "query-api",
-        }
-        process = start_process(
+        port, env = self._start_service(
             "query-api",
-            [sys.executable, "-m", "query_api", "serve"],
-            ready_pattern=r"query-api serving",
+            module="query_api",
+            port=ports.query_api,
+            host=ports.host,
+            settings={"OT_QUERY_API_JWT_SECRET": LOCAL_QUERY_API_SECRET},
             timeout_seconds=120,
-            env=env,
         )
-        self.processes.append(process)
         token = subprocess.run(
             [sys.executable, "-m", "query_api", "token"], env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
