@@ -88,7 +88,9 @@ async def test_every_payment_of_the_sandbox_world_is_enriched_to_its_ground_trut
     results, truths, gateway, automatic_payouts = await _enrich_world(settings, requests_per_second=5_000)
     assert _wrong_fields(results, truths) == {}
     routes = Counter(str(truth.route) for truth in truths.values())
-    assert set(routes) == {"platform", "destination", "direct"}
+    assert set(routes) == {"platform", "destination", "separate_transfer", "direct"}
+    # The connected accounts' listings linked every separate transfer to its charge.
+    assert "transfers.list" not in gateway.calls.by_operation
     # Apart from one contents listing per automatic payout (no field links a balance transaction to its
     # payout), a handful of listings per account answered every payment.
     contents = gateway.calls.by_operation["balance_transactions.list"]
