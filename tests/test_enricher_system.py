@@ -302,7 +302,7 @@ def coverage(world: StripeWorld) -> Counter[str]:
 async def test_payments_ingest_queued_are_enriched_to_the_stripe_ground_truth(system: System):
     world = system.stripe.world
     kinds = coverage(world)
-    routes = ("platform", "direct", "destination")
+    routes = ("platform", "direct", "destination", "separate_transfer")
     every_kind = {f"{route}/{prefix}" for route in routes for prefix in ("pi_", "ch_")}
     every_kind |= {f"deposit {status}" for status in ("paid", "pending", "failed", "not_traceable")}
     assert every_kind <= set(kinds), kinds
