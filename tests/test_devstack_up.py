@@ -75,14 +75,21 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         # The enricher consumed what the first sync queued: every payment enriched, counted by route
         # and by deposit status.
         enriched = re.search(
-            r"(\d+) of (\d+) payments enriched; by route: (.+); by deposit status: (.+); unresolved: 0\n",
+            r"(\d+) of (\d+) payments enriched; by route: (.+); by Stripe route: (.+); "
+            r"by deposit status: (.+); unresolved: 0\n",
             text,
         )
         assert enriched, text
         assert enriched[1] == enriched[2] == queued[1]
-        routes, deposits = (dict(part.rsplit(" ", 1) for part in g.split(", ")) for g in enriched.group(3, 4))
+        routes, stripe_routes, deposits = (
+            dict(part.rsplit(" ", 1) for part in g.split(", ")) for g in enriched.group(3, 4, 5)
+        )
         assert set(routes) == {"connected", "platform"}
-        assert sum(map(int, routes.values())) == sum(map(int, deposits.values())) == int(queued[1])
+        # Every route of the sandbox's world came out enriched, separate charges and transfers too.
+        assert set(stripe_routes) == {"platform", "destination", "separate_transfer", "direct"}
+        assert stripe_routes["platform"] == routes["platform"]
+        counts = (routes, stripe_routes, deposits)
+        assert {sum(map(int, c.values())) for c in counts} == {int(queued[1])}
         assert set(deposits) <= {"paid", "pending", "failed", "not_traceable"}
         assert re.search(r"enricher +http://127\.0\.0\.1:\d+", text), text
         assert "export OT_SERVICEBUS_CONNECTION_STRING='Endpoint=sb://localhost:" in text

@@ -294,7 +294,10 @@ def coverage(world: StripeWorld) -> Counter[str]:
     """How many payments of each kind the world holds: route and id kind, deposit status."""
     kinds: Counter[str] = Counter()
     for facts in world.payments.values():
-        kinds[f"{facts.route}/{facts.payment_id[:3]}"] += 1
+        id_kind = facts.payment_id[:3]
+        if id_kind == "ch_":  # a charge id: with its PaymentIntent, or a legacy charge without one
+            id_kind += "+pi" if facts.payment_intent_id else " legacy"
+        kinds[f"{facts.route}/{id_kind}"] += 1
         kinds[f"deposit {facts.deposit_status}"] += 1
     return kinds
 
@@ -302,8 +305,8 @@ def coverage(world: StripeWorld) -> Counter[str]:
 async def test_payments_ingest_queued_are_enriched_to_the_stripe_ground_truth(system: System):
     world = system.stripe.world
     kinds = coverage(world)
-    routes = ("platform", "direct", "destination")
-    every_kind = {f"{route}/{prefix}" for route in routes for prefix in ("pi_", "ch_")}
+    routes = ("platform", "direct", "destination", "separate_transfer")
+    every_kind = {f"{route}/{kind}" for route in routes for kind in ("pi_", "ch_+pi", "ch_ legacy")}
     every_kind |= {f"deposit {status}" for status in ("paid", "pending", "failed", "not_traceable")}
     assert every_kind <= set(kinds), kinds
 
