@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from system_processes import lines_until, started
 
 pytestmark = pytest.mark.integration
 
@@ -46,25 +47,8 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         "--ingest-port", "0", "--webhooks-port", "0", "--enricher-port", "0", "--query-api-port", "0",
         "--orders", "60", "--database", "systest",
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    children: set[int] = set()
-    try:
-        deadline = time.monotonic() + 240
-        assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        text = "".join(output)
+    with started(command) as process:
+        text = lines_until(process, "Press Ctrl-C")
         assert "devstack: ready" in text, text
         assert re.search(
             r"export OT_COSMOS_CONNECTION_STRING='AccountEndpoint=http://127\.0\.0\.1:\d+/;", text
@@ -102,10 +86,6 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         assert children, "the Cosmos DB stand-in should run as a child process"
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0
     assert "devstack: stopped" in rest
     time.sleep(0.2)
@@ -148,22 +128,13 @@ def test_sigterm_while_starting_stops_what_was_started():
         "--ingest-port", "0", "--webhooks-port", "0", "--query-api-port", "0", "--orders", "200000",
         "--database", "interrupted",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    children: set[int] = set()
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "starting the OpenTickets sandbox" in line:
-                break
+    with started(command) as process:
+        lines_until(process, "starting the OpenTickets sandbox")
         time.sleep(1.0)  # the sandbox is building its 200,000 orders now
         children = descendants(process.pid)
         assert children, "the stand-ins started so far run as child processes"
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130
     assert "interrupted while starting" in rest
     time.sleep(0.2)
