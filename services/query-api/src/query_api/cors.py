@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ALLOWED_METHODS: Final = "GET, OPTIONS"
 ALLOWED_HEADERS: Final = "Authorization, If-None-Match, Last-Event-ID, X-Request-ID, Cache-Control"
-EXPOSED_HEADERS: Final = f"ETag, Retry-After, WWW-Authenticate, {REQUEST_ID_HEADER}"
+EXPOSED_HEADERS: Final = f"ETag, Retry-After, Server-Timing, WWW-Authenticate, {REQUEST_ID_HEADER}"
 PREFLIGHT_MAX_AGE_SECONDS: Final = 600
 
 
