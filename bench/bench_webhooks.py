@@ -43,6 +43,11 @@ from devstack.cosmos import EMULATOR_KEY, connection_for, connection_string, sta
 from devstack.paths import project_topology
 from devstack.servicebus.testing import free_port, running_emulator
 from otcommon.messages import decode_service_bus_message
+from otcommon.payment_transactions import (
+    PAYMENT_TRANSACTIONS_CONTAINER,
+    payment_transactions_document,
+    ref_of,
+)
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, create_cosmos_client, provision
 from otcommon.telemetry import configure_logging
@@ -132,14 +137,19 @@ def plan_events(count: int, *, transactions: int) -> list[Planned]:
     return planned
 
 
-async def seed_transactions(database: DatabaseProxy, count: int) -> None:
-    """Transactions paid by the charges the events name, spread over ten events (partitions)."""
+async def seed_transactions(database: DatabaseProxy, count: int, *, indexed: bool = True) -> None:
+    """Transactions paid by the charges the events name, spread over ten events (partitions).
+
+    ``indexed``: each is also listed under its PaymentIntent and charge ids, as the enricher lists a
+    payment it enriched (``otcommon.payment_transactions``); without, every lookup is the query.
+    """
     container = database.get_container_client("transactions")
+    index = database.get_container_client(PAYMENT_TRANSACTIONS_CONTAINER)
     limit = asyncio.Semaphore(16)
 
     async def create(tx: int) -> None:
         async with limit:
-            await container.create_item(
+            document = await container.create_item(
                 {
                     "id": f"tx-bench-{tx:06d}",
                     "eventId": f"ev-bench-{tx % 10}",
@@ -149,6 +159,9 @@ async def seed_transactions(database: DatabaseProxy, count: int) -> None:
                     "IsDisputed": False,
                 }
             )
+            if indexed:
+                for stripe_id in (f"pi_bench{tx:06d}", f"ch_bench{tx:06d}"):
+                    await index.upsert_item(payment_transactions_document(stripe_id, [ref_of(document)]))
 
     await asyncio.gather(*(create(tx) for tx in range(count)))
 
@@ -406,7 +419,7 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         await provision(client, database=database_name, topology=DEFAULT_TOPOLOGY)
         database = client.get_database_client(database_name)
         progress(f"storing {args.transactions} transactions")
-        await seed_transactions(database, args.transactions)
+        await seed_transactions(database, args.transactions, indexed=not args.unindexed)
         planned = plan_events(int(args.rate * args.seconds), transactions=args.transactions)
         env = {
             **os.environ,
@@ -447,6 +460,7 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         "seconds": args.seconds,
         "transactions": args.transactions,
         "apply_workers": args.apply_workers or "default",
+        "payments_indexed": not args.unindexed,
         "event_mix": dict(Counter(EVENT_MIX)),
         "acknowledgement": load,
         "effects": effects,
@@ -505,6 +519,11 @@ def main() -> int:
         "--acknowledgement-only",
         action="store_true",
         help="measure the answers; do not wait for every effect",
+    )
+    parser.add_argument(
+        "--unindexed",
+        action="store_true",
+        help="store no transactions-of: index documents: every event's transactions are found by the query",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 s")
     args = parser.parse_args()
