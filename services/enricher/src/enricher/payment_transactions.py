@@ -18,7 +18,7 @@ from otcommon.payment_transactions import (
     payment_transactions_key,
     with_transactions,
 )
-from otcommon.store import read_modify_write
+from otcommon.store import DocumentExistsError, read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -53,6 +53,16 @@ class PaymentTransactionsIndex:
         if wanted <= self._listed.get(key, frozenset()):
             self._listed.move_to_end(key)
             return
+        if key not in self._listed:
+            # Most payments are new: one create, not a read that finds nothing and then a create.
+            try:
+                self._remember(
+                    key, await self._container.create(payment_transactions_document(stripe_id, wanted))
+                )
+            except DocumentExistsError:
+                pass  # listed before (another replica, or this one before a restart): add to it
+            else:
+                return
         outcome = await read_modify_write(
             self._container,
             key,
