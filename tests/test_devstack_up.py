@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from system_processes import lines_until, started
 
 pytestmark = pytest.mark.integration
 
@@ -46,25 +47,8 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         "--ingest-port", "0", "--webhooks-port", "0", "--enricher-port", "0", "--query-api-port", "0",
         "--orders", "60", "--database", "systest",
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    children: set[int] = set()
-    try:
-        deadline = time.monotonic() + 240
-        assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        text = "".join(output)
+    with started(command) as process:
+        text = lines_until(process, "Press Ctrl-C")
         assert "devstack: ready" in text, text
         assert re.search(
             r"export OT_COSMOS_CONNECTION_STRING='AccountEndpoint=http://127\.0\.0\.1:\d+/;", text
@@ -75,14 +59,21 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         # The enricher consumed what the first sync queued: every payment enriched, counted by route
         # and by deposit status.
         enriched = re.search(
-            r"(\d+) of (\d+) payments enriched; by route: (.+); by deposit status: (.+); unresolved: 0\n",
+            r"(\d+) of (\d+) payments enriched; by route: (.+); by Stripe route: (.+); "
+            r"by deposit status: (.+); unresolved: 0\n",
             text,
         )
         assert enriched, text
         assert enriched[1] == enriched[2] == queued[1]
-        routes, deposits = (dict(part.rsplit(" ", 1) for part in g.split(", ")) for g in enriched.group(3, 4))
+        routes, stripe_routes, deposits = (
+            dict(part.rsplit(" ", 1) for part in g.split(", ")) for g in enriched.group(3, 4, 5)
+        )
         assert set(routes) == {"connected", "platform"}
-        assert sum(map(int, routes.values())) == sum(map(int, deposits.values())) == int(queued[1])
+        # Every route of the sandbox's world came out enriched, separate charges and transfers too.
+        assert set(stripe_routes) == {"platform", "destination", "separate_transfer", "direct"}
+        assert stripe_routes["platform"] == routes["platform"]
+        counts = (routes, stripe_routes, deposits)
+        assert {sum(map(int, c.values())) for c in counts} == {int(queued[1])}
         assert set(deposits) <= {"paid", "pending", "failed", "not_traceable"}
         assert re.search(r"enricher +http://127\.0\.0\.1:\d+", text), text
         assert "export OT_SERVICEBUS_CONNECTION_STRING='Endpoint=sb://localhost:" in text
@@ -95,10 +86,6 @@ def test_up_prints_settings_and_sigterm_leaves_no_process_behind():
         assert children, "the Cosmos DB stand-in should run as a child process"
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0
     assert "devstack: stopped" in rest
     time.sleep(0.2)
@@ -141,22 +128,13 @@ def test_sigterm_while_starting_stops_what_was_started():
         "--ingest-port", "0", "--webhooks-port", "0", "--query-api-port", "0", "--orders", "200000",
         "--database", "interrupted",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    children: set[int] = set()
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "starting the OpenTickets sandbox" in line:
-                break
+    with started(command) as process:
+        lines_until(process, "starting the OpenTickets sandbox")
         time.sleep(1.0)  # the sandbox is building its 200,000 orders now
         children = descendants(process.pid)
         assert children, "the stand-ins started so far run as child processes"
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130
     assert "interrupted while starting" in rest
     time.sleep(0.2)

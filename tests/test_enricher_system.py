@@ -17,24 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
+from system_processes import (
+    OPENTICKETS_SANDBOX_CLIENT,
+    fresh_database,
+    kill,
+    run,
+    serve,
+    service_env,
+    stop,
+)
 
-from devstack.cosmos import connection_string as cosmos_connection_string
 from devstack.opentickets.testing import run_sandbox_process
 from devstack.paths import project_topology
-from devstack.servicebus.testing import free_port
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import StripeSandboxHandle, run_stripe_sandbox
 from otcommon.messages import (
@@ -44,7 +47,6 @@ from otcommon.messages import (
     envelope_to_service_bus_message,
     make_envelope,
 )
-from otcommon.store import DEFAULT_TOPOLOGY, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -99,40 +101,19 @@ class System:
         return sum([n async for n in self.transactions().query_items(query, parameters=parameters)])
 
     async def ingest_sync(self) -> dict[str, Any]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingest", "sync", "--once", env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(WAIT_SECONDS):
-            out, err = await process.communicate()
-        assert process.returncode == 0, err.decode()
-        return dict(json.loads(out))
+        finished = await run("ingest", "sync", "--once", env=self.env, timeout=WAIT_SECONDS)
+        assert finished.code == 0, finished.err
+        return dict(json.loads(finished.out))
 
     async def start_enricher(self, name: str, **extra_env: str) -> asyncio.subprocess.Process:
         """`python -m enricher serve`, once it answers /readyz (its stderr goes to logs/NAME.log)."""
-        port = free_port()
-        with (self.logs / f"{name}.log").open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "enricher", "serve",
-                env={**self.env, "OT_ENRICHER_HTTP_PORT": str(port), **extra_env},
-                stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
-        async with aiohttp.ClientSession() as session, asyncio.timeout(90):
-            while True:
-                assert process.returncode is None, self.log(name)
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                        if response.status == 200:
-                            return process
-                except aiohttp.ClientConnectionError:
-                    pass  # not listening yet
-                await asyncio.sleep(0.2)
+        env = {**self.env, **extra_env}
+        log = self.logs / f"{name}.log"
+        process, _ = await serve("enricher", env=env, port_setting="OT_ENRICHER_HTTP_PORT", log=log)
+        return process
 
     async def stop_enricher(self, process: asyncio.subprocess.Process, name: str) -> None:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            await process.wait()
-        assert process.returncode == 0, self.log(name)
+        assert await stop(process) == 0, self.log(name)
         leaks = [
             line for line in self.log(name).splitlines() if "ResourceWarning" in line or "Unclosed" in line
         ]
@@ -200,38 +181,26 @@ class System:
 
 @pytest.fixture
 async def system(cosmos_client, cosmos_connection, start_servicebus, tmp_path) -> AsyncIterator[System]:
-    database = f"enricher-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
     stripe_settings = StripeSandboxSettings(
         seed=SEED, orders=ORDERS, events=EVENTS, rate_limit_per_second=10_000
     )
     sandbox_args = ["--seed", str(SEED), "--orders", str(ORDERS), "--events", str(EVENTS)]
-    try:
+    async with fresh_database(cosmos_client, "enricher") as database:
         with start_servicebus(config=short_lock_topology(tmp_path)) as servicebus:
             async with (
                 run_sandbox_process(args=sandbox_args) as opentickets,
                 run_stripe_sandbox(settings=stripe_settings) as stripe,
             ):
-                env = {
-                    **os.environ,
-                    "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
-                    "OT_COSMOS_DATABASE": database,
-                    "OT_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
-                    "OT_OPENTICKETS_BASE_URL": opentickets.base_url,
-                    "OT_OPENTICKETS_CLIENT_ID": "sandbox-client",
-                    "OT_OPENTICKETS_CLIENT_SECRET": "sandbox-secret",
-                    "OT_STRIPE_API_KEY": stripe_settings.secret_key,
-                    "OT_STRIPE_API_BASE": stripe.base_url,
-                    "OT_STRIPE_REQUESTS_PER_SECOND": "1000",
-                    "OT_ENRICHER_HTTP_HOST": "127.0.0.1",
-                    "OT_LOG_FORMAT": "json",
-                    "OTEL_SERVICE_NAME": "enricher",
+                env = service_env(
+                    cosmos_connection, database, servicebus=servicebus.connection_string,
+                    OT_OPENTICKETS_BASE_URL=opentickets.base_url, **OPENTICKETS_SANDBOX_CLIENT,
+                    OT_STRIPE_API_KEY=stripe_settings.secret_key, OT_STRIPE_API_BASE=stripe.base_url,
+                    OT_STRIPE_REQUESTS_PER_SECOND="1000", OT_ENRICHER_HTTP_HOST="127.0.0.1",
+                    OTEL_SERVICE_NAME="enricher",
                     # An unclosed session, transport or socket is reported, and a clean stop has none.
-                    "PYTHONWARNINGS": "always::ResourceWarning",
-                }
+                    PYTHONWARNINGS="always::ResourceWarning",
+                )  # fmt: skip
                 yield System(env, database, cosmos_client, servicebus.connection_string, stripe, tmp_path)
-    finally:
-        await cosmos_client.delete_database(database)
 
 
 def _major(amount: int | None) -> float | None:
@@ -294,7 +263,10 @@ def coverage(world: StripeWorld) -> Counter[str]:
     """How many payments of each kind the world holds: route and id kind, deposit status."""
     kinds: Counter[str] = Counter()
     for facts in world.payments.values():
-        kinds[f"{facts.route}/{facts.payment_id[:3]}"] += 1
+        id_kind = facts.payment_id[:3]
+        if id_kind == "ch_":  # a charge id: with its PaymentIntent, or a legacy charge without one
+            id_kind += "+pi" if facts.payment_intent_id else " legacy"
+        kinds[f"{facts.route}/{id_kind}"] += 1
         kinds[f"deposit {facts.deposit_status}"] += 1
     return kinds
 
@@ -302,8 +274,8 @@ def coverage(world: StripeWorld) -> Counter[str]:
 async def test_payments_ingest_queued_are_enriched_to_the_stripe_ground_truth(system: System):
     world = system.stripe.world
     kinds = coverage(world)
-    routes = ("platform", "direct", "destination")
-    every_kind = {f"{route}/{prefix}" for route in routes for prefix in ("pi_", "ch_")}
+    routes = ("platform", "direct", "destination", "separate_transfer")
+    every_kind = {f"{route}/{kind}" for route in routes for kind in ("pi_", "ch_+pi", "ch_ legacy")}
     every_kind |= {f"deposit {status}" for status in ("paid", "pending", "failed", "not_traceable")}
     assert every_kind <= set(kinds), kinds
 
@@ -350,8 +322,7 @@ async def test_sigkill_mid_batch_then_restart_enriches_every_payment_once(system
     try:
         await system.wait_until(lambda: _at_least(system.count("enriched"), 20), enricher=first, name="first")
     finally:
-        first.send_signal(signal.SIGKILL)
-        await first.wait()
+        await kill(first)
     before = {doc["id"]: doc for doc in await system.stored() if doc.get("enrichmentState") == "enriched"}
     assert 20 <= len(before) < len(requests), "the kill should land mid-batch"
     # The same requests delivered again (new message ids, so duplicate detection lets them through).

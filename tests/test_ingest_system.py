@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import sys
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +16,21 @@ import aiohttp
 import pytest
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
+from system_processes import (
+    OPENTICKETS_SANDBOX_CLIENT,
+    fresh_database,
+    line_containing,
+    run,
+    service_env,
+    spawn,
+    wait_for,
+)
 
-from devstack.cosmos import connection_string as cosmos_connection_string
 from devstack.opentickets.testing import run_sandbox_process
 from devstack.scenario import Scenario, write_csv, write_xlsx
 from devstack.servicebus.testing import free_port
 from otcommon.messages import decode_service_bus_message
 from otcommon.schemas import EXPORT_COLUMNS
-from otcommon.store import DEFAULT_TOPOLOGY, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -48,20 +52,12 @@ class Environment:
     servicebus: str
 
     async def ingest(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingest", *args, env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(timeout):
-            out, err = await process.communicate()
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
+        finished = await run("ingest", *args, env=self.env, timeout=timeout)
+        return finished.code, finished.out, finished.err
 
     async def spawn(self, *args: str, **extra_env: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingest", *args, env={**self.env, **extra_env},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        env = {**self.env, **extra_env}
+        return await spawn("ingest", *args, env=env, stderr=asyncio.subprocess.PIPE)
 
     def container(self, name: str):
         return self.cosmos_client.get_database_client(self.database).get_container_client(name)
@@ -83,24 +79,13 @@ class Environment:
 
 @pytest.fixture
 async def environment(cosmos_client, cosmos_connection, start_servicebus) -> AsyncIterator[Environment]:
-    database = f"system-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
     with start_servicebus() as servicebus:
-        env = {
-            **os.environ,
-            "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
-            "OT_COSMOS_DATABASE": database,
-            "OT_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
-            "OT_OPENTICKETS_CLIENT_ID": "sandbox-client",
-            "OT_OPENTICKETS_CLIENT_SECRET": "sandbox-secret",
-            "OT_OPENTICKETS_PAGE_SIZE": "25",
-            "OT_LOG_FORMAT": "json",
-            "OT_INGEST_LEASE_SECONDS": "5",
-        }
-        try:
+        async with fresh_database(cosmos_client, "system") as database:
+            env = service_env(
+                cosmos_connection, database, servicebus=servicebus.connection_string,
+                **OPENTICKETS_SANDBOX_CLIENT, OT_OPENTICKETS_PAGE_SIZE="25", OT_INGEST_LEASE_SECONDS="5",
+            )  # fmt: skip
             yield Environment(env, database, cosmos_client, servicebus.connection_string)
-        finally:
-            await cosmos_client.delete_database(database)
 
 
 def sandbox_args(orders: int, *extra: str) -> list[str]:
@@ -223,14 +208,6 @@ async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(envi
     assert sorted(await environment.drain_queue()) == payments_of(stored)
 
 
-async def wait_for(probe, *, timeout: float, interval: float = 0.2):
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not (result := await probe()):
-            await asyncio.sleep(interval)
-    return result
-
-
 EXPORT_FIELDS = (
     "SN", "EventName", "ticketId", "Name", "Email", "Phone", "TicketTypes", "TotalTickets", "TotalAmount",
     "PurchaseDate", "PurchaseFrom", "IsRefunded", "RefundedRemarks", "IsValid", "IsDisputed", "ReferralCode",
@@ -272,9 +249,7 @@ async def test_csv_and_xlsx_exports_import_to_the_same_records_as_the_api_sync(
         assert code == 0, err
     api_rows = await environment.stored(event_id=event_id)
     for path, minutes in ((csv_path, False), (xlsx_path, False), (us_path, True)):
-        database = f"import-{uuid.uuid4().hex[:8]}"
-        await provision(environment.cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
-        try:
+        async with fresh_database(environment.cosmos_client, "import") as database:
             env = {**environment.env, "OT_COSMOS_DATABASE": database}
             importer = Environment(env, database, environment.cosmos_client, environment.servicebus)
             code, out, err = await importer.ingest("import", str(path), "--event-id", event_id, "--json")
@@ -289,8 +264,6 @@ async def test_csv_and_xlsx_exports_import_to_the_same_records_as_the_api_sync(
                 0,
                 0,
             )
-        finally:
-            await environment.cosmos_client.delete_database(database)
 
 
 async def test_malformed_files_get_a_clear_report_and_never_a_traceback(
@@ -433,20 +406,12 @@ async def test_sigterm_while_another_replica_holds_the_lease_says_stopped_and_ex
     environment: Environment, command: tuple[str, ...]
 ):
     await hold_lease(environment, "other-replica")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingest", *command, env=environment.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
+    pipe = asyncio.subprocess.PIPE
+    process = await spawn("ingest", *command, env=environment.env, stdout=pipe, stderr=pipe)
     try:
+        await line_containing(process.stderr, "another replica holds the sync lease; waiting", timeout=60)
+        process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(60):
-            seen: list[str] = []
-            while "another replica holds the sync lease; waiting" not in (
-                line := (await process.stderr.readline()).decode()
-            ):
-                assert line, f"ingest ended before it waited for the lease: {''.join(seen)}"
-                seen.append(line)
-            process.send_signal(signal.SIGTERM)
             out, err = await process.communicate()
     finally:
         if process.returncode is None:

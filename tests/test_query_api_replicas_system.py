@@ -6,24 +6,17 @@ client that moves from one replica to the other with `Last-Event-ID` misses noth
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import sys
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-
-from devstack.cosmos import connection_string as cosmos_connection_string
-from devstack.servicebus.testing import free_port
-from otcommon.store import DEFAULT_TOPOLOGY, provision
+from system_processes import fresh_database, run, service_env, serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -65,58 +58,22 @@ async def next_event(response: aiohttp.ClientResponse) -> Event:
 
 @pytest.fixture
 async def environment(cosmos_client, cosmos_connection) -> AsyncIterator[dict[str, str]]:
-    database = f"query-live-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
-    try:
-        yield {
-            **os.environ,
-            "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
-            "OT_COSMOS_DATABASE": database,
-            # The query API reads no queue; the client is built and never connected.
-            "OT_SERVICEBUS_CONNECTION_STRING": (
-                "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true;"
-            ),
-            "OT_QUERY_API_JWT_SECRET": SECRET,
-            "OT_QUERY_API_HTTP_HOST": "127.0.0.1",
-            "OT_LOG_FORMAT": "json",
-        }
-    finally:
-        await cosmos_client.delete_database(database)
+    async with fresh_database(cosmos_client, "query-live") as database:
+        # The query API reads no queue (service_env's default Service Bus is never connected).
+        yield service_env(
+            cosmos_connection, database, OT_QUERY_API_JWT_SECRET=SECRET, OT_QUERY_API_HTTP_HOST="127.0.0.1"
+        )
 
 
-@contextlib.asynccontextmanager
-async def replica(env: dict[str, str]) -> AsyncIterator[str]:
+def replica(env: dict[str, str]) -> AbstractAsyncContextManager[str]:
     """One `python -m query_api serve` process, yielded as its base address once /readyz says ready."""
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "query_api", "serve", env={**env, "OT_QUERY_API_HTTP_PORT": str(port)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(90):
-            while True:
-                assert process.returncode is None, "query_api exited before it was ready"
-                try:
-                    async with session.get(f"{base}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass  # not listening yet
-                await asyncio.sleep(0.2)  # polling another process's readiness, as a load balancer does
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await process.wait()
+    return serving("query_api", env=env, port_setting="OT_QUERY_API_HTTP_PORT")
 
 
 async def local_token(env: dict[str, str]) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "query_api", "token", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    output, _ = await process.communicate()
-    assert process.returncode == 0
-    return output.decode().strip()
+    finished = await run("query_api", "token", env=env)
+    assert finished.code == 0, finished.err
+    return finished.out.strip()
 
 
 def transaction(n: int, **fields: Any) -> dict[str, Any]:

@@ -5,20 +5,14 @@ token sees only its events.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-import uuid
 from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+from system_processes import fresh_database, run, serve, service_env, stop
 
-from devstack.cosmos import connection_string as cosmos_connection_string
-from devstack.servicebus.testing import free_port
 from otcommon.schemas import TicketTransaction
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, provision
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -49,74 +43,37 @@ def stored_transaction(n: int, event: str) -> dict:
 
 @pytest.fixture
 async def environment(cosmos_client, cosmos_connection) -> AsyncIterator[dict[str, str]]:
-    database = f"query-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
-    transactions = CosmosContainer.of(
-        cosmos_client, database=database, spec=DEFAULT_TOPOLOGY.container("transactions")
-    )
-    for n, event in enumerate(["ev1", "ev1", "ev2"]):
-        await transactions.upsert(stored_transaction(n, event))
-    try:
-        yield {
-            **os.environ,
-            "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
-            "OT_COSMOS_DATABASE": database,
-            # The query API opens no Service Bus link of its own; the shared settings still want one.
-            "OT_SERVICEBUS_CONNECTION_STRING": (
-                "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true;"
-            ),
-            "OT_QUERY_API_JWT_SECRET": SECRET,
-            "OT_LOG_FORMAT": "json",
-        }
-    finally:
-        await cosmos_client.delete_database(database)
+    async with fresh_database(cosmos_client, "query") as database:
+        transactions = CosmosContainer.of(
+            cosmos_client, database=database, spec=DEFAULT_TOPOLOGY.container("transactions")
+        )
+        for n, event in enumerate(["ev1", "ev1", "ev2"]):
+            await transactions.upsert(stored_transaction(n, event))
+        # The query API opens no Service Bus link of its own (service_env's default says so).
+        yield service_env(cosmos_connection, database, OT_QUERY_API_JWT_SECRET=SECRET)
 
 
-async def serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "query_api", "serve", env={**env, "OT_QUERY_API_HTTP_PORT": str(port)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session, asyncio.timeout(90):
-        while True:
-            assert process.returncode is None, "query-api exited before it was ready"
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return process, base
-            except aiohttp.ClientConnectionError:
-                pass  # not listening yet
-            await asyncio.sleep(0.2)
-
-
-def local_token(env: dict[str, str], *events: str) -> str:
+async def local_token(env: dict[str, str], *events: str) -> str:
     arguments = ["--events", *events] if events else []
-    return subprocess.run(
-        [sys.executable, "-m", "query_api", "token", *arguments],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    finished = await run("query_api", "token", *arguments, env=env)
+    assert finished.code == 0, finished.err
+    return finished.out.strip()
 
 
 async def test_serves_the_stored_transactions_to_a_local_token_scoped_to_its_events(environment):
-    process, base = await serve(environment)
+    process, base = await serve("query_api", env=environment, port_setting="OT_QUERY_API_HTTP_PORT")
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{base}/api/analytics") as response:
                 assert response.status == 401
-            everything = {"Authorization": f"Bearer {local_token(environment)}"}
+            everything = {"Authorization": f"Bearer {await local_token(environment)}"}
             async with session.get(f"{base}/api/analytics", headers=everything) as response:
                 assert (await response.json())["ordersCount"] == 3
-            only_ev2 = {"Authorization": f"Bearer {local_token(environment, 'ev2')}"}
+            only_ev2 = {"Authorization": f"Bearer {await local_token(environment, 'ev2')}"}
             async with session.get(f"{base}/api/transactions", headers=only_ev2) as response:
                 body = await response.json()
             assert [row["id"] for row in body["rows"]] == ["tx2"]
             async with session.get(f"{base}/api/events", headers=only_ev2) as response:
                 assert [event["eventId"] for event in (await response.json())["events"]] == ["ev2"]
     finally:
-        process.terminate()
-        assert await process.wait() == 0
+        assert await stop(process) == 0

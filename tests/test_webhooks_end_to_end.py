@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import sys
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
+from system_processes import OPENTICKETS_SANDBOX_CLIENT, fresh_database, run, serve, service_env, stop
 from test_enricher_system import System, expected_enrichment, wrong_fields
 
-from devstack.cosmos import connection_string as cosmos_connection_string
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import run_sandbox
-from devstack.servicebus.testing import free_port
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
 from otcommon.messages import decode_service_bus_message
@@ -36,7 +30,6 @@ from otcommon.payment_transactions import (
     ref_of,
 )
 from otcommon.served import served_is_disputed, served_is_refunded
-from otcommon.store import DEFAULT_TOPOLOGY, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -60,13 +53,10 @@ class Environment:
     servicebus: str
 
     async def run(self, *args: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, *args, env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(120):
-            _, err = await process.communicate()
-        return int(process.returncode or 0), err.decode()
+        """`python ARGS` (``-m MODULE ...``) to its end: its exit code and its stderr."""
+        assert args[0] == "-m", args
+        finished = await run(args[1], *args[2:], env=self.env)
+        return finished.code, finished.err
 
     async def rows(self, container: str, query: str = "SELECT * FROM c") -> list[dict[str, Any]]:
         return [row async for row in self.database.get_container_client(container).query_items(query)]
@@ -74,45 +64,21 @@ class Environment:
 
 @pytest.fixture
 async def environment(cosmos_client, cosmos_connection, start_servicebus) -> AsyncIterator[Environment]:
-    database = f"e2e-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
     with start_servicebus() as servicebus:
-        env = {
-            **os.environ,
-            "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
-            "OT_COSMOS_DATABASE": database,
-            "OT_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
-            "OT_OPENTICKETS_CLIENT_ID": "sandbox-client",
-            "OT_OPENTICKETS_CLIENT_SECRET": "sandbox-secret",
-            "OT_WEBHOOKS_PLATFORM_SECRETS": PLATFORM_SECRET,
-            "OT_WEBHOOKS_CONNECT_SECRETS": CONNECT_SECRET,
-            "OT_WEBHOOKS_SWEEP_SECONDS": "2",
-            "OT_WEBHOOKS_SWEEP_AGE_SECONDS": "1",
-            "OT_LOG_FORMAT": "json",
-        }
-        try:
+        async with fresh_database(cosmos_client, "e2e") as database:
+            env = service_env(
+                cosmos_connection, database, servicebus=servicebus.connection_string,
+                **OPENTICKETS_SANDBOX_CLIENT, OT_WEBHOOKS_PLATFORM_SECRETS=PLATFORM_SECRET,
+                OT_WEBHOOKS_CONNECT_SECRETS=CONNECT_SECRET, OT_WEBHOOKS_SWEEP_SECONDS="2",
+                OT_WEBHOOKS_SWEEP_AGE_SECONDS="1",
+            )  # fmt: skip
             yield Environment(env, cosmos_client.get_database_client(database), servicebus.connection_string)
-        finally:
-            await cosmos_client.delete_database(database)
 
 
 async def serve_webhooks(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webhooks", "serve", env={**env, "OT_WEBHOOKS_HTTP_PORT": str(port)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session, asyncio.timeout(90):
-        while True:
-            assert process.returncode is None, "webhooks exited before it was ready"
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return process, f"{base}/api/webhooks/stripe"
-            except aiohttp.ClientConnectionError:
-                pass  # not listening yet
-            await asyncio.sleep(0.2)
+    """`python -m webhooks serve` once ready, with the address Stripe delivers to."""
+    process, base = await serve("webhooks", env=env, port_setting="OT_WEBHOOKS_HTTP_PORT")
+    return process, f"{base}/api/webhooks/stripe"
 
 
 def waiting_for_a_payment(
@@ -176,8 +142,7 @@ async def test_delivered_refunds_and_disputes_bring_every_transaction_to_the_gen
         waiting = {i for i, event in log.items() if waiting_for_a_payment(event, paid, payment_of_charge)}
         records = await settled(environment, waiting)
     finally:
-        webhooks.send_signal(signal.SIGTERM)
-        await webhooks.wait()
+        await stop(webhooks)
 
     assert set(records) == set(log)  # every delivered event is recorded, once (ids are the keys)
     stored = {row["id"]: row for row in await environment.rows("transactions")}
@@ -365,8 +330,7 @@ async def test_with_the_enricher_running_every_transaction_ends_at_the_generator
             finally:
                 await system.stop_enricher(enricher, "serve")
     finally:
-        webhooks.send_signal(signal.SIGTERM)
-        await webhooks.wait()
+        await stop(webhooks)
 
     stored = await system.stored()
     by_id = {row["id"]: row for row in stored}

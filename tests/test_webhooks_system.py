@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 import stripe
-
-from devstack.cosmos import connection_string as cosmos_connection_string
-from devstack.servicebus.testing import free_port
-from otcommon.store import DEFAULT_TOPOLOGY, provision
+from system_processes import fresh_database, kill, serve, service_env, stop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,41 +24,17 @@ SECRET = "whsec_system_test"
 
 @pytest.fixture
 async def environment(cosmos_client, cosmos_connection, start_servicebus) -> AsyncIterator[dict[str, str]]:
-    database = f"webhooks-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
     with start_servicebus() as servicebus:
-        try:
-            yield {
-                **os.environ,
-                "OT_COSMOS_CONNECTION_STRING": cosmos_connection_string(cosmos_connection.endpoint),
-                "OT_COSMOS_DATABASE": database,
-                "OT_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
-                "OT_WEBHOOKS_PLATFORM_SECRETS": SECRET,
-                "OT_WEBHOOKS_SWEEP_SECONDS": "0.5",
-                "OT_WEBHOOKS_SWEEP_AGE_SECONDS": "0.5",
-                "OT_LOG_FORMAT": "json",
-            }
-        finally:
-            await cosmos_client.delete_database(database)
+        async with fresh_database(cosmos_client, "webhooks") as database:
+            yield service_env(
+                cosmos_connection, database, servicebus=servicebus.connection_string,
+                OT_WEBHOOKS_PLATFORM_SECRETS=SECRET, OT_WEBHOOKS_SWEEP_SECONDS="0.5",
+                OT_WEBHOOKS_SWEEP_AGE_SECONDS="0.5",
+            )  # fmt: skip
 
 
-async def serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webhooks", "serve", env={**env, "OT_WEBHOOKS_HTTP_PORT": str(port)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session, asyncio.timeout(90):
-        while True:
-            assert process.returncode is None, "webhooks exited before it was ready"
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return process, base
-            except aiohttp.ClientConnectionError:
-                pass  # not listening yet
-            await asyncio.sleep(0.2)
+async def serve_webhooks(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    return await serve("webhooks", env=env, port_setting="OT_WEBHOOKS_HTTP_PORT")
 
 
 def signed_refund(payment_id: str) -> tuple[str, str]:
@@ -98,12 +67,11 @@ async def test_killed_before_applying_then_retried_the_refund_lands_once(environ
     events = database.get_container_client("webhook-events")
     body, header = signed_refund("pi_system1")
 
-    first, base = await serve(environment)
+    first, base = await serve_webhooks(environment)
     assert (await post(base, body, header))["duplicate"] is False
     # Killed with the event recorded and not applied: its payment is not stored yet, so the first
     # attempt could not apply it (the sweep would retry it ten times before giving up).
-    first.send_signal(signal.SIGKILL)
-    await first.wait()
+    await kill(first)
     assert (await events.read_item("evt_system1", partition_key="evt_system1"))["state"] == "received"
     await transactions.create_item(
         {
@@ -115,15 +83,14 @@ async def test_killed_before_applying_then_retried_the_refund_lands_once(environ
         }
     )
 
-    second, base = await serve(environment)
+    second, base = await serve_webhooks(environment)
     try:
         assert (await post(base, body, header))["duplicate"] is True  # Stripe's retry
         async with asyncio.timeout(60):
             while (await events.read_item("evt_system1", partition_key="evt_system1"))["state"] == "received":
                 await asyncio.sleep(0.2)
     finally:
-        second.send_signal(signal.SIGTERM)
-        await second.wait()
+        await stop(second)
     record = await events.read_item("evt_system1", partition_key="evt_system1")
     stored = await transactions.read_item("tx-sys", partition_key="ev-sys")
     assert record["state"] == "applied"

@@ -269,7 +269,10 @@ class Stack:
                 key=SecretStr(cosmos.EMULATOR_KEY),
                 database=self.options.database,
             )
-            on_progress(asyncio.run(wait_for_enrichment(connection, on_progress=on_progress)))
+            summary = wait_for_enrichment(
+                connection, on_progress=on_progress, stripe_url=self.environment["OT_STRIPE_API_BASE"]
+            )
+            on_progress(asyncio.run(summary))
 
     def _start_query_api(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         """The query API on the data ingest stored, and a token for it (printed with the endpoints)."""
@@ -338,11 +341,17 @@ async def wait_for_enrichment(
     connection: CosmosConnection,
     *,
     on_progress: Callable[[str], None],
+    stripe_url: str,
     timeout_seconds: float = 600.0,
     progress_every_seconds: float = 5.0,
 ) -> str:
-    """Wait until no payment waits for the enricher (bounded); a summary by route and deposit status."""
-    query = "SELECT c.enrichmentState, c.stripeRouteType, c.depositStatus FROM c"
+    """Wait until no payment waits for the enricher (bounded); a summary by route and deposit status.
+
+    Routes are counted twice: as the enricher classified them (`stripeRouteType`: platform or
+    connected, SPEC section 2), and by the Stripe sandbox's own route of each enriched payment
+    (platform, destination, separate_transfer, direct), which the enricher's two values cannot tell apart.
+    """
+    query = "SELECT c.PaymentID, c.enrichmentState, c.stripeRouteType, c.depositStatus FROM c"
     async with create_cosmos_client(connection) as client:
         transactions = client.get_database_client(connection.database).get_container_client("transactions")
         loop = asyncio.get_running_loop()
@@ -358,14 +367,26 @@ async def wait_for_enrichment(
             await asyncio.sleep(1.0)
     enriched = [row for row in rows if row["enrichmentState"] == "enriched"]
     routes = Counter(row.get("stripeRouteType") for row in enriched)
+    stripe_route_of = await _stripe_routes(stripe_url)
+    stripe_routes = Counter(stripe_route_of.get(row.get("PaymentID") or "") for row in enriched)
     deposits = Counter(row.get("depositStatus") for row in enriched)
     summary = (
         f"{len(enriched)} of {len(rows)} payments enriched; by route: {_counts(routes)}; "
+        f"by Stripe route: {_counts(stripe_routes)}; "
         f"by deposit status: {_counts(deposits)}; unresolved: {len(rows) - len(enriched) - waiting}"
     )
     if waiting:
         return f"{summary}; still waiting after {timeout_seconds:.0f} s: {waiting} (see the enricher's log)"
     return summary
+
+
+async def _stripe_routes(stripe_url: str) -> dict[str, str]:
+    """Each PaymentID's route in the Stripe sandbox's world (its ground truth)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{stripe_url}/_sandbox/payments") as response:
+        if response.status != 200:  # noqa: PLR2004
+            raise StartupError(f"the Stripe sandbox did not give its payments: {response.status}")
+        body = await response.json()
+    return {facts["payment_id"]: facts["route"] for facts in body["data"]}
 
 
 def _counts(counter: Counter[str | None]) -> str:

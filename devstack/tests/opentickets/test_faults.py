@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 import yarl
 
-from devstack.opentickets.faults import Fault, FaultConfig, FaultController
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import api_key_headers, run_sandbox
+from devstack.sandbox.faults import Fault, FaultConfig, FaultController
 
 if TYPE_CHECKING:
     from devstack.opentickets.testing import SandboxHandle

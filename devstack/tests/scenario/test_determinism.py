@@ -23,9 +23,9 @@ ADVANCE_MINUTES = (3 * 24 + 14) * 60
 
 GOLDEN_SHA256 = {
     "export": "4d01e797eab46e603f68311f015872cd5eac534817dffe977c33ee994b0d6efd",
-    "stripe": "d4af7394ec809e687081d846320130f655c1eaea7e32e01ba4b62b53a06044ce",
+    "stripe": "fb1bc87fc155c9fbdc8551f1c3b4546a6c60f44ca0a96f88ed42e093220e3137",
     "export after advance": "e9f0cb7a91388b758e886ef979ba19a409fd45e74f6b7a719be053f7c23498d2",
-    "stripe after advance": "45988d19623ebee6a25738790cce187254a09d4fe18c73f61f73779a60ef7858",
+    "stripe after advance": "8b84a80f66547eea258ce37bde2e5960f640e2470d830bbdf12981f4f7596e26",
 }
 
 

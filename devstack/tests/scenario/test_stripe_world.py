@@ -61,9 +61,32 @@ def test_routes_place_objects_on_the_right_account(stripe: StripeWorld) -> None:
                 payment = stripe.charges[transfer["destination_payment"]]
                 assert stripe.owner[payment["id"]] == facts.destination_account_id
                 assert payment["id"].startswith("py_")
+            case Route.SEPARATE_TRANSFER:
+                assert_a_separate_transfer(stripe, facts.charge_id, destination=facts.destination_account_id)
+                assert charge["transfer_group"] == stripe.transfers[facts.transfer_id]["transfer_group"]
             case Route.DIRECT:
                 assert facts.account_id != stripe.platform_account_id
                 assert facts.account_id in stripe.accounts
+
+
+def assert_a_separate_transfer(stripe: StripeWorld, charge_id: str, *, destination: str | None) -> None:
+    """A platform charge with no link to the organizer; one transfer names it as its source."""
+    charge = stripe.charges[charge_id]
+    assert stripe.owner[charge_id] == stripe.platform_account_id
+    assert charge["transfer_data"] is None
+    assert charge["on_behalf_of"] is None
+    assert "transfer" not in charge
+    assert charge["transfer_group"]
+    transfers = [t for t in stripe.transfers.values() if t["source_transaction"] == charge_id]
+    assert len(transfers) == 1
+    transfer = transfers[0]
+    assert stripe.owner[transfer["id"]] == stripe.platform_account_id
+    assert transfer["destination"] == destination
+    payment = stripe.charges[transfer["destination_payment"]]
+    assert payment["id"].startswith("py_")
+    assert stripe.owner[payment["id"]] == destination
+    assert payment["source_transfer"] == transfer["id"]
+    assert payment["amount"] == transfer["amount"] < charge["amount"]
 
 
 def test_some_payment_ids_are_legacy_charges(stripe: StripeWorld) -> None:
@@ -129,8 +152,10 @@ def test_refunds_and_disputes_appear_on_charges(scenario: Scenario, stripe: Stri
 def test_connected_payments_carry_the_platforms_application_fee(stripe: StripeWorld) -> None:
     for facts in stripe.payments.values():
         charge = stripe.charges[facts.charge_id]
-        if facts.route is Route.PLATFORM:
+        if facts.route in {Route.PLATFORM, Route.SEPARATE_TRANSFER}:
+            # A separate transfer's platform keeps its share by transferring less, with no fee object.
             assert facts.application_fee_id is None
+            assert facts.application_fee_amount is None
             assert charge["application_fee"] is None
             continue
         fee = stripe.application_fees[charge["application_fee"]]

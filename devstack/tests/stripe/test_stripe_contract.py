@@ -77,6 +77,10 @@ async def _collect(sandbox: StripeSandboxHandle, api: Callable[..., Any]) -> Col
         await _all_pages(api, "/v1/payouts", account, collected, **{"expand[]": "data.destination"})
         await _all_pages(api, "/v1/events", account, collected)
     await _all_pages(api, "/v1/accounts", sandbox.platform_account_id, collected)
+    await _all_pages(api, "/v1/transfers", sandbox.platform_account_id, collected)
+    for account in world.accounts:
+        # A connected account's `py_` payments with the transfer that made them (the enricher's listing).
+        await _all_pages(api, "/v1/charges", account, collected, **{"expand[]": "data.source_transfer"})
     await _all_pages(api, "/v1/application_fees", sandbox.platform_account_id, collected)
     platform = sandbox.platform_account_id
     for table, path in (
@@ -112,6 +116,17 @@ async def test_every_served_object_matches_stripes_schema(
         for error in errors_of(kind, obj)
     ]
     assert failures == [], "\n".join(failures[:30])
+
+
+async def test_separate_transfers_are_among_the_objects_checked(
+    sandbox: StripeSandboxHandle, api: Callable[..., Any]
+) -> None:
+    collected = await _collect(sandbox, api)
+    grouped = [t for t in collected.by_type["transfer"].values() if t["transfer_group"]]
+    assert grouped, "a separate transfer, with its transfer_group and source_transaction"
+    assert all(t["source_transaction"] in sandbox.world.charges for t in grouped)
+    made = {t["destination_payment"] for t in grouped}
+    assert made <= {c["id"] for c in collected.by_type["charge"].values()}, "their destination payments"
 
 
 async def test_error_answers_match_stripes_error_schema(

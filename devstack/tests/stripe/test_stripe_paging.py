@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from devstack.scenario import Route
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -87,6 +89,39 @@ async def test_payout_filters(sandbox: StripeSandboxHandle, api: Callable[..., A
     middle = sorted(p["arrival_date"] for p in mine)[len(mine) // 2]
     ids = await walk(api, "/v1/payouts", {"arrival_date[lte]": str(middle)}, account=account)
     assert sorted(ids) == sorted(p["id"] for p in mine if p["arrival_date"] <= middle)
+
+
+async def test_transfers_list_by_group_destination_and_created(
+    sandbox: StripeSandboxHandle, client: stripe.StripeClient, api: Callable[..., Any]
+) -> None:
+    world = sandbox.world
+    platform = sandbox.platform_account_id
+    assert await walk(api, "/v1/transfers", {"limit": "7"}) == newest_first(
+        world.transfers.values(), world.owner, platform
+    )
+    separate = [f for f in world.payments.values() if f.route is Route.SEPARATE_TRANSFER]
+    assert separate
+    for facts in separate[:5]:
+        group = world.charges[facts.charge_id]["transfer_group"]
+        listed = await client.v1.transfers.list_async(params={"transfer_group": group})
+        assert [t.id for t in listed.data] == [facts.transfer_id]
+        assert listed.data[0].source_transaction == facts.charge_id
+    destination = separate[0].destination_account_id
+    assert destination is not None
+    to_one = await walk(api, "/v1/transfers", {"destination": destination, "limit": "100"})
+    expected = [t["id"] for t in world.transfers.values() if t["destination"] == destination]
+    assert sorted(to_one) == sorted(expected)
+    newest = max(t["created"] for t in world.transfers.values())
+    assert (
+        await walk(api, "/v1/transfers", {"created[gte]": str(newest)})
+        == [t["id"] for t in world.transfers.values() if t["created"] >= newest][::-1]
+    )
+    # Stripe's transfer list has no `source_transaction` filter; neither has this one.
+    refused = await api("/v1/transfers", params={"source_transaction": separate[0].charge_id})
+    assert refused.status == 400
+    assert refused.body["error"]["param"] == "source_transaction"
+    # A connected account made no transfers.
+    assert await walk(api, "/v1/transfers", {}, account=destination) == []
 
 
 async def test_a_payouts_balance_transactions_with_the_charge_expanded(

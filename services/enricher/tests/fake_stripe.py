@@ -116,6 +116,12 @@ class FakeStripe:
         await self._count("payouts.retrieve", account)
         return self._get("payout", payout_id, account)
 
+    async def list_transfers(self, *, transfer_group: str, starting_after: str | None) -> ListPage:
+        await self._count("transfers.list", None)
+        transfers = self._newest_first("transfer", None, None)
+        grouped = [t for t in transfers if t.get("transfer_group") == transfer_group]
+        return self._paged(grouped, starting_after)
+
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:

@@ -40,6 +40,8 @@ class StripeFacts:
     """Every payout of that account."""
     bank: tuple[str, str, str]
     """(account, bank account id, its last 4)."""
+    separate_transfer: tuple[str, str, str, str]
+    """(platform charge, its transfer_group, the transfer made from it, that transfer's destination)."""
 
 
 async def every_page(list_page: Callable[[str | None], Awaitable[ListPage]]) -> list[list[dict[str, Any]]]:
@@ -153,6 +155,24 @@ class StripeGatewayContract:
         listed = [payout["id"] for each in await every_page(page) for payout in each]
         assert len(listed) == len(set(listed))
         assert set(listed) == stripe_facts.payouts
+
+    async def test_a_separate_transfer_is_listed_by_its_transfer_group(self, stripe_facts: StripeFacts):
+        gateway = stripe_facts.gateway
+        charge_id, group, transfer_id, destination = stripe_facts.separate_transfer
+
+        async def page(cursor: str | None) -> ListPage:
+            return await gateway.list_transfers(transfer_group=group, starting_after=cursor)
+
+        listed = [transfer for each in await every_page(page) for transfer in each]
+        assert [transfer["id"] for transfer in listed] == [transfer_id]
+        assert listed[0]["source_transaction"] == charge_id
+        assert listed[0]["destination"] == destination
+        assert listed[0]["destination_payment"]
+
+        async def none(cursor: str | None) -> ListPage:
+            return await gateway.list_transfers(transfer_group="order_no_such_group", starting_after=cursor)
+
+        assert await every_page(none) == [[]]
 
     async def test_a_bank_account_is_read_under_its_account(self, stripe_facts: StripeFacts):
         gateway = stripe_facts.gateway

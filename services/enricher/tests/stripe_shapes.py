@@ -129,6 +129,8 @@ def transfer(transfer_id: str, *, destination: str, destination_payment: str) ->
         "destination": destination,
         "destination_payment": destination_payment,
         "source_transaction": None,
+        "transfer_group": None,
+        "created": 0,
     }
 
 

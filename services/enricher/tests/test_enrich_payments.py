@@ -72,12 +72,50 @@ async def test_a_separate_transfer_is_linked_from_the_connected_payment():
     world = new_world()
     ids = world.destination_charge("acct_org0002", separate=True)
     payout_id = world.pay_out([ids["py_txn"]], on="acct_org0002", status="failed")
+    world.pay_out([ids["platform_txn"]], on=None)
     found = await enricher_for(world.stripe, Clock()).enrich(ids["charge"], requested_at=Clock()())
     assert isinstance(found, Findings)
     assert found.route == Route(RouteType.CONNECTED, destination_account_id="acct_org0002")
     assert found.transfer_id == ids["transfer"]
+    # The organizer's money: the py_ payment's balance transaction, in the connected account's payout.
+    assert found.balance_transaction_id == ids["py_txn"]
+    assert found.net_amount == 1000
+    assert found.application_fee_amount is None
     assert found.payout.payout_id == payout_id
     assert found.deposit_status == "failed"
+    # The connected account's listing linked the transfer: the transfer group cost no call.
+    assert "transfers.list" not in world.stripe.calls.by_operation
+
+
+async def test_a_separate_transfer_no_listing_linked_is_found_by_its_transfer_group():
+    world = new_world()
+    world.stripe.expand_source_transfer = False  # the listing names the transfer but not its charge
+    ids = world.destination_charge("acct_org0001", separate=True)
+    payout_id = world.pay_out([ids["py_txn"]], on="acct_org0001")
+    clock = Clock()
+    enricher = enricher_for(world.stripe, clock)
+    found = await enricher.enrich(ids["intent"], requested_at=clock())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id="acct_org0001")
+    assert found.transfer_id == ids["transfer"]
+    assert found.balance_transaction_id == ids["py_txn"]
+    assert found.payout.payout_id == payout_id
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
+    # Indexed: the same payment again costs no call.
+    before = world.stripe.calls.total
+    assert await enricher.enrich(ids["charge"], requested_at=clock()) == found
+    assert world.stripe.calls.total == before
+
+
+async def test_a_platform_charge_whose_group_has_no_transfer_stays_on_the_platform():
+    world = new_world()
+    charge_id, _, txn = world.charge_on(None, transfer_group="order_not_transferred_yet")
+    world.pay_out([txn], on=None)
+    found = await enricher_for(world.stripe, Clock()).enrich(charge_id, requested_at=Clock()())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.PLATFORM)
+    assert found.transfer_id is None
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
 
 
 async def test_manual_payouts_are_not_traceable_and_cost_no_payout_calls():

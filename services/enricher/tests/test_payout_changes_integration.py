@@ -8,23 +8,17 @@ consumer, gateway, indexes and writer apply them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import SecretStr
 
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
-from enricher.announcer import PublishingAnnouncer
-from enricher.handler import EnrichmentHandler, PayoutChangeHandler
-from enricher.indexer import Indexer
-from enricher.indexes import StripeIndex
-from enricher.payouts import PayoutChanges
-from enricher.service import PaymentEnricher
-from enricher.stripe_api import StripeApiGateway
-from enricher.writer import EnrichmentWriter
+from enricher.app import Enricher, open_enricher
+from enricher.settings import EnricherSettings
 from otcommon.bus import (
     Consumer,
     ConsumerSettings,
@@ -45,8 +39,10 @@ from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
 
     from otcommon.bus import Delivery
+    from otcommon.settings import CosmosConnection
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +51,12 @@ TOPIC = "transaction-changes"
 
 
 @pytest.fixture
-async def containers(cosmos_client) -> AsyncIterator[tuple[CosmosContainer, CosmosContainer]]:
+async def database(cosmos_client) -> AsyncIterator[tuple[str, CosmosContainer]]:
+    """A provisioned database of the test's own, and its transactions container."""
     name = f"enricher-payouts-{uuid.uuid4().hex[:10]}"
     await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
-
-    def container(spec: str) -> CosmosContainer:
-        return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
-
-    yield container("transactions"), container("stripe-index")
+    spec = DEFAULT_TOPOLOGY.container("transactions")
+    yield name, CosmosContainer.of(cosmos_client, database=name, spec=spec)
     await cosmos_client.delete_database(name)
 
 
@@ -158,37 +152,26 @@ async def payout_announcements(source, *, until: set[str] | None = None, marker:
     pytest.fail(f"announcements incomplete after a minute: {sorted(c.transaction_id for c in seen)}")
 
 
-@contextlib.asynccontextmanager
-async def enricher_on(sandbox, clock, transactions, index_container, bus) -> AsyncIterator[Any]:
-    gateway = StripeApiGateway(
-        api_key=sandbox.settings.secret_key, api_base=sandbox.base_url, requests_per_second=1_000
+def enricher_on(
+    sandbox, clock, *, cosmos: CosmosConnection, database: str, servicebus: str
+) -> AbstractAsyncContextManager[Enricher]:
+    """The service's own components (`open_enricher`), on the sandbox's clock."""
+    settings = EnricherSettings(
+        cosmos_endpoint=cosmos.endpoint,
+        cosmos_key=cosmos.key,
+        cosmos_database=database,
+        servicebus_connection_string=SecretStr(servicebus),
+        stripe_api_key=SecretStr(sandbox.settings.secret_key),
+        stripe_api_base=sandbox.base_url,
+        stripe_requests_per_second=1_000,
     )
-    changes = topic_publisher(client=bus, topic_name=TOPIC)
-    try:
-        index = StripeIndex(index_container)
-        indexer = Indexer(gateway=gateway, index=index, clock=clock)
-        handler = EnrichmentHandler(
-            enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
-            writer=EnrichmentWriter(transactions),
-            announcer=PublishingAnnouncer(changes),
-            clock=clock,
-        )
-        payouts = PayoutChanges(
-            gateway=gateway,
-            index=index,
-            indexer=indexer,
-            transactions=transactions,
-            payments=handler,
-            clock=clock,
-        )
-        yield handler, PayoutChangeHandler(payouts=payouts), changes
-    finally:
-        await changes.close()
-        await gateway.close()
+    return open_enricher(settings, clock=clock)
 
 
-async def test_payout_events_move_every_transaction_once_and_never_back(start_servicebus, containers):
-    transactions, index_container = containers
+async def test_payout_events_move_every_transaction_once_and_never_back(
+    start_servicebus, cosmos_connection, database
+):
+    database_name, transactions = database
     settings = StripeSandboxSettings(orders=300, rate_limit_per_second=10_000)
     async with run_stripe_sandbox(settings=settings) as sandbox:
         world = PayoutWorld(sandbox)
@@ -223,12 +206,13 @@ async def test_payout_events_move_every_transaction_once_and_never_back(start_se
         with start_servicebus() as emulator:
             async with (
                 client_from_connection_string(connection_string=emulator.connection_string) as bus,
-                enricher_on(sandbox, world.now, transactions, index_container, bus) as (
-                    enrich,
-                    apply,
-                    changes,
-                ),
-            ):
+                enricher_on(
+                    sandbox, world.now, cosmos=cosmos_connection, database=database_name,
+                    servicebus=emulator.connection_string,
+                ) as enricher,
+            ):  # fmt: skip
+                enrich, apply = enricher.handler, enricher.payout_handler
+                changes = topic_publisher(client=bus, topic_name=TOPIC)
                 for payment_id in world.payments:
                     await enrich.enrich(payment_id, requested_at=world.now())
                 pending = ("pending", "pending", world.payout_id)
@@ -272,6 +256,7 @@ async def test_payout_events_move_every_transaction_once_and_never_back(start_se
                 )
                 await publisher.close()
                 await audit.close()
+                await changes.close()
 
 
 async def publish_marker(changes, name: str) -> str:

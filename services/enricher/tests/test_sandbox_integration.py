@@ -57,7 +57,10 @@ def _mismatches(found: Findings, truth) -> list[str]:
 
 
 async def _enrich_world(settings: StripeSandboxSettings, *, requests_per_second: float, retries: int = 2):
-    """Enrich every payment of the sandbox's world; (results, truths, gateway, automatic payout count)."""
+    """Enrich every payment of the sandbox's world.
+
+    (results, truths, gateway, automatic payout count, the sandbox's answers counted by status)
+    """
     async with run_stripe_sandbox(settings=settings) as sandbox:
         now = datetime.fromtimestamp(sandbox.state.scenario.now, UTC)
         gateway = StripeApiGateway(
@@ -72,7 +75,8 @@ async def _enrich_world(settings: StripeSandboxSettings, *, requests_per_second:
             results = await asyncio.gather(*(enricher.enrich(pid, requested_at=now) for pid in truths))
         finally:
             await gateway.close()
-        return results, truths, gateway, len(sandbox.world.payout_balance_transactions)
+        statuses = Counter(sandbox.state.requests.by_status)
+        return results, truths, gateway, len(sandbox.world.payout_balance_transactions), statuses
 
 
 def _wrong_fields(results, truths) -> dict[str, int]:
@@ -85,10 +89,12 @@ def _wrong_fields(results, truths) -> dict[str, int]:
 
 async def test_every_payment_of_the_sandbox_world_is_enriched_to_its_ground_truth():
     settings = StripeSandboxSettings(orders=400, rate_limit_per_second=10_000)
-    results, truths, gateway, automatic_payouts = await _enrich_world(settings, requests_per_second=5_000)
+    results, truths, gateway, automatic_payouts, _ = await _enrich_world(settings, requests_per_second=5_000)
     assert _wrong_fields(results, truths) == {}
     routes = Counter(str(truth.route) for truth in truths.values())
-    assert set(routes) == {"platform", "destination", "direct"}
+    assert set(routes) == {"platform", "destination", "separate_transfer", "direct"}
+    # The connected accounts' listings linked every separate transfer to its charge.
+    assert "transfers.list" not in gateway.calls.by_operation
     # Apart from one contents listing per automatic payout (no field links a balance transaction to its
     # payout), a handful of listings per account answered every payment.
     contents = gateway.calls.by_operation["balance_transactions.list"]
@@ -97,19 +103,24 @@ async def test_every_payment_of_the_sandbox_world_is_enriched_to_its_ground_trut
 
 
 @pytest.mark.parametrize(
-    "faults",
+    ("faults", "served"),
     [
-        pytest.param({"rate_limit_per_second": 40}, id="429 bursts"),
-        pytest.param({"fault_rate_5xx": 0.2, "fault_seed": 3}, id="5xx"),
-        pytest.param({"drop_rate": 0.1, "fault_seed": 5}, id="dropped connections"),
-        pytest.param({"latency_ms": 20}, id="latency"),
+        pytest.param({"rate_limit_per_second": 40}, {"429"}, id="429 bursts"),
+        pytest.param({"fault_rate_5xx": 0.2, "fault_seed": 3}, {"500", "502", "503"}, id="5xx"),
+        pytest.param({"drop_rate": 0.1, "fault_seed": 5}, {"dropped"}, id="dropped connections"),
+        pytest.param({"latency_ms": 20}, set(), id="latency"),
     ],
 )
-async def test_faults_cost_retries_not_answers(faults):
+async def test_faults_cost_retries_not_answers(faults, served):
     settings = StripeSandboxSettings(orders=120, **{"rate_limit_per_second": 10_000, **faults})
     # The gate is set far above the sandbox's limit, so every 429 is the sandbox's and must be waited out.
-    results, truths, gateway, _ = await _enrich_world(settings, requests_per_second=1_000, retries=6)
+    results, truths, gateway, _, statuses = await _enrich_world(
+        settings, requests_per_second=1_000, retries=6
+    )
     assert _wrong_fields(results, truths) == {}
+    # The fault really was served (the answers above were earned through it, not around it).
+    if served:
+        assert sum(statuses[status] for status in served) > 0, statuses
     if "rate_limit_per_second" in faults:
         assert gateway._http.rate_limited > 0
 

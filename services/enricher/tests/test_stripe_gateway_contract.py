@@ -35,6 +35,9 @@ class TestFakeStripeGateway(StripeGatewayContract):
         _, _, third_txn = world.charge_on(ORG)
         payout_id = world.pay_out([direct_txn, second_txn, third_txn], on=ORG)
         later = world.pay_out([], on=ORG, created=T_NOW - DAY // 2)
+        separate = world.destination_charge(ORG, separate=True, created=T_NOW - 6 * 3600)
+        destination = world.destination_charge(ORG, created=T_NOW - 7 * 3600)  # its transfer is in no group
+        created |= {separate["charge"]: T_NOW - 6 * 3600, destination["charge"]: T_NOW - 7 * 3600}
         assert intent is not None
         return StripeFacts(
             gateway=world.stripe,
@@ -47,6 +50,12 @@ class TestFakeStripeGateway(StripeGatewayContract):
             payout=(ORG, payout_id, frozenset({direct_txn, second_txn, third_txn})),
             payouts=frozenset({payout_id, later}),
             bank=(ORG, f"ba_{ORG}", ORG[-4:]),
+            separate_transfer=(
+                separate["charge"],
+                f"order_{separate['transfer']}",
+                separate["transfer"],
+                ORG,
+            ),
         )
 
 
@@ -71,6 +80,7 @@ class TestSandboxStripeGateway(StripeGatewayContract):
             )
             payout_account = owner[payout_id]
             bank = next(bank for bank in world.bank_accounts.values() if bank["account"] != platform)
+            separate = next(f for f in world.payments.values() if str(f.route) == "separate_transfer")
             gateway = StripeApiGateway(
                 api_key=settings.secret_key, api_base=sandbox.base_url, requests_per_second=1_000
             )
@@ -88,6 +98,12 @@ class TestSandboxStripeGateway(StripeGatewayContract):
                     payout=(payout_account, payout_id, frozenset(carried)),
                     payouts=frozenset(p for p in world.payouts if owner[p] == payout_account),
                     bank=(bank["account"], bank["id"], bank["last4"]),
+                    separate_transfer=(
+                        separate.charge_id,
+                        world.charges[separate.charge_id]["transfer_group"],
+                        str(separate.transfer_id),
+                        str(separate.destination_account_id),
+                    ),
                 )
             finally:
                 await gateway.close()

@@ -122,12 +122,13 @@ class World:
         """A platform charge whose money a transfer moved to ``destination`` (a py_ payment there)."""
         transfer_id = self.next_id("tr")
         payment_id = self.next_id("py")
+        group = f"order_{transfer_id}"
         extra = (
-            {"transfer_group": "ORDER"} if separate else {"destination": destination, "transfer": transfer_id}
+            {"transfer_group": group}
+            if separate
+            else {"destination": destination, "transfer": transfer_id, "application_fee_amount": 150}
         )
-        charge_id, intent_id, platform_txn = self.charge_on(
-            None, application_fee_amount=150, **extra, **kwargs
-        )
+        charge_id, intent_id, platform_txn = self.charge_on(None, **extra, **kwargs)
         py_txn = self.next_id("txn")
         self.stripe.add(
             "balance_transaction",
@@ -147,6 +148,7 @@ class World:
         )
         moved = transfer(transfer_id, destination=destination, destination_payment=payment_id)
         moved["source_transaction"] = charge_id
+        moved["transfer_group"] = group if separate else None
         self.stripe.add("transfer", moved)
         return {
             "charge": charge_id,

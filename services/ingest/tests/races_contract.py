@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import QUEUE, T0, api_row
+from ingest_fakes import QUEUE, T0, api_row
 
 from ingest.catalog import CatalogBacklog
 from ingest.checkpoint import CheckpointStore, SyncCheckpoint

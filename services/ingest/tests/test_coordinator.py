@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import World, api_row, container
+from ingest_fakes import World, api_row, container
 from structlog.testing import capture_logs
 
 from ingest.coordinator import SyncCoordinator

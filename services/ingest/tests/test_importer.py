@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from otcommon.schemas import EXPORT_COLUMNS
 
 if TYPE_CHECKING:
-    from conftest import World
+    from ingest_fakes import World
 
 
 def export_row(n: int, **overrides):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import container
+from ingest_fakes import container
 
 from ingest.lease import LeaseLostError, SyncLease
 from ingest.schedule import InvalidScheduleError, Schedule

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import container
+from ingest_fakes import container
 
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 

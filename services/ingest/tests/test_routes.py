@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import World, api_row, container
+from ingest_fakes import World, api_row, container
 
 from ingest.app import Ingest, create_app
 from ingest.coordinator import SyncCoordinator

@@ -6,7 +6,7 @@ import csv
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from conftest import T0, api_row
+from ingest_fakes import T0, api_row
 
 from otcommon.messages import EnrichmentReason, decode_message
 from otcommon.schemas import EXPORT_COLUMNS
@@ -14,7 +14,7 @@ from otcommon.schemas import EXPORT_COLUMNS
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from conftest import World
+    from ingest_fakes import World
 
 
 def export_row(n: int, **overrides: Any) -> dict[str, Any]:

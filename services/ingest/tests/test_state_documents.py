@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import T0, container
+from ingest_fakes import T0, container
 
 from ingest.catalog import CatalogBacklog
 from ingest.checkpoint import CheckpointStore, SyncCheckpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conftest import api_row, container
+from ingest_fakes import api_row, container
 
 from ingest.mapping import map_api_row
 from ingest.storage import TransactionWriter

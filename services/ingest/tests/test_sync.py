@@ -7,7 +7,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from conftest import T0, World, api_row
+from ingest_fakes import T0, World, api_row
 
 from ingest.queueing import EnrichmentQueue
 from ingest.sync import SyncProgress

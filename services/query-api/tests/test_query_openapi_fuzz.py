@@ -2,6 +2,8 @@
 
 The app runs in-process on a loopback port (its own event loop in a thread, since schemathesis drives
 requests synchronously), with a valid token and a bounded number of examples per operation.
+``/api/stream`` never ends by itself: schemathesis reads an event stream until it has seen a number
+of events or its request timeout has passed, so each of its requests is bounded by both.
 """
 
 from __future__ import annotations
@@ -13,20 +15,27 @@ import threading
 import pytest
 import requests
 import schemathesis
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck
 from hypothesis import settings as examples
-from query_api_support import bearer, serving, settings, token
+from live_fakes import ListChangeFeed, read_event
+from query_api_support import bearer, serving, settings, token, transactions_container
 from query_documents import transaction
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from query_api.app import QuerySources, create_app
 from query_api.openapi import openapi_document
+from query_api.readside import ReadSide
 from query_api.routes import OPENAPI_DOCUMENT
 
 # Hundreds of requests per operation: on a busy shared machine that outlasts the default bound.
 pytestmark = pytest.mark.timeout(300)
 
-# Operations with no end (the live stream) are exercised by their own tests.
 FUZZED_PATHS = r"^/(api/(analytics|transactions|customers|events|openapi\.json)|healthz|readyz)"
+STREAM_PATH = r"^/api/stream$"
+STREAM_READ_SECONDS = 1.0
+"""How long one fuzzed request reads the stream when fewer events than schemathesis waits for come."""
+CHANGES_BUFFERED = 3
 
 DOCUMENTS = [
     transaction(
@@ -47,10 +56,42 @@ DOCUMENTS = [
 ]
 
 
+@contextlib.asynccontextmanager
+async def serving_with_a_change_feed():
+    """The app over an in-memory change feed, caught up, with a few changes in the stream's buffer.
+
+    The changes are written after the catch-up and read back from the stream, so a resume from an
+    earlier id replays them (events to check) and an id of another epoch gets a reload event.
+    """
+    feed = ListChangeFeed()
+    container = await transactions_container(DOCUMENTS)
+
+    async def healthy() -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def sources(_):
+        yield QuerySources(transactions=container, health_checks={"cosmos": healthy}, change_feed=feed)
+
+    side = ReadSide()
+    app = create_app(settings(), open_components=sources, read_side=side)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        await side.wait_loaded()
+        stream = await client.get("/api/stream", headers=bearer(token()))
+        for n in range(CHANGES_BUFFERED):
+            feed.write(transaction(100 + n, event="ev1", ts=10 + n))
+        async with asyncio.timeout(30):
+            for _ in range(CHANGES_BUFFERED):
+                assert (await read_event(stream)).event == "change"
+        stream.close()
+        yield client
+
+
 class LiveApi:
     """The app served on a loopback port from a thread's event loop, until closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, serve=lambda: serving(DOCUMENTS)) -> None:
+        self._serve = serve
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="query-api-under-test", daemon=True
@@ -64,7 +105,7 @@ class LiveApi:
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 
     async def _start(self) -> None:
-        client = await self._stack.enter_async_context(serving(DOCUMENTS))
+        client = await self._stack.enter_async_context(self._serve())
         self.base_url = str(client.make_url("")).rstrip("/")
         self.document = client.app[OPENAPI_DOCUMENT]
 
@@ -83,9 +124,20 @@ def live_api():
     api.close()
 
 
+@pytest.fixture(scope="module")
+def live_stream_api():
+    api = LiveApi(serving_with_a_change_feed)
+    api.start()
+    yield api
+    api.close()
+
+
 # The document /api/openapi.json serves for these settings (checked below); built at collection,
 # since schemathesis parametrizes tests before any fixture runs.
 schema = schemathesis.openapi.from_dict(openapi_document(settings())).include(path_regex=FUZZED_PATHS)
+stream_schema = schemathesis.openapi.from_dict(openapi_document(settings())).include(path_regex=STREAM_PATH)
+# One event is enough to check: a resume replays the buffered changes, a stale id starts with reload.
+stream_schema.config.max_stream_events = 1
 
 
 @schema.parametrize()
@@ -103,6 +155,18 @@ def test_no_server_error_and_answers_conform_to_the_document(case, live_api):
         # headers, and every body conforming to the document.
         excluded_checks=[positive_data_acceptance, negative_data_rejection],
         timeout=30,
+    )
+
+
+@stream_schema.parametrize()
+@examples(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_stream_answers_any_last_event_id_without_server_error_and_as_documented(case, live_stream_api):
+    case.call_and_validate(
+        base_url=live_stream_api.base_url,
+        headers=bearer(token()),
+        excluded_checks=[positive_data_acceptance, negative_data_rejection],
+        # For an event stream this bounds the whole read (schemathesis stops reading, not the server).
+        timeout=STREAM_READ_SECONDS,
     )
 
 

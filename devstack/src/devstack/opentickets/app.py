@@ -1,26 +1,24 @@
-"""Wiring: the aiohttp application, its fault and error middlewares."""
+"""Wiring: the aiohttp application, its request count, fault and error middlewares."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from devstack.opentickets.fault_routes import fault_routes
-from devstack.opentickets.faults import Fault
 from devstack.opentickets.keys import STATE_KEY
 from devstack.opentickets.routes import routes
 from devstack.opentickets.state import SandboxState
+from devstack.sandbox.controls import control_routes
+from devstack.sandbox.server import fault_middleware, request_log_middleware
 from otcommon.http import ProblemError, TooManyRequestsError, problem_middleware
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from aiohttp.typedefs import Handler
-
     from devstack.opentickets.settings import SandboxSettings
+    from devstack.sandbox.faults import FaultConfig
 
 # Faults hit the data API only: the token endpoint and the sandbox controls stay reliable, so a
 # test can always switch faults off again and a client can always get a token.
@@ -38,31 +36,16 @@ class InjectedServerError(ProblemError):
         self.status = status
 
 
-@web.middleware
-async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inject the configured latency and faults into data API requests."""
-    if not request.path.startswith(FAULTY_PREFIX):
-        return await handler(request)
-    state = request.app[STATE_KEY]
-    state.requests[request.path] += 1
-    config = state.faults.config
-    if config.latency_ms:
-        await asyncio.sleep(config.latency_ms / 1000)
-    match state.faults.next_request_fault():
-        case Fault.DROP:
-            # Close without an answer, as a crashed proxy would; aiohttp discards the response below.
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=web.HTTPServiceUnavailable.status_code)
-        case Fault.TOO_MANY_REQUESTS:
-            raise TooManyRequestsError(
-                f"rate limit reached; retry after {config.retry_after_s} s",
-                retry_after_seconds=config.retry_after_s,
-            )
-        case Fault.SERVER_ERROR:
-            raise InjectedServerError(config.status_5xx)
-        case _:
-            return await handler(request)
+def too_many_requests(config: FaultConfig) -> TooManyRequestsError:
+    """An injected 429, with the configured Retry-After."""
+    return TooManyRequestsError(
+        f"rate limit reached; retry after {config.retry_after_s} s", retry_after_seconds=config.retry_after_s
+    )
+
+
+def count_request(request: web.Request, _status: int | str) -> None:
+    """The sandbox counts data API calls by path."""
+    request.app[STATE_KEY].requests[request.path] += 1
 
 
 def create_app(
@@ -72,8 +55,15 @@ def create_app(
     state: SandboxState | None = None,
 ) -> web.Application:
     """The OpenTickets sandbox application."""
-    app = web.Application(middlewares=[problem_middleware, fault_middleware])
+    faults = fault_middleware(
+        prefix=FAULTY_PREFIX,
+        faults_of=lambda request: request.app[STATE_KEY].faults,
+        too_many_requests=too_many_requests,
+        server_error=lambda config: InjectedServerError(config.status_5xx),
+    )
+    requests = request_log_middleware(prefix=FAULTY_PREFIX, record=count_request)
+    app = web.Application(middlewares=[problem_middleware, requests, faults])
     app[STATE_KEY] = state if state is not None else SandboxState(settings=settings, clock=clock)
     app.add_routes(routes)
-    app.add_routes(fault_routes(lambda request: request.app[STATE_KEY].faults))
+    app.add_routes(control_routes(lambda request: request.app[STATE_KEY]))
     return app

@@ -3,41 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-import socket
 import sys
 from typing import TYPE_CHECKING
 
-from aiohttp import web
 from pydantic import ValidationError
 
 from devstack.opentickets.app import create_app
 from devstack.opentickets.settings import SandboxSettings
+from devstack.sandbox.server import run_server, serve_until_stopped
+from devstack.sandbox.settings import add_fault_arguments, add_scenario_arguments
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 READY_PREFIX = "opentickets-sandbox ready on"
-SHUTDOWN_TIMEOUT_S = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.opentickets", description="OpenTickets API sandbox (seeded scenario)."
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--orders", type=int, default=1_000)
-    parser.add_argument("--events", type=int, default=6)
-    parser.add_argument("--organizers", type=int, default=3)
-    parser.add_argument("--sales-per-hour", type=float, default=None)
-    parser.add_argument("--latency-ms", type=int, default=0)
+    add_scenario_arguments(parser)
+    add_fault_arguments(parser)
     parser.add_argument("--fault-rate-429", type=float, default=0.0)
-    parser.add_argument("--fault-rate-5xx", type=float, default=0.0)
-    parser.add_argument("--drop-rate", type=float, default=0.0)
-    parser.add_argument("--fault-seed", type=int, default=0)
     parser.add_argument("--token-ttl", type=int, default=3_600, help="access token lifetime in seconds")
     parser.add_argument("--client-id", default="sandbox-client")
     parser.add_argument("--client-secret", default="sandbox-secret")
@@ -57,38 +45,12 @@ def settings_from_args(argv: Sequence[str]) -> SandboxSettings:
 
 async def serve(settings: SandboxSettings) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    # Binding the socket here lets --port 0 work and tells us the port before we announce it.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.host, settings.port))
-    except OSError:
-        sock.close()
-        raise
-    host, port = sock.getsockname()[:2]
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    try:
-        await web.SockSite(runner, sock).start()
-        sys.stdout.write(f"{READY_PREFIX} http://{host}:{port}\n")
-        sys.stdout.flush()
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        sock.close()
+    await serve_until_stopped(
+        lambda: create_app(settings), settings=settings, ready_line=lambda url: f"{READY_PREFIX} {url}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     settings = settings_from_args(sys.argv[1:] if argv is None else argv)
-    try:
-        asyncio.run(serve(settings))
-    except OSError as error:
-        # Most often the port is taken; say so instead of printing a traceback.
-        sys.stderr.write(f"opentickets-sandbox cannot listen on {settings.host}:{settings.port}: {error}\n")
-        return 1
-    return 0
+    return run_server("opentickets-sandbox", settings, serve(settings))

@@ -6,16 +6,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
 from devstack.opentickets.auth import TokenState, basic_credentials, unauthorized
-from devstack.opentickets.fault_routes import faults_json
 from devstack.opentickets.keys import STATE_KEY
-from devstack.scenario.generator import MAX_ADVANCE_MINUTES, MAX_FORCED_CHANGES
+from devstack.sandbox.controls import faults_json
 from otcommon.http import (
     NotFoundError,
     bearer_token,
-    parse_json_body,
     query_parameter,
     reject_unknown_parameters,
     same_secret,
@@ -29,17 +26,6 @@ MAX_LIMIT = 1_000
 _TRANSACTION_PARAMETERS = frozenset({"updatedSince", "eventId", "limit", "cursor"})
 
 routes = web.RouteTableDef()
-
-
-class AdvanceRequest(BaseModel):
-    """Body of `POST /_sandbox/advance`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    minutes: float = Field(ge=0, le=MAX_ADVANCE_MINUTES)
-    refunds: int = Field(default=0, ge=0, le=MAX_FORCED_CHANGES)
-    disputes: int = Field(default=0, ge=0, le=MAX_FORCED_CHANGES)
-    scans: int = Field(default=0, ge=0, le=MAX_FORCED_CHANGES)
 
 
 def _state(request: web.Request) -> SandboxState:
@@ -155,25 +141,6 @@ async def list_transactions(request: web.Request) -> web.Response:
         cursor=cursor,
     )
     return web.json_response({"data": page.rows, "nextCursor": page.next_cursor})
-
-
-@routes.get("/healthz")
-async def health(_request: web.Request) -> web.Response:
-    """Liveness."""
-    return web.json_response({"status": "ok"})
-
-
-@routes.post("/_sandbox/advance")
-async def advance(request: web.Request) -> web.Response:
-    """Move the scenario clock: new sales, late refunds, disputes and scans."""
-    state = _state(request)
-    body = await parse_json_body(request, AdvanceRequest)
-    changes = state.advance(
-        minutes=body.minutes, refunds=body.refunds, disputes=body.disputes, scans=body.scans
-    )
-    return web.json_response(
-        {"now": changes.now, "newIds": list(changes.new_ids), "updatedIds": list(changes.updated_ids)}
-    )
 
 
 @routes.post("/_sandbox/reset")

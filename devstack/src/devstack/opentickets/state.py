@@ -6,36 +6,21 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from devstack.opentickets.auth import TokenStore
-from devstack.opentickets.faults import FaultConfig, FaultController
 from devstack.opentickets.paging import TransactionIndex
-from devstack.scenario import Changes, Scenario
+from devstack.sandbox.faults import FaultConfig, FaultController
+from devstack.sandbox.settings import build_scenario
+from devstack.sandbox.settings import initial_faults as scenario_faults
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from devstack.opentickets.settings import SandboxSettings
+    from devstack.scenario import Changes
 
 
 def initial_faults(settings: SandboxSettings) -> FaultConfig:
-    """The fault settings the command line asked for."""
-    return FaultConfig(
-        latency_ms=settings.latency_ms,
-        rate_429=settings.fault_rate_429,
-        rate_5xx=settings.fault_rate_5xx,
-        rate_drop=settings.drop_rate,
-        seed=settings.fault_seed,
-    )
-
-
-def build_scenario(settings: SandboxSettings) -> Scenario:
-    """The scenario the settings describe."""
-    return Scenario(
-        seed=settings.seed,
-        events=settings.events,
-        orders=settings.orders,
-        organizers=settings.organizers,
-        sales_per_hour=settings.sales_per_hour,
-    )
+    """The fault settings the command line asked for (429s included: only this sandbox has them)."""
+    return scenario_faults(settings, rate_429=settings.fault_rate_429)
 
 
 class SandboxState:

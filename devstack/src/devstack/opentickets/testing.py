@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp import web
-
 from devstack.opentickets.app import create_app
 from devstack.opentickets.cli import READY_PREFIX
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.state import SandboxState
+from devstack.sandbox.server import serve_in_process
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from devstack.opentickets.faults import FaultController
+    import aiohttp
+
+    from devstack.sandbox.faults import FaultController
     from devstack.scenario import Changes, Scenario
 
 STOP_TIMEOUT_S = 10.0
@@ -62,17 +61,8 @@ async def run_sandbox(
     """Serve the sandbox on a free 127.0.0.1 port inside the running event loop."""
     settings = settings or SandboxSettings()
     state = SandboxState(settings=settings, clock=clock)
-    runner = web.AppRunner(create_app(settings, state=state), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
-        yield SandboxHandle(base_url=f"http://127.0.0.1:{port}", state=state)
-    finally:
-        await runner.cleanup()
-        sock.close()
+    async with serve_in_process(create_app(settings, state=state)) as base_url:
+        yield SandboxHandle(base_url=base_url, state=state)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class Route(enum.StrEnum):
 
     PLATFORM = "platform"
     DESTINATION = "destination"
+    # Separate charges and transfers: a platform charge, then a `Transfer` to the organizer's account
+    # naming the charge as its `source_transaction`, both in one `transfer_group`.
+    SEPARATE_TRANSFER = "separate_transfer"
     DIRECT = "direct"
 
 

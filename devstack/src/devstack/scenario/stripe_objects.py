@@ -31,7 +31,8 @@ class StripePayment:
     order_id: str
     event_id: str
     route: Route
-    # The account the charge lives on; `destination` receives a destination charge's transfer.
+    # The account the charge lives on; `destination` receives the transfer of a destination charge or of
+    # a separate transfer.
     owner: str
     destination: str | None
     charge_id: str
@@ -56,12 +57,15 @@ class StripePayment:
 
     @property
     def application_fee_amount(self) -> int | None:
-        """Stripe's `application_fee_amount`: only charges made for a connected account carry one."""
-        return self.application_fee if self.route is not Route.PLATFORM else None
+        """Stripe's `application_fee_amount`: only direct and destination charges carry one.
+
+        A separate transfer's platform keeps its share by transferring less: the charge has no fee.
+        """
+        return self.application_fee if self.route in {Route.DESTINATION, Route.DIRECT} else None
 
     @property
     def transferred(self) -> int:
-        """What a destination charge moves to the connected account."""
+        """What a destination charge or a separate transfer moves to the connected account."""
         return self.amount - self.application_fee
 
     @property
@@ -72,7 +76,19 @@ class StripePayment:
     @property
     def transfer_data(self) -> dict[str, str] | None:
         """Stripe's `transfer_data` of a destination charge."""
-        return {"destination": self.destination} if self.destination else None
+        if self.route is not Route.DESTINATION or self.destination is None:
+            return None
+        return {"destination": self.destination}
+
+    @property
+    def on_behalf_of(self) -> str | None:
+        """The account a destination charge settles for; a separate transfer's charge names none."""
+        return self.destination if self.route is Route.DESTINATION else None
+
+    @property
+    def transfer_group(self) -> str | None:
+        """The group a separate transfer shares with its charge (OpenTickets names it after the order)."""
+        return f"order_{self.order_id}" if self.route is Route.SEPARATE_TRANSFER else None
 
 
 def empty_list(url: str) -> dict[str, Any]:
@@ -163,7 +179,11 @@ def balance_transaction(
 
 
 def transfer(payment: StripePayment, *, transfer_id: str, destination_payment_id: str) -> dict[str, Any]:
-    """The transfer of a destination charge to its connected account."""
+    """The transfer of a destination charge, or a separate transfer, to the connected account.
+
+    Both name the platform charge as `source_transaction`: a separate transfer is made with it, so the
+    money becomes available to the connected account when the charge's does.
+    """
     return {
         "id": transfer_id,
         "object": "transfer",
@@ -176,6 +196,8 @@ def transfer(payment: StripePayment, *, transfer_id: str, destination_payment_id
         "destination": payment.destination,
         "destination_payment": destination_payment_id,
         "source_transaction": payment.charge_id,
+        "source_type": "card",
+        "transfer_group": payment.transfer_group,
         "reversed": False,
         "metadata": {},
     }
@@ -227,7 +249,8 @@ def charge(payment: StripePayment, *, balance_transaction_id: str, transfer_id: 
         "balance_transaction": balance_transaction_id,
         "transfer": transfer_id,
         "transfer_data": payment.transfer_data,
-        "on_behalf_of": payment.destination,
+        "transfer_group": payment.transfer_group,
+        "on_behalf_of": payment.on_behalf_of,
         "application_fee_amount": payment.application_fee_amount,
         # Set once the application fee exists (`stripe_world` draws its id after the charge's).
         "application_fee": None,
@@ -284,7 +307,8 @@ def payment_intent(payment: StripePayment, *, intent_id: str) -> dict[str, Any]:
         "status": "succeeded",
         "latest_charge": payment.charge_id,
         "transfer_data": payment.transfer_data,
-        "on_behalf_of": payment.destination,
+        "transfer_group": payment.transfer_group,
+        "on_behalf_of": payment.on_behalf_of,
         "application_fee_amount": payment.application_fee_amount,
         "payment_method_types": ["card"],
         "livemode": False,

@@ -42,6 +42,8 @@ _SALT_RE = 0x55
 _SALT_DP = 0x66
 _SALT_PO = 0x77
 _SALT_FEE = 0x88
+# Routes whose platform charge's money moves to the organizer's account by a transfer.
+_TRANSFERRED_ROUTES = frozenset({Route.DESTINATION, Route.SEPARATE_TRANSFER})
 # Stripe's payout statuses mapped to the dashboard's deposit status (SPEC section 2).
 DEPOSIT_STATUS = {
     "paid": "paid",
@@ -246,7 +248,7 @@ class _Builder:
             event_id=order.event_id,
             route=order.route,
             owner=order.account_id,
-            destination=organizer.account_id if order.route is Route.DESTINATION else None,
+            destination=organizer.account_id if order.route in _TRANSFERRED_ROUTES else None,
             charge_id=order.charge_id,
             payment_intent_id=order.payment_intent_id,
             amount=order.total_cents,
@@ -272,7 +274,12 @@ class _Builder:
         )
 
     def _add_transfer(self, payment: StripePayment, *, destination: str, ids: _IdSource) -> _Transfer:
-        """A destination charge's transfer and the `py_` payment it makes on the connected account."""
+        """The transfer to the organizer's account and the `py_` payment it makes there.
+
+        Stripe makes a destination charge's transfer itself; a separate transfer is OpenTickets' own,
+        made in the same second as the charge (on its `charge.succeeded`), with the charge as
+        `source_transaction` and the same `transfer_group`.
+        """
         transfer_id = ids.draw("tr", _SALT_TR, account=payment.owner)
         arrived_id = ids.draw("py", _SALT_PY, account=destination)
         arrived_txn_id = ids.draw("txn", _SALT_TXN_PY, account=destination)
@@ -299,10 +306,12 @@ class _Builder:
         self, payment: StripePayment, *, balance_transaction_id: str, transfer: _Transfer | None
     ) -> None:
         """The customer's charge and, unless it is a legacy charge, its PaymentIntent."""
+        # Only a destination charge names its transfer; a separate transfer names the charge instead.
+        made_by_stripe = transfer is not None and payment.route is Route.DESTINATION
         charge = stripe_objects.charge(
             payment,
             balance_transaction_id=balance_transaction_id,
-            transfer_id=transfer.transfer_id if transfer else None,
+            transfer_id=transfer.transfer_id if transfer and made_by_stripe else None,
         )
         self._put(self.stripe.charges, charge, owner=payment.owner)
         if payment.payment_intent_id is not None:

@@ -20,8 +20,10 @@ SALES_WINDOW_DAYS = 100
 FIRST_EVENT_OFFSET_DAYS = -60
 EVENT_SPAN_DAYS = 100
 
-# Route mixes (platform, destination, direct) cycled over organizers, so every route occurs.
-_ROUTE_MIXES: tuple[tuple[int, int, int], ...] = ((15, 85, 0), (10, 0, 90), (20, 40, 40))
+# Route mixes (platform, destination, separate transfer, direct) cycled over organizers, so every route
+# occurs. Separate transfers take their share from destination charges, next to them in `ROUTES`: both
+# charge on the platform, so the export (whose charge ids name the owning account) is unchanged by them.
+_ROUTE_MIXES: tuple[tuple[int, int, int, int], ...] = ((15, 50, 35, 0), (10, 0, 0, 90), (20, 25, 15, 40))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ def build_world(*, seed: int, events: int, organizers: int, orders: int, start: 
     )
     organizer_list: list[Organizer] = []
     accounts: list[AccountProfile] = []
-    route_mix: dict[str, tuple[int, int, int]] = {}
+    route_mix: dict[str, tuple[int, int, int, int]] = {}
     for number in range(organizers):
         name = catalog.ORGANIZER_NAMES[number % len(catalog.ORGANIZER_NAMES)]
         if number >= len(catalog.ORGANIZER_NAMES):
@@ -192,4 +194,4 @@ def build_world(*, seed: int, events: int, organizers: int, orders: int, start: 
     )
 
 
-ROUTES: tuple[Route, Route, Route] = (Route.PLATFORM, Route.DESTINATION, Route.DIRECT)
+ROUTES: tuple[Route, ...] = (Route.PLATFORM, Route.DESTINATION, Route.SEPARATE_TRANSFER, Route.DIRECT)

@@ -1,4 +1,7 @@
-"""Sandbox controls (no key needed): clock, faults, rate limit, keys, request log and ground truth."""
+"""Stripe's own sandbox controls (no key needed): rate limit, keys, request log, webhooks and ground truth.
+
+The clock, the faults and /healthz are the controls both sandboxes share (`devstack.sandbox.controls`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from devstack.opentickets.routes import AdvanceRequest
 from devstack.stripe.appkeys import STATE_KEY
 from devstack.stripe.webhooks import WebhookEndpoint
 from otcommon.http import NotFoundError, parse_json_body
@@ -53,12 +55,6 @@ def _state(request: web.Request) -> StripeSandboxState:
 def payment_facts_json(facts: PaymentFacts) -> dict[str, Any]:
     """The ground truth of one payment, as `GET /_sandbox/payments/{id}` answers it."""
     return {**dataclasses.asdict(facts), "route": str(facts.route)}
-
-
-@admin_routes.get("/healthz")
-async def health(_request: web.Request) -> web.Response:
-    """Liveness."""
-    return web.json_response({"status": "ok"})
 
 
 @admin_routes.get("/_sandbox/state")
@@ -120,19 +116,6 @@ async def restore_keys(request: web.Request) -> web.Response:
     state = _state(request)
     state.keys.restore_all()
     return web.json_response({"revoked": 0})
-
-
-@admin_routes.post("/_sandbox/advance")
-async def advance(request: web.Request) -> web.Response:
-    """Move the clock as the OpenTickets sandbox's `/_sandbox/advance` does (same body, same world)."""
-    state = _state(request)
-    body = await parse_json_body(request, AdvanceRequest)
-    changes = state.advance(
-        minutes=body.minutes, refunds=body.refunds, disputes=body.disputes, scans=body.scans
-    )
-    return web.json_response(
-        {"now": changes.now, "newIds": list(changes.new_ids), "updatedIds": list(changes.updated_ids)}
-    )
 
 
 @admin_routes.post("/_sandbox/reset")

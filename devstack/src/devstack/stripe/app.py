@@ -8,15 +8,14 @@ check, as a failing proxy would; the limit counts only authenticated calls.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
-from devstack.opentickets.fault_routes import fault_routes
-from devstack.opentickets.faults import Fault
+from devstack.sandbox.controls import control_routes
+from devstack.sandbox.server import fault_middleware, request_log_middleware
 from devstack.stripe.admin import admin_routes
 from devstack.stripe.appkeys import STATE_KEY
 from devstack.stripe.context import CALLER_KEY, Caller
@@ -30,9 +29,8 @@ if TYPE_CHECKING:
 
     from aiohttp.typedefs import Handler
 
+    from devstack.sandbox.faults import FaultConfig
     from devstack.stripe.settings import StripeSandboxSettings
-
-DROPPED = web.RequestKey("dropped", bool)
 
 
 def _endpoint(request: web.Request) -> str:
@@ -40,20 +38,11 @@ def _endpoint(request: web.Request) -> str:
     return f"{request.method} {resource.canonical if resource is not None else request.path}"
 
 
-@web.middleware
-async def request_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every API call by endpoint, account and status."""
-    if not request.path.startswith(API_PREFIX):
-        return await handler(request)
+def record_request(request: web.Request, status: int | str) -> None:
+    """Count one API call by endpoint, by the account it acted as, and by status."""
     state = request.app[STATE_KEY]
     account = request.headers.get("Stripe-Account") or state.platform_account_id
-    status: int | str = "error"
-    try:
-        response = await handler(request)
-        status = "dropped" if request.get(DROPPED) else response.status
-        return response
-    finally:
-        state.requests.record(endpoint=_endpoint(request), account=account, status=status)
+    state.requests.record(endpoint=_endpoint(request), account=account, status=status)
 
 
 @web.middleware
@@ -64,32 +53,13 @@ async def control_problem_middleware(request: web.Request, handler: Handler) -> 
     return await problem_middleware(request, handler)
 
 
-@web.middleware
-async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inject the configured latency, 5xx, rate-limit answers and dropped connections."""
-    if not request.path.startswith(API_PREFIX):
-        return await handler(request)
-    faults = request.app[STATE_KEY].faults
-    config = faults.config
-    if config.latency_ms:
-        await asyncio.sleep(config.latency_ms / 1000)
-    match faults.next_request_fault():
-        case Fault.DROP:
-            # Close without an answer, as a crashed proxy would; aiohttp discards the response below.
-            request[DROPPED] = True
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=web.HTTPServiceUnavailable.status_code)
-        case Fault.TOO_MANY_REQUESTS:
-            raise rate_limited()
-        case Fault.SERVER_ERROR:
-            raise StripeError(
-                "An unknown error occurred (injected by the sandbox).",
-                status=config.status_5xx,
-                error_type="api_error",
-            )
-        case _:
-            return await handler(request)
+def injected_server_error(config: FaultConfig) -> StripeError:
+    """Stripe's answer to an injected 5xx, with the configured status."""
+    return StripeError(
+        "An unknown error occurred (injected by the sandbox).",
+        status=config.status_5xx,
+        error_type="api_error",
+    )
 
 
 def rate_limited() -> StripeError:
@@ -133,17 +103,22 @@ def create_app(
     """The Stripe sandbox application."""
     app = web.Application(
         middlewares=[
-            request_log_middleware,
+            request_log_middleware(prefix=API_PREFIX, record=record_request),
             control_problem_middleware,
             stripe_error_middleware,
-            fault_middleware,
+            fault_middleware(
+                prefix=API_PREFIX,
+                faults_of=lambda request: request.app[STATE_KEY].faults,
+                too_many_requests=lambda _config: rate_limited(),
+                server_error=injected_server_error,
+            ),
             caller_middleware,
         ]
     )
     app[STATE_KEY] = state if state is not None else StripeSandboxState(settings=settings, clock=clock)
     app.add_routes(routes)
     app.add_routes(admin_routes)
-    app.add_routes(fault_routes(lambda request: request.app[STATE_KEY].faults))
+    app.add_routes(control_routes(lambda request: request.app[STATE_KEY]))
     app.cleanup_ctx.append(_webhook_deliveries)
     return app
 

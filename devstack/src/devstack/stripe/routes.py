@@ -243,6 +243,24 @@ async def list_application_fees(request: web.Request) -> web.Response:
     return _list(request, "application_fees", filters=filters)
 
 
+@routes.get("/v1/transfers")
+async def list_transfers(request: web.Request) -> web.Response:
+    """The transfers the calling account made, newest first; `created`, `destination`, `transfer_group`.
+
+    These are the filters Stripe's list takes: there is no `source_transaction` filter, so the way
+    from a separate transfer's charge to its transfer is the charge's `transfer_group`.
+    """
+    query = request.query
+    reject_unknown(query, _PAGING | {"created", "destination", "transfer_group"})
+    caller(request).require("transfers")
+    filters = {
+        "created": _on_field("created", range_filter(query, "created")),
+        "destination": _equals(query, "destination"),
+        "transfer_group": _equals(query, "transfer_group"),
+    }
+    return _list(request, "transfers", filters=filters)
+
+
 @routes.get("/v1/transfers/{id}")
 async def retrieve_transfer(request: web.Request) -> web.Response:
     """A transfer the platform made."""

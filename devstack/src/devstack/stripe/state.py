@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from devstack.opentickets.faults import FaultConfig, FaultController
-from devstack.scenario import Changes, Scenario
+from devstack.sandbox.faults import FaultController
+from devstack.sandbox.settings import build_scenario, initial_faults
 from devstack.stripe.events import EventLog, world_changes
 from devstack.stripe.keys import KeyRing
 from devstack.stripe.listing import SortedObjects
@@ -16,7 +16,7 @@ from devstack.stripe.webhooks import WebhookDeliverer, WebhookEndpoint
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from devstack.scenario import StripeWorld
+    from devstack.scenario import Changes, StripeWorld
     from devstack.stripe.settings import StripeSandboxSettings
 
 # The world's tables by the resource name of their REST path.
@@ -30,27 +30,6 @@ TABLES = (
     "disputes",
     "payouts",
 )
-
-
-def initial_faults(settings: StripeSandboxSettings) -> FaultConfig:
-    """The fault settings the command line asked for."""
-    return FaultConfig(
-        latency_ms=settings.latency_ms,
-        rate_5xx=settings.fault_rate_5xx,
-        rate_drop=settings.drop_rate,
-        seed=settings.fault_seed,
-    )
-
-
-def build_scenario(settings: StripeSandboxSettings) -> Scenario:
-    """The scenario the settings describe: the OpenTickets sandbox's, given the same numbers."""
-    return Scenario(
-        seed=settings.seed,
-        events=settings.events,
-        orders=settings.orders,
-        organizers=settings.organizers,
-        sales_per_hour=settings.sales_per_hour,
-    )
 
 
 class WorldView:

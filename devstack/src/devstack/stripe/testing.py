@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
+from devstack.sandbox.server import serve_in_process
 from devstack.stripe.app import create_app
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.state import StripeSandboxState
@@ -60,14 +58,5 @@ async def run_stripe_sandbox(
     """Serve the sandbox on a free 127.0.0.1 port inside the running event loop."""
     settings = settings or StripeSandboxSettings()
     state = StripeSandboxState(settings=settings, clock=clock)
-    runner = web.AppRunner(create_app(settings, state=state), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
-        yield StripeSandboxHandle(base_url=f"http://127.0.0.1:{port}", state=state)
-    finally:
-        await runner.cleanup()
-        sock.close()
+    async with serve_in_process(create_app(settings, state=state)) as base_url:
+        yield StripeSandboxHandle(base_url=base_url, state=state)

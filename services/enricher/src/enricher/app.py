@@ -64,8 +64,13 @@ class Enricher:
 
 
 @contextlib.asynccontextmanager
-async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
-    """Open Cosmos DB, Service Bus and Stripe; provision; build the components; close all at exit."""
+async def open_enricher(
+    settings: EnricherSettings, *, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[Enricher]:
+    """Open Cosmos DB, Service Bus and Stripe; provision; build the components; close all at exit.
+
+    ``clock`` is the wall clock unless a test runs the components on a simulated Stripe's time.
+    """
     api_key = settings.require_stripe_key()
     async with contextlib.AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_azure_clients(settings))
@@ -83,7 +88,7 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
         indexer = Indexer(
             gateway=gateway,
             index=index,
-            clock=utc_now,
+            clock=clock,
             overlap_seconds=settings.enricher_index_overlap_seconds,
             payout_freshness_seconds=settings.enricher_payout_freshness_seconds,
         )
@@ -91,13 +96,13 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
         stack.push_async_callback(publisher.close)
         transactions = container("transactions")
         handler = EnrichmentHandler(
-            enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=utc_now),
+            enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
             writer=EnrichmentWriter(
                 transactions,
                 payment_index=PaymentTransactionsIndex(container(PAYMENT_TRANSACTIONS_CONTAINER)),
             ),
             announcer=PublishingAnnouncer(publisher),
-            clock=utc_now,
+            clock=clock,
         )
         payouts = PayoutChanges(
             gateway=gateway,
@@ -105,7 +110,7 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
             indexer=indexer,
             transactions=transactions,
             payments=handler,
-            clock=utc_now,
+            clock=clock,
         )
         yield Enricher(
             gateway=gateway,

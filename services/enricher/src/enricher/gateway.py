@@ -137,6 +137,10 @@ class StripeGateway(Protocol):
         """A payout."""
         ...
 
+    async def list_transfers(self, *, transfer_group: str, starting_after: str | None) -> ListPage:
+        """One page (100) of the platform's transfers in a ``transfer_group``."""
+        ...
+
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:

@@ -175,6 +175,46 @@ class Indexer:
                 f"transfer-of:{source_charge}", kind="transfer-of", transfer=transfer_id, **fields
             )
 
+    async def transfer_in_group(self, *, charge_id: str, transfer_group: str) -> dict[str, Any] | None:
+        """The ``transfer-of`` entry of a platform charge, found through its ``transfer_group``.
+
+        For a separate transfer that no connected account's listing linked to its charge (the
+        listing failed, or ran before the transfer was made): one ``GET /v1/transfers?transfer_group=``.
+        A group with no transfer for the charge is not remembered: the transfer may come later.
+        """
+        key = f"transfer-of:{charge_id}"
+        await self._flights.run(key, lambda: self._find_group_transfer(charge_id, transfer_group))
+        return await self._index.get(key)
+
+    async def _find_group_transfer(self, charge_id: str, transfer_group: str) -> None:
+        if await self._index.get(f"transfer-of:{charge_id}") is not None:
+            return
+        grouped: list[dict[str, Any]] = []
+
+        async def keep(transfer: dict[str, Any]) -> None:
+            grouped.append(transfer)
+
+        async def list_page(cursor: str | None) -> ListPage:
+            return await self._gateway.list_transfers(transfer_group=transfer_group, starting_after=cursor)
+
+        await _each_listed(list_page, keep)
+        # The transfer made from this charge; a group of one is this charge's even without the link.
+        named = [t for t in grouped if object_id(t.get("source_transaction")) == charge_id]
+        chosen = named or (grouped if len(grouped) == 1 else [])
+        if not chosen or not object_id(chosen[0].get("destination_payment")):
+            return
+        transfer = chosen[0]
+        fields = {
+            "destination": object_id(transfer.get("destination")),
+            "destinationPayment": object_id(transfer.get("destination_payment")),
+        }
+        await self._index.put(
+            f"transfer:{transfer['id']}", kind="transfer", sourceTransaction=charge_id, **fields
+        )
+        await self._index.put(
+            f"transfer-of:{charge_id}", kind="transfer-of", transfer=transfer["id"], **fields
+        )
+
     async def transfer(self, transfer_id: str) -> dict[str, Any]:
         """Where a platform transfer went: from the index, else from Stripe (then indexed)."""
         found = await self._index.get(f"transfer:{transfer_id}")

@@ -117,6 +117,11 @@ class PaymentEnricher:
             transfer = await self._indexer.transfer(transfer_id)
         else:  # separate charges and transfers: indexed from the connected account's payment
             transfer = await self._index.get(f"transfer-of:{charge['id']}")
+            if transfer is None and charge.get("transfer_group"):
+                # Not linked by any listing: the charge's transfer group names it (one call).
+                transfer = await self._indexer.transfer_in_group(
+                    charge_id=charge["id"], transfer_group=charge["transfer_group"]
+                )
             transfer_id = transfer.get("transfer") if transfer else None
         if transfer is None or not transfer.get("destinationPayment"):
             return _Money(account=None, charge=charge), None

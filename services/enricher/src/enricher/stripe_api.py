@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         BalanceTransactionListParams,
         ChargeListParams,
         PayoutListParams,
+        TransferListParams,
     )
 
 PAGE_SIZE = 100
@@ -124,6 +125,13 @@ class StripeApiGateway:
         """``GET /v1/payouts/{id}``."""
         request = self._v1.payouts.retrieve_async(payout_id, None, _options(account))
         return await self._call("payouts.retrieve", account, request)
+
+    async def list_transfers(self, *, transfer_group: str, starting_after: str | None) -> ListPage:
+        """``GET /v1/transfers?transfer_group=..`` (platform)."""
+        params: TransferListParams = {"limit": PAGE_SIZE, "transfer_group": transfer_group}
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._page("transfers.list", None, self._v1.transfers.list_async(params))
 
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None

@@ -26,6 +26,7 @@ from query_api.openapi import openapi_document
 from query_api.params import Limits
 from query_api.readside import ReadSide
 from query_api.routes import OPENAPI_DOCUMENT, POLICY, READ_SIDE, VERIFIER, HttpPolicy, routes
+from query_api.server_timing import install_server_timing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -91,8 +92,11 @@ def create_app(
     """The HTTP app; the lifespan opens Cosmos DB and loads the read model while /readyz says 503."""
     cors = CorsPolicy(settings.query_api_cors_origins)
     app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES})
-    # The request context outermost (SERVICE_MIDDLEWARES' order), then preflights, then problems.
-    app.middlewares.extend([request_context_middleware, cors.install(app), problem_middleware])
+    # Server-Timing's clock first, then the request context (SERVICE_MIDDLEWARES' order), then
+    # preflights, then problems.
+    app.middlewares.extend(
+        [install_server_timing(app), request_context_middleware, cors.install(app), problem_middleware]
+    )
     side = read_side or ReadSide()
     app[READ_SIDE] = side
     app[POLICY] = HttpPolicy(

@@ -8,6 +8,7 @@ import polars as pl
 
 from otcommon.http import PROBLEM_CONTENT_TYPE
 from query_api.analytics import AnalyticsReport, Breakdown
+from query_api.changes import ChangeKind
 from query_api.columns import CUSTOMER_ID, DOCUMENT_SCHEMA, SERVED_FIELDS
 from query_api.filters import DateMode
 from query_api.models import Granularity
@@ -19,6 +20,7 @@ from query_api.params import (
     MAX_VALUE_LENGTH,
     MAX_ZONE_LENGTH,
 )
+from query_api.stream import LAST_EVENT_ID, RECONNECT_MILLISECONDS, RELOAD_REASON
 from query_api.tables import CUSTOMER_SORTS, TRANSACTION_SORTS
 
 if TYPE_CHECKING:
@@ -154,6 +156,8 @@ def _schemas() -> dict[str, Any]:
             "properties": {"events": {"type": "array", "items": _ref("Event")}},
             "required": ["events"],
         },
+        "StreamChange": _stream_change_schema(),
+        "StreamReload": _stream_reload_schema(),
         "Problem": _problem_schema(),
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]},
     }
@@ -254,6 +258,104 @@ def _path_id(description: str) -> dict[str, Any]:
     }
 
 
+def _stream_change_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The data of a `change` event: one applied change to a transaction.",
+        "properties": {
+            "kind": {"type": "string", "enum": [kind.value for kind in ChangeKind]},
+            "id": {"type": "string", "description": "The transaction's id."},
+            "eventId": {"type": "string"},
+            "changed": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Served fields that changed; empty for a sale or a removal (the whole row).",
+            },
+            "transaction": _nullable(_ref("Transaction")),
+        },
+        "required": ["kind", "id", "eventId", "changed", "transaction"],
+    }
+
+
+def _stream_reload_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The data of a `reload` event: the resume point asked for is no longer buffered "
+        "(or was given by another replica's epoch), so changes may have been missed; reload the data "
+        "and carry on from this event's id.",
+        "properties": {
+            "reason": {"type": "string", "const": RELOAD_REASON},
+            "lastEventId": {"type": "string", "description": "The Last-Event-ID the client sent."},
+        },
+        "required": ["reason", "lastEventId"],
+    }
+
+
+def _sse_event(name: str, data: str, *, with_id: bool) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "event": {"const": name},
+            "id": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(data)},
+        },
+        "required": ["event", "data", *(["id"] if with_id else [])],
+    }
+
+
+def _stream_event_schema() -> dict[str, Any]:
+    return {
+        "description": "One server-sent event (its event, id and data fields).",
+        "oneOf": [
+            _sse_event("change", "StreamChange", with_id=True),
+            # A replica that has published nothing yet has no newest id to give.
+            _sse_event("reload", "StreamReload", with_id=False),
+        ],
+    }
+
+
+def _stream_path() -> dict[str, Any]:
+    events = (
+        "Events (text/event-stream): `change` (data: StreamChange; id: its change feed position, the "
+        "same on every replica), `reload` (data: StreamReload; sent first when Last-Event-ID can no "
+        "longer be resumed, with the id of the newest event), and `: keep-alive` comments while idle. "
+        f"The stream starts with `retry: {RECONNECT_MILLISECONDS}`."
+    )
+    return {
+        "get": {
+            "summary": "Server-sent events: changes to transactions of the events the token may see",
+            "description": events,
+            "parameters": [
+                {
+                    "name": LAST_EVENT_ID,
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": r"^\s*(.*\.)?[0-9]+\s*$"},
+                    "description": "Resume after this event (browsers send it when they reconnect): an id "
+                    "the stream gave out, `<position>` or `<epoch>.<position>`. Another form is a 400 "
+                    "naming the header; an id no longer buffered, or of another epoch, gets `reload`.",
+                    "examples": {
+                        "resume": {"summary": "A change feed position", "value": "1"},
+                        "epoch": {"summary": "A replica's own numbering", "value": "3f2a9c0b1d7e.42"},
+                    },
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "An endless text/event-stream; each event's id resumes the stream.",
+                    "headers": {
+                        "Cache-Control": {"schema": {"type": "string", "const": "no-cache, no-transform"}},
+                        "X-Accel-Buffering": {"schema": {"type": "string", "const": "no"}},
+                    },
+                    # Before OpenAPI 3.2's itemSchema, a text/event-stream schema describes one event.
+                    "content": {"text/event-stream": {"schema": _stream_event_schema()}},
+                },
+                **_errors(),
+            },
+        }
+    }
+
+
 def _paths(settings: QueryApiSettings) -> dict[str, Any]:
     filters = _filter_parameters(settings)
     most = settings.query_api_max_list_values
@@ -331,27 +433,7 @@ def _paths(settings: QueryApiSettings) -> dict[str, Any]:
                 "responses": {"200": _json("The event catalog.", "EventCatalog"), **_errors()},
             }
         },
-        "/api/stream": {
-            "get": {
-                "summary": "Server-sent events: changes to transactions of the events the token may see",
-                "parameters": [
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "Resume after this event (browsers send it when they reconnect).",
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "An endless text/event-stream; each event's id resumes the stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(),
-                },
-            }
-        },
+        "/api/stream": _stream_path(),
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",

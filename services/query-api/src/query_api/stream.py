@@ -33,6 +33,7 @@ _log = structlog.get_logger(__name__)
 LAST_EVENT_ID: Final = "Last-Event-ID"
 RECONNECT_MILLISECONDS: Final = 2000
 """The ``retry`` the stream suggests to EventSource clients after a disconnect."""
+RELOAD_REASON: Final = "resume point no longer buffered"
 
 
 def sse_frame(*, data: str, event: str | None = None, event_id: str | None = None) -> bytes:
@@ -123,7 +124,7 @@ class ChangeStream:
 
     def _reload_frame(self, requested: str) -> bytes:
         newest = self._hub.newest_position
-        data = json.dumps({"reason": "resume point no longer buffered", "lastEventId": requested})
+        data = json.dumps({"reason": RELOAD_REASON, "lastEventId": requested})
         event_id = None if newest is None else self._hub.event_id(newest)
         return sse_frame(data=data, event="reload", event_id=event_id)
 
