@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otcommon.served import STRIPE_FACTS_PAYMENT_FIELD
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REFUNDS_FIELD = "stripeRefunds"
 CHARGE_REFUNDS_FIELD = "stripeChargeRefunds"
@@ -120,47 +123,69 @@ def _already(stored: dict[str, Any] | None, version: Version) -> bool:
     return stored is not None and stored.get("eventId") == version.event_id
 
 
+def _merge(
+    document: dict[str, Any],
+    version: Version,
+    *,
+    stored: Callable[[dict[str, Any]], dict[str, Any] | None],
+    written: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Merge:
+    """The steps every merge shares: the current payment's facts only, once per event, newer over older.
+
+    ``stored`` picks the entry this event's object has in the facts (None: none yet); ``written``
+    gives the fields to write from the facts as the merge sees them. Both get the document without
+    the old payment's facts when the order was re-pointed, and the write then clears those.
+    """
+    view, cleared = _current_facts(document)
+    current = stored(view)
+    if _already(current, version):
+        return Merge(None, already_applied=True)
+    if not version.is_newer_than(current):
+        return Merge(None)
+    return Merge({**cleared, **written(view)})
+
+
 def merge_refund(document: dict[str, Any], refund: dict[str, Any], *, event_id: str, created: int) -> Merge:
     """Fold one refund object into the transaction's refund facts."""
-    document, cleared = _current_facts(document)
-    refunds: dict[str, Any] = dict(document.get(REFUNDS_FIELD) or {})
     status = str(refund.get("status") or "pending")
     version = Version(created, _REFUND_RANK.get(status, 0), event_id)
-    stored = refunds.get(refund["id"])
-    if _already(stored, version):
-        return Merge(None, already_applied=True)
-    if not version.is_newer_than(stored):
-        return Merge(None)
-    refunds[refund["id"]] = _entry(
+
+    def written(view: dict[str, Any]) -> dict[str, Any]:
+        entry = _entry(
+            version,
+            amount=int(refund.get("amount") or 0),
+            currency=str(refund.get("currency") or ""),
+            status=status,
+        )
+        refunds = {**(view.get(REFUNDS_FIELD) or {}), refund["id"]: entry}
+        return {REFUNDS_FIELD: refunds, **_refund_summary(view, refunds, view.get(CHARGE_REFUNDS_FIELD))}
+
+    return _merge(
+        document,
         version,
-        amount=int(refund.get("amount") or 0),
-        currency=str(refund.get("currency") or ""),
-        status=status,
+        stored=lambda view: (view.get(REFUNDS_FIELD) or {}).get(refund["id"]),
+        written=written,
     )
-    summary = _refund_summary(document, refunds, document.get(CHARGE_REFUNDS_FIELD))
-    return Merge({**cleared, REFUNDS_FIELD: refunds, **summary})
 
 
 def merge_charge_refunds(
     document: dict[str, Any], charge: dict[str, Any], *, event_id: str, created: int
 ) -> Merge:
     """Fold a charge's ``amount_refunded`` (``charge.refunded``) into the refund facts."""
-    document, cleared = _current_facts(document)
     amount_refunded = int(charge.get("amount_refunded") or 0)
     version = Version(created, amount_refunded, event_id)
-    stored = document.get(CHARGE_REFUNDS_FIELD)
-    if _already(stored, version):
-        return Merge(None, already_applied=True)
-    if not version.is_newer_than(stored):
-        return Merge(None)
-    snapshot = _entry(
-        version,
-        amountRefunded=amount_refunded,
-        amount=int(charge.get("amount") or 0),
-        currency=str(charge.get("currency") or ""),
-    )
-    summary = _refund_summary(document, dict(document.get(REFUNDS_FIELD) or {}), snapshot)
-    return Merge({**cleared, CHARGE_REFUNDS_FIELD: snapshot, **summary})
+
+    def written(view: dict[str, Any]) -> dict[str, Any]:
+        snapshot = _entry(
+            version,
+            amountRefunded=amount_refunded,
+            amount=int(charge.get("amount") or 0),
+            currency=str(charge.get("currency") or ""),
+        )
+        refunds = dict(view.get(REFUNDS_FIELD) or {})
+        return {CHARGE_REFUNDS_FIELD: snapshot, **_refund_summary(view, refunds, snapshot)}
+
+    return _merge(document, version, stored=lambda view: view.get(CHARGE_REFUNDS_FIELD), written=written)
 
 
 def _refund_summary(
@@ -189,29 +214,29 @@ def _refund_summary(
 
 def merge_dispute(document: dict[str, Any], dispute: dict[str, Any], *, event_id: str, created: int) -> Merge:
     """Fold one dispute object into the transaction's dispute facts."""
-    document, cleared = _current_facts(document)
-    disputes: dict[str, Any] = dict(document.get(DISPUTES_FIELD) or {})
     status = str(dispute.get("status") or "needs_response")
     version = Version(created, _DISPUTE_RANK.get(status, 0), event_id)
-    stored = disputes.get(dispute["id"])
-    if _already(stored, version):
-        return Merge(None, already_applied=True)
-    if not version.is_newer_than(stored):
-        return Merge(None)
-    disputes[dispute["id"]] = _entry(
-        version,
-        status=status,
-        reason=dispute.get("reason"),
-        amount=int(dispute.get("amount") or 0),
-        currency=str(dispute.get("currency") or ""),
-    )
-    latest = max(disputes.values(), key=lambda entry: (int(entry["eventCreated"]), int(entry["rank"])))
-    return Merge(
-        {
-            **cleared,
+
+    def written(view: dict[str, Any]) -> dict[str, Any]:
+        entry = _entry(
+            version,
+            status=status,
+            reason=dispute.get("reason"),
+            amount=int(dispute.get("amount") or 0),
+            currency=str(dispute.get("currency") or ""),
+        )
+        disputes = {**(view.get(DISPUTES_FIELD) or {}), dispute["id"]: entry}
+        latest = max(disputes.values(), key=lambda each: (int(each["eventCreated"]), int(each["rank"])))
+        return {
             DISPUTES_FIELD: disputes,
             DISPUTE_STATUS_FIELD: latest["status"],
             DISPUTE_REASON_FIELD: latest["reason"],
             DISPUTE_STATE_AT_FIELD: _iso(int(latest["eventCreated"])),
         }
+
+    return _merge(
+        document,
+        version,
+        stored=lambda view: (view.get(DISPUTES_FIELD) or {}).get(dispute["id"]),
+        written=written,
     )
