@@ -1,0 +1,148 @@
+"""The customer table (SPEC section 4): one row per buyer, built from partials per event and buyer.
+
+A buyer's columns merge across any split of their orders: counts and sums add, first and last
+purchase are a minimum and a maximum, the flags an "any", the events a union, and the latest
+name, email and phone are the greatest of their "picks" (the purchase instant, the order's id and
+the value in one text that sorts by instant, then id). So the table of a set of events is the
+merge of each event's partials, and ``CustomerPartials`` keeps those per event, rebuilding an
+event's partials only after one of its rows changed (as ``rollups.EventRollups`` does for the
+metrics). Filters on rows (dates, types, flags, search) build the partials of the matching rows.
+No step sorts the rows or runs per buyer, so every aggregation streams.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import polars as pl
+
+from query_api.columns import CUSTOMER_ID, PURCHASED_AT
+from query_api.engine import grouped
+
+if TYPE_CHECKING:
+    from query_api.readmodel import ReadModel
+
+EVENT: Final = "eventId"
+ROW_COLUMNS: Final = (
+    CUSTOMER_ID,
+    "id",
+    PURCHASED_AT,
+    "Name",
+    "Email",
+    "Phone",
+    "PurchaseDate",
+    "TotalTickets",
+    "TotalAmount",
+    "TotalTicketRedeemed",
+    "IsRefunded",
+    "IsDisputed",
+    EVENT,
+)
+"""The columns of the transactions a customer row is built from."""
+
+LATEST: Final = {"name": "Name", "email": "Email", "phone": "Phone"}
+"""The customer columns that hold a buyer's most recent non-empty value of a transaction field."""
+
+_PICK_SEPARATOR: Final = "\x00"
+# Purchase instants as fixed-width text: milliseconds since 1970, shifted so that any instant
+# Polars can hold before 1970 stays positive, then zero-padded, so text order is time order.
+_INSTANT_SHIFT: Final = 10**15
+_INSTANT_WIDTH: Final = 17
+
+
+def _pick(field: str) -> pl.Expr:
+    """Instant, id and value in one text whose maximum is the latest non-empty value (null if none)."""
+    value = pl.col(field)
+    present = value.is_not_null() & (value.str.strip_chars() != "")
+    instant = (pl.col(PURCHASED_AT).dt.epoch("ms") + _INSTANT_SHIFT).cast(pl.String).str.zfill(_INSTANT_WIDTH)
+    return pl.when(present).then(pl.concat_str([instant, pl.col("id"), pl.lit(_PICK_SEPARATOR), value]))
+
+
+def _picked(column: str) -> pl.Expr:
+    """The value a pick carries (ids never hold the separator, a NUL)."""
+    return pl.col(column).str.splitn(_PICK_SEPARATOR, 2).struct.field("field_1").alias(column)
+
+
+def partials_of(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per event and buyer of these transactions (which need only ``ROW_COLUMNS``)."""
+    picks = rows.lazy().select(
+        EVENT,
+        CUSTOMER_ID,
+        "PurchaseDate",
+        "TotalTickets",
+        "TotalAmount",
+        "TotalTicketRedeemed",
+        "IsRefunded",
+        "IsDisputed",
+        *(_pick(field).alias(column) for column, field in LATEST.items()),
+    )
+    return grouped(
+        picks,
+        [EVENT, CUSTOMER_ID],
+        pl.len().cast(pl.Int64).alias("orders"),
+        pl.col("TotalTickets").sum().alias("tickets"),
+        pl.col("TotalAmount").sum().alias("totalSpent"),
+        pl.col("TotalTicketRedeemed").sum().alias("redeemedTickets"),
+        pl.col("PurchaseDate").min().alias("firstPurchase"),
+        pl.col("PurchaseDate").max().alias("lastPurchase"),
+        pl.col("IsRefunded").any().alias("refunded"),
+        pl.col("IsDisputed").any().alias("disputed"),
+        *(pl.col(column).max() for column in LATEST),
+    )
+
+
+def customers_of(partials: pl.DataFrame) -> pl.DataFrame:
+    """The customer table of these partials: one row per buyer, in the columns of SPEC section 4."""
+    merged = grouped(
+        partials,
+        [pl.col(CUSTOMER_ID).alias("id")],
+        *(pl.col(column).max() for column in LATEST),
+        pl.col("firstPurchase").min(),
+        pl.col("lastPurchase").max(),
+        pl.col("orders").sum(),
+        pl.col("tickets").sum(),
+        pl.col("totalSpent").sum(),
+        pl.col("redeemedTickets").sum(),
+        pl.col("refunded").any(),
+        pl.col("disputed").any(),
+        # One partial per event and buyer: the buyer's events are its partials' events.
+        pl.col(EVENT).alias("events"),
+    )
+    return merged.with_columns(*(_picked(column) for column in LATEST), pl.col("events").list.sort())
+
+
+def customers(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per buyer (by ``customerId``) of these transactions."""
+    return customers_of(partials_of(rows))
+
+
+class CustomerPartials:
+    """The partials of each event of a read model, rebuilt per event after its rows change.
+
+    It holds no reference to the model (the model's listeners hold this), so a cache keyed
+    weakly by the model can keep it.
+    """
+
+    def __init__(self, model: ReadModel) -> None:
+        self._partials: pl.DataFrame | None = None
+        self._stale: set[str] = set()
+        model.on_change(self._invalidate)
+
+    def of_events(self, model: ReadModel, events: pl.Expr) -> pl.DataFrame:
+        """The partials of the events the predicate on ``eventId`` selects."""
+        return self._current(model).filter(events)
+
+    def _current(self, model: ReadModel) -> pl.DataFrame:
+        frame = model.frame()
+        if self._partials is None:
+            self._partials = partials_of(frame.lazy().select(ROW_COLUMNS))
+        elif self._stale:
+            changed = pl.col(EVENT).is_in(sorted(self._stale))
+            rebuilt = partials_of(frame.lazy().filter(changed).select(ROW_COLUMNS))
+            self._partials = pl.concat([self._partials.filter(~changed), rebuilt])
+        self._stale.clear()
+        return self._partials
+
+    def _invalidate(self, event_ids: pl.DataFrame) -> None:
+        if self._partials is not None:
+            self._stale.update(event_ids[EVENT].unique().to_list())
