@@ -15,6 +15,7 @@ import polars as pl
 from otcommon.normalize import stable_id
 from otcommon.served import STRIPE_DISPUTED_STATUSES, STRIPE_FACTS_PAYMENT_FIELD, STRIPE_REFUNDED_STATUSES
 from query_api.columns import (
+    CATEGORICAL_FIELDS,
     CUSTOMER_ID,
     DEFAULTS,
     DOCUMENT_SCHEMA,
@@ -65,7 +66,15 @@ def to_rows(documents: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, list[
         RejectedDocument(document_id, reason)
         for document_id, reason in zip(bad["id"].to_list(), bad[_PROBLEM].to_list(), strict=True)
     )
-    return frame.filter(pl.col(_PROBLEM).is_null()).drop(_PROBLEM), rejected
+    return _compact(frame.filter(pl.col(_PROBLEM).is_null()).drop(_PROBLEM)), rejected
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """Few-valued text as categoricals (``CATEGORICAL_FIELDS``), ticket types as a list of them."""
+    return frame.with_columns(
+        pl.col(CATEGORICAL_FIELDS).cast(pl.Categorical()),
+        pl.col("ticketTypeList").cast(pl.List(pl.Categorical())),
+    )
 
 
 def _typed_frame(documents: Sequence[Mapping[str, Any]]) -> pl.DataFrame | None:
