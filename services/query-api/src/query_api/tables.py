@@ -181,7 +181,10 @@ def transactions_page(
     keys = query.keys.get(column)
     if keys is None:
         positions = query.matching[ROW_NUMBER]
-        keys = frame.select(column, "id")[positions].with_columns(positions)
+        if positions.len() == frame.height:  # every row matches: no gather
+            keys = frame.select(column, "id").with_row_index(ROW_NUMBER)
+        else:
+            keys = frame.select(column, "id")[positions].with_columns(positions)
         query.keys = {column: keys}
     page = query.page(
         keys,
@@ -221,6 +224,8 @@ def _customer_table(
 ) -> pl.DataFrame:
     """The customers of a query: merged from per-event partials when it selects whole events."""
     if answers_from_partials(filters):
+        if scope.allowed is None and not filters.event_ids:
+            return partials.everyone(model)
         events = scope.expression()
         if filters.event_ids:
             events = events & pl.col("eventId").is_in(list(filters.event_ids))
