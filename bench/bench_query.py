@@ -46,7 +46,7 @@ from query_api.filters import TransactionFilter
 from query_api.pagination import PageRequest
 from query_api.readmodel import ReadModel
 from query_api.scope import EventScope
-from query_api.tables import customers_page, transactions_page
+from query_api.tables import customers_page, table_cache, transactions_page
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -522,6 +522,8 @@ def run_pages_only(args: argparse.Namespace) -> dict[str, Any]:
     model, load = load_model(args.rows, args.events)
     print(f"loaded {load}", flush=True)
     pages = run_pages(model, args.rounds, rows=args.rows, events=args.events)
+    load["rss_mb_after_pages"] = round(resident_mb(), 1)
+    load["customer_tables_mb"] = round(table_cache(model).partials.estimated_mb(), 1)
     return {
         "benchmark": "query pages",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

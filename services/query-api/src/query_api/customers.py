@@ -143,6 +143,11 @@ class CustomerPartials:
             self._everyone = customers_of(partials)
         return self._everyone
 
+    def estimated_mb(self) -> float:
+        """The memory the partials and the all-events table take (Polars' estimate)."""
+        held = [frame for frame in (self._partials, self._everyone) if frame is not None]
+        return sum(frame.estimated_size("mb") for frame in held)
+
     def _current(self, model: ReadModel) -> pl.DataFrame:
         frame = model.frame()
         if self._partials is None:
