@@ -111,6 +111,8 @@ def paginate(
         page_index = None
     offset = 0 if after is not None else request.page * request.page_size
     wanted = offset + request.page_size + 1
+    if offset >= frame.height:  # past the last row: nothing to select
+        return Page(rows=frame.clear(), total=frame.height, page=page_index, next_cursor=None, run=run)
     start = _start_in(run, column=column, descending=request.descending, after=after, key=key)
     if run is None or start is None or not (run.complete or start + wanted <= run.rows.height):
         run = _select_run(frame, column, key, descending=request.descending, after=after, wanted=wanted)
