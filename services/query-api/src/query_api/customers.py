@@ -110,7 +110,10 @@ def customers_of(partials: pl.DataFrame) -> pl.DataFrame:
         # One partial per event and buyer: the buyer's events are its partials' events.
         pl.col(EVENT).alias("events"),
     )
-    return merged.with_columns(*(_picked(column) for column in LATEST), pl.col("events").list.sort())
+    # The id as text again: pages break ties by id, and comparing categoricals looks up their text.
+    return merged.with_columns(
+        pl.col("id").cast(pl.String), *(_picked(column) for column in LATEST), pl.col("events").list.sort()
+    )
 
 
 def customers(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -172,5 +175,5 @@ def _merged_again(table: pl.DataFrame, partials: pl.DataFrame, buyers: pl.Series
     """``table`` with the rows of ``buyers`` merged again from ``partials`` (which may have none)."""
     codes = buyers.to_physical().unique()
     again = customers_of(partials.filter(pl.col(CUSTOMER_ID).to_physical().is_in(codes)))
-    kept = table.filter(~pl.col("id").to_physical().is_in(codes))
+    kept = table.filter(~pl.col("id").is_in(buyers.cast(pl.String).unique()))
     return pl.concat([kept, again])
