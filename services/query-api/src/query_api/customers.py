@@ -20,6 +20,8 @@ from query_api.columns import CUSTOMER_ID, PURCHASED_AT
 from query_api.engine import grouped
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from query_api.readmodel import ReadModel
 
 EVENT: Final = "eventId"
@@ -124,13 +126,15 @@ def customers(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 class CustomerPartials:
     """The partials of each event of a read model, rebuilt per event after its rows change.
 
-    It also keeps the customer table of every event, merged again after a change only for the
+    Held as one frame per event, so rebuilding an event copies that event's partials only. It
+    also keeps the customer table of every event, merged again after a change only for the
     buyers of the events the change touched. It holds no reference to the model (the model's
     listeners hold this), so a cache keyed weakly by the model can keep it.
     """
 
     def __init__(self, model: ReadModel) -> None:
-        self._partials: pl.DataFrame | None = None
+        self._by_event: dict[str, pl.DataFrame] | None = None
+        self._empty = partials_of(model.frame().head(0).select(ROW_COLUMNS))
         self._everyone: pl.DataFrame | None = None
         self._stale: set[str] = set()
         model.on_change(self._invalidate)
@@ -148,26 +152,41 @@ class CustomerPartials:
 
     def estimated_mb(self) -> float:
         """The memory the partials and the all-events table take (Polars' estimate)."""
-        held = [frame for frame in (self._partials, self._everyone) if frame is not None]
+        held = [*(self._by_event or {}).values(), *([] if self._everyone is None else [self._everyone])]
         return sum(frame.estimated_size("mb") for frame in held)
 
     def _current(self, model: ReadModel) -> pl.DataFrame:
         frame = model.frame()
-        if self._partials is None:
-            self._partials = partials_of(frame.lazy().select(ROW_COLUMNS))
+        if self._by_event is None:
+            self._by_event = {}
+            self._replace(partials_of(frame.lazy().select(ROW_COLUMNS)), events=())
         elif self._stale:
-            changed = pl.col(EVENT).is_in(sorted(self._stale))
-            before = self._partials.filter(changed)
-            rebuilt = partials_of(frame.lazy().filter(changed).select(ROW_COLUMNS))
-            self._partials = pl.concat([self._partials.filter(~changed), rebuilt])
+            stale = sorted(self._stale)
+            before = [self._by_event[event][CUSTOMER_ID] for event in stale if event in self._by_event]
+            rebuilt = partials_of(frame.lazy().filter(pl.col(EVENT).is_in(stale)).select(ROW_COLUMNS))
+            self._replace(rebuilt, events=stale)
             if self._everyone is not None:
-                buyers = pl.concat([before[CUSTOMER_ID], rebuilt[CUSTOMER_ID]])
-                self._everyone = _merged_again(self._everyone, self._partials, buyers)
+                buyers = pl.concat([*before, rebuilt[CUSTOMER_ID]])
+                self._everyone = _merged_again(self._everyone, self._all(), buyers)
         self._stale.clear()
-        return self._partials
+        return self._all()
+
+    def _replace(self, partials: pl.DataFrame, *, events: Sequence[str]) -> None:
+        """Hold ``partials`` per event, in place of those of ``events`` (which may now have none)."""
+        if self._by_event is None:  # pragma: no cover - called once the per-event frames exist
+            raise AssertionError("no partials held yet")
+        for event in events:
+            self._by_event.pop(event, None)
+        for (event, *_), event_partials in partials.partition_by(EVENT, as_dict=True).items():
+            self._by_event[str(event)] = event_partials
+
+    def _all(self) -> pl.DataFrame:
+        if not self._by_event:
+            return self._empty
+        return pl.concat(self._by_event.values(), rechunk=False)
 
     def _invalidate(self, event_ids: pl.DataFrame) -> None:
-        if self._partials is not None:
+        if self._by_event is not None:
             self._stale.update(event_ids[EVENT].cast(pl.String).unique().to_list())
 
 
