@@ -144,6 +144,8 @@ FEES: Final = "_fees"
 TICKET_TYPES_TEXT: Final = "_ticketTypesText"
 """The normalized ticket types as one text, each between two TYPE_SEPARATORs: a type filter is a
 substring test, much faster than testing each row's list."""
+TICKET_TYPES_TEXT_DTYPE: Final = pl.Categorical(pl.Categories("ticketTypesText", "query_api"))
+"""Its own categories, so a ticket-type filter tests the few distinct texts, not every row's text."""
 TYPE_SEPARATOR: Final = "\x1f"
 """Never inside a normalized type: normalization turns it, like all whitespace, into a space."""
 CUSTOMER_ID: Final = "customerId"

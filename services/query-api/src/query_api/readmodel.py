@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Final
 
@@ -167,7 +168,7 @@ class ReadModel:
                 fresh[index] = False
         return pl.Series(fresh, dtype=pl.Boolean())
 
-    def _held_etags(self, ids: list[str]) -> dict[str, str | None]:
+    def _held_etags(self, ids: list[str]) -> dict[str, int]:
         held = self.frame().filter(pl.col("id").is_in(ids)).select("id", "_etag")
         return dict(zip(held["id"].to_list(), held["_etag"].to_list(), strict=True))
 
@@ -213,6 +214,7 @@ ROW_NUMBER: Final = "_row"
 """A row's position in ``ReadModel.frame()``, valid until the next upsert or delete."""
 
 
+@cache
 def empty_rows() -> pl.DataFrame:
     """A frame of no rows with every column of the read model."""
     return to_rows([])[0]
