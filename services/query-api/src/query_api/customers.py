@@ -136,19 +136,21 @@ def customers(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 class CustomerPartials:
-    """The partials of each event of a read model, rebuilt per event after its rows change.
+    """The partials of each event of a read model, rebuilt for the buyers and events a change touched.
 
-    Held as one frame per event, so rebuilding an event copies that event's partials only. It
-    also keeps the customer table of every event, merged again after a change only for the
-    buyers of the events the change touched. It holds no reference to the model (the model's
-    listeners hold this), so a cache keyed weakly by the model can keep it.
+    The read model names the event and buyer of every row added, replaced or removed; only those
+    buyers' partials in those events are built again, from their rows. Held as one frame per
+    event, so a change copies that event's partials only. It also keeps the customer table of
+    every event, merged again after a change only for the buyers the change touched. It holds
+    no reference to the model (the model's listeners hold this), so a cache keyed weakly by the
+    model can keep it.
     """
 
     def __init__(self, model: ReadModel) -> None:
         self._by_event: dict[str, pl.DataFrame] | None = None
         self._empty = partials_of(model.frame().head(0).select(ROW_COLUMNS))
         self._everyone: pl.DataFrame | None = None
-        self._stale: set[str] = set()
+        self._stale: dict[str, set[str]] = {}  # the buyers whose partials changed, per event
         model.on_change(self._invalidate)
 
     def of_events(self, model: ReadModel, events: pl.Expr) -> pl.DataFrame:
@@ -173,33 +175,42 @@ class CustomerPartials:
             self._by_event = {}
             self._replace(partials_of(frame.lazy().select(ROW_COLUMNS)), events=())
         elif self._stale:
-            stale = sorted(self._stale)
-            before = [self._by_event[event][CUSTOMER_ID] for event in stale if event in self._by_event]
-            rebuilt = partials_of(frame.lazy().filter(pl.col(EVENT).is_in(stale)).select(ROW_COLUMNS))
-            self._replace(rebuilt, events=stale)
+            events, buyers = sorted(self._stale), sorted(set().union(*self._stale.values()))
+            codes = pl.Series(buyers, dtype=pl.String()).cast(pl.Categorical)
+            changed = frame.lazy().filter(pl.col(EVENT).is_in(events) & pl.col(CUSTOMER_ID).is_in(buyers))
+            self._replace(partials_of(changed.select(ROW_COLUMNS)), events=events, buyers=codes)
             if self._everyone is not None:
-                buyers = pl.concat([*before, rebuilt[CUSTOMER_ID]])
-                self._everyone = _merged_again(self._everyone, self._all(), buyers)
+                self._everyone = _merged_again(self._everyone, self._all(), codes)
         self._stale.clear()
         return self._all()
 
-    def _replace(self, partials: pl.DataFrame, *, events: Sequence[str]) -> None:
-        """Hold ``partials`` per event, in place of those of ``events`` (which may now have none)."""
+    def _replace(
+        self, partials: pl.DataFrame, *, events: Sequence[str], buyers: pl.Series | None = None
+    ) -> None:
+        """Hold ``partials`` per event, in place of those of ``buyers`` (all with None) in ``events``."""
         if self._by_event is None:  # pragma: no cover - called once the per-event frames exist
             raise AssertionError("no partials held yet")
         for event in events:
-            self._by_event.pop(event, None)
+            held = self._by_event.pop(event, None)
+            if held is not None and buyers is not None:
+                kept = held.filter(~pl.col(CUSTOMER_ID).to_physical().is_in(buyers.to_physical()))
+                if kept.height:
+                    self._by_event[event] = kept
         for (event, *_), event_partials in partials.partition_by(EVENT, as_dict=True).items():
-            self._by_event[str(event)] = event_partials
+            held = self._by_event.get(str(event))
+            merged = event_partials if held is None else pl.concat([held, event_partials], rechunk=True)
+            self._by_event[str(event)] = merged
 
     def _all(self) -> pl.DataFrame:
         if not self._by_event:
             return self._empty
         return pl.concat(self._by_event.values(), rechunk=False)
 
-    def _invalidate(self, event_ids: pl.DataFrame) -> None:
+    def _invalidate(self, changes: pl.DataFrame) -> None:
         if self._by_event is not None:
-            self._stale.update(event_ids[EVENT].cast(pl.String).unique().to_list())
+            events = changes[EVENT].cast(pl.String).to_list()
+            for event, buyer in zip(events, changes[CUSTOMER_ID].to_list(), strict=True):
+                self._stale.setdefault(event, set()).add(buyer)
 
 
 def _merged_again(table: pl.DataFrame, partials: pl.DataFrame, buyers: pl.Series) -> pl.DataFrame:
