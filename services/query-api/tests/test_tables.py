@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from test_properties import EVENTS, SETTINGS, assert_close, documents, queries, 
 
 from otcommon.normalize import stable_id
 from query_api.filters import TransactionFilter
-from query_api.pagination import CursorError, PageRequest
+from query_api.pagination import MAX_PAGE_SIZE, RUN_LENGTH, CursorError, PageRequest, paginate
 from query_api.readmodel import ReadModel
 from query_api.scope import EventScope
 from query_api.tables import customer_detail, customers_page, transactions_page
@@ -387,3 +388,39 @@ def test_a_cursor_of_a_scoped_token_is_accepted_by_every_replica():
         for seed in (1, 2, 3)
     }
     assert len(cursors) == 1
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_walking_past_a_sorted_run_selects_the_next_one(descending):
+    """Pages beyond the first run (RUN_LENGTH rows) are cut from a run selected after the cursor."""
+    count = 2 * RUN_LENGTH + 321
+    frame = pl.DataFrame(
+        {
+            "id": [f"r{n:05d}" for n in range(count)],
+            "value": [None if n % 17 == 0 else (n * 7919) % 101 for n in range(count)],
+        }
+    )
+    present = frame.filter(pl.col("value").is_not_null()).sort(
+        ["value", "id"], descending=[descending, False], maintain_order=True
+    )
+    expected = present["id"].to_list() + frame.filter(pl.col("value").is_null())["id"].sort().to_list()
+    sortable = {"value": "value"}
+    walked, cursor, run, runs_selected = [], None, None, set()
+    while True:
+        request = PageRequest(sort="value", descending=descending, page_size=MAX_PAGE_SIZE, cursor=cursor)
+        page = paginate(frame, request, sortable=sortable, key="id", query_fingerprint="q", run=run)
+        walked.extend(page.rows["id"].to_list())
+        run = page.run
+        runs_selected.add(id(run))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert walked == expected
+    assert len(runs_selected) > 1
+    by_index = []
+    for index in range(count // MAX_PAGE_SIZE + 1):
+        request = PageRequest(sort="value", descending=descending, page_size=MAX_PAGE_SIZE, page=index)
+        page = paginate(frame, request, sortable=sortable, key="id", query_fingerprint="q", run=run)
+        by_index.extend(page.rows["id"].to_list())
+        run = page.run
+    assert by_index == expected
