@@ -340,7 +340,12 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         progress("starting python -m webhooks serve")
         async with webhook_service(env) as (service, base):
             progress(f"sending {len(planned)} signed events at {args.rate}/s")
-            peers = {"webhooks": service.pid, "cosmos": cosmos.pid, "servicebus": servicebus.process.pid}
+            peers = {
+                "webhooks": service.pid,
+                "cosmos": cosmos.pid,
+                "servicebus": servicebus.process.pid,
+                "load_generator": os.getpid(),
+            }
             cpu_before = {name: cpu_seconds(pid) for name, pid in peers.items()}
             load = await fire(f"{base}/api/webhooks/stripe", planned, rate=args.rate)
             cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in peers.items()}
