@@ -43,6 +43,11 @@ from devstack.cosmos import EMULATOR_KEY, connection_for, connection_string, sta
 from devstack.paths import project_topology
 from devstack.servicebus.testing import free_port, running_emulator
 from otcommon.messages import decode_service_bus_message
+from otcommon.payment_transactions import (
+    PAYMENT_TRANSACTIONS_CONTAINER,
+    payment_transactions_document,
+    ref_of,
+)
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, create_cosmos_client, provision
 from otcommon.telemetry import configure_logging
@@ -63,6 +68,9 @@ CHANGES_TOPIC, AUDIT_SUBSCRIPTION = "transaction-changes", "audit"
 EVENT_MIX = ("refund.created",) * 6 + ("charge.dispute.created",) * 3 + ("payout.paid",)
 T0 = 1_780_000_000
 SETTLE_TIMEOUT_SECONDS = 1500.0
+SETTLE_STALL_SECONDS = 300.0
+SETTLE_POLL_SECONDS = 5.0
+REFUND_AMOUNT_CENTS = 100  # each planned refund: USD 1.00 of a USD 100.00 order
 NOTE = (
     "The Cosmos DB stand-in, the Service Bus emulator, the webhook service and this load generator ran "
     f"on this machine and shared its {os.cpu_count()} cores (a shared machine with other work running)."
@@ -90,7 +98,12 @@ def plan_events(count: int, *, transactions: int) -> list[Planned]:
         tx = n % transactions
         payment = {"charge": f"ch_bench{tx:06d}", "payment_intent": f"pi_bench{tx:06d}", "currency": "usd"}
         if kind == "refund.created":
-            obj: dict[str, Any] = {"id": f"re_bench{n:07d}", "object": "refund", "amount": 100, **payment}
+            obj: dict[str, Any] = {
+                "id": f"re_bench{n:07d}",
+                "object": "refund",
+                "amount": REFUND_AMOUNT_CENTS,
+                **payment,
+            }
             obj["status"] = "succeeded"
         elif kind == "charge.dispute.created":
             obj = {"id": f"dp_bench{n:07d}", "object": "dispute", "amount": 500, **payment}
@@ -124,14 +137,19 @@ def plan_events(count: int, *, transactions: int) -> list[Planned]:
     return planned
 
 
-async def seed_transactions(database: DatabaseProxy, count: int) -> None:
-    """Transactions paid by the charges the events name, spread over ten events (partitions)."""
+async def seed_transactions(database: DatabaseProxy, count: int, *, indexed: bool = True) -> None:
+    """Transactions paid by the charges the events name, spread over ten events (partitions).
+
+    ``indexed``: each is also listed under its PaymentIntent and charge ids, as the enricher lists a
+    payment it enriched (``otcommon.payment_transactions``); without, every lookup is the query.
+    """
     container = database.get_container_client("transactions")
+    index = database.get_container_client(PAYMENT_TRANSACTIONS_CONTAINER)
     limit = asyncio.Semaphore(16)
 
     async def create(tx: int) -> None:
         async with limit:
-            await container.create_item(
+            document = await container.create_item(
                 {
                     "id": f"tx-bench-{tx:06d}",
                     "eventId": f"ev-bench-{tx % 10}",
@@ -141,6 +159,9 @@ async def seed_transactions(database: DatabaseProxy, count: int) -> None:
                     "IsDisputed": False,
                 }
             )
+            if indexed:
+                for stripe_id in (f"pi_bench{tx:06d}", f"ch_bench{tx:06d}"):
+                    await index.upsert_item(payment_transactions_document(stripe_id, [ref_of(document)]))
 
     await asyncio.gather(*(create(tx) for tx in range(count)))
 
@@ -235,18 +256,31 @@ def distribution(seconds: list[float]) -> dict[str, float]:
     }
 
 
-async def settled_records(database: DatabaseProxy, expected: int) -> list[dict[str, Any]]:
-    """Every event record, once none is ``received`` any more."""
+async def settled_records(database: DatabaseProxy, expected: int) -> tuple[list[dict[str, Any]], bool]:
+    """Every event record, once none is ``received`` any more; False when the wait gave up first.
+
+    It gives up after ``SETTLE_TIMEOUT_SECONDS``, or when no event was applied for
+    ``SETTLE_STALL_SECONDS``: the effects are then checked as they stand, the events still waiting
+    counted as not applied, rather than the run ending without a report.
+    """
     container = database.get_container_client("webhook-events")
     query = "SELECT c.id, c.state, c.attempts, c.receivedAt, c.settledAt FROM c"
-    async with asyncio.timeout(SETTLE_TIMEOUT_SECONDS):
-        while True:
-            records = [row async for row in container.query_items(query)]
-            waiting = sum(row["state"] == "received" for row in records)
-            if len(records) >= expected and not waiting:
-                return records
-            progress(f"{len(records)} recorded, {waiting} not applied yet")
-            await asyncio.sleep(15.0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_SECONDS
+    last_progress, last_waiting = loop.time(), -1
+    while True:
+        records = [row async for row in container.query_items(query)]
+        waiting = sum(row["state"] == "received" for row in records) + max(0, expected - len(records))
+        if not waiting:
+            return records, True
+        now = loop.time()
+        if waiting != last_waiting:
+            last_progress, last_waiting = now, waiting
+        if now > deadline or now - last_progress > SETTLE_STALL_SECONDS:
+            progress(f"gave up waiting: {waiting} events not applied")
+            return records, False
+        progress(f"{len(records)} recorded, {waiting} not applied yet")
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
 
 
 async def drain(connection: str, *, queue: str | None = None, topic: str | None = None) -> Counter[str]:
@@ -265,27 +299,80 @@ async def drain(connection: str, *, queue: str | None = None, topic: str | None 
     return counts
 
 
-async def check_effects(
-    database: DatabaseProxy, servicebus: str, planned: list[Planned], records: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Lost and applied-twice events, from Cosmos DB and the bus."""
-    container = database.get_container_client("transactions")
-    stored = {row["id"]: row async for row in container.query_items("SELECT * FROM c")}
-    handed_over = await drain(servicebus, queue=PAYOUT_QUEUE)
-    announced = await drain(servicebus, topic=CHANGES_TOPIC)
-    lost: list[str] = []
-    twice: list[str] = []
+@dataclass
+class EffectCounts:
+    """What the check found, event by event."""
+
+    lost: list[str]
+    applied_twice: list[str]
+    misapplied: list[str]
+    """Events whose refund or dispute sits on a transaction the event is not about."""
+
+
+def holders_of(stored: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """For each refund or dispute id, the transactions holding it."""
+    held: dict[str, list[str]] = {}
+    for transaction_id, row in stored.items():
+        for field in ("stripeRefunds", "stripeDisputes"):
+            for object_id in row.get(field) or {}:
+                held.setdefault(object_id, []).append(transaction_id)
+    return held
+
+
+def count_effects(
+    planned: list[Planned],
+    stored: dict[str, dict[str, Any]],
+    *,
+    handed_over: Counter[str],
+    announced: Counter[str],
+) -> EffectCounts:
+    """Each refund and dispute on its transaction (only there), written by its event and announced once;
+    each payout handed to the enricher's queue once."""
+    held = holders_of(stored)
+    found = EffectCounts(lost=[], applied_twice=[], misapplied=[])
     for p in planned:
         if p.transaction_id is None:
             count = handed_over[p.event_id]
         else:
             field = "stripeRefunds" if p.kind.startswith("refund.") else "stripeDisputes"
-            entry = (stored[p.transaction_id].get(field) or {}).get(p.object_id)
+            entry = (stored.get(p.transaction_id, {}).get(field) or {}).get(p.object_id)
             count = announced[p.event_id] if entry is not None and entry["eventId"] == p.event_id else 0
+            if set(held.get(p.object_id, ())) - {p.transaction_id}:
+                found.misapplied.append(p.event_id)
         if count == 0:
-            lost.append(p.event_id)
+            found.lost.append(p.event_id)
         elif count > 1:
-            twice.append(p.event_id)
+            found.applied_twice.append(p.event_id)
+    return found
+
+
+def refund_sum_mismatches(planned: list[Planned], stored: dict[str, dict[str, Any]]) -> list[str]:
+    """Transactions whose refunded amount is not one refund's amount per refund event about them.
+
+    The derived field counts each refund once, so a refund counted twice or missed shows here too.
+    """
+    expected: Counter[str] = Counter()
+    for p in planned:
+        if p.kind.startswith("refund.") and p.transaction_id is not None:
+            expected[p.transaction_id] += REFUND_AMOUNT_CENTS
+    return [
+        transaction_id
+        for transaction_id, cents in expected.items()
+        if round(float(stored.get(transaction_id, {}).get("stripeRefundedAmount") or 0) * 100) != cents
+    ]
+
+
+async def check_effects(
+    database: DatabaseProxy, servicebus: str, planned: list[Planned], records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Lost, applied-twice and misapplied events, from Cosmos DB and the bus."""
+    container = database.get_container_client("transactions")
+    stored = {row["id"]: row async for row in container.query_items("SELECT * FROM c")}
+    handed_over = await drain(servicebus, queue=PAYOUT_QUEUE)
+    announced = await drain(servicebus, topic=CHANGES_TOPIC)
+    found = count_effects(planned, stored, handed_over=handed_over, announced=announced)
+    sums = refund_sum_mismatches(planned, stored)
+    planned_ids = {p.event_id for p in planned}
     states = Counter(row["state"] for row in records)
     apply_lag = [
         (datetime.fromisoformat(row["settledAt"]) - datetime.fromisoformat(row["receivedAt"])).total_seconds()
@@ -296,12 +383,20 @@ async def check_effects(
         "checked": True,
         "events": len(planned),
         "recorded": len(records),
+        "recorded_twice": len(records) - len({row["id"] for row in records}),
         "states": dict(states),
         "retried_attempts": sum(int(row.get("attempts") or 0) for row in records),
-        "lost": len(lost),
-        "applied_twice": len(twice),
-        "lost_examples": lost[:5],
-        "applied_twice_examples": twice[:5],
+        "lost": len(found.lost),
+        "applied_twice": len(found.applied_twice),
+        "misapplied": len(found.misapplied),
+        "refund_sum_mismatches": len(sums),
+        "unplanned_messages": sum(
+            (handed_over + announced)[key] for key in (handed_over + announced).keys() - planned_ids
+        ),
+        "lost_examples": found.lost[:5],
+        "applied_twice_examples": found.applied_twice[:5],
+        "misapplied_examples": found.misapplied[:5],
+        "refund_sum_mismatch_examples": sums[:5],
         "received_to_applied_ms": distribution(apply_lag),
     }
 
@@ -324,7 +419,7 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         await provision(client, database=database_name, topology=DEFAULT_TOPOLOGY)
         database = client.get_database_client(database_name)
         progress(f"storing {args.transactions} transactions")
-        await seed_transactions(database, args.transactions)
+        await seed_transactions(database, args.transactions, indexed=not args.unindexed)
         planned = plan_events(int(args.rate * args.seconds), transactions=args.transactions)
         env = {
             **os.environ,
@@ -357,11 +452,12 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
             if not args.acknowledgement_only:
                 progress("waiting until every event is applied")
                 began = time.perf_counter()
-                records = await settled_records(database, len(planned))
+                records, all_applied = await settled_records(database, len(planned))
                 settle_seconds = time.perf_counter() - began
         if not args.acknowledgement_only:
             progress("checking every effect in Cosmos DB and on the bus")
             effects = await check_effects(database, servicebus.connection_string, planned, records)
+            effects["all_applied"] = all_applied
             effects["seconds_after_the_last_send_until_all_applied"] = round(settle_seconds, 1)
         await client.delete_database(database_name)
     return {
@@ -369,12 +465,15 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         "seconds": args.seconds,
         "transactions": args.transactions,
         "apply_workers": args.apply_workers or "default",
+        "payments_indexed": not args.unindexed,
         "event_mix": dict(Counter(EVENT_MIX)),
         "acknowledgement": load,
         "effects": effects,
         "meets_target": load["meets_target"]
         and effects.get("lost") == 0
-        and effects.get("applied_twice") == 0,
+        and effects.get("applied_twice") == 0
+        and effects.get("misapplied") == 0
+        and effects.get("refund_sum_mismatches") == 0,
     }
 
 
@@ -395,10 +494,16 @@ def summary(results: dict[str, Any]) -> list[str]:
         f"errors {ack['errors'] or 0}"
     )
     if effects["checked"]:
+        waited = effects["seconds_after_the_last_send_until_all_applied"]
         lines.append(
             f"effects: {effects['lost']} lost, {effects['applied_twice']} applied twice, "
-            f"states {effects['states']}; all applied "
-            f"{effects['seconds_after_the_last_send_until_all_applied']} s after the last send"
+            f"{effects['misapplied']} on a wrong transaction, "
+            f"{effects['refund_sum_mismatches']} refunded amounts wrong; states {effects['states']}; "
+            + (
+                f"all applied {waited} s after the last send"
+                if effects["all_applied"]
+                else f"gave up after {waited} s"
+            )
         )
     else:
         lines.append("effects: not checked (--acknowledgement-only)")
@@ -419,6 +524,11 @@ def main() -> int:
         "--acknowledgement-only",
         action="store_true",
         help="measure the answers; do not wait for every effect",
+    )
+    parser.add_argument(
+        "--unindexed",
+        action="store_true",
+        help="store no transactions-of: index documents: every event's transactions are found by the query",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 s")
     args = parser.parse_args()

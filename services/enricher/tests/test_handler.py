@@ -14,6 +14,7 @@ from enricher.gateway import StripeUnavailableError
 from enricher.handler import EnrichmentHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
+from enricher.payment_transactions import PaymentTransactionsIndex
 from enricher.payouts import TRANSACTIONS_BY_BALANCE_TRANSACTION, PayoutChanges
 from enricher.refresh import OPEN_DEPOSITS
 from enricher.service import PaymentEnricher
@@ -90,14 +91,17 @@ class Setup:
         self.clock = Clock()
         self.transactions = transactions or transactions_container()
         self.bus = InMemoryBus()
-        self.index = StripeIndex(index or InMemoryContainer("stripe-index", partition_key_path="/id"))
+        self.index_container = index or InMemoryContainer("stripe-index", partition_key_path="/id")
+        self.index = StripeIndex(self.index_container)
         gateway = self.world.stripe
         self.indexer = Indexer(gateway=gateway, index=self.index, clock=self.clock)
         self.handler = EnrichmentHandler(
             enricher=PaymentEnricher(
                 gateway=gateway, index=self.index, indexer=self.indexer, clock=self.clock
             ),
-            writer=EnrichmentWriter(self.transactions),
+            writer=EnrichmentWriter(
+                self.transactions, payment_index=PaymentTransactionsIndex(self.index_container)
+            ),
             announcer=PublishingAnnouncer(self.bus.publisher(queue=TOPIC)),
             clock=self.clock,
         )

@@ -12,11 +12,12 @@ from stripe_fixtures import event, fixture
 
 from otcommon.bus import CorrelationFilter, InMemoryBus, Subscription, Topic
 from otcommon.messages import decode_message
+from otcommon.payment_transactions import TransactionRef, payment_transactions_document
 from otcommon.served import served_is_disputed, served_is_refunded
 from webhooks.applier import NoMatchingTransactionError, StripeFactsApplier
 from webhooks.models import StripeEvent
 from webhooks.states import EventState
-from webhooks.transactions import TransactionFacts
+from webhooks.transactions import Fallback, TransactionFacts
 
 if TYPE_CHECKING:
     from otcommon.store import DocumentContainer
@@ -41,6 +42,29 @@ T0 = 1_700_000_000
 @dataclass
 class Stores:
     transactions: DocumentContainer
+    index: DocumentContainer
+    """The enricher's ``stripe-index`` container (its ``transactions-of:`` documents)."""
+
+
+class NoQueries:
+    """A container that refuses queries: the lookup went by point reads alone."""
+
+    def __init__(self, inner: DocumentContainer) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def partition_key_path(self) -> str:
+        return self._inner.partition_key_path
+
+    def query(self, query: str, **_options):
+        raise AssertionError(f"a query was made: {query}")
 
 
 class Interleaved:
@@ -97,11 +121,29 @@ class ApplyingContract:
             "IsDisputed": False,
             "depositStatus": "paid",
         }
-        return await stores.transactions.create(document)
+        created = await stores.transactions.create(document)
+        # As the enricher lists it (under the PaymentID and the charge) before it writes its ids.
+        await self.index(stores, ids["pi"], ids["ch"], refs=[TransactionRef(ids["event"], ids["tx"])])
+        return created
 
-    def applier(self, transactions: DocumentContainer, bus: InMemoryBus) -> StripeFactsApplier:
+    async def index(self, stores: Stores, *stripe_ids: str, refs: list[TransactionRef]) -> None:
+        for stripe_id in stripe_ids:
+            await stores.index.upsert(payment_transactions_document(stripe_id, refs))
+
+    @pytest.fixture(autouse=True)
+    def _with_the_index(self, stores: Stores) -> None:
+        # Every applier reads the enricher's index, as the service does.
+        self.index_container = stores.index
+
+    def facts(self, transactions: DocumentContainer) -> TransactionFacts:
+        return TransactionFacts(transactions, index=self.index_container)
+
+    def applier(
+        self, transactions: DocumentContainer | TransactionFacts, bus: InMemoryBus
+    ) -> StripeFactsApplier:
+        facts = transactions if isinstance(transactions, TransactionFacts) else self.facts(transactions)
         return StripeFactsApplier(
-            transactions=TransactionFacts(transactions),
+            transactions=facts,
             changes=bus.topic_publisher(topic=TOPIC),
             payouts=bus.publisher(queue=PAYOUT_QUEUE),
         )
@@ -350,3 +392,85 @@ class ApplyingContract:
         assert (outcome.state, outcome.reason) == (EventState.IGNORED, "unknown-event-type")
         assert (await self.current(stores, ids))["_etag"] == before["_etag"]
         assert self.announced(bus) == []
+
+    # Finding the transactions: the enricher's index by point reads, checked; the query when it cannot answer.
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_indexed_payment_is_applied_by_point_reads_alone(self, stores, ids, bus):
+        facts = self.facts(NoQueries(stores.transactions))
+        applied = await self.applier(facts, bus).apply(
+            stripe_event("refund.created", self.refund(ids, amount=1500), created=T0)
+        )
+        assert applied.state is EventState.APPLIED
+        assert (await self.current(stores, ids))["stripeRefundStatus"] == "partial"
+        assert facts.fallbacks == {}
+        assert len(self.announced(bus)) == 1
+
+    async def test_the_charge_alias_finds_an_order_stored_under_its_payment_intent(self, stores, ids, bus):
+        document = {"id": ids["tx"], "eventId": ids["event"], "PaymentID": ids["pi"], "TotalAmount": 40.0}
+        await stores.transactions.create({**document, "stripeChargeId": ids["ch"]})
+        await self.index(stores, ids["ch"], refs=[TransactionRef(ids["event"], ids["tx"])])
+        facts = self.facts(NoQueries(stores.transactions))
+        dispute = fixture("dispute", charge=ids["ch"], payment_intent=None, status="needs_response")
+        await self.applier(facts, bus).apply(stripe_event("charge.dispute.created", dispute, created=T0))
+        assert (await self.current(stores, ids))["stripeDisputeStatus"] == "needs_response"
+        assert facts.fallbacks == {}
+
+    async def test_a_payment_not_indexed_yet_is_found_by_the_query_and_counted(self, stores, ids, bus):
+        document = {"id": ids["tx"], "eventId": ids["event"], "PaymentID": ids["pi"], "TotalAmount": 40.0}
+        await stores.transactions.create(document)
+        facts = self.facts(stores.transactions)
+        refund = self.refund(ids, amount=4000)
+        await self.applier(facts, bus).apply(stripe_event("refund.created", refund, created=T0))
+        assert (await self.current(stores, ids))["stripeRefundStatus"] == "full"
+        assert facts.fallbacks == {Fallback.NOT_INDEXED: 1}
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_listed_order_now_paid_by_another_payment_is_not_written_and_the_query_finds_the_rest(
+        self, stores, ids, bus
+    ):
+        # The index still lists the order under the old payment; the order was re-pointed since, and
+        # another order of the old payment was stored after the enricher's last look (not listed).
+        await self.repoint(stores, ids, "pi_new")
+        other = {"id": f"{ids['tx']}-b", "eventId": ids["event"], "PaymentID": ids["pi"], "TotalAmount": 40.0}
+        await stores.transactions.create(other)
+        repointed = await self.current(stores, ids)
+        facts = self.facts(stores.transactions)
+        await self.applier(facts, bus).apply(
+            stripe_event("refund.created", self.refund(ids, amount=1500), created=T0)
+        )
+        after = await self.current(stores, ids)
+        assert after["_etag"] == repointed["_etag"]  # the new payment's order got no fact of the old one
+        assert "stripeRefunds" not in after
+        found = await stores.transactions.read(other["id"], partition_key=ids["event"])
+        assert (found["stripeRefundStatus"], found[STAMP]) == ("partial", ids["pi"])
+        assert facts.fallbacks == {Fallback.STALE_ENTRY: 1}
+        assert [m.message.transaction_id for m in self.announced(bus)] == [other["id"]]
+
+    async def test_a_listed_order_that_is_gone_falls_back_to_the_query(self, stores, ids, bus):
+        document = {"id": ids["tx"], "eventId": ids["event"], "PaymentID": ids["pi"], "TotalAmount": 40.0}
+        await stores.transactions.create(document)
+        await self.index(stores, ids["pi"], refs=[TransactionRef(ids["event"], "tx-deleted")])
+        facts = self.facts(stores.transactions)
+        refund = self.refund(ids, amount=4000)
+        await self.applier(facts, bus).apply(stripe_event("refund.created", refund, created=T0))
+        assert (await self.current(stores, ids))["stripeRefundStatus"] == "full"
+        assert facts.fallbacks == {Fallback.STALE_ENTRY: 1}
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_order_written_through_the_index_is_not_written_or_announced_again_by_the_fallback(
+        self, stores, ids, bus
+    ):
+        # Listed: the stored order (valid) and one that is gone; the query then finds the stored one again.
+        await self.index(
+            stores,
+            ids["pi"],
+            refs=[TransactionRef(ids["event"], ids["tx"]), TransactionRef(ids["event"], "tx-deleted")],
+        )
+        facts = self.facts(stores.transactions)
+        await self.applier(facts, bus).apply(
+            stripe_event("refund.created", self.refund(ids, amount=1500), created=T0)
+        )
+        assert (await self.current(stores, ids))["stripeRefundedAmount"] == 15.0
+        assert facts.fallbacks == {Fallback.STALE_ENTRY: 1}
+        assert [m.message.transaction_id for m in self.announced(bus)] == [ids["tx"]]

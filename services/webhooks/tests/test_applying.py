@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from webhooks_fakes import container
 
+from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 from webhooks.transactions import PAYMENT_QUERY
 
@@ -27,14 +28,18 @@ def paid_by(documents, parameters):
 class TestApplyingInMemory(ApplyingContract):
     @pytest.fixture
     def stores(self) -> Stores:
-        return Stores(transactions=container("transactions", **{PAYMENT_QUERY: paid_by}))
+        return Stores(
+            transactions=container("transactions", **{PAYMENT_QUERY: paid_by}),
+            index=container(PAYMENT_TRANSACTIONS_CONTAINER),
+        )
 
 
 @pytest.mark.integration
 class TestApplyingCosmos(ApplyingContract):
     @pytest.fixture
     def stores(self, cosmos_client, provisioned) -> Stores:
-        spec = DEFAULT_TOPOLOGY.container("transactions")
-        return Stores(
-            transactions=CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)
-        )
+        def of(name: str) -> CosmosContainer:
+            spec = DEFAULT_TOPOLOGY.container(name)
+            return CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)
+
+        return Stores(transactions=of("transactions"), index=of(PAYMENT_TRANSACTIONS_CONTAINER))

@@ -15,6 +15,7 @@ from enricher.announcer import PublishingAnnouncer
 from enricher.handler import EnrichmentHandler, PayoutChangeHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
+from enricher.payment_transactions import PaymentTransactionsIndex
 from enricher.payouts import PayoutChanges
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
@@ -28,6 +29,7 @@ from otcommon.bus import (
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES
+from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,7 +92,10 @@ async def open_enricher(settings: EnricherSettings) -> AsyncIterator[Enricher]:
         transactions = container("transactions")
         handler = EnrichmentHandler(
             enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=utc_now),
-            writer=EnrichmentWriter(transactions),
+            writer=EnrichmentWriter(
+                transactions,
+                payment_index=PaymentTransactionsIndex(container(PAYMENT_TRANSACTIONS_CONTAINER)),
+            ),
             announcer=PublishingAnnouncer(publisher),
             clock=utc_now,
         )

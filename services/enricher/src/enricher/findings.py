@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 ENRICHED_AT_FIELD = "enrichedAt"
 PAYOUT_ID_FIELD = "stripePayoutId"
 PAYOUT_STATUS_FIELD = "stripePayoutStatus"
+CHARGE_ID_FIELD = "stripeChargeId"
+PAYMENT_INTENT_ID_FIELD = "stripePaymentIntentId"
 
 DEPOSIT_FIELDS: frozenset[str] = frozenset(
     {"depositStatus", "depositDate", "depositBankName", "depositBankLast4", PAYOUT_STATUS_FIELD}
@@ -84,8 +86,8 @@ def enrichment_fields(*, findings: Findings, enriched_at: datetime) -> dict[str,
         "stripePlatformAccountName": findings.platform_account_name,
         "stripeDestinationAccountId": route.destination_account_id if connected else None,
         "stripeDestinationAccountName": findings.destination_account_name if connected else None,
-        "stripeChargeId": findings.charge_id,
-        "stripePaymentIntentId": findings.payment_intent_id,
+        CHARGE_ID_FIELD: findings.charge_id,
+        PAYMENT_INTENT_ID_FIELD: findings.payment_intent_id,
         "stripeBalanceTransactionId": findings.balance_transaction_id,
         "stripeTransferId": findings.transfer_id,
         "stripeApplicationFeeAmount": to_major_units(

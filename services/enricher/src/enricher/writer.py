@@ -16,19 +16,23 @@ import structlog
 
 from enricher.deposits import payout_status_is_behind
 from enricher.findings import (
+    CHARGE_ID_FIELD,
     COMPARED_FIELDS,
     DEPOSIT_FIELDS,
     ENRICHED_AT_FIELD,
     ENRICHER_FIELDS,
+    PAYMENT_INTENT_ID_FIELD,
     PAYOUT_ID_FIELD,
     PAYOUT_STATUS_FIELD,
 )
 from otcommon.enrichment import STATE_FIELD, can_transition
+from otcommon.payment_transactions import ref_of
 from otcommon.store import read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from enricher.payment_transactions import PaymentTransactionsIndex
     from otcommon.store import Document, DocumentContainer
 
 _log = structlog.get_logger(__name__)
@@ -56,8 +60,11 @@ class WrittenTransaction:
 class EnrichmentWriter:
     """Applies enrichment fields to the ``transactions`` container."""
 
-    def __init__(self, container: DocumentContainer) -> None:
+    def __init__(
+        self, container: DocumentContainer, *, payment_index: PaymentTransactionsIndex | None = None
+    ) -> None:
         self._container = container
+        self._payment_index = payment_index
 
     async def transactions_of(self, payment_id: str) -> list[Document]:
         """Every stored transaction with this PaymentID."""
@@ -73,7 +80,12 @@ class EnrichmentWriter:
         if unknown := set(fields) - ENRICHER_FIELDS:
             raise ValueError(f"the enricher does not own {sorted(unknown)}")
         written = []
-        for document in await self.transactions_of(payment_id):
+        found = await self.transactions_of(payment_id)
+        if self._payment_index is not None:
+            # Listed before the ids are written: a transaction carrying them is always listed under them.
+            ids = (payment_id, fields.get(CHARGE_ID_FIELD), fields.get(PAYMENT_INTENT_ID_FIELD))
+            await self._payment_index.add(ids, [ref_of(document) for document in found])
+        for document in found:
             changed: list[str] = []
 
             def mutate(current: Document, changed: list[str] = changed) -> Document | None:

@@ -18,6 +18,7 @@ from otcommon.bus import (
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import problem_middleware
+from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 from webhooks.applier import StripeFactsApplier
 from webhooks.delivery_context import answers_counter, delivery_context_middleware
 from webhooks.journal import EventJournal
@@ -61,7 +62,9 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
         processor = EventProcessor(
             journal=EventJournal(container("webhook-events")),
             applier=StripeFactsApplier(
-                transactions=TransactionFacts(container("transactions")),
+                transactions=TransactionFacts(
+                    container("transactions"), index=container(PAYMENT_TRANSACTIONS_CONTAINER)
+                ),
                 changes=publisher,
                 payouts=payouts,
             ),

@@ -72,14 +72,14 @@ class StripeFactsApplier:
     ) -> Outcome:
         if charge is None and payment_intent is None:
             return Outcome(EventState.IGNORED, SettleReason.NO_PAYMENT_REFERENCE.value)
-        found = await self._transactions.find(charge=charge, payment_intent=payment_intent)
-        if not found:
+        writes = await self._transactions.write_payment(
+            charge=charge, payment_intent=payment_intent, merge=merge
+        )
+        if not writes.found:
             # Often the payment is not stored yet (ingest runs hourly): the sweep retries for three days.
             raise NoMatchingTransactionError(event.id)
-        for document in found:
-            written = await self._transactions.write(document, merge)
-            if written is not None:
-                await self._announce(event, written, change)
+        for written in writes.written:
+            await self._announce(event, written, change)
         return Outcome(EventState.APPLIED)
 
     async def _forward_payout(self, event: StripeEvent, payout: dict[str, Any]) -> None:

@@ -1,0 +1,69 @@
+"""The ``transactions-of:<ch_|pi_>`` index documents: which transactions carry a payment.
+
+The writer names a payment's transactions here before it writes the payment's charge and
+PaymentIntent ids onto them, so a transaction carrying those ids is always listed under them (the
+webhook service finds the orders of a refund or dispute by point reads; ``otcommon.payment_transactions``
+says how it checks what it reads). Entries are only added, under the ETag: two replicas enriching the
+same payment at once each add what they found, and neither removes the other's.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from otcommon.payment_transactions import (
+    listed_transactions,
+    payment_transactions_document,
+    payment_transactions_key,
+    with_transactions,
+)
+from otcommon.store import read_modify_write
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from otcommon.payment_transactions import TransactionRef
+    from otcommon.store import Document, DocumentContainer
+
+REMEMBERED_KEYS = 50_000
+"""Keys whose listed transactions this replica remembers (least recently used go first)."""
+
+
+class PaymentTransactionsIndex:
+    """Adds transactions to the documents of a payment's ids; skips what this replica knows is listed."""
+
+    def __init__(self, container: DocumentContainer, *, remembered_keys: int = REMEMBERED_KEYS) -> None:
+        self._container = container
+        # Entries are never removed, so what was listed once stays listed: a re-enrichment of the same
+        # payment (a payout moved) costs no read.
+        self._listed: OrderedDict[str, frozenset[TransactionRef]] = OrderedDict()
+        self._remembered_keys = remembered_keys
+
+    async def add(self, stripe_ids: Iterable[str | None], refs: Iterable[TransactionRef]) -> None:
+        """List ``refs`` under each of the payment's ids (its PaymentID, charge and PaymentIntent)."""
+        wanted = frozenset(refs)
+        if not wanted:
+            return
+        for stripe_id in sorted({each for each in stripe_ids if each}):
+            await self._add_one(stripe_id, wanted)
+
+    async def _add_one(self, stripe_id: str, wanted: frozenset[TransactionRef]) -> None:
+        key = payment_transactions_key(stripe_id)
+        if wanted <= self._listed.get(key, frozenset()):
+            self._listed.move_to_end(key)
+            return
+        outcome = await read_modify_write(
+            self._container,
+            key,
+            partition_key=key,
+            mutate=lambda current: with_transactions(current, wanted),
+            create=lambda: payment_transactions_document(stripe_id, wanted),
+        )
+        self._remember(key, outcome.document)
+
+    def _remember(self, key: str, document: Document) -> None:
+        self._listed[key] = frozenset(listed_transactions(document))
+        self._listed.move_to_end(key)
+        while len(self._listed) > self._remembered_keys:
+            self._listed.popitem(last=False)
