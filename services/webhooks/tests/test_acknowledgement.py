@@ -235,3 +235,50 @@ async def test_the_sweep_leaves_an_event_queued_here_to_the_workers(settings):
     await service.processor.drain()
     assert applier.applied == ["evt_test000001"]
     assert record(service)["state"] == "applied"
+
+
+class HeldCreates(InMemoryContainer):
+    """Creates of one event id wait until released: a delivery whose record Cosmos DB is still writing."""
+
+    def __init__(self, held_id: str) -> None:
+        super().__init__("webhook-events", partition_key_path="/id")
+        self.held_id = held_id
+        self.release = asyncio.Event()
+
+    async def create(self, document):
+        if document["id"] == self.held_id:
+            await self.release.wait()
+        return await super().create(document)
+
+
+class ProbedProcessor(EventProcessor):
+    """Signals when a worker has an event in hand and asks whether it may start applying it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.worker_ready = asyncio.Event()
+
+    async def _answers_first(self) -> None:
+        self.worker_ready.set()
+        await super()._answers_first()
+
+
+async def test_a_queued_event_waits_while_a_delivery_is_being_recorded(settings):
+    del settings
+    applier = RecordingApplier()
+    slow = StripeEvent.parse(delivery(n=2))
+    events = HeldCreates(held_id=slow.id)
+    processor = ProbedProcessor(journal=EventJournal(events), applier=applier)
+    answering = asyncio.create_task(processor.accept(slow))
+    assert await processor.accept(StripeEvent.parse(delivery(n=1))) is True
+    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
+    await processor.worker_ready.wait()
+    # The worker holds evt 1, but evt 2's delivery is still waiting for its record: it is answered first.
+    assert applier.applied == []
+    events.release.set()
+    assert await answering is True
+    await processor.join()
+    assert applier.applied == ["evt_test000001", "evt_test000002"]
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers

@@ -150,3 +150,23 @@ async def test_once_the_rotation_ends_the_old_secret_is_refused(settings):
     status, _, problem = await post(rotated, body, {"Stripe-Signature": sign(body, OLD_PLATFORM_SECRET)})
     assert status == 400
     assert problem["detail"] == Rejection.NO_MATCH.value
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json at all", "malformed"),
+        (json.dumps(event("refund.created", fixture("refund"), livemode=True)), "wrong-mode"),
+    ],
+    ids=["malformed", "wrong-mode"],
+)
+async def test_a_signed_but_unacceptable_delivery_is_logged_with_its_reason_and_size_only(
+    settings, body, reason
+):
+    with capture_logs() as logs:
+        status, _, _ = await post(settings, body, {"Stripe-Signature": sign(body)})
+    assert status == 400
+    [refusal] = [entry for entry in logs if entry["event"] == "webhook refused"]
+    assert (refusal["reason"], refusal["size"]) == (reason, len(body.encode()))
+    assert "not json at all" not in repr(logs)
+    assert fixture("refund")["id"] not in repr(logs)

@@ -56,12 +56,12 @@ class Service:
     clock: Clock
     processor: EventProcessor
 
-    def app(self):
+    def app(self, answers=None):
         @contextlib.asynccontextmanager
         async def components(_settings):
             yield Webhooks(processor=self.processor, health_checks={})
 
-        return create_app(self.settings, open_components=components)
+        return create_app(self.settings, open_components=components, answers=answers)
 
 
 def build_service(settings: WebhookSettings, applier: EventApplier | None = None) -> Service:

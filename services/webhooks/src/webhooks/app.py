@@ -17,9 +17,10 @@ from otcommon.bus import (
 )
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
-from otcommon.http import SERVICE_MIDDLEWARES
+from otcommon.http import problem_middleware
 from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 from webhooks.applier import StripeFactsApplier
+from webhooks.delivery_context import answers_counter, delivery_context_middleware
 from webhooks.journal import EventJournal
 from webhooks.processor import EventProcessor
 from webhooks.routes import LIVEMODE, PROCESSOR, VERIFIER, routes
@@ -28,6 +29,8 @@ from webhooks.transactions import TransactionFacts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from opentelemetry.metrics import Counter
 
     from webhooks.settings import WebhookSettings
 
@@ -82,9 +85,17 @@ def create_app(
     open_components: Callable[[WebhookSettings], contextlib.AbstractAsyncContextManager[Webhooks]] = (
         open_webhooks
     ),
+    answers: Counter | None = None,
 ) -> web.Application:
-    """The HTTP app: the Stripe endpoint and health; the applier and the sweep run in its lifespan."""
-    app = web.Application(middlewares=SERVICE_MIDDLEWARES, client_max_size=settings.webhooks_max_body_bytes)
+    """The HTTP app: the Stripe endpoint and health; the applier and the sweep run in its lifespan.
+
+    ``answers`` counts the answers by status (default: the process meter's ``webhooks.http.answers``).
+    """
+    middlewares = (
+        delivery_context_middleware(answers if answers is not None else answers_counter()),
+        problem_middleware,
+    )
+    app = web.Application(middlewares=middlewares, client_max_size=settings.webhooks_max_body_bytes)
     app[VERIFIER] = SignatureVerifier(
         settings.signing_secrets, tolerance_seconds=settings.webhooks_tolerance_seconds
     )

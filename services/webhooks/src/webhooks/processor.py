@@ -77,12 +77,22 @@ class EventProcessor:
         self._queue: asyncio.Queue[tuple[str, StripeEvent | None]] = asyncio.Queue(maxsize=queue_size)
         self._held: set[str] = set()
         """Ids queued or being applied here: the sweep leaves them to the workers."""
+        self._recording = 0
+        self._no_answer_waits = asyncio.Event()
+        self._no_answer_waits.set()
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
 
     async def accept(self, event: StripeEvent) -> bool:
         """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
-        fresh = await self._journal.record(event)
+        self._recording += 1
+        self._no_answer_waits.clear()
+        try:
+            fresh = await self._journal.record(event)
+        finally:
+            self._recording -= 1
+            if not self._recording:
+                self._no_answer_waits.set()
         if event.id in self._held:
             return fresh
         try:
@@ -175,6 +185,7 @@ class EventProcessor:
         async for event_id in self._journal.unapplied(older_than=self._sweep_age):
             if event_id in self._held:
                 continue  # queued here: a backlog is not applied twice over
+            await self._answers_first()
             await self._process_safely(event_id)
             tried += 1
         return tried
@@ -193,10 +204,16 @@ class EventProcessor:
                 group.create_task(self._work(), name=f"webhooks-apply-{n}")
             group.create_task(self._sweep_forever(sweep_every), name="webhooks-sweep")
 
+    async def _answers_first(self) -> None:
+        # Stripe waits for the answer, nobody waits for the apply: an event is started only while no
+        # delivery is being recorded, so a burst is answered first and applied in its gaps or after it.
+        await self._no_answer_waits.wait()
+
     async def _work(self) -> None:
         while True:
             event_id, event = await self._queue.get()
             try:
+                await self._answers_first()
                 await self._process_safely(event_id, event)
             finally:
                 self._held.discard(event_id)

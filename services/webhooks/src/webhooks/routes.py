@@ -45,10 +45,10 @@ async def receive_stripe_event(request: web.Request) -> web.Response:
         log.warning("webhook refused", reason=error.rejection.name, size=len(body))
         raise InvalidSignatureError(error.rejection.value) from None
     except MalformedEventError as error:
-        log.warning("webhook refused", reason="malformed", detail=str(error))
+        log.warning("webhook refused", reason="malformed", detail=str(error), size=len(body))
         raise InvalidEventError(str(error)) from None
     if event.livemode is not request.app[LIVEMODE]:
-        log.warning("webhook refused", reason="wrong-mode", event_id=event.id)
+        log.warning("webhook refused", reason="wrong-mode", event_id=event.id, size=len(body))
         raise InvalidEventError("event mode (livemode) does not match this endpoint")
     try:
         fresh = await request.app[PROCESSOR].accept(event)
