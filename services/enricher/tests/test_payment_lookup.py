@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from enricher.lookup import TRANSACTIONS_OF_PAYMENTS, PaymentTransactions
+from enricher.writer import EnrichmentWriter
 from otcommon.store import InMemoryContainer, StoreError
 
 
@@ -23,7 +24,12 @@ class CountingTransactions(InMemoryContainer):
             },
         )
         self.queries = 0
+        self.reads = 0
         self.failing = failing
+
+    async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
+        self.reads += 1
+        return await super().read(document_id, partition_key=partition_key)
 
     async def query(self, query: str, **options: Any):  # type: ignore[no-untyped-def, override]
         self.queries += 1
@@ -64,3 +70,17 @@ async def test_a_failed_query_fails_every_lookup_that_shared_it_and_the_next_one
     container.failing = False
     assert await lookup.of("pi_1") == []
     assert container.queries == 2
+
+
+async def test_the_writer_replaces_under_the_etag_the_lookup_found_without_reading_again():
+    container = CountingTransactions()
+    for n in range(4):
+        queued = {"PaymentID": f"pi_{n % 2}", "enrichmentState": "queued"}
+        await container.create({"id": f"t{n}", "eventId": "ev1", **queued})
+    writer = EnrichmentWriter(container)
+    written = await asyncio.gather(
+        *(writer.apply(payment_id=f"pi_{n}", fields={"enrichmentState": "unresolved"}) for n in range(2))
+    )
+    assert [len(each) for each in written] == [2, 2]
+    assert all(w.changed for each in written for w in each)
+    assert (container.queries, container.reads) == (1, 0)
