@@ -20,9 +20,16 @@ payment back in the queue, as a redelivery would. Calls are counted by the sandb
    against empty indexes, under the sandbox's 25 requests/s limit with the gateway's rate gate at
    25/s. Wall time beside its lower bound (calls answered / 25 per s); 429s counted.
 3. Naive: for each payment, retrieve it from the platform, then from each connected account in turn
-   until found, against the same sandbox with its rate limit raised (so the pass ends in minutes);
-   its time at 25 requests/s is estimated as calls / 25. It only locates payments: its true cost is
-   higher (balance transactions, transfers and payouts still to be traced).
+   until found, against the same sandbox (same run, same world) with its rate limit raised: the
+   limit changes the pass's time, not its calls. It probes every ``--naive-every``-th payment (5:
+   2,000 of the 10,000, in the order of creation, so every hour, route and account is in the
+   sample); its time at 25 requests/s for the whole world is estimated as calls per payment x
+   payments / 25. It only locates payments: its true cost is higher (balance transactions,
+   transfers and payouts still to be traced).
+
+For trickle and bulk the results also say where the time went: the wall time of the enrichment
+passes beside the CPU seconds of this process (the enricher's code, the SDKs, the benchmark's
+driver), of the Cosmos DB stand-in and of the Stripe sandbox, and the load average around them.
 
 Every enriched payment is compared field by field with the generator's ground truth
 (``/_sandbox/payments``). All processes share this machine's cores with the benchmark.
@@ -70,7 +77,7 @@ from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_clie
 from otcommon.telemetry import configure_logging
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
     from azure.cosmos.aio import CosmosClient
 
@@ -91,6 +98,7 @@ MAX_CONCURRENCY = 16  # the enricher's default OT_ENRICHER_MAX_CONCURRENCY
 NAIVE_RATE_LIMIT = 100_000
 NAIVE_GATE_PER_SECOND = 2_000.0
 NAIVE_CONCURRENCY = 32
+NAIVE_EVERY = 5  # 2,000 of the 10,000 payments, spread over every hour, route and account
 WRITE_CONCURRENCY = 16
 PHASES = ("trickle", "bulk", "naive")
 TARGET_BULK = 0.05
@@ -113,6 +121,9 @@ class Plan:
     batches: int = BATCHES
     sales_per_hour: float = SALES_PER_HOUR
     payments: int = PAYMENTS
+    concurrency: int = MAX_CONCURRENCY
+    naive_every: int = 1
+    """The naive pass probes every n-th payment (1: all), in the world's order of creation."""
 
 
 class WorldClock:
@@ -192,6 +203,52 @@ class SandboxControls:
         """Ground truth of every payment at the world's current moment."""
         data = (await self._call("GET", "/_sandbox/payments"))["data"]
         return {str(facts["payment_id"]): facts for facts in data}
+
+
+# -- where the time goes --------------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds used by the benchmark's own process and by the stand-ins, between two moments.
+
+    The stand-ins' figures come from ``/proc/<pid>/stat`` (Linux); elsewhere they are left out.
+    """
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self._pids = dict(pids)
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _process_seconds(self, pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # utime and stime are the 14th and 15th fields; the text after ")" starts at the 3rd.
+        return (int(fields[11]) + int(fields[12])) / self._tick
+
+    def snapshot(self) -> dict[str, float | None]:
+        taken: dict[str, float | None] = {"enricher and benchmark (this process)": time.process_time()}
+        taken.update({name: self._process_seconds(pid) for name, pid in self._pids.items()})
+        return taken
+
+    @contextlib.contextmanager
+    def measure(self, into: dict[str, Any]) -> Iterator[None]:
+        """Fill ``into`` with the wall time, each process's CPU seconds and the load average around it."""
+        before, load_before, started = self.snapshot(), os.getloadavg(), time.perf_counter()
+        try:
+            yield
+        finally:
+            # Measured again (trickle's batches), the figures add up; the first load average is kept.
+            wall = into.get("wall_seconds", 0.0) + time.perf_counter() - started
+            after, cpu = self.snapshot(), dict(into.get("cpu_seconds", {}))
+            for name, start in before.items():
+                if start is not None and (used := after[name]) is not None:
+                    cpu[name] = round(cpu.get(name, 0.0) + used - start, 2)
+            into["wall_seconds"] = round(wall, 2)
+            into["cpu_seconds"] = cpu
+            into["cpu_share_of_wall"] = {name: round(used / wall, 3) for name, used in cpu.items() if wall}
+            into.setdefault("load_average_before", [round(x, 2) for x in load_before])
+            into["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
 
 
 # -- Cosmos DB and the enricher -----------------------------------------------------------------------
@@ -429,9 +486,12 @@ async def run_trickle(
     stripe_url: str,
     controls: SandboxControls,
     scenario: Scenario,
-    batches: int,
+    plan: Plan,
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     """100 hourly batches: the world moves an hour, that hour's payments are queued and enriched."""
+    batches = plan.batches
+    where_the_time_went: dict[str, Any] = {}
     database = f"bench-enricher-trickle-{uuid.uuid4().hex[:8]}"
     async with cosmos_database(cosmos_endpoint, database) as client:
         clock = WorldClock(await controls.now())
@@ -459,9 +519,10 @@ async def run_trickle(
                 payment_ids = [str(d["PaymentID"]) for d in documents if d.get("PaymentID")]
                 clock.now = datetime.fromisoformat(now)
                 before = (await controls.requests())["total"]
-                found, again = await enrich_all(
-                    handler, payment_ids, requested_at=clock.now, concurrency=MAX_CONCURRENCY
-                )
+                with meter.measure(where_the_time_went):
+                    found, again = await enrich_all(
+                        handler, payment_ids, requested_at=clock.now, concurrency=plan.concurrency
+                    )
                 batch_calls.append((await controls.requests())["total"] - before)
                 batch_sizes.append(len(payment_ids))
                 results.update(found)
@@ -489,7 +550,12 @@ async def run_trickle(
         "target": TARGET_TRICKLE,
         "meets_target": log["total"] / payments <= TARGET_TRICKLE,
         "requeued_by_retryable_errors": requeued,
+        "concurrency": plan.concurrency,
         "cosmos_requests": cosmos_summary(cosmos_requests, payments),
+        "where_the_time_went": {
+            "measured": "the 100 enrichment passes only (not the world's advances or the ground truth)",
+            **where_the_time_went,
+        },
         "results": stored_states(results),
         "stored_enrichment_states": stored,
         "correctness": correctness(results, truths),
@@ -505,12 +571,14 @@ async def run_bulk(
     stripe_url: str,
     controls: SandboxControls,
     scenario: Scenario,
-    payments: int,
+    plan: Plan,
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     """Every payment queued at once against empty indexes, under the sandbox's 25 requests/s."""
     truths = await controls.payments()
-    if payments and len(truths) != payments:
-        raise RuntimeError(f"the world has {len(truths)} payments, not {payments}")
+    if plan.payments and len(truths) != plan.payments:
+        raise RuntimeError(f"the world has {len(truths)} payments, not {plan.payments}")
+    where_the_time_went: dict[str, Any] = {}
     database = f"bench-enricher-bulk-{uuid.uuid4().hex[:8]}"
     async with cosmos_database(cosmos_endpoint, database) as client:
         transactions = container(client, database, "transactions")
@@ -526,11 +594,11 @@ async def run_bulk(
         await controls.set_rate_limit(RATE_LIMIT)
         await controls.clear_requests()
         try:
-            started = time.perf_counter()
-            results, requeued = await enrich_all(
-                handler, list(truths), requested_at=clock.now, concurrency=MAX_CONCURRENCY
-            )
-            elapsed = time.perf_counter() - started
+            with meter.measure(where_the_time_went):
+                results, requeued = await enrich_all(
+                    handler, list(truths), requested_at=clock.now, concurrency=plan.concurrency
+                )
+            elapsed = where_the_time_went["wall_seconds"]
             log = await controls.requests()
             stored = await stored_enrichment_states(transactions)
             client_429s = gateway._http.rate_limited  # noqa: SLF001 - the gateway keeps no public count
@@ -539,7 +607,7 @@ async def run_bulk(
     lower_bound = answered(log) / RATE_LIMIT
     return {
         "payments": len(results),
-        "concurrency": MAX_CONCURRENCY,
+        "concurrency": plan.concurrency,
         "rate_limit_per_second": RATE_LIMIT,
         "gateway_requests_per_second": RATE_LIMIT,
         "calls": call_counts(log),
@@ -559,6 +627,7 @@ async def run_bulk(
             "every_payment_enriched": len(results) == len(truths),
         },
         "cosmos_requests": cosmos_summary(cosmos_requests, len(results)),
+        "where_the_time_went": where_the_time_went,
         "results": stored_states(results),
         "stored_enrichment_states": stored,
         "correctness": correctness(results, truths),
@@ -593,9 +662,11 @@ async def probe(gateway: StripeApiGateway, payment_id: str, accounts: Sequence[s
     return None
 
 
-async def run_naive(*, stripe_url: str, controls: SandboxControls) -> dict[str, Any]:
+async def run_naive(*, stripe_url: str, controls: SandboxControls, plan: Plan) -> dict[str, Any]:
     """Try the platform, then each connected account in turn, for each payment (locating only)."""
-    truths = await controls.payments()
+    world = await controls.payments()
+    # Every n-th payment in the order the world created them: each hour, route and account alike.
+    truths = {payment_id: world[payment_id] for payment_id in list(world)[:: plan.naive_every]}
     await controls.set_rate_limit(NAIVE_RATE_LIMIT)
     await controls.clear_requests()
     gateway = sandbox_gateway(stripe_url, per_second=NAIVE_GATE_PER_SECOND)
@@ -621,14 +692,22 @@ async def run_naive(*, stripe_url: str, controls: SandboxControls) -> dict[str, 
         "method": "retrieve each payment from the platform, then from each connected account in turn "
         "until found; locating only (tracing its money would cost more calls still)",
         "payments": len(owners),
+        "payments_in_the_world": len(world),
+        "sample": "every payment"
+        if plan.naive_every == 1
+        else f"every {plan.naive_every}th payment of the world, in the order they were created",
         "connected_accounts": len(accounts) - 1,
         "calls": call_counts(log),
         "calls_per_payment": round(log["total"] / len(owners), 4),
         "sandbox_rate_limit_per_second": NAIVE_RATE_LIMIT,
         "seconds_measured": round(elapsed, 2),
-        "estimated_seconds_at_25_per_second": round(log["total"] / RATE_LIMIT, 1),
-        "estimate": "calls / 25 per second (the pass ran with the sandbox's limit raised)",
+        "estimated_seconds_at_25_per_second_for_the_world": round(
+            log["total"] / len(owners) * len(world) / RATE_LIMIT, 1
+        ),
+        "estimate": "calls per payment x payments in the world / 25 per second (the pass ran with the "
+        "sandbox's limit raised: the limit changes its time, not its calls)",
         "payments_located_on_the_wrong_account": wrong_owner,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -641,6 +720,7 @@ async def run_all(
     stripe_url: str,
     plan: Plan,
     phases: Sequence[str],
+    meter: CpuMeter,
     save: Callable[[dict[str, Any]], None],
 ) -> None:
     """The phases asked for, in order; ``save`` gets the figures after each (a long run keeps what it has)."""
@@ -652,7 +732,7 @@ async def run_all(
         common = {"cosmos_endpoint": cosmos_endpoint, "stripe_url": stripe_url, "controls": controls}
         if "trickle" in phases:
             print("trickle: starting", file=sys.stderr, flush=True)
-            save({"trickle": await run_trickle(**common, scenario=scenario, batches=plan.batches)})
+            save({"trickle": await run_trickle(**common, scenario=scenario, plan=plan, meter=meter)})
         else:
             # The generator reveals the same sales in one long advance as in many short ones.
             minutes = plan.batches * BATCH_MINUTES
@@ -660,10 +740,10 @@ async def run_all(
             scenario.advance(minutes=minutes)
         if "bulk" in phases:
             print("bulk: starting", file=sys.stderr, flush=True)
-            save({"bulk": await run_bulk(**common, scenario=scenario, payments=plan.payments)})
+            save({"bulk": await run_bulk(**common, scenario=scenario, plan=plan, meter=meter)})
         if "naive" in phases:
             print("naive: starting", file=sys.stderr, flush=True)
-            save({"naive": await run_naive(stripe_url=stripe_url, controls=controls)})
+            save({"naive": await run_naive(stripe_url=stripe_url, controls=controls, plan=plan)})
 
 
 def world_description(plan: Plan) -> dict[str, Any]:
@@ -681,16 +761,25 @@ def world_description(plan: Plan) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    plan = Plan(batches=args.batches, sales_per_hour=args.sales_per_hour, payments=args.payments)
+    plan = Plan(
+        batches=args.batches,
+        sales_per_hour=args.sales_per_hour,
+        payments=args.payments,
+        concurrency=args.concurrency,
+        naive_every=args.naive_every,
+    )
     results: dict[str, Any] = {
         "note": NOTE,
         "driver": DRIVER,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "world": world_description(plan),
+        "phases": list(args.phases),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
 
     def save(figures: dict[str, Any]) -> None:
         results.update(figures)
+        results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         write_results(args.out, results)
 
     cosmos = start_cosmos(timeout_seconds=60.0)
@@ -703,6 +792,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     stripe_url=stripe.ready["url"],
                     plan=plan,
                     phases=args.phases,
+                    meter=CpuMeter({"Cosmos DB stand-in": cosmos.pid, "Stripe sandbox": stripe.pid}),
                     save=save,
                 )
             )
@@ -746,7 +836,8 @@ def summary(results: dict[str, Any]) -> list[str]:
     if naive := results.get("naive"):
         lines.append(
             f"naive: {naive['calls']['total']} calls = {naive['calls_per_payment']} per payment, "
-            f"about {naive['estimated_seconds_at_25_per_second']} s at 25 requests/s"
+            f"about {naive['estimated_seconds_at_25_per_second_for_the_world']} s at 25 requests/s for "
+            f"the world ({naive['sample']})"
         )
     return lines
 
@@ -770,6 +861,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--payments", type=int, default=PAYMENTS, help="payments the world must have (0: not checked)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=MAX_CONCURRENCY, help="payments enriched at once (trickle, bulk)"
+    )
+    parser.add_argument(
+        "--naive-every",
+        type=int,
+        default=NAIVE_EVERY,
+        help="the naive pass probes every n-th payment (1: all); its calls per payment do not depend "
+        "on the rate limit, only its time does",
     )
     args = parser.parse_args(argv)
     configure_logging(level="ERROR", fmt="console", service_name="enricher-bench")

@@ -171,6 +171,53 @@ class StoreContract:
         outcome = await read_modify_write(container, doc_id, partition_key="ev1", mutate=add_one)
         assert (outcome.result, outcome.document["count"]) == ("updated", 11)
 
+    async def test_read_modify_write_from_a_stale_copy_decides_again_on_the_stored_one(
+        self, container: DocumentContainer
+    ):
+        doc_id = new_id()
+        stale = await container.create({"id": doc_id, "eventId": "ev1", "count": 0})
+        # Another writer changed it after the copy was taken (say, by a query).
+        await container.upsert({"id": doc_id, "eventId": "ev1", "count": 10})
+        outcome = await read_modify_write(
+            container,
+            doc_id,
+            partition_key="ev1",
+            mutate=lambda doc: {**doc, "count": doc["count"] + 1},
+            current=stale,
+        )
+        assert (outcome.result, outcome.document["count"]) == ("updated", 11)
+
+    async def test_read_modify_write_from_a_copy_of_a_deleted_document_creates_it(
+        self, container: DocumentContainer
+    ):
+        doc_id = new_id()
+        gone = await container.create({"id": doc_id, "eventId": "ev1", "count": 5})
+        await container.delete(doc_id, partition_key="ev1")
+        outcome = await read_modify_write(
+            container,
+            doc_id,
+            partition_key="ev1",
+            mutate=lambda doc: {**doc, "count": doc["count"] + 1},
+            create=lambda: {"id": doc_id, "eventId": "ev1", "count": 0},
+            current=gone,
+        )
+        assert (outcome.result, outcome.document["count"]) == ("created", 0)
+
+    async def test_read_modify_write_from_a_current_copy_writes_under_its_etag(
+        self, container: DocumentContainer
+    ):
+        doc_id = new_id()
+        held = await container.create({"id": doc_id, "eventId": "ev1", "count": 1})
+        outcome = await read_modify_write(
+            container,
+            doc_id,
+            partition_key="ev1",
+            mutate=lambda doc: {**doc, "count": doc["count"] + 1},
+            current=held,
+        )
+        stored = await container.read(doc_id, partition_key="ev1")
+        assert (outcome.result, stored["count"], stored["_etag"]) == ("updated", 2, outcome.document["_etag"])
+
     async def test_concurrent_read_modify_writes_lose_no_update(self, container: DocumentContainer):
         doc_id = new_id()
         await container.create({"id": doc_id, "eventId": "ev1", "count": 0})

@@ -14,11 +14,12 @@ from enricher.gateway import StripeUnavailableError
 from enricher.handler import EnrichmentHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
+from enricher.lookup import TRANSACTIONS_OF_PAYMENTS
 from enricher.payment_transactions import PaymentTransactionsIndex
 from enricher.payouts import TRANSACTIONS_BY_BALANCE_TRANSACTION, PayoutChanges
 from enricher.refresh import OPEN_DEPOSITS
 from enricher.service import PaymentEnricher
-from enricher.writer import TRANSACTIONS_BY_PAYMENT, EnrichmentWriter
+from enricher.writer import EnrichmentWriter
 from otcommon.bus import Consumer, ConsumerSettings, Delivery, InMemoryBus, PermanentError, RetryableError
 from otcommon.enrichment import EnrichmentState
 from otcommon.messages import (
@@ -41,8 +42,8 @@ def transactions_container() -> InMemoryContainer:
         "transactions",
         partition_key_path="/eventId",
         queries={
-            TRANSACTIONS_BY_PAYMENT: lambda docs, params: [
-                d for d in docs if d.get("PaymentID") == params["@paymentId"]
+            TRANSACTIONS_OF_PAYMENTS: lambda docs, params: [
+                d for d in docs if d.get("PaymentID") in params["@paymentIds"]
             ],
             OPEN_DEPOSITS: lambda docs, params: [
                 {"PaymentID": d["PaymentID"], "stripePayoutId": d.get("stripePayoutId")}
@@ -266,9 +267,15 @@ async def test_through_the_consumer_good_messages_complete_and_a_revoked_key_dea
 
 
 async def test_a_transaction_that_moved_to_another_payment_meanwhile_is_not_written():
-    # A query answered before the order's PaymentID changed still names it; the write re-checks.
+    # A query answered before the order's PaymentID changed still names it (with the ETag of then);
+    # the write, guarded by that ETag, reads the transaction again and re-checks.
+    def answered_before_the_change(docs: list[dict], params: dict) -> list[dict]:
+        return [{**doc, "PaymentID": params["@paymentIds"][0], "_etag": '"before"'} for doc in docs]
+
     stale = InMemoryContainer(
-        "transactions", partition_key_path="/eventId", queries={TRANSACTIONS_BY_PAYMENT: lambda docs, _: docs}
+        "transactions",
+        partition_key_path="/eventId",
+        queries={TRANSACTIONS_OF_PAYMENTS: answered_before_the_change},
     )
     await stale.create(order("t1", event="ev1", payment_id="pi_new"))
     writer = EnrichmentWriter(stale)

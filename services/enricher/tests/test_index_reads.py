@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from world import Clock, new_world
+from world import T_NOW, Clock, new_world
 
 from enricher.findings import Findings
 from enricher.indexer import Indexer
@@ -23,6 +23,11 @@ class CountingContainer(InMemoryContainer):
     def __init__(self) -> None:
         super().__init__("stripe-index", partition_key_path="/id")
         self.reads: Counter[str] = Counter()
+        self.upserts: Counter[str] = Counter()
+
+    async def upsert(self, document: Any) -> dict[str, Any]:
+        self.upserts[str(document["id"]).split(":", 1)[0]] += 1
+        return await super().upsert(document)
 
     async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
         self.reads[document_id.split(":", 1)[0]] += 1
@@ -50,13 +55,63 @@ async def test_a_payment_enriched_again_reads_only_the_documents_that_move():
     container.reads.clear()
     again = await enricher.enrich(ids["intent"], requested_at=clock())
     assert again == first
-    # Accounts, the payment, its transfer and the bank account are settled facts: no read of them.
-    assert {
-        kind: container.reads[kind] for kind in ("account", "payment", "transfer", "bank")
-    } == dict.fromkeys(("account", "payment", "transfer", "bank"), 0)
-    # The payout link and the payout (its status moves) are read from Cosmos DB each time.
-    assert container.reads["txn"] == 1
+    # Accounts, the payment, its transfer, the payout link and the bank account are settled facts:
+    # no read of them.
+    settled = ("account", "payment", "transfer", "txn", "bank")
+    assert {kind: container.reads[kind] for kind in settled} == dict.fromkeys(settled, 0)
+    # The payout (its status moves) is read from Cosmos DB each time.
     assert container.reads["payout"] == 1
+
+
+async def test_concurrent_reads_of_a_payout_share_one_read_and_a_write_makes_the_next_read_again():
+    container = CountingContainer()
+    index = StripeIndex(container)
+    await container.upsert({"id": "payout:po_1", "status": "pending"})
+    found = await asyncio.gather(*(index.get("payout:po_1") for _ in range(10)))
+    assert [payout["status"] for payout in found if payout] == ["pending"] * 10
+    assert container.reads["payout"] == 1
+
+    reading = asyncio.ensure_future(index.get("payout:po_1"))
+    await asyncio.sleep(0)  # the read is in flight
+    await index.put_payout("po_1", status="paid")
+    after_the_write = await index.get("payout:po_1")
+    assert (after_the_write or {})["status"] == "paid"
+    await reading
+    assert container.reads["payout"] == 4  # the shared read, the write's own, and one after it
+
+
+async def test_listing_the_same_charges_again_rewrites_nothing_this_replica_holds():
+    world = new_world(connected=1)
+    payments = [world.charge_on(ORG)[0] for _ in range(5)]
+    container, clock = CountingContainer(), Clock()
+    index = StripeIndex(container)
+    indexer = Indexer(gateway=world.stripe, index=index, clock=clock, overlap_seconds=10**9)
+    await indexer.ensure_charges(ORG, as_of=clock())
+    written = container.upserts["payment"]
+    assert written >= len(payments)
+    clock.advance(1)
+    await indexer.ensure_charges(ORG, as_of=clock())  # the overlap lists every charge again
+    assert container.upserts["payment"] == written
+    for payment_id in payments:
+        assert await index.payment(payment_id) is not None
+
+
+async def test_a_refresh_starts_from_the_mark_held_and_moves_it_forward_past_another_replicas():
+    world = new_world(connected=1)
+    container, clock = CountingContainer(), Clock()
+    ours, theirs = StripeIndex(container), StripeIndex(container)
+    indexer = Indexer(gateway=world.stripe, index=ours, clock=clock)
+    await indexer.ensure_charges(ORG, as_of=clock())
+    reads = container.reads["cursor"]
+    # Another replica's refresh, started at the same moment, got further (a newer cursor).
+    await theirs.advance("charges", ORG, created_cursor=T_NOW + 7_200, started_at=clock())
+    clock.advance(1)
+    await indexer.ensure_charges(ORG, as_of=clock())
+    # Reads: theirs moving the mark, and ours checking whether a refresh is needed (which also
+    # brought the held mark up to date); the refresh's cursor and the move of the mark read nothing.
+    assert container.reads["cursor"] == reads + 2
+    stored = await theirs.mark("charges", ORG, stored=True)
+    assert (stored.created_cursor, stored.started_at) == (T_NOW + 7_200, clock())
 
 
 async def test_a_document_missing_once_is_found_when_another_replica_writes_it():

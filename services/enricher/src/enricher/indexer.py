@@ -17,7 +17,7 @@ import structlog
 
 from enricher.accounts import account_display_name, has_manual_payouts
 from enricher.deposits import OPEN_PAYOUT_STATUSES
-from enricher.indexes import account_key
+from enricher.indexes import account_key, all_of
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 
@@ -124,10 +124,9 @@ class Indexer:
         cursor: str | None = None
         while True:
             page = await self._gateway.list_connected_accounts(starting_after=cursor)
-            for raw in page.data:
-                ids.append(raw["id"])
-                # The listing carries each account whole: its name costs no call of its own.
-                await self._put_account(f"account:{raw['id']}", raw)
+            ids.extend(raw["id"] for raw in page.data)
+            # The listing carries each account whole: its name costs no call of its own.
+            await all_of(self._put_account(f"account:{raw['id']}", raw) for raw in page.data)
             if not page.has_more:
                 break
             cursor = page.last_id
@@ -167,13 +166,14 @@ class Indexer:
         transfer_id = object_id(source)
         fields = {"destination": account, "destinationPayment": payment["id"]}
         source_charge = object_id(source.get("source_transaction")) if isinstance(source, dict) else None
-        await self._index.put(
-            f"transfer:{transfer_id}", kind="transfer", sourceTransaction=source_charge, **fields
-        )
+        documents = [
+            (f"transfer:{transfer_id}", {"kind": "transfer", "sourceTransaction": source_charge, **fields})
+        ]
         if source_charge:
-            await self._index.put(
-                f"transfer-of:{source_charge}", kind="transfer-of", transfer=transfer_id, **fields
+            documents.append(
+                (f"transfer-of:{source_charge}", {"kind": "transfer-of", "transfer": transfer_id, **fields})
             )
+        await self._index.put_many(documents)
 
     async def transfer_in_group(self, *, charge_id: str, transfer_group: str) -> dict[str, Any] | None:
         """The ``transfer-of`` entry of a platform charge, found through its ``transfer_group``.
@@ -379,7 +379,7 @@ class Indexer:
         return started is not None and started >= as_of
 
     async def _recall_mark(self, key: str, index: str, account: str | None) -> None:
-        stored = (await self._index.mark(index, account)).started_at
+        stored = (await self._index.mark(index, account, stored=True)).started_at
         started = self._started.get(key)
         if stored is not None and (started is None or stored > started):
             self._started[key] = stored
@@ -389,11 +389,15 @@ async def _each_listed(
     list_page: Callable[[str | None], Awaitable[ListPage]],
     handle: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> None:
+    """Handle every listed item, a page's items at once (the index bounds its writes in flight).
+
+    Each page is indexed whole before the next is asked for, and the refresh's cursor moves only
+    after the last page: a crash mid-listing lists again from the old cursor, rewriting the same facts.
+    """
     cursor: str | None = None
     while True:
         page = await list_page(cursor)
-        for item in page.data:
-            await handle(item)
+        await all_of(handle(item) for item in page.data)
         if not page.has_more or page.last_id is None:
             return
         cursor = page.last_id

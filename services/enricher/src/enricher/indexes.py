@@ -20,13 +20,19 @@ said; cursors and payout states only move forward (read-modify-write under the E
 reader holding an older payout state must not overwrite a newer one).
 
 Documents of the kinds in ``SETTLED_KINDS`` never change once written (a charge's owner, a
-transfer's destination, a bank account), or change only by this index's own writes (an account's
-name, rewritten by each account listing), so each replica keeps the ones it read or wrote in
-memory: a payment costs its point reads of payouts and cursors, not of every fact behind it.
+transfer's destination, a bank account, the payout that carried a balance transaction), or change
+only by this index's own writes (an account's name, rewritten by each account listing), so each
+replica keeps the ones it read or wrote in memory: a payment costs its point reads of payouts, not
+of every fact behind it, and a listing does not rewrite a settled document it already holds.
+Reads of the moving kinds (payouts, cursors) that are asked for while the same read is in flight
+share it; a write of that key makes later callers read again. A replica keeps the refresh marks
+(cursors) it read or wrote, so its next refresh starts from memory and moves the mark under the
+ETag it holds: one write per refresh, re-read only when another replica moved it meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +43,7 @@ from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import DocumentNotFoundError, read_modify_write
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Iterable
     from datetime import datetime
 
     from otcommon.store import Document, DocumentContainer
@@ -57,11 +64,29 @@ _CHARGE_FIELDS = (
 )
 _BALANCE_FIELDS = ("id", "amount", "fee", "net", "currency", "available_on", "created")
 
-SETTLED_KINDS = frozenset({"account", "payment", "transfer", "transfer-of", "bank"})
-"""Key kinds kept in memory once read or written (payouts, payout links and cursors move: never)."""
+SETTLED_KINDS = frozenset({"account", "payment", "transfer", "transfer-of", "bank", "txn"})
+"""Key kinds kept in memory once read or written (payouts and cursors move: never).
+
+A balance transaction stays in the payout that carried it, even when that payout fails (Stripe
+returns the money with a new balance transaction of its own), so its ``txn:`` link is settled.
+"""
+
+WRITE_CONCURRENCY = 32
+"""Index writes in flight at once per replica (a listed page's documents are written together)."""
 
 MEMORY_ENTRIES = 50_000
 """Settled documents kept per replica (least recently used go first): some tens of MB."""
+
+
+async def all_of(work: Iterable[Awaitable[object]]) -> None:
+    """Run every awaitable at once; when some fail, raise the first failure once all have ended.
+
+    Waiting for all keeps no write running unobserved behind a failure the caller handles.
+    """
+    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def account_key(account: str | None) -> str:
@@ -105,10 +130,19 @@ class RefreshMark:
 class StripeIndex:
     """Typed reads and writes of the index documents."""
 
-    def __init__(self, container: DocumentContainer, *, memory_entries: int = MEMORY_ENTRIES) -> None:
+    def __init__(
+        self,
+        container: DocumentContainer,
+        *,
+        memory_entries: int = MEMORY_ENTRIES,
+        write_concurrency: int = WRITE_CONCURRENCY,
+    ) -> None:
         self._container = container
         self._memory: OrderedDict[str, Document] = OrderedDict()
         self._memory_entries = memory_entries
+        self._writes = asyncio.Semaphore(write_concurrency)
+        self._reads: dict[str, asyncio.Future[Document | None]] = {}
+        self._marks: dict[str, Document] = {}
 
     async def get(self, key: str) -> Document | None:
         """The document at a key, or None."""
@@ -116,6 +150,15 @@ class StripeIndex:
         if remembered is not None:
             self._memory.move_to_end(key)
             return remembered
+        read = self._reads.get(key)
+        if read is None:
+            read = asyncio.ensure_future(self._read(key))
+            self._reads[key] = read
+            read.add_done_callback(lambda done: self._forget_read(key, done))
+        # One caller being cancelled (its message abandoned) must not cancel the others' read.
+        return await asyncio.shield(read)
+
+    async def _read(self, key: str) -> Document | None:
         try:
             found = await self._container.read(key, partition_key=key)
         except DocumentNotFoundError:
@@ -123,11 +166,28 @@ class StripeIndex:
         self._remember(key, found)
         return found
 
+    def _forget_read(self, key: str, read: asyncio.Future[Document | None]) -> None:
+        if self._reads.get(key) is read:
+            del self._reads[key]
+
     async def put(self, key: str, **fields: Any) -> None:
-        """Record a fact (replacing what the key held)."""
+        """Record a fact (replacing what the key held); a settled fact already held is not rewritten."""
         document = {"id": key, **fields}
-        await self._container.upsert(document)
+        held = self._memory.get(key)
+        if held is not None and {k: v for k, v in held.items() if not k.startswith("_")} == document:
+            return
+        async with self._writes:
+            await self._container.upsert(document)
+        self._written(key)
         self._remember(key, document)
+
+    async def put_many(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Record several facts at once (at most ``write_concurrency`` writes in flight)."""
+        await all_of(self.put(key, **fields) for key, fields in documents)
+
+    def _written(self, key: str) -> None:
+        # A read in flight may have started before this write: callers from now on read again.
+        self._reads.pop(key, None)
 
     def _remember(self, key: str, document: Document) -> None:
         if key.split(":", 1)[0] not in SETTLED_KINDS:
@@ -145,8 +205,10 @@ class StripeIndex:
     async def put_charge(self, charge: dict[str, Any], *, account: str | None) -> dict[str, Any]:
         """Index a listed charge under its own id and its PaymentIntent's."""
         trimmed = trimmed_charge(charge)
-        for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"])):
-            await self.put(f"payment:{payment_id}", kind="payment", account=account, charge=trimmed)
+        await self.put_many(
+            (f"payment:{payment_id}", {"kind": "payment", "account": account, "charge": trimmed})
+            for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"]))
+        )
         return trimmed
 
     async def put_payout(self, payout_id: str, **fields: Any) -> Document:
@@ -167,6 +229,7 @@ class StripeIndex:
             mutate=forward,
             create=lambda: {"id": key, "contentsIndexed": False, **fields},
         )
+        self._written(key)
         return outcome.document
 
     async def put_payout_contents(self, payout_id: str, balance_transactions: list[str]) -> None:
@@ -177,10 +240,20 @@ class StripeIndex:
             return {**current, "contentsIndexed": True, "balanceTransactions": balance_transactions}
 
         await read_modify_write(self._container, key, partition_key=key, mutate=listed)
+        self._written(key)
 
-    async def mark(self, index: str, account: str | None) -> RefreshMark:
-        """Where an account's index stands."""
-        found = await self.get(f"cursor:{index}:{account_key(account)}")
+    async def mark(self, index: str, account: str | None, *, stored: bool = False) -> RefreshMark:
+        """Where an account's index stands: as this replica last read or moved it, or (``stored``) read now.
+
+        A mark held here may be behind one another replica moved since; a refresh starting from it
+        lists some objects again, which rewrites what the index holds already.
+        """
+        key = f"cursor:{index}:{account_key(account)}"
+        found = None if stored else self._marks.get(key)
+        if found is None:
+            found = await self.get(key)
+            if found is not None:
+                self._marks[key] = found
         if found is None:
             return RefreshMark(created_cursor=None, started_at=None)
         started = found.get("startedAt")
@@ -205,7 +278,7 @@ class StripeIndex:
             moved = {**current, "createdCursor": cursor, "startedAt": format_timestamp(started)}
             return None if moved == current else moved
 
-        await read_modify_write(
+        outcome = await read_modify_write(
             self._container,
             key,
             partition_key=key,
@@ -216,4 +289,7 @@ class StripeIndex:
                 "createdCursor": created_cursor,
                 "startedAt": format_timestamp(started_at),
             },
+            current=self._marks.get(key),
         )
+        self._written(key)
+        self._marks[key] = outcome.document

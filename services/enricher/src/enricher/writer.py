@@ -25,6 +25,7 @@ from enricher.findings import (
     PAYOUT_ID_FIELD,
     PAYOUT_STATUS_FIELD,
 )
+from enricher.lookup import PaymentTransactions
 from otcommon.enrichment import STATE_FIELD, can_transition
 from otcommon.payment_transactions import ref_of
 from otcommon.store import read_modify_write
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
     from otcommon.store import Document, DocumentContainer
 
 _log = structlog.get_logger(__name__)
-
-TRANSACTIONS_BY_PAYMENT = "SELECT * FROM c WHERE c.PaymentID = @paymentId"
-"""Every transaction of one payment, across events (a payment may back rows of several events)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +63,11 @@ class EnrichmentWriter:
     ) -> None:
         self._container = container
         self._payment_index = payment_index
+        self._lookup = PaymentTransactions(container)
 
     async def transactions_of(self, payment_id: str) -> list[Document]:
-        """Every stored transaction with this PaymentID."""
-        found: list[Document] = []
-        async for page in self._container.query(
-            TRANSACTIONS_BY_PAYMENT, parameters={"@paymentId": payment_id}
-        ):
-            found.extend(page.items)
-        return found
+        """Every stored transaction with this PaymentID (one query shared with concurrent lookups)."""
+        return await self._lookup.of(payment_id)
 
     async def apply(self, *, payment_id: str, fields: Mapping[str, Any]) -> list[WrittenTransaction]:
         """Write ``fields`` on each transaction of the payment; every transaction, changed or not."""
@@ -100,11 +94,13 @@ class EnrichmentWriter:
                 kept = {name: value for name, value in current.items() if not name.startswith("_")}
                 return {**kept, **newest}
 
+            # The query's copy (with its ETag) is decided on first: no second read unless it went stale.
             outcome = await read_modify_write(
                 self._container,
                 document["id"],
                 partition_key=document["eventId"],
                 mutate=mutate,
+                current=document,
             )
             if outcome.document.get("PaymentID") != payment_id:
                 continue

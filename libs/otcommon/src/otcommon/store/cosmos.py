@@ -48,7 +48,8 @@ def create_cosmos_client(
 
     Without a key, ``credential`` (e.g. ``DefaultAzureCredential``) is required; the caller owns
     it and closes it. Plain-HTTP endpoints are local stand-ins, which advertise no regional
-    endpoints, so endpoint discovery is turned off for them.
+    endpoints, so endpoint discovery is turned off for them. Proxy and netrc settings are honoured
+    only when the environment has some (``environment_configures_http``).
     """
     auth: Any
     if connection.key is not None:

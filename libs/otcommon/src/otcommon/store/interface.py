@@ -217,6 +217,7 @@ async def read_modify_write(
     mutate: Callable[[Document], Change] | Callable[[Document], Awaitable[Change]],
     create: Callable[[], Document] | Callable[[], Awaitable[Document]] | None = None,
     attempts: int = DEFAULT_WRITE_ATTEMPTS,
+    current: Document | None = None,
 ) -> WriteOutcome:
     """Read, change and write one document with an ETag guard; on a lost race, read again and re-decide.
 
@@ -226,10 +227,15 @@ async def read_modify_write(
     create; without ``create`` the DocumentNotFoundError propagates. A create that finds the id
     taken, or a write that finds the ETag changed, costs one attempt; when all ``attempts`` are
     used, EtagMismatchError. With ``attempts=1`` this is a single compare-and-swap.
+
+    ``current``, a copy of the document already read (by a query, or kept from an earlier write,
+    with its ``_etag``), is decided on first instead of reading it again: a stale copy costs one
+    attempt, as a lost race does.
     """
+    held = current
     for _ in range(attempts):
         try:
-            current = await container.read(document_id, partition_key=partition_key)
+            current = held or await container.read(document_id, partition_key=partition_key)
         except DocumentNotFoundError:
             if create is None:
                 raise
@@ -244,17 +250,28 @@ async def read_modify_write(
         if inspect.isawaitable(change):
             change = await change
         try:
-            if change is None:
-                return WriteOutcome("unchanged", current)
-            if isinstance(change, Patch):
-                patched = await container.patch(
-                    document_id,
-                    partition_key=partition_key,
-                    operations=list(change.operations),
-                    etag=current["_etag"],
-                )
-                return WriteOutcome("updated", patched)
-            return WriteOutcome("updated", await container.replace(change, etag=current["_etag"]))
+            return await _write_change(container, document_id, current, change, partition_key=partition_key)
         except EtagMismatchError:
-            continue
+            held = None
+        except DocumentNotFoundError:
+            if held is None:
+                raise
+            held = None  # the copy held was deleted since: decide again on what is stored
     raise EtagMismatchError(container.name, document_id)
+
+
+async def _write_change(
+    container: DocumentContainer, document_id: str, current: Document, change: Change, *, partition_key: Any
+) -> WriteOutcome:
+    """Write one decided change under the ETag of the copy it was decided on."""
+    if change is None:
+        return WriteOutcome("unchanged", current)
+    if isinstance(change, Patch):
+        patched = await container.patch(
+            document_id,
+            partition_key=partition_key,
+            operations=list(change.operations),
+            etag=current["_etag"],
+        )
+        return WriteOutcome("updated", patched)
+    return WriteOutcome("updated", await container.replace(change, etag=current["_etag"]))
