@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import polars as pl
 from query_documents import T0, transaction
 
 from query_api.filters import TransactionFilter
+from query_api.heldids import ABSENT, HeldIds, IdKeys
+from query_api.readmodel import ReadModel
 from query_api.scope import EventScope
-
-if TYPE_CHECKING:
-    from query_api.readmodel import ReadModel
 
 EVERYTHING = EventScope.everything()
 
@@ -140,3 +138,44 @@ def test_an_amount_stored_as_text_is_refused_even_alone_in_its_batch(model):
     report = model.upsert([transaction(1), {**transaction(2), "TotalAmount": "12"}])
     assert [(r.document_id, r.reason) for r in report.rejected] == [("tx2", "TotalAmount: expected a number")]
     assert list(amounts(model)) == ["tx1"]
+
+
+def test_rows_changed_and_deleted_across_sealed_chunks_keep_only_the_newest_copies():
+    # Chunks of 4 rows: changes and deletes land in sealed chunks, the recent rows and emptied chunks.
+    model = ReadModel(chunk_rows=4)
+    expected: dict[str, float] = {}
+    for n in range(30):
+        model.upsert([transaction(n, ts=1, TotalAmount=float(n))])
+        expected[f"tx{n}"] = float(n)
+    assert model.frame().n_chunks() > 1
+    model.upsert([transaction(n, ts=2, TotalAmount=100.0 + n) for n in range(0, 30, 3)])
+    expected.update({f"tx{n}": 100.0 + n for n in range(0, 30, 3)})
+    for n in (1, 2, 4, 5, 7, 8):
+        assert model.delete(f"tx{n}", ts=3)
+        del expected[f"tx{n}"]
+    assert model.upsert([transaction(4, ts=2)]).stale == 1  # deleted at 3: a late copy stays deleted
+    assert amounts(model) == expected
+    assert len(model) == len(expected) == model.frame().height
+    assert model.get(EVERYTHING, "tx1") is None
+    assert model.get(EVERYTHING, "tx3") is not None
+
+
+def test_held_ids_answer_the_newest_ts_before_and_after_merging():
+    held = HeldIds(merge_at=4)
+    ids = [f"tx{n}" for n in range(10)]
+    held.put(IdKeys.of(ids), pl.Series(range(10), dtype=pl.Int64()))  # merged: 10 >= 4
+    held.put(IdKeys.of(["tx3", "new"]), pl.Series([30, 7], dtype=pl.Int64()))  # one merged, one pending
+    held.discard(IdKeys.of(["tx5", "absent"]))
+    asked = [*ids, "new", "absent"]
+    stamps = held.ts_of(IdKeys.of(asked)).to_list()
+    assert dict(zip(asked, stamps, strict=True)) == {
+        **{f"tx{n}": n for n in range(10)},
+        "tx3": 30,
+        "tx5": ABSENT,
+        "new": 7,
+        "absent": ABSENT,
+    }
+    assert len(held) == 10
+    held.put(IdKeys.of(["tx5"]), pl.Series([50], dtype=pl.Int64()))  # back in its old slot
+    assert held.ts_of(IdKeys.of(["tx5"])).to_list() == [50]
+    assert len(held) == 11

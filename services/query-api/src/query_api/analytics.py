@@ -10,22 +10,21 @@ import polars as pl
 from otcommon.schemas import DerivedMetrics
 from query_api import breakdowns
 from query_api.columns import PURCHASE_QUARTER
-from query_api.engine import grouped, selected
-from query_api.metrics import TOTALS_COLUMNS, compute_metrics, metrics_from
+from query_api.engine import collected
+from query_api.metrics import TOTALS_COLUMNS, metrics_from, partial_totals
 from query_api.models import (  # noqa: TC001 - pydantic resolves the fields at run time
     BreakdownRow,
     Granularity,
     RouteSummary,
     TimeSeriesPoint,
 )
-from query_api.rollups import EVENT, answers_from_partials
+from query_api.rollups import answers_from_partials
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from query_api.filters import TransactionFilter
     from query_api.readmodel import ReadModel
-    from query_api.rollups import Partials
     from query_api.scope import EventScope
 
 
@@ -65,28 +64,53 @@ def analyze(
     """Metrics and the requested breakdowns over the rows the caller may see that match the filters.
 
     A question that selects whole events only is answered from the per-event partials; any other
-    filter reads the matching rows (only the columns the answer needs).
+    filter reads the matching rows (only the columns the answer needs). Either way the sums the
+    answer needs are planned first and collected in one call.
     """
     wanted = set(include)
     if answers_from_partials(filters):
-        partials = model.rollups().selected(scope, filters)
-        return _from_partials(partials, time_zone=time_zone, wanted=wanted, granularity=granularity)
-    rows = model.rows(scope, filters, columns=_columns_for(wanted))
-    report = _report(compute_metrics(rows, time_zone=time_zone))
-    if Breakdown.TICKET_TYPES in wanted:
-        report.by_ticket_type = breakdowns.by_ticket_type(rows)
-    if Breakdown.SOURCES in wanted:
-        report.by_source = breakdowns.by_source(rows)
-    if Breakdown.REFERRAL_CODES in wanted:
-        report.by_referral_code = breakdowns.by_referral_code(rows)
-    if Breakdown.EVENTS in wanted:
-        report.by_event = breakdowns.by_event(rows)
-    if Breakdown.DEPOSITS in wanted:
-        report.by_deposit_status = breakdowns.by_deposit_status(rows)
+        groups = [name for name, breakdown in _GROUP_OF.items() if breakdown in wanted]
+        plans = model.rollups().sums(scope, filters, groups)
+    else:
+        rows = model.rows(scope, filters, columns=_columns_for(wanted)).lazy()
+        plans = _row_plans(rows, wanted)
+    return _report_from(collected(plans), wanted=wanted, time_zone=time_zone, granularity=granularity)
+
+
+def _row_plans(rows: pl.LazyFrame, wanted: set[Breakdown]) -> dict[str, pl.LazyFrame]:
+    """The sums of the matching rows: totals, per quarter-hour, per breakdown key."""
+    plans = {
+        "totals": rows.select(partial_totals()),
+        "quarters": rows.group_by(PURCHASE_QUARTER).agg(breakdowns.quarter_sums()),
+    }
+    for name, breakdown in _GROUP_OF.items():
+        if breakdown in wanted:
+            plans[name] = breakdowns.group_plan(rows, name)
     if Breakdown.ROUTES in wanted:
-        report.routing = breakdowns.route_summary(rows)
+        plans["accounts"] = breakdowns.accounts_plan(rows)
+        plans["unresolved"] = rows.select(breakdowns.unresolved_count())
+    return plans
+
+
+def _report_from(
+    sums: dict[str, pl.DataFrame], *, wanted: set[Breakdown], time_zone: str, granularity: Granularity
+) -> AnalyticsReport:
+    """The report from the collected sums (``_row_plans`` or ``_partial_plans``)."""
+    quarters = sums["quarters"]
+    per_quarter = quarters.select(PURCHASE_QUARTER, pl.col("ordersCount").alias("orders"))
+    report = _report(metrics_from(sums["totals"].row(0, named=True), per_quarter, time_zone=time_zone))
+    report.by_ticket_type = _rows_if(sums, "ticketTypes")
+    report.by_source = _rows_if(sums, "sources")
+    report.by_referral_code = _rows_if(sums, "referralCodes")
+    report.by_event = _rows_if(sums, "events")
+    report.by_deposit_status = _rows_if(sums, "deposits")
+    if Breakdown.ROUTES in wanted:
+        unresolved = int(sums["unresolved"]["unresolved"][0] or 0)
+        report.routing = breakdowns.routes_from(sums["routes"], sums["accounts"], unresolved)
     if Breakdown.TIME_SERIES in wanted:
-        report.time_series = breakdowns.time_series(rows, granularity=granularity, time_zone=time_zone)
+        report.time_series = breakdowns.series_from_quarters(
+            quarters, granularity=granularity, time_zone=time_zone
+        )
     return report
 
 
@@ -118,37 +142,6 @@ def _report(metrics: DerivedMetrics) -> AnalyticsReport:
     return AnalyticsReport.model_validate(metrics.model_dump())
 
 
-def _from_partials(
-    partials: Partials, *, time_zone: str, wanted: set[Breakdown], granularity: Granularity
-) -> AnalyticsReport:
-    """The report from the sums of the selected events' partials."""
-    totals = selected(partials.totals, pl.exclude(EVENT).sum()).row(0, named=True)
-    quarters = grouped(partials.quarters, [PURCHASE_QUARTER], pl.exclude(EVENT).sum())
-    per_quarter = quarters.select(PURCHASE_QUARTER, pl.col("ordersCount").alias("orders"))
-    report = _report(metrics_from(totals, per_quarter, time_zone=time_zone))
-    summed = {name: _summed_groups(partials.groups[name]) for name in _GROUP_OF if _GROUP_OF[name] in wanted}
-    report.by_ticket_type = _rows_if(summed, "ticketTypes")
-    report.by_source = _rows_if(summed, "sources")
-    report.by_referral_code = _rows_if(summed, "referralCodes")
-    report.by_event = _rows_if(summed, "events")
-    report.by_deposit_status = _rows_if(summed, "deposits")
-    if Breakdown.ROUTES in wanted:
-        accounts = grouped(
-            partials.accounts,
-            ["accountId"],
-            pl.col("accountName").max(),
-            pl.col("ordersCount").sum(),
-            pl.col("grossRevenue").sum(),
-        )
-        unresolved = int(partials.unresolved["unresolved"].sum())
-        report.routing = breakdowns.routes_from(summed["routes"], accounts, unresolved)
-    if Breakdown.TIME_SERIES in wanted:
-        report.time_series = breakdowns.series_from_quarters(
-            quarters, granularity=granularity, time_zone=time_zone
-        )
-    return report
-
-
 _GROUP_OF: Final = {
     "ticketTypes": Breakdown.TICKET_TYPES,
     "sources": Breakdown.SOURCES,
@@ -157,11 +150,6 @@ _GROUP_OF: Final = {
     "deposits": Breakdown.DEPOSITS,
     "routes": Breakdown.ROUTES,
 }
-
-
-def _summed_groups(per_event: pl.DataFrame) -> pl.DataFrame:
-    label = [pl.col("label").max()] if "label" in per_event.columns else []
-    return grouped(per_event, ["key"], *(pl.col(name).sum() for name in breakdowns.GROUP_COLUMNS), *label)
 
 
 def _rows_if(summed: dict[str, pl.DataFrame], name: str) -> list[BreakdownRow] | None:

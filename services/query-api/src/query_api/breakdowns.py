@@ -53,10 +53,15 @@ def group_sums() -> list[pl.Expr]:
 
 def grouped_rows(rows: pl.DataFrame, name: str, *, by: Sequence[str] = ()) -> pl.DataFrame:
     """The sums per key of breakdown ``name`` (and per ``by`` columns, for partials)."""
+    return group_plan(rows.lazy(), name, by=by).collect(engine="streaming")
+
+
+def group_plan(rows: pl.LazyFrame, name: str, *, by: Sequence[str] = ()) -> pl.LazyFrame:
+    """The query of ``grouped_rows``, to be collected with others."""
     if name == "ticketTypes":
         rows = rows.explode("ticketTypeList", empty_as_null=True)
     label = [pl.col("EventName").max().alias("label")] if name == "events" else []
-    return grouped(rows, [*by, GROUP_KEYS[name].alias("key")], *group_sums(), *label)
+    return rows.group_by([*by, GROUP_KEYS[name].alias("key")]).agg(*group_sums(), *label)
 
 
 def rows_of(grouped: pl.DataFrame) -> list[BreakdownRow]:
@@ -92,16 +97,24 @@ def by_deposit_status(rows: pl.DataFrame) -> list[BreakdownRow]:
 
 def connected_accounts(rows: pl.DataFrame, *, by: Sequence[str] = ()) -> pl.DataFrame:
     """Orders and gross per connected account (per ``by`` columns too, for partials)."""
+    return accounts_plan(rows.lazy(), by=by).collect(engine="streaming")
+
+
+def accounts_plan(rows: pl.LazyFrame, *, by: Sequence[str] = ()) -> pl.LazyFrame:
+    """The query of ``connected_accounts``, to be collected with others."""
     connected = rows.filter(
         (pl.col("stripeRouteType") == "connected") & pl.col("stripeDestinationAccountId").is_not_null()
     )
-    return grouped(
-        connected,
-        [*by, pl.col("stripeDestinationAccountId").alias("accountId")],
+    return connected.group_by([*by, pl.col("stripeDestinationAccountId").alias("accountId")]).agg(
         pl.col("stripeDestinationAccountName").max().alias("accountName"),
         pl.len().alias("ordersCount"),
         pl.col("TotalAmount").sum().alias("grossRevenue"),
     )
+
+
+def unresolved_count() -> pl.Expr:
+    """Payments the enricher could not trace."""
+    return (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
 
 
 def routes_from(routes: pl.DataFrame, accounts: pl.DataFrame, unresolved: int) -> RouteSummary:
@@ -116,7 +129,7 @@ def routes_from(routes: pl.DataFrame, accounts: pl.DataFrame, unresolved: int) -
 
 def route_summary(rows: pl.DataFrame) -> RouteSummary:
     """Platform vs connected money, the connected account with the most, and untraced payments."""
-    unresolved = rows.filter(pl.col("enrichmentState") == "unresolved").height
+    unresolved = int(rows.select(unresolved_count()).item())
     return routes_from(grouped_rows(rows, "routes"), connected_accounts(rows), unresolved)
 
 
@@ -135,7 +148,6 @@ def series_from_quarters(
     quarters: pl.DataFrame, *, granularity: Granularity, time_zone: str
 ) -> list[TimeSeriesPoint]:
     """The time series from sums per UTC quarter-hour (``quarter_sums``), of one set of rows or summed."""
-    quarters = with_local_time(quarters.filter(pl.col("ordersCount") > 0), time_zone)
     local = pl.col(LOCAL_TIME)
     if granularity == "hour":
         # A local hour is named with its offset: the repeated hour when clocks go back is two hours.
@@ -145,13 +157,14 @@ def series_from_quarters(
     else:
         monday = local.dt.date() - pl.duration(days=local.dt.weekday() - 1)
         keys = [monday.alias("start"), pl.lit(0).alias(OFFSET_MINUTES)]
-    buckets = grouped(
-        quarters,
-        keys,
-        *(pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")),
-    )
     instant = pl.col("start").cast(pl.Datetime("ms")) - pl.duration(minutes=pl.col(OFFSET_MINUTES))
-    ordered = buckets.sort(instant)
+    ordered = (
+        with_local_time(quarters.lazy().filter(pl.col("ordersCount") > 0), time_zone)
+        .group_by(keys)
+        .agg(*(pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")))
+        .sort(instant)
+        .collect()
+    )
     return [
         TimeSeriesPoint(
             bucket=_bucket_name(row["start"], row[OFFSET_MINUTES], granularity=granularity),

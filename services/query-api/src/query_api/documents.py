@@ -15,6 +15,7 @@ import polars as pl
 from otcommon.normalize import stable_id
 from otcommon.served import STRIPE_DISPUTED_STATUSES, STRIPE_FACTS_PAYMENT_FIELD, STRIPE_REFUNDED_STATUSES
 from query_api.columns import (
+    CATEGORICAL_FIELDS,
     CUSTOMER_ID,
     DEFAULTS,
     DOCUMENT_SCHEMA,
@@ -25,6 +26,7 @@ from query_api.columns import (
     REDEEMED_AT,
     REQUIRED_FIELDS,
     TICKET_TYPES_TEXT,
+    TICKET_TYPES_TEXT_DTYPE,
     TIMESTAMP_FORMAT,
     TYPE_SEPARATOR,
 )
@@ -65,7 +67,18 @@ def to_rows(documents: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, list[
         RejectedDocument(document_id, reason)
         for document_id, reason in zip(bad["id"].to_list(), bad[_PROBLEM].to_list(), strict=True)
     )
-    return frame.filter(pl.col(_PROBLEM).is_null()).drop(_PROBLEM), rejected
+    return _compact(frame.filter(pl.col(_PROBLEM).is_null()).drop(_PROBLEM)), rejected
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """Few-valued text as categoricals (``CATEGORICAL_FIELDS``), ticket types as a list of them, and
+    the ``_etag`` as a 64-bit hash (it is only compared for equality, never served)."""
+    return frame.with_columns(
+        pl.col(CATEGORICAL_FIELDS).cast(pl.Categorical()),
+        pl.col("ticketTypeList").cast(pl.List(pl.Categorical())),
+        pl.col("_etag").hash(),
+        pl.col(TICKET_TYPES_TEXT).cast(TICKET_TYPES_TEXT_DTYPE),
+    )
 
 
 def _typed_frame(documents: Sequence[Mapping[str, Any]]) -> pl.DataFrame | None:
@@ -105,7 +118,7 @@ def _typed_column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series
         return None
     if found <= {type(None)}:
         # An absent field: Polars builds a typed all-null column from a list slowly.
-        return pl.repeat(None, len(values), dtype=dtype, eager=True).alias(name)
+        return pl.Series(name, [], dtype=dtype).extend_constant(None, len(values))
     if isinstance(dtype, pl.Int64) and not all(
         -(2**63) < value < 2**63 for value in values if value is not None
     ):

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from otcommon.normalize import SourceBucket, normalize_referral_code, normalize_text, split_ticket_types
-from query_api.columns import PURCHASED_AT, REDEEMED_AT, TICKET_TYPES_TEXT, TYPE_SEPARATOR
+from query_api.columns import (
+    PURCHASED_AT,
+    REDEEMED_AT,
+    TICKET_TYPES_TEXT,
+    TICKET_TYPES_TEXT_DTYPE,
+    TYPE_SEPARATOR,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -84,12 +90,8 @@ class TransactionFilter:
             conditions.append(pl.col("eventId").is_in(list(self.event_ids)))
         conditions.extend(self._date_conditions())
         if self.ticket_types:
-            types = pl.col(TICKET_TYPES_TEXT)
             conditions.append(
-                pl.any_horizontal(
-                    types.str.contains(f"{TYPE_SEPARATOR}{wanted}{TYPE_SEPARATOR}", literal=True)
-                    for wanted in self.ticket_types
-                )
+                pl.col(TICKET_TYPES_TEXT).is_in(_type_texts_with_any(self.ticket_types).implode())
             )
         if self.sources:
             conditions.append(pl.col("sourceBucket").is_in(list(self.sources)))
@@ -114,3 +116,18 @@ class TransactionFilter:
         if self.date_to is not None:
             conditions.append(column < self.date_to)
         return [condition.fill_null(value=False) for condition in conditions]
+
+
+def _type_texts_with_any(ticket_types: tuple[str, ...]) -> pl.Series:
+    """The distinct ticket-type texts held that contain one of these types.
+
+    The texts are a categorical with their own categories (every combination of types seen), so
+    the types are looked for in those few texts and rows are then matched by category.
+    """
+    texts = pl.DataFrame({"text": TICKET_TYPES_TEXT_DTYPE.categories.to_series()})
+    wanted = pl.col("text").str.contains
+    return texts.filter(
+        pl.any_horizontal(
+            wanted(f"{TYPE_SEPARATOR}{name}{TYPE_SEPARATOR}", literal=True) for name in ticket_types
+        )
+    )["text"]

@@ -109,17 +109,25 @@ def purchase_peaks(rows: pl.DataFrame, *, time_zone: str) -> tuple[int | None, s
 
 
 def peaks_from_quarters(quarters: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
-    """The busiest local hour and weekday from orders per UTC quarter-hour; None when no orders."""
-    quarters = quarters.filter(pl.col("orders") > 0)
-    if quarters.height == 0:
+    """The busiest local hour and weekday from orders per UTC quarter-hour; None when no orders.
+
+    One small query counts orders per (local hour, weekday), at most 168 rows; both peaks are read
+    from those (ties to the earliest hour and to Monday).
+    """
+    local = pl.col(LOCAL_TIME)
+    per_slot = (
+        with_local_time(quarters.lazy().filter(pl.col("orders") > 0), time_zone)
+        .group_by(local.dt.hour().alias("hour"), local.dt.weekday().alias("weekday"))
+        .agg(pl.col("orders").sum())
+        .collect()
+    )
+    if per_slot.height == 0:
         return None, None
-    quarters = with_local_time(quarters, time_zone)
-    hour = _busiest(quarters, pl.col(LOCAL_TIME).dt.hour())
-    weekday = _busiest(quarters, pl.col(LOCAL_TIME).dt.weekday())
+    by_hour: dict[int, int] = {}
+    by_weekday: dict[int, int] = {}
+    for hour, weekday, orders in per_slot.iter_rows():
+        by_hour[hour] = by_hour.get(hour, 0) + orders
+        by_weekday[weekday] = by_weekday.get(weekday, 0) + orders
+    hour = min(by_hour, key=lambda key: (-by_hour[key], key))
+    weekday = min(by_weekday, key=lambda key: (-by_weekday[key], key))
     return hour, WEEKDAYS[weekday - 1]
-
-
-def _busiest(quarters: pl.DataFrame, key: pl.Expr) -> int:
-    per_key = grouped(quarters, [key.alias("key")], pl.col("orders").sum())
-    best = per_key.sort(["orders", "key"], descending=[True, False]).row(0, named=True)
-    return int(best["key"])

@@ -6,13 +6,17 @@ beneath the filters, so no code path can see events outside it.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from functools import cache
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
 from query_api.columns import CUSTOMER_ID, SERVED_FIELDS
 from query_api.documents import RejectedDocument, to_rows
+from query_api.heldids import ABSENT, HeldIds, IdKeys
 from query_api.rollups import EventRollups
 
 if TYPE_CHECKING:
@@ -20,6 +24,15 @@ if TYPE_CHECKING:
 
     from query_api.filters import TransactionFilter
     from query_api.scope import EventScope
+
+
+CHUNK_ROWS: Final = 131_072
+"""Rows per sealed chunk: a change copies at most the chunks holding its rows, this size each."""
+
+_RECENT_PIECES: Final = 16
+"""The recent frame is made contiguous when it is made of more pieces than this (pages appended)."""
+
+EVENT_ID: Final = "eventId"
 
 
 @dataclass(slots=True)
@@ -34,25 +47,26 @@ class UpsertReport:
 class ReadModel:
     """Transaction rows by id; a change older than the row held (by ``_ts``, then ``_etag``) is ignored.
 
-    Rows live in two frames: a large settled one and a small recent one that new and changed rows
-    are appended to. The recent frame is merged into the settled one once it holds an eighth as
-    many rows, so a page of changes copies the small frame, not the whole model, and the number of
-    chunks a query walks stays at two.
+    Rows live in sealed chunks of ``chunk_rows`` rows (fewer after removals) and a recent frame
+    that new and changed rows are appended to; the recent frame is sealed at a chunk's size. A change to
+    a held row copies only the chunks that hold it, never the whole model, so memory peaks at the
+    model plus one chunk. Queries read the chunks as one frame without copying them.
     """
 
-    def __init__(self) -> None:
-        self._settled: pl.DataFrame = empty_rows()
+    def __init__(self, *, chunk_rows: int = CHUNK_ROWS) -> None:
+        self._chunk_rows = chunk_rows
+        self._chunks: list[pl.DataFrame] = []
         self._recent: pl.DataFrame = empty_rows()
-        self._frame: pl.DataFrame | None = None  # settled + recent, until the next change
-        # The _ts of the copy held per id: freshness is decided without a join against the frame.
-        self._held_ts: dict[str, int] = {}
+        self._frame: pl.DataFrame | None = None  # the chunks as one frame, until the next change
+        # The _ts of the copy held per id: freshness is decided without reading the frame.
+        self._held = HeldIds()
         # Deleted ids and the _ts of the deletion, so a late copy of a deleted document stays deleted.
         self._deleted: dict[str, int] = {}
         self._listeners: list[Callable[[pl.DataFrame], None]] = []
         self._rollups: EventRollups | None = None
 
     def __len__(self) -> int:
-        return len(self._held_ts)
+        return len(self._held)
 
     def rollups(self) -> EventRollups:
         """The per-event partial aggregates of these rows, kept current as rows change."""
@@ -76,33 +90,38 @@ class ReadModel:
             .unique(subset="id", keep="last", maintain_order=True)
             .drop("_arrival")
         )
-        fresh = incoming.filter(self._is_fresh(incoming))
-        ids = fresh["id"].to_list()
-        replaced = [document_id for document_id in ids if document_id in self._held_ts]
+        keys = IdKeys.of(incoming["id"])
+        held_ts = self._held.ts_of(keys)
+        fresh_mask = self._is_fresh(incoming, held_ts)
+        fresh = incoming.filter(fresh_mask)
+        replaced = fresh.filter(held_ts.filter(fresh_mask) != ABSENT)["id"].to_list()
         touched = self._remove(replaced)
-        for document_id, ts in zip(ids, fresh["_ts"].to_list(), strict=True):
-            self._held_ts[document_id] = ts
-            self._deleted.pop(document_id, None)
+        self._held.put(keys.filter(fresh_mask), fresh["_ts"])
+        if self._deleted:
+            for document_id in fresh["id"].to_list():
+                self._deleted.pop(document_id, None)
         self._append(fresh)
-        self._changed(pl.concat([touched, fresh.select("eventId")]))
+        self._changed(pl.concat([touched, fresh.select(EVENT_ID)]))
         return UpsertReport(applied=fresh.height, stale=incoming.height - fresh.height, rejected=rejected)
 
     def delete(self, document_id: str, *, ts: int | None = None) -> bool:
         """Remove a document; with the deletion's ``ts``, a newer copy held is kept. True if removed."""
-        held_ts = self._held_ts.get(document_id)
+        keys = IdKeys.of([document_id])
+        held = self._held.ts_of(keys)[0]
+        held_ts = None if held == ABSENT else held
         if ts is not None and held_ts is not None and held_ts > ts:
             return False
         self._deleted[document_id] = ts if ts is not None else max(held_ts or 0, 0)
         if held_ts is None:
             return False
-        del self._held_ts[document_id]
+        self._held.discard(keys)
         self._changed(self._remove([document_id]))
         return True
 
     def frame(self) -> pl.DataFrame:
         """Every row held, unscoped: for code that applies an ``EventScope`` itself (rollups)."""
         if self._frame is None:
-            self._frame = pl.concat([self._settled, self._recent], rechunk=False)
+            self._frame = pl.concat([*self._chunks, self._recent], rechunk=False)
         return self._frame
 
     def rows(
@@ -125,53 +144,64 @@ class ReadModel:
 
     def get(self, scope: EventScope, document_id: str) -> dict[str, Any] | None:
         """One transaction as served, or None when it does not exist or is outside the scope."""
-        if document_id not in self._held_ts:
+        if not self._held.contains(IdKeys.of([document_id]))[0]:
             return None
         found = self.frame().filter(pl.col("id") == document_id).filter(scope.expression())
         return served(found)[0] if found.height else None
 
-    def _is_fresh(self, incoming: pl.DataFrame) -> pl.Series:
-        ids, stamps = incoming["id"].to_list(), incoming["_ts"].to_list()
-        held = [self._held_ts.get(document_id) for document_id in ids]
-        same_ts = [
-            i for i, (ts, at) in enumerate(zip(stamps, held, strict=True)) if at is not None and ts == at
-        ]
-        held_etags = self._held_etags([ids[i] for i in same_ts]) if same_ts else {}
-        etags = incoming["_etag"].to_list()
-        fresh = []
-        for index, (document_id, ts, at) in enumerate(zip(ids, stamps, held, strict=True)):
+    def _is_fresh(self, incoming: pl.DataFrame, held_ts: pl.Series) -> pl.Series:
+        stamps = incoming["_ts"]
+        same_ts = ((held_ts != ABSENT) & (stamps == held_ts)).arg_true().to_list()
+        deleted = self._deleted
+        if not same_ts and not deleted:
+            return stamps > held_ts  # ABSENT is below every _ts
+        fresh = (stamps > held_ts).to_list()
+        ids, etags = incoming["id"].to_list(), incoming["_etag"].to_list()
+        if same_ts:
             # _ts has one-second resolution: the same _ts with another _etag is a newer write.
-            newer = at is None or ts > at or (ts == at and etags[index] != held_etags.get(document_id))
-            deleted_at = self._deleted.get(document_id)
-            fresh.append(newer and (deleted_at is None or ts > deleted_at))
+            held_etags = self._held_etags([ids[i] for i in same_ts])
+            for index in same_ts:
+                fresh[index] = etags[index] != held_etags.get(ids[index])
+        for index, (document_id, ts) in enumerate(zip(ids, stamps.to_list(), strict=True)):
+            deleted_at = deleted.get(document_id)
+            if deleted_at is not None and ts <= deleted_at:
+                fresh[index] = False
         return pl.Series(fresh, dtype=pl.Boolean())
 
-    def _held_etags(self, ids: list[str]) -> dict[str, str | None]:
+    def _held_etags(self, ids: list[str]) -> dict[str, int]:
         held = self.frame().filter(pl.col("id").is_in(ids)).select("id", "_etag")
         return dict(zip(held["id"].to_list(), held["_etag"].to_list(), strict=True))
 
     def _remove(self, ids: list[str]) -> pl.DataFrame:
-        """Drop the rows of these ids; the ``eventId`` of each dropped row."""
+        """Drop the rows of these ids, copying only the chunks that hold them; their ``eventId``s."""
+        dropped = [empty_rows().select(EVENT_ID)]
         if not ids:
-            return pl.DataFrame(schema={"eventId": pl.String()})
+            return dropped[0]
         gone = pl.col("id").is_in(ids)
-        dropped = [self._recent.filter(gone).select("eventId")]
-        self._recent = self._recent.filter(~gone)
-        in_settled = self._settled.lazy().filter(gone).select("eventId").collect()
-        if in_settled.height:
-            # The one full copy: a change to a row that was already settled.
-            self._settled = self._settled.filter(~gone)
-            dropped.append(in_settled)
+        chunks = [*self._chunks, self._recent]
+        starts = list(accumulate(chunk.height for chunk in chunks))
+        hits = self.frame().select(gone.arg_true())["id"].to_list()
+        for index in sorted({bisect_right(starts, hit) for hit in hits}):
+            dropped.append(chunks[index].filter(gone).select(EVENT_ID))
+            chunks[index] = chunks[index].filter(~gone)
+        self._recent = chunks.pop()
+        # A chunk emptied down to a quarter of its size joins the recent rows again: chunks stay few.
+        self._chunks = [chunk for chunk in chunks if chunk.height >= self._chunk_rows // 4]
         self._frame = None
+        for chunk in chunks:
+            if chunk.height < self._chunk_rows // 4:
+                self._append(chunk)
         return pl.concat(dropped)
 
     def _append(self, fresh: pl.DataFrame) -> None:
         if fresh.height == 0:
             return
-        self._recent = pl.concat([self._recent, fresh], how="vertical").rechunk()
-        if self._recent.height * _SETTLE_RATIO >= self._settled.height:
-            self._settled = pl.concat([self._settled, self._recent], how="vertical").rechunk()
-            self._recent = self._recent.clear()
+        self._recent = pl.concat([self._recent, fresh], how="vertical", rechunk=False)
+        if self._recent.n_chunks() > _RECENT_PIECES:
+            self._recent = self._recent.rechunk()
+        while self._recent.height >= self._chunk_rows:
+            self._chunks.append(self._recent.head(self._chunk_rows).rechunk())
+            self._recent = self._recent.slice(self._chunk_rows).rechunk()
         self._frame = None
 
     def _changed(self, event_ids: pl.DataFrame) -> None:
@@ -183,10 +213,8 @@ class ReadModel:
 ROW_NUMBER: Final = "_row"
 """A row's position in ``ReadModel.frame()``, valid until the next upsert or delete."""
 
-_SETTLE_RATIO: Final = 8
-"""The recent frame joins the settled one when it reaches 1/8 of its rows (amortized copies)."""
 
-
+@cache
 def empty_rows() -> pl.DataFrame:
     """A frame of no rows with every column of the read model."""
     return to_rows([])[0]

@@ -17,11 +17,13 @@ import polars as pl
 
 from query_api import breakdowns
 from query_api.columns import PURCHASE_QUARTER
-from query_api.engine import grouped
+from query_api.engine import collected, grouped
 from query_api.filters import TransactionFilter
 from query_api.metrics import partial_totals
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from query_api.readmodel import ReadModel
     from query_api.scope import EventScope
 
@@ -75,6 +77,28 @@ def partials_of(rows: pl.DataFrame) -> Partials:
     )
 
 
+def summed_plans(partials: Partials, groups: Collection[str]) -> dict[str, pl.LazyFrame]:
+    """Queries summing the partials over their events: totals, per quarter-hour, per key of ``groups``
+    (and, with ``routes``, per connected account and the unresolved count)."""
+    plans = {
+        "totals": partials.totals.lazy().select(pl.exclude(EVENT).sum()),
+        "quarters": partials.quarters.lazy().group_by(PURCHASE_QUARTER).agg(pl.exclude(EVENT).sum()),
+    }
+    for name in groups:
+        per_event = partials.groups[name]
+        label = [pl.col("label").max()] if "label" in per_event.columns else []
+        sums = (pl.col(column).sum() for column in breakdowns.GROUP_COLUMNS)
+        plans[name] = per_event.lazy().group_by("key").agg(*sums, *label)
+    if "routes" in groups:
+        plans["accounts"] = (
+            partials.accounts.lazy()
+            .group_by("accountId")
+            .agg(pl.col("accountName").max(), pl.col("ordersCount").sum(), pl.col("grossRevenue").sum())
+        )
+        plans["unresolved"] = partials.unresolved.lazy().select(pl.col("unresolved").sum())
+    return plans
+
+
 def answers_from_partials(filters: TransactionFilter) -> bool:
     """Whether the filters select whole events only (no dates, types, flags, codes or search)."""
     return replace(filters, event_ids=(), date_mode="purchase") == TransactionFilter()
@@ -86,9 +110,22 @@ class EventRollups:
     def __init__(self, model: ReadModel) -> None:
         self._model = model
         self._partials: Partials | None = None
+        # The partials summed over every event, made with them: the commonest question needs no sum.
+        self._everything: dict[str, pl.DataFrame] | None = None
         self._stale: set[str] = set()
         self._everything_stale = True
         model.on_change(self._invalidate)
+
+    def sums(
+        self, scope: EventScope, filters: TransactionFilter, groups: Collection[str]
+    ) -> dict[str, pl.LazyFrame]:
+        """The sums of the events both the scope and the ``eventId`` filter allow (``summed_plans``)."""
+        partials = self._current()
+        if scope.allowed is None and not filters.event_ids:
+            if self._everything is None:
+                self._everything = collected(summed_plans(partials, GROUPED))
+            return {name: self._everything[name].lazy() for name in summed_plans(partials, groups)}
+        return summed_plans(self.selected(scope, filters), groups)
 
     def selected(self, scope: EventScope, filters: TransactionFilter) -> Partials:
         """The partials of the events both the scope and the ``eventId`` filter allow."""
@@ -101,10 +138,12 @@ class EventRollups:
         frame = self._model.frame()
         if self._everything_stale or self._partials is None:
             self._partials = partials_of(frame)
+            self._everything = None
         elif self._stale:
             changed = pl.col(EVENT).is_in(sorted(self._stale))
             rebuilt = partials_of(frame.filter(changed))
             self._partials = self._partials.select(~changed).combined_with(rebuilt)
+            self._everything = None
         self._stale.clear()
         self._everything_stale = False
         return self._partials

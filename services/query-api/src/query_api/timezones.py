@@ -34,7 +34,7 @@ def check_time_zone(name: str) -> str:
     return name
 
 
-def with_local_time(quarters: pl.DataFrame, time_zone: str) -> pl.DataFrame:
+def with_local_time(quarters: pl.LazyFrame, time_zone: str) -> pl.LazyFrame:
     """Add the local wall-clock start and UTC offset of each row's ``PURCHASE_QUARTER``."""
     utc = pl.from_epoch(pl.col(PURCHASE_QUARTER) * QUARTER_HOUR_SECONDS, time_unit="s")
     local = utc.dt.replace_time_zone("UTC").dt.convert_time_zone(time_zone).dt.replace_time_zone(None)
