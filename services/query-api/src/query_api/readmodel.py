@@ -75,7 +75,7 @@ class ReadModel:
         return self._rollups
 
     def on_change(self, listener: Callable[[pl.DataFrame], None]) -> None:
-        """Call ``listener`` with the ``eventId`` column of rows added, replaced or removed."""
+        """Call ``listener`` with the ``eventId`` and ``customerId`` of rows added, replaced or removed."""
         self._listeners.append(listener)
 
     def upsert(self, documents: Sequence[Mapping[str, Any]]) -> UpsertReport:
@@ -101,7 +101,7 @@ class ReadModel:
             for document_id in fresh["id"].to_list():
                 self._deleted.pop(document_id, None)
         self._append(fresh)
-        self._changed(pl.concat([touched, fresh.select(EVENT_ID)]))
+        self._changed(pl.concat([touched, fresh.select(EVENT_ID, CUSTOMER_ID)]))
         return UpsertReport(applied=fresh.height, stale=incoming.height - fresh.height, rejected=rejected)
 
     def delete(self, document_id: str, *, ts: int | None = None) -> bool:
@@ -173,8 +173,8 @@ class ReadModel:
         return dict(zip(held["id"].to_list(), held["_etag"].to_list(), strict=True))
 
     def _remove(self, ids: list[str]) -> pl.DataFrame:
-        """Drop the rows of these ids, copying only the chunks that hold them; their ``eventId``s."""
-        dropped = [empty_rows().select(EVENT_ID)]
+        """Drop the rows of these ids, copying only the chunks that hold them; their events and buyers."""
+        dropped = [empty_rows().select(EVENT_ID, CUSTOMER_ID)]
         if not ids:
             return dropped[0]
         gone = pl.col("id").is_in(ids)
@@ -182,7 +182,7 @@ class ReadModel:
         starts = list(accumulate(chunk.height for chunk in chunks))
         hits = self.frame().select(gone.arg_true())["id"].to_list()
         for index in sorted({bisect_right(starts, hit) for hit in hits}):
-            dropped.append(chunks[index].filter(gone).select(EVENT_ID))
+            dropped.append(chunks[index].filter(gone).select(EVENT_ID, CUSTOMER_ID))
             chunks[index] = chunks[index].filter(~gone)
         self._recent = chunks.pop()
         # A chunk emptied down to a quarter of its size joins the recent rows again: chunks stay few.

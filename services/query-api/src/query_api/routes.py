@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from aiohttp import web
 
@@ -14,7 +15,9 @@ from query_api import params
 from query_api.analytics import analyze, report_json
 from query_api.auth import TokenVerifier
 from query_api.catalog import event_catalog
-from query_api.pagination import CursorError, Page
+from query_api.filters import TransactionFilter
+from query_api.pagination import CursorError, Page, PageRequest
+from query_api.readmodel import ReadModel
 from query_api.readside import ReadSide
 from query_api.scope import EventScope
 from query_api.tables import (
@@ -43,6 +46,11 @@ TRANSACTION_DEFAULT_SORT: Final = "PurchaseDate"
 CUSTOMER_DEFAULT_SORT: Final = "lastPurchase"
 
 routes = web.RouteTableDef()
+
+PageFunction: TypeAlias = Callable[
+    [ReadModel, EventScope, TransactionFilter, PageRequest], tuple[list[dict[str, Any]], Page]
+]
+DetailFunction: TypeAlias = Callable[[ReadModel, EventScope, str], dict[str, Any] | None]
 
 
 async def caller_scope(request: web.Request) -> EventScope:
@@ -78,63 +86,77 @@ async def get_analytics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="application/json", headers=headers)
 
 
-@routes.get("/api/transactions")
-async def list_transactions(request: web.Request) -> web.Response:
-    """One page of transactions: filters, sort, page index or cursor."""
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One paged table: its sort columns, default sort and the function that cuts its pages."""
+
+    sortable: frozenset[str]
+    default_sort: str
+    page_of: PageFunction
+
+
+TRANSACTIONS: Final = Table(frozenset(TRANSACTION_SORTS), TRANSACTION_DEFAULT_SORT, transactions_page)
+CUSTOMERS: Final = Table(frozenset(CUSTOMER_SORTS), CUSTOMER_DEFAULT_SORT, customers_page)
+
+
+async def table_page(request: web.Request, table: Table) -> web.Response:
+    """One page of a table: filters, sort, page index or cursor."""
     scope = await caller_scope(request)
     filters, page_request = params.table_query(
-        request,
-        request.app[POLICY].limits,
-        default_sort=TRANSACTION_DEFAULT_SORT,
-        sortable=frozenset(TRANSACTION_SORTS),
+        request, request.app[POLICY].limits, default_sort=table.default_sort, sortable=table.sortable
     )
     model = request.app[READ_SIDE].ready_model()
     try:
-        rows, page = transactions_page(model, scope, filters, page_request)
+        rows, page = table.page_of(model, scope, filters, page_request)
     except CursorError as error:
         raise InvalidParameterError("cursor", f"cursor: {error}") from error
     return web.json_response(_page_json(rows, page, page_size=page_request.page_size))
+
+
+async def detail(request: web.Request, find: DetailFunction, *, missing: str) -> web.Response:
+    """One item by id within the token's events; a 404 problem (``missing``) when there is none."""
+    scope = await caller_scope(request)
+    params.no_parameters(request)
+    found = find(request.app[READ_SIDE].ready_model(), scope, request.match_info["id"])
+    if found is None:
+        raise NotFoundError(missing)
+    return web.json_response(found)
+
+
+@routes.get("/api/transactions")
+async def list_transactions(request: web.Request) -> web.Response:
+    """One page of transactions: filters, sort, page index or cursor."""
+    return await table_page(request, TRANSACTIONS)
 
 
 @routes.get("/api/transactions/{id}")
 async def get_transaction(request: web.Request) -> web.Response:
     """One transaction; 404 when it does not exist or belongs to an event the token may not see."""
-    scope = await caller_scope(request)
-    params.no_parameters(request)
-    transaction = request.app[READ_SIDE].ready_model().get(scope, request.match_info["id"])
-    if transaction is None:
-        raise NotFoundError("no such transaction")
-    return web.json_response(transaction)
+    return await detail(
+        request, lambda model, scope, id_: model.get(scope, id_), missing="no such transaction"
+    )
 
 
 @routes.get("/api/customers")
 async def list_customers(request: web.Request) -> web.Response:
     """One page of de-duplicated buyers of the matching transactions."""
-    scope = await caller_scope(request)
-    filters, page_request = params.table_query(
-        request,
-        request.app[POLICY].limits,
-        default_sort=CUSTOMER_DEFAULT_SORT,
-        sortable=frozenset(CUSTOMER_SORTS),
-    )
-    model = request.app[READ_SIDE].ready_model()
-    try:
-        rows, page = customers_page(model, scope, filters, page_request)
-    except CursorError as error:
-        raise InvalidParameterError("cursor", f"cursor: {error}") from error
-    return web.json_response(_page_json(rows, page, page_size=page_request.page_size))
+    return await table_page(request, CUSTOMERS)
 
 
 @routes.get("/api/customers/{id}")
 async def get_customer(request: web.Request) -> web.Response:
     """A buyer and their transactions within the token's events; 404 when there are none."""
-    scope = await caller_scope(request)
-    params.no_parameters(request)
-    found = customer_detail(request.app[READ_SIDE].ready_model(), scope, request.match_info["id"])
+    return await detail(request, _customer_with_transactions, missing="no such customer")
+
+
+def _customer_with_transactions(
+    model: ReadModel, scope: EventScope, customer_id: str
+) -> dict[str, Any] | None:
+    found = customer_detail(model, scope, customer_id)
     if found is None:
-        raise NotFoundError("no such customer")
+        return None
     customer, transactions = found
-    return web.json_response({"customer": customer, "transactions": transactions})
+    return {"customer": customer, "transactions": transactions}
 
 
 @routes.get("/api/events")
