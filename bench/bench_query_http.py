@@ -1,6 +1,8 @@
 """Benchmark the query API as a running process over HTTP, at 1,000,000 transactions over 50 events.
 
     uv run --no-sync python bench/bench_query_http.py --out bench/results/query_http.json
+    uv run --no-sync python bench/bench_query_http.py --startup-only --cosmos-rows 1000000 \
+        --out bench/results/query_startup.json     # only part 1, at a million documents
 
 bench/bench_query.py times the read model's functions in-process; this one runs what is deployed:
 
@@ -9,13 +11,14 @@ bench/bench_query.py times the read model's functions in-process; this one runs 
    transaction documents (bench/query_data.py: shaped as ingest stores them) by transactional
    batches of 100 per partition, several at once, as ingest writes; ``python -m query_api serve``
    is started against it; the time until ``/readyz`` answers 200, the process's resident memory
-   then, and the CPU seconds the API and the stand-in spent in between. Then the same load is
-   replayed in this process with each part timed: waiting for Cosmos DB pages through the SDK,
+   then, and the CPU seconds the API and the stand-in spent in between. The API loads through the
+   change feed's latest versions from the beginning (services/query-api/src/query_api/loading.py).
+   Then the same load is replayed in this process with each part timed: waiting for change feed
+   pages through the SDK,
    the JSON decoding of the same pages alone, the read model's upserts, the per-event partials.
-2. At ``--rows`` (1,000,000), which the stand-in cannot page through (its cost per page grows
-   faster than the square of the container's size: see services/query-api/DESIGN.md), the same
-   app runs as its own process fed from a file of JSON pages (bench/query_http_server.py): start
-   to ready (reading, decoding, upserts) and resident memory, then
+2. At ``--rows`` (1,000,000), the same app runs as its own process fed from a file of JSON pages
+   (bench/query_http_server.py): start to ready without Cosmos DB (reading, decoding, upserts)
+   and resident memory, then (``--startup-only`` stops after part 1)
 3. Server time: requests one at a time, each answer's ``Server-Timing: app;dur=`` (the app's own
    time) beside the time the client saw, for a mix of ``/api/analytics`` filter combinations, and
    ``/api/transactions`` and ``/api/customers`` pages; and
@@ -579,10 +582,14 @@ def run_load_generator(
 
 
 async def replay_start(endpoint: str, *, database: str, cosmos_pid: int) -> dict[str, Any]:
-    """The API's start-up load in this process, each part timed (the API has stopped: no contention)."""
-    from otcommon.store import CosmosContainer  # noqa: PLC0415 - the replay alone needs these
+    """The API's start-up load in this process, each part timed (the API has stopped: no contention).
+
+    It reads as the API does: the change feed's latest versions from the beginning, in pages of
+    ``FEED_LOAD_PAGE_SIZE``, each page upserted before the next is read.
+    """
+    from query_api.changefeed import CosmosChangeFeed  # noqa: PLC0415 - the replay alone needs these
     from query_api.filters import TransactionFilter  # noqa: PLC0415
-    from query_api.loading import ALL_TRANSACTIONS  # noqa: PLC0415
+    from query_api.loading import FEED_LOAD_PAGE_SIZE  # noqa: PLC0415
     from query_api.readmodel import ReadModel  # noqa: PLC0415
     from query_api.scope import EventScope  # noqa: PLC0415
 
@@ -591,21 +598,19 @@ async def replay_start(endpoint: str, *, database: str, cosmos_pid: int) -> dict
     pages = documents = 0
     cosmos_cpu = cpu_seconds(cosmos_pid)
     async with create_cosmos_client(cosmos_connection(endpoint, database=database)) as client:
-        container = CosmosContainer.of(
-            client, database=database, spec=DEFAULT_TOPOLOGY.container("transactions")
-        )
+        feed = CosmosChangeFeed(client.get_database_client(database).get_container_client("transactions"))
         began = waiting = time.perf_counter()
-        async for page in container.query(ALL_TRANSACTIONS, page_size=LOAD_PAGE_SIZE):
+        async for items in feed.read_latest_versions(page_size=FEED_LOAD_PAGE_SIZE):
             parts["cosmos_pages"] += time.perf_counter() - waiting
-            encoded = json.dumps(page.items)  # the same bytes again, to time their decoding alone
+            encoded = json.dumps(items)  # the same bytes again, to time their decoding alone
             decode_began = time.perf_counter()
             json.loads(encoded)
             parts["json_decode"] += time.perf_counter() - decode_began
             upsert_began = time.perf_counter()
-            model.upsert(page.items)
+            model.upsert(items)
             parts["upsert"] += time.perf_counter() - upsert_began
             pages += 1
-            documents += len(page.items)
+            documents += len(items)
             waiting = time.perf_counter()
         loaded = time.perf_counter() - began - parts["json_decode"]
     cosmos_cpu = cpu_seconds(cosmos_pid) - cosmos_cpu
@@ -616,17 +621,17 @@ async def replay_start(endpoint: str, *, database: str, cosmos_pid: int) -> dict
         "documents": documents,
         "held": len(model),
         "pages": pages,
-        "page_size": LOAD_PAGE_SIZE,
+        "page_size": FEED_LOAD_PAGE_SIZE,
         "load_seconds": round(loaded, 1),
         "cosmos_pages_seconds": round(parts["cosmos_pages"], 1),
         "cosmos_stand_in_cpu_seconds": round(cosmos_cpu, 1),
         "json_decode_seconds_of_the_same_pages": round(parts["json_decode"], 1),
         "read_model_upsert_seconds": round(parts["upsert"], 1),
         "per_event_partials_seconds_at_first_question": round(partials, 1),
-        "note": "cosmos_pages_seconds is the wait for each page through the SDK: the stand-in's query "
-        "(it rebuilds and scans the whole container for every page), the transfer and the SDK's JSON "
-        "decoding, which json_decode_seconds_of_the_same_pages measures alone (json.loads of the "
-        "same documents re-encoded, outside the load time); the upserts run between pages, as the API does.",
+        "note": "cosmos_pages_seconds is the wait for each change feed page through the SDK: the "
+        "stand-in's answer (linear in the page), the transfer and the SDK's JSON decoding, which "
+        "json_decode_seconds_of_the_same_pages measures alone (json.loads of the same documents "
+        "re-encoded, outside the load time); the upserts run between pages, as the API does.",
     }
 
 
@@ -758,6 +763,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for rows in args.cosmos_rows:
         results["start_from_cosmos_stand_in"].append(asyncio.run(start_from_stand_in(args, rows)))
         save(args.out, results)
+    if args.startup_only:
+        results["load_average_after"] = load_average()
+        return results
     asyncio.run(served_at_scale(args, results))
     results["load_average_after"] = load_average()
     results["met"] = verdicts(results)
@@ -765,11 +773,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    start, server = results["start"], results["server_time"]
     lines = [
         f"stand-in, {run['rows']:,} rows: ready after {run['start']['seconds_to_ready']} s"
         for run in results["start_from_cosmos_stand_in"]
     ]
+    if "start" not in results:  # --startup-only
+        return [*lines, f"load average {results['load_average_before']} -> {results['load_average_after']}"]
+    start, server = results["start"], results["server_time"]
     lines += [
         (
             f"start to ready {start['seconds_to_ready']} s (loaded at {start['seconds_to_loaded']} s), "
@@ -808,6 +818,11 @@ def main() -> int:
         "--replay-max-rows", type=int, default=10_000, help="start-up breakdown at sizes up to this"
     )
     parser.add_argument("--ready-timeout", type=float, default=READY_TIMEOUT_SECONDS)
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only start the API against the stand-in at each --cosmos-rows (no pages file, no HTTP figures)",
+    )
     parser.add_argument("--load-generator", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_generator is not None:

@@ -10,7 +10,7 @@ from otcommon.store import StoreError
 from query_api.changefeed import FeedPage, FeedRecord, FeedStart
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     import aiohttp
 
@@ -18,14 +18,16 @@ if TYPE_CHECKING:
 class ListChangeFeed:
     """A change feed over a list: positions are list indexes + 1, continuations their text.
 
-    ``failures`` makes the next that many reads fail (a configured fault, not a patch).
+    ``failures`` makes the next that many reads fail (a configured fault, not a patch);
+    ``during_load`` runs once the load has read its first page (a write the load does not see).
     """
 
-    def __init__(self, *, page_size: int = 3) -> None:
+    def __init__(self, *, page_size: int = 3, during_load: Callable[[], object] | None = None) -> None:
         self.records: list[FeedRecord] = []
         self.page_size = page_size
         self.failures = 0
         self.reads = 0
+        self.during_load = during_load
 
     def write(self, document: dict[str, Any]) -> FeedRecord:
         record = FeedRecord(
@@ -57,6 +59,19 @@ class ListChangeFeed:
             index += len(page)
             yield FeedPage(records=page, continuation=str(index))
         yield FeedPage(records=[], continuation=str(index))
+
+    async def read_latest_versions(self, *, page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Latest-version mode from the beginning: each live document once, in the order it last changed."""
+        latest: dict[str, FeedRecord] = {}
+        for record in self.records:  # the snapshot the load reads: later writes come through read()
+            latest.pop(record.document_id, None)
+            if record.operation != "delete":
+                latest[record.document_id] = record
+        documents = [record.document for record in latest.values() if record.document is not None]
+        for start in range(0, len(documents), page_size):
+            yield documents[start : start + page_size]
+            if start == 0 and self.during_load is not None:
+                self.during_load()
 
 
 @dataclass

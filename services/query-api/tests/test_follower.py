@@ -13,11 +13,9 @@ from query_documents import transaction
 from structlog.testing import capture_logs
 
 from otcommon.http import Principal
-from otcommon.store import InMemoryContainer
 from query_api.follower import Backoff, ChangeFeedFollower, ReadSideNotReadyError
 from query_api.hub import ChangeHub
 from query_api.live import LiveUpdateOptions, LiveUpdates
-from query_api.loading import ALL_TRANSACTIONS
 from query_api.readmodel import ReadModel
 from query_api.scope import EventScope
 
@@ -29,46 +27,34 @@ def ids(model: ReadModel) -> list[str]:
     return sorted(model.rows(EventScope.everything())["id"].to_list())
 
 
-def container_of(documents, *, during_load=None) -> InMemoryContainer:
-    """A container holding ``documents`` (as stored); ``during_load`` runs when the load queries it."""
-
-    def everything(stored, _parameters):
-        if during_load is not None:
-            during_load()
-        return stored
-
-    container = InMemoryContainer(
-        "transactions", partition_key_path="/eventId", queries={ALL_TRANSACTIONS: everything}
-    )
+def holding(feed: ListChangeFeed, documents) -> ListChangeFeed:
+    """``feed`` with ``documents`` written before the follower starts (the load's to read)."""
     for document in documents:
-        container._documents[(document["eventId"], document["id"])] = document
-    return container
+        feed.write(document)
+    return feed
 
 
 @contextlib.asynccontextmanager
-async def following(feed, container, *, options=FAST):
+async def following(feed, *, options=FAST):
     live = LiveUpdates(model=ReadModel(), options=options)
-    async with live.following(feed=feed, container=container) as follower:
+    async with live.following(feed=feed) as follower:
         await asyncio.wait_for(follower.next_pass(), 5)
         yield live, follower
 
 
 async def test_a_write_the_load_did_not_see_comes_through_the_feed():
-    feed = ListChangeFeed()
-    # Written after the load's snapshot was taken: only the feed has it.
-    container = container_of([transaction(1)], during_load=lambda: feed.write(transaction(2, ts=3)))
-    async with following(feed, container) as (live, follower):
-        assert ids(live._model) == ["tx1", "tx2"]
+    feed = holding(ListChangeFeed(), [transaction(n) for n in range(1, 5)])
+    # Written while the load reads (after its first page): only the all-versions pass has it.
+    feed.during_load = lambda: feed.write(transaction(9, ts=3))
+    async with following(feed) as (live, follower):
+        assert ids(live._model) == ["tx1", "tx2", "tx3", "tx4", "tx9"]
         assert follower.status.loaded
         assert follower.status.caught_up
 
 
 async def test_changes_after_catch_up_are_applied_and_published_with_their_kind():
-    feed = ListChangeFeed()
-    async with following(feed, container_of([transaction(1, ts=1), transaction(2, ts=1)])) as (
-        live,
-        follower,
-    ):
+    feed = holding(ListChangeFeed(), [transaction(1, ts=1), transaction(2, ts=1)])
+    async with following(feed) as (live, follower):
         subscriber = live.hub.subscribe(EVERYONE)
         refund = feed.write(transaction(1, ts=5, IsRefunded=True))
         stale = feed.write(transaction(2, ts=0, TotalAmount=99.0))
@@ -88,17 +74,18 @@ async def test_changes_after_catch_up_are_applied_and_published_with_their_kind(
 
 
 async def test_changes_before_catch_up_are_not_replayed_and_the_hub_starts_after_them():
-    feed = ListChangeFeed()
-    container = container_of([transaction(1)], during_load=lambda: feed.write(transaction(2, ts=3)))
-    async with following(feed, container) as (live, _):
-        assert live.hub.subscribe(EVERYONE, after=1).replay == []
+    feed = holding(ListChangeFeed(), [transaction(1)])
+    feed.during_load = lambda: feed.write(transaction(2, ts=3))
+    async with following(feed) as (live, _):
+        # tx1 is at position 1 (loaded), tx2 at 2 (applied by the catch-up pass): the hub starts after 2.
+        assert live.hub.subscribe(EVERYONE, after=2).replay == []
         with pytest.raises(Exception, match="no longer buffered"):
-            live.hub.subscribe(EVERYONE, after=0)
+            live.hub.subscribe(EVERYONE, after=1)
 
 
 async def test_a_refused_document_is_logged_with_its_reason_and_the_rest_apply():
     feed = ListChangeFeed()
-    async with following(feed, container_of([])) as (live, follower):
+    async with following(feed) as (live, follower):
         with capture_logs() as logs:
             feed.write({**transaction(1, ts=2), "TotalAmount": "lots"})
             feed.write(transaction(2, ts=2))
@@ -112,10 +99,10 @@ async def test_a_refused_document_is_logged_with_its_reason_and_the_rest_apply()
 
 
 async def test_a_failing_feed_is_retried_after_a_backoff_until_it_answers():
-    feed = ListChangeFeed()
+    feed = holding(ListChangeFeed(), [transaction(1)])
     feed.failures = 3
     with capture_logs() as logs:
-        async with following(feed, container_of([transaction(1)])) as (live, follower):
+        async with following(feed) as (live, follower):
             assert ids(live._model) == ["tx1"]
             assert follower.status.consecutive_failures == 0
     failures = [entry for entry in logs if entry["event"] == "change feed follower step failed"]
@@ -134,7 +121,7 @@ async def test_not_ready_until_caught_up_with_the_feed():
     live = LiveUpdates(model=ReadModel(), options=FAST)
     with pytest.raises(ReadSideNotReadyError, match="not started"):
         await live.readiness_check()
-    async with live.following(feed=feed, container=container_of([])) as follower:
+    async with live.following(feed=feed) as follower:
         await asyncio.wait_for(follower.wait_until(lambda s: s.loaded and s.consecutive_failures > 0), 5)
         with pytest.raises(ReadSideNotReadyError, match="catching up"):
             await live.readiness_check()
@@ -148,7 +135,6 @@ async def test_not_ready_when_the_feed_has_not_been_read_for_a_while():
     feed = ListChangeFeed()
     follower = ChangeFeedFollower(
         feed=feed,
-        container=container_of([]),
         model=ReadModel(),
         hub=ChangeHub(),
         poll_seconds=0.01,
@@ -187,7 +173,7 @@ class ShardedFeed(ListChangeFeed):
 
 async def test_a_feed_of_several_ranges_gets_ids_of_this_replicas_own():
     feed = ShardedFeed()
-    async with following(feed, container_of([])) as (live, _):
+    async with following(feed) as (live, _):
         subscriber = live.hub.subscribe(EVERYONE)
         feed.write(transaction(1, ts=2))
         feed.write(transaction(2, ts=2))

@@ -78,6 +78,22 @@ async def next_change(response):
         return await read_event(response)
 
 
+async def test_the_replica_loads_the_latest_versions_and_not_the_deleted(
+    cosmos_connection, database, transactions
+):
+    for n in range(1, 6):
+        await transactions.upsert_item(stored(n, event="a"))
+    await transactions.upsert_item(stored(2, event="a", TotalAmount=250.0))
+    await transactions.delete_item("tx3", partition_key="a")
+    async with replica(cosmos_connection, database) as client:
+        page = await client.get("/api/transactions", headers=bearer(token()))
+        body = await page.json()
+
+        assert sorted(row["id"] for row in body["rows"]) == ["tx1", "tx2", "tx4", "tx5"]
+        assert next(row for row in body["rows"] if row["id"] == "tx2")["TotalAmount"] == 250.0
+        assert (await client.get("/api/transactions/tx3", headers=bearer(token()))).status == 404
+
+
 async def test_a_write_reaches_the_read_model_and_the_stream_clients_of_its_event(
     cosmos_connection, database, transactions
 ):

@@ -64,6 +64,8 @@ async def serving_with_a_change_feed():
     earlier id replays them (events to check) and an id of another epoch gets a reload event.
     """
     feed = ListChangeFeed()
+    for document in DOCUMENTS:  # the load reads the feed's latest versions from its beginning
+        feed.write(document)
     container = await transactions_container(DOCUMENTS)
 
     async def healthy() -> None:

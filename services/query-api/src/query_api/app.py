@@ -166,9 +166,7 @@ async def _keep_current(sources: QuerySources, side: ReadSide, live: LiveUpdates
             loading = asyncio.create_task(_load(sources.transactions, side), name="query-api-load")
         else:
             # The follower loads (after taking the feed's start point), then follows the feed.
-            follower = await stack.enter_async_context(
-                live.following(feed=sources.change_feed, container=sources.transactions)
-            )
+            follower = await stack.enter_async_context(live.following(feed=sources.change_feed))
             loading = asyncio.create_task(_serve_when_caught_up(follower, side), name="query-api-catch-up")
         try:
             yield

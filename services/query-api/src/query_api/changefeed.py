@@ -1,9 +1,10 @@
-"""The transactions container's change feed in all-versions-and-deletes mode, read pass by pass.
+"""The transactions container's change feed: all-versions-and-deletes mode pass by pass, and the load's read.
 
 Each replica reads the feed itself (pull model) and keeps its continuation in memory; nothing is
 shared between replicas. The mode gives deletes (and expiries by time to live) as well as every
 create and replace, each with its log sequence number (LSN), which orders the changes and names
-them on the stream.
+them on the stream. The start-up load reads the same feed in latest-version mode from the
+beginning (``read_latest_versions``), the one mode that can start there.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ class ChangeFeed(Protocol):
         """Every change after ``continuation``, page by page; the last page ends the pass (may be empty)."""
         ...
 
+    def read_latest_versions(self, *, page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every document in its latest version (deleted ones left out), from the feed's beginning.
+
+        Pages of at most ``page_size`` documents until the feed has nothing new: the start-up load.
+        """
+        ...
+
 
 class CosmosChangeFeed:
     """The change feed of one Cosmos DB container through the azure-cosmos async SDK.
@@ -118,6 +126,16 @@ class CosmosChangeFeed:
         # The pass ended on an answer with nothing new: its continuation is the next start.
         headers = self._container.client_connection.last_response_headers
         yield FeedPage(records=[], continuation=str(headers["etag"]))
+
+    async def read_latest_versions(self, *, page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """The latest-version feed from the beginning; the SDK's pages end at its "nothing new" (304)."""
+        feed = self._container.query_items_change_feed(start_time="Beginning", max_item_count=page_size)
+        pages = cast("AsyncPageIterator[Any]", feed.by_page())
+        try:
+            async for page in pages:
+                yield [dict(document) async for document in page]
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            raise StoreError(f"change feed load failed: Cosmos DB answered {exc.status_code}") from exc
 
 
 def parse_records(raw: list[dict[str, Any]]) -> tuple[list[FeedRecord], list[UnreadableRecord]]:

@@ -1,7 +1,8 @@
 """Keeps a replica's read model current: start-up load, then the change feed, each change sent to the hub.
 
-Nothing between the load and the feed is missed: the feed's continuation is taken *before* the bulk
-load starts, so every write the load may not have seen comes again through the feed. A change
+The load reads the same feed in latest-version mode from its beginning (``load_from_change_feed``).
+Nothing between the load and the feed is missed: the all-versions continuation is taken *before* the
+bulk load starts, so every write the load may not have seen comes again through the feed. A change
 the load already holds comes again too and is ignored by ``ReadModel.upsert``'s rule (an older
 ``_ts``, or the same ``_ts`` and ``_etag``), so applying the overlap is idempotent.
 
@@ -24,13 +25,12 @@ import structlog
 from opentelemetry import metrics
 
 from query_api.changes import change_event
-from query_api.loading import load_transactions
+from query_api.loading import load_from_change_feed
 from query_api.readmodel import served
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from otcommon.store import DocumentContainer
     from query_api.changefeed import ChangeFeed, FeedPage, FeedRecord
     from query_api.hub import ChangeEvent, ChangeHub
     from query_api.readmodel import ReadModel
@@ -92,7 +92,6 @@ class ChangeFeedFollower:
         self,
         *,
         feed: ChangeFeed,
-        container: DocumentContainer,
         model: ReadModel,
         hub: ChangeHub,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
@@ -101,7 +100,6 @@ class ChangeFeedFollower:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._feed = feed
-        self._container = container
         self._model = model
         self._hub = hub
         self._poll_seconds = poll_seconds
@@ -121,7 +119,9 @@ class ChangeFeedFollower:
         self.status.position = start.lsn
         if start.lsn is None:
             self._local_sequence = 0
-        report = await self._retrying("load", lambda: load_transactions(self._container, self._model))
+        # Latest versions from the feed's beginning: each document once, deletes left out. A retry loads
+        # into the same model, whose upsert rule skips the copies it already holds.
+        report = await self._retrying("load", lambda: load_from_change_feed(self._feed, self._model))
         for rejected in report.rejected:
             _log.error("transaction refused", document_id=rejected.document_id, reason=rejected.reason)
         _log.info("read model loaded", read=report.read, held=len(self._model), refused=len(report.rejected))

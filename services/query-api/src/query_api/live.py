@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from otcommon.http import Principal
-    from otcommon.store import DocumentContainer
     from query_api.changefeed import ChangeFeed
     from query_api.readmodel import ReadModel
 
@@ -74,13 +73,10 @@ class LiveUpdates:
         )
 
     @contextlib.asynccontextmanager
-    async def following(
-        self, *, feed: ChangeFeed, container: DocumentContainer
-    ) -> AsyncIterator[ChangeFeedFollower]:
+    async def following(self, *, feed: ChangeFeed) -> AsyncIterator[ChangeFeedFollower]:
         """Load and follow in a background task while the context is open; stop it at exit."""
         follower = ChangeFeedFollower(
             feed=feed,
-            container=container,
             model=self._model,
             hub=self.hub,
             poll_seconds=self._options.poll_seconds,
