@@ -9,6 +9,7 @@ from otcommon.http.middleware import (
     REQUEST_ID_HEADER,
     SERVICE_MIDDLEWARES,
     problem_middleware,
+    request_context,
     request_context_middleware,
 )
 from otcommon.http.parsing import (
@@ -57,6 +58,7 @@ __all__ = [
     "read_json_object",
     "reject_unknown_parameters",
     "render_problem",
+    "request_context",
     "request_context_middleware",
     "same_secret",
 ]
