@@ -755,7 +755,8 @@ def world_description(plan: Plan) -> dict[str, Any]:
         "hourly_advances": plan.batches,
         "sales_per_hour": plan.sales_per_hour,
         "payments": plan.payments,
-        "routes": "platform, destination and direct charges; ch_ ids with and without a PaymentIntent; "
+        "routes": "platform, destination and direct charges, separate charges and transfers; "
+        "ch_ ids with and without a PaymentIntent; "
         "one organizer in three pays out by hand (not_traceable)",
     }
 
