@@ -1,18 +1,24 @@
-"""Helpers of the HTTP tests: settings, tokens, and an app serving documents from the in-memory store."""
+"""Helpers of the query API tests: settings, tokens, an in-memory app, and reference queries as filters."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from otcommon.store import InMemoryContainer
 from query_api.app import QuerySources, create_app
 from query_api.auth import issue_local_token
+from query_api.filters import TransactionFilter
 from query_api.loading import ALL_TRANSACTIONS
 from query_api.readside import ReadSide
+from query_api.scope import EventScope
 from query_api.settings import QueryApiSettings
+
+if TYPE_CHECKING:
+    from reference import Query
 
 SECRET = "a-local-test-secret-of-at-least-32-bytes"
 ISSUER = "opentickets-local"
@@ -78,3 +84,21 @@ async def serving(documents, *, config: QueryApiSettings | None = None, loaded: 
         if loaded:
             await side.wait_loaded()
         yield client
+
+
+def scope_and_filters(query: Query) -> tuple[EventScope, TransactionFilter]:
+    """The scope and filters a reference ``Query`` stands for, as the handlers build them."""
+    scope = EventScope.everything() if query.scope is None else EventScope.only(query.scope)
+    return scope, TransactionFilter.of(
+        event_ids=query.event_ids,
+        date_from=query.date_from,
+        date_to=query.date_to,
+        date_mode=query.date_mode,  # type: ignore[arg-type]
+        ticket_types=query.ticket_types,
+        sources=query.sources,
+        refunded=query.refunded,
+        disputed=query.disputed,
+        valid=query.valid,
+        referral_codes=query.referral_codes,
+        search=query.search,
+    )

@@ -8,13 +8,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from query_api_support import scope_and_filters
 from query_documents import transaction
 from reference import BREAKDOWN_KEYS, Query, grouped, matches, metrics, time_series, top_connected_account
 
 from query_api.analytics import Breakdown, analyze, report_json
-from query_api.filters import TransactionFilter
 from query_api.readmodel import ReadModel
-from query_api.scope import EventScope
 
 EVENTS = ("rome", "oslo", "lima")
 TIME_ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide", "America/New_York")
@@ -123,20 +122,7 @@ def cases(draw: st.DrawFn) -> tuple[list[dict[str, Any]], Query]:
 def run(rows: list[dict[str, Any]], query: Query, time_zone: str, granularity: str) -> dict[str, Any]:
     model = ReadModel()
     model.upsert(rows)
-    scope = EventScope.everything() if query.scope is None else EventScope.only(query.scope)
-    filters = TransactionFilter.of(
-        event_ids=query.event_ids,
-        date_from=query.date_from,
-        date_to=query.date_to,
-        date_mode=query.date_mode,  # type: ignore[arg-type]
-        ticket_types=query.ticket_types,
-        sources=query.sources,
-        refunded=query.refunded,
-        disputed=query.disputed,
-        valid=query.valid,
-        referral_codes=query.referral_codes,
-        search=query.search,
-    )
+    scope, filters = scope_and_filters(query)
     report = analyze(
         model, scope, filters, time_zone=time_zone, include=list(Breakdown), granularity=granularity
     )  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from query_api_support import scope_and_filters
 from query_documents import T0, transaction
 from reference import Query, instant, matches
 from test_properties import EVENTS, SETTINGS, assert_close, documents, queries, subsets
@@ -294,23 +295,6 @@ def assert_same_customers(actual: dict[str, dict], expected: dict[str, dict]) ->
         assert set(got) == set(wanted), buyer
         for column, value in wanted.items():
             assert_close(got[column], value, f"{buyer}.{column}")
-
-
-def scope_and_filters(query: Query) -> tuple[EventScope, TransactionFilter]:
-    scope = EventScope.everything() if query.scope is None else EventScope.only(query.scope)
-    return scope, TransactionFilter.of(
-        event_ids=query.event_ids,
-        date_from=query.date_from,
-        date_to=query.date_to,
-        date_mode=query.date_mode,  # type: ignore[arg-type]
-        ticket_types=query.ticket_types,
-        sources=query.sources,
-        refunded=query.refunded,
-        disputed=query.disputed,
-        valid=query.valid,
-        referral_codes=query.referral_codes,
-        search=query.search,
-    )
 
 
 @SETTINGS

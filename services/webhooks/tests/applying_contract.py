@@ -46,8 +46,8 @@ class Stores:
     """The enricher's ``stripe-index`` container (its ``transactions-of:`` documents)."""
 
 
-class NoQueries:
-    """A container that refuses queries: the lookup went by point reads alone."""
+class _Wrapping:
+    """A container passing every call to ``inner``, except what a subclass overrides."""
 
     def __init__(self, inner: DocumentContainer) -> None:
         self._inner = inner
@@ -63,27 +63,20 @@ class NoQueries:
     def partition_key_path(self) -> str:
         return self._inner.partition_key_path
 
+
+class NoQueries(_Wrapping):
+    """A container that refuses queries: the lookup went by point reads alone."""
+
     def query(self, query: str, **_options):
         raise AssertionError(f"a query was made: {query}")
 
 
-class Interleaved:
+class Interleaved(_Wrapping):
     """A container that lets another writer in just before its first patch (a lost race, on demand)."""
 
     def __init__(self, inner: DocumentContainer, before_first_patch) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._before = before_first_patch
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def partition_key_path(self) -> str:
-        return self._inner.partition_key_path
 
     async def patch(self, document_id, **kwargs):
         if self._before is not None:
