@@ -55,25 +55,14 @@ class _Segment:
     common: frozenset[int]  # grams held by too many keys to list
     unsplit: pl.Series  # keys whose text is too long to split: always candidates
 
-    def candidates(self, grams: set[int]) -> pl.Series | None:
-        """Keys that may hold every gram; None when the grams are all common (every key may)."""
-        listed = [gram for gram in grams if gram not in self.common]
-        if not listed:
-            return None
-        found = self.directory.filter(pl.col("gram").is_in(listed))
-        if found.height < len(listed):  # a gram no key holds: only the unsplit texts may match
-            return self.unsplit
-        lists = sorted(
-            (self.offsets.slice(start, end - start) for start, end in found.select("start", "end").rows()),
-            key=len,
+    def listing(self) -> pl.DataFrame:
+        """Its grams with the segment's base: listed ones with their offsets' bounds, common ones flagged."""
+        listed = self.directory.with_columns(pl.lit(value=False).alias("common"))
+        common = pl.DataFrame(
+            {"gram": sorted(self.common), "start": 0, "end": 0, "common": True},
+            schema=listed.schema,
         )
-        keys = lists[0]
-        # The rarest lists narrow the most; intersecting more costs more than testing the few extra rows.
-        for other in lists[1:_LISTS_INTERSECTED]:
-            if keys.is_empty():
-                break
-            keys = keys.filter(keys.is_in(other))
-        return pl.concat([keys.cast(pl.UInt32) + self.base, self.unsplit])
+        return pl.concat([listed, common]).with_columns(pl.lit(self.base, dtype=pl.UInt32).alias("base"))
 
 
 class SearchIndex:
@@ -99,6 +88,7 @@ class SearchIndex:
         self._dead: dict[int, int] = {}  # keys died per segment base since it was built
         self._indexed_end = 0  # keys below this are in segments (or dead)
         self._key_end = 0
+        self._listing: pl.DataFrame | None = None  # every segment's grams (``_Segment.listing``)
 
     @property
     def indexed_end(self) -> int:
@@ -132,33 +122,74 @@ class SearchIndex:
         """A predicate on ``SEARCH_KEY`` that every row holding ``text`` meets, or None if none narrows.
 
         ``text`` is a normalized search text. Rows meeting the predicate still need the exact test.
+        Every segment is answered by the same few operations (one lookup of the grams, one
+        intersection of each segment's rarest lists, side by side), not by operations per segment.
         """
-        if len(text) < GRAM_LENGTH:
+        if len(text) < GRAM_LENGTH or not self._segments:
             return None
         grams = set(_grams_of(text))
-        keys: list[pl.Series] = []
-        whole: list[tuple[int, int]] = []
+        found: dict[int, list[tuple[int, int, bool]]] = {}
+        for base, start, end, common in (
+            self._grams()
+            .filter(pl.col("gram").is_in(list(grams)))
+            .select("base", "start", "end", "common")
+            .rows()
+        ):
+            found.setdefault(base, []).append((start, end, common))
+        ranked: list[list[tuple[int, pl.Series]]] = [[] for _ in range(_LISTS_INTERSECTED)]
+        whole: list[int] = []
         for base, segment in self._segments.items():
-            found = segment.candidates(grams)
-            if found is None:
-                whole.append((base, base + self._segment_keys))
-            else:
-                keys.append(found)
-        if not keys:
+            entries = found.get(base, [])
+            if len(entries) < len(grams):
+                continue  # a gram no key of the segment holds (its unsplit keys are added below)
+            bounds = sorted((end - start, start) for start, end, common in entries if not common)
+            if not bounds:
+                whole.append(base)
+                continue
+            lists = [segment.offsets.slice(start, length) for length, start in bounds[:_LISTS_INTERSECTED]]
+            for rank, listed in enumerate(ranked):
+                listed.append((base, lists[min(rank, len(lists) - 1)]))  # a list met twice changes nothing
+        if len(whole) == len(self._segments):
             return None  # every segment would be read whole: a plain scan is as good
+        keys = _intersection([_keys_of(listed) for listed in ranked])
+        unsplit = pl.concat([segment.unsplit for segment in self._segments.values()])
         key = pl.col(SEARCH_KEY)
-        predicate = key.is_in(pl.concat(keys).implode()) | (key >= self._indexed_end)
-        for low, high in whole:
-            predicate |= key.is_between(low, high, closed="left")
+        predicate = key.is_in(pl.concat([keys, unsplit]).implode()) | (key >= self._indexed_end)
+        for base in whole:
+            predicate |= key.is_between(base, base + self._segment_keys, closed="left")
         return predicate
+
+    def _grams(self) -> pl.DataFrame:
+        if self._listing is None:
+            self._listing = pl.concat([segment.listing() for segment in self._segments.values()])
+        return self._listing
 
     def _build(self, base: int) -> None:
         rows = self._texts_between(base, base + self._segment_keys)
         self._dead.pop(base, None)
         if rows.is_empty():
             self._segments.pop(base, None)
+            self._listing = None
             return
         self._segments[base] = _segment_of(base, rows, common_share=self._common_share)
+        self._listing = None
+
+
+def _keys_of(lists: list[tuple[int, pl.Series]]) -> pl.Series:
+    """Offsets listed in several segments as keys (each plus its segment's base)."""
+    return (
+        pl.concat([offsets.cast(pl.UInt32) + base for base, offsets in lists], how="vertical")
+        if lists
+        else pl.Series(dtype=pl.UInt32())
+    )
+
+
+def _intersection(key_lists: list[pl.Series]) -> pl.Series:
+    """The keys in every list, in one query (each separate operation waits for Polars' threads)."""
+    keys = pl.LazyFrame({SEARCH_KEY: key_lists[0]})
+    for other in key_lists[1:]:
+        keys = keys.join(pl.LazyFrame({SEARCH_KEY: other}), on=SEARCH_KEY, how="semi")
+    return keys.collect()[SEARCH_KEY]
 
 
 def _segment_of(base: int, rows: pl.DataFrame, *, common_share: float) -> _Segment:
