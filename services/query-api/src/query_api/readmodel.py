@@ -82,6 +82,11 @@ class ReadModel:
     def __len__(self) -> int:
         return len(self._held)
 
+    @property
+    def search_index(self) -> SearchIndex:
+        """The trigram index a search (``q``) reads first."""
+        return self._search
+
     def rollups(self) -> EventRollups:
         """The per-event partial aggregates of these rows, kept current as rows change."""
         if self._rollups is None:

@@ -16,6 +16,7 @@ rows, so dead keys never take more than half of a segment's lists.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -89,6 +90,8 @@ class SearchIndex:
         self._indexed_end = 0  # keys below this are in segments (or dead)
         self._key_end = 0
         self._listing: pl.DataFrame | None = None  # every segment's grams (``_Segment.listing``)
+        self.build_seconds = 0.0
+        """Time spent building segments so far (reported by the benchmark)."""
 
     @property
     def indexed_end(self) -> int:
@@ -98,6 +101,13 @@ class SearchIndex:
     def postings(self) -> int:
         """Offsets listed in every segment (2 bytes each): the index's size."""
         return sum(len(segment.offsets) for segment in self._segments.values())
+
+    def estimated_bytes(self) -> int:
+        """Memory held by the segments' lists and directories."""
+        held = 0
+        for segment in self._segments.values():
+            held += int(segment.offsets.estimated_size()) + int(segment.directory.estimated_size())
+        return held
 
     def added(self, key_end: int) -> None:
         """Keys below ``key_end`` may now exist; every full segment of them is indexed."""
@@ -165,6 +175,13 @@ class SearchIndex:
         return self._listing
 
     def _build(self, base: int) -> None:
+        began = time.perf_counter()
+        try:
+            self._build_segment(base)
+        finally:
+            self.build_seconds += time.perf_counter() - began
+
+    def _build_segment(self, base: int) -> None:
         rows = self._texts_between(base, base + self._segment_keys)
         self._dead.pop(base, None)
         if rows.is_empty():
