@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from query_api.pagination import CursorError, Page, PageRequest
 from query_api.readmodel import ReadModel
 from query_api.readside import ReadSide
 from query_api.scope import EventScope
+from query_api.server_timing import record_wait
 from query_api.tables import (
     CUSTOMER_SORTS,
     TRANSACTION_SORTS,
@@ -53,6 +55,25 @@ PageFunction: TypeAlias = Callable[
 DetailFunction: TypeAlias = Callable[[ReadModel, EventScope, str], dict[str, Any] | None]
 
 
+_T = TypeVar("_T")
+
+
+async def answered(request: web.Request, compute: Callable[[ReadModel], _T]) -> _T:
+    """``compute(model)`` in an answer thread (``ReadSide.answer``); the wait for it in Server-Timing."""
+    asked = time.perf_counter()
+    started: list[float] = []
+
+    def timed(model: ReadModel) -> _T:
+        started.append(time.perf_counter())
+        return compute(model)
+
+    try:
+        return await request.app[READ_SIDE].answer(timed)
+    finally:
+        if started:
+            record_wait(request, started[0] - asked)
+
+
 async def caller_scope(request: web.Request) -> EventScope:
     """The events the request's bearer token may see; a 401 problem when the token is not valid."""
     principal = await request.app[VERIFIER].authenticate(request.headers)
@@ -78,7 +99,7 @@ async def get_analytics(request: web.Request) -> web.StreamResponse:
         body = json.dumps(report_json(report), separators=(",", ":")).encode()
         return body, _entity_tag(body)
 
-    body, entity_tag = await request.app[READ_SIDE].answer(answer)
+    body, entity_tag = await answered(request, answer)
     headers = {
         "ETag": entity_tag,
         "Cache-Control": f"private, max-age={policy.analytics_max_age_seconds}",
@@ -117,7 +138,7 @@ async def table_page(request: web.Request, table: Table) -> web.Response:
             raise InvalidParameterError("cursor", f"cursor: {error}") from error
         return _json_body(_page_json(rows, page, page_size=page_request.page_size))
 
-    return _json_response(await request.app[READ_SIDE].answer(answer))
+    return _json_response(await answered(request, answer))
 
 
 async def detail(request: web.Request, find: DetailFunction, *, missing: str) -> web.Response:
@@ -125,7 +146,7 @@ async def detail(request: web.Request, find: DetailFunction, *, missing: str) ->
     scope = await caller_scope(request)
     params.no_parameters(request)
     document_id = request.match_info["id"]
-    found = await request.app[READ_SIDE].answer(lambda model: find(model, scope, document_id))
+    found = await answered(request, lambda model: find(model, scope, document_id))
     if found is None:
         raise NotFoundError(missing)
     return web.json_response(found)
@@ -172,7 +193,7 @@ async def list_events(request: web.Request) -> web.Response:
     """The events the token may see, for the dashboard's selector."""
     scope = await caller_scope(request)
     params.no_parameters(request)
-    catalog = await request.app[READ_SIDE].answer(lambda model: event_catalog(model, scope))
+    catalog = await answered(request, lambda model: event_catalog(model, scope))
     return web.json_response({"events": catalog})
 
 
