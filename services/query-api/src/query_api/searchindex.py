@@ -89,7 +89,7 @@ class SearchIndex:
         self._dead: dict[int, int] = {}  # keys died per segment base since it was built
         self._indexed_end = 0  # keys below this are in segments (or dead)
         self._key_end = 0
-        self._listing: pl.DataFrame | None = None  # every segment's grams (``_Segment.listing``)
+        self._listing: pl.DataFrame | None = None  # every segment's grams (``_Segment.listing``), or None
         self.build_seconds = 0.0
         """Time spent building segments so far (reported by the benchmark)."""
 
@@ -135,15 +135,13 @@ class SearchIndex:
         Every segment is answered by the same few operations (one lookup of the grams, one
         intersection of each segment's rarest lists, side by side), not by operations per segment.
         """
-        if len(text) < GRAM_LENGTH or not self._segments:
+        listing = self._listing
+        if len(text) < GRAM_LENGTH or listing is None:
             return None
         grams = set(_grams_of(text))
         found: dict[int, list[tuple[int, int, bool]]] = {}
         for base, start, end, common in (
-            self._grams()
-            .filter(pl.col("gram").is_in(list(grams)))
-            .select("base", "start", "end", "common")
-            .rows()
+            listing.filter(pl.col("gram").is_in(list(grams))).select("base", "start", "end", "common").rows()
         ):
             found.setdefault(base, []).append((start, end, common))
         ranked: list[list[tuple[int, pl.Series]]] = [[] for _ in range(_LISTS_INTERSECTED)]
@@ -169,11 +167,6 @@ class SearchIndex:
             predicate |= key.is_between(base, base + self._segment_keys, closed="left")
         return predicate
 
-    def _grams(self) -> pl.DataFrame:
-        if self._listing is None:
-            self._listing = pl.concat([segment.listing() for segment in self._segments.values()])
-        return self._listing
-
     def _build(self, base: int) -> None:
         began = time.perf_counter()
         try:
@@ -186,10 +179,11 @@ class SearchIndex:
         self._dead.pop(base, None)
         if rows.is_empty():
             self._segments.pop(base, None)
-            self._listing = None
-            return
-        self._segments[base] = _segment_of(base, rows, common_share=self._common_share)
-        self._listing = None
+        else:
+            self._segments[base] = _segment_of(base, rows, common_share=self._common_share)
+        # Made here, where changes apply one at a time: answers running side by side only read it.
+        segments = self._segments.values()
+        self._listing = pl.concat([segment.listing() for segment in segments]) if segments else None
 
 
 def _keys_of(lists: list[tuple[int, pl.Series]]) -> pl.Series:
