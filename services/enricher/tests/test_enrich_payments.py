@@ -6,12 +6,11 @@ import asyncio
 from datetime import timedelta
 
 from stripe_shapes import PLATFORM
-from world import DAY, T_NOW, Clock, enricher_for, new_world
+from world import DAY, T_NOW, Clock, enricher_for, facts_container, index_container, new_world
 
 from enricher.findings import Findings
 from enricher.routing import Route, RouteType
 from enricher.service import Unresolved
-from otcommon.store import InMemoryContainer
 
 ORG = "acct_org0000"
 
@@ -251,11 +250,11 @@ async def test_concurrent_payments_of_one_account_share_one_listing():
 
 async def test_a_listing_made_by_another_replica_is_not_repeated():
     world = new_world(connected=1)
-    shared = InMemoryContainer("stripe-index", partition_key_path="/id")
+    shared, facts = index_container(), facts_container()
     clock = Clock()
     first, second = (
-        enricher_for(world.stripe, clock, container=shared),
-        enricher_for(world.stripe, clock, container=shared),
+        enricher_for(world.stripe, clock, container=shared, facts=facts),
+        enricher_for(world.stripe, clock, container=shared, facts=facts),
     )
     await first.enrich("pi_unknown1", requested_at=clock())
     await second.enrich("pi_unknown1", requested_at=clock())  # warms second's memo of the marks

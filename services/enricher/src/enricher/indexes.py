@@ -1,7 +1,6 @@
 """What the enricher keeps in Cosmos DB so that most payments cost no Stripe call at all.
 
-One document per fact in the ``stripe-index`` container (partitioned by ``/id``, so every
-lookup is a point read). Keys say what they answer:
+One document per fact, every lookup a point read. Keys say what they answer:
 
 - ``account:<acct>`` / ``account:platform``: an account's display name and payout schedule;
 - ``accounts``: the connected accounts the platform has (ids);
@@ -14,6 +13,12 @@ lookup is a point read). Keys say what they answer:
 - ``bank:<ba_>``: a bank account's name and last 4;
 - ``cursor:<charges|payouts|accounts>:<account>``: how far an index is built (created cursor)
   and when its last refresh started (what it can vouch for).
+
+The kinds a listing writes by the thousand (``FACT_KINDS``: payments, transfers, payout links) live
+in the ``stripe-facts`` container, where each key hashes to one of ``FACT_PARTITIONS`` partitions:
+a listed page's documents go in one transactional batch per partition instead of one request
+each, and a point read derives the partition from the key. The rest (accounts, payouts, banks,
+cursors: tens of documents) stay in ``stripe-index``, partitioned by ``/id``.
 
 Stripe's facts only ever get added or move forward, so writes are plain upserts of what Stripe
 said; cursors and payout states only move forward (read-modify-write under the ETag: a slower
@@ -33,6 +38,7 @@ ETag it holds: one write per refresh, re-read only when another replica moved it
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from enricher.deposits import payout_status_is_behind
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
-from otcommon.store import DocumentNotFoundError, read_modify_write
+from otcommon.store import MAX_BATCH_OPERATIONS, BatchWrite, DocumentNotFoundError, read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable
@@ -71,6 +77,17 @@ A balance transaction stays in the payout that carried it, even when that payout
 returns the money with a new balance transaction of its own), so its ``txn:`` link is settled.
 """
 
+FACT_KINDS = frozenset({"payment", "transfer", "transfer-of", "txn"})
+"""Key kinds kept in the ``stripe-facts`` container (a listed page writes them in batches)."""
+
+FACT_PARTITIONS = 8
+"""Partitions of ``stripe-facts``. A page's facts cost about this many batches. A key's partition
+follows from this number: changing it strands every stored fact (rebuild the container with
+``reindex`` from empty cursors). Eight partitions of 20 GB each hold some 200 million facts."""
+
+PARTITION_FIELD = "partition"
+"""The ``stripe-facts`` partition key field."""
+
 WRITE_CONCURRENCY = 32
 """Index writes in flight at once per replica (a listed page's documents are written together)."""
 
@@ -87,6 +104,16 @@ async def all_of(work: Iterable[Awaitable[object]]) -> None:
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def key_kind(key: str) -> str:
+    """The kind a key names (``payment`` for ``payment:pi_1``)."""
+    return key.split(":", 1)[0]
+
+
+def fact_partition(key: str) -> str:
+    """The ``stripe-facts`` partition of a fact's key (the same in every process: crc32, not hash)."""
+    return f"facts-{zlib.crc32(key.encode()) % FACT_PARTITIONS}"
 
 
 def account_key(account: str | None) -> str:
@@ -109,6 +136,15 @@ def trimmed_charge(charge: dict[str, Any]) -> dict[str, Any]:
     else:
         trimmed["balance_transaction"] = {"id": balance} if isinstance(balance, str) else None
     return trimmed
+
+
+def payment_documents(trimmed: dict[str, Any], *, account: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``payment:`` documents of a trimmed charge: under its own id and its PaymentIntent's."""
+    fields = {"kind": "payment", "account": account, "charge": trimmed}
+    return [
+        (f"payment:{payment_id}", fields)
+        for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"]))
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +170,12 @@ class StripeIndex:
         self,
         container: DocumentContainer,
         *,
+        facts: DocumentContainer,
         memory_entries: int = MEMORY_ENTRIES,
         write_concurrency: int = WRITE_CONCURRENCY,
     ) -> None:
         self._container = container
+        self._facts = facts
         self._memory: OrderedDict[str, Document] = OrderedDict()
         self._memory_entries = memory_entries
         self._writes = asyncio.Semaphore(write_concurrency)
@@ -160,7 +198,10 @@ class StripeIndex:
 
     async def _read(self, key: str) -> Document | None:
         try:
-            found = await self._container.read(key, partition_key=key)
+            if key_kind(key) in FACT_KINDS:
+                found = await self._facts.read(key, partition_key=fact_partition(key))
+            else:
+                found = await self._container.read(key, partition_key=key)
         except DocumentNotFoundError:
             return None  # not remembered: it may be written by the next listing
         self._remember(key, found)
@@ -172,25 +213,64 @@ class StripeIndex:
 
     async def put(self, key: str, **fields: Any) -> None:
         """Record a fact (replacing what the key held); a settled fact already held is not rewritten."""
-        document = {"id": key, **fields}
-        held = self._memory.get(key)
-        if held is not None and {k: v for k, v in held.items() if not k.startswith("_")} == document:
-            return
-        async with self._writes:
-            await self._container.upsert(document)
-        self._written(key)
-        self._remember(key, document)
+        await self.put_many([(key, fields)])
 
     async def put_many(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Record several facts at once (at most ``write_concurrency`` writes in flight)."""
-        await all_of(self.put(key, **fields) for key, fields in documents)
+        """Record several facts at once: one batch per ``stripe-facts`` partition, the rest one by one.
+
+        At most ``write_concurrency`` requests are in flight; facts this replica holds unchanged are
+        not written again (a listing's overlap lists some charges again).
+        """
+        wanted: dict[str, Document] = {}
+        for key, fields in documents:
+            document = {"id": key, **fields}
+            if key_kind(key) in FACT_KINDS:
+                document[PARTITION_FIELD] = fact_partition(key)
+            if not self._holds(document):
+                wanted[key] = document
+        batches: dict[str, list[Document]] = {}
+        work = []
+        for document in wanted.values():
+            if PARTITION_FIELD in document:
+                batches.setdefault(document[PARTITION_FIELD], []).append(document)
+            else:
+                work.append(self._upsert(document))
+        work.extend(
+            self._upsert_facts(partition, batch[start : start + MAX_BATCH_OPERATIONS])
+            for partition, batch in batches.items()
+            for start in range(0, len(batch), MAX_BATCH_OPERATIONS)
+        )
+        await all_of(work)
+
+    def _holds(self, document: Document) -> bool:
+        held = self._memory.get(document["id"])
+        return held is not None and {k: v for k, v in held.items() if not k.startswith("_")} == document
+
+    async def _upsert(self, document: Document) -> None:
+        async with self._writes:
+            await self._container.upsert(document)
+        self._stored(document)
+
+    async def _upsert_facts(self, partition: str, documents: list[Document]) -> None:
+        async with self._writes:
+            if len(documents) == 1:
+                await self._facts.upsert(documents[0])
+            else:
+                writes = [BatchWrite("upsert", document) for document in documents]
+                await self._facts.write_batch(writes, partition_key=partition)
+        for document in documents:
+            self._stored(document)
+
+    def _stored(self, document: Document) -> None:
+        self._written(document["id"])
+        self._remember(document["id"], document)
 
     def _written(self, key: str) -> None:
         # A read in flight may have started before this write: callers from now on read again.
         self._reads.pop(key, None)
 
     def _remember(self, key: str, document: Document) -> None:
-        if key.split(":", 1)[0] not in SETTLED_KINDS:
+        if key_kind(key) not in SETTLED_KINDS:
             return
         self._memory[key] = document
         self._memory.move_to_end(key)
@@ -205,10 +285,7 @@ class StripeIndex:
     async def put_charge(self, charge: dict[str, Any], *, account: str | None) -> dict[str, Any]:
         """Index a listed charge under its own id and its PaymentIntent's."""
         trimmed = trimmed_charge(charge)
-        await self.put_many(
-            (f"payment:{payment_id}", {"kind": "payment", "account": account, "charge": trimmed})
-            for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"]))
-        )
+        await self.put_many(payment_documents(trimmed, account=account))
         return trimmed
 
     async def put_payout(self, payout_id: str, **fields: Any) -> Document:

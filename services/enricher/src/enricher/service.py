@@ -150,10 +150,11 @@ class PaymentEnricher:
         available_on = balance.get("available_on")
         if facts.manual_payouts:
             return PayoutTrace(available_on=available_on, manual_payouts=True)
-        if not balance.get("id"):
+        if not balance.get("id") or (available_on is not None and available_on > self._clock().timestamp()):
+            # Funds not available yet are in no automatic payout (only those are indexed): nothing to read.
             return PayoutTrace(available_on=available_on)
         link = await self._index.get(f"txn:{balance['id']}")
-        if link is None and available_on is not None and available_on <= self._clock().timestamp():
+        if link is None and available_on is not None:
             await self._indexer.ensure_payouts(account)
             link = await self._index.get(f"txn:{balance['id']}")
         if link is None:  # the funds are not in a payout yet
