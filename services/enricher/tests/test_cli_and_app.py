@@ -139,8 +139,10 @@ async def test_the_app_serves_health_and_consumes_both_queues_until_it_stops():
         await setup.bus.publisher(queue=QUEUE).publish([make_envelope(message)])
         await asyncio.wait_for(handled.get(), 10)
         assert (await setup.stored("t1", "ev1"))["depositStatus"] == "pending"
-        # The same app consumes payout changes: the payout that now carries the payment is applied.
-        payout_id = setup.world.pay_out([txn], on=None, created=T_NOW - 60)
+        # The same app consumes payout changes: the payout that now carries the payment is applied
+        # (once the funds are available: an automatic payout carries only available funds).
+        setup.clock.advance(2 * DAY)
+        payout_id = setup.world.pay_out([txn], on=None, created=T_NOW + DAY + 60)
         changed = payout_changed(payout_id, status="paid", account=None)
         await setup.bus.publisher(queue=PAYOUT_QUEUE).publish([make_envelope(changed)])
         await asyncio.wait_for(handled.get(), 10)

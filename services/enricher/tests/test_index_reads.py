@@ -10,7 +10,7 @@ from world import DAY, T_NOW, Clock, new_world
 
 from enricher.findings import Findings
 from enricher.indexer import Indexer
-from enricher.indexes import FACT_PARTITIONS, StripeIndex
+from enricher.indexes import FACT_PARTITIONS, PAYOUT_MEMO_SECONDS, StripeIndex
 from enricher.service import PaymentEnricher
 from otcommon.store import BatchWrite, InMemoryContainer
 
@@ -57,48 +57,92 @@ def index_on(container: CountingContainer, **options: Any) -> StripeIndex:
     return StripeIndex(container, facts=container.facts, **options)
 
 
-def enricher_on(world_stripe: Any, container: CountingContainer, clock: Clock) -> PaymentEnricher:
-    index = index_on(container)
+def enricher_on(
+    world_stripe: Any, container: CountingContainer, clock: Clock, **options: Any
+) -> PaymentEnricher:
+    index = index_on(container, **options)
     indexer = Indexer(gateway=world_stripe, index=index, clock=clock)
     return PaymentEnricher(gateway=world_stripe, index=index, indexer=indexer, clock=clock)
+
+
+class Seconds:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class HeldRead(CountingContainer):
+    """Holds the answer of the first read of ``key`` (already read) until ``release`` is set."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+        self.release = asyncio.Event()
+        self._holding = True
+
+    async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
+        found = await super().read(document_id, partition_key=partition_key)
+        if document_id == self.key and self._holding:
+            self._holding = False
+            await self.release.wait()
+        return found
 
 
 async def test_a_payment_enriched_again_reads_only_the_documents_that_move():
     world = new_world()
     ids = world.destination_charge(ORG)
     world.pay_out([ids["py_txn"]], on=ORG, status="in_transit")
-    container, clock = CountingContainer(), Clock()
-    enricher = enricher_on(world.stripe, container, clock)
+    container, clock, seconds = CountingContainer(), Clock(), Seconds()
+    enricher = enricher_on(world.stripe, container, clock, monotonic=seconds)
     first = await enricher.enrich(ids["intent"], requested_at=clock())
     assert isinstance(first, Findings)
     assert first.payout.bank_last4 == "0000"
 
     container.reads.clear()
+    seconds.now += PAYOUT_MEMO_SECONDS
     again = await enricher.enrich(ids["intent"], requested_at=clock())
     assert again == first
     # Accounts, the payment, its transfer, the payout link and the bank account are settled facts:
     # no read of them.
     settled = ("account", "payment", "transfer", "txn", "bank")
     assert {kind: container.reads[kind] for kind in settled} == dict.fromkeys(settled, 0)
-    # The payout (its status moves) is read from Cosmos DB each time.
+    # The payout (its status moves) is read from Cosmos DB again once the few seconds it is kept passed.
+    assert container.reads["payout"] == 1
+    # Within them, it is not.
+    assert await enricher.enrich(ids["intent"], requested_at=clock()) == first
     assert container.reads["payout"] == 1
 
 
 async def test_concurrent_reads_of_a_payout_share_one_read_and_a_write_makes_the_next_read_again():
     container = CountingContainer()
-    index = index_on(container)
+    index = index_on(container, monotonic=Seconds())
     await container.upsert({"id": "payout:po_1", "status": "pending"})
     found = await asyncio.gather(*(index.get("payout:po_1") for _ in range(10)))
     assert [payout["status"] for payout in found if payout] == ["pending"] * 10
     assert container.reads["payout"] == 1
 
+
+async def test_a_payout_read_answered_after_this_replicas_write_does_not_bring_back_the_older_state():
+    container, seconds = HeldRead("payout:po_1"), Seconds()
+    index = index_on(container, monotonic=seconds)
+    await container.upsert({"id": "payout:po_1", "status": "pending"})
     reading = asyncio.ensure_future(index.get("payout:po_1"))
-    await asyncio.sleep(0)  # the read is in flight
+    while container.reads["payout"] < 1:
+        await asyncio.sleep(0)  # read ("pending"); its answer is held
     await index.put_payout("po_1", status="paid")
-    after_the_write = await index.get("payout:po_1")
-    assert (after_the_write or {})["status"] == "paid"
-    await reading
-    assert container.reads["payout"] == 4  # the shared read, the write's own, and one after it
+    assert container.reads["payout"] == 2  # the write's own read
+    container.release.set()
+    assert ((await reading) or {})["status"] == "pending"  # asked before the write
+    # Later callers get the write's state, without a read, not the held read's older one.
+    assert ((await index.get("payout:po_1")) or {})["status"] == "paid"
+    assert container.reads["payout"] == 2
+    seconds.now += PAYOUT_MEMO_SECONDS
+    assert ((await index.get("payout:po_1")) or {})["status"] == "paid"
+    assert container.reads["payout"] == 3
 
 
 async def test_listing_the_same_charges_again_rewrites_nothing_this_replica_holds():
