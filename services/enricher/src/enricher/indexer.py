@@ -51,9 +51,16 @@ class SingleFlight:
         if task is None:
             task = asyncio.ensure_future(work())
             self._running[key] = task
-            task.add_done_callback(lambda _: self._running.pop(key, None))
+            task.add_done_callback(lambda done: self._finished(key, done))
         # One waiter being cancelled (its message abandoned) must not cancel the others' refresh.
         await asyncio.shield(task)
+
+    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Each waiter gets the failure; logged here too, since every waiter may have stopped
+            # waiting (a message whose payment an earlier page indexed).
+            _log.info("index refresh failed", flight=key, error=repr(error))
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""

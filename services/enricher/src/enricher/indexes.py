@@ -38,6 +38,7 @@ ETag it holds: one write per refresh, re-read only when another replica moved it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import zlib
 from collections import OrderedDict
@@ -50,7 +51,7 @@ from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import MAX_BATCH_OPERATIONS, BatchWrite, DocumentNotFoundError, read_modify_write
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
     from datetime import datetime
 
     from otcommon.store import Document, DocumentContainer
@@ -227,6 +228,7 @@ class StripeIndex:
         self._writes = asyncio.Semaphore(write_concurrency)
         self._reads: dict[str, asyncio.Future[Document | None]] = {}
         self._marks: dict[str, Document] = {}
+        self._watched: dict[str, set[asyncio.Future[None]]] = {}
 
     async def get(self, key: str) -> Document | None:
         """The document at a key, or None."""
@@ -315,6 +317,23 @@ class StripeIndex:
     def _stored(self, document: Document) -> None:
         self._written(document["id"])
         self._remember(document["id"], document)
+        for seen in self._watched.pop(document["id"], ()):
+            if not seen.done():
+                seen.set_result(None)
+
+    @contextlib.contextmanager
+    def watching(self, key: str) -> Iterator[asyncio.Future[None]]:
+        """A future done once this replica writes ``key`` (a listing in flight indexing it)."""
+        seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watched.setdefault(key, set()).add(seen)
+        try:
+            yield seen
+        finally:
+            watchers = self._watched.get(key)
+            if watchers is not None:
+                watchers.discard(seen)
+                if not watchers:
+                    del self._watched[key]
 
     def _written(self, key: str) -> None:
         # A read in flight may have started before this write: callers from now on read again.

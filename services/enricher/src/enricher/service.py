@@ -90,14 +90,13 @@ class PaymentEnricher:
         )
 
     async def _locate(self, payment_id: str, *, requested_at: datetime) -> IndexedPayment | Unresolved:
-        found = await self._index.payment(payment_id)
-        if found is not None:
-            return found
-        accounts = await self._indexer.connected_accounts(as_of=requested_at)
-        await asyncio.gather(
-            *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
-        )
-        found = await self._index.payment(payment_id)
+        # Watched before the first read: a listing in flight may index it between the two.
+        with self._index.watching(f"payment:{payment_id}") as seen:
+            found = await self._index.payment(payment_id)
+            if found is not None:
+                return found
+            accounts = await self._indexer.connected_accounts(as_of=requested_at)
+            found = await self._list_until_found(payment_id, accounts, seen=seen, requested_at=requested_at)
         if found is not None:
             return found
         return Unresolved(
@@ -106,6 +105,36 @@ class PaymentEnricher:
                 "(charges listed after the payment was requested)"
             )
         )
+
+    async def _list_until_found(
+        self, payment_id: str, accounts: list[str], *, seen: asyncio.Future[None], requested_at: datetime
+    ) -> IndexedPayment | None:
+        """List every account's charges; the payment as soon as a listed page indexed it.
+
+        The payment goes on while the listings go on (their pages are shared with the messages
+        still waiting), unless what it needs is still to be listed: a platform charge without a
+        ``transfer`` waits for every listing, since a separate transfer's payment, listed on the
+        connected account, is what links it (``transfer-of:``).
+        """
+        listings: asyncio.Future[list[None]] = asyncio.ensure_future(
+            asyncio.gather(
+                *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
+            )
+        )
+        try:
+            await asyncio.wait((seen, listings), return_when=asyncio.FIRST_COMPLETED)
+            found = await self._index.payment(payment_id) if seen.done() else None
+            if found is None or (found.account is None and not found.charge.get("transfer")):
+                await listings
+                found = found or await self._index.payment(payment_id)
+        finally:
+            if not listings.done():
+                listings.cancel()  # the shared listings go on (shielded); this message waits no more
+            elif not listings.cancelled():
+                # Retrieved, not raised: a listing that failed after this payment was found fails the
+                # messages still waiting for it (raised above when this one waited for it).
+                listings.exception()
+        return found
 
     async def _follow_transfer(
         self, charge: dict[str, Any], *, requested_at: datetime
