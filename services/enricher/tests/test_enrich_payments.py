@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -308,8 +309,12 @@ async def test_a_payment_a_listed_page_indexed_goes_on_while_another_account_is_
     held = HeldListing(world.stripe, account=None)  # the platform's listing
     clock = Clock()
     enricher, indexer = enricher_and_indexer(held, clock)
+    unhandled: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
     # Returns while the platform's listing is held (it never returned without this).
     found = await enricher.enrich(charge_id, requested_at=clock())
+    gc.collect()  # a future whose exception nobody retrieved reports it when collected
+    assert unhandled == []
     assert isinstance(found, Findings)
     assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG, direct=True)
     assert held.reached.is_set()

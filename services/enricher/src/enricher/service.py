@@ -116,11 +116,15 @@ class PaymentEnricher:
         ``transfer`` waits for every listing, since a separate transfer's payment, listed on the
         connected account, is what links it (``transfer-of:``).
         """
-        listings: asyncio.Future[list[None]] = asyncio.ensure_future(
-            asyncio.gather(
+
+        async def list_every_account() -> None:
+            await asyncio.gather(
                 *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
             )
-        )
+
+        # A task, not the gather itself: a cancelled task ends quietly, a cancelled gather with an
+        # exception nobody retrieves.
+        listings = asyncio.ensure_future(list_every_account())
         try:
             await asyncio.wait((seen, listings), return_when=asyncio.FIRST_COMPLETED)
             found = await self._index.payment(payment_id) if seen.done() else None
