@@ -341,3 +341,26 @@ async def test_a_platform_charge_found_early_waits_for_the_listing_that_links_it
     assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG)
     assert found.transfer_id == ids["transfer"]
     assert "transfers.list" not in world.stripe.calls.by_operation
+
+
+async def test_a_platform_charge_found_indexed_waits_for_the_listings_in_flight_that_link_its_transfer():
+    world = new_world(connected=1)
+    ids = world.destination_charge(ORG)
+    held = HeldListing(world.stripe, account=ORG)
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(held, clock)
+    connected_listing = asyncio.ensure_future(indexer.ensure_charges(ORG, as_of=clock()))
+    await indexer.ensure_charges(None, as_of=clock())  # the platform's listing indexed the charge
+    await held.reached.wait()
+    enriching = asyncio.ensure_future(enricher.enrich(ids["intent"], requested_at=clock()))
+    for _ in range(100):  # yields only: time for the enrichment to end, had it not waited
+        await asyncio.sleep(0)
+    assert not enriching.done()
+    held.release.set()
+    found = await enriching
+    await connected_listing
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG)
+    assert found.transfer_id == ids["transfer"]
+    # The connected account's listing linked the transfer: reading it from Stripe cost no call.
+    assert "transfers.retrieve" not in world.stripe.calls.by_operation

@@ -62,6 +62,12 @@ class SingleFlight:
             # waiting (a message whose payment an earlier page indexed).
             _log.info("index refresh failed", flight=key, error=repr(error))
 
+    async def wait_running(self, prefix: str) -> None:
+        """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
+        await all_of(
+            asyncio.shield(task) for key, task in list(self._running.items()) if key.startswith(prefix)
+        )
+
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""
         return key in self._running
@@ -141,6 +147,10 @@ class Indexer:
         return None
 
     # -- charges ---------------------------------------------------------------------------------
+
+    async def charge_listings_in_flight(self) -> None:
+        """Wait for this replica's charge listings in flight (they link platform charges to transfers)."""
+        await self._flights.wait_running("charges:")
 
     async def ensure_charges(self, account: str | None, *, as_of: datetime) -> None:
         """Index the account's charges unless a refresh that started after ``as_of`` did."""

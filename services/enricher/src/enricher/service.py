@@ -93,11 +93,16 @@ class PaymentEnricher:
         # Watched before the first read: a listing in flight may index it between the two.
         with self._index.watching(f"payment:{payment_id}") as seen:
             found = await self._index.payment(payment_id)
-            if found is not None:
-                return found
-            accounts = await self._indexer.connected_accounts(as_of=requested_at)
-            found = await self._list_until_found(payment_id, accounts, seen=seen, requested_at=requested_at)
+            if found is None:
+                accounts = await self._indexer.connected_accounts(as_of=requested_at)
+                found = await self._list_until_found(
+                    payment_id, accounts, seen=seen, requested_at=requested_at
+                )
         if found is not None:
+            if found.account is None:
+                # A page of a listing still in flight indexed it: the connected accounts' listings
+                # in flight may link its transfer (else one Stripe call would find it).
+                await self._indexer.charge_listings_in_flight()
             return found
         return Unresolved(
             reason=(
@@ -112,9 +117,9 @@ class PaymentEnricher:
         """List every account's charges; the payment as soon as a listed page indexed it.
 
         The payment goes on while the listings go on (their pages are shared with the messages
-        still waiting), unless what it needs is still to be listed: a platform charge without a
-        ``transfer`` waits for every listing, since a separate transfer's payment, listed on the
-        connected account, is what links it (``transfer-of:``).
+        still waiting), unless what it needs is still to be listed: a platform charge waits for
+        every listing, since the connected account's listed payments link its transfer
+        (``transfer:``, and ``transfer-of:`` for a separate transfer).
         """
 
         async def list_every_account() -> None:
@@ -128,7 +133,7 @@ class PaymentEnricher:
         try:
             await asyncio.wait((seen, listings), return_when=asyncio.FIRST_COMPLETED)
             found = await self._index.payment(payment_id) if seen.done() else None
-            if found is None or (found.account is None and not found.charge.get("transfer")):
+            if found is None or found.account is None:
                 await listings
                 found = found or await self._index.payment(payment_id)
         finally:
