@@ -237,3 +237,21 @@ async def test_funds_not_available_yet_cost_no_read_of_a_payout_link():
     assert (found.payout.available_on, found.payout.payout_id) == (T_NOW + DAY, None)
     assert found.deposit_status.value == "pending"
     assert container.reads["txn"] == 0
+
+
+async def test_the_contents_of_a_listed_page_of_payouts_are_linked_in_one_batch_per_partition():
+    world = new_world(connected=1)
+    payouts = {}
+    for _ in range(6):
+        txns = [world.charge_on(ORG)[2] for _ in range(5)]
+        payouts[world.pay_out(txns, on=ORG)] = txns
+    container, clock = CountingContainer(), Clock()
+    indexer = Indexer(gateway=world.stripe, index=index_on(container), clock=clock)
+    await indexer.ensure_payouts(ORG, as_of=clock())
+    assert container.upserts["txn"] == 30
+    assert container.requests["stripe-facts"] <= FACT_PARTITIONS
+    other_replica = index_on(container)
+    for payout_id, txns in payouts.items():
+        for txn in txns:
+            assert ((await other_replica.get(f"txn:{txn}")) or {}).get("payout") == payout_id
+        assert ((await other_replica.get(f"payout:{payout_id}")) or {}).get("balanceTransactions") == txns

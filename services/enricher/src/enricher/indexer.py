@@ -251,16 +251,17 @@ class Indexer:
         created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
         newest = mark.created_cursor
 
-        async def index_payout(payout: dict[str, Any]) -> None:
-            nonlocal newest
-            newest = max(newest or 0, int(payout["created"]))
-            known = await self._index.get(f"payout:{payout['id']}")
-            await self._put_payout(payout, account=account)
-            if payout.get("automatic", True) and not (known and known.get("contentsIndexed")):
-                await self._index_payout_contents(payout["id"], account=account)
-
         async def index_page(payouts: list[dict[str, Any]]) -> None:
-            await all_of(index_payout(payout) for payout in payouts)
+            nonlocal newest
+            newest = max([newest or 0, *(int(payout["created"]) for payout in payouts)])
+            known = await asyncio.gather(*(self._index.get(f"payout:{payout['id']}") for payout in payouts))
+            await all_of(self._put_payout(payout, account=account) for payout in payouts)
+            unlisted = [
+                payout["id"]
+                for payout, held in zip(payouts, known, strict=True)
+                if payout.get("automatic", True) and not (held and held.get("contentsIndexed"))
+            ]
+            await self._index_payout_contents(unlisted, account=account)
 
         async def list_page(cursor: str | None) -> ListPage:
             return await self._gateway.list_payouts(
@@ -270,21 +271,41 @@ class Indexer:
         await _each_page(list_page, index_page)
         return newest
 
-    async def _index_payout_contents(self, payout_id: str, *, account: str | None) -> None:
+    async def _index_payout_contents(self, payout_ids: list[str], *, account: str | None) -> None:
+        """List what these payouts carried, link every balance transaction, then mark each payout listed.
+
+        The links of all of them are written together: one payout's contents alone spread over
+        the ``stripe-facts`` partitions in batches of a few documents.
+        """
+        listed = await asyncio.gather(
+            *(self._payout_contents(payout_id, account=account) for payout_id in payout_ids),
+            return_exceptions=True,
+        )
+        carried: dict[str, list[str]] = {}
+        for payout_id, contents in zip(payout_ids, listed, strict=True):
+            if isinstance(contents, BaseException):
+                raise contents
+            carried[payout_id] = contents
+        await self._index.put_many(
+            (f"txn:{txn_id}", {"kind": "payout-item", "payout": payout_id, "account": account})
+            for payout_id, contents in carried.items()
+            for txn_id in contents
+        )
+        await all_of(self._index.put_payout_contents(p, contents) for p, contents in carried.items())
+
+    async def _payout_contents(self, payout_id: str, *, account: str | None) -> list[str]:
         carried: list[str] = []
 
-        async def index_items(items: list[dict[str, Any]]) -> None:
+        async def keep(items: list[dict[str, Any]]) -> None:
             carried.extend(item["id"] for item in items)
-            link = {"kind": "payout-item", "payout": payout_id, "account": account}
-            await self._index.put_many((f"txn:{item['id']}", link) for item in items)
 
         async def list_page(cursor: str | None) -> ListPage:
             return await self._gateway.list_payout_transactions(
                 account=account, payout_id=payout_id, starting_after=cursor
             )
 
-        await _each_page(list_page, index_items)
-        await self._index.put_payout_contents(payout_id, carried)
+        await _each_page(list_page, keep)
+        return carried
 
     async def _put_payout(self, payout: dict[str, Any], *, account: str | None) -> dict[str, Any]:
         return await self._index.put_payout(
@@ -310,7 +331,7 @@ class Indexer:
         if stored.get("automatic", True) and "balanceTransactions" not in stored:
             await self._flights.run(
                 f"contents:{payout['id']}",
-                lambda: self._index_payout_contents(payout["id"], account=account),
+                lambda: self._index_payout_contents([payout["id"]], account=account),
             )
             stored = await self._index.get(f"payout:{payout['id']}") or stored
         return stored
