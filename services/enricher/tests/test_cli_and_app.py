@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from test_handler import PAYOUT_QUEUE, QUEUE, Setup, order, payout_changed
-from world import DAY, NOW, T_NOW
+from world import DAY, NOW, T_NOW, facts_container, index_container
 
 from enricher.__main__ import build_parser, main
 from enricher.app import Enricher, create_app
@@ -19,7 +19,6 @@ from enricher.indexes import StripeIndex
 from enricher.refresh import refresh_open_payouts, reindex
 from enricher.settings import EnricherSettings
 from otcommon.messages import PaymentEnrichmentRequested, make_envelope
-from otcommon.store import InMemoryContainer
 
 if TYPE_CHECKING:
     from otcommon.bus import Delivery
@@ -75,7 +74,7 @@ async def test_refresh_payouts_completes_a_payment_whose_payout_arrived():
 
 async def test_reindex_lists_every_account_again():
     setup = Setup()
-    index = StripeIndex(InMemoryContainer("stripe-index", partition_key_path="/id"))
+    index = StripeIndex(index_container(), facts=facts_container())
     indexer = Indexer(gateway=setup.world.stripe, index=index, clock=setup.clock)
     assert await reindex(indexer=indexer, account=None, clock=setup.clock) == [
         "platform", "acct_org0000", "acct_org0001", "acct_org0002"
@@ -140,8 +139,10 @@ async def test_the_app_serves_health_and_consumes_both_queues_until_it_stops():
         await setup.bus.publisher(queue=QUEUE).publish([make_envelope(message)])
         await asyncio.wait_for(handled.get(), 10)
         assert (await setup.stored("t1", "ev1"))["depositStatus"] == "pending"
-        # The same app consumes payout changes: the payout that now carries the payment is applied.
-        payout_id = setup.world.pay_out([txn], on=None, created=T_NOW - 60)
+        # The same app consumes payout changes: the payout that now carries the payment is applied
+        # (once the funds are available: an automatic payout carries only available funds).
+        setup.clock.advance(2 * DAY)
+        payout_id = setup.world.pay_out([txn], on=None, created=T_NOW + DAY + 60)
         changed = payout_changed(payout_id, status="paid", account=None)
         await setup.bus.publisher(queue=PAYOUT_QUEUE).publish([make_envelope(changed)])
         await asyncio.wait_for(handled.get(), 10)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from stripe_shapes import PLATFORM
-from world import DAY, T_NOW, Clock, enricher_for, new_world
+from world import DAY, T_NOW, Clock, enricher_for, facts_container, index_container, new_world
 
 from enricher.findings import Findings
+from enricher.indexer import Indexer
+from enricher.indexes import StripeIndex
 from enricher.routing import Route, RouteType
-from enricher.service import Unresolved
-from otcommon.store import InMemoryContainer
+from enricher.service import PaymentEnricher, Unresolved
+
+if TYPE_CHECKING:
+    from fake_stripe import FakeStripe
+
+    from enricher.gateway import ListPage
 
 ORG = "acct_org0000"
 
@@ -251,11 +259,11 @@ async def test_concurrent_payments_of_one_account_share_one_listing():
 
 async def test_a_listing_made_by_another_replica_is_not_repeated():
     world = new_world(connected=1)
-    shared = InMemoryContainer("stripe-index", partition_key_path="/id")
+    shared, facts = index_container(), facts_container()
     clock = Clock()
     first, second = (
-        enricher_for(world.stripe, clock, container=shared),
-        enricher_for(world.stripe, clock, container=shared),
+        enricher_for(world.stripe, clock, container=shared, facts=facts),
+        enricher_for(world.stripe, clock, container=shared, facts=facts),
     )
     await first.enrich("pi_unknown1", requested_at=clock())
     await second.enrich("pi_unknown1", requested_at=clock())  # warms second's memo of the marks
@@ -264,3 +272,95 @@ async def test_a_listing_made_by_another_replica_is_not_repeated():
     listed = world.stripe.calls.by_operation["charges.list"]
     await second.enrich("pi_unknown2", requested_at=clock())
     assert world.stripe.calls.by_operation["charges.list"] == listed
+
+
+class HeldListing:
+    """The fake Stripe, with the charge listing of one account held until ``release`` is set."""
+
+    def __init__(self, stripe: FakeStripe, *, account: str | None) -> None:
+        self._stripe = stripe
+        self._account = account
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stripe, name)
+
+    async def list_charges(
+        self, *, account: str | None, created_after: int | None, starting_after: str | None
+    ) -> ListPage:
+        if account == self._account:
+            self.reached.set()
+            await self.release.wait()
+        return await self._stripe.list_charges(
+            account=account, created_after=created_after, starting_after=starting_after
+        )
+
+
+def enricher_and_indexer(gateway: Any, clock: Clock) -> tuple[PaymentEnricher, Indexer]:
+    index = StripeIndex(index_container(), facts=facts_container())
+    indexer = Indexer(gateway=gateway, index=index, clock=clock)
+    return PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock), indexer
+
+
+async def test_a_payment_a_listed_page_indexed_goes_on_while_another_account_is_still_listed():
+    world = new_world(connected=1)
+    charge_id, _, _ = world.charge_on(ORG)
+    held = HeldListing(world.stripe, account=None)  # the platform's listing
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(held, clock)
+    unhandled: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    # Returns while the platform's listing is held (it never returned without this).
+    found = await enricher.enrich(charge_id, requested_at=clock())
+    gc.collect()  # a future whose exception nobody retrieved reports it when collected
+    assert unhandled == []
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG, direct=True)
+    assert held.reached.is_set()
+    assert not held.release.is_set()
+    held.release.set()
+    await indexer.ensure_charges(None, as_of=clock())  # the held listing ends and indexes its page
+
+
+async def test_a_platform_charge_found_early_waits_for_the_listing_that_links_its_separate_transfer():
+    world = new_world(connected=1)
+    ids = world.destination_charge(ORG, separate=True)
+    held = HeldListing(world.stripe, account=ORG)
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(held, clock)
+    enriching = asyncio.ensure_future(enricher.enrich(ids["charge"], requested_at=clock()))
+    await indexer.ensure_charges(None, as_of=clock())  # the platform's listing indexed the charge
+    await held.reached.wait()
+    for _ in range(100):  # yields only: time for the enrichment to end, had it not waited
+        await asyncio.sleep(0)
+    assert not enriching.done()
+    held.release.set()
+    found = await enriching
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG)
+    assert found.transfer_id == ids["transfer"]
+    assert "transfers.list" not in world.stripe.calls.by_operation
+
+
+async def test_a_platform_charge_found_indexed_waits_for_the_listings_in_flight_that_link_its_transfer():
+    world = new_world(connected=1)
+    ids = world.destination_charge(ORG)
+    held = HeldListing(world.stripe, account=ORG)
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(held, clock)
+    connected_listing = asyncio.ensure_future(indexer.ensure_charges(ORG, as_of=clock()))
+    await indexer.ensure_charges(None, as_of=clock())  # the platform's listing indexed the charge
+    await held.reached.wait()
+    enriching = asyncio.ensure_future(enricher.enrich(ids["intent"], requested_at=clock()))
+    for _ in range(100):  # yields only: time for the enrichment to end, had it not waited
+        await asyncio.sleep(0)
+    assert not enriching.done()
+    held.release.set()
+    found = await enriching
+    await connected_listing
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.CONNECTED, destination_account_id=ORG)
+    assert found.transfer_id == ids["transfer"]
+    # The connected account's listing linked the transfer: reading it from Stripe cost no call.
+    assert "transfers.retrieve" not in world.stripe.calls.by_operation

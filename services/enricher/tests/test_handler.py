@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import structlog
-from world import NOW, Clock, new_world
+from world import NOW, Clock, facts_container, new_world
 
 from enricher.announcer import PublishingAnnouncer
 from enricher.gateway import StripeUnavailableError
@@ -87,13 +87,13 @@ def payout_changed(
 
 
 class Setup:
-    def __init__(self, *, stripe_world=None, transactions=None, index=None) -> None:
+    def __init__(self, *, stripe_world=None, transactions=None, index=None, facts=None) -> None:
         self.world = stripe_world or new_world()
         self.clock = Clock()
         self.transactions = transactions or transactions_container()
         self.bus = InMemoryBus()
         self.index_container = index or InMemoryContainer("stripe-index", partition_key_path="/id")
-        self.index = StripeIndex(self.index_container)
+        self.index = StripeIndex(self.index_container, facts=facts or facts_container())
         gateway = self.world.stripe
         self.indexer = Indexer(gateway=gateway, index=self.index, clock=self.clock)
         self.handler = EnrichmentHandler(

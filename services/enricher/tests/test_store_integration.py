@@ -8,6 +8,7 @@ import pytest
 from test_handler import Setup, order
 from world import DAY, NOW, T_NOW
 
+from enricher.indexes import StripeIndex
 from enricher.refresh import refresh_open_payouts
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, provision
 
@@ -24,13 +25,13 @@ async def containers(cosmos_client):
     def container(spec: str) -> CosmosContainer:
         return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
 
-    yield container("transactions"), container("stripe-index")
+    yield container("transactions"), container("stripe-index"), container("stripe-facts")
     await cosmos_client.delete_database(name)
 
 
 async def test_enrichment_lands_on_every_transaction_and_refresh_payouts_finds_the_pending(containers):
-    transactions, index = containers
-    setup = Setup(transactions=transactions, index=index)
+    transactions, index, facts = containers
+    setup = Setup(transactions=transactions, index=index, facts=facts)
     charge_id, _, txn = setup.world.charge_on(ORG, available_on=T_NOW + DAY)
     await setup.store(
         order("t1", event="ev1", payment_id=charge_id),
@@ -56,3 +57,15 @@ async def test_enrichment_lands_on_every_transaction_and_refresh_payouts_finds_t
     assert report.payments == 1
     stored = await setup.stored("t2", "ev2")
     assert (stored["depositStatus"], stored["stripePayoutId"]) == ("paid", payout_id)
+
+
+async def test_a_listed_page_is_written_in_batches_that_another_replica_reads(containers):
+    _, index, facts = containers
+    setup = Setup(index=index, facts=facts)
+    payments = [setup.world.charge_on(ORG)[0] for _ in range(60)]  # and their PaymentIntents: 120 facts
+    await setup.indexer.ensure_charges(ORG, as_of=NOW)
+    other_replica = StripeIndex(index, facts=facts)
+    for payment_id in payments:
+        found = await other_replica.payment(payment_id)
+        assert found is not None
+        assert (found.account, found.charge["id"]) == (ORG, payment_id)

@@ -22,6 +22,7 @@ from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
 from enricher.service import PaymentEnricher
 from otcommon.store import InMemoryContainer
+from otcommon.store.topology import STRIPE_FACTS as STRIPE_FACTS_SPEC
 from otcommon.store.topology import STRIPE_INDEX as STRIPE_INDEX_SPEC
 
 if TYPE_CHECKING:
@@ -171,10 +172,23 @@ def new_world(connected: int = 3) -> World:
     return world
 
 
+def index_container() -> InMemoryContainer:
+    """An empty in-memory ``stripe-index`` container."""
+    return InMemoryContainer(STRIPE_INDEX_SPEC.name, partition_key_path=STRIPE_INDEX_SPEC.partition_key)
+
+
+def facts_container() -> InMemoryContainer:
+    """An empty in-memory ``stripe-facts`` container."""
+    return InMemoryContainer(STRIPE_FACTS_SPEC.name, partition_key_path=STRIPE_FACTS_SPEC.partition_key)
+
+
 def enricher_for(
-    gateway: StripeGateway, clock: Clock, *, container: InMemoryContainer | None = None
+    gateway: StripeGateway,
+    clock: Clock,
+    *,
+    container: InMemoryContainer | None = None,
+    facts: InMemoryContainer | None = None,
 ) -> PaymentEnricher:
-    container = container or InMemoryContainer(STRIPE_INDEX_SPEC.name, partition_key_path="/id")
-    index = StripeIndex(container)
+    index = StripeIndex(container or index_container(), facts=facts or facts_container())
     indexer = Indexer(gateway=gateway, index=index, clock=clock)
     return PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock)

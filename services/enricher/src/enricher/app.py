@@ -86,7 +86,7 @@ async def open_enricher(
             timeout_seconds=settings.stripe_timeout_seconds,
         )
         stack.push_async_callback(gateway.close)
-        index = StripeIndex(container("stripe-index"))
+        index = StripeIndex(container("stripe-index"), facts=container("stripe-facts"))
         indexer = Indexer(
             gateway=gateway,
             index=index,

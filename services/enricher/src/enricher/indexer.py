@@ -17,7 +17,7 @@ import structlog
 
 from enricher.accounts import account_display_name, has_manual_payouts
 from enricher.deposits import OPEN_PAYOUT_STATUSES
-from enricher.indexes import account_key, all_of
+from enricher.indexes import account_key, all_of, payment_documents, trimmed_charge
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 
@@ -51,9 +51,22 @@ class SingleFlight:
         if task is None:
             task = asyncio.ensure_future(work())
             self._running[key] = task
-            task.add_done_callback(lambda _: self._running.pop(key, None))
+            task.add_done_callback(lambda done: self._finished(key, done))
         # One waiter being cancelled (its message abandoned) must not cancel the others' refresh.
         await asyncio.shield(task)
+
+    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Each waiter gets the failure; logged here too, since every waiter may have stopped
+            # waiting (a message whose payment an earlier page indexed).
+            _log.info("index refresh failed", flight=key, error=repr(error))
+
+    async def wait_running(self, prefix: str) -> None:
+        """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
+        await all_of(
+            asyncio.shield(task) for key, task in list(self._running.items()) if key.startswith(prefix)
+        )
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""
@@ -135,6 +148,10 @@ class Indexer:
 
     # -- charges ---------------------------------------------------------------------------------
 
+    async def charge_listings_in_flight(self) -> None:
+        """Wait for this replica's charge listings in flight (they link platform charges to transfers)."""
+        await self._flights.wait_running("charges:")
+
     async def ensure_charges(self, account: str | None, *, as_of: datetime) -> None:
         """Index the account's charges unless a refresh that started after ``as_of`` did."""
         await self._ensure("charges", account, as_of=as_of, refresh=self._refresh_charges)
@@ -144,36 +161,24 @@ class Indexer:
         created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
         newest = mark.created_cursor
 
-        async def index_charge(charge: dict[str, Any]) -> None:
+        async def index_page(charges: list[dict[str, Any]]) -> None:
             nonlocal newest
-            trimmed = await self._index.put_charge(charge, account=account)
-            newest = max(newest or 0, int(trimmed["created"] or 0))
-            if account is not None and isinstance(charge.get("source_transfer"), dict | str):
-                await self._index_transfer(charge, account=account)
+            documents: list[tuple[str, dict[str, Any]]] = []
+            for charge in charges:
+                trimmed = trimmed_charge(charge)
+                documents.extend(payment_documents(trimmed, account=account))
+                newest = max(newest or 0, int(trimmed["created"] or 0))
+                if account is not None and isinstance(charge.get("source_transfer"), dict | str):
+                    documents.extend(_transfer_documents(charge, account=account))
+            await self._index.put_many(documents)
 
         async def list_page(cursor: str | None) -> ListPage:
             return await self._gateway.list_charges(
                 account=account, created_after=created_after, starting_after=cursor
             )
 
-        await _each_listed(list_page, index_charge)
+        await _each_page(list_page, index_page)
         return newest
-
-    async def _index_transfer(self, payment: dict[str, Any], *, account: str) -> None:
-        # A connected account's payment (py_) came from a platform transfer; expanded, the transfer
-        # names the platform charge it paid for (separate charges and transfers).
-        source = payment["source_transfer"]
-        transfer_id = object_id(source)
-        fields = {"destination": account, "destinationPayment": payment["id"]}
-        source_charge = object_id(source.get("source_transaction")) if isinstance(source, dict) else None
-        documents = [
-            (f"transfer:{transfer_id}", {"kind": "transfer", "sourceTransaction": source_charge, **fields})
-        ]
-        if source_charge:
-            documents.append(
-                (f"transfer-of:{source_charge}", {"kind": "transfer-of", "transfer": transfer_id, **fields})
-            )
-        await self._index.put_many(documents)
 
     async def transfer_in_group(self, *, charge_id: str, transfer_group: str) -> dict[str, Any] | None:
         """The ``transfer-of`` entry of a platform charge, found through its ``transfer_group``.
@@ -191,13 +196,13 @@ class Indexer:
             return
         grouped: list[dict[str, Any]] = []
 
-        async def keep(transfer: dict[str, Any]) -> None:
-            grouped.append(transfer)
+        async def keep(transfers: list[dict[str, Any]]) -> None:
+            grouped.extend(transfers)
 
         async def list_page(cursor: str | None) -> ListPage:
             return await self._gateway.list_transfers(transfer_group=transfer_group, starting_after=cursor)
 
-        await _each_listed(list_page, keep)
+        await _each_page(list_page, keep)
         # The transfer made from this charge; a group of one is this charge's even without the link.
         named = [t for t in grouped if object_id(t.get("source_transaction")) == charge_id]
         chosen = named or (grouped if len(grouped) == 1 else [])
@@ -252,36 +257,61 @@ class Indexer:
         created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
         newest = mark.created_cursor
 
-        async def index_payout(payout: dict[str, Any]) -> None:
+        async def index_page(payouts: list[dict[str, Any]]) -> None:
             nonlocal newest
-            newest = max(newest or 0, int(payout["created"]))
-            known = await self._index.get(f"payout:{payout['id']}")
-            await self._put_payout(payout, account=account)
-            if payout.get("automatic", True) and not (known and known.get("contentsIndexed")):
-                await self._index_payout_contents(payout["id"], account=account)
+            newest = max([newest or 0, *(int(payout["created"]) for payout in payouts)])
+            known = await asyncio.gather(*(self._index.get(f"payout:{payout['id']}") for payout in payouts))
+            await all_of(self._put_payout(payout, account=account) for payout in payouts)
+            unlisted = [
+                payout["id"]
+                for payout, held in zip(payouts, known, strict=True)
+                if payout.get("automatic", True) and not (held and held.get("contentsIndexed"))
+            ]
+            await self._index_payout_contents(unlisted, account=account)
 
         async def list_page(cursor: str | None) -> ListPage:
             return await self._gateway.list_payouts(
                 account=account, created_after=created_after, starting_after=cursor
             )
 
-        await _each_listed(list_page, index_payout)
+        await _each_page(list_page, index_page)
         return newest
 
-    async def _index_payout_contents(self, payout_id: str, *, account: str | None) -> None:
+    async def _index_payout_contents(self, payout_ids: list[str], *, account: str | None) -> None:
+        """List what these payouts carried, link every balance transaction, then mark each payout listed.
+
+        The links of all of them are written together: one payout's contents alone spread over
+        the ``stripe-facts`` partitions in batches of a few documents.
+        """
+        listed = await asyncio.gather(
+            *(self._payout_contents(payout_id, account=account) for payout_id in payout_ids),
+            return_exceptions=True,
+        )
+        carried: dict[str, list[str]] = {}
+        for payout_id, contents in zip(payout_ids, listed, strict=True):
+            if isinstance(contents, BaseException):
+                raise contents
+            carried[payout_id] = contents
+        await self._index.put_many(
+            (f"txn:{txn_id}", {"kind": "payout-item", "payout": payout_id, "account": account})
+            for payout_id, contents in carried.items()
+            for txn_id in contents
+        )
+        await all_of(self._index.put_payout_contents(p, contents) for p, contents in carried.items())
+
+    async def _payout_contents(self, payout_id: str, *, account: str | None) -> list[str]:
         carried: list[str] = []
 
-        async def index_item(item: dict[str, Any]) -> None:
-            carried.append(item["id"])
-            await self._index.put(f"txn:{item['id']}", kind="payout-item", payout=payout_id, account=account)
+        async def keep(items: list[dict[str, Any]]) -> None:
+            carried.extend(item["id"] for item in items)
 
         async def list_page(cursor: str | None) -> ListPage:
             return await self._gateway.list_payout_transactions(
                 account=account, payout_id=payout_id, starting_after=cursor
             )
 
-        await _each_listed(list_page, index_item)
-        await self._index.put_payout_contents(payout_id, carried)
+        await _each_page(list_page, keep)
+        return carried
 
     async def _put_payout(self, payout: dict[str, Any], *, account: str | None) -> dict[str, Any]:
         return await self._index.put_payout(
@@ -307,7 +337,7 @@ class Indexer:
         if stored.get("automatic", True) and "balanceTransactions" not in stored:
             await self._flights.run(
                 f"contents:{payout['id']}",
-                lambda: self._index_payout_contents(payout["id"], account=account),
+                lambda: self._index_payout_contents([payout["id"]], account=account),
             )
             stored = await self._index.get(f"payout:{payout['id']}") or stored
         return stored
@@ -391,19 +421,47 @@ class Indexer:
             self._started[key] = stored
 
 
-async def _each_listed(
-    list_page: Callable[[str | None], Awaitable[ListPage]],
-    handle: Callable[[dict[str, Any]], Awaitable[None]],
-) -> None:
-    """Handle every listed item, a page's items at once (the index bounds its writes in flight).
+def _transfer_documents(payment: dict[str, Any], *, account: str) -> list[tuple[str, dict[str, Any]]]:
+    """A connected account's payment (py_) came from a platform transfer: where it went, and from what.
 
-    Each page is indexed whole before the next is asked for, and the refresh's cursor moves only
-    after the last page: a crash mid-listing lists again from the old cursor, rewriting the same facts.
+    Expanded, the transfer names the platform charge it paid for (separate charges and transfers).
+    """
+    source = payment["source_transfer"]
+    transfer_id = object_id(source)
+    fields = {"destination": account, "destinationPayment": payment["id"]}
+    source_charge = object_id(source.get("source_transaction")) if isinstance(source, dict) else None
+    transfer = {"kind": "transfer", "sourceTransaction": source_charge, **fields}
+    documents = [(f"transfer:{transfer_id}", transfer)]
+    if source_charge:
+        documents.append(
+            (f"transfer-of:{source_charge}", {"kind": "transfer-of", "transfer": transfer_id, **fields})
+        )
+    return documents
+
+
+async def _each_page(
+    list_page: Callable[[str | None], Awaitable[ListPage]],
+    index_page: Callable[[list[dict[str, Any]]], Awaitable[None]],
+) -> None:
+    """Index every listed page, each page's writes running while the next page is fetched.
+
+    At most one page is being indexed at a time, and this returns once the last one is: the
+    refresh's cursor moves only after that, so a crash mid-listing lists again from the old cursor,
+    rewriting the same facts.
     """
     cursor: str | None = None
-    while True:
-        page = await list_page(cursor)
-        await all_of(handle(item) for item in page.data)
-        if not page.has_more or page.last_id is None:
-            return
-        cursor = page.last_id
+    indexing: asyncio.Future[None] | None = None
+    try:
+        while True:
+            page = await list_page(cursor)
+            if indexing is not None:
+                await indexing
+            indexing = asyncio.ensure_future(index_page(list(page.data)))
+            if not page.has_more or page.last_id is None:
+                break
+            cursor = page.last_id
+        await indexing
+    finally:
+        if indexing is not None and not indexing.done():
+            # The next page failed: the writes of this one end before that failure is handled.
+            await asyncio.gather(indexing, return_exceptions=True)

@@ -1,7 +1,6 @@
 """What the enricher keeps in Cosmos DB so that most payments cost no Stripe call at all.
 
-One document per fact in the ``stripe-index`` container (partitioned by ``/id``, so every
-lookup is a point read). Keys say what they answer:
+One document per fact, every lookup a point read. Keys say what they answer:
 
 - ``account:<acct>`` / ``account:platform``: an account's display name and payout schedule;
 - ``accounts``: the connected accounts the platform has (ids);
@@ -14,6 +13,12 @@ lookup is a point read). Keys say what they answer:
 - ``bank:<ba_>``: a bank account's name and last 4;
 - ``cursor:<charges|payouts|accounts>:<account>``: how far an index is built (created cursor)
   and when its last refresh started (what it can vouch for).
+
+The kinds a listing writes by the thousand (``FACT_KINDS``: payments, transfers, payout links) live
+in the ``stripe-facts`` container, where each key hashes to one of ``FACT_PARTITIONS`` partitions:
+a listed page's documents go in one transactional batch per partition instead of one request
+each, and a point read derives the partition from the key. The rest (accounts, payouts, banks,
+cursors: tens of documents) stay in ``stripe-index``, partitioned by ``/id``.
 
 Stripe's facts only ever get added or move forward, so writes are plain upserts of what Stripe
 said; cursors and payout states only move forward (read-modify-write under the ETag: a slower
@@ -33,6 +38,9 @@ ETag it holds: one write per refresh, re-read only when another replica moved it
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,10 +48,10 @@ from typing import TYPE_CHECKING, Any
 from enricher.deposits import payout_status_is_behind
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
-from otcommon.store import DocumentNotFoundError, read_modify_write
+from otcommon.store import MAX_BATCH_OPERATIONS, BatchWrite, DocumentNotFoundError, read_modify_write
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
     from datetime import datetime
 
     from otcommon.store import Document, DocumentContainer
@@ -71,8 +79,29 @@ A balance transaction stays in the payout that carried it, even when that payout
 returns the money with a new balance transaction of its own), so its ``txn:`` link is settled.
 """
 
+FACT_KINDS = frozenset({"payment", "transfer", "transfer-of", "txn"})
+"""Key kinds kept in the ``stripe-facts`` container (a listed page writes them in batches)."""
+
+FACT_PARTITIONS = 8
+"""Partitions of ``stripe-facts``. A page's facts cost about this many batches. A key's partition
+follows from this number: changing it strands every stored fact (rebuild the container with
+``reindex`` from empty cursors). Eight partitions of 20 GB each hold some 200 million facts."""
+
+PARTITION_FIELD = "partition"
+"""The ``stripe-facts`` partition key field."""
+
 WRITE_CONCURRENCY = 32
 """Index writes in flight at once per replica (a listed page's documents are written together)."""
+
+PAYOUT_MEMO_SECONDS = 5.0
+"""How long a replica reuses a payout document it read or wrote before reading it again.
+
+A payout moves (another replica may apply its change meanwhile), so it is not kept like a settled
+fact; but a cold start enriches thousands of payments of a few dozen payouts within seconds, and a
+read per payment was a third of its Cosmos DB requests. A payout change applied on another replica
+reaches this one's enrichments at most this much later, beside the up to
+``OT_ENRICHER_PAYOUT_FRESHNESS_SECONDS`` an open payout's state may lag Stripe's anyway.
+"""
 
 MEMORY_ENTRIES = 50_000
 """Settled documents kept per replica (least recently used go first): some tens of MB."""
@@ -87,6 +116,16 @@ async def all_of(work: Iterable[Awaitable[object]]) -> None:
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def key_kind(key: str) -> str:
+    """The kind a key names (``payment`` for ``payment:pi_1``)."""
+    return key.split(":", 1)[0]
+
+
+def fact_partition(key: str) -> str:
+    """The ``stripe-facts`` partition of a fact's key (the same in every process: crc32, not hash)."""
+    return f"facts-{zlib.crc32(key.encode()) % FACT_PARTITIONS}"
 
 
 def account_key(account: str | None) -> str:
@@ -111,6 +150,15 @@ def trimmed_charge(charge: dict[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+def payment_documents(trimmed: dict[str, Any], *, account: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``payment:`` documents of a trimmed charge: under its own id and its PaymentIntent's."""
+    fields = {"kind": "payment", "account": account, "charge": trimmed}
+    return [
+        (f"payment:{payment_id}", fields)
+        for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"]))
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedPayment:
     """A payment id found in an account's charge listing."""
@@ -127,6 +175,38 @@ class RefreshMark:
     started_at: datetime | None
 
 
+class _Memo:
+    """Documents kept for a few seconds after they were read or written (payouts)."""
+
+    def __init__(self, *, seconds: float, monotonic: Callable[[], float]) -> None:
+        self._seconds = seconds
+        self._monotonic = monotonic
+        self._kept: OrderedDict[str, tuple[float, Document]] = OrderedDict()
+        self._versions: dict[str, int] = {}
+
+    def get(self, key: str) -> Document | None:
+        kept = self._kept.get(key)
+        if kept is None or self._monotonic() - kept[0] >= self._seconds:
+            return None
+        return kept[1]
+
+    def version(self, key: str) -> int:
+        """Moves with each write of the key: a read started before a write must not replace it."""
+        return self._versions.get(key, 0)
+
+    def put(self, key: str, document: Document, *, unless_written_since: int | None = None) -> None:
+        if unless_written_since is not None:
+            if self.version(key) != unless_written_since:
+                return
+        else:
+            self._versions[key] = self.version(key) + 1
+        now = self._monotonic()
+        self._kept[key] = (now, document)
+        self._kept.move_to_end(key)
+        while self._kept and now - next(iter(self._kept.values()))[0] >= self._seconds:
+            self._kept.popitem(last=False)
+
+
 class StripeIndex:
     """Typed reads and writes of the index documents."""
 
@@ -134,15 +214,21 @@ class StripeIndex:
         self,
         container: DocumentContainer,
         *,
+        facts: DocumentContainer,
         memory_entries: int = MEMORY_ENTRIES,
         write_concurrency: int = WRITE_CONCURRENCY,
+        payout_memo_seconds: float = PAYOUT_MEMO_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._container = container
+        self._facts = facts
+        self._payouts = _Memo(seconds=payout_memo_seconds, monotonic=monotonic)
         self._memory: OrderedDict[str, Document] = OrderedDict()
         self._memory_entries = memory_entries
         self._writes = asyncio.Semaphore(write_concurrency)
         self._reads: dict[str, asyncio.Future[Document | None]] = {}
         self._marks: dict[str, Document] = {}
+        self._watched: dict[str, set[asyncio.Future[None]]] = {}
 
     async def get(self, key: str) -> Document | None:
         """The document at a key, or None."""
@@ -150,6 +236,8 @@ class StripeIndex:
         if remembered is not None:
             self._memory.move_to_end(key)
             return remembered
+        if (recent := self._payouts.get(key)) is not None:
+            return recent
         read = self._reads.get(key)
         if read is None:
             read = asyncio.ensure_future(self._read(key))
@@ -159,11 +247,17 @@ class StripeIndex:
         return await asyncio.shield(read)
 
     async def _read(self, key: str) -> Document | None:
+        version = self._payouts.version(key)
         try:
-            found = await self._container.read(key, partition_key=key)
+            if key_kind(key) in FACT_KINDS:
+                found = await self._facts.read(key, partition_key=fact_partition(key))
+            else:
+                found = await self._container.read(key, partition_key=key)
         except DocumentNotFoundError:
             return None  # not remembered: it may be written by the next listing
         self._remember(key, found)
+        if key_kind(key) == "payout":
+            self._payouts.put(key, found, unless_written_since=version)
         return found
 
     def _forget_read(self, key: str, read: asyncio.Future[Document | None]) -> None:
@@ -172,25 +266,81 @@ class StripeIndex:
 
     async def put(self, key: str, **fields: Any) -> None:
         """Record a fact (replacing what the key held); a settled fact already held is not rewritten."""
-        document = {"id": key, **fields}
-        held = self._memory.get(key)
-        if held is not None and {k: v for k, v in held.items() if not k.startswith("_")} == document:
-            return
-        async with self._writes:
-            await self._container.upsert(document)
-        self._written(key)
-        self._remember(key, document)
+        await self.put_many([(key, fields)])
 
     async def put_many(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Record several facts at once (at most ``write_concurrency`` writes in flight)."""
-        await all_of(self.put(key, **fields) for key, fields in documents)
+        """Record several facts at once: one batch per ``stripe-facts`` partition, the rest one by one.
+
+        At most ``write_concurrency`` requests are in flight; facts this replica holds unchanged are
+        not written again (a listing's overlap lists some charges again).
+        """
+        wanted: dict[str, Document] = {}
+        for key, fields in documents:
+            document = {"id": key, **fields}
+            if key_kind(key) in FACT_KINDS:
+                document[PARTITION_FIELD] = fact_partition(key)
+            if not self._holds(document):
+                wanted[key] = document
+        batches: dict[str, list[Document]] = {}
+        work = []
+        for document in wanted.values():
+            if PARTITION_FIELD in document:
+                batches.setdefault(document[PARTITION_FIELD], []).append(document)
+            else:
+                work.append(self._upsert(document))
+        work.extend(
+            self._upsert_facts(partition, batch[start : start + MAX_BATCH_OPERATIONS])
+            for partition, batch in batches.items()
+            for start in range(0, len(batch), MAX_BATCH_OPERATIONS)
+        )
+        await all_of(work)
+
+    def _holds(self, document: Document) -> bool:
+        held = self._memory.get(document["id"])
+        return held is not None and {k: v for k, v in held.items() if not k.startswith("_")} == document
+
+    async def _upsert(self, document: Document) -> None:
+        async with self._writes:
+            await self._container.upsert(document)
+        self._stored(document)
+
+    async def _upsert_facts(self, partition: str, documents: list[Document]) -> None:
+        async with self._writes:
+            if len(documents) == 1:
+                await self._facts.upsert(documents[0])
+            else:
+                writes = [BatchWrite("upsert", document) for document in documents]
+                await self._facts.write_batch(writes, partition_key=partition)
+        for document in documents:
+            self._stored(document)
+
+    def _stored(self, document: Document) -> None:
+        self._written(document["id"])
+        self._remember(document["id"], document)
+        for seen in self._watched.pop(document["id"], ()):
+            if not seen.done():
+                seen.set_result(None)
+
+    @contextlib.contextmanager
+    def watching(self, key: str) -> Iterator[asyncio.Future[None]]:
+        """A future done once this replica writes ``key`` (a listing in flight indexing it)."""
+        seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watched.setdefault(key, set()).add(seen)
+        try:
+            yield seen
+        finally:
+            watchers = self._watched.get(key)
+            if watchers is not None:
+                watchers.discard(seen)
+                if not watchers:
+                    del self._watched[key]
 
     def _written(self, key: str) -> None:
         # A read in flight may have started before this write: callers from now on read again.
         self._reads.pop(key, None)
 
     def _remember(self, key: str, document: Document) -> None:
-        if key.split(":", 1)[0] not in SETTLED_KINDS:
+        if key_kind(key) not in SETTLED_KINDS:
             return
         self._memory[key] = document
         self._memory.move_to_end(key)
@@ -205,10 +355,7 @@ class StripeIndex:
     async def put_charge(self, charge: dict[str, Any], *, account: str | None) -> dict[str, Any]:
         """Index a listed charge under its own id and its PaymentIntent's."""
         trimmed = trimmed_charge(charge)
-        await self.put_many(
-            (f"payment:{payment_id}", {"kind": "payment", "account": account, "charge": trimmed})
-            for payment_id in filter(None, (trimmed["id"], trimmed["payment_intent"]))
-        )
+        await self.put_many(payment_documents(trimmed, account=account))
         return trimmed
 
     async def put_payout(self, payout_id: str, **fields: Any) -> Document:
@@ -230,6 +377,7 @@ class StripeIndex:
             create=lambda: {"id": key, "contentsIndexed": False, **fields},
         )
         self._written(key)
+        self._payouts.put(key, outcome.document)
         return outcome.document
 
     async def put_payout_contents(self, payout_id: str, balance_transactions: list[str]) -> None:
@@ -239,8 +387,9 @@ class StripeIndex:
         def listed(current: Document) -> Document:
             return {**current, "contentsIndexed": True, "balanceTransactions": balance_transactions}
 
-        await read_modify_write(self._container, key, partition_key=key, mutate=listed)
+        outcome = await read_modify_write(self._container, key, partition_key=key, mutate=listed)
         self._written(key)
+        self._payouts.put(key, outcome.document)
 
     async def mark(self, index: str, account: str | None, *, stored: bool = False) -> RefreshMark:
         """Where an account's index stands: as this replica last read or moved it, or (``stored``) read now.

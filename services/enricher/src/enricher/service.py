@@ -90,15 +90,19 @@ class PaymentEnricher:
         )
 
     async def _locate(self, payment_id: str, *, requested_at: datetime) -> IndexedPayment | Unresolved:
-        found = await self._index.payment(payment_id)
+        # Watched before the first read: a listing in flight may index it between the two.
+        with self._index.watching(f"payment:{payment_id}") as seen:
+            found = await self._index.payment(payment_id)
+            if found is None:
+                accounts = await self._indexer.connected_accounts(as_of=requested_at)
+                found = await self._list_until_found(
+                    payment_id, accounts, seen=seen, requested_at=requested_at
+                )
         if found is not None:
-            return found
-        accounts = await self._indexer.connected_accounts(as_of=requested_at)
-        await asyncio.gather(
-            *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
-        )
-        found = await self._index.payment(payment_id)
-        if found is not None:
+            if found.account is None:
+                # A page of a listing still in flight indexed it: the connected accounts' listings
+                # in flight may link its transfer (else one Stripe call would find it).
+                await self._indexer.charge_listings_in_flight()
             return found
         return Unresolved(
             reason=(
@@ -106,6 +110,40 @@ class PaymentEnricher:
                 "(charges listed after the payment was requested)"
             )
         )
+
+    async def _list_until_found(
+        self, payment_id: str, accounts: list[str], *, seen: asyncio.Future[None], requested_at: datetime
+    ) -> IndexedPayment | None:
+        """List every account's charges; the payment as soon as a listed page indexed it.
+
+        The payment goes on while the listings go on (their pages are shared with the messages
+        still waiting), unless what it needs is still to be listed: a platform charge waits for
+        every listing, since the connected account's listed payments link its transfer
+        (``transfer:``, and ``transfer-of:`` for a separate transfer).
+        """
+
+        async def list_every_account() -> None:
+            await asyncio.gather(
+                *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
+            )
+
+        # A task, not the gather itself: a cancelled task ends quietly, a cancelled gather with an
+        # exception nobody retrieves.
+        listings = asyncio.ensure_future(list_every_account())
+        try:
+            await asyncio.wait((seen, listings), return_when=asyncio.FIRST_COMPLETED)
+            found = await self._index.payment(payment_id) if seen.done() else None
+            if found is None or found.account is None:
+                await listings
+                found = found or await self._index.payment(payment_id)
+        finally:
+            if not listings.done():
+                listings.cancel()  # the shared listings go on (shielded); this message waits no more
+            elif not listings.cancelled():
+                # Retrieved, not raised: a listing that failed after this payment was found fails the
+                # messages still waiting for it (raised above when this one waited for it).
+                listings.exception()
+        return found
 
     async def _follow_transfer(
         self, charge: dict[str, Any], *, requested_at: datetime
@@ -150,10 +188,11 @@ class PaymentEnricher:
         available_on = balance.get("available_on")
         if facts.manual_payouts:
             return PayoutTrace(available_on=available_on, manual_payouts=True)
-        if not balance.get("id"):
+        if not balance.get("id") or (available_on is not None and available_on > self._clock().timestamp()):
+            # Funds not available yet are in no automatic payout (only those are indexed): nothing to read.
             return PayoutTrace(available_on=available_on)
         link = await self._index.get(f"txn:{balance['id']}")
-        if link is None and available_on is not None and available_on <= self._clock().timestamp():
+        if link is None and available_on is not None:
             await self._indexer.ensure_payouts(account)
             link = await self._index.get(f"txn:{balance['id']}")
         if link is None:  # the funds are not in a payout yet

@@ -128,6 +128,15 @@ STRIPE_INDEX = ContainerSpec(
     purpose="Enricher caches: connected accounts, payment-to-account maps, payout contents.",
 )
 
+STRIPE_FACTS = ContainerSpec(
+    name="stripe-facts",
+    # The enricher writes a listed page's facts (thousands per cold start) in transactional batches,
+    # which need one partition: each key hashes to one of a few partitions (enricher/indexes.py), so
+    # a page's documents go in a few batches and a point read still derives its partition from the key.
+    partition_key="/partition",
+    purpose="Enricher facts from Stripe's listings: payment-to-account map, transfers, payout links.",
+)
+
 DEFAULT_TOPOLOGY = Topology(
-    containers=(TRANSACTIONS, EVENTS, QUARANTINE, STATE, WEBHOOK_EVENTS, STRIPE_INDEX),
+    containers=(TRANSACTIONS, EVENTS, QUARANTINE, STATE, WEBHOOK_EVENTS, STRIPE_INDEX, STRIPE_FACTS),
 )
