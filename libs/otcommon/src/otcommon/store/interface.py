@@ -105,8 +105,8 @@ class DocumentContainer(Protocol):
     async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
         """Up to 100 writes to one partition in one round trip.
 
-        On failure raises BatchWriteError. Azure applies a batch atomically; the local stand-in keeps
-        the writes before the failing one, so callers recover item by item, idempotently.
+        On failure raises BatchWriteError and nothing of the batch is applied (Azure and the local
+        stand-in both apply a batch atomically); callers recover item by item, idempotently.
         """
         ...
 
