@@ -19,6 +19,7 @@ from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import problem_middleware
 from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
+from webhooks.announcements import CoalescingPublisher
 from webhooks.applier import StripeFactsApplier
 from webhooks.delivery_context import answers_counter, delivery_context_middleware
 from webhooks.journal import EventJournal
@@ -55,9 +56,11 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
         clients = await stack.enter_async_context(open_azure_clients(settings))
         cosmos, bus, container = clients.cosmos, clients.bus, clients.container
 
-        publisher = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
+        # Concurrent apply workers' messages share sends (webhooks/announcements.py).
+        changes_topic = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
+        publisher = CoalescingPublisher(changes_topic)
         stack.push_async_callback(publisher.close)
-        payouts = queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue)
+        payouts = CoalescingPublisher(queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue))
         stack.push_async_callback(payouts.close)
         processor = EventProcessor(
             journal=EventJournal(container("webhook-events")),

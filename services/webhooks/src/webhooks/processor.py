@@ -36,6 +36,15 @@ class Outcome:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An event waiting for a worker: its id; when this process just recorded it, the event and the ETag."""
+
+    event_id: str
+    event: StripeEvent | None = None
+    etag: str | None = None
+
+
 class NotYetApplicableError(Exception):
     """The event is about something not stored yet (a payment ingest has not read): wait, not a fault."""
 
@@ -72,9 +81,10 @@ class EventProcessor:
         self._max_attempts = max_attempts
         self._sweep_age = sweep_age
         self._wait_limit = wait_limit
-        # A fresh event travels with its id: the record was just created ``received``, so the worker
-        # need not read it back. A redelivery travels as its id alone and is read (it may be settled).
-        self._queue: asyncio.Queue[tuple[str, StripeEvent | None]] = asyncio.Queue(maxsize=queue_size)
+        # A fresh event travels with its id and its record's ETag: the record was just created
+        # ``received``, so the worker need not read it back, and settles it by one guarded patch. A
+        # redelivery travels as its id alone and is read (it may be settled).
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_size)
         self._held: set[str] = set()
         """Ids queued or being applied here: the sweep leaves them to the workers."""
         self._recording = 0
@@ -88,15 +98,16 @@ class EventProcessor:
         self._recording += 1
         self._no_answer_waits.clear()
         try:
-            fresh = await self._journal.record(event)
+            etag = await self._journal.record(event)
         finally:
             self._recording -= 1
             if not self._recording:
                 self._no_answer_waits.set()
+        fresh = etag is not None
         if event.id in self._held:
             return fresh
         try:
-            self._queue.put_nowait((event.id, event if fresh else None))
+            self._queue.put_nowait(Queued(event.id, event, etag) if fresh else Queued(event.id))
         except asyncio.QueueFull:
             log.warning("apply queue full; the sweep applies the event", event_id=event.id)
         else:
@@ -109,18 +120,21 @@ class EventProcessor:
         Whether it was recorded now (False: a delivery or an earlier replay had recorded it), and the
         state it is left in; the record makes a later delivery of the same event a duplicate.
         """
-        fresh = await self._journal.record(event)
-        return fresh, await self.process(event.id)
+        etag = await self._journal.record(event)
+        return etag is not None, await self.process(event.id)
 
     async def recorded_state(self, event_id: str) -> EventState | None:
         """The state of a recorded event; None when it was never recorded (or its record expired)."""
         return await self._journal.state_of(event_id)
 
-    async def process(self, event_id: str, *, just_recorded: StripeEvent | None = None) -> EventState:
+    async def process(
+        self, event_id: str, *, just_recorded: StripeEvent | None = None, recorded_etag: str | None = None
+    ) -> EventState:
         """Apply one recorded event unless it is settled; the state it is left in.
 
         ``just_recorded``: the event this process recorded ``received`` a moment ago, applied without
-        reading its record back (applying is idempotent, and settling checks the state it moves from).
+        reading its record back (applying is idempotent, and settling checks the state it moves from);
+        ``recorded_etag``, that record's ETag, lets the settle skip its read.
         """
         if just_recorded is None:
             record = await self._journal.read(event_id)
@@ -136,7 +150,9 @@ class EventProcessor:
             return await self._wait_or_fail(await self._journal.read(event_id), error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
-        await self._journal.settle(event_id, outcome.state, reason=outcome.reason)
+        await self._journal.settle(
+            event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
+        )
         if outcome.state is EventState.IGNORED:
             self.ignored_types[event.type] += 1
         log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
@@ -170,9 +186,9 @@ class EventProcessor:
     async def drain(self) -> None:
         """Process every queued event (tests and shutdown: no worker is running)."""
         while not self._queue.empty():
-            event_id, event = self._queue.get_nowait()
-            await self._process_safely(event_id, event)
-            self._held.discard(event_id)
+            queued = self._queue.get_nowait()
+            await self._process_safely(queued)
+            self._held.discard(queued.event_id)
             self._queue.task_done()
 
     async def join(self) -> None:
@@ -186,16 +202,16 @@ class EventProcessor:
             if event_id in self._held:
                 continue  # queued here: a backlog is not applied twice over
             await self._answers_first()
-            await self._process_safely(event_id)
+            await self._process_safely(Queued(event_id))
             tried += 1
         return tried
 
-    async def _process_safely(self, event_id: str, event: StripeEvent | None = None) -> None:
+    async def _process_safely(self, queued: Queued) -> None:
         try:
-            await self.process(event_id, just_recorded=event)
+            await self.process(queued.event_id, just_recorded=queued.event, recorded_etag=queued.etag)
         except Exception:
             # The record stays received: the next sweep or Stripe's retry tries again.
-            log.exception("webhook event processing failed", event_id=event_id)
+            log.exception("webhook event processing failed", event_id=queued.event_id)
 
     async def serve(self, *, workers: int, sweep_every: float) -> None:
         """Run the queue's workers and the periodic sweep until cancelled."""
@@ -211,12 +227,12 @@ class EventProcessor:
 
     async def _work(self) -> None:
         while True:
-            event_id, event = await self._queue.get()
+            queued = await self._queue.get()
             try:
                 await self._answers_first()
-                await self._process_safely(event_id, event)
+                await self._process_safely(queued)
             finally:
-                self._held.discard(event_id)
+                self._held.discard(queued.event_id)
                 self._queue.task_done()
 
     async def _sweep_forever(self, every: float) -> None:
