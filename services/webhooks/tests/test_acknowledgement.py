@@ -282,3 +282,59 @@ async def test_a_queued_event_waits_while_a_delivery_is_being_recorded(settings)
     workers.cancel()
     with pytest.raises(asyncio.CancelledError):
         await workers
+
+
+class HeldApplier(RecordingApplier):
+    """Each apply starts (recorded), then waits until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+        self.first_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        self.started.append(stripe_event.id)
+        self.first_started.set()
+        await self.release.wait()
+        return await super().apply(stripe_event)
+
+
+class CountedProcessor(EventProcessor):
+    """Counts the workers that asked whether they may start applying."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.asking = 0
+        self.all_asked = asyncio.Event()
+        self.expected = 0
+
+    async def _answers_first(self) -> None:
+        self.asking += 1
+        if self.asking == self.expected:
+            self.all_asked.set()
+        await super()._answers_first()
+
+
+async def test_while_a_delivery_is_being_recorded_only_the_allowed_number_of_events_is_applied():
+    applier = HeldApplier()
+    slow = StripeEvent.parse(delivery(n=2))
+    events = HeldCreates(held_id=slow.id)
+    processor = CountedProcessor(journal=EventJournal(events), applier=applier, apply_while_answering=1)
+    processor.expected = 2
+    answering = asyncio.create_task(processor.accept(slow))
+    for n in (1, 3):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=2, sweep_every=3600))
+    await processor.all_asked.wait()
+    await applier.first_started.wait()
+    # One event is applied beside the delivery being recorded; the other waits for the answer.
+    assert applier.started == ["evt_test000001"]
+    events.release.set()
+    assert await answering is True
+    applier.release.set()
+    await processor.join()
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002", "evt_test000003"]
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers

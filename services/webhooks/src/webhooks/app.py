@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
                 payouts=payouts,
             ),
             sweep_age=timedelta(seconds=settings.webhooks_sweep_age_seconds),
+            apply_while_answering=settings.webhooks_apply_while_answering,
         )
         yield Webhooks(
             processor=processor,
@@ -117,7 +119,7 @@ def create_app(
                 ),
                 name="webhooks-processor",
             )
-            log.info("webhooks serving")
+            log.info("webhooks serving", pid=os.getpid())
             yield
             workers.cancel()
             with contextlib.suppress(asyncio.CancelledError):

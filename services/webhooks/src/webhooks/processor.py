@@ -75,6 +75,7 @@ class EventProcessor:
         sweep_age: timedelta = timedelta(seconds=10),
         wait_limit: timedelta = timedelta(days=3),
         queue_size: int = 10_000,
+        apply_while_answering: int = 0,
     ) -> None:
         self._journal = journal
         self._applier = applier
@@ -88,21 +89,21 @@ class EventProcessor:
         self._held: set[str] = set()
         """Ids queued or being applied here: the sweep leaves them to the workers."""
         self._recording = 0
-        self._no_answer_waits = asyncio.Event()
-        self._no_answer_waits.set()
+        self._applying = 0
+        self._apply_while_answering = apply_while_answering
+        self._gate_changed = asyncio.Event()
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
 
     async def accept(self, event: StripeEvent) -> bool:
         """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
         self._recording += 1
-        self._no_answer_waits.clear()
         try:
             etag = await self._journal.record(event)
         finally:
             self._recording -= 1
             if not self._recording:
-                self._no_answer_waits.set()
+                self._gate_changed.set()
         fresh = etag is not None
         if event.id in self._held:
             return fresh
@@ -202,7 +203,10 @@ class EventProcessor:
             if event_id in self._held:
                 continue  # queued here: a backlog is not applied twice over
             await self._answers_first()
-            await self._process_safely(Queued(event_id))
+            try:
+                await self._process_safely(Queued(event_id))
+            finally:
+                self._applied_one()
             tried += 1
         return tried
 
@@ -221,16 +225,27 @@ class EventProcessor:
             group.create_task(self._sweep_forever(sweep_every), name="webhooks-sweep")
 
     async def _answers_first(self) -> None:
-        # Stripe waits for the answer, nobody waits for the apply: an event is started only while no
-        # delivery is being recorded, so a burst is answered first and applied in its gaps or after it.
-        await self._no_answer_waits.wait()
+        # Stripe waits for the answer: while deliveries are being recorded, at most
+        # ``apply_while_answering`` events are applied at once (0: none), so a burst is answered
+        # first and applied beside it as far as that allows, the rest in its gaps or after it.
+        while self._recording and self._applying >= self._apply_while_answering:
+            self._gate_changed.clear()
+            await self._gate_changed.wait()
+        self._applying += 1
+
+    def _applied_one(self) -> None:
+        self._applying -= 1
+        self._gate_changed.set()
 
     async def _work(self) -> None:
         while True:
             queued = await self._queue.get()
             try:
                 await self._answers_first()
-                await self._process_safely(queued)
+                try:
+                    await self._process_safely(queued)
+                finally:
+                    self._applied_one()
             finally:
                 self._held.discard(queued.event_id)
                 self._queue.task_done()
