@@ -123,3 +123,18 @@ class JournalContract:
         with pytest.raises(InvalidTransitionError):
             await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
         assert (await journal.read(stripe_event.id))["reason"] == "gave-up-after-retries: X"
+
+    async def test_of_two_processes_claiming_one_record_one_wins_until_the_hold_ends(
+        self, journal: EventJournal, clock
+    ):
+        stripe_event = fresh_event()
+        await journal.record(stripe_event)
+        read_here, read_there = await journal.read(stripe_event.id), await journal.read(stripe_event.id)
+        hold = timedelta(seconds=10)
+        assert await journal.claim(read_here, hold=hold) is not None
+        assert await journal.claim(read_there, hold=hold) is None  # same copy read: the ETag moved on
+        assert await journal.claim(await journal.read(stripe_event.id), hold=hold) is None  # held
+        clock.advance(11)
+        etag = await journal.claim(await journal.read(stripe_event.id), hold=hold)
+        stored = await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
+        assert stored["state"] == "applied"

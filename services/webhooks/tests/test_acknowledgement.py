@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from stripe_fixtures import event, fixture, sign
-from webhooks_fakes import build_service
+from webhooks_fakes import Clock, build_service, container, unapplied
 
 from otcommon.store import InMemoryContainer, StoreError
-from webhooks.journal import EventJournal
+from webhooks.journal import UNAPPLIED_QUERY, EventJournal
 from webhooks.models import StripeEvent
 from webhooks.processor import EventProcessor, NotYetApplicableError, Outcome
 from webhooks.states import EventState, InvalidTransitionError
@@ -338,3 +339,62 @@ async def test_while_a_delivery_is_being_recorded_only_the_allowed_number_of_eve
     workers.cancel()
     with pytest.raises(asyncio.CancelledError):
         await workers
+
+
+class Monotonic:
+    """A settable monotonic clock for the processor."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def peers(applier, *, monotonic=None) -> tuple[EventProcessor, EventProcessor, InMemoryContainer, Clock]:
+    """Two processes' processors on one webhook-events container (one Cosmos DB), sharing a clock."""
+    clock = Clock()
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    one, other = (
+        EventProcessor(
+            journal=EventJournal(events, clock=clock),
+            applier=applier,
+            sweep_age=timedelta(seconds=10),
+            monotonic=monotonic or Monotonic(),
+        )
+        for _ in range(2)
+    )
+    return one, other, events, clock
+
+
+async def test_an_event_one_process_sweeps_is_not_swept_again_by_another_meanwhile():
+    applier = HeldApplier()
+    one, other, events, clock = peers(applier)
+    await EventJournal(events, clock=clock).record(StripeEvent.parse(delivery()))  # its receiver died
+    clock.advance(11)
+    sweeping = asyncio.create_task(one.sweep())
+    await applier.first_started.wait()
+    assert await other.sweep() == 1  # tried: found claimed, left to the first
+    applier.release.set()
+    assert await sweeping == 1
+    assert applier.started == ["evt_test000001"]
+    assert applier.applied == ["evt_test000001"]
+    stored = next(doc for doc in events.documents() if doc["id"] == "evt_test000001")
+    assert stored["state"] == "applied"
+
+
+async def test_an_event_late_behind_a_backlog_is_left_to_the_process_already_sweeping_it():
+    applier = HeldApplier()
+    monotonic = Monotonic()
+    receiver, sweeper, events, clock = peers(applier, monotonic=monotonic)
+    assert await receiver.accept(StripeEvent.parse(delivery())) is True  # queued; no worker free yet
+    clock.advance(11)
+    monotonic.now += 11
+    sweeping = asyncio.create_task(sweeper.sweep())
+    await applier.first_started.wait()
+    await receiver.drain()  # its worker reaches the event at last: claimed elsewhere, so not applied here
+    applier.release.set()
+    await sweeping
+    assert applier.started == ["evt_test000001"]
+    stored = next(doc for doc in events.documents() if doc["id"] == "evt_test000001")
+    assert stored["state"] == "applied"

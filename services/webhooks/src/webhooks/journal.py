@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ UNAPPLIED_QUERY = "SELECT c.id FROM c WHERE c.state = @state AND c.receivedAt < 
 """Recorded events still waiting, across partitions (one partition per event id)."""
 
 ATTEMPTS_FIELD = "attempts"
+CLAIMED_AT_FIELD = "claimedAt"
+"""When a process last took the record to apply it, outside the fast path (sweep, redelivery, backlog)."""
 
 
 class EventJournal:
@@ -110,11 +113,49 @@ class EventJournal:
         outcome = await read_modify_write(self._container, event_id, partition_key=event_id, mutate=move)
         return outcome.document
 
+    async def claim(self, record: Document, *, hold: timedelta) -> str | None:
+        """Mark a record just read as being applied here: the ETag to settle it by; None when it is not ours.
+
+        Not ours: another process claimed it less than ``hold`` ago (its sweep, or its worker late
+        behind a backlog, is applying it now), or changed it since it was read. The patch is guarded by
+        the ETag of the copy read, so of two processes claiming at once exactly one wins.
+        """
+        claimed_at = record.get(CLAIMED_AT_FIELD)
+        now = self._clock()
+        if isinstance(claimed_at, str) and now - datetime.fromisoformat(claimed_at) < hold:
+            return None
+        operations: list[PatchOperation] = [
+            {"op": "set", "path": f"/{CLAIMED_AT_FIELD}", "value": now.isoformat()}
+        ]
+        try:
+            claimed = await self._container.patch(
+                str(record["id"]), partition_key=record["id"], operations=operations, etag=record["_etag"]
+            )
+        except EtagMismatchError:
+            return None
+        return str(claimed["_etag"])
+
+    async def release(self, record: Document) -> None:
+        """Give back a claim whose attempt ended without settling (the event waits): any sweep may retry."""
+        if record.get(CLAIMED_AT_FIELD) is None:
+            return
+        operations: list[PatchOperation] = [{"op": "set", "path": f"/{CLAIMED_AT_FIELD}", "value": None}]
+        with contextlib.suppress(EtagMismatchError):  # changed since: whoever changed it decides
+            await self._container.patch(
+                str(record["id"]), partition_key=record["id"], operations=operations, etag=record["_etag"]
+            )
+
     async def count_attempt(self, event_id: str) -> int:
         """Count one failed attempt at applying the event; the number of attempts so far."""
 
         def increment(current: Document) -> Patch:
-            return Patch([{"op": "set", "path": f"/{ATTEMPTS_FIELD}", "value": _attempts(current) + 1}])
+            # The attempt is over: the record is free for the next sweep of any process.
+            return Patch(
+                [
+                    {"op": "set", "path": f"/{ATTEMPTS_FIELD}", "value": _attempts(current) + 1},
+                    {"op": "set", "path": f"/{CLAIMED_AT_FIELD}", "value": None},
+                ]
+            )
 
         outcome = await read_modify_write(self._container, event_id, partition_key=event_id, mutate=increment)
         return _attempts(outcome.document)

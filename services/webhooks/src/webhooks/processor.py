@@ -10,6 +10,7 @@ same record, or a crash after the change but before settling, repeat nothing vis
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,8 @@ from webhooks.journal import event_of
 from webhooks.states import STATE_FIELD, EventState, SettleReason
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from otcommon.store import Document
     from webhooks.journal import EventJournal
     from webhooks.models import StripeEvent
@@ -43,6 +46,8 @@ class Queued:
     event_id: str
     event: StripeEvent | None = None
     etag: str | None = None
+    queued_at: float = 0.0
+    """When it was queued (the processor's monotonic clock)."""
 
 
 class NotYetApplicableError(Exception):
@@ -76,6 +81,7 @@ class EventProcessor:
         wait_limit: timedelta = timedelta(days=3),
         queue_size: int = 10_000,
         apply_while_answering: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._journal = journal
         self._applier = applier
@@ -91,6 +97,7 @@ class EventProcessor:
         self._recording = 0
         self._applying = 0
         self._apply_while_answering = apply_while_answering
+        self._monotonic = monotonic
         self._gate_changed = asyncio.Event()
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
@@ -108,7 +115,8 @@ class EventProcessor:
         if event.id in self._held:
             return fresh
         try:
-            self._queue.put_nowait(Queued(event.id, event, etag) if fresh else Queued(event.id))
+            queued = Queued(event.id, event, etag, self._monotonic()) if fresh else Queued(event.id)
+            self._queue.put_nowait(queued)
         except asyncio.QueueFull:
             log.warning("apply queue full; the sweep applies the event", event_id=event.id)
         else:
@@ -141,6 +149,9 @@ class EventProcessor:
             record = await self._journal.read(event_id)
             if record[STATE_FIELD] != EventState.RECEIVED.value:
                 return EventState(record[STATE_FIELD])
+            recorded_etag = await self._journal.claim(record, hold=self._sweep_age)
+            if recorded_etag is None:
+                return EventState.RECEIVED  # another process is applying it right now
             event = event_of(record)
         else:
             event = just_recorded
@@ -163,6 +174,7 @@ class EventProcessor:
         # As long as Stripe would retry (three days), the missing payment may still arrive: each sweep
         # tries again without counting an attempt; after that the event fails with the reason.
         if self._journal.age_of(record) < self._wait_limit:
+            await self._journal.release(record)
             return EventState.RECEIVED
         reason = f"{SettleReason.WAITED_TOO_LONG.value}: {type(error).__name__}"
         await self._journal.settle(str(record["id"]), EventState.FAILED, reason=reason)
@@ -211,6 +223,12 @@ class EventProcessor:
         return tried
 
     async def _process_safely(self, queued: Queued) -> None:
+        if (
+            queued.event is not None
+            and self._monotonic() - queued.queued_at > self._sweep_age.total_seconds() / 2
+        ):
+            # Late behind a backlog: another process's sweep may take it soon, so it is claimed first.
+            queued = Queued(queued.event_id)
         try:
             await self.process(queued.event_id, just_recorded=queued.event, recorded_etag=queued.etag)
         except Exception:
