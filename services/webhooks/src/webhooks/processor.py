@@ -1,10 +1,11 @@
 """From recorded event to applied change: an in-process queue for speed, a sweep for crash safety.
 
-The handler records an event, then hands its id to the queue and answers. Workers read the
-record, apply it and settle it. A process killed before settling leaves the record ``received``;
-the sweep (on every replica, every few seconds) finds such records and applies them, and a
-redelivery by Stripe re-queues them at once. Applying is idempotent, so two replicas sweeping the
-same record, or a crash after the change but before settling, repeat nothing visible.
+The handler records an event, then hands it to the queue and answers. Workers apply it and settle
+the record under the ETag its create returned. A process killed before settling leaves the record
+``received``; the sweep (on every replica, every few seconds) finds such records, claims each under
+its ETag and applies it, and a redelivery by Stripe re-queues them at once. Applying is idempotent,
+so a crash after the change but before settling repeats nothing visible but the announcement (with
+the same message id), and the claim keeps two replicas from applying one record at once.
 """
 
 from __future__ import annotations
