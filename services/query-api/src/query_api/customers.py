@@ -12,6 +12,7 @@ No step sorts the rows or runs per buyer, so every aggregation streams.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Final
 
 import polars as pl
@@ -151,18 +152,23 @@ class CustomerPartials:
         self._empty = partials_of(model.frame().head(0).select(ROW_COLUMNS))
         self._everyone: pl.DataFrame | None = None
         self._stale: dict[str, set[str]] = {}  # the buyers whose partials changed, per event
+        # Answers run in several threads (readside.py): one at a time brings the partials up to date.
+        self._refreshing = threading.Lock()
         model.on_change(self._invalidate)
 
     def of_events(self, model: ReadModel, events: pl.Expr) -> pl.DataFrame:
         """The partials of the events the predicate on ``eventId`` selects."""
-        return self._current(model).filter(events)
+        with self._refreshing:
+            partials = self._current(model)
+        return partials.filter(events)
 
     def everyone(self, model: ReadModel) -> pl.DataFrame:
         """The customer table of every event."""
-        partials = self._current(model)
-        if self._everyone is None:
-            self._everyone = customers_of(partials)
-        return self._everyone
+        with self._refreshing:
+            partials = self._current(model)
+            if self._everyone is None:
+                self._everyone = customers_of(partials)
+            return self._everyone
 
     def estimated_mb(self) -> float:
         """The memory the partials and the all-events table take (Polars' estimate)."""

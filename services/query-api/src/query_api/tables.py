@@ -9,6 +9,7 @@ model's frame).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -110,6 +111,8 @@ class TableCache:
     def __init__(self, model: ReadModel) -> None:
         self.partials = CustomerPartials(model)
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        # Answers run in several threads (readside.py); changes run while none does.
+        self._entries_lock = threading.Lock()
         model.on_change(self._changed)
 
     def query(
@@ -121,13 +124,16 @@ class TableCache:
         positional: bool,
     ) -> _Query:
         """The cached query under ``key``, or a new one of ``compute()``."""
-        entry = self._entries.get(key)
+        with self._entries_lock:
+            entry = self._entries.get(key)
         if entry is None:
+            # Computed outside the lock: two threads may both compute it, over the same rows.
             entry = _Entry(_Query(compute()), events, positional)
-            self._entries[key] = entry
+        with self._entries_lock:
+            entry = self._entries.setdefault(key, entry)
+            self._entries.move_to_end(key)
             while len(self._entries) > MAX_QUERIES:
                 self._entries.popitem(last=False)
-        self._entries.move_to_end(key)
         return entry.query
 
     def _changed(self, event_ids: pl.DataFrame) -> None:
@@ -140,12 +146,16 @@ class TableCache:
 _CACHES: weakref.WeakKeyDictionary[ReadModel, TableCache] = weakref.WeakKeyDictionary()
 
 
+_CACHES_LOCK = threading.Lock()
+
+
 def table_cache(model: ReadModel) -> TableCache:
     """The table cache of a read model (made on first use; it goes with the model)."""
-    cache = _CACHES.get(model)
-    if cache is None:
-        cache = _CACHES[model] = TableCache(model)
-    return cache
+    with _CACHES_LOCK:  # made once even when two answer threads ask first
+        cache = _CACHES.get(model)
+        if cache is None:
+            cache = _CACHES[model] = TableCache(model)
+        return cache
 
 
 def _selected_events(scope: EventScope, filters: TransactionFilter) -> frozenset[str] | None:
