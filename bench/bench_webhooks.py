@@ -192,8 +192,11 @@ async def webhook_service(env: dict[str, str]) -> AsyncIterator[tuple[asyncio.su
             await process.wait()
 
 
-async def fire(url: str, planned: list[Planned], *, rate: float) -> dict[str, Any]:
-    """Send every delivery at its scheduled time; latency of each answer, and every non-2xx or error."""
+async def fire(url: str, planned: list[Planned], *, rate: float, sent_at: dict[str, float]) -> dict[str, Any]:
+    """Send every delivery at its scheduled time; latency of each answer, and every non-2xx or error.
+
+    ``sent_at`` gets each delivery's wall-clock send time (the service's clock is this machine's too).
+    """
     signed = [
         (p.body, stripe.WebhookSignature.generate_signature_header(p.body.decode(), p.secret))
         for p in planned
@@ -211,6 +214,7 @@ async def fire(url: str, planned: list[Planned], *, rate: float) -> dict[str, An
             scheduled = start + n / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
             sent = loop.time()
+            sent_at[planned[n].event_id] = time.time()
             lags.append(sent - scheduled)
             headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
             try:
@@ -407,6 +411,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pid: int) -> list[int]:
+    """The live child processes of a process (the server processes of ``OT_WEBHOOKS_PROCESSES``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text(encoding="ascii").split()]
+    return found
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU of several processes so far."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def effect_times(
+    planned: list[Planned], records: list[dict[str, Any]], sent_at: dict[str, float]
+) -> dict[str, Any]:
+    """From each refund's and dispute's delivery to its record settled, and from the last send to the last.
+
+    An event's record is settled after its change is written to the transaction (and announced), so
+    the time to settled is an upper bound of the time until the change is visible in Cosmos DB.
+    """
+    settled = {
+        row["id"]: datetime.fromisoformat(row["settledAt"]).timestamp()
+        for row in records
+        if row.get("settledAt")
+    }
+    to_effect = [
+        settled[p.event_id] - sent_at[p.event_id]
+        for p in planned
+        if p.transaction_id is not None and p.event_id in settled and p.event_id in sent_at
+    ]
+    last_settled = max(settled.values(), default=None)
+    return {
+        "refund_or_dispute_delivery_to_settled_ms": distribution(to_effect),
+        "within_one_second": (
+            round(sum(t <= 1.0 for t in to_effect) / len(to_effect), 4) if to_effect else None
+        ),
+        "last_send_to_last_settled_seconds": (
+            round(last_settled - max(sent_at.values()), 2) if last_settled and sent_at else None
+        ),
+    }
+
+
 async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebus: Any) -> dict[str, Any]:
     """Seed, start the service, fire, wait, check."""
     database_name = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
@@ -431,22 +478,25 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
             "OT_LOG_FORMAT": "json",
             "OTEL_SERVICE_NAME": "webhooks",
             **({"OT_WEBHOOKS_APPLY_WORKERS": str(args.apply_workers)} if args.apply_workers else {}),
+            "OT_WEBHOOKS_PROCESSES": str(args.processes),
         }
         progress("starting python -m webhooks serve")
         async with webhook_service(env) as (service, base):
             progress(f"sending {len(planned)} signed events at {args.rate}/s")
             peers = {
-                "webhooks": service.pid,
-                "cosmos": cosmos.pid,
-                "servicebus": servicebus.process.pid,
-                "load_generator": os.getpid(),
+                "webhooks": [service.pid, *children_of(service.pid)],
+                "cosmos": [cosmos.pid],
+                "servicebus": [servicebus.process.pid],
+                "load_generator": [os.getpid()],
             }
-            cpu_before = {name: cpu_seconds(pid) for name, pid in peers.items()}
-            load = await fire(f"{base}/api/webhooks/stripe", planned, rate=args.rate)
-            cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in peers.items()}
+            cpu_before = {name: tree_cpu_seconds(pids) for name, pids in peers.items()}
+            sent_at: dict[str, float] = {}
+            load = await fire(f"{base}/api/webhooks/stripe", planned, rate=args.rate, sent_at=sent_at)
+            cpu = {name: round(tree_cpu_seconds(pids) - cpu_before[name], 2) for name, pids in peers.items()}
+            load["webhooks_processes"] = len(peers["webhooks"]) - (len(peers["webhooks"]) > 1)
             load["cpu_seconds_during_the_load"] = cpu
-            # Per event sent, apply work done meanwhile included; and how much of one core the service
-            # got: on a shared machine the scheduler's share, not the code, may be what limits it.
+            # Per event sent, apply work done meanwhile included; and how many cores the service's
+            # processes got: on a shared machine the scheduler's share, not the code, may limit it.
             load["webhooks_cpu_ms_per_event"] = round(cpu["webhooks"] * 1000 / len(planned), 2)
             load["webhooks_share_of_one_core"] = round(cpu["webhooks"] / load["seconds"], 2)
             load["meets_target"] = load["latency_ms"]["p99"] <= TARGET_P99_MS and not load["errors"]
@@ -458,9 +508,15 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
                 began = time.perf_counter()
                 records, all_applied = await settled_records(database, len(planned))
                 settle_seconds = time.perf_counter() - began
+                # Answering and applying every event, however the machine's load spread it in time.
+                total = {name: tree_cpu_seconds(pids) - cpu_before[name] for name, pids in peers.items()}
+                load["cpu_ms_per_event_until_all_applied"] = {
+                    name: round(seconds * 1000 / len(planned), 2) for name, seconds in total.items()
+                }
         if not args.acknowledgement_only:
             progress("checking every effect in Cosmos DB and on the bus")
             effects = await check_effects(database, servicebus.connection_string, planned, records)
+            effects.update(effect_times(planned, records, sent_at))
             effects["all_applied"] = all_applied
             effects["seconds_after_the_last_send_until_all_applied"] = round(settle_seconds, 1)
         await client.delete_database(database_name)
@@ -469,6 +525,7 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         "seconds": args.seconds,
         "transactions": args.transactions,
         "apply_workers": args.apply_workers or "default",
+        "processes": args.processes,
         "payments_indexed": not args.unindexed,
         "event_mix": dict(Counter(EVENT_MIX)),
         "acknowledgement": load,
@@ -509,13 +566,24 @@ def summary(results: dict[str, Any]) -> list[str]:
                 else f"gave up after {waited} s"
             )
         )
+        to_effect = effects["refund_or_dispute_delivery_to_settled_ms"]
+        lines.append(
+            "refund or dispute delivered -> settled (its change written before): "
+            f"p50 {to_effect.get('p50')} ms, "
+            f"p99 {to_effect.get('p99')} ms, max {to_effect.get('max')} ms; within 1 s: "
+            f"{effects['within_one_second']}; last send -> last settled "
+            f"{effects['last_send_to_last_settled_seconds']} s"
+        )
     else:
         lines.append("effects: not checked (--acknowledgement-only)")
     lines.append(f"target p99 <= {TARGET_P99_MS:.0f} ms, 0 lost, 0 applied twice: {verdict}")
     lines.append(
         f"CPU during the load: {ack['cpu_seconds_during_the_load']}; webhooks "
-        f"{ack['webhooks_cpu_ms_per_event']} ms per event, {ack['webhooks_share_of_one_core']} of one core"
+        f"{ack['webhooks_cpu_ms_per_event']} ms per event, {ack['webhooks_share_of_one_core']} cores "
+        f"({ack['webhooks_processes']} processes)"
     )
+    if "cpu_ms_per_event_until_all_applied" in ack:
+        lines.append(f"CPU ms per event, answered and applied: {ack['cpu_ms_per_event_until_all_applied']}")
     lines.append(results["note"])
     return lines
 
@@ -527,6 +595,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to send")
     parser.add_argument("--transactions", type=int, default=2000, help="transactions the events act on")
     parser.add_argument("--apply-workers", type=int, default=None, help="the service's apply workers")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="the service's server processes (OT_WEBHOOKS_PROCESSES)"
+    )
     parser.add_argument(
         "--acknowledgement-only",
         action="store_true",

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -37,9 +40,9 @@ async def serve_webhooks(env: dict[str, str]) -> tuple[asyncio.subprocess.Proces
     return await serve("webhooks", env=env, port_setting="OT_WEBHOOKS_HTTP_PORT")
 
 
-def signed_refund(payment_id: str) -> tuple[str, str]:
+def signed_refund(payment_id: str, n: int = 1) -> tuple[str, str]:
     refund = {
-        "id": "re_system1",
+        "id": f"re_system{n}",
         "object": "refund",
         "amount": 1200,
         "currency": "usd",
@@ -47,7 +50,12 @@ def signed_refund(payment_id: str) -> tuple[str, str]:
         "charge": None,
         "payment_intent": payment_id,
     }
-    envelope = {"id": "evt_system1", "object": "event", "type": "refund.created", "created": 1_700_000_000}
+    envelope = {
+        "id": f"evt_system{n}",
+        "object": "event",
+        "type": "refund.created",
+        "created": 1_700_000_000 + n,
+    }
     body = json.dumps({**envelope, "livemode": False, "data": {"object": refund}})
     header = stripe.WebhookSignature.generate_signature_header(body, SECRET, timestamp=int(time.time()))
     return body, header
@@ -97,3 +105,54 @@ async def test_killed_before_applying_then_retried_the_refund_lands_once(environ
     assert (stored["stripeRefundedAmount"], stored["stripeRefundStatus"]) == (12.0, "partial")
     assert list(stored["stripeRefunds"]) == ["re_system1"]
     assert stored["IsRefunded"] is False
+
+
+def server_processes(supervisor: asyncio.subprocess.Process) -> list[int]:
+    """The live children of ``python -m webhooks serve`` run with ``OT_WEBHOOKS_PROCESSES``."""
+    tasks = Path(f"/proc/{supervisor.pid}/task").iterdir()
+    return [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+
+
+async def test_two_processes_on_one_port_apply_every_event_once(environment, cosmos_client):
+    database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
+    transactions = database.get_container_client("transactions")
+    events = database.get_container_client("webhook-events")
+    await transactions.create_item(
+        {
+            "id": "tx-two",
+            "eventId": "ev-two",
+            "PaymentID": "pi_two",
+            "TotalAmount": 400.0,
+            "IsRefunded": False,
+        }
+    )
+    deliveries = [signed_refund("pi_two", n) for n in range(1, 13)]
+    supervisor, base = await serve_webhooks({**environment, "OT_WEBHOOKS_PROCESSES": "2"})
+    try:
+        assert len(server_processes(supervisor)) == 2
+        # Each post on its own connection: the kernel spreads connections over the two processes.
+        first = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
+        again = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
+        assert [answer["duplicate"] for answer in first] == [False] * 12
+        assert [answer["duplicate"] for answer in again] == [True] * 12
+        ids = [f"evt_system{n}" for n in range(1, 13)]
+        async with asyncio.timeout(60):
+            while "received" in [
+                (await events.read_item(event_id, partition_key=event_id))["state"] for event_id in ids
+            ]:
+                await asyncio.sleep(0.2)  # polling another process's progress
+    finally:
+        assert await stop(supervisor) == 0
+    stored = await transactions.read_item("tx-two", partition_key="ev-two")
+    assert sorted(stored["stripeRefunds"]) == sorted(f"re_system{n}" for n in range(1, 13))
+    assert stored["stripeRefundedAmount"] == 144.0  # 12 refunds of 12.00, each counted once
+
+
+async def test_when_one_server_process_dies_the_others_stop_and_the_set_exits_1(environment):
+    supervisor, _ = await serve_webhooks({**environment, "OT_WEBHOOKS_PROCESSES": "2"})
+    one, other = server_processes(supervisor)
+    os.kill(one, signal.SIGKILL)
+    async with asyncio.timeout(60):
+        assert await supervisor.wait() == 1
+    with pytest.raises(ProcessLookupError):  # stopped and reaped by the supervisor
+        os.kill(other, 0)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from stripe_fixtures import event, fixture
 
+from webhooks.journal import EventJournal
 from webhooks.models import StripeEvent
 from webhooks.states import EventState, InvalidTransitionError
 
 if TYPE_CHECKING:
-    from webhooks.journal import EventJournal
+    from otcommon.store import DocumentContainer
 
 
 def fresh_event() -> StripeEvent:
@@ -23,13 +24,44 @@ def fresh_event() -> StripeEvent:
     return StripeEvent.parse(json.dumps(envelope))
 
 
+class CountingReads:
+    """The events container, counting point reads (to see which steps read the record back)."""
+
+    def __init__(self, inner: DocumentContainer) -> None:
+        self._inner = inner
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def partition_key_path(self) -> str:
+        return self._inner.partition_key_path
+
+    async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
+        self.reads += 1
+        return await self._inner.read(document_id, partition_key=partition_key)
+
+
 class JournalContract:
-    """Needs fixtures ``journal`` (an EventJournal) and ``clock`` (the journal's settable clock)."""
+    """Needs fixtures ``events`` (the ``webhook-events`` container) and ``clock`` (a settable clock)."""
+
+    @pytest.fixture
+    def counting(self, events: DocumentContainer) -> CountingReads:
+        return CountingReads(events)
+
+    @pytest.fixture
+    def journal(self, counting: CountingReads, clock) -> EventJournal:
+        return EventJournal(counting, clock=clock)  # type: ignore[arg-type]
 
     async def test_an_event_is_recorded_once(self, journal: EventJournal):
         stripe_event = fresh_event()
-        assert await journal.record(stripe_event) is True
-        assert await journal.record(stripe_event) is False
+        assert await journal.record(stripe_event) is not None
+        assert await journal.record(stripe_event) is None
         stored = await journal.read(stripe_event.id)
         assert (stored["state"], stored["type"], stored["payload"]) == (
             "received",
@@ -65,3 +97,44 @@ class JournalContract:
         await journal.record(stripe_event)
         assert await journal.count_attempt(stripe_event.id) == 1
         assert await journal.count_attempt(stripe_event.id) == 2
+
+    async def test_a_fresh_record_is_settled_by_its_etag_without_reading_it(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        stripe_event = fresh_event()
+        etag = await journal.record(stripe_event)
+        stored = await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
+        assert (stored["state"], counting.reads) == ("applied", 0)
+        assert (await journal.read(stripe_event.id))["state"] == "applied"
+
+    async def test_a_record_changed_since_its_etag_is_settled_on_what_is_stored(self, journal: EventJournal):
+        stripe_event = fresh_event()
+        etag = await journal.record(stripe_event)
+        await journal.count_attempt(stripe_event.id)  # the ETag is stale now
+        stored = await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
+        assert (stored["state"], stored["attempts"]) == ("applied", 1)
+
+    async def test_a_record_settled_elsewhere_is_not_settled_again_by_a_stale_etag(
+        self, journal: EventJournal
+    ):
+        stripe_event = fresh_event()
+        etag = await journal.record(stripe_event)
+        await journal.settle(stripe_event.id, EventState.FAILED, reason="gave-up-after-retries: X")
+        with pytest.raises(InvalidTransitionError):
+            await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
+        assert (await journal.read(stripe_event.id))["reason"] == "gave-up-after-retries: X"
+
+    async def test_of_two_processes_claiming_one_record_one_wins_until_the_hold_ends(
+        self, journal: EventJournal, clock
+    ):
+        stripe_event = fresh_event()
+        await journal.record(stripe_event)
+        read_here, read_there = await journal.read(stripe_event.id), await journal.read(stripe_event.id)
+        hold = timedelta(seconds=10)
+        assert await journal.claim(read_here, hold=hold) is not None
+        assert await journal.claim(read_there, hold=hold) is None  # same copy read: the ETag moved on
+        assert await journal.claim(await journal.read(stripe_event.id), hold=hold) is None  # held
+        clock.advance(11)
+        etag = await journal.claim(await journal.read(stripe_event.id), hold=hold)
+        stored = await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
+        assert stored["state"] == "applied"

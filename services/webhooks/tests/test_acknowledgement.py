@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from stripe_fixtures import event, fixture, sign
-from webhooks_fakes import build_service
+from webhooks_fakes import Clock, build_service, container, unapplied
 
 from otcommon.store import InMemoryContainer, StoreError
-from webhooks.journal import EventJournal
+from webhooks.journal import UNAPPLIED_QUERY, EventJournal
 from webhooks.models import StripeEvent
 from webhooks.processor import EventProcessor, NotYetApplicableError, Outcome
 from webhooks.states import EventState, InvalidTransitionError
@@ -282,3 +283,118 @@ async def test_a_queued_event_waits_while_a_delivery_is_being_recorded(settings)
     workers.cancel()
     with pytest.raises(asyncio.CancelledError):
         await workers
+
+
+class HeldApplier(RecordingApplier):
+    """Each apply starts (recorded), then waits until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+        self.first_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        self.started.append(stripe_event.id)
+        self.first_started.set()
+        await self.release.wait()
+        return await super().apply(stripe_event)
+
+
+class CountedProcessor(EventProcessor):
+    """Counts the workers that asked whether they may start applying."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.asking = 0
+        self.all_asked = asyncio.Event()
+        self.expected = 0
+
+    async def _answers_first(self) -> None:
+        self.asking += 1
+        if self.asking == self.expected:
+            self.all_asked.set()
+        await super()._answers_first()
+
+
+async def test_while_a_delivery_is_being_recorded_only_the_allowed_number_of_events_is_applied():
+    applier = HeldApplier()
+    slow = StripeEvent.parse(delivery(n=2))
+    events = HeldCreates(held_id=slow.id)
+    processor = CountedProcessor(journal=EventJournal(events), applier=applier, apply_while_answering=1)
+    processor.expected = 2
+    answering = asyncio.create_task(processor.accept(slow))
+    for n in (1, 3):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=2, sweep_every=3600))
+    await processor.all_asked.wait()
+    await applier.first_started.wait()
+    # One event is applied beside the delivery being recorded; the other waits for the answer.
+    assert applier.started == ["evt_test000001"]
+    events.release.set()
+    assert await answering is True
+    applier.release.set()
+    await processor.join()
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002", "evt_test000003"]
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+
+
+class Monotonic:
+    """A settable monotonic clock for the processor."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def peers(applier, *, monotonic=None) -> tuple[EventProcessor, EventProcessor, InMemoryContainer, Clock]:
+    """Two processes' processors on one webhook-events container (one Cosmos DB), sharing a clock."""
+    clock = Clock()
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    one, other = (
+        EventProcessor(
+            journal=EventJournal(events, clock=clock),
+            applier=applier,
+            sweep_age=timedelta(seconds=10),
+            monotonic=monotonic or Monotonic(),
+        )
+        for _ in range(2)
+    )
+    return one, other, events, clock
+
+
+async def test_an_event_one_process_sweeps_is_not_swept_again_by_another_meanwhile():
+    applier = HeldApplier()
+    one, other, events, clock = peers(applier)
+    await EventJournal(events, clock=clock).record(StripeEvent.parse(delivery()))  # its receiver died
+    clock.advance(11)
+    sweeping = asyncio.create_task(one.sweep())
+    await applier.first_started.wait()
+    assert await other.sweep() == 1  # tried: found claimed, left to the first
+    applier.release.set()
+    assert await sweeping == 1
+    assert applier.started == ["evt_test000001"]
+    assert applier.applied == ["evt_test000001"]
+    stored = next(doc for doc in events.documents() if doc["id"] == "evt_test000001")
+    assert stored["state"] == "applied"
+
+
+async def test_an_event_late_behind_a_backlog_is_left_to_the_process_already_sweeping_it():
+    applier = HeldApplier()
+    monotonic = Monotonic()
+    receiver, sweeper, events, clock = peers(applier, monotonic=monotonic)
+    assert await receiver.accept(StripeEvent.parse(delivery())) is True  # queued; no worker free yet
+    clock.advance(11)
+    monotonic.now += 11
+    sweeping = asyncio.create_task(sweeper.sweep())
+    await applier.first_started.wait()
+    await receiver.drain()  # its worker reaches the event at last: claimed elsewhere, so not applied here
+    applier.release.set()
+    await sweeping
+    assert applier.started == ["evt_test000001"]
+    stored = next(doc for doc in events.documents() if doc["id"] == "evt_test000001")
+    assert stored["state"] == "applied"

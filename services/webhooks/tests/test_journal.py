@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from webhooks_fakes import Clock, container, unapplied
 
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
-from webhooks.journal import UNAPPLIED_QUERY, EventJournal
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, DocumentContainer
+from webhooks.journal import UNAPPLIED_QUERY
 
 pytest.register_assert_rewrite("journal_contract")
 from journal_contract import JournalContract  # noqa: E402
@@ -19,14 +19,13 @@ def clock() -> Clock:
 
 class TestJournalInMemory(JournalContract):
     @pytest.fixture
-    def journal(self, clock) -> EventJournal:
-        return EventJournal(container("webhook-events", **{UNAPPLIED_QUERY: unapplied}), clock=clock)
+    def events(self) -> DocumentContainer:
+        return container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
 
 
 @pytest.mark.integration
 class TestJournalCosmos(JournalContract):
     @pytest.fixture
-    def journal(self, cosmos_client, provisioned, clock) -> EventJournal:
+    def events(self, cosmos_client, provisioned) -> DocumentContainer:
         spec = DEFAULT_TOPOLOGY.container("webhook-events")
-        events = CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)
-        return EventJournal(events, clock=clock)
+        return CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)

@@ -19,6 +19,7 @@ from webhooks.recovery import Replay, replay_undelivered
 from webhooks.settings import WebhookSettings
 from webhooks.states import EventState, InvalidTransitionError
 from webhooks.stripe_events import EventWindow, StripeEventsApi
+from webhooks.supervisor import serve_processes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,10 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_replay_since(settings, window, dry_run=args.dry_run))
     if args.command == "replay":
         return asyncio.run(_replay(settings, args.event_id))
+    if settings.webhooks_processes > 1:
+        return serve_processes(settings.webhooks_processes)
     web.run_app(
         create_app(settings),
         host=settings.webhooks_http_host,
         port=settings.webhooks_http_port,
+        reuse_port=settings.webhooks_reuse_port or None,
         print=None,
         shutdown_timeout=5.0,
     )

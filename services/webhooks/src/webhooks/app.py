@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import problem_middleware
 from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
+from webhooks.announcements import CoalescingPublisher
 from webhooks.applier import StripeFactsApplier
 from webhooks.delivery_context import answers_counter, delivery_context_middleware
 from webhooks.journal import EventJournal
@@ -55,9 +57,11 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
         clients = await stack.enter_async_context(open_azure_clients(settings))
         cosmos, bus, container = clients.cosmos, clients.bus, clients.container
 
-        publisher = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
+        # Concurrent apply workers' messages share sends (webhooks/announcements.py).
+        changes_topic = topic_publisher(client=bus, topic_name=settings.webhooks_changes_topic)
+        publisher = CoalescingPublisher(changes_topic)
         stack.push_async_callback(publisher.close)
-        payouts = queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue)
+        payouts = CoalescingPublisher(queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue))
         stack.push_async_callback(payouts.close)
         processor = EventProcessor(
             journal=EventJournal(container("webhook-events")),
@@ -69,6 +73,7 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
                 payouts=payouts,
             ),
             sweep_age=timedelta(seconds=settings.webhooks_sweep_age_seconds),
+            apply_while_answering=settings.webhooks_apply_while_answering,
         )
         yield Webhooks(
             processor=processor,
@@ -114,7 +119,7 @@ def create_app(
                 ),
                 name="webhooks-processor",
             )
-            log.info("webhooks serving")
+            log.info("webhooks serving", pid=os.getpid())
             yield
             workers.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,15 +1,17 @@
 """From recorded event to applied change: an in-process queue for speed, a sweep for crash safety.
 
-The handler records an event, then hands its id to the queue and answers. Workers read the
-record, apply it and settle it. A process killed before settling leaves the record ``received``;
-the sweep (on every replica, every few seconds) finds such records and applies them, and a
-redelivery by Stripe re-queues them at once. Applying is idempotent, so two replicas sweeping the
-same record, or a crash after the change but before settling, repeat nothing visible.
+The handler records an event, then hands it to the queue and answers. Workers apply it and settle
+the record under the ETag its create returned. A process killed before settling leaves the record
+``received``; the sweep (on every replica, every few seconds) finds such records, claims each under
+its ETag and applies it, and a redelivery by Stripe re-queues them at once. Applying is idempotent,
+so a crash after the change but before settling repeats nothing visible but the announcement (with
+the same message id), and the claim keeps two replicas from applying one record at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +23,8 @@ from webhooks.journal import event_of
 from webhooks.states import STATE_FIELD, EventState, SettleReason
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from otcommon.store import Document
     from webhooks.journal import EventJournal
     from webhooks.models import StripeEvent
@@ -34,6 +38,17 @@ class Outcome:
 
     state: EventState
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An event waiting for a worker: its id; when this process just recorded it, the event and the ETag."""
+
+    event_id: str
+    event: StripeEvent | None = None
+    etag: str | None = None
+    queued_at: float = 0.0
+    """When it was queued (the processor's monotonic clock)."""
 
 
 class NotYetApplicableError(Exception):
@@ -66,37 +81,43 @@ class EventProcessor:
         sweep_age: timedelta = timedelta(seconds=10),
         wait_limit: timedelta = timedelta(days=3),
         queue_size: int = 10_000,
+        apply_while_answering: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._journal = journal
         self._applier = applier
         self._max_attempts = max_attempts
         self._sweep_age = sweep_age
         self._wait_limit = wait_limit
-        # A fresh event travels with its id: the record was just created ``received``, so the worker
-        # need not read it back. A redelivery travels as its id alone and is read (it may be settled).
-        self._queue: asyncio.Queue[tuple[str, StripeEvent | None]] = asyncio.Queue(maxsize=queue_size)
+        # A fresh event travels with its id and its record's ETag: the record was just created
+        # ``received``, so the worker need not read it back, and settles it by one guarded patch. A
+        # redelivery travels as its id alone and is read (it may be settled).
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_size)
         self._held: set[str] = set()
         """Ids queued or being applied here: the sweep leaves them to the workers."""
         self._recording = 0
-        self._no_answer_waits = asyncio.Event()
-        self._no_answer_waits.set()
+        self._applying = 0
+        self._apply_while_answering = apply_while_answering
+        self._monotonic = monotonic
+        self._gate_changed = asyncio.Event()
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
 
     async def accept(self, event: StripeEvent) -> bool:
         """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
         self._recording += 1
-        self._no_answer_waits.clear()
         try:
-            fresh = await self._journal.record(event)
+            etag = await self._journal.record(event)
         finally:
             self._recording -= 1
             if not self._recording:
-                self._no_answer_waits.set()
+                self._gate_changed.set()
+        fresh = etag is not None
         if event.id in self._held:
             return fresh
         try:
-            self._queue.put_nowait((event.id, event if fresh else None))
+            queued = Queued(event.id, event, etag, self._monotonic()) if fresh else Queued(event.id)
+            self._queue.put_nowait(queued)
         except asyncio.QueueFull:
             log.warning("apply queue full; the sweep applies the event", event_id=event.id)
         else:
@@ -109,23 +130,29 @@ class EventProcessor:
         Whether it was recorded now (False: a delivery or an earlier replay had recorded it), and the
         state it is left in; the record makes a later delivery of the same event a duplicate.
         """
-        fresh = await self._journal.record(event)
-        return fresh, await self.process(event.id)
+        etag = await self._journal.record(event)
+        return etag is not None, await self.process(event.id)
 
     async def recorded_state(self, event_id: str) -> EventState | None:
         """The state of a recorded event; None when it was never recorded (or its record expired)."""
         return await self._journal.state_of(event_id)
 
-    async def process(self, event_id: str, *, just_recorded: StripeEvent | None = None) -> EventState:
+    async def process(
+        self, event_id: str, *, just_recorded: StripeEvent | None = None, recorded_etag: str | None = None
+    ) -> EventState:
         """Apply one recorded event unless it is settled; the state it is left in.
 
         ``just_recorded``: the event this process recorded ``received`` a moment ago, applied without
-        reading its record back (applying is idempotent, and settling checks the state it moves from).
+        reading its record back (applying is idempotent, and settling checks the state it moves from);
+        ``recorded_etag``, that record's ETag, lets the settle skip its read.
         """
         if just_recorded is None:
             record = await self._journal.read(event_id)
             if record[STATE_FIELD] != EventState.RECEIVED.value:
                 return EventState(record[STATE_FIELD])
+            recorded_etag = await self._journal.claim(record, hold=self._sweep_age)
+            if recorded_etag is None:
+                return EventState.RECEIVED  # another process is applying it right now
             event = event_of(record)
         else:
             event = just_recorded
@@ -136,7 +163,9 @@ class EventProcessor:
             return await self._wait_or_fail(await self._journal.read(event_id), error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
-        await self._journal.settle(event_id, outcome.state, reason=outcome.reason)
+        await self._journal.settle(
+            event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
+        )
         if outcome.state is EventState.IGNORED:
             self.ignored_types[event.type] += 1
         log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
@@ -146,6 +175,7 @@ class EventProcessor:
         # As long as Stripe would retry (three days), the missing payment may still arrive: each sweep
         # tries again without counting an attempt; after that the event fails with the reason.
         if self._journal.age_of(record) < self._wait_limit:
+            await self._journal.release(record)
             return EventState.RECEIVED
         reason = f"{SettleReason.WAITED_TOO_LONG.value}: {type(error).__name__}"
         await self._journal.settle(str(record["id"]), EventState.FAILED, reason=reason)
@@ -170,9 +200,9 @@ class EventProcessor:
     async def drain(self) -> None:
         """Process every queued event (tests and shutdown: no worker is running)."""
         while not self._queue.empty():
-            event_id, event = self._queue.get_nowait()
-            await self._process_safely(event_id, event)
-            self._held.discard(event_id)
+            queued = self._queue.get_nowait()
+            await self._process_safely(queued)
+            self._held.discard(queued.event_id)
             self._queue.task_done()
 
     async def join(self) -> None:
@@ -186,16 +216,25 @@ class EventProcessor:
             if event_id in self._held:
                 continue  # queued here: a backlog is not applied twice over
             await self._answers_first()
-            await self._process_safely(event_id)
+            try:
+                await self._process_safely(Queued(event_id))
+            finally:
+                self._applied_one()
             tried += 1
         return tried
 
-    async def _process_safely(self, event_id: str, event: StripeEvent | None = None) -> None:
+    async def _process_safely(self, queued: Queued) -> None:
+        if (
+            queued.event is not None
+            and self._monotonic() - queued.queued_at > self._sweep_age.total_seconds() / 2
+        ):
+            # Late behind a backlog: another process's sweep may take it soon, so it is claimed first.
+            queued = Queued(queued.event_id)
         try:
-            await self.process(event_id, just_recorded=event)
+            await self.process(queued.event_id, just_recorded=queued.event, recorded_etag=queued.etag)
         except Exception:
             # The record stays received: the next sweep or Stripe's retry tries again.
-            log.exception("webhook event processing failed", event_id=event_id)
+            log.exception("webhook event processing failed", event_id=queued.event_id)
 
     async def serve(self, *, workers: int, sweep_every: float) -> None:
         """Run the queue's workers and the periodic sweep until cancelled."""
@@ -205,18 +244,29 @@ class EventProcessor:
             group.create_task(self._sweep_forever(sweep_every), name="webhooks-sweep")
 
     async def _answers_first(self) -> None:
-        # Stripe waits for the answer, nobody waits for the apply: an event is started only while no
-        # delivery is being recorded, so a burst is answered first and applied in its gaps or after it.
-        await self._no_answer_waits.wait()
+        # Stripe waits for the answer: while deliveries are being recorded, at most
+        # ``apply_while_answering`` events are applied at once (0: none), so a burst is answered
+        # first and applied beside it as far as that allows, the rest in its gaps or after it.
+        while self._recording and self._applying >= self._apply_while_answering:
+            self._gate_changed.clear()
+            await self._gate_changed.wait()
+        self._applying += 1
+
+    def _applied_one(self) -> None:
+        self._applying -= 1
+        self._gate_changed.set()
 
     async def _work(self) -> None:
         while True:
-            event_id, event = await self._queue.get()
+            queued = await self._queue.get()
             try:
                 await self._answers_first()
-                await self._process_safely(event_id, event)
+                try:
+                    await self._process_safely(queued)
+                finally:
+                    self._applied_one()
             finally:
-                self._held.discard(event_id)
+                self._held.discard(queued.event_id)
                 self._queue.task_done()
 
     async def _sweep_forever(self, every: float) -> None:

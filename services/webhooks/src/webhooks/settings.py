@@ -46,6 +46,13 @@ class WebhookSettings(ServiceSettings):
     webhooks_apply_workers: int = Field(
         default=8, ge=1, le=64, description="Events applied at once by the in-process workers."
     )
+    webhooks_apply_while_answering: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Events applied at once while deliveries are being recorded (0: apply only between "
+        "deliveries); the answers come first, this much applying goes on beside them.",
+    )
     stripe_api_key: SecretStr | None = Field(
         default=None,
         description="Stripe key with read access to events; only `replay --since` needs it.",
@@ -64,6 +71,17 @@ class WebhookSettings(ServiceSettings):
         default=10.0, gt=0, description="Stripe request rate of a replay (leaves room for the enricher's)."
     )
     stripe_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request Stripe timeout.")
+    webhooks_processes: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Server processes sharing the HTTP port (SO_REUSEPORT), each a whole service; 1 on "
+        "Kubernetes, where replicas scale instead; up to the cores of a host serving alone.",
+    )
+    webhooks_reuse_port: bool = Field(
+        default=False,
+        description="Listen with SO_REUSEPORT (set for the processes `OT_WEBHOOKS_PROCESSES` starts).",
+    )
     webhooks_http_host: str = Field(default="0.0.0.0", description="HTTP listen address.")  # noqa: S104
     webhooks_http_port: int = Field(default=8082, ge=0, le=65535, description="HTTP listen port.")
 

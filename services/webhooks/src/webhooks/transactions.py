@@ -9,6 +9,7 @@ stale or missing index costs a query, never a wrong or missed write.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -152,15 +153,17 @@ class TransactionFacts:
         """The transactions the index lists under any of the payment's ids (empty: not indexed)."""
         if self._index is None:
             return []
-        listed: set[TransactionRef] = set()
-        for stripe_id in payment.ids():
-            key = payment_transactions_key(stripe_id)
-            try:
-                document = await self._index.read(key, partition_key=key)
-            except DocumentNotFoundError:
-                continue
-            listed.update(listed_transactions(document))
-        return sorted(listed)
+        documents = await asyncio.gather(*(self._index_document(stripe_id) for stripe_id in payment.ids()))
+        return sorted({ref for document in documents if document for ref in listed_transactions(document)})
+
+    async def _index_document(self, stripe_id: str) -> Document | None:
+        if self._index is None:
+            return None
+        key = payment_transactions_key(stripe_id)
+        try:
+            return await self._index.read(key, partition_key=key)
+        except DocumentNotFoundError:
+            return None
 
     def _count_fallback(self, reason: Fallback) -> None:
         self.fallbacks[reason] += 1
