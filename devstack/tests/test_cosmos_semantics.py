@@ -5,7 +5,9 @@ Each test fails on the stand-in before the change that it pins (see devstack/pat
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.cosmos import CosmosClient as SyncCosmosClient
 from azure.cosmos import PartitionKey, ThroughputProperties
 from azure.cosmos.aio import CosmosClient
@@ -141,6 +143,33 @@ async def test_writes_and_reads_carry_session_tokens_that_session_clients_use(co
     assert token.startswith("0:")
     assert read["id"] == "s"
     assert int(read_token.rsplit("#", 1)[1]) >= int(token.rsplit("#", 1)[1])
+
+
+async def test_point_reads_do_not_make_the_sdk_refetch_partition_key_ranges(cosmos_connection, container):
+    # Unpatched: answers named no partition key range (and the range's id was a number), so the SDK
+    # took each answer for one from a split range and read /pkranges again before every point read.
+    requested: list[str] = []
+
+    async def count(_: aiohttp.ClientSession, __: object, params: aiohttp.TraceRequestStartParams) -> None:
+        requested.append(params.url.path)
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_start.append(count)
+    key = cosmos_connection.key.get_secret_value()
+    async with (
+        aiohttp.ClientSession(trace_configs=[tracing]) as session,
+        CosmosClient(
+            cosmos_connection.endpoint, key, transport=AioHttpTransport(session=session, session_owner=False)
+        ) as client,
+    ):
+        counted = client.get_database_client(cosmos_connection.database).get_container_client(container.id)
+        await counted.create_item({"id": "r", "eventId": "ev1"})
+        await counted.read_item("r", partition_key="ev1")
+        requested.clear()
+        for _ in range(20):
+            await counted.read_item("r", partition_key="ev1")
+    assert len(requested) == 20
+    assert not [path for path in requested if path.endswith("/pkranges")]
 
 
 async def test_items_expire_by_container_default_and_their_own_ttl(database, cosmos_connection):
