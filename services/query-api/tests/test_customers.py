@@ -170,3 +170,23 @@ def test_a_cursor_walk_sees_each_unchanged_buyer_once_while_rows_change(filters,
     for buyer in unchanged:
         for column in CUSTOMER_COLUMNS:
             assert_close(final[buyer][column], first_rows[buyer][column], f"{buyer}.{column}")
+
+
+def test_every_buyer_follows_a_change_under_another_sort():
+    """The kept query of every buyer, asked in one order, changed, then asked in another."""
+    model = ReadModel()
+    documents = {n: spender(n, buyer=n % 5, amount=float(n)) for n in range(12)}
+    model.upsert(list(documents.values()))
+    walk(model, EVERYTHING, NO_FILTER, PageRequest(sort="totalSpent", page_size=2), by_cursor=True)
+    documents[12] = spender(12, buyer=1, amount=100.0)
+    model.upsert([documents[12]])
+    model.delete("tx3", ts=5)
+    del documents[3]
+
+    served = walk(
+        model, EVERYTHING, NO_FILTER, PageRequest(sort="lastPurchase", page_size=2), by_cursor=False
+    )
+
+    expected = expected_customers(list(documents.values()))
+    assert [row["id"] for row in served] == expected_order(expected, "lastPurchase", descending=False)
+    assert_same_customers({row["id"]: row for row in served}, expected)

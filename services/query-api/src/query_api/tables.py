@@ -259,7 +259,12 @@ def _repair_runs(query: _Query, keys: pl.DataFrame) -> None:
         changed = pl.Series(sorted(query.changed), dtype=pl.String()).str.to_integer(
             base=16, dtype=pl.UInt128
         )
-        query.runs = {order: repaired(run, keys, changed, key=BUYER) for order, run in query.runs.items()}
+        # A run of another sort cannot be repaired from these keys: it goes (the next page selects).
+        query.runs = {
+            order: repaired(run, keys, changed, key=BUYER)
+            for order, run in query.runs.items()
+            if run.column in keys.columns
+        }
         query.changed.clear()
 
 
