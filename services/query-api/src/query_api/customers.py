@@ -12,7 +12,7 @@ and changed only for the buyers whose rows changed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from query_api.readmodel import ReadModel
-
-Engine = Literal["auto", "streaming"]
 
 EVENT: Final = "eventId"
 LATEST: Final = {"name": "Name", "email": "Email", "phone": "Phone"}
@@ -99,9 +97,7 @@ def _latest_at(field: str) -> pl.Expr:
     return pl.col(PURCHASED_AT).filter(_present(field)).max().alias(f"_latest{field}At")
 
 
-def _with_latest(
-    table: pl.DataFrame, rows: pl.LazyFrame, latest: Mapping[str, str], *, engine: Engine
-) -> pl.DataFrame:
+def _with_latest(table: pl.DataFrame, rows: pl.LazyFrame, latest: Mapping[str, str]) -> pl.DataFrame:
     """``table`` (one row per buyer, with ``_latest_at`` of each ``latest`` field) with those values.
 
     The value is the field of the buyer's rows at that instant with the greatest id: order-free
@@ -118,7 +114,7 @@ def _with_latest(
             BUYER, pl.col(field).alias(column)
         )
         joined = joined.join(values, on=BUYER, how="left")
-    return joined.drop(*(f"_latest{field}At" for field in latest.values())).collect(engine=engine)
+    return joined.drop(*(f"_latest{field}At" for field in latest.values())).collect(engine="streaming")
 
 
 def key_columns(column: str) -> tuple[str, ...]:
@@ -150,33 +146,45 @@ def every_sort_key(rows: pl.DataFrame | pl.LazyFrame, *, only: str | None = None
         *(value.alias(column) for column, value in numeric.items()),
         *(_latest_at(field) for field in latest.values()),
     )
-    return _with_latest(table, rows.lazy(), latest, engine="streaming")
+    return _with_latest(table, rows.lazy(), latest)
+
+
+def _latest_of_few(field: str) -> pl.Expr:
+    """Per buyer, in one aggregation: the most recent non-empty ``field`` (null if none).
+
+    Sorts each buyer's rows, so only for the few rows of a page's buyers.
+    """
+    present = _present(field)
+    newest = pl.col(field).sort_by([present, PURCHASED_AT, "id"]).last()
+    return pl.when(present.sort_by([present, PURCHASED_AT, "id"]).last()).then(newest)
 
 
 def customers(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """The whole rows of the buyers of ``rows`` (which need ``ROW_COLUMNS``), for a page's few buyers."""
-    rows = rows.lazy()
-    table = rows.group_by(BUYER).agg(
-        pl.col(CUSTOMER_ID).first().alias("id"),
-        pl.col("PurchaseDate").min().alias("firstPurchase"),
-        pl.col("PurchaseDate").max().alias("lastPurchase"),
-        *(
-            value.alias(column)
-            for column, value in _NUMERIC_KEYS.items()
-            if column not in {FIRST_AT, LAST_AT}
-        ),
-        pl.col("IsRefunded").any().alias("refunded"),
-        pl.col("IsDisputed").any().alias("disputed"),
-        pl.col(EVENT).cast(pl.String).unique().sort().alias("events"),
-        *(_latest_at(field) for field in LATEST.values()),
+    table = (
+        rows.lazy()
+        .group_by(BUYER)
+        .agg(
+            pl.col(CUSTOMER_ID).first().alias("id"),
+            *(_latest_of_few(field).alias(column) for column, field in LATEST.items()),
+            pl.col("PurchaseDate").min().alias("firstPurchase"),
+            pl.col("PurchaseDate").max().alias("lastPurchase"),
+            *(
+                value.alias(column)
+                for column, value in _NUMERIC_KEYS.items()
+                if column not in {FIRST_AT, LAST_AT}
+            ),
+            pl.col("IsRefunded").any().alias("refunded"),
+            pl.col("IsDisputed").any().alias("disputed"),
+            pl.col(EVENT).cast(pl.String).unique().sort().alias("events"),
+        )
     )
-    return _with_latest(table.collect(), rows, LATEST, engine="auto").select(BUYER, *CUSTOMER_COLUMNS)
+    return table.select(BUYER, *CUSTOMER_COLUMNS).collect()
 
 
-def customers_in_order(rows: pl.DataFrame | pl.LazyFrame, buyers: pl.Series) -> pl.DataFrame:
+def customers_in_order(rows: pl.DataFrame, buyers: pl.Series) -> pl.DataFrame:
     """The whole rows of ``buyers`` (in that order) from ``rows``, which hold all their matching rows."""
-    table = customers(rows.lazy().filter(pl.col(BUYER).is_in(buyers.implode())))
-    return buyers.to_frame(BUYER).join(table, on=BUYER, how="left", maintain_order="left")
+    return buyers.to_frame(BUYER).join(customers(rows), on=BUYER, how="left", maintain_order="left")
 
 
 class EveryoneKeys:
@@ -201,7 +209,8 @@ class EveryoneKeys:
             buyers = pl.Series(sorted(self._stale), dtype=pl.String()).str.to_integer(
                 base=16, dtype=pl.UInt128
             )
-            changed = frame.lazy().filter(pl.col(BUYER).is_in(buyers.implode())).select(KEY_COLUMNS)
+            # Collected once: the keys' plan reads these rows several times.
+            changed = frame.lazy().filter(pl.col(BUYER).is_in(buyers.implode())).select(KEY_COLUMNS).collect()
             kept = self._keys.filter(~pl.col(BUYER).is_in(buyers.implode()))
             self._keys = pl.concat([kept, every_sort_key(changed)])
         self._stale.clear()

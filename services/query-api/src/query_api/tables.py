@@ -28,7 +28,6 @@ from query_api.customers import (
     sort_keys,
 )
 from query_api.pagination import (
-    RUN_LENGTH,
     Page,
     PageRequest,
     SortedRun,
@@ -109,6 +108,9 @@ class _Entry:
     positional: bool  # holds row positions, which any change moves
     repairable: bool = False  # kept across changes: its runs are repaired for the buyers changed
 
+
+COMPLETED_PAGES: Final = 4
+"""A page's buyers are built whole with those of the next pages (of its size), up to this many pages."""
 
 MAX_QUERIES: Final = 8
 """Queries kept per model; the least recently used goes first."""
@@ -269,7 +271,7 @@ def _repair_runs(query: _Query, keys: pl.DataFrame) -> None:
 
 
 def _completed(query: _Query, page: Page, complete: Callable[[pl.Series], pl.DataFrame]) -> pl.DataFrame:
-    """The whole rows of the page's buyers, built with the next ``RUN_LENGTH`` buyers of its run.
+    """The whole rows of the page's buyers, built with those of the next pages of its run.
 
     The next pages of the run are then slices of what was built; a deep page builds only its window.
     """
@@ -281,7 +283,7 @@ def _completed(query: _Query, page: Page, complete: Callable[[pl.Series], pl.Dat
         run_buyers = page.run.rows[BUYER]
         # Found by comparing Series: a 128-bit key is no literal Polars takes.
         at_start = (run_buyers == buyers.head(1)).arg_true()
-        window = run_buyers.slice(at_start[0] if at_start.len() else 0, max(RUN_LENGTH, buyers.len()))
+        window = run_buyers.slice(at_start[0] if at_start.len() else 0, COMPLETED_PAGES * buyers.len())
         held = (page.run, complete(window))
         query.completed = held
     return buyers.to_frame().join(held[1], on=BUYER, how="left", maintain_order="left")
@@ -294,6 +296,7 @@ def _page_customers(
 
     Their rows are found by key first (one integer test per row) and only those are filtered.
     """
+    # Two steps: the filters then test a few rows, not every row (a search reads each row's text).
     wanted = model.frame().filter(pl.col(BUYER).is_in(buyers.implode()))
     matching = wanted.filter(scope.expression() & filters.expression()).select(ROW_COLUMNS)
     return customers_in_order(matching, buyers)
