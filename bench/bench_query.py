@@ -480,8 +480,8 @@ PAGE_CASES: tuple[PageCase, ...] = (
 """Tables as the dashboard asks for them: whole events, searches, row filters, a scoped token."""
 
 PAGE_KINDS = ("after_change", "next_page", "page_3")
-"""Per case and round: the first page after a change (a new sale in one event: the cached query and
-that event's partials are dropped), then the next page by cursor, then page index 3."""
+"""Per case and round: the first page after a change (a new sale in one event: the cached query is
+dropped, or for every buyer of every event repaired), then the next page by cursor, then page index 3."""
 
 
 def _page_of(model: ReadModel, case: PageCase, request: PageRequest) -> tuple[float, Any]:

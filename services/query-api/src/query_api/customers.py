@@ -48,6 +48,8 @@ SORT_KEYS: Final = {
 }
 """The customer table's sort names and the column of the sort keys each sorts by."""
 
+_NUMERIC_SOURCES: Final = (PURCHASED_AT, "TotalTickets", "TotalAmount", "TotalTicketRedeemed")
+
 KEY_COLUMNS: Final = (
     BUYER,
     "id",
@@ -130,23 +132,16 @@ def key_columns(column: str) -> tuple[str, ...]:
 
 
 def sort_keys(rows: pl.DataFrame | pl.LazyFrame, column: str) -> pl.DataFrame:
-    """One row per buyer of ``rows`` (which need ``KEY_COLUMNS``): the key and ``column`` of ``SORT_KEYS``."""
+    """One row per buyer of ``rows`` (which need ``key_columns(column)``): the key and ``column``."""
     if column in LATEST:
-        return every_sort_key(rows, only=column)
+        field = {column: LATEST[column]}
+        return _with_latest(grouped(rows, [BUYER], _latest_at(LATEST[column])), rows.lazy(), field)
     return grouped(rows, [BUYER], _NUMERIC_KEYS[column].alias(column))
 
 
-def every_sort_key(rows: pl.DataFrame | pl.LazyFrame, *, only: str | None = None) -> pl.DataFrame:
-    """One row per buyer of ``rows`` with every sort column (or the latest ``only``): every sort's keys."""
-    numeric = {} if only is not None else _NUMERIC_KEYS
-    latest = LATEST if only is None else {only: LATEST[only]}
-    table = grouped(
-        rows,
-        [BUYER],
-        *(value.alias(column) for column, value in numeric.items()),
-        *(_latest_at(field) for field in latest.values()),
-    )
-    return _with_latest(table, rows.lazy(), latest)
+def numeric_sort_keys(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per buyer of ``rows`` with every numeric sort column (one group-by for them all)."""
+    return grouped(rows, [BUYER], *(value.alias(column) for column, value in _NUMERIC_KEYS.items()))
 
 
 def _latest_of_few(field: str) -> pl.Expr:
@@ -187,43 +182,99 @@ def customers_in_order(rows: pl.DataFrame, buyers: pl.Series) -> pl.DataFrame:
     return buyers.to_frame(BUYER).join(customers(rows), on=BUYER, how="left", maintain_order="left")
 
 
+SHARDS: Final = 32
+"""Kept keys are split by buyer into this many frames: a change copies the frames of its buyers only."""
+
+
+class _ShardedKeys:
+    """One frame of keys (a row per buyer), held as ``SHARDS`` frames split by ``BUYER``."""
+
+    def __init__(self, keys: pl.DataFrame) -> None:
+        shard = (pl.col(BUYER) % SHARDS).cast(pl.UInt8).alias("_shard")
+        parts = keys.with_columns(shard).partition_by("_shard", as_dict=True, include_key=False)
+        empty = keys.clear()
+        self._shards = [parts.get((number,), empty) for number in range(SHARDS)]
+
+    def frame(self) -> pl.DataFrame:
+        """Every buyer's keys, as one frame over the shards (not copied)."""
+        return pl.concat(self._shards, rechunk=False)
+
+    def replace(self, buyers: list[int], keys: pl.DataFrame) -> None:
+        """The keys of ``buyers`` replaced by ``keys`` (which has none for a buyer without rows)."""
+        for number in sorted({buyer % SHARDS for buyer in buyers}):
+            mine = pl.Series([buyer for buyer in buyers if buyer % SHARDS == number], dtype=pl.UInt128)
+            ours = pl.col(BUYER).is_in(mine.implode())
+            self._shards[number] = pl.concat([self._shards[number].filter(~ours), keys.filter(ours)])
+
+    def estimated_mb(self) -> float:
+        return sum(shard.estimated_size("mb") for shard in self._shards)
+
+
 class EveryoneKeys:
     """The sort keys of every buyer of every event, changed only for the buyers a change touched.
 
-    The read model names the buyer of every row added, replaced or removed; at the next question
-    those buyers' keys are built again from their rows (all of them: a buyer's rows may lie in
-    any event) and replace the old ones. Built at the first question, or ahead with ``build``.
+    Held per sort: every numeric column at once (one group-by), and each latest-value column
+    (name, email, phone) once a question sorts by it, so a first question builds only what it
+    sorts by. The read model names the buyer of every row added, replaced or removed; at the next
+    question those buyers' rows (in any event) are read once and their keys replace the old ones
+    in every frame held (only in the shards that hold those buyers). Built at the first
+    question, or ahead with ``build``.
     """
 
     def __init__(self, model: ReadModel) -> None:
-        self._keys: pl.DataFrame | None = None
+        self._numeric: _ShardedKeys | None = None
+        self._latest: dict[str, _ShardedKeys] = {}
         self._stale: set[str] = set()  # customerIds whose rows changed since the keys were built
         model.on_change(self._invalidate)
 
-    def keys(self, model: ReadModel) -> pl.DataFrame:
-        """One row per buyer: ``BUYER`` and every column of ``SORT_KEYS``."""
-        frame = model.frame()
-        if self._keys is None:
-            self._keys = every_sort_key(frame.lazy().select(KEY_COLUMNS))
-        elif self._stale:
-            buyers = pl.Series(sorted(self._stale), dtype=pl.String()).str.to_integer(
-                base=16, dtype=pl.UInt128
-            )
-            # Collected once: the keys' plan reads these rows several times.
-            changed = frame.lazy().filter(pl.col(BUYER).is_in(buyers.implode())).select(KEY_COLUMNS).collect()
-            kept = self._keys.filter(~pl.col(BUYER).is_in(buyers.implode()))
-            self._keys = pl.concat([kept, every_sort_key(changed)])
-        self._stale.clear()
-        return self._keys
+    def keys(self, model: ReadModel, column: str) -> pl.DataFrame:
+        """One row per buyer: ``BUYER`` and ``column`` (a column of ``SORT_KEYS``)."""
+        self._bring_up_to_date(model)
+        if column in LATEST:
+            held = self._latest.get(column)
+            if held is None:
+                held = self._latest[column] = _ShardedKeys(
+                    sort_keys(model.frame().select(key_columns(column)), column)
+                )
+            return held.frame()
+        if self._numeric is None:
+            self._numeric = _ShardedKeys(numeric_sort_keys(model.frame().select(BUYER, *_NUMERIC_SOURCES)))
+        return self._numeric.frame().select(BUYER, column)
 
     def build(self, model: ReadModel) -> None:
-        """Build the keys now (at the end of a load) rather than at the first question."""
-        self.keys(model)
+        """Build the keys of every sort now (at the end of a load) rather than at the first question."""
+        for column in ("orders", *LATEST):
+            self.keys(model, column)
 
     def estimated_mb(self) -> float:
         """The memory the keys take (Polars' estimate)."""
-        return 0.0 if self._keys is None else self._keys.estimated_size("mb")
+        held = [*([] if self._numeric is None else [self._numeric]), *self._latest.values()]
+        return sum(keys.estimated_mb() for keys in held)
+
+    def _bring_up_to_date(self, model: ReadModel) -> None:
+        if not self._stale:
+            return
+        buyers = [int(customer_id, 16) for customer_id in sorted(self._stale)]
+        self._stale.clear()
+        wanted = pl.Series(buyers, dtype=pl.UInt128).implode()
+        # Read once: each frame's keys are built from these rows.
+        changed = model.frame().lazy().filter(pl.col(BUYER).is_in(wanted)).select(KEY_COLUMNS).collect()
+        # A few buyers' rows: one aggregation for every column (several plans would each wait
+        # for worker threads on a busy machine).
+        fresh = (
+            changed.lazy()
+            .group_by(BUYER)
+            .agg(
+                *(value.alias(column) for column, value in _NUMERIC_KEYS.items()),
+                *(_latest_of_few(field).alias(column) for column, field in LATEST.items()),
+            )
+            .collect()
+        )
+        if self._numeric is not None:
+            self._numeric.replace(buyers, fresh.select(BUYER, *_NUMERIC_KEYS))
+        for column, held in self._latest.items():
+            held.replace(buyers, fresh.select(BUYER, column))
 
     def _invalidate(self, changes: pl.DataFrame) -> None:
-        if self._keys is not None:
+        if self._numeric is not None or self._latest:
             self._stale.update(changes[CUSTOMER_ID].to_list())

@@ -239,7 +239,7 @@ def customers_page(
     keys = query.keys.get(column)
     if keys is None:
         if everyone:
-            keys = cache.everyone.keys(model).select(BUYER, column)
+            keys = cache.everyone.keys(model, column)
             _repair_runs(query, keys)
         else:
             keys = sort_keys(model.rows(scope, filters, columns=key_columns(column)), column)
