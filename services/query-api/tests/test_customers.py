@@ -129,7 +129,8 @@ def test_a_cursor_walk_sees_each_unchanged_buyer_once_while_rows_change(filters,
     """New buyers, renamed orders and removed orders between pages: the buyers whose sort value
     never changed are each served exactly once (a changed one may cross the cursor)."""
     model = ReadModel()
-    model.upsert([spender(n, buyer=n % 40, amount=float(n % 7)) for n in range(100)])
+    held = {n: spender(n, buyer=n % 40, amount=float(n % 7)) for n in range(100)}
+    model.upsert(list(held.values()))
     first_rows = {
         row["id"]: row for row in walk(model, EVERYTHING, filters, PageRequest(sort=sort), by_cursor=True)
     }
@@ -138,12 +139,14 @@ def test_a_cursor_walk_sees_each_unchanged_buyer_once_while_rows_change(filters,
 
     def change_underneath() -> None:
         n = next(changes)
-        model.upsert([spender(n, buyer=n, amount=3.0)])  # a new buyer
+        held[n] = spender(n, buyer=n, amount=3.0)  # a new buyer
         # A change to an order that no customer column shows: its buyer's row is built again, the same.
-        model.upsert(
-            [spender(n - 1000, buyer=(n - 1000) % 40, amount=float((n - 1000) % 7), ts=2, TicketTypes="VIP")]
-        )
+        old = n - 1000
+        if old in held:
+            held[old] = spender(old, buyer=old % 40, amount=float(old % 7), ts=2, TicketTypes="VIP")
+        model.upsert([held[n], *([held[old]] if old in held else [])])
         victim = (n * 7) % 100
+        held.pop(victim, None)
         if model.delete(f"tx{victim}", ts=3):
             changed_buyers.update(
                 row["id"] for row in first_rows.values() if row["email"] == f"buyer{victim % 40}@example.com"
@@ -163,10 +166,11 @@ def test_a_cursor_walk_sees_each_unchanged_buyer_once_while_rows_change(filters,
     assert unchanged, "the walk must keep some buyers unchanged to test anything"
     for buyer in unchanged:
         assert ids.count(buyer) == 1, buyer
-    final = {
-        row["id"]: row
-        for row in walk(model, EVERYTHING, filters, PageRequest(sort=sort, page_size=500), by_cursor=True)
-    }
+    served = walk(model, EVERYTHING, filters, PageRequest(sort=sort, page_size=500), by_cursor=True)
+    expected = expected_customers(list(held.values()))
+    assert [row["id"] for row in served] == expected_order(expected, sort, descending=False)
+    assert_same_customers({row["id"]: row for row in served}, expected)
+    final = {row["id"]: row for row in served}
     for buyer in unchanged:
         for column in CUSTOMER_COLUMNS:
             assert_close(final[buyer][column], first_rows[buyer][column], f"{buyer}.{column}")
@@ -178,7 +182,7 @@ def test_every_buyer_follows_a_change_under_another_sort():
     documents = {n: spender(n, buyer=n % 5, amount=float(n)) for n in range(12)}
     model.upsert(list(documents.values()))
     walk(model, EVERYTHING, NO_FILTER, PageRequest(sort="totalSpent", page_size=2), by_cursor=True)
-    documents[12] = spender(12, buyer=1, amount=100.0)
+    documents[12] = spender(12, buyer=2, amount=100.0)  # buyer 2's last purchase: first to last
     model.upsert([documents[12]])
     model.delete("tx3", ts=5)
     del documents[3]
@@ -190,3 +194,29 @@ def test_every_buyer_follows_a_change_under_another_sort():
     expected = expected_customers(list(documents.values()))
     assert [row["id"] for row in served] == expected_order(expected, "lastPurchase", descending=False)
     assert_same_customers({row["id"]: row for row in served}, expected)
+
+
+@pytest.mark.parametrize("filters", [NO_FILTER, EVERY_PURCHASE], ids=["kept keys", "row path"])
+@pytest.mark.parametrize("sort", ["name", "email", "phone"])
+def test_latest_values_break_ties_on_the_instant_by_the_greater_transaction_id(filters, sort):
+    """Two orders of one buyer at the same instant: the one with the greater id gives the latest
+    name, email and phone, and so the buyer's place in those sorts."""
+    same_instant = {"PurchaseDate": T0, "Phone": ""}
+    model = ReadModel()
+    model.upsert(
+        [
+            transaction(
+                1, Name="Ana Lima", Email="ana@example.com", **same_instant | {"Phone": "+1 555 0100"}
+            ),
+            transaction(2, Name="ana", Email="ANA@example.com", **same_instant | {"Phone": "+1 555 0300"}),
+            transaction(3, Name="Bo", Email="bo@example.com", **same_instant | {"Phone": "+1 555 0200"}),
+        ]
+    )
+
+    served = walk(model, EVERYTHING, filters, PageRequest(sort=sort), by_cursor=True)
+
+    assert [(row["name"], row["email"], row["phone"]) for row in served] == {
+        "name": [("Bo", "bo@example.com", "+1 555 0200"), ("ana", "ANA@example.com", "+1 555 0300")],
+        "email": [("ana", "ANA@example.com", "+1 555 0300"), ("Bo", "bo@example.com", "+1 555 0200")],
+        "phone": [("Bo", "bo@example.com", "+1 555 0200"), ("ana", "ANA@example.com", "+1 555 0300")],
+    }[sort]
