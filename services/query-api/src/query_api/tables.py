@@ -97,7 +97,12 @@ class _Query:
         order = (reading["sortable"][request.sort], request.descending)
         page = paginate(frame, request, run=self.runs.get(order), **reading)
         if page.run is not None:
-            self.runs = {order: page.run}  # one order at a time: the table shows one
+            # A few orders: dashboards switch between sorts, and each run is at most a few
+            # thousand rows of a sort column and a key.
+            self.runs.pop(order, None)
+            self.runs[order] = page.run
+            while len(self.runs) > RUNS_KEPT:
+                del self.runs[next(iter(self.runs))]
         return page
 
 
@@ -111,6 +116,9 @@ class _Entry:
 
 COMPLETED_PAGES: Final = 4
 """A page's buyers are built whole with those of the next pages (of its size), up to this many pages."""
+
+RUNS_KEPT: Final = 4
+"""Sorted runs kept per query (one per order), the least recently used going first."""
 
 MAX_QUERIES: Final = 8
 """Queries kept per model; the least recently used goes first."""
@@ -239,8 +247,8 @@ def customers_page(
     keys = query.keys.get(column)
     if keys is None:
         if everyone:
+            _repair_runs(query, lambda sorted_by: cache.everyone.keys(model, sorted_by))
             keys = cache.everyone.keys(model, column)
-            _repair_runs(query, keys)
         else:
             keys = sort_keys(model.rows(scope, filters, columns=key_columns(column)), column)
         query.keys = {column: keys}
@@ -255,17 +263,17 @@ def customers_page(
     return rows.select(CUSTOMER_COLUMNS).to_dicts(), replace(page, rows=rows)
 
 
-def _repair_runs(query: _Query, keys: pl.DataFrame) -> None:
-    """The query's runs after the rows of the buyers in ``query.changed`` changed (``keys``: the new)."""
+def _repair_runs(query: _Query, keys_of: Callable[[str], pl.DataFrame]) -> None:
+    """The query's runs after the rows of the buyers in ``query.changed`` changed.
+
+    ``keys_of(column)``: every buyer's keys of that sort column as they are now.
+    """
     if query.changed:
         changed = pl.Series(sorted(query.changed), dtype=pl.String()).str.to_integer(
             base=16, dtype=pl.UInt128
         )
-        # A run of another sort cannot be repaired from these keys: it goes (the next page selects).
         query.runs = {
-            order: repaired(run, keys, changed, key=BUYER)
-            for order, run in query.runs.items()
-            if run.column in keys.columns
+            order: repaired(run, keys_of(run.column), changed, key=BUYER) for order, run in query.runs.items()
         }
         query.changed.clear()
 
