@@ -16,6 +16,9 @@ payment back in the queue, as a redelivery would. Calls are counted by the sandb
 1. Trickle: 100 batches, as hourly syncs would queue them. Before each batch the world's clock moves
    60 minutes (the sandbox's ``/_sandbox/advance``), so each batch's payments were created after the
    previous listings; the batch is the payments created in that hour, requested at the new time.
+   The transfers the hour made are first applied as their ``transfer.created`` would reach the
+   enricher (``TransferChanges``; a late separate transfer re-routes a payment enriched before),
+   and their calls count in the batch.
 2. Bulk and cold start: the same 10,000 payments (the world at its last moment), all queued at once
    against empty indexes, under the sandbox's 25 requests/s limit with the gateway's rate gate at
    25/s. Wall time beside its lower bound (calls answered / 25 per s); 429s counted.
@@ -49,7 +52,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,10 +71,12 @@ from enricher.indexes import StripeIndex
 from enricher.routing import RouteType
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
+from enricher.transfers import TransferChanges
 from enricher.writer import EnrichmentWriter
 from ingest.mapping import map_api_row, source_document
 from otcommon.bus import RetryableError
 from otcommon.enrichment import STATE_FIELD, EnrichmentState
+from otcommon.messages import StripeTransferCreated
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, create_cosmos_client, provision
 from otcommon.telemetry import configure_logging
@@ -83,6 +88,7 @@ if TYPE_CHECKING:
 
     from devstack.processes import ManagedProcess
     from enricher.service import Unresolved
+    from otcommon.messages import TransactionChange
     from otcommon.store import QueryPage
 
 SEED = 7
@@ -315,14 +321,63 @@ def build_handler(
     counts: Counter[str],
 ) -> EnrichmentHandler:
     """The enricher as ``open_enricher`` wires it, on this database, this gateway and the world's clock."""
+    return build_enricher(client=client, database=database, gateway=gateway, clock=clock, counts=counts)[0]
+
+
+def build_enricher(
+    *,
+    client: CosmosClient,
+    database: str,
+    gateway: StripeApiGateway,
+    clock: WorldClock,
+    counts: Counter[str],
+    results: dict[str, Findings | Unresolved] | None = None,
+) -> tuple[EnrichmentHandler, TransferChanges, RecordingEnricher]:
+    """The handler, and the transfer path (as webhooks reach it) recording what it enriches again."""
     index = StripeIndex(container(client, database, "stripe-index", counts))
     indexer = Indexer(gateway=gateway, index=index, clock=clock)
-    return EnrichmentHandler(
+    handler = EnrichmentHandler(
         enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
         writer=EnrichmentWriter(container(client, database, "transactions", counts)),
         announcer=None,
         clock=clock,
     )
+    recording = RecordingEnricher(handler, {} if results is None else results)
+    return handler, TransferChanges(index=index, indexer=indexer, payments=recording), recording
+
+
+class RecordingEnricher:
+    """The handler as the transfer path calls it, keeping each payment's latest answer."""
+
+    def __init__(self, handler: EnrichmentHandler, results: dict[str, Findings | Unresolved]) -> None:
+        self._handler = handler
+        self._results = results
+        self.enriched: list[str] = []
+
+    async def enrich(
+        self, payment_id: str, *, requested_at: datetime, reannounce: bool = False, change: TransactionChange
+    ) -> Findings | Unresolved:
+        result = await self._handler.enrich(
+            payment_id, requested_at=requested_at, reannounce=reannounce, change=change
+        )
+        self._results[payment_id] = result
+        self.enriched.append(payment_id)
+        return result
+
+
+def transfers_made(before: Mapping[str, dict[str, Any]], after: Mapping[str, dict[str, Any]]) -> list[Any]:
+    """``StripeTransferCreated`` for each transfer the world made meanwhile, as webhooks hand them over."""
+    return [
+        StripeTransferCreated(
+            transfer_id=transfer_id,
+            destination_account_id=after[transfer_id]["destination"],
+            destination_payment_id=after[transfer_id]["destination_payment"],
+            source_charge_id=after[transfer_id]["source_transaction"],
+            transfer_created=datetime.fromtimestamp(after[transfer_id]["created"], UTC),
+            stripe_event_id=f"evt_bench_{transfer_id}",
+        )
+        for transfer_id in sorted(after.keys() - before.keys())
+    ]
 
 
 def sandbox_gateway(base_url: str, *, per_second: float) -> StripeApiGateway:
@@ -497,16 +552,23 @@ async def run_trickle(
         clock = WorldClock(await controls.now())
         cosmos_requests: Counter[str] = Counter()
         gateway = sandbox_gateway(stripe_url, per_second=RATE_LIMIT)
-        handler = build_handler(
-            client=client, database=database, gateway=gateway, clock=clock, counts=cosmos_requests
+        results: dict[str, Findings | Unresolved] = {}
+        handler, transfer_changes, recording = build_enricher(
+            client=client,
+            database=database,
+            gateway=gateway,
+            clock=clock,
+            counts=cosmos_requests,
+            results=results,
         )
         transactions = container(client, database, "transactions")
         await controls.clear_requests()
-        results: dict[str, Findings | Unresolved] = {}
         truths: dict[str, dict[str, Any]] = {}
         batch_calls: list[int] = []
         batch_sizes: list[int] = []
         requeued = 0
+        transfers_applied = 0
+        transfers = dict(scenario.stripe.transfers)
         try:
             for batch in range(batches):
                 if batch % 10 == 0:
@@ -514,21 +576,30 @@ async def run_trickle(
                 now, new_ids = await controls.advance(BATCH_MINUTES)
                 if list(scenario.advance(minutes=BATCH_MINUTES).new_ids) != new_ids:
                     raise RuntimeError("the sandbox's world and the benchmark's copy of it diverged")
+                made = transfers_made(transfers, scenario.stripe.transfers)
+                transfers = dict(scenario.stripe.transfers)
                 documents = transaction_documents(scenario, new_ids)
                 await store_transactions(transactions, documents)
                 payment_ids = [str(d["PaymentID"]) for d in documents if d.get("PaymentID")]
                 clock.now = datetime.fromisoformat(now)
                 before = (await controls.requests())["total"]
                 with meter.measure(where_the_time_went):
+                    # The hour's transfer.created events, as the webhook service hands them over.
+                    recording.enriched.clear()
+                    for message in made:
+                        await transfer_changes.apply(message)
                     found, again = await enrich_all(
                         handler, payment_ids, requested_at=clock.now, concurrency=plan.concurrency
                     )
                 batch_calls.append((await controls.requests())["total"] - before)
                 batch_sizes.append(len(payment_ids))
+                transfers_applied += len(made)
                 results.update(found)
                 requeued += again
-                # Each batch is checked against the truth of its own moment (its payouts were still ahead).
-                truths.update(await controls.payments_now(payment_ids))
+                # Each batch is checked against the truth of its own moment (its payouts were still ahead);
+                # a payment a late transfer re-routed, against the truth of the moment it was re-routed.
+                rerouted = [p for p in recording.enriched if p in truths]
+                truths.update(await controls.payments_now([*payment_ids, *rerouted]))
             log = await controls.requests()
             stored = await stored_enrichment_states(transactions)
         finally:
@@ -550,6 +621,7 @@ async def run_trickle(
         "target": TARGET_TRICKLE,
         "meets_target": log["total"] / payments <= TARGET_TRICKLE,
         "requeued_by_retryable_errors": requeued,
+        "transfer_created_events_applied": transfers_applied,
         "concurrency": plan.concurrency,
         "cosmos_requests": cosmos_summary(cosmos_requests, payments),
         "where_the_time_went": {
@@ -755,7 +827,8 @@ def world_description(plan: Plan) -> dict[str, Any]:
         "hourly_advances": plan.batches,
         "sales_per_hour": plan.sales_per_hour,
         "payments": plan.payments,
-        "routes": "platform, destination and direct charges, separate charges and transfers; "
+        "routes": "platform, destination and direct charges, separate charges and transfers "
+        "(one in three made five hours after its charge; trickle applies each hour's transfer.created); "
         "ch_ ids with and without a PaymentIntent; "
         "one organizer in three pays out by hand (not_traceable)",
     }

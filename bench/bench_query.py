@@ -583,6 +583,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     load["rss_mb"] = round(resident_mb(), 1)
     load["frame_mb"] = round(model.frame().estimated_size() / 2**20, 1)
+    load["search_index_mb"] = round(model.search_index.estimated_bytes() / 2**20, 1)
+    load["search_index_build_seconds"] = round(model.search_index.build_seconds, 2)
     load["rss_before_load_mb"] = round(baseline_mb, 1)
     print(f"loaded {load}", flush=True)
     if args.load_only:

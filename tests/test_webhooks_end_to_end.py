@@ -3,6 +3,8 @@ Cosmos DB stand-in and the Service Bus emulator, for transactions ingest read fr
 sandbox (`python -m ingest sync --once`). The Stripe clock moves (refunds, disputes, payouts happen);
 the OpenTickets side is not read again, so only the webhooks can bring the transactions up to date.
 The second test runs `python -m enricher serve` too: payout events reach the deposit fields through it.
+The third moves both sandboxes a few hours first, so that some separate transfers are made only after
+their payments were enriched: their `transfer.created` reaches the routing fields through the enricher.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from test_enricher_system import System, expected_enrichment, wrong_fields
 
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import run_sandbox
+from devstack.scenario import Route
+from devstack.scenario.stripe_world import LATE_TRANSFER_SECONDS
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
 from otcommon.messages import decode_service_bus_message
@@ -44,6 +48,7 @@ PLATFORM_SECRET = "whsec_e2e_platform"
 CONNECT_SECRET = "whsec_e2e_connect"
 PAYOUT_QUEUE = "stripe-events-queue"
 PAYMENT_EVENTS = ("refund.", "charge.refund", "charge.dispute.")
+ENRICHER_EVENTS = ("payout.", "transfer.created")
 
 
 @dataclass
@@ -165,9 +170,9 @@ async def test_delivered_refunds_and_disputes_bring_every_transaction_to_the_gen
             if obj["object"] == "dispute":
                 assert row["stripeDisputes"][obj["id"]]["status"] == world.disputes[obj["id"]]["status"]
 
-    # Payouts are the enricher's to apply: each payout event is handed over on its queue, once.
-    payout_events = {i for i, event in log.items() if event["type"].startswith("payout.")}
-    assert payout_events
+    # Payouts and transfers are the enricher's to apply: each such event is handed over on its queue, once.
+    payout_events = {i for i, event in log.items() if event["type"].startswith(ENRICHER_EVENTS)}
+    assert {log[i]["type"] for i in payout_events} >= {"payout.paid", "transfer.created"}
     assert {records[i]["state"] for i in payout_events} == {"applied"}
     handed_over = await payout_messages(environment.servicebus, len(payout_events))
     assert sorted(message.stripe_event_id for message in handed_over) == sorted(payout_events)
@@ -346,7 +351,9 @@ async def test_with_the_enricher_running_every_transaction_ends_at_the_generator
     assert moved, "some payout should have moved after every payment was enriched"
     assert any(row.get("stripeRefundStatus") in {"partial", "full"} for row in stored)
     assert any(row.get("stripeDisputeStatus") for row in stored)
-    acted_on = {i for i in set(log) - waiting if log[i]["type"].startswith((*PAYMENT_EVENTS, "payout."))}
+    acted_on = {
+        i for i in set(log) - waiting if log[i]["type"].startswith((*PAYMENT_EVENTS, *ENRICHER_EVENTS))
+    }
     assert acted_on
     assert {records[i]["state"] for i in acted_on} == {"applied"}
     assert {records[i]["state"] for i in set(log) - waiting - acted_on} <= {"ignored"}  # charge.succeeded...
@@ -370,3 +377,85 @@ async def unlisted_orders(
             if ref_of(order) not in listed_transactions(await index.read_item(key, partition_key=key)):
                 missing.append((order["id"], stripe_id))
     return missing
+
+
+# A separate transfer made after its payment was enriched: Stripe's transfer.created, delivered to the
+# webhook service and handed to the enricher, re-routes the payment to the organizer.
+LATE_SCENARIO = {**SCENARIO, "sales_per_hour": 20}
+SALES_HOURS = 4
+
+
+async def route_types(system: System, payment_ids: set[str]) -> dict[str, Any]:
+    return {
+        row["PaymentID"]: row.get("stripeRouteType")
+        for row in await system.stored()
+        if row["PaymentID"] in payment_ids
+    }
+
+
+@pytest.mark.timeout(600)
+async def test_a_transfer_made_after_the_payment_was_enriched_reroutes_it_through_the_webhooks(
+    environment, cosmos_client, tmp_path
+):
+    # Both sandboxes move on a few hours: the latest sales' late separate transfers are not made yet.
+    async with run_sandbox(settings=SandboxSettings(**LATE_SCENARIO)) as opentickets:
+        opentickets.advance(minutes=SALES_HOURS * 60)
+        environment.env["OT_OPENTICKETS_BASE_URL"] = opentickets.base_url
+        code, err = await environment.run("-m", "ingest", "sync", "--once")
+        assert code == 0, err
+    card = {row["PaymentID"] for row in await environment.rows("transactions") if row["PaymentID"]}
+
+    webhooks, url = await serve_webhooks(environment.env)
+    stripe_settings = StripeSandboxSettings(
+        **LATE_SCENARIO, webhook_url=url, webhook_secret=PLATFORM_SECRET, connect_webhook_url=url,
+        connect_webhook_secret=CONNECT_SECRET, rate_limit_per_second=10_000,
+    )  # fmt: skip
+    try:
+        async with run_stripe_sandbox(settings=stripe_settings) as stripe:
+            stripe.state.advance(minutes=SALES_HOURS * 60)
+            await stripe.state.webhooks.drain()
+            late = {
+                order.payment_id
+                for order in stripe.state.scenario.orders()
+                if order.route is Route.SEPARATE_TRANSFER
+                and stripe.world.payments[order.payment_id].route is Route.PLATFORM
+            }
+            assert late, "some separate transfer should not be made yet"
+            assert late <= card
+            environment.env.update(
+                OT_STRIPE_API_KEY=stripe_settings.secret_key,
+                OT_STRIPE_API_BASE=stripe.base_url,
+                OT_STRIPE_REQUESTS_PER_SECOND="1000",
+                OT_ENRICHER_HTTP_HOST="127.0.0.1",
+            )
+            system = System(
+                environment.env, environment.env["OT_COSMOS_DATABASE"], cosmos_client,
+                environment.servicebus, stripe, tmp_path,
+            )  # fmt: skip
+            enricher = await system.start_enricher("serve")
+            try:
+                await system.wait_until(lambda: _enriched(system, len(card)), enricher=enricher, name="serve")
+                assert set((await route_types(system, late)).values()) == {"platform"}
+
+                stripe.state.advance(minutes=LATE_TRANSFER_SECONDS / 60)  # the late transfers are made
+                await stripe.state.webhooks.drain()
+                world = stripe.world
+                assert {world.payments[p].route for p in late} == {Route.SEPARATE_TRANSFER}
+                with contextlib.suppress(pytest.fail.Exception):  # the assertions below say what differs
+                    await system.wait_until(
+                        lambda: rerouted(system, world, late), enricher=enricher, name="serve"
+                    )
+            finally:
+                await system.stop_enricher(enricher, "serve")
+    finally:
+        await stop(webhooks)
+
+    assert set((await route_types(system, late)).values()) == {"connected"}
+    assert wrong_fields(await system.stored(), world) == {}
+    assert await peek_count(environment.servicebus, PAYOUT_QUEUE) == 0
+
+
+async def rerouted(system: System, world: StripeWorld, late: set[str]) -> bool:
+    return set((await route_types(system, late)).values()) == {"connected"} and (
+        wrong_fields(await system.stored(), world) == {}
+    )

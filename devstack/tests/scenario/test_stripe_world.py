@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from devstack.scenario import Route, Scenario, StripeWorld
+from devstack.scenario.stripe_world import LATE_TRANSFER_SECONDS
 
 
 @pytest.fixture
@@ -229,3 +230,42 @@ def test_only_manual_payouts_are_canceled(stripe: StripeWorld) -> None:
     canceled = [p for p in stripe.payouts.values() if p["status"] == "canceled"]
     assert canceled
     assert not any(p["automatic"] for p in canceled)
+
+
+def test_a_late_separate_transfer_moves_the_money_to_the_organizer_hours_after_the_charge(
+    scenario: Scenario,
+) -> None:
+    sold = set(scenario.advance(minutes=12 * 60).new_ids)
+    late = [
+        order
+        for order in scenario.orders()
+        if order.id in sold
+        and order.route is Route.SEPARATE_TRANSFER
+        and scenario.now < order.purchase_at + LATE_TRANSFER_SECONDS
+        and scenario.stripe.payments[order.payment_id].route is Route.PLATFORM
+    ]
+    assert late, "some separate transfer of the last hours is not made yet"
+    before = scenario.stripe
+    for order in late:
+        facts = before.payments[order.payment_id]
+        assert facts.destination_account_id is None
+        assert facts.transfer_id is None
+        assert not [t for t in before.transfers.values() if t["source_transaction"] == facts.charge_id]
+    scenario.advance(minutes=LATE_TRANSFER_SECONDS // 60)
+    after = scenario.stripe
+    for order in late:
+        facts = after.payments[order.payment_id]
+        assert facts.route is Route.SEPARATE_TRANSFER
+        assert_a_separate_transfer(after, facts.charge_id, destination=facts.destination_account_id)
+        charge = after.charges[facts.charge_id]
+        transfer = after.transfers[facts.transfer_id or ""]
+        assert transfer["created"] == charge["created"] + LATE_TRANSFER_SECONDS
+        arrived = after.charges[transfer["destination_payment"]]
+        assert arrived["created"] == transfer["created"]
+        # Made with `source_transaction`: available to the organizer when the charge's money is.
+        arrived_txn = after.balance_transactions[arrived["balance_transaction"]]
+        assert (
+            arrived_txn["available_on"]
+            == after.balance_transactions[charge["balance_transaction"]]["available_on"]
+        )
+        assert facts.net_amount == arrived_txn["net"]

@@ -67,6 +67,7 @@ async def test_moving_the_clock_records_stripes_events(
         "payout.created",
         "payout.updated",
         "payout.paid",
+        "transfer.created",
     ):
         assert kinds[kind] > 0, kind
     assert all("account" not in event for event in platform)
@@ -77,6 +78,8 @@ async def test_moving_the_clock_records_stripes_events(
         assert world.owner[obj["id"]] == event.get("account", sandbox.platform_account_id)
         if event["type"].startswith("payout."):
             assert obj == world.payouts[obj["id"]]
+        if event["type"] == "transfer.created":
+            assert obj == world.transfers[obj["id"]]
         if event["type"] == "charge.refunded":
             assert obj["amount_refunded"] > 0
         if event["type"] == "payout.updated":

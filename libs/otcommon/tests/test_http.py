@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from contextlib import asynccontextmanager
 
+import aiohttp
 import pytest
 import structlog
 from aiohttp import web
@@ -120,6 +122,17 @@ async def test_an_unexpected_failure_is_a_500_that_tells_nothing_and_is_logged()
     assert failure["request_id"] == "req-500"
     [summary] = [log for log in logs if log["event"] == "request"]
     assert summary["status"] == 500
+
+
+async def test_a_cancelled_handler_is_logged_as_client_closed_not_as_a_failure():
+    # aiohttp cancels a handler when the server stops (or, with handler cancellation on, when the
+    # client leaves): no answer goes out, and the summary must not count it as a server error.
+    async with serve(web.get("/gone", raising(asyncio.CancelledError()))) as client:
+        with capture_logs() as logs, pytest.raises(aiohttp.ServerDisconnectedError):
+            await client.get("/gone")
+    [summary] = [log for log in logs if log["event"] == "request"]
+    assert summary["status"] == 499
+    assert not [log for log in logs if log["event"] == "request failed"]
 
 
 async def test_aiohttp_errors_are_problems_too():

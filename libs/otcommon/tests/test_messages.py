@@ -24,6 +24,7 @@ from otcommon.messages import (
     PaymentEnrichmentRequested,
     RawMessage,
     StripePayoutChanged,
+    StripeTransferCreated,
     TransactionChange,
     TransactionChanged,
     decode_message,
@@ -76,10 +77,24 @@ def test_registry_maps_type_names_to_classes():
         "PaymentEnrichmentRequested": PaymentEnrichmentRequested,
         "TransactionChanged": TransactionChanged,
         "StripePayoutChanged": StripePayoutChanged,
+        "StripeTransferCreated": StripeTransferCreated,
     }
 
 
-@pytest.mark.parametrize("message", [enrichment(), changed()], ids=["enrichment", "changed"])
+def transfer_created() -> StripeTransferCreated:
+    return StripeTransferCreated(
+        transfer_id="tr_1late",
+        destination_account_id="acct_1organizer",
+        destination_payment_id="py_1arrived",
+        source_charge_id="ch_1charged",
+        transfer_created=REQUESTED_AT,
+        stripe_event_id="evt_1made",
+    )
+
+
+@pytest.mark.parametrize(
+    "message", [enrichment(), changed(), transfer_created()], ids=["enrichment", "changed", "transfer"]
+)
 def test_round_trip_through_a_received_service_bus_message(message):
     envelope = make_envelope(message, correlation_id="run-7")
 

@@ -117,7 +117,7 @@ async def test_the_app_serves_health_and_consumes_both_queues_until_it_stops():
             indexer=None,  # type: ignore[arg-type]
             handler=handle,  # type: ignore[arg-type]
             payouts=setup.payouts,
-            payout_handler=handle_payout,  # type: ignore[arg-type]
+            stripe_events_handler=handle_payout,  # type: ignore[arg-type]
             transactions=setup.transactions,
             source=lambda: setup.bus.source(queue=QUEUE),
             payout_source=lambda: setup.bus.source(queue=PAYOUT_QUEUE),

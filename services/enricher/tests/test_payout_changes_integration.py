@@ -211,7 +211,7 @@ async def test_payout_events_move_every_transaction_once_and_never_back(
                     servicebus=emulator.connection_string,
                 ) as enricher,
             ):  # fmt: skip
-                enrich, apply = enricher.handler, enricher.payout_handler
+                enrich, apply = enricher.handler, enricher.stripe_events_handler
                 changes = topic_publisher(client=bus, topic_name=TOPIC)
                 for payment_id in world.payments:
                     await enrich.enrich(payment_id, requested_at=world.now())

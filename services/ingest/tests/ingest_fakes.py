@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.catalog import EVENT_STATS_QUERY
 from ingest.source import TransactionPage
+from otcommon.payment_transactions import LISTED_DOCUMENTS_QUERY, PAYMENT_TRANSACTIONS_CONTAINER
 from otcommon.store import DEFAULT_TOPOLOGY, InMemoryContainer
 
 if TYPE_CHECKING:
@@ -149,8 +150,18 @@ def event_stats(rows: list[dict[str, Any]], _: dict[str, Any]) -> list[dict[str,
     ]
 
 
+def listed_documents(documents: list[dict[str, Any]], parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """``LISTED_DOCUMENTS_QUERY``: the documents whose id is one of ``@keys``."""
+    keys = set(parameters["@keys"])
+    return [document for document in documents if document["id"] in keys]
+
+
 def container(name: str) -> InMemoryContainer:
-    queries = {EVENT_STATS_QUERY: event_stats} if name == "transactions" else None
+    queries: dict[str, Any] | None = None
+    if name == "transactions":
+        queries = {EVENT_STATS_QUERY: event_stats}
+    elif name == PAYMENT_TRANSACTIONS_CONTAINER:
+        queries = {LISTED_DOCUMENTS_QUERY: listed_documents}
     return InMemoryContainer(
         name, partition_key_path=DEFAULT_TOPOLOGY.container(name).partition_key, queries=queries
     )

@@ -12,8 +12,10 @@ from query_documents import transaction
 from query_api.server_timing import SERVER_TIMING, install_server_timing
 
 DOCUMENTS = [transaction(1, event="ev1"), transaction(2, event="ev2")]
-# RFC-style metric with a duration in milliseconds: "app;dur=12.3".
-TIMING = re.compile(r"^app;dur=(?P<ms>\d+\.\d)$")
+# RFC-style metrics with durations in milliseconds: "app;dur=12.3", and "wait;dur=0.4" on answers
+# computed from the read model.
+TIMING = re.compile(r"^app;dur=(?P<ms>\d+\.\d)(, wait;dur=(?P<wait>\d+\.\d))?$")
+FROM_THE_MODEL = {"analytics", "304", "transactions page", "customers page", "transaction", "events"}
 
 
 class SteppedClock:
@@ -67,6 +69,8 @@ async def test_every_answer_of_the_query_api_carries_it_errors_and_304_included(
                 "/api/transactions?q=buyer&sort=TotalAmount", headers=headers
             ),
             "customers page": await client.get("/api/customers", headers=headers),
+            "transaction": await client.get("/api/transactions/tx1", headers=headers),
+            "events": await client.get("/api/events", headers=headers),
             "401": await client.get("/api/analytics"),
             "400": await client.get("/api/transactions?sort=Secret", headers=headers),
             "404 route": await client.get("/api/nothing-here", headers=headers),
@@ -77,3 +81,7 @@ async def test_every_answer_of_the_query_api_carries_it_errors_and_304_included(
             match = TIMING.match(answer.headers.get(SERVER_TIMING, ""))
             assert match is not None, (name, answer.status, answer.headers.get(SERVER_TIMING))
             assert float(match["ms"]) >= 0.0, name
+            # Only answers computed from the read model waited for it.
+            assert (match["wait"] is not None) == (name in FROM_THE_MODEL), (name, match.group(0))
+            if match["wait"] is not None:
+                assert float(match["wait"]) <= float(match["ms"]), name

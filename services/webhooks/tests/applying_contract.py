@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from stripe_fixtures import event, fixture
 
 from otcommon.bus import CorrelationFilter, InMemoryBus, Subscription, Topic
-from otcommon.messages import decode_message
+from otcommon.messages import StripeTransferCreated, decode_message
 from otcommon.payment_transactions import TransactionRef, payment_transactions_document
 from otcommon.served import served_is_disputed, served_is_refunded
 from webhooks.applier import NoMatchingTransactionError, StripeFactsApplier
@@ -290,6 +291,32 @@ class ApplyingContract:
         assert forwarded.message.payout_id == "po_test1"
         assert forwarded.message.account_id == "acct_org1"
         assert forwarded.message.status == "paid"
+        assert forwarded.message.stripe_event_id == "evt_test000001"
+        assert (await self.current(stores, ids))["_etag"] == before["_etag"]
+        assert self.announced(bus) == []
+
+    @pytest.mark.usefixtures("stored")
+    async def test_a_transfer_goes_to_the_enricher_and_touches_no_transaction(self, stores, ids, bus):
+        before = await self.current(stores, ids)
+        transfer = fixture(
+            "transfer",
+            id="tr_late1",
+            created=T0 - 60,
+            destination="acct_org1",
+            destination_payment="py_arrived1",
+            source_transaction="ch_charged1",
+        )
+        applied = await self.applier(stores.transactions, bus).apply(
+            StripeEvent.parse(json.dumps(event("transfer.created", transfer, created=T0)))
+        )
+        assert applied.state is EventState.APPLIED
+        [forwarded] = [decode_message(raw) for raw in bus.active_messages(queue=PAYOUT_QUEUE)]
+        assert isinstance(forwarded.message, StripeTransferCreated)
+        assert forwarded.message.transfer_id == "tr_late1"
+        assert forwarded.message.destination_account_id == "acct_org1"
+        assert forwarded.message.destination_payment_id == "py_arrived1"
+        assert forwarded.message.source_charge_id == "ch_charged1"
+        assert forwarded.message.transfer_created == datetime.fromtimestamp(T0 - 60, tz=UTC)
         assert forwarded.message.stripe_event_id == "evt_test000001"
         assert (await self.current(stores, ids))["_etag"] == before["_etag"]
         assert self.announced(bus) == []

@@ -178,7 +178,9 @@ def balance_transaction(
     }
 
 
-def transfer(payment: StripePayment, *, transfer_id: str, destination_payment_id: str) -> dict[str, Any]:
+def transfer(
+    payment: StripePayment, *, transfer_id: str, destination_payment_id: str, created: int
+) -> dict[str, Any]:
     """The transfer of a destination charge, or a separate transfer, to the connected account.
 
     Both name the platform charge as `source_transaction`: a separate transfer is made with it, so the
@@ -192,7 +194,7 @@ def transfer(payment: StripePayment, *, transfer_id: str, destination_payment_id
         "livemode": False,
         "reversals": empty_list(f"/v1/transfers/{transfer_id}/reversals"),
         "currency": "usd",
-        "created": payment.created,
+        "created": created,
         "destination": payment.destination,
         "destination_payment": destination_payment_id,
         "source_transaction": payment.charge_id,
@@ -204,9 +206,9 @@ def transfer(payment: StripePayment, *, transfer_id: str, destination_payment_id
 
 
 def destination_payment(
-    payment: StripePayment, *, charge_id: str, balance_transaction_id: str, transfer_id: str
+    payment: StripePayment, *, charge_id: str, balance_transaction_id: str, transfer_id: str, created: int
 ) -> dict[str, Any]:
-    """The `py_` charge a transfer creates on the connected account."""
+    """The `py_` charge a transfer creates on the connected account (at the transfer's `created`)."""
     return {
         "id": charge_id,
         "object": "charge",
@@ -216,7 +218,7 @@ def destination_payment(
         "amount_captured": payment.transferred,
         "amount_refunded": 0,
         "currency": "usd",
-        "created": payment.created,
+        "created": created,
         "paid": True,
         "captured": True,
         "status": "succeeded",

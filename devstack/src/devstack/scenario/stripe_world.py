@@ -10,6 +10,7 @@ so this module never imports the scenario that uses it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ PAYOUT_PENDING_SECONDS = 6 * 3600
 FAILED_PAYOUT_PERCENT = 3
 CANCELED_MANUAL_PAYOUT_PERCENT = 15
 MANUAL_PAYOUT_EVERY_DAYS = 7
+# OpenTickets makes about one separate transfer in three once the order is confirmed, hours after the
+# charge, instead of on its `charge.succeeded`: a payment enriched in between is still the platform's.
+LATE_TRANSFER_ONE_IN = 3
+LATE_TRANSFER_SECONDS = 5 * 3600
 _SATURDAY = 5
 _SALT_TXN = 0x11
 _SALT_PY = 0x22
@@ -56,7 +61,10 @@ DEPOSIT_STATUS = {
 
 @dataclass(frozen=True, slots=True)
 class PaymentFacts:
-    """Where one export PaymentID lives in Stripe and how its money moves."""
+    """Where one export PaymentID lives in Stripe and how its money moves, as Stripe shows it now.
+
+    `route` is the route the money has taken so far: a separate transfer not made yet is `platform`.
+    """
 
     payment_id: str
     order_id: str
@@ -132,6 +140,19 @@ class StripeWorld:
 
 def _day_start(ts: int) -> int:
     return ts - ts % DAY
+
+
+def _available_on(created: int) -> int:
+    return _day_start(created) + AVAILABLE_AFTER_DAYS * DAY
+
+
+def transfer_made_at(payment: StripePayment) -> int:
+    """When the payment's transfer to the organizer is made: with the charge, or a late separate one."""
+    if payment.route is not Route.SEPARATE_TRANSFER:
+        return payment.created
+    # Decided by the charge alone, so the same payment is always transferred at the same moment.
+    late = hashlib.sha256(f"transfer:{payment.charge_id}".encode()).digest()[0] % LATE_TRANSFER_ONE_IN == 0
+    return payment.created + LATE_TRANSFER_SECONDS if late else payment.created
 
 
 def _arrival(created: int) -> int:
@@ -273,18 +294,24 @@ class _Builder:
             created=payment.created,
         )
 
-    def _add_transfer(self, payment: StripePayment, *, destination: str, ids: _IdSource) -> _Transfer:
-        """The transfer to the organizer's account and the `py_` payment it makes there.
+    def _add_transfer(self, payment: StripePayment, *, destination: str, ids: _IdSource) -> _Transfer | None:
+        """The transfer to the organizer's account and the `py_` payment it makes there, once made.
 
         Stripe makes a destination charge's transfer itself; a separate transfer is OpenTickets' own,
-        made in the same second as the charge (on its `charge.succeeded`), with the charge as
-        `source_transaction` and the same `transfer_group`.
+        with the charge as `source_transaction` and the same `transfer_group`, made in the same second
+        as the charge (on its `charge.succeeded`) or, for some, hours later (`transfer_made_at`). None
+        while it is not made yet. With a `source_transaction` the money becomes available to the
+        connected account when the charge's does, however late the transfer.
         """
+        # Drawn whether made or not: the order's later ids must not depend on the moment.
         transfer_id = ids.draw("tr", _SALT_TR, account=payment.owner)
         arrived_id = ids.draw("py", _SALT_PY, account=destination)
         arrived_txn_id = ids.draw("txn", _SALT_TXN_PY, account=destination)
+        made_at = transfer_made_at(payment)
+        if made_at > self.now:
+            return None
         transfer = stripe_objects.transfer(
-            payment, transfer_id=transfer_id, destination_payment_id=arrived_id
+            payment, transfer_id=transfer_id, destination_payment_id=arrived_id, created=made_at
         )
         self._put(self.stripe.transfers, transfer, owner=payment.owner)
         # Stripe charges no fee on the transferred money; the platform kept its share before the transfer.
@@ -294,10 +321,15 @@ class _Builder:
             amount=payment.transferred,
             fee_details=[stripe_objects.fee_detail(0, "stripe_fee")],
             source=arrived_id,
-            created=payment.created,
+            created=made_at,
+            available_on=_available_on(payment.created),
         )
         arrived = stripe_objects.destination_payment(
-            payment, charge_id=arrived_id, balance_transaction_id=arrived_txn_id, transfer_id=transfer_id
+            payment,
+            charge_id=arrived_id,
+            balance_transaction_id=arrived_txn_id,
+            transfer_id=transfer_id,
+            created=made_at,
         )
         self._put(self.stripe.charges, arrived, owner=destination)
         return _Transfer(transfer_id=transfer_id, destination_payment_id=arrived_id, net=arrived_txn["net"])
@@ -354,12 +386,15 @@ class _Builder:
         transfer: _Transfer | None,
         fee_id: str | None,
     ) -> None:
+        # A separate transfer not made yet leaves the money on the platform, as Stripe shows it now.
+        waiting = payment.route is Route.SEPARATE_TRANSFER and transfer is None
+        destination = None if waiting else payment.destination
         self.stripe.payments[order.payment_id] = PaymentFacts(
             payment_id=order.payment_id,
             order_id=order.id,
-            route=payment.route,
+            route=Route.PLATFORM if waiting else payment.route,
             account_id=payment.owner,
-            destination_account_id=payment.destination,
+            destination_account_id=destination,
             charge_id=payment.charge_id,
             payment_intent_id=payment.payment_intent_id,
             balance_transaction_id=txn["id"],
@@ -369,9 +404,7 @@ class _Builder:
             net_amount=transfer.net if transfer else txn["net"],
             available_on=txn["available_on"],
             application_fee_id=fee_id,
-            deposit_status="not_traceable"
-            if (payment.destination or payment.owner) in self.manual
-            else "pending",
+            deposit_status="not_traceable" if (destination or payment.owner) in self.manual else "pending",
         )
 
     # -- balance and payouts -----------------------------------------------------------------------
@@ -385,9 +418,11 @@ class _Builder:
         fee_details: list[dict[str, Any]],
         source: str,
         created: int,
+        available_on: int | None = None,
     ) -> dict[str, Any]:
         """A balance transaction on `owner`'s balance, booked into the payout that will settle it."""
-        available_on = _day_start(created) + AVAILABLE_AFTER_DAYS * DAY
+        if available_on is None:
+            available_on = _available_on(created)
         txn = stripe_objects.balance_transaction(
             txn_id=txn_id,
             amount=amount,

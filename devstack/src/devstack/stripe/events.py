@@ -2,9 +2,9 @@
 
 The scenario's Stripe world is rebuilt for each moment; comparing the world before a clock move with the
 world after it gives Stripe's events for that move: new charges and PaymentIntents, refunds, disputes
-opened, reviewed and closed, new payouts and payout status changes. Connect events (objects on a
-connected account) carry `account`. Event ids derive from what happened, so the same moves give the same
-events.
+opened, reviewed and closed, new transfers, new payouts and payout status changes. Connect events
+(objects on a connected account) carry `account`. Event ids derive from what happened, so the same
+moves give the same events.
 """
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ def _dispute_events(before: StripeWorld, after: StripeWorld, changes: _Changes) 
             changes.emit("charge.dispute.closed", dispute)
 
 
+def _transfer_events(before: StripeWorld, after: StripeWorld, changes: _Changes) -> None:
+    # A destination charge's transfer and a separate transfer alike; a late one comes hours after its charge.
+    for transfer_id in sorted(after.transfers.keys() - before.transfers.keys()):
+        changes.emit("transfer.created", after.transfers[transfer_id])
+
+
 def _payout_events(before: StripeWorld, after: StripeWorld, changes: _Changes) -> None:
     for payout_id, payout in sorted(after.payouts.items()):
         old = before.payouts.get(payout_id)
@@ -113,6 +119,7 @@ def world_changes(before: StripeWorld, after: StripeWorld, *, at: int) -> list[d
     """The events that take the world from `before` to `after`, in a stable order."""
     changes = _Changes(after, at=at)
     _payment_events(before, after, changes)
+    _transfer_events(before, after, changes)
     _payout_events(before, after, changes)
     return changes.events
 

@@ -134,8 +134,32 @@ class StripePayoutChanged(Message):
         return self.stripe_event_id
 
 
+class StripeTransferCreated(Message):
+    """Stripe made a transfer to a connected account (webhook); the enricher re-routes the charge it paid for.
+
+    A separate transfer may be made hours after its charge was enriched as the platform's.
+    """
+
+    message_type: ClassVar[str] = "StripeTransferCreated"
+
+    transfer_id: str = Field(pattern=r"^tr_[A-Za-z0-9_]+$", max_length=255)
+    destination_account_id: str = Field(pattern=r"^acct_[A-Za-z0-9_]+$", max_length=255)
+    # Stripe ids (`py_...`, `ch_...`); None when Stripe names none (a transfer from the balance).
+    destination_payment_id: str | None = Field(
+        default=None, pattern=r"^[a-z]+_[A-Za-z0-9_]+$", max_length=255
+    )
+    source_charge_id: str | None = Field(default=None, pattern=r"^[a-z]+_[A-Za-z0-9_]+$", max_length=255)
+    transfer_created: AwareDatetime
+    stripe_event_id: str = Field(pattern=r"^evt_[A-Za-z0-9_]+$", max_length=255)
+
+    def default_key(self) -> str:
+        """One message per Stripe event: a redelivered or re-applied event is dropped as a duplicate."""
+        return self.stripe_event_id
+
+
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
-    cls.message_type: cls for cls in (PaymentEnrichmentRequested, TransactionChanged, StripePayoutChanged)
+    cls.message_type: cls
+    for cls in (PaymentEnrichmentRequested, TransactionChanged, StripePayoutChanged, StripeTransferCreated)
 }
 
 MessageT = TypeVar("MessageT", bound=Message)

@@ -7,11 +7,15 @@ enriches), so it records what it found in its ``stripe-index`` container (partit
 document per Stripe id: ``transactions-of:<ch_|pi_>`` names the transactions (id and event id)
 carrying that payment, under its ``PaymentID`` and both its charge and PaymentIntent ids.
 
-The documents are the enricher's (SPEC section 2: one writer per document). They are a hint, not
-the truth: entries are only added (an order re-pointed to another payment stays listed), and an
-order stored after the enricher's last look at the payment is not listed yet. A reader therefore
-checks each listed transaction still names the payment, and uses the query when a payment has no
-document or a listed transaction does not check out.
+The enricher creates the documents (SPEC section 2). Ingest adds to them, never creates one: an
+order stored under a PaymentID that already has a document is listed there before it is stored
+(``add_to_listed_payments``, one query per 500 payments), so a second order of an enriched
+payment is found by the point reads at once, not only after the enricher handles it. Both only
+add entries, under the ETag. The documents are a hint, not the truth: an order re-pointed to
+another payment stays listed, and an order stored while its payment's first document was being
+created may not be listed until the enricher handles it. A reader therefore checks each listed
+transaction still names the payment, and uses the query when a payment has no document or a
+listed transaction does not check out.
 """
 
 from __future__ import annotations
@@ -19,12 +23,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from otcommon.store import read_modify_write
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+    from otcommon.store import DocumentContainer
 
 PAYMENT_TRANSACTIONS_CONTAINER = "stripe-index"
 PAYMENT_TRANSACTIONS_KIND = "transactions-of"
 TRANSACTIONS_FIELD = "transactions"
+LISTED_DOCUMENTS_QUERY = "SELECT * FROM c WHERE ARRAY_CONTAINS(@keys, c.id)"
+"""The index documents among these keys (one query across partitions: each document is its own)."""
+_KEYS_PER_QUERY = 500  # keeps a query's parameters far below Cosmos DB's query size limit
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -82,3 +93,38 @@ def with_transactions(document: Mapping[str, Any], refs: Iterable[TransactionRef
         return None
     kept = {name: value for name, value in document.items() if not name.startswith("_")}
     return {**kept, TRANSACTIONS_FIELD: [ref.as_entry() for ref in sorted(listed | added)]}
+
+
+async def add_to_listed_payments(
+    index: DocumentContainer, refs_by_payment_id: Mapping[str, Iterable[TransactionRef]]
+) -> int:
+    """List transactions under the payments that already have a document; how many documents changed.
+
+    For ingest, before it stores the transactions. One query per 500 payments finds their documents;
+    only a document missing some of the transactions is written (under the ETag of the copy the
+    query returned). A payment without a document gets none: readers find its transactions by the
+    query, and the enricher lists what it finds when it creates the document.
+    """
+    wanted = {
+        payment_transactions_key(payment_id): frozenset(refs)
+        for payment_id, refs in refs_by_payment_id.items()
+        if payment_id
+    }
+    keys = sorted(key for key, refs in wanted.items() if refs)
+    changed = 0
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        async for page in index.query(LISTED_DOCUMENTS_QUERY, parameters={"@keys": chunk}):
+            for document in page.items:
+                refs = wanted.get(str(document.get("id")), frozenset())
+                if with_transactions(document, refs) is None:
+                    continue  # lists them already: nothing written
+                outcome = await read_modify_write(
+                    index,
+                    str(document["id"]),
+                    partition_key=document["id"],
+                    mutate=lambda current, refs=refs: with_transactions(current, refs),
+                    current=document,
+                )
+                changed += outcome.result == "updated"
+    return changed

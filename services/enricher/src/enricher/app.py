@@ -12,13 +12,14 @@ import structlog
 from aiohttp import web
 
 from enricher.announcer import PublishingAnnouncer
-from enricher.handler import EnrichmentHandler, PayoutChangeHandler
+from enricher.handler import EnrichmentHandler, PayoutChangeHandler, StripeEventsHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
 from enricher.payment_transactions import PaymentTransactionsIndex
 from enricher.payouts import PayoutChanges
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
+from enricher.transfers import TransferChanges
 from enricher.writer import EnrichmentWriter
 from otcommon.bus import (
     Consumer,
@@ -54,12 +55,13 @@ class Enricher:
     indexer: Indexer
     handler: EnrichmentHandler
     payouts: PayoutChanges
-    payout_handler: PayoutChangeHandler
+    stripe_events_handler: StripeEventsHandler
+    """Payout changes and new transfers (``stripe-events-queue``)."""
     transactions: DocumentContainer
     source: Callable[[], MessageSource]
     """Opens the receiver of ``stripe-enrichment-queue`` (lock renewal included)."""
     payout_source: Callable[[], MessageSource]
-    """Opens the receiver of ``stripe-events-queue`` (StripePayoutChanged)."""
+    """Opens the receiver of ``stripe-events-queue`` (StripePayoutChanged, StripeTransferCreated)."""
     health_checks: dict[str, Callable[[], Awaitable[None]]]
 
 
@@ -117,7 +119,10 @@ async def open_enricher(
             indexer=indexer,
             handler=handler,
             payouts=payouts,
-            payout_handler=PayoutChangeHandler(payouts=payouts),
+            stripe_events_handler=StripeEventsHandler(
+                payouts=PayoutChangeHandler(payouts=payouts),
+                transfers=TransferChanges(index=index, indexer=indexer, payments=handler),
+            ),
             transactions=transactions,
             source=lambda: queue_source(
                 client=bus,
@@ -163,7 +168,7 @@ def create_app(
                 )
                 for queue, open_source, handler in (
                     (settings.enricher_queue, enricher.source, enricher.handler),
-                    (settings.enricher_payout_queue, enricher.payout_source, enricher.payout_handler),
+                    (settings.enricher_payout_queue, enricher.payout_source, enricher.stripe_events_handler),
                 )
             ]
             running = [

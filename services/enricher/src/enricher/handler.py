@@ -6,6 +6,7 @@ Outcomes are decided by ``otcommon.bus.outcomes`` from what these handlers raise
 | --- | --- | --- |
 | enriched, pending payout, or no account knows the payment | nothing | complete |
 | a payout change applied, stale (behind the state held), manual, or unknown to Stripe | nothing | complete |
+| a transfer linked to its charge (its payments enriched again), or naming no charge | nothing | complete |
 | Stripe rate limit after retries, 5xx, network; a lost ETag race | RetryableError | reschedule with backoff |
 | bad, revoked or under-permitted key; a request Stripe rejects | PermanentError | dead-letter, alert |
 | another message type (undecodable ones never get here); a bad payout status | PermanentError | dead-letter |
@@ -34,6 +35,7 @@ from otcommon.bus import PermanentError, RetryableError
 from otcommon.messages import (
     PaymentEnrichmentRequested,
     StripePayoutChanged,
+    StripeTransferCreated,
     TransactionChange,
     TransactionChanged,
 )
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from enricher.findings import Findings
     from enricher.payouts import PayoutChanges
     from enricher.service import PaymentEnricher
+    from enricher.transfers import TransferChanges
     from enricher.writer import EnrichmentWriter, WrittenTransaction
     from otcommon.bus import Delivery
 
@@ -182,6 +185,35 @@ class PayoutChangeHandler:
                 outcome=result.outcome.value,
                 reported_status=message.status,
                 status=result.status,
+                payments=result.payments,
+            )
+
+
+class StripeEventsHandler:
+    """Handles one delivery of ``stripe-events-queue``: payout changes and new transfers."""
+
+    def __init__(self, *, payouts: PayoutChangeHandler, transfers: TransferChanges) -> None:
+        self._payouts = payouts
+        self._transfers = transfers
+
+    async def __call__(self, delivery: Delivery) -> None:
+        """Apply the payout change or the transfer the message reports; raise to retry or dead-letter."""
+        message = delivery.message
+        if not isinstance(message, StripeTransferCreated):
+            await self._payouts(delivery)  # a payout change, or refused there as unexpected
+            return
+        redelivered = delivery.delivery_count > 1 or delivery.envelope.attempt > 1
+        with (
+            structlog.contextvars.bound_contextvars(
+                transfer_id=message.transfer_id, stripe_event_id=message.stripe_event_id
+            ),
+            stripe_outcomes(),
+        ):
+            result = await self._transfers.apply(message, reannounce=redelivered)
+            _log.info(
+                "transfer applied",
+                outcome=result.outcome.value,
+                charge_id=message.source_charge_id,
                 payments=result.payments,
             )
 

@@ -204,16 +204,22 @@ class Indexer:
         if not chosen or not object_id(chosen[0].get("destination_payment")):
             return
         transfer = chosen[0]
-        fields = {
-            "destination": object_id(transfer.get("destination")),
-            "destinationPayment": object_id(transfer.get("destination_payment")),
-        }
-        await self._index.put(
-            f"transfer:{transfer['id']}", kind="transfer", sourceTransaction=charge_id, **fields
+        await self.link_transfer(
+            transfer_id=transfer["id"],
+            charge_id=charge_id,
+            destination=str(object_id(transfer.get("destination"))),
+            destination_payment=str(object_id(transfer.get("destination_payment"))),
         )
+
+    async def link_transfer(
+        self, *, transfer_id: str, charge_id: str, destination: str, destination_payment: str
+    ) -> None:
+        """Index a separate transfer as made from a platform charge (``transfer:`` and ``transfer-of:``)."""
+        fields = {"destination": destination, "destinationPayment": destination_payment}
         await self._index.put(
-            f"transfer-of:{charge_id}", kind="transfer-of", transfer=transfer["id"], **fields
+            f"transfer:{transfer_id}", kind="transfer", sourceTransaction=charge_id, **fields
         )
+        await self._index.put(f"transfer-of:{charge_id}", kind="transfer-of", transfer=transfer_id, **fields)
 
     async def transfer(self, transfer_id: str) -> dict[str, Any]:
         """Where a platform transfer went: from the index, else from Stripe (then indexed)."""

@@ -30,7 +30,8 @@ class EnricherSettings(ServiceSettings):
         default="stripe-enrichment-queue", description="Queue of PaymentEnrichmentRequested messages."
     )
     enricher_payout_queue: str = Field(
-        default="stripe-events-queue", description="Queue of StripePayoutChanged messages (payout webhooks)."
+        default="stripe-events-queue",
+        description="Queue of StripePayoutChanged and StripeTransferCreated messages (from webhooks).",
     )
     enricher_changes_topic: str = Field(
         default="transaction-changes", min_length=1, description="Topic of TransactionChanged messages."

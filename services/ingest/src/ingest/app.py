@@ -29,6 +29,7 @@ from otcommon.bus import queue_publisher
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES, BearerAuth, Principal
+from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,7 +69,11 @@ async def open_ingest(settings: IngestSettings, *, with_source: bool = True) -> 
             max_attempts=settings.ingest_publish_attempts,
         )
         stack.push_async_callback(publisher.close)
-        writer = TransactionWriter(transactions, concurrency=settings.ingest_write_concurrency)
+        writer = TransactionWriter(
+            transactions,
+            concurrency=settings.ingest_write_concurrency,
+            payment_index=container(PAYMENT_TRANSACTIONS_CONTAINER),
+        )
         queue = EnrichmentQueue(publisher=publisher, writer=writer, transactions=transactions)
         catalog = EventCatalog(
             container("events"), EventStatsQuery(transactions), CatalogBacklog(container("state"))

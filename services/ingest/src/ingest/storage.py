@@ -4,7 +4,9 @@ Each page is grouped by partition (``eventId``) into transactional batches of up
 after one query per batch that reads the stored copies. A row whose source content hash is
 unchanged is not written; a changed row is merged into the stored document so fields the
 enricher owns survive. Any batch failure (a concurrent writer, a lost race) falls back to
-item-by-item writes that re-read and re-decide, so the result is the same either way.
+item-by-item writes that re-read and re-decide, so the result is the same either way. Before a
+page is written, its orders are added to the enricher's ``transactions-of:`` documents of
+payments that have one (``otcommon.payment_transactions.add_to_listed_payments``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ingest.mapping import SOURCE_FIELDS_ENRICHER_OWNS, source_document
 from otcommon.enrichment import INITIAL_STATE, STATE_FIELD, EnrichmentState, can_transition
+from otcommon.payment_transactions import add_to_listed_payments, ref_of
 from otcommon.store import (
     CONTENT_HASH_FIELD,
     MAX_BATCH_OPERATIONS,
@@ -29,8 +32,9 @@ from otcommon.store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
+    from otcommon.payment_transactions import TransactionRef
     from otcommon.schemas import TicketTransaction
     from otcommon.store import Document, DocumentContainer, PatchOperation
 
@@ -100,9 +104,16 @@ def _chunks(items: Sequence[Document], size: int) -> Iterable[Sequence[Document]
 class TransactionWriter:
     """Stores transactions in the ``transactions`` container (partitioned by ``/eventId``)."""
 
-    def __init__(self, container: DocumentContainer, *, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        container: DocumentContainer,
+        *,
+        concurrency: int = 16,
+        payment_index: DocumentContainer | None = None,
+    ) -> None:
         self._container = container
         self._limit = asyncio.Semaphore(concurrency)
+        self._payment_index = payment_index
 
     async def write(self, transactions: Sequence[TicketTransaction]) -> StoredChanges:
         """Store a page of transactions; returns counts and the documents to queue."""
@@ -110,6 +121,8 @@ class TransactionWriter:
         for transaction in transactions:
             # The same order twice in one page: the later copy is the newer one.
             by_partition[transaction.event_id][transaction.id] = source_document(transaction)
+        if self._payment_index is not None:
+            await self._list_under_payments(by_partition)
         jobs = [
             self._write_chunk(event_id, chunk)
             for event_id, documents in by_partition.items()
@@ -119,6 +132,18 @@ class TransactionWriter:
         for result in await asyncio.gather(*jobs):
             total.add(result)
         return total
+
+    async def _list_under_payments(self, by_partition: Mapping[str, Mapping[str, Document]]) -> None:
+        # Before the orders are stored: a stored order of a payment the enricher has listed is listed
+        # too, so the webhook service's point reads find a second order of an enriched payment at
+        # once (otcommon.payment_transactions). One query per 500 payments; writes only for those listed.
+        refs: dict[str, set[TransactionRef]] = defaultdict(set)
+        for documents in by_partition.values():
+            for document in documents.values():
+                if document.get("PaymentID"):
+                    refs[str(document["PaymentID"])].add(ref_of(document))
+        if refs and self._payment_index is not None:
+            await add_to_listed_payments(self._payment_index, refs)
 
     async def _write_chunk(self, event_id: str, documents: Sequence[Document]) -> StoredChanges:
         async with self._limit:

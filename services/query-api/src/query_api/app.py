@@ -97,7 +97,7 @@ def create_app(
     app.middlewares.extend(
         [install_server_timing(app), request_context_middleware, cors.install(app), problem_middleware]
     )
-    side = read_side or ReadSide()
+    side = read_side or ReadSide(answer_threads=settings.query_api_answer_threads)
     app[READ_SIDE] = side
     app[POLICY] = HttpPolicy(
         limits=Limits(
@@ -109,7 +109,7 @@ def create_app(
     )
     app[OPENAPI_DOCUMENT] = openapi_document(settings)
     app.add_routes(routes)
-    live = LiveUpdates(model=side.model, options=live_update_options(settings))
+    live = LiveUpdates(model=side.model, options=live_update_options(settings), changes=side)
     live.add_stream_route(app, authenticate=_authenticate)
     checks: dict[str, Callable[[], Awaitable[None]]] = {"readModel": side.readiness_check}
     add_health_routes(app, checks)
@@ -128,8 +128,11 @@ def create_app(
             checks.update(sources.health_checks)
             if sources.change_feed is not None:
                 checks["changeFeed"] = live.readiness_check
-            async with _keep_current(sources, side, live):
-                yield
+            try:
+                async with _keep_current(sources, side, live):
+                    yield
+            finally:
+                side.close()
 
     app.cleanup_ctx.extend([verifier, lifespan])
     return app

@@ -148,6 +148,9 @@ TICKET_TYPES_TEXT_DTYPE: Final = pl.Categorical(pl.Categories("ticketTypesText",
 """Its own categories, so a ticket-type filter tests the few distinct texts, not every row's text."""
 TYPE_SEPARATOR: Final = "\x1f"
 """Never inside a normalized type: normalization turns it, like all whitespace, into a space."""
+SEARCH_KEY: Final = "_searchKey"
+"""The row's number in the order rows arrived (a replaced row arrives again under a new one): the
+search index lists rows by it (``searchindex``)."""
 CUSTOMER_ID: Final = "customerId"
 """An opaque id of the buyer (a hash of customerKey, which holds personal data)."""
 BUYER: Final = "_buyer"

@@ -12,6 +12,7 @@ and changed only for the buyers whose rows changed.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Final
 
 import polars as pl
@@ -225,21 +226,26 @@ class EveryoneKeys:
         self._numeric: _ShardedKeys | None = None
         self._latest: dict[str, _ShardedKeys] = {}
         self._stale: set[str] = set()  # customerIds whose rows changed since the keys were built
+        # Answers run in several threads (readside.py): one at a time brings the keys up to date.
+        self._refreshing = threading.Lock()
         model.on_change(self._invalidate)
 
     def keys(self, model: ReadModel, column: str) -> pl.DataFrame:
         """One row per buyer: ``BUYER`` and ``column`` (a column of ``SORT_KEYS``)."""
-        self._bring_up_to_date(model)
-        if column in LATEST:
-            held = self._latest.get(column)
-            if held is None:
-                held = self._latest[column] = _ShardedKeys(
-                    sort_keys(model.frame().select(key_columns(column)), column)
+        with self._refreshing:
+            self._bring_up_to_date(model)
+            if column in LATEST:
+                held = self._latest.get(column)
+                if held is None:
+                    held = self._latest[column] = _ShardedKeys(
+                        sort_keys(model.frame().select(key_columns(column)), column)
+                    )
+                return held.frame()
+            if self._numeric is None:
+                self._numeric = _ShardedKeys(
+                    numeric_sort_keys(model.frame().select(BUYER, *_NUMERIC_SOURCES))
                 )
-            return held.frame()
-        if self._numeric is None:
-            self._numeric = _ShardedKeys(numeric_sort_keys(model.frame().select(BUYER, *_NUMERIC_SOURCES)))
-        return self._numeric.frame().select(BUYER, column)
+            return self._numeric.frame().select(BUYER, column)
 
     def build(self, model: ReadModel) -> None:
         """Build the keys of every sort now (at the end of a load) rather than at the first question."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import polars as pl
 import structlog
@@ -50,6 +51,22 @@ DEFAULT_POLL_SECONDS: Final = 0.25
 """Pause between two passes over the feed: with a pass's own time, a change shows well within 2 s."""
 DEFAULT_STALE_AFTER_SECONDS: Final = 10.0
 """A replica whose last complete pass is older than this reports not ready."""
+
+
+class ModelChanges(Protocol):
+    """Runs a change to the read model while nothing else reads it (``ReadSide.change``)."""
+
+    async def change(self, apply: Callable[[], _T]) -> _T:
+        """``apply()`` with the model to itself; its result."""
+        ...
+
+
+class InlineChanges:
+    """Applies each change at once on the event loop: for a model no other thread reads."""
+
+    async def change(self, apply: Callable[[], _T]) -> _T:
+        """``apply()`` here and now."""
+        return apply()
 
 
 class ReadSideNotReadyError(Exception):
@@ -94,6 +111,7 @@ class ChangeFeedFollower:
         feed: ChangeFeed,
         model: ReadModel,
         hub: ChangeHub,
+        changes: ModelChanges | None = None,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         backoff: Backoff | None = None,
         stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
@@ -101,6 +119,7 @@ class ChangeFeedFollower:
     ) -> None:
         self._feed = feed
         self._model = model
+        self._changes = changes or InlineChanges()
         self._hub = hub
         self._poll_seconds = poll_seconds
         self._backoff = backoff or Backoff()
@@ -185,7 +204,11 @@ class ChangeFeedFollower:
         assert self._continuation is not None  # noqa: S101 - set by run() before following
         changes = 0
         async for page in self._feed.read(self._continuation):
-            changes += self._apply_page(page)
+            # Applied while no answer reads the model; published from the loop (the hub's thread).
+            events = await self._changes.change(functools.partial(self._apply_page, page))
+            if self.status.caught_up:
+                self._hub.publish(self._numbered(events))
+            changes += len(page.records)
             self._continuation = page.continuation
         if changes:
             _log.info("change feed pass applied", changes=changes, position=self.status.position)
@@ -200,7 +223,8 @@ class ChangeFeedFollower:
         self.status.passes += 1
         await self._changed()
 
-    def _apply_page(self, page: FeedPage) -> int:
+    def _apply_page(self, page: FeedPage) -> list[ChangeEvent]:
+        """The page applied to the model; the changes it made (none before catch-up)."""
         for unreadable in page.unreadable:
             self.status.unreadable += 1
             _CHANGES.add(1, {"outcome": "unreadable"})
@@ -213,9 +237,7 @@ class ChangeFeedFollower:
                 events.extend(self._apply_versions(run))
         if page.records:
             self.status.position = max(record.lsn for record in page.records)
-        if self.status.caught_up:
-            self._hub.publish(self._numbered(events))
-        return len(page.records)
+        return events
 
     def _numbered(self, events: list[ChangeEvent]) -> list[ChangeEvent]:
         """Events as published: in LSN order on a one-range feed, else numbered here in the feed's order."""

@@ -16,6 +16,8 @@ from query_api.follower import (
     DEFAULT_STALE_AFTER_SECONDS,
     Backoff,
     ChangeFeedFollower,
+    InlineChanges,
+    ModelChanges,
     ReadSideNotReadyError,
 )
 from query_api.hub import DEFAULT_REPLAY_EVENTS, DEFAULT_SUBSCRIBER_QUEUE, ChangeHub
@@ -46,8 +48,15 @@ class LiveUpdateOptions:
 class LiveUpdates:
     """One replica's read model kept current from the change feed, and the hub its stream reads."""
 
-    def __init__(self, *, model: ReadModel, options: LiveUpdateOptions | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: ReadModel,
+        options: LiveUpdateOptions | None = None,
+        changes: ModelChanges | None = None,
+    ) -> None:
         self._model = model
+        self._changes = changes or InlineChanges()
         self._options = options or LiveUpdateOptions()
         self.hub = ChangeHub(
             replay_events=self._options.replay_events, subscriber_queue=self._options.subscriber_queue
@@ -78,6 +87,7 @@ class LiveUpdates:
         follower = ChangeFeedFollower(
             feed=feed,
             model=self._model,
+            changes=self._changes,
             hub=self.hub,
             poll_seconds=self._options.poll_seconds,
             backoff=self._options.backoff,

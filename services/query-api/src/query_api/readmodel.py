@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from query_api.columns import CUSTOMER_ID, SERVED_FIELDS
+from query_api.columns import CUSTOMER_ID, SEARCH_KEY, SERVED_FIELDS
 from query_api.documents import RejectedDocument, to_rows
 from query_api.heldids import ABSENT, HeldIds, IdKeys
 from query_api.rollups import EventRollups
+from query_api.searchindex import COMMON_SHARE, SEGMENT_KEYS, SearchIndex
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -51,9 +52,18 @@ class ReadModel:
     that new and changed rows are appended to; the recent frame is sealed at a chunk's size. A change to
     a held row copies only the chunks that hold it, never the whole model, so memory peaks at the
     model plus one chunk. Queries read the chunks as one frame without copying them.
+
+    Rows are numbered as they arrive (``SEARCH_KEY``) for the search index; ``search_segment_keys``
+    and ``common_gram_share`` are its ``segment_keys`` and ``common_share``.
     """
 
-    def __init__(self, *, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self,
+        *,
+        chunk_rows: int = CHUNK_ROWS,
+        search_segment_keys: int = SEGMENT_KEYS,
+        common_gram_share: float = COMMON_SHARE,
+    ) -> None:
         self._chunk_rows = chunk_rows
         self._chunks: list[pl.DataFrame] = []
         self._recent: pl.DataFrame = empty_rows()
@@ -64,9 +74,18 @@ class ReadModel:
         self._deleted: dict[str, int] = {}
         self._listeners: list[Callable[[pl.DataFrame], None]] = []
         self._rollups: EventRollups | None = None
+        self._next_key = 0
+        self._search = SearchIndex(
+            self._texts_between, segment_keys=search_segment_keys, common_share=common_gram_share
+        )
 
     def __len__(self) -> int:
         return len(self._held)
+
+    @property
+    def search_index(self) -> SearchIndex:
+        """The trigram index a search (``q``) reads first."""
+        return self._search
 
     def rollups(self) -> EventRollups:
         """The per-event partial aggregates of these rows, kept current as rows change."""
@@ -100,7 +119,13 @@ class ReadModel:
         if self._deleted:
             for document_id in fresh["id"].to_list():
                 self._deleted.pop(document_id, None)
-        self._append(fresh)
+        self._append(
+            fresh.with_columns(
+                pl.int_range(self._next_key, self._next_key + fresh.height, dtype=pl.UInt32).alias(SEARCH_KEY)
+            )
+        )
+        self._next_key += fresh.height
+        self._search.added(self._next_key)
         self._changed(pl.concat([touched, fresh.select(EVENT_ID, CUSTOMER_ID)]))
         return UpsertReport(applied=fresh.height, stale=incoming.height - fresh.height, rejected=rejected)
 
@@ -134,10 +159,18 @@ class ReadModel:
         predicate = scope.expression()
         if filters is not None:
             predicate = predicate & filters.expression()
-        selected = self.frame().lazy()
+        frame = self.frame()
         if ROW_NUMBER in columns:
-            selected = selected.with_row_index(ROW_NUMBER)
-        selected = selected.filter(predicate)
+            frame = frame.with_row_index(ROW_NUMBER)
+        narrowing = self._search.narrowing(filters.search) if filters is not None and filters.search else None
+        if narrowing is not None:
+            # The candidates first, with only the columns read: the exact substring test then reads those.
+            if columns:
+                frame = frame.select(
+                    list(dict.fromkeys([*columns, *predicate.meta.root_names(), SEARCH_KEY]))
+                )
+            frame = frame.filter(narrowing)
+        selected = frame.lazy().filter(predicate)
         if columns:
             selected = selected.select(columns)
         return selected.collect()
@@ -181,8 +214,11 @@ class ReadModel:
         chunks = [*self._chunks, self._recent]
         starts = list(accumulate(chunk.height for chunk in chunks))
         hits = self.frame().select(gone.arg_true())["id"].to_list()
+        keys = []
         for index in sorted({bisect_right(starts, hit) for hit in hits}):
-            dropped.append(chunks[index].filter(gone).select(EVENT_ID, CUSTOMER_ID))
+            removed = chunks[index].filter(gone)
+            dropped.append(removed.select(EVENT_ID, CUSTOMER_ID))
+            keys.append(removed[SEARCH_KEY])
             chunks[index] = chunks[index].filter(~gone)
         self._recent = chunks.pop()
         # A chunk emptied down to a quarter of its size joins the recent rows again: chunks stay few.
@@ -191,7 +227,17 @@ class ReadModel:
         for chunk in chunks:
             if chunk.height < self._chunk_rows // 4:
                 self._append(chunk)
+        if keys:
+            self._search.removed(pl.concat(keys))
         return pl.concat(dropped)
+
+    def _texts_between(self, low: int, high: int) -> pl.DataFrame:
+        """The live rows numbered in ``[low, high)``: their number and search text (the index's input)."""
+        return (
+            self.frame()
+            .filter(pl.col(SEARCH_KEY).is_between(low, high, closed="left"))
+            .select(SEARCH_KEY, "searchText")
+        )
 
     def _append(self, fresh: pl.DataFrame) -> None:
         if fresh.height == 0:
@@ -217,7 +263,7 @@ ROW_NUMBER: Final = "_row"
 @cache
 def empty_rows() -> pl.DataFrame:
     """A frame of no rows with every column of the read model."""
-    return to_rows([])[0]
+    return to_rows([])[0].with_columns(pl.lit(None, dtype=pl.UInt32).alias(SEARCH_KEY))
 
 
 def served(rows: pl.DataFrame) -> list[dict[str, Any]]:

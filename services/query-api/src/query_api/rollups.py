@@ -10,6 +10,7 @@ event's rows when next asked for, so they are exact and a change costs one event
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
@@ -114,17 +115,21 @@ class EventRollups:
         self._everything: dict[str, pl.DataFrame] | None = None
         self._stale: set[str] = set()
         self._everything_stale = True
+        # Answers run in several threads (readside.py): one at a time brings the partials up to date.
+        self._refreshing = threading.Lock()
         model.on_change(self._invalidate)
 
     def sums(
         self, scope: EventScope, filters: TransactionFilter, groups: Collection[str]
     ) -> dict[str, pl.LazyFrame]:
         """The sums of the events both the scope and the ``eventId`` filter allow (``summed_plans``)."""
-        partials = self._current()
-        if scope.allowed is None and not filters.event_ids:
-            if self._everything is None:
-                self._everything = collected(summed_plans(partials, GROUPED))
-            return {name: self._everything[name].lazy() for name in summed_plans(partials, groups)}
+        with self._refreshing:
+            partials = self._current()
+            if scope.allowed is None and not filters.event_ids:
+                if self._everything is None:
+                    self._everything = collected(summed_plans(partials, GROUPED))
+                everything = self._everything
+                return {name: everything[name].lazy() for name in summed_plans(partials, groups)}
         return summed_plans(self.selected(scope, filters), groups)
 
     def selected(self, scope: EventScope, filters: TransactionFilter) -> Partials:
@@ -132,7 +137,9 @@ class EventRollups:
         events = scope.expression()
         if filters.event_ids:
             events = events & pl.col(EVENT).is_in(list(filters.event_ids))
-        return self._current().select(events)
+        with self._refreshing:
+            partials = self._current()
+        return partials.select(events)
 
     def _current(self) -> Partials:
         frame = self._model.frame()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from query_api.pagination import CursorError, Page, PageRequest
 from query_api.readmodel import ReadModel
 from query_api.readside import ReadSide
 from query_api.scope import EventScope
+from query_api.server_timing import record_wait
 from query_api.tables import (
     CUSTOMER_SORTS,
     TRANSACTION_SORTS,
@@ -53,6 +55,25 @@ PageFunction: TypeAlias = Callable[
 DetailFunction: TypeAlias = Callable[[ReadModel, EventScope, str], dict[str, Any] | None]
 
 
+_T = TypeVar("_T")
+
+
+async def answered(request: web.Request, compute: Callable[[ReadModel], _T]) -> _T:
+    """``compute(model)`` in an answer thread (``ReadSide.answer``); the wait for it in Server-Timing."""
+    asked = time.perf_counter()
+    started: list[float] = []
+
+    def timed(model: ReadModel) -> _T:
+        started.append(time.perf_counter())
+        return compute(model)
+
+    try:
+        return await request.app[READ_SIDE].answer(timed)
+    finally:
+        if started:
+            record_wait(request, started[0] - asked)
+
+
 async def caller_scope(request: web.Request) -> EventScope:
     """The events the request's bearer token may see; a 401 problem when the token is not valid."""
     principal = await request.app[VERIFIER].authenticate(request.headers)
@@ -65,18 +86,22 @@ async def get_analytics(request: web.Request) -> web.StreamResponse:
     scope = await caller_scope(request)
     policy = request.app[POLICY]
     query = params.analytics_query(request, policy.limits)
-    model = request.app[READ_SIDE].ready_model()
-    report = analyze(
-        model,
-        scope,
-        query.filters,
-        time_zone=query.time_zone,
-        include=query.include,
-        granularity=query.granularity,
-    )
-    body = json.dumps(report_json(report), separators=(",", ":")).encode()
+
+    def answer(model: ReadModel) -> tuple[bytes, str]:
+        report = analyze(
+            model,
+            scope,
+            query.filters,
+            time_zone=query.time_zone,
+            include=query.include,
+            granularity=query.granularity,
+        )
+        body = json.dumps(report_json(report), separators=(",", ":")).encode()
+        return body, _entity_tag(body)
+
+    body, entity_tag = await answered(request, answer)
     headers = {
-        "ETag": _entity_tag(body),
+        "ETag": entity_tag,
         "Cache-Control": f"private, max-age={policy.analytics_max_age_seconds}",
         # The answer depends on the token's scope: no cache may serve it to another token.
         "Vary": "Authorization",
@@ -105,19 +130,23 @@ async def table_page(request: web.Request, table: Table) -> web.Response:
     filters, page_request = params.table_query(
         request, request.app[POLICY].limits, default_sort=table.default_sort, sortable=table.sortable
     )
-    model = request.app[READ_SIDE].ready_model()
-    try:
-        rows, page = table.page_of(model, scope, filters, page_request)
-    except CursorError as error:
-        raise InvalidParameterError("cursor", f"cursor: {error}") from error
-    return web.json_response(_page_json(rows, page, page_size=page_request.page_size))
+
+    def answer(model: ReadModel) -> bytes:
+        try:
+            rows, page = table.page_of(model, scope, filters, page_request)
+        except CursorError as error:
+            raise InvalidParameterError("cursor", f"cursor: {error}") from error
+        return _json_body(_page_json(rows, page, page_size=page_request.page_size))
+
+    return _json_response(await answered(request, answer))
 
 
 async def detail(request: web.Request, find: DetailFunction, *, missing: str) -> web.Response:
     """One item by id within the token's events; a 404 problem (``missing``) when there is none."""
     scope = await caller_scope(request)
     params.no_parameters(request)
-    found = find(request.app[READ_SIDE].ready_model(), scope, request.match_info["id"])
+    document_id = request.match_info["id"]
+    found = await answered(request, lambda model: find(model, scope, document_id))
     if found is None:
         raise NotFoundError(missing)
     return web.json_response(found)
@@ -164,7 +193,8 @@ async def list_events(request: web.Request) -> web.Response:
     """The events the token may see, for the dashboard's selector."""
     scope = await caller_scope(request)
     params.no_parameters(request)
-    return web.json_response({"events": event_catalog(request.app[READ_SIDE].ready_model(), scope)})
+    catalog = await answered(request, lambda model: event_catalog(model, scope))
+    return web.json_response({"events": catalog})
 
 
 @routes.get("/api/openapi.json")
@@ -182,6 +212,15 @@ def _page_json(rows: list[dict[str, Any]], page: Page, *, page_size: int) -> dic
         "pageSize": page_size,
         "nextCursor": page.next_cursor,
     }
+
+
+def _json_body(document: dict[str, Any]) -> bytes:
+    # As web.json_response encodes it, but in the answer's thread rather than on the event loop.
+    return json.dumps(document).encode()
+
+
+def _json_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def _entity_tag(body: bytes) -> str:

@@ -4,6 +4,10 @@ The duration runs from the moment the app's middleware chain receives the reques
 headers are prepared: authentication, parameters, the read model's work and the JSON body, but not
 the HTTP parsing before it nor the transfer after it. A stream's figure is the time to its first byte.
 Benchmarks read it to tell server time from the network and the client's own queueing.
+
+Answers computed from the read model add ``wait;dur=<ms>``: the part of that time spent waiting for an
+answer thread and for the model (a change being applied, or every thread busy), so a figure under
+load tells queueing in the server from the answer's own work.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ if TYPE_CHECKING:
 
 SERVER_TIMING: Final = "Server-Timing"
 METRIC: Final = "app"
+WAIT_METRIC: Final = "wait"
 _STARTED = web.RequestKey("server_timing_started", float)
+_WAITED = web.RequestKey("server_timing_waited", float)
+
+
+def record_wait(request: web.Request, seconds: float) -> None:
+    """Count ``seconds`` of this request's time as waiting for the read model (``wait;dur``)."""
+    request[_WAITED] = request.get(_WAITED, 0.0) + seconds
 
 
 def install_server_timing(
@@ -35,8 +46,13 @@ def install_server_timing(
 
     async def add_header(request: web.Request, response: web.StreamResponse) -> None:
         started = request.get(_STARTED)
-        if started is not None:  # absent when aiohttp answers before the middleware chain runs
-            response.headers[SERVER_TIMING] = f"{METRIC};dur={(clock() - started) * 1000:.1f}"
+        if started is None:  # absent when aiohttp answers before the middleware chain runs
+            return
+        timing = f"{METRIC};dur={(clock() - started) * 1000:.1f}"
+        waited = request.get(_WAITED)
+        if waited is not None:
+            timing += f", {WAIT_METRIC};dur={waited * 1000:.1f}"
+        response.headers[SERVER_TIMING] = timing
 
     app.on_response_prepare.append(add_header)
     return start_clock

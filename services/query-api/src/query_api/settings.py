@@ -73,6 +73,13 @@ class QueryApiSettings(ServiceSettings):
         description="Most values one list parameter (eventId, ticketTypes, ...) may carry.",
     )
 
+    query_api_answer_threads: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Worker threads computing answers beside the event loop (answers at once).",
+    )
+
     query_api_feed_poll_seconds: float = Field(
         default=0.25, gt=0, le=1.0, description="Pause between two reads of the change feed."
     )

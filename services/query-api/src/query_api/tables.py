@@ -9,6 +9,7 @@ model's frame).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -91,6 +92,9 @@ class _Query:
     completed: tuple[SortedRun, pl.DataFrame] | None = None
     # Repairable queries only: the keys (customerIds) whose rows changed since the runs were cut.
     changed: set[str] = field(default_factory=set)
+    # Answer threads asking the same customers query take turns: its keys, runs and built rows
+    # are read and repaired together.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page(self, frame: pl.DataFrame, request: PageRequest, **reading: Any) -> Page:
         """A page of ``frame`` (this query's rows), reusing and keeping the run of its order."""
@@ -130,6 +134,8 @@ class TableCache:
     def __init__(self, model: ReadModel) -> None:
         self.everyone = EveryoneKeys(model)
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        # Answers run in several threads (readside.py); changes run while none does.
+        self._entries_lock = threading.Lock()
         model.on_change(self._changed)
 
     def query(
@@ -142,13 +148,16 @@ class TableCache:
         repairable: bool = False,
     ) -> _Query:
         """The cached query under ``key``, or a new one of ``compute()``."""
-        entry = self._entries.get(key)
+        with self._entries_lock:
+            entry = self._entries.get(key)
         if entry is None:
+            # Computed outside the lock: two threads may both compute it, over the same rows.
             entry = _Entry(_Query(compute()), events, positional, repairable)
-            self._entries[key] = entry
+        with self._entries_lock:
+            entry = self._entries.setdefault(key, entry)
+            self._entries.move_to_end(key)
             while len(self._entries) > MAX_QUERIES:
                 self._entries.popitem(last=False)
-        self._entries.move_to_end(key)
         return entry.query
 
     def _changed(self, event_ids: pl.DataFrame) -> None:
@@ -165,12 +174,16 @@ class TableCache:
 _CACHES: weakref.WeakKeyDictionary[ReadModel, TableCache] = weakref.WeakKeyDictionary()
 
 
+_CACHES_LOCK = threading.Lock()
+
+
 def table_cache(model: ReadModel) -> TableCache:
     """The table cache of a read model (made on first use; it goes with the model)."""
-    cache = _CACHES.get(model)
-    if cache is None:
-        cache = _CACHES[model] = TableCache(model)
-    return cache
+    with _CACHES_LOCK:  # made once even when two answer threads ask first
+        cache = _CACHES.get(model)
+        if cache is None:
+            cache = _CACHES[model] = TableCache(model)
+        return cache
 
 
 def _selected_events(scope: EventScope, filters: TransactionFilter) -> frozenset[str] | None:
@@ -234,7 +247,7 @@ def customers_page(
     The query of every buyer of every event is never dropped: after a change its sorted run is
     repaired for the buyers changed instead of selected again from every buyer.
     """
-    column = sort_column(CUSTOMER_SORTS, request)
+    sort_column(CUSTOMER_SORTS, request)  # an unknown sort is refused before anything is cached
     cache = table_cache(model)
     everyone = scope.allowed is None and not filters.event_ids and answers_from_partials(filters)
     query = cache.query(
@@ -244,6 +257,21 @@ def customers_page(
         positional=False,
         repairable=everyone,
     )
+    with query.lock:
+        return _customers_page_of(query, model, scope, filters, request, everyone=everyone)
+
+
+def _customers_page_of(
+    query: _Query,
+    model: ReadModel,
+    scope: EventScope,
+    filters: TransactionFilter,
+    request: PageRequest,
+    *,
+    everyone: bool,
+) -> tuple[list[dict[str, Any]], Page]:
+    column = sort_column(CUSTOMER_SORTS, request)
+    cache = table_cache(model)
     keys = query.keys.get(column)
     if keys is None:
         if everyone:

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from otcommon.messages import StripePayoutChanged, TransactionChange, TransactionChanged, make_envelope
+from otcommon.messages import (
+    StripePayoutChanged,
+    StripeTransferCreated,
+    TransactionChange,
+    TransactionChanged,
+    make_envelope,
+)
 from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
 from webhooks.processor import NotYetApplicableError, Outcome
 from webhooks.states import EventState, SettleReason
@@ -27,6 +33,7 @@ REFUND_EVENTS = frozenset({"charge.refund.updated", "refund.created", "refund.up
 CHARGE_REFUND_EVENTS = frozenset({"charge.refunded"})
 DISPUTE_PREFIX = "charge.dispute."
 PAYOUT_PREFIX = "payout."
+TRANSFER_CREATED = "transfer.created"
 
 
 class NoMatchingTransactionError(NotYetApplicableError):
@@ -34,7 +41,10 @@ class NoMatchingTransactionError(NotYetApplicableError):
 
 
 class StripeFactsApplier:
-    """Applies refund and dispute events to the transactions they concern; hands payouts to the enricher."""
+    """Applies refund and dispute events to the transactions they concern; hands payouts and transfers on.
+
+    Payout and transfer events go to the enricher (``payouts``: its ``stripe-events-queue``).
+    """
 
     def __init__(
         self, *, transactions: TransactionFacts, changes: MessagePublisher, payouts: MessagePublisher
@@ -48,6 +58,9 @@ class StripeFactsApplier:
         obj = event.data_object
         if event.type.startswith(PAYOUT_PREFIX) and obj.get("object") == "payout":
             await self._forward_payout(event, obj)
+            return Outcome(EventState.APPLIED)
+        if event.type == TRANSFER_CREATED and obj.get("object") == "transfer":
+            await self._forward_transfer(event, obj)
             return Outcome(EventState.APPLIED)
         if event.type in REFUND_EVENTS or event.type.startswith("refund."):
             merge, change = _merging(merge_refund, obj, event), TransactionChange.REFUNDED
@@ -94,6 +107,22 @@ class StripeFactsApplier:
             automatic=payout.get("automatic") is not False,
             stripe_event_id=event.id,
             stripe_event_created=datetime.fromtimestamp(event.created, tz=UTC),
+        )
+        await self._payouts.publish([make_envelope(message, correlation_id=event.id)])
+
+    async def _forward_transfer(self, event: StripeEvent, transfer: dict[str, Any]) -> None:
+        # A separate transfer made after its charge was enriched moves the payment's routing fields,
+        # which are the enricher's (SPEC section 2).
+        created = transfer.get("created")
+        message = StripeTransferCreated(
+            transfer_id=str(transfer.get("id")),
+            destination_account_id=str(_id(transfer.get("destination"))),
+            destination_payment_id=_id(transfer.get("destination_payment")),
+            source_charge_id=_id(transfer.get("source_transaction")),
+            transfer_created=datetime.fromtimestamp(
+                created if isinstance(created, int) else event.created, tz=UTC
+            ),
+            stripe_event_id=event.id,
         )
         await self._payouts.publish([make_envelope(message, correlation_id=event.id)])
 

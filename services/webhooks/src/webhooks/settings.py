@@ -32,7 +32,10 @@ class WebhookSettings(ServiceSettings):
     )
     webhooks_payout_queue: str = Field(
         default="stripe-events-queue",
-        description="Queue of StripePayoutChanged messages for the enricher, which owns the deposit fields.",
+        description=(
+            "Queue of StripePayoutChanged and StripeTransferCreated messages for the enricher, "
+            "which owns the deposit and routing fields."
+        ),
     )
     webhooks_sweep_seconds: float = Field(
         default=30.0, gt=0, description="How often recorded but unapplied events are looked for."

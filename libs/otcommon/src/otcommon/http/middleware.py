@@ -7,6 +7,7 @@ log line carries the request id.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -50,6 +51,9 @@ _SLUG_BY_STATUS = {
 # Headers of aiohttp's plain-text error body, which the problem body replaces.
 _BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
 
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged for a request whose handler was cancelled before it answered (nginx's convention)."""
+
 log = structlog.get_logger("otcommon.http")
 # A proxy that binds to the provider once one is set: the SDK's get_tracer costs about 0.1 ms a call
 # (it re-registers a warnings filter and builds a deprecated InstrumentationInfo), too much per request.
@@ -89,6 +93,11 @@ def request_context(*, answers: metrics.Counter | None = None, log_successes: bo
             except web.HTTPException as exc:
                 status = exc.status
                 exc.headers[REQUEST_ID_HEADER] = request_id
+                raise
+            except asyncio.CancelledError:
+                # The handler was cancelled (the client went away, or the server is stopping): no
+                # answer was sent, and nothing failed on our side.
+                status = CLIENT_CLOSED_REQUEST
                 raise
             finally:
                 span.set_attribute("http.response.status_code", status)
