@@ -1,6 +1,6 @@
 """Answers computed side by side in the answer threads equal the same answers computed one at a time.
 
-The per-event partials, the customer partials and the table queries are brought up to date by the
+The per-event partials, the customer sort keys and the table queries are brought up to date by the
 answer that first needs them after a change; several threads may ask at once.
 """
 

@@ -19,7 +19,7 @@ from test_properties import EVENTS, SETTINGS, assert_close, documents, queries, 
 
 from otcommon.normalize import stable_id
 from query_api.filters import TransactionFilter
-from query_api.pagination import MAX_PAGE_SIZE, RUN_LENGTH, CursorError, PageRequest, paginate
+from query_api.pagination import MAX_PAGE_SIZE, RUN_LENGTH, CursorError, PageRequest, paginate, repaired
 from query_api.readmodel import ReadModel
 from query_api.scope import EventScope
 from query_api.tables import customer_detail, customers_page, transactions_page
@@ -408,3 +408,56 @@ def test_walking_past_a_sorted_run_selects_the_next_one(descending):
         by_index.extend(page.rows["id"].to_list())
         run = page.run
     assert by_index == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    descending=st.booleans(),
+    from_cursor=st.booleans(),
+    changes=st.lists(st.tuples(st.integers(0, 2 * RUN_LENGTH), st.none() | st.integers(0, 60)), max_size=12),
+)
+def test_a_repaired_run_equals_the_run_selected_again(descending, from_cursor, changes):
+    """After some rows change value, appear or go, a repaired run holds the same rows in the same
+    order as the same span of the order selected again (so its pages are the pages of the new rows)."""
+    count = 2 * RUN_LENGTH
+    values: dict[int, int | None] = {n: None if n % 13 == 0 else (n * 7919) % 61 for n in range(count)}
+    sortable = {"value": "value"}
+
+    def frame() -> pl.DataFrame:
+        keys = sorted(values)
+        return pl.DataFrame(
+            {"key": keys, "value": [values[n] for n in keys]}, schema={"key": pl.UInt128, "value": pl.Int64}
+        )
+
+    def position(key: int, value: int | None) -> tuple[bool, int, int]:
+        """Where a row sorts: nulls last, then by value, then by key."""
+        return (value is None, 0 if value is None else -value if descending else value, key)
+
+    cursor, start = None, None
+    if from_cursor:
+        first = paginate(
+            frame(),
+            PageRequest(sort="value", descending=descending, page_size=300),
+            sortable=sortable,
+            key="key",
+            query_fingerprint="q",
+        )
+        cursor, (last_key, last_value) = first.next_cursor, first.rows.row(first.rows.height - 1)
+        start = position(last_key, last_value)
+    request = PageRequest(sort="value", descending=descending, page_size=50, cursor=cursor)
+    run = paginate(frame(), request, sortable=sortable, key="key", query_fingerprint="q").run
+    assert run is not None
+    assert not run.complete
+    for key, value in changes:  # None: the row goes
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    changed = pl.Series([key for key, _ in changes], dtype=pl.UInt128)
+
+    fixed = repaired(run, frame(), changed, key="key")
+
+    order = sorted((position(key, value), key, value) for key, value in values.items())
+    expected = [{"key": key, "value": value} for at, key, value in order if start is None or at > start]
+    assert fixed.rows.height >= RUN_LENGTH - len(changes)
+    assert fixed.rows.to_dicts() == expected[: fixed.rows.height]

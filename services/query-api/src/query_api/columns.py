@@ -153,6 +153,9 @@ SEARCH_KEY: Final = "_searchKey"
 search index lists rows by it (``searchindex``)."""
 CUSTOMER_ID: Final = "customerId"
 """An opaque id of the buyer (a hash of customerKey, which holds personal data)."""
+BUYER: Final = "_buyer"
+"""``customerId`` (32 hex digits) as a 128-bit integer: the customer table groups and breaks ties
+by it (integers hash and compare faster than text; the number orders as the text does)."""
 
 TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 """How ingest stores timestamps: UTC ISO 8601, fixed width, ending in Z."""

@@ -1,13 +1,13 @@
-"""The customer table (SPEC section 4): one row per buyer, built from partials per event and buyer.
+"""The customer table (SPEC section 4): one row per buyer of the matching transactions.
 
-A buyer's columns merge across any split of their orders: counts and sums add, first and last
-purchase are a minimum and a maximum, the flags an "any", the events a union, and the latest
-name, email and phone are the greatest of their "picks" (the purchase instant, the order's id and
-the value in one text that sorts by instant, then id). So the table of a set of events is the
-merge of each event's partials, and ``CustomerPartials`` keeps those per event, rebuilding an
-event's partials only after one of its rows changed (as ``rollups.EventRollups`` does for the
-metrics). Filters on rows (dates, types, flags, search) build the partials of the matching rows.
-No step sorts the rows or runs per buyer, so every aggregation streams.
+A page never builds every buyer's whole row. It is cut from *sort keys*: one row per buyer with
+the buyer's 128-bit key (``columns.BUYER``, the id's number, so ties break as the id's text does)
+and the value of the sort column, grouped over integers. Only the buyers of the page then get
+their whole rows (latest name, email and phone, first and last purchase as stored, flags,
+events), from their own transactions (``customers``).
+
+The keys of every buyer of every event (``EveryoneKeys``) are kept, for the commonest question,
+and changed only for the buyers whose rows changed.
 """
 
 from __future__ import annotations
@@ -17,211 +17,270 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
-from query_api.columns import CUSTOMER_ID, PURCHASED_AT
+from query_api.columns import BUYER, CUSTOMER_ID, PURCHASED_AT
 from query_api.engine import grouped
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping
 
     from query_api.readmodel import ReadModel
 
 EVENT: Final = "eventId"
-ROW_COLUMNS: Final = (
-    CUSTOMER_ID,
+LATEST: Final = {"name": "Name", "email": "Email", "phone": "Phone"}
+"""The customer columns that hold a buyer's most recent non-empty value of a transaction field
+(most recent by purchase instant, then by transaction id)."""
+
+FIRST_AT: Final = "_firstAt"
+LAST_AT: Final = "_lastAt"
+_NUMERIC_KEYS: Final = {
+    "orders": pl.len().cast(pl.Int64),
+    "tickets": pl.col("TotalTickets").sum(),
+    "totalSpent": pl.col("TotalAmount").sum(),
+    "redeemedTickets": pl.col("TotalTicketRedeemed").sum(),
+    # Instants (milliseconds since 1970), not the stored text: integers group faster and order by time.
+    FIRST_AT: pl.col(PURCHASED_AT).dt.epoch("ms").min(),
+    LAST_AT: pl.col(PURCHASED_AT).dt.epoch("ms").max(),
+}
+SORT_KEYS: Final = {
+    **{column: column for column in LATEST},
+    "firstPurchase": FIRST_AT,
+    "lastPurchase": LAST_AT,
+    **{column: column for column in ("orders", "tickets", "totalSpent", "redeemedTickets")},
+}
+"""The customer table's sort names and the column of the sort keys each sorts by."""
+
+_NUMERIC_SOURCES: Final = (PURCHASED_AT, "TotalTickets", "TotalAmount", "TotalTicketRedeemed")
+
+KEY_COLUMNS: Final = (
+    BUYER,
     "id",
     PURCHASED_AT,
     "Name",
     "Email",
     "Phone",
-    "PurchaseDate",
     "TotalTickets",
     "TotalAmount",
     "TotalTicketRedeemed",
+)
+"""The transaction columns the sort keys are built from."""
+
+ROW_COLUMNS: Final = (
+    *KEY_COLUMNS,
+    CUSTOMER_ID,
+    "PurchaseDate",
     "IsRefunded",
     "IsDisputed",
     EVENT,
 )
-"""The columns of the transactions a customer row is built from."""
+"""The transaction columns a whole customer row is built from."""
 
-LATEST: Final = {"name": "Name", "email": "Email", "phone": "Phone"}
-"""The customer columns that hold a buyer's most recent non-empty value of a transaction field."""
-
-_PICK_SEPARATOR: Final = "\x00"
-# Purchase instants as fixed-width text: milliseconds since 1970, shifted so that any instant
-# Polars can hold before 1970 stays positive, then zero-padded, so text order is time order.
-_INSTANT_SHIFT: Final = 10**15
-_INSTANT_WIDTH: Final = 17
-
-
-_PICK_PREFIX: Final = "_pickPrefix"
-
-
-def _pick_prefix() -> pl.Expr:
-    """The instant and id part of a row's picks, computed once for its three picks."""
-    instant = (pl.col(PURCHASED_AT).dt.epoch("ms") + _INSTANT_SHIFT).cast(pl.String).str.zfill(_INSTANT_WIDTH)
-    return pl.concat_str([instant, pl.col("id"), pl.lit(_PICK_SEPARATOR)]).alias(_PICK_PREFIX)
+CUSTOMER_COLUMNS: Final = (
+    "id",
+    *LATEST,
+    "firstPurchase",
+    "lastPurchase",
+    "orders",
+    "tickets",
+    "totalSpent",
+    "redeemedTickets",
+    "refunded",
+    "disputed",
+    "events",
+)
+"""A customer row as the API serves it."""
 
 
-def _pick(field: str) -> pl.Expr:
-    """Instant, id and value in one text whose maximum is the latest non-empty value (null if none)."""
+def _present(field: str) -> pl.Expr:
     value = pl.col(field)
-    present = value.is_not_null() & (value.str.strip_chars() != "")
-    return pl.when(present).then(pl.concat_str([pl.col(_PICK_PREFIX), value]))
+    return value.is_not_null() & (value.str.strip_chars() != "")
 
 
-def _picked(column: str) -> pl.Expr:
-    """The value a pick carries (ids never hold the separator, a NUL)."""
-    return pl.col(column).str.splitn(_PICK_SEPARATOR, 2).struct.field("field_1").alias(column)
+def _latest_at(field: str) -> pl.Expr:
+    """Per buyer: the purchase instant of their most recent order with a non-empty ``field``."""
+    return pl.col(PURCHASED_AT).filter(_present(field)).max().alias(f"_latest{field}At")
 
 
-def partials_of(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """One row per event and buyer of these transactions (which need only ``ROW_COLUMNS``)."""
-    picks = (
-        rows.lazy()
-        .with_columns(_pick_prefix())
-        .select(
-            EVENT,
-            # A categorical (one mapping for the whole process): merging groups by a 4-byte code
-            # instead of hashing a 32-character id per partial.
-            pl.col(CUSTOMER_ID).cast(pl.Categorical),
-            "PurchaseDate",
-            "TotalTickets",
-            "TotalAmount",
-            "TotalTicketRedeemed",
-            "IsRefunded",
-            "IsDisputed",
-            *(_pick(field).alias(column) for column, field in LATEST.items()),
+def _with_latest(table: pl.DataFrame, rows: pl.LazyFrame, latest: Mapping[str, str]) -> pl.DataFrame:
+    """``table`` (one row per buyer, with ``_latest_at`` of each ``latest`` field) with those values.
+
+    The value is the field of the buyer's rows at that instant with the greatest id: order-free
+    steps only (a semi-join, a maximum, a semi-join), so it streams; no rows are sorted.
+    """
+    joined = table.lazy()
+    for column, field in latest.items():
+        latest_at = table.lazy().select(BUYER, f"_latest{field}At")
+        candidates = rows.filter(_present(field)).join(
+            latest_at, left_on=[BUYER, PURCHASED_AT], right_on=[BUYER, f"_latest{field}At"], how="semi"
         )
-    )
-    return grouped(
-        picks,
-        [EVENT, CUSTOMER_ID],
-        pl.len().cast(pl.Int64).alias("orders"),
-        pl.col("TotalTickets").sum().alias("tickets"),
-        pl.col("TotalAmount").sum().alias("totalSpent"),
-        pl.col("TotalTicketRedeemed").sum().alias("redeemedTickets"),
-        pl.col("PurchaseDate").min().alias("firstPurchase"),
-        pl.col("PurchaseDate").max().alias("lastPurchase"),
-        pl.col("IsRefunded").any().alias("refunded"),
-        pl.col("IsDisputed").any().alias("disputed"),
-        *(pl.col(column).max() for column in LATEST),
-    )
+        newest = candidates.group_by(BUYER).agg(pl.col("id").max())
+        values = candidates.join(newest, on=[BUYER, "id"], how="semi").select(
+            BUYER, pl.col(field).alias(column)
+        )
+        joined = joined.join(values, on=BUYER, how="left")
+    return joined.drop(*(f"_latest{field}At" for field in latest.values())).collect(engine="streaming")
 
 
-def customers_of(partials: pl.DataFrame) -> pl.DataFrame:
-    """The customer table of these partials: one row per buyer, in the columns of SPEC section 4."""
-    merged = grouped(
-        partials,
-        [pl.col(CUSTOMER_ID).alias("id")],
-        *(pl.col(column).max() for column in LATEST),
-        pl.col("firstPurchase").min(),
-        pl.col("lastPurchase").max(),
-        pl.col("orders").sum(),
-        pl.col("tickets").sum(),
-        pl.col("totalSpent").sum(),
-        pl.col("redeemedTickets").sum(),
-        pl.col("refunded").any(),
-        pl.col("disputed").any(),
-        # One partial per event and buyer: the buyer's events are its partials' events.
-        pl.col(EVENT).alias("events"),
-    )
-    # The id as text again: pages break ties by id, and comparing categoricals looks up their text.
-    return merged.with_columns(
-        pl.col("id").cast(pl.String), *(_picked(column) for column in LATEST), pl.col("events").list.sort()
-    )
+def key_columns(column: str) -> tuple[str, ...]:
+    """The transaction columns the sort keys of ``column`` (of ``SORT_KEYS``) are built from."""
+    if column in LATEST:
+        return (BUYER, "id", PURCHASED_AT, LATEST[column])
+    sources = {
+        "tickets": "TotalTickets",
+        "totalSpent": "TotalAmount",
+        "redeemedTickets": "TotalTicketRedeemed",
+    }
+    return (BUYER, sources.get(column, PURCHASED_AT))
+
+
+def sort_keys(rows: pl.DataFrame | pl.LazyFrame, column: str) -> pl.DataFrame:
+    """One row per buyer of ``rows`` (which need ``key_columns(column)``): the key and ``column``."""
+    if column in LATEST:
+        field = {column: LATEST[column]}
+        return _with_latest(grouped(rows, [BUYER], _latest_at(LATEST[column])), rows.lazy(), field)
+    return grouped(rows, [BUYER], _NUMERIC_KEYS[column].alias(column))
+
+
+def numeric_sort_keys(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per buyer of ``rows`` with every numeric sort column (one group-by for them all)."""
+    return grouped(rows, [BUYER], *(value.alias(column) for column, value in _NUMERIC_KEYS.items()))
+
+
+def _latest_of_few(field: str) -> pl.Expr:
+    """Per buyer, in one aggregation: the most recent non-empty ``field`` (null if none).
+
+    Sorts each buyer's rows, so only for the few rows of a page's buyers.
+    """
+    present = _present(field)
+    newest = pl.col(field).sort_by([present, PURCHASED_AT, "id"]).last()
+    return pl.when(present.sort_by([present, PURCHASED_AT, "id"]).last()).then(newest)
 
 
 def customers(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """One row per buyer (by ``customerId``) of these transactions."""
-    return customers_of(partials_of(rows))
+    """The whole rows of the buyers of ``rows`` (which need ``ROW_COLUMNS``), for a page's few buyers."""
+    table = (
+        rows.lazy()
+        .group_by(BUYER)
+        .agg(
+            pl.col(CUSTOMER_ID).first().alias("id"),
+            *(_latest_of_few(field).alias(column) for column, field in LATEST.items()),
+            pl.col("PurchaseDate").min().alias("firstPurchase"),
+            pl.col("PurchaseDate").max().alias("lastPurchase"),
+            *(
+                value.alias(column)
+                for column, value in _NUMERIC_KEYS.items()
+                if column not in {FIRST_AT, LAST_AT}
+            ),
+            pl.col("IsRefunded").any().alias("refunded"),
+            pl.col("IsDisputed").any().alias("disputed"),
+            pl.col(EVENT).cast(pl.String).unique().sort().alias("events"),
+        )
+    )
+    return table.select(BUYER, *CUSTOMER_COLUMNS).collect()
 
 
-class CustomerPartials:
-    """The partials of each event of a read model, rebuilt for the buyers and events a change touched.
+def customers_in_order(rows: pl.DataFrame, buyers: pl.Series) -> pl.DataFrame:
+    """The whole rows of ``buyers`` (in that order) from ``rows``, which hold all their matching rows."""
+    return buyers.to_frame(BUYER).join(customers(rows), on=BUYER, how="left", maintain_order="left")
 
-    The read model names the event and buyer of every row added, replaced or removed; only those
-    buyers' partials in those events are built again, from their rows. Held as one frame per
-    event, so a change copies that event's partials only. It also keeps the customer table of
-    every event, merged again after a change only for the buyers the change touched. It holds
-    no reference to the model (the model's listeners hold this), so a cache keyed weakly by the
-    model can keep it.
+
+SHARDS: Final = 32
+"""Kept keys are split by buyer into this many frames: a change copies the frames of its buyers only."""
+
+
+class _ShardedKeys:
+    """One frame of keys (a row per buyer), held as ``SHARDS`` frames split by ``BUYER``."""
+
+    def __init__(self, keys: pl.DataFrame) -> None:
+        shard = (pl.col(BUYER) % SHARDS).cast(pl.UInt8).alias("_shard")
+        parts = keys.with_columns(shard).partition_by("_shard", as_dict=True, include_key=False)
+        empty = keys.clear()
+        self._shards = [parts.get((number,), empty) for number in range(SHARDS)]
+
+    def frame(self) -> pl.DataFrame:
+        """Every buyer's keys, as one frame over the shards (not copied)."""
+        return pl.concat(self._shards, rechunk=False)
+
+    def replace(self, buyers: list[int], keys: pl.DataFrame) -> None:
+        """The keys of ``buyers`` replaced by ``keys`` (which has none for a buyer without rows)."""
+        for number in sorted({buyer % SHARDS for buyer in buyers}):
+            mine = pl.Series([buyer for buyer in buyers if buyer % SHARDS == number], dtype=pl.UInt128)
+            ours = pl.col(BUYER).is_in(mine.implode())
+            self._shards[number] = pl.concat([self._shards[number].filter(~ours), keys.filter(ours)])
+
+    def estimated_mb(self) -> float:
+        return sum(shard.estimated_size("mb") for shard in self._shards)
+
+
+class EveryoneKeys:
+    """The sort keys of every buyer of every event, changed only for the buyers a change touched.
+
+    Held per sort: every numeric column at once (one group-by), and each latest-value column
+    (name, email, phone) once a question sorts by it, so a first question builds only what it
+    sorts by. The read model names the buyer of every row added, replaced or removed; at the next
+    question those buyers' rows (in any event) are read once and their keys replace the old ones
+    in every frame held (only in the shards that hold those buyers). Built at the first
+    question, or ahead with ``build``.
     """
 
     def __init__(self, model: ReadModel) -> None:
-        self._by_event: dict[str, pl.DataFrame] | None = None
-        self._empty = partials_of(model.frame().head(0).select(ROW_COLUMNS))
-        self._everyone: pl.DataFrame | None = None
-        self._stale: dict[str, set[str]] = {}  # the buyers whose partials changed, per event
-        # Answers run in several threads (readside.py): one at a time brings the partials up to date.
+        self._numeric: _ShardedKeys | None = None
+        self._latest: dict[str, _ShardedKeys] = {}
+        self._stale: set[str] = set()  # customerIds whose rows changed since the keys were built
+        # Answers run in several threads (readside.py): one at a time brings the keys up to date.
         self._refreshing = threading.Lock()
         model.on_change(self._invalidate)
 
-    def of_events(self, model: ReadModel, events: pl.Expr) -> pl.DataFrame:
-        """The partials of the events the predicate on ``eventId`` selects."""
+    def keys(self, model: ReadModel, column: str) -> pl.DataFrame:
+        """One row per buyer: ``BUYER`` and ``column`` (a column of ``SORT_KEYS``)."""
         with self._refreshing:
-            partials = self._current(model)
-        return partials.filter(events)
+            self._bring_up_to_date(model)
+            if column in LATEST:
+                held = self._latest.get(column)
+                if held is None:
+                    held = self._latest[column] = _ShardedKeys(
+                        sort_keys(model.frame().select(key_columns(column)), column)
+                    )
+                return held.frame()
+            if self._numeric is None:
+                self._numeric = _ShardedKeys(
+                    numeric_sort_keys(model.frame().select(BUYER, *_NUMERIC_SOURCES))
+                )
+            return self._numeric.frame().select(BUYER, column)
 
-    def everyone(self, model: ReadModel) -> pl.DataFrame:
-        """The customer table of every event."""
-        with self._refreshing:
-            partials = self._current(model)
-            if self._everyone is None:
-                self._everyone = customers_of(partials)
-            return self._everyone
+    def build(self, model: ReadModel) -> None:
+        """Build the keys of every sort now (at the end of a load) rather than at the first question."""
+        for column in ("orders", *LATEST):
+            self.keys(model, column)
 
     def estimated_mb(self) -> float:
-        """The memory the partials and the all-events table take (Polars' estimate)."""
-        held = [*(self._by_event or {}).values(), *([] if self._everyone is None else [self._everyone])]
-        return sum(frame.estimated_size("mb") for frame in held)
+        """The memory the keys take (Polars' estimate)."""
+        held = [*([] if self._numeric is None else [self._numeric]), *self._latest.values()]
+        return sum(keys.estimated_mb() for keys in held)
 
-    def _current(self, model: ReadModel) -> pl.DataFrame:
-        frame = model.frame()
-        if self._by_event is None:
-            self._by_event = {}
-            self._replace(partials_of(frame.lazy().select(ROW_COLUMNS)), events=())
-        elif self._stale:
-            events, buyers = sorted(self._stale), sorted(set().union(*self._stale.values()))
-            codes = pl.Series(buyers, dtype=pl.String()).cast(pl.Categorical)
-            changed = frame.lazy().filter(pl.col(EVENT).is_in(events) & pl.col(CUSTOMER_ID).is_in(buyers))
-            self._replace(partials_of(changed.select(ROW_COLUMNS)), events=events, buyers=codes)
-            if self._everyone is not None:
-                self._everyone = _merged_again(self._everyone, self._all(), codes)
+    def _bring_up_to_date(self, model: ReadModel) -> None:
+        if not self._stale:
+            return
+        buyers = [int(customer_id, 16) for customer_id in sorted(self._stale)]
         self._stale.clear()
-        return self._all()
-
-    def _replace(
-        self, partials: pl.DataFrame, *, events: Sequence[str], buyers: pl.Series | None = None
-    ) -> None:
-        """Hold ``partials`` per event, in place of those of ``buyers`` (all with None) in ``events``."""
-        if self._by_event is None:  # pragma: no cover - called once the per-event frames exist
-            raise AssertionError("no partials held yet")
-        for event in events:
-            held = self._by_event.pop(event, None)
-            if held is not None and buyers is not None:
-                kept = held.filter(~pl.col(CUSTOMER_ID).to_physical().is_in(buyers.to_physical()))
-                if kept.height:
-                    self._by_event[event] = kept
-        for (event, *_), event_partials in partials.partition_by(EVENT, as_dict=True).items():
-            held = self._by_event.get(str(event))
-            merged = event_partials if held is None else pl.concat([held, event_partials], rechunk=True)
-            self._by_event[str(event)] = merged
-
-    def _all(self) -> pl.DataFrame:
-        if not self._by_event:
-            return self._empty
-        return pl.concat(self._by_event.values(), rechunk=False)
+        wanted = pl.Series(buyers, dtype=pl.UInt128).implode()
+        # Read once: each frame's keys are built from these rows.
+        changed = model.frame().lazy().filter(pl.col(BUYER).is_in(wanted)).select(KEY_COLUMNS).collect()
+        # A few buyers' rows: one aggregation for every column (several plans would each wait
+        # for worker threads on a busy machine).
+        fresh = (
+            changed.lazy()
+            .group_by(BUYER)
+            .agg(
+                *(value.alias(column) for column, value in _NUMERIC_KEYS.items()),
+                *(_latest_of_few(field).alias(column) for column, field in LATEST.items()),
+            )
+            .collect()
+        )
+        if self._numeric is not None:
+            self._numeric.replace(buyers, fresh.select(BUYER, *_NUMERIC_KEYS))
+        for column, held in self._latest.items():
+            held.replace(buyers, fresh.select(BUYER, column))
 
     def _invalidate(self, changes: pl.DataFrame) -> None:
-        if self._by_event is not None:
-            events = changes[EVENT].cast(pl.String).to_list()
-            for event, buyer in zip(events, changes[CUSTOMER_ID].to_list(), strict=True):
-                self._stale.setdefault(event, set()).add(buyer)
-
-
-def _merged_again(table: pl.DataFrame, partials: pl.DataFrame, buyers: pl.Series) -> pl.DataFrame:
-    """``table`` with the rows of ``buyers`` merged again from ``partials`` (which may have none)."""
-    codes = buyers.to_physical().unique()
-    again = customers_of(partials.filter(pl.col(CUSTOMER_ID).to_physical().is_in(codes)))
-    kept = table.filter(~pl.col("id").is_in(buyers.cast(pl.String).unique()))
-    return pl.concat([kept, again])
+        if self._numeric is not None or self._latest:
+            self._stale.update(changes[CUSTOMER_ID].to_list())

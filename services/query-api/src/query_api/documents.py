@@ -15,6 +15,7 @@ import polars as pl
 from otcommon.normalize import stable_id
 from otcommon.served import STRIPE_DISPUTED_STATUSES, STRIPE_FACTS_PAYMENT_FIELD, STRIPE_REFUNDED_STATUSES
 from query_api.columns import (
+    BUYER,
     CATEGORICAL_FIELDS,
     CUSTOMER_ID,
     DEFAULTS,
@@ -209,6 +210,7 @@ def _with_derived(frame: pl.DataFrame) -> pl.DataFrame:
     )
     return derived.with_columns(
         (pl.col(PURCHASED_AT).dt.epoch("s") // QUARTER_HOUR_SECONDS).alias(PURCHASE_QUARTER),
+        pl.col(CUSTOMER_ID).str.to_integer(base=16, dtype=pl.UInt128).alias(BUYER),
     )
 
 

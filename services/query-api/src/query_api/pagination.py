@@ -144,11 +144,43 @@ def _select_run(
     length = max(wanted, RUN_LENGTH)
     candidates = frame.lazy()
     if after is not None:
-        candidates = candidates.filter(_after(pl.col(column), pl.col(key), after, descending=descending))
+        after_cursor = _after(
+            pl.col(column), pl.col(key), after, descending=descending, key_type=frame.schema[key]
+        )
+        candidates = candidates.filter(after_cursor)
     by, reverse = _order(column, key, descending=descending)
     # bottom_k finds the first rows without sorting the rest; only those are then sorted.
     rows = candidates.bottom_k(length, by=by, reverse=reverse).sort(by, descending=reverse).collect()
     return SortedRun(column, descending, after, rows, complete=rows.height < length)
+
+
+def repaired(run: SortedRun, frame: pl.DataFrame, changed: pl.Series, *, key: str) -> SortedRun:
+    """``run`` after the rows of the keys ``changed`` changed: ``frame`` holds their rows now (none
+    for a key removed) and the rest of the rows as they were when the run was cut.
+
+    A run holds every row from its start up to its last row. The changed rows leave it and come
+    back where their new values put them, if that is still within its span (anywhere, for a run
+    that reaches the end), so it still holds every row of that span, in order: the next pages
+    are slices of it rather than a new selection from every row.
+    """
+    column, descending = run.column, run.descending
+    changed_keys = pl.col(key).is_in(changed.implode())
+    candidates = frame.lazy().filter(changed_keys).select(run.rows.columns)
+    key_type = frame.schema[key]
+    if run.after is not None:
+        candidates = candidates.filter(
+            _after(pl.col(column), pl.col(key), run.after, descending=descending, key_type=key_type)
+        )
+    if not run.complete and run.rows.height:
+        last = run.rows.row(run.rows.height - 1, named=True)
+        end = {"null": last[column] is None, "value": last[column], "id": last[key]}
+        candidates = candidates.filter(
+            ~_after(pl.col(column), pl.col(key), end, descending=descending, key_type=key_type)
+        )
+    by, reverse = _order(column, key, descending=descending)
+    kept = run.rows.lazy().filter(~changed_keys)
+    rows = pl.concat([kept, candidates]).sort(by, descending=reverse).collect()
+    return SortedRun(column, descending, run.after, rows, complete=run.complete)
 
 
 def _start_in(
@@ -162,7 +194,9 @@ def _start_in(
     if run.after is not None and _same_position(run.after, after):
         return 0
     later = run.rows.select(
-        _after(pl.col(column), pl.col(key), after, descending=descending).arg_true().first()
+        _after(pl.col(column), pl.col(key), after, descending=descending, key_type=run.rows.schema[key])
+        .arg_true()
+        .first()
     ).item()
     # A run holds every row between its start and its end. When some of its rows are not after the
     # cursor, the cursor lies inside it and the rows after the cursor follow on from there; a run
@@ -177,8 +211,11 @@ def _same_position(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
     return (first["null"], first["value"], first["id"]) == (second["null"], second["value"], second["id"])
 
 
-def _after(value: pl.Expr, key: pl.Expr, last: Mapping[str, Any], *, descending: bool) -> pl.Expr:
-    last_id = pl.lit(last["id"])
+def _after(
+    value: pl.Expr, key: pl.Expr, last: Mapping[str, Any], *, descending: bool, key_type: pl.DataType
+) -> pl.Expr:
+    # Typed: a 128-bit key (the customer table's) is no literal Polars would infer.
+    last_id = pl.lit(last["id"], dtype=key_type)
     if last["null"]:
         return value.is_null() & (key > last_id)
     last_value = pl.lit(last["value"])

@@ -17,9 +17,26 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from query_api.columns import CUSTOMER_ID, PURCHASED_AT
-from query_api.customers import ROW_COLUMNS, CustomerPartials, customers, customers_of
-from query_api.pagination import Page, PageRequest, SortedRun, fingerprint, paginate, sort_column
+from query_api.columns import BUYER, CUSTOMER_ID, PURCHASED_AT
+from query_api.customers import (
+    CUSTOMER_COLUMNS,
+    ROW_COLUMNS,
+    SORT_KEYS,
+    EveryoneKeys,
+    customers,
+    customers_in_order,
+    key_columns,
+    sort_keys,
+)
+from query_api.pagination import (
+    Page,
+    PageRequest,
+    SortedRun,
+    fingerprint,
+    paginate,
+    repaired,
+    sort_column,
+)
 from query_api.readmodel import ROW_NUMBER, served
 from query_api.rollups import answers_from_partials
 
@@ -60,37 +77,36 @@ TRANSACTION_SORTS: Final = {
 }
 """The sortable columns of the transaction table (fixed-width UTC timestamps sort as text)."""
 
-CUSTOMER_SORTS: Final = {
-    name: name
-    for name in (
-        "name",
-        "email",
-        "phone",
-        "firstPurchase",
-        "lastPurchase",
-        "orders",
-        "tickets",
-        "totalSpent",
-        "redeemedTickets",
-    )
-}
-"""The customer table's sortable columns."""
+CUSTOMER_SORTS: Final = SORT_KEYS
+"""The customer table's sortable columns (first and last purchase sort by their instants)."""
 
 
 @dataclass(slots=True)
 class _Query:
     """What one query has computed over the current rows: its matches, sort keys and runs."""
 
-    matching: pl.DataFrame
+    matching: pl.DataFrame | None  # None for a query that keeps its sort keys only
     keys: dict[str, pl.DataFrame] = field(default_factory=dict)
     runs: dict[tuple[str, bool], SortedRun] = field(default_factory=dict)
+    # The whole rows of part of the current run (customers), so the next pages are slices.
+    completed: tuple[SortedRun, pl.DataFrame] | None = None
+    # Repairable queries only: the keys (customerIds) whose rows changed since the runs were cut.
+    changed: set[str] = field(default_factory=set)
+    # Answer threads asking the same customers query take turns: its keys, runs and built rows
+    # are read and repaired together.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page(self, frame: pl.DataFrame, request: PageRequest, **reading: Any) -> Page:
         """A page of ``frame`` (this query's rows), reusing and keeping the run of its order."""
         order = (reading["sortable"][request.sort], request.descending)
         page = paginate(frame, request, run=self.runs.get(order), **reading)
         if page.run is not None:
-            self.runs = {order: page.run}  # one order at a time: the table shows one
+            # A few orders: dashboards switch between sorts, and each run is at most a few
+            # thousand rows of a sort column and a key.
+            self.runs.pop(order, None)
+            self.runs[order] = page.run
+            while len(self.runs) > RUNS_KEPT:
+                del self.runs[next(iter(self.runs))]
         return page
 
 
@@ -99,7 +115,14 @@ class _Entry:
     query: _Query
     events: frozenset[str] | None  # the events it read; None: all of them
     positional: bool  # holds row positions, which any change moves
+    repairable: bool = False  # kept across changes: its runs are repaired for the buyers changed
 
+
+COMPLETED_PAGES: Final = 4
+"""A page's buyers are built whole with those of the next pages (of its size), up to this many pages."""
+
+RUNS_KEPT: Final = 4
+"""Sorted runs kept per query (one per order), the least recently used going first."""
 
 MAX_QUERIES: Final = 8
 """Queries kept per model; the least recently used goes first."""
@@ -109,7 +132,7 @@ class TableCache:
     """The queries of one read model recently asked, until rows they read change."""
 
     def __init__(self, model: ReadModel) -> None:
-        self.partials = CustomerPartials(model)
+        self.everyone = EveryoneKeys(model)
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         # Answers run in several threads (readside.py); changes run while none does.
         self._entries_lock = threading.Lock()
@@ -118,17 +141,18 @@ class TableCache:
     def query(
         self,
         key: Hashable,
-        compute: Callable[[], pl.DataFrame],
+        compute: Callable[[], pl.DataFrame | None],
         *,
         events: frozenset[str] | None,
         positional: bool,
+        repairable: bool = False,
     ) -> _Query:
         """The cached query under ``key``, or a new one of ``compute()``."""
         with self._entries_lock:
             entry = self._entries.get(key)
         if entry is None:
             # Computed outside the lock: two threads may both compute it, over the same rows.
-            entry = _Entry(_Query(compute()), events, positional)
+            entry = _Entry(_Query(compute()), events, positional, repairable)
         with self._entries_lock:
             entry = self._entries.setdefault(key, entry)
             self._entries.move_to_end(key)
@@ -139,7 +163,11 @@ class TableCache:
     def _changed(self, event_ids: pl.DataFrame) -> None:
         touched = frozenset(event_ids["eventId"].cast(pl.String).unique().to_list())
         for key, entry in list(self._entries.items()):
-            if entry.positional or entry.events is None or entry.events & touched:
+            if entry.repairable:
+                entry.query.changed.update(event_ids[CUSTOMER_ID].to_list())
+                entry.query.keys.clear()
+                entry.query.completed = None
+            elif entry.positional or entry.events is None or entry.events & touched:
                 del self._entries[key]
 
 
@@ -190,6 +218,8 @@ def transactions_page(
     frame = model.frame()
     keys = query.keys.get(column)
     if keys is None:
+        if query.matching is None:  # pragma: no cover - a transactions query always holds its matches
+            raise AssertionError("a transactions query without its matching rows")
         positions = query.matching[ROW_NUMBER]
         if positions.len() == frame.height:  # every row matches: no gather
             keys = frame.select(column, "id").with_row_index(ROW_NUMBER)
@@ -210,37 +240,102 @@ def transactions_page(
 def customers_page(
     model: ReadModel, scope: EventScope, filters: TransactionFilter, request: PageRequest
 ) -> tuple[list[dict[str, Any]], Page]:
-    """One page of the buyers of the transactions the caller may see that match the filters."""
-    sort_column(CUSTOMER_SORTS, request)
+    """One page of the buyers of the transactions the caller may see that match the filters.
+
+    The page is cut from the query's sort keys (one row per buyer: its key and the sort column);
+    only the buyers of the page and of the rest of its run's window are then built whole.
+    The query of every buyer of every event is never dropped: after a change its sorted run is
+    repaired for the buyers changed instead of selected again from every buyer.
+    """
+    sort_column(CUSTOMER_SORTS, request)  # an unknown sort is refused before anything is cached
     cache = table_cache(model)
+    everyone = scope.allowed is None and not filters.event_ids and answers_from_partials(filters)
     query = cache.query(
         ("customers", scope, filters),
-        lambda: _customer_table(model, cache.partials, scope, filters),
+        lambda: None,
         events=_selected_events(scope, filters),
         positional=False,
+        repairable=everyone,
     )
+    with query.lock:
+        return _customers_page_of(query, model, scope, filters, request, everyone=everyone)
+
+
+def _customers_page_of(
+    query: _Query,
+    model: ReadModel,
+    scope: EventScope,
+    filters: TransactionFilter,
+    request: PageRequest,
+    *,
+    everyone: bool,
+) -> tuple[list[dict[str, Any]], Page]:
+    column = sort_column(CUSTOMER_SORTS, request)
+    cache = table_cache(model)
+    keys = query.keys.get(column)
+    if keys is None:
+        if everyone:
+            _repair_runs(query, lambda sorted_by: cache.everyone.keys(model, sorted_by))
+            keys = cache.everyone.keys(model, column)
+        else:
+            keys = sort_keys(model.rows(scope, filters, columns=key_columns(column)), column)
+        query.keys = {column: keys}
     page = query.page(
-        query.matching,
+        keys,
         request,
         sortable=CUSTOMER_SORTS,
-        key="id",
+        key=BUYER,
         query_fingerprint=_cursor_fingerprint(scope, filters),
     )
-    return page.rows.to_dicts(), page
+    rows = _completed(query, page, lambda buyers: _page_customers(model, scope, filters, buyers))
+    return rows.select(CUSTOMER_COLUMNS).to_dicts(), replace(page, rows=rows)
 
 
-def _customer_table(
-    model: ReadModel, partials: CustomerPartials, scope: EventScope, filters: TransactionFilter
+def _repair_runs(query: _Query, keys_of: Callable[[str], pl.DataFrame]) -> None:
+    """The query's runs after the rows of the buyers in ``query.changed`` changed.
+
+    ``keys_of(column)``: every buyer's keys of that sort column as they are now.
+    """
+    if query.changed:
+        changed = pl.Series(sorted(query.changed), dtype=pl.String()).str.to_integer(
+            base=16, dtype=pl.UInt128
+        )
+        query.runs = {
+            order: repaired(run, keys_of(run.column), changed, key=BUYER) for order, run in query.runs.items()
+        }
+        query.changed.clear()
+
+
+def _completed(query: _Query, page: Page, complete: Callable[[pl.Series], pl.DataFrame]) -> pl.DataFrame:
+    """The whole rows of the page's buyers, built with those of the next pages of its run.
+
+    The next pages of the run are then slices of what was built; a deep page builds only its window.
+    """
+    buyers = page.rows[BUYER]
+    if page.run is None or buyers.is_empty():
+        return complete(buyers)
+    held = query.completed
+    if held is None or held[0] is not page.run or not buyers.is_in(held[1][BUYER].implode()).all():
+        run_buyers = page.run.rows[BUYER]
+        # Found by comparing Series: a 128-bit key is no literal Polars takes.
+        at_start = (run_buyers == buyers.head(1)).arg_true()
+        window = run_buyers.slice(at_start[0] if at_start.len() else 0, COMPLETED_PAGES * buyers.len())
+        held = (page.run, complete(window))
+        query.completed = held
+    return buyers.to_frame().join(held[1], on=BUYER, how="left", maintain_order="left")
+
+
+def _page_customers(
+    model: ReadModel, scope: EventScope, filters: TransactionFilter, buyers: pl.Series
 ) -> pl.DataFrame:
-    """The customers of a query: merged from per-event partials when it selects whole events."""
-    if answers_from_partials(filters):
-        if scope.allowed is None and not filters.event_ids:
-            return partials.everyone(model)
-        events = scope.expression()
-        if filters.event_ids:
-            events = events & pl.col("eventId").is_in(list(filters.event_ids))
-        return customers_of(partials.of_events(model, events))
-    return customers(model.rows(scope, filters, columns=ROW_COLUMNS))
+    """The whole rows of these buyers, in this order, from their rows that match the query.
+
+    Their rows are found by key first (one integer test per row) and only those are filtered.
+    """
+    # Two steps: the filters then test a few rows, not every row (a search reads each row's text).
+    wanted = model.frame().filter(pl.col(BUYER).is_in(buyers.implode()))
+    matching = wanted.filter(scope.expression() & filters.expression()).select(ROW_COLUMNS)
+    return customers_in_order(matching, buyers)
 
 
 def customer_detail(
@@ -251,4 +346,5 @@ def customer_detail(
     if rows.height == 0:
         return None
     newest_first = rows.sort([PURCHASED_AT, "id"], descending=[True, False])
-    return customers(rows.select(ROW_COLUMNS)).row(0, named=True), served(newest_first)
+    customer = customers(rows.select(ROW_COLUMNS)).select(CUSTOMER_COLUMNS)
+    return customer.row(0, named=True), served(newest_first)
