@@ -106,7 +106,9 @@ class PayoutWorld:
         return self.sandbox.world.payouts[self.payout_id]
 
 
-async def consume(source, handler, *, count: int) -> None:
+async def consume(
+    source, handler, *, count: int, entity_name: str = PAYOUT_QUEUE, max_concurrency: int = 1
+) -> None:
     """Run a consumer until it has handled ``count`` deliveries, then stop it (drained)."""
     handled: asyncio.Queue[Delivery] = asyncio.Queue()
 
@@ -119,7 +121,9 @@ async def consume(source, handler, *, count: int) -> None:
     consumer = Consumer(
         source=source,
         handler=handle,
-        settings=ConsumerSettings(entity_name=PAYOUT_QUEUE, max_concurrency=1, max_wait_seconds=0.5),
+        settings=ConsumerSettings(
+            entity_name=entity_name, max_concurrency=max_concurrency, max_wait_seconds=0.5
+        ),
     )
     running = asyncio.create_task(consumer.run())
     try:

@@ -8,21 +8,18 @@ consumer, indexes and writer route the payment to the organizer.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_payout_changes_integration import enricher_on
+from test_payout_changes_integration import consume, enricher_on
 
 from devstack.scenario import Route
 from devstack.scenario.stripe_world import LATE_TRANSFER_SECONDS
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
 from otcommon.bus import (
-    Consumer,
-    ConsumerSettings,
     client_from_connection_string,
     queue_publisher,
     queue_source,
@@ -34,7 +31,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from devstack.scenario import StripeWorld
-    from otcommon.bus import Delivery
 
 pytestmark = pytest.mark.integration
 
@@ -93,30 +89,6 @@ def expected_routing(world: StripeWorld, payment_id: str) -> tuple[Any, ...]:
         facts.net_amount / 100,
         datetime.fromtimestamp(available_on, UTC).date().isoformat(),
     )
-
-
-async def consume(source, handler, *, count: int) -> None:
-    """Run a consumer until it has handled ``count`` deliveries, then stop it (drained)."""
-    handled: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def handle(delivery: Delivery) -> None:
-        try:
-            await handler(delivery)
-        finally:
-            handled.put_nowait(delivery)
-
-    consumer = Consumer(
-        source=source,
-        handler=handle,
-        settings=ConsumerSettings(entity_name=EVENTS_QUEUE, max_concurrency=2, max_wait_seconds=0.5),
-    )
-    running = asyncio.create_task(consumer.run())
-    try:
-        for _ in range(count):
-            await asyncio.wait_for(handled.get(), 60)
-    finally:
-        await consumer.stop()
-        await running
 
 
 async def test_a_transfer_made_after_the_payment_was_enriched_routes_it_to_the_organizer(
@@ -181,6 +153,7 @@ async def test_a_transfer_made_after_the_payment_was_enriched_routes_it_to_the_o
                     queue_source(client=bus, queue_name=EVENTS_QUEUE),
                     enricher.stripe_events_handler,
                     count=len(made),
+                    max_concurrency=2,
                 )
                 after = await stored()
 
