@@ -398,3 +398,48 @@ async def test_an_event_late_behind_a_backlog_is_left_to_the_process_already_swe
     assert applier.started == ["evt_test000001"]
     stored = next(doc for doc in events.documents() if doc["id"] == "evt_test000001")
     assert stored["state"] == "applied"
+
+
+@dataclass
+class PreparingApplier(RecordingApplier):
+    """Records each batch it is asked to read ahead for; fails that when configured."""
+
+    prepared: list[list[str]] = field(default_factory=list)
+    fail_preparing: bool = False
+
+    async def prepared_for(self, events: list[StripeEvent]) -> PreparingApplier:
+        self.prepared.append([each.id for each in events])
+        if self.fail_preparing:
+            raise ConnectionError("Cosmos unreachable")
+        return self
+
+
+async def apply_queued(applier: PreparingApplier, count: int) -> InMemoryContainer:
+    """Record ``count`` deliveries, then let three workers taking batches of ten apply them."""
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    for n in range(1, count + 1):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    return events
+
+
+async def test_queued_events_are_applied_as_one_batch_read_ahead_once():
+    applier = PreparingApplier()
+    events = await apply_queued(applier, 3)
+    ids = ["evt_test000001", "evt_test000002", "evt_test000003"]
+    assert applier.prepared == [ids]
+    assert sorted(applier.applied) == ids
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == dict.fromkeys(ids, "applied")
+
+
+async def test_when_reading_a_batch_ahead_fails_each_event_is_still_applied():
+    applier = PreparingApplier(fail_preparing=True)
+    events = await apply_queued(applier, 2)
+    assert len(applier.prepared) == 1
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002"]
+    assert {doc["state"] for doc in events.documents()} == {"applied"}
