@@ -443,3 +443,22 @@ async def test_when_reading_a_batch_ahead_fails_each_event_is_still_applied():
     assert len(applier.prepared) == 1
     assert sorted(applier.applied) == ["evt_test000001", "evt_test000002"]
     assert {doc["state"] for doc in events.documents()} == {"applied"}
+
+
+async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
+    applier = HeldApplier()
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    processor = CountedProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    processor.expected = 3
+    for n in (1, 2, 3):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=2, sweep_every=3600))
+    await processor.all_asked.wait()
+    # One worker took all three; two are applied at once, the third waits for one of them.
+    assert applier.started == ["evt_test000001", "evt_test000002"]
+    applier.release.set()
+    await processor.join()
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002", "evt_test000003"]
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
