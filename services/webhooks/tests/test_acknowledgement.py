@@ -462,3 +462,32 @@ async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
     workers.cancel()
     with pytest.raises(asyncio.CancelledError):
         await workers
+
+
+class GatheringProcessor(EventProcessor):
+    """Signals when a worker starts gathering a batch (it takes a queued event at once, then waits)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gathering = asyncio.Event()
+
+    async def _next_batch(self):
+        self.gathering.set()
+        return await super()._next_batch()
+
+
+async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdown():
+    applier = RecordingApplier()
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    processor = GatheringProcessor(
+        journal=EventJournal(events), applier=applier, batch_size=10, batch_wait=3600
+    )
+    assert await processor.accept(StripeEvent.parse(delivery())) is True
+    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
+    await processor.gathering.wait()  # the worker holds the event, waiting for more to join it
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    await processor.drain()
+    await processor.join()
+    assert applier.applied == ["evt_test000001"]

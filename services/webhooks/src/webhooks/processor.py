@@ -305,7 +305,13 @@ class EventProcessor:
         async with self._gathering:
             batch = [await self._queue.get()]
             if self._batch_size > 1 and self._batch_wait > 0:
-                await asyncio.sleep(self._batch_wait)  # lets a burst's next events join this batch
+                try:
+                    await asyncio.sleep(self._batch_wait)  # lets a burst's next events join this batch
+                except asyncio.CancelledError:
+                    # Stopping: the event goes back to the queue, for ``drain`` to apply at shutdown.
+                    self._queue.put_nowait(batch[0])
+                    self._queue.task_done()
+                    raise
             while len(batch) < self._batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
         return batch
