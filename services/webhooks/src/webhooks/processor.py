@@ -308,8 +308,12 @@ class EventProcessor:
                 try:
                     await asyncio.sleep(self._batch_wait)  # lets a burst's next events join this batch
                 except asyncio.CancelledError:
-                    # Stopping: the event goes back to the queue, for ``drain`` to apply at shutdown.
-                    self._queue.put_nowait(batch[0])
+                    # Stopping: the event goes back to the queue, for ``drain`` to apply at shutdown
+                    # (a full queue leaves it, recorded, to the sweep).
+                    try:
+                        self._queue.put_nowait(batch[0])
+                    except asyncio.QueueFull:
+                        self._held.discard(batch[0].event_id)
                     self._queue.task_done()
                     raise
             while len(batch) < self._batch_size and not self._queue.empty():
