@@ -491,3 +491,31 @@ async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdow
     await processor.drain()
     await processor.join()
     assert applier.applied == ["evt_test000001"]
+
+
+class CountedReads(InMemoryContainer):
+    """The webhook-events fake, counting point reads."""
+
+    def __init__(self) -> None:
+        super().__init__("webhook-events", partition_key_path="/id")
+        self.reads = 0
+
+    async def read(self, document_id, **options):
+        self.reads += 1
+        return await super().read(document_id, **options)
+
+
+async def test_an_event_late_behind_a_backlog_is_claimed_by_its_creates_etag_without_a_read():
+    applier = RecordingApplier()
+    events = CountedReads()
+    monotonic = Monotonic()
+    processor = EventProcessor(
+        journal=EventJournal(events), applier=applier, sweep_age=timedelta(seconds=10), monotonic=monotonic
+    )
+    assert await processor.accept(StripeEvent.parse(delivery())) is True
+    monotonic.now += 6  # longer than half the sweep age in the queue
+    await processor.drain()
+    assert applier.applied == ["evt_test000001"]
+    [stored] = events.documents()
+    assert (stored["state"], stored["claimedAt"] is not None) == ("applied", True)
+    assert events.reads == 0

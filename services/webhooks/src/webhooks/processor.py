@@ -166,13 +166,15 @@ class EventProcessor:
         just_recorded: StripeEvent | None = None,
         recorded_etag: str | None = None,
         applier: EventApplier | None = None,
+        claim: bool = False,
     ) -> EventState:
         """Apply one recorded event unless it is settled; the state it is left in.
 
         ``just_recorded``: the event this process recorded ``received`` a moment ago, applied without
         reading its record back (applying is idempotent, and settling checks the state it moves from);
         ``recorded_etag``, that record's ETag, lets the settle skip its read. ``applier``: the one
-        prepared for the batch this event is in.
+        prepared for the batch this event is in. ``claim``: claim the just recorded event first, by
+        that ETag (it waited long enough that another process's sweep may take it).
         """
         if just_recorded is None:
             record = await self._journal.read(event_id)
@@ -184,6 +186,10 @@ class EventProcessor:
             event = event_of(record)
         else:
             event = just_recorded
+            if claim and recorded_etag is not None:
+                recorded_etag = await self._journal.claim_as_recorded(event_id, recorded_etag=recorded_etag)
+                if recorded_etag is None:
+                    return EventState.RECEIVED  # claimed or settled elsewhere since it was recorded
         try:
             outcome = await (applier or self._applier).apply(event)
         except NotYetApplicableError as error:
@@ -252,15 +258,16 @@ class EventProcessor:
         return tried
 
     async def _process_safely(self, queued: Queued, applier: EventApplier | None = None) -> None:
-        if (
-            queued.event is not None
-            and self._monotonic() - queued.queued_at > self._sweep_age.total_seconds() / 2
-        ):
-            # Late behind a backlog: another process's sweep may take it soon, so it is claimed first.
-            queued = Queued(queued.event_id)
+        # Late behind a backlog: another process's sweep may take it soon, so it is claimed first,
+        # by the ETag its create returned (a read would cost one more request per late event).
+        late = self._monotonic() - queued.queued_at > self._sweep_age.total_seconds() / 2
         try:
             await self.process(
-                queued.event_id, just_recorded=queued.event, recorded_etag=queued.etag, applier=applier
+                queued.event_id,
+                just_recorded=queued.event,
+                recorded_etag=queued.etag,
+                applier=applier,
+                claim=late,
             )
         except Exception:
             # The record stays received: the next sweep or Stripe's retry tries again.
