@@ -59,7 +59,7 @@ async def _seed(container: DocumentContainer, marker: str, partitions: dict[str,
 
 
 class RecordingWrites:
-    """The container a CoalescingContainer wraps, recording how its replaces reached the store."""
+    """The container a CoalescingContainer wraps, recording how its reads and replaces reached the store."""
 
     def __init__(self, container: DocumentContainer) -> None:
         self._container = container
@@ -67,6 +67,16 @@ class RecordingWrites:
         self.partition_key_path = container.partition_key_path
         self.batches: list[tuple[str, list[str]]] = []
         self.single_replaces: list[str] = []
+        self.read_manys: list[tuple[str, list[str]]] = []
+        self.single_reads: list[str] = []
+
+    async def read(self, document_id, *, partition_key):
+        self.single_reads.append(document_id)
+        return await self._container.read(document_id, partition_key=partition_key)
+
+    async def read_many(self, ids, *, partition_key):
+        self.read_manys.append((partition_key, list(ids)))
+        return await self._container.read_many(ids, partition_key=partition_key)
 
     async def write_batch(self, writes, *, partition_key):
         self.batches.append((partition_key, [write.document["id"] for write in writes]))
@@ -575,3 +585,30 @@ class StoreContract:
             ("updated", 11),
             ("updated", 1),
         ]
+
+    async def test_coalesced_reads_go_in_one_query_per_partition(self, container: DocumentContainer):
+        a, b, alone, missing = new_id(), new_id(), new_id(), new_id()
+        await container.create({"id": a, "eventId": "ev-read-1", "n": 1})
+        await container.create({"id": b, "eventId": "ev-read-1", "n": 2})
+        await container.create({"id": alone, "eventId": "ev-read-2", "n": 3})
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder)  # type: ignore[arg-type]
+
+        found = await asyncio.gather(
+            coalescing.read(a, partition_key="ev-read-1"),
+            coalescing.read(b, partition_key="ev-read-1"),
+            coalescing.read(missing, partition_key="ev-read-1"),
+            coalescing.read(a, partition_key="ev-read-1"),
+            coalescing.read(alone, partition_key="ev-read-2"),
+            coalescing.read(a, partition_key="ev-read-2"),  # the same id in another partition: absent
+            return_exceptions=True,
+        )
+
+        assert [doc["n"] for doc in (found[0], found[1], found[3], found[4])] == [1, 2, 1, 3]
+        assert isinstance(found[2], DocumentNotFoundError)
+        assert isinstance(found[5], DocumentNotFoundError)
+        assert recorder.read_manys == [("ev-read-1", [a, b, missing]), ("ev-read-2", [alone, a])]
+        assert recorder.single_reads == []
+        assert "_etag" in found[0]
+        alone_again = await coalescing.read(alone, partition_key="ev-read-2")
+        assert (alone_again["n"], recorder.single_reads) == (3, [alone])  # a lone read is a point read
