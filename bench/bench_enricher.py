@@ -280,12 +280,14 @@ class CountedContainer(CosmosContainer):
         super().__init__(inner._container, partition_key_path=inner.partition_key_path)  # noqa: SLF001
         self._counts = counts
 
+    def _kind(self, key: object) -> str:
+        return str(key).split(":", 1)[0] if self.name.startswith("stripe-") else "transaction"
+
     def _count(self, operation: str, key: object) -> None:
-        kind = str(key).split(":", 1)[0] if self.name.startswith("stripe-") else "transaction"
-        self._counts[f"{self.name} {operation} {kind}"] += 1
+        self._counts[f"{self.name} {operation} {self._kind(key)}"] += 1
 
     async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[dict[str, Any]]:
-        kinds = Counter(str(write.document["id"]).split(":", 1)[0] for write in writes)
+        kinds = Counter(self._kind(write.document["id"]) for write in writes)
         self._count("batch", "+".join(sorted(kinds)))
         for kind, documents in kinds.items():
             self._counts[f"{BATCHED} {self.name} {kind}"] += documents
@@ -294,6 +296,10 @@ class CountedContainer(CosmosContainer):
     async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
         self._count("read", document_id)
         return await super().read(document_id, partition_key=partition_key)
+
+    async def read_many(self, ids: Sequence[str], *, partition_key: Any) -> dict[str, dict[str, Any]]:
+        self._count("read_many", "+".join(sorted({self._kind(document_id) for document_id in ids})))
+        return await super().read_many(ids, partition_key=partition_key)
 
     async def upsert(self, document: Mapping[str, Any]) -> dict[str, Any]:
         self._count("upsert", document["id"])
