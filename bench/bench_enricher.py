@@ -63,6 +63,7 @@ from devstack.cosmos import EMULATOR_KEY, start_cosmos
 from devstack.processes import start_process
 from devstack.scenario import Scenario
 from devstack.stripe.settings import DEFAULT_SECRET_KEY
+from enricher.app import tune_garbage_collection
 from enricher.findings import Findings
 from enricher.gateway import StripeObjectMissingError
 from enricher.handler import EnrichmentHandler
@@ -100,7 +101,7 @@ PAYMENTS = 10_000
 # With this seed, world and rate, 100 hourly advances reveal exactly PAYMENTS payments (checked below).
 SALES_PER_HOUR = 108.8672
 RATE_LIMIT = 25  # the sandbox's default, Stripe's test-mode limit
-MAX_CONCURRENCY = 16  # the enricher's default OT_ENRICHER_MAX_CONCURRENCY
+MAX_CONCURRENCY = 256  # the enricher's default OT_ENRICHER_MAX_CONCURRENCY
 NAIVE_RATE_LIMIT = 100_000
 NAIVE_GATE_PER_SECOND = 2_000.0
 NAIVE_CONCURRENCY = 32
@@ -968,6 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging(level="ERROR", fmt="console", service_name="enricher-bench")
+    tune_garbage_collection()  # as ``python -m enricher serve`` does
     results = run(args)
     print("\n".join(summary(results)))
     return 0
