@@ -101,7 +101,9 @@ PAYMENTS = 10_000
 # With this seed, world and rate, 100 hourly advances reveal exactly PAYMENTS payments (checked below).
 SALES_PER_HOUR = 108.8672
 RATE_LIMIT = 25  # the sandbox's default, Stripe's test-mode limit
-MAX_CONCURRENCY = 256  # the enricher's default OT_ENRICHER_MAX_CONCURRENCY
+# OT_ENRICHER_MAX_CONCURRENCY for a cold start (the service's default is 16): payments resolved
+# together write in batches per event only when many are in flight (services/enricher/DESIGN.md).
+MAX_CONCURRENCY = 256
 NAIVE_RATE_LIMIT = 100_000
 NAIVE_GATE_PER_SECOND = 2_000.0
 NAIVE_CONCURRENCY = 32
