@@ -9,7 +9,7 @@ import polars as pl
 
 from otcommon.schemas import DerivedMetrics
 from query_api import breakdowns
-from query_api.columns import PURCHASE_QUARTER
+from query_api.columns import PURCHASE_QUARTER, TICKET_TYPES_TEXT
 from query_api.engine import collected
 from query_api.metrics import TOTALS_COLUMNS, metric_values, partial_totals, slot_plan
 from query_api.models import (  # noqa: TC001 - pydantic resolves the fields at run time
@@ -120,7 +120,7 @@ def _report_from(sums: dict[str, pl.DataFrame]) -> AnalyticsReport:
 
 
 _BREAKDOWN_COLUMNS: Final[dict[Breakdown, tuple[str, ...]]] = {
-    Breakdown.TICKET_TYPES: ("ticketTypeList",),
+    Breakdown.TICKET_TYPES: (TICKET_TYPES_TEXT,),
     Breakdown.SOURCES: (),
     Breakdown.REFERRAL_CODES: ("referralCodeNormalized",),
     Breakdown.EVENTS: ("eventId", "EventName"),

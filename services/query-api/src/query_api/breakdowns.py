@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from query_api.columns import PURCHASE_QUARTER
+from query_api.columns import PURCHASE_QUARTER, TICKET_TYPES_TEXT, TYPE_SEPARATOR
 from query_api.models import BreakdownRow, RouteSummary, TimeSeriesPoint
-from query_api.timezones import LocalClock
+from query_api.timezones import LocalClock, hour_key_parts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,14 +34,14 @@ GROUP_COLUMNS: Final = ("ordersCount", "ticketsSold", "grossRevenue", "organizer
 """The sums of each breakdown row: they add up across disjoint sets of rows."""
 
 GROUP_KEYS: Final[dict[str, pl.Expr]] = {
-    "ticketTypes": pl.col("ticketTypeList"),
-    "sources": pl.col("sourceBucket").replace_strict(SOURCE_KEYS, default="other"),
+    "ticketTypes": pl.col(TICKET_TYPES_TEXT),
+    "sources": pl.col("sourceBucket"),
     "referralCodes": pl.col("referralCodeNormalized"),
     "events": pl.col("eventId"),
     "deposits": pl.col("depositStatus"),
     "routes": pl.col("stripeRouteType"),
 }
-"""The key of each grouped breakdown (ticket types: one group per type of the order)."""
+"""The column each grouped breakdown groups rows by (``group_plan`` turns a few of them into keys)."""
 
 
 def group_sums() -> list[pl.Expr]:
@@ -55,11 +55,28 @@ def grouped_rows(rows: pl.DataFrame, name: str, *, by: Sequence[str] = ()) -> pl
 
 
 def group_plan(rows: pl.LazyFrame, name: str, *, by: Sequence[str] = ()) -> pl.LazyFrame:
-    """The query of ``grouped_rows``, to be collected with others."""
-    if name == "ticketTypes":
-        rows = rows.explode("ticketTypeList", empty_as_null=True)
+    """The query of ``grouped_rows``, to be collected with others.
+
+    Rows are grouped by a categorical column (a few distinct values); sources and ticket types are
+    turned into their keys afterwards, in the small grouped frame. Ticket types are grouped by the
+    order's combination of types first, then each combination's sums count under each of its types.
+    """
     label = [pl.col("EventName").max().alias("label")] if name == "events" else []
-    return rows.group_by([*by, GROUP_KEYS[name].alias("key")]).agg(*group_sums(), *label)
+    grouped = rows.group_by([*by, GROUP_KEYS[name].alias("key")]).agg(*group_sums(), *label)
+    if name == "sources":
+        keys = pl.col("key").cast(pl.String).replace_strict(SOURCE_KEYS, default="other")
+        return _summed_again(grouped.with_columns(keys), by)
+    if name == "ticketTypes":
+        types = pl.col("key").cast(pl.String).str.strip_chars(TYPE_SEPARATOR).str.split(TYPE_SEPARATOR)
+        each = grouped.with_columns(types).explode("key")
+        # An order without a type has the empty combination: its key is null, as in the reference.
+        return _summed_again(each.with_columns(pl.col("key").replace("", None)), by)
+    return grouped
+
+
+def _summed_again(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
+    """Group sums whose keys were mapped, summed again per key (two groups may now share one)."""
+    return grouped.group_by([*by, "key"]).agg(pl.col(column).sum() for column in GROUP_COLUMNS)
 
 
 def in_report_order(grouped: pl.LazyFrame) -> pl.LazyFrame:
@@ -161,30 +178,23 @@ def series_plan(
 ) -> pl.LazyFrame:
     """Sums per local hour, day or week, named and in time order (``series_sums`` gives ``sums``).
 
-    A local hour is keyed with its offset: the repeated hour when clocks go back is two buckets.
-    Days and weeks (Monday first) are named by their local date.
+    A local hour is named with the offset it was lived at: the hour repeated when clocks go back is
+    two buckets. Days and weeks (Monday first) are named by their local date.
     """
-    if granularity == "hour":
-        keys = [clock.local_hour().alias("_start"), clock.offset_minutes.alias("_offset")]
-    elif granularity == "day":
-        keys = [clock.local_day().alias("_start")]
-    else:
-        keys = [clock.local_monday().alias("_start")]
-    summed = frame.group_by(keys).agg(*sums)
+    summed = frame.group_by(clock.key(granularity).alias("_key")).agg(*sums)
     if granularity != "hour":
-        date = pl.from_epoch(pl.col("_start"), time_unit="d").dt.strftime("%Y-%m-%d")
-        return summed.sort("_start").select(date.alias("bucket"), *SERIES_COLUMNS)
-    offset = pl.col("_offset")
-    hours, minutes = (offset.abs() // 60, offset.abs() % 60)
+        date = pl.from_epoch(pl.col("_key"), time_unit="d").dt.strftime("%Y-%m-%d")
+        return summed.sort("_key").select(date.alias("bucket"), *SERIES_COLUMNS)
+    local_hour, offset = hour_key_parts(pl.col("_key"))
+    hours, minutes = offset.abs() // 60, offset.abs() % 60
     name = pl.format(
         "{}{}{}:{}",
-        pl.from_epoch(pl.col("_start") * 3600, time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        pl.from_epoch(local_hour * 3600, time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S"),
         pl.when(offset < 0).then(pl.lit("-")).otherwise(pl.lit("+")),
         hours.cast(pl.String).str.zfill(2),
         minutes.cast(pl.String).str.zfill(2),
     )
-    instant = pl.col("_start") * 3600 - offset * 60
-    return summed.sort(instant).select(name.alias("bucket"), *SERIES_COLUMNS)
+    return summed.sort(local_hour * 60 - offset).select(name.alias("bucket"), *SERIES_COLUMNS)
 
 
 def time_series(rows: pl.DataFrame, *, granularity: Granularity, time_zone: str) -> list[TimeSeriesPoint]:

@@ -56,13 +56,9 @@ def partial_totals() -> list[pl.Expr]:
 
 
 def slot_plan(frame: pl.LazyFrame, clock: LocalClock, orders: pl.Expr) -> pl.LazyFrame:
-    """Orders per local (hour of day, weekday): at most 168 rows, what both peaks are read from.
-
-    ``orders`` counts the orders of a group: ``pl.len()`` over rows, a sum over partial sums.
-    """
-    return frame.group_by(clock.hour_of_day().alias("hour"), clock.weekday().alias("weekday")).agg(
-        orders.alias("orders")
-    )
+    """Orders per local hour of the week (``timezones.local_key`` ``slot``): at most 168 rows, what both
+    peaks are read from. ``orders`` counts a group's orders: ``pl.len()`` over rows, a sum over sums."""
+    return frame.group_by(clock.key("slot").alias("slot")).agg(orders.alias("orders"))
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -116,11 +112,12 @@ def metric_values(totals: dict[str, Any], slots: pl.DataFrame) -> dict[str, Any]
 
 
 def peaks_from_slots(slots: pl.DataFrame) -> tuple[int | None, str | None]:
-    """The busiest local hour and weekday from orders per (hour, weekday); ties to the earliest (hour 0,
-    Monday); None when there are no orders."""
+    """The busiest local hour and weekday from orders per hour of the week (``slot_plan``); ties to the
+    earliest (hour 0, Monday); None when there are no orders."""
     by_hour = [0] * 24
     by_weekday = [0] * 7
-    for hour, weekday, orders in slots.select("hour", "weekday", "orders").iter_rows():
+    for slot, orders in slots.select("slot", "orders").iter_rows():
+        weekday, hour = divmod(slot, 24)
         by_hour[hour] += orders
         by_weekday[weekday] += orders
     if not any(by_hour):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -46,63 +46,74 @@ def check_time_zone(name: str) -> str:
     return name
 
 
+LocalKey = Literal["slot", "hour", "day", "week"]
+"""What a quarter-hour is mapped to in local time (``local_key``)."""
+
+HOUR_KEY_OFFSET_SPAN: Final = 4096
+"""An ``hour`` key is ``local hour * 4096 + offset minutes + 2048``: offsets lie within +-14 hours."""
+
+
 def _offset_minutes_of(quarters: pl.Expr, time_zone: str) -> pl.Expr:
     """The zone's UTC offset (minutes) at the start of each quarter-hour, by the engine's zone rules."""
     utc = pl.from_epoch(quarters * QUARTER_HOUR_SECONDS, time_unit="s")
     local = utc.dt.replace_time_zone("UTC").dt.convert_time_zone(time_zone).dt.replace_time_zone(None)
-    return (local - utc).dt.total_minutes().cast(pl.Int32)
+    return (local - utc).dt.total_minutes()
 
 
-@lru_cache(maxsize=256)
-def _block_offsets(time_zone: str, block: int) -> pl.Series:
-    """Offsets (minutes, Int16) of the quarter-hours of one block: a zone's rules never change in a run."""
+def local_key(kind: LocalKey, quarters: pl.Expr, time_zone: str) -> pl.Expr:
+    """The local key of each UTC quarter-hour in ``time_zone``.
+
+    - ``slot``: the local hour of the week, ``weekday * 24 + hour`` (Monday 0; 0-167);
+    - ``hour``: the local hour with the offset it was lived at (``HOUR_KEY_OFFSET_SPAN``), so the hour
+      repeated when clocks go back is two keys;
+    - ``day``: local days since 1970-01-01; ``week``: the local day of the week's Monday.
+    """
+    offset = _offset_minutes_of(quarters, time_zone)
+    local_seconds = quarters * QUARTER_HOUR_SECONDS + offset * 60
+    day = local_seconds // _SECONDS_PER_DAY
+    if kind == "slot":
+        hour = local_seconds // _SECONDS_PER_HOUR % 24
+        return ((day + _THURSDAY) % 7 * 24 + hour).cast(pl.UInt8)
+    if kind == "hour":
+        return local_seconds // _SECONDS_PER_HOUR * HOUR_KEY_OFFSET_SPAN + offset + HOUR_KEY_OFFSET_SPAN // 2
+    if kind == "day":
+        return day.cast(pl.Int32)
+    return (day - (day + _THURSDAY) % 7).cast(pl.Int32)
+
+
+def hour_key_parts(key: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """The local hour (hours since the local epoch) and the offset (minutes) of an ``hour`` key."""
+    return key // HOUR_KEY_OFFSET_SPAN, key % HOUR_KEY_OFFSET_SPAN - HOUR_KEY_OFFSET_SPAN // 2
+
+
+@lru_cache(maxsize=128)
+def _block_keys(time_zone: str, kind: LocalKey, block: int) -> pl.Series:
+    """The local keys of one block's quarter-hours: a zone's rules do not change while the process runs."""
     quarters = pl.int_range(block * BLOCK_QUARTERS, (block + 1) * BLOCK_QUARTERS, dtype=pl.Int64)
-    return pl.select(_offset_minutes_of(quarters, time_zone).cast(pl.Int16)).to_series()
+    return pl.select(local_key(kind, quarters, time_zone)).to_series()
 
 
 @dataclass(frozen=True, slots=True)
 class LocalClock:
-    """A zone's offset at each row's ``PURCHASE_QUARTER``, as an expression, and the local keys from it."""
+    """Local keys of each row's ``PURCHASE_QUARTER`` in one zone: looked up in tables of the blocks the
+    rows span, or (rows spanning more than ``MOST_BLOCKS``) computed row by row."""
 
-    offset_minutes: pl.Expr
+    time_zone: str
+    blocks: range | None
 
     @classmethod
     def of(cls, time_zone: str, quarters: pl.Series) -> LocalClock:
         """The clock for rows whose quarter-hours are ``quarters`` (only the least and greatest are read)."""
         low, high = quarters.min(), quarters.max()
         if not isinstance(low, int) or not isinstance(high, int):
-            return cls(pl.lit(0, dtype=pl.Int32))
+            return cls(time_zone, None)
         first, last = low // BLOCK_QUARTERS, high // BLOCK_QUARTERS
-        if last - first >= MOST_BLOCKS:
-            return cls(_offset_minutes_of(pl.col(PURCHASE_QUARTER), time_zone))
-        blocks = [_block_offsets(time_zone, block) for block in range(first, last + 1)]
-        table = pl.concat(blocks) if len(blocks) > 1 else blocks[0]
-        if table.min() == table.max():
-            return cls(pl.lit(table[0], dtype=pl.Int32))
-        position = pl.col(PURCHASE_QUARTER) - first * BLOCK_QUARTERS
-        return cls(pl.lit(table).gather(position).cast(pl.Int32))
+        return cls(time_zone, range(first, last + 1) if last - first < MOST_BLOCKS else None)
 
-    def local_seconds(self) -> pl.Expr:
-        """The local wall-clock start of the row's quarter-hour, as seconds since the local epoch."""
-        return pl.col(PURCHASE_QUARTER) * QUARTER_HOUR_SECONDS + self.offset_minutes * 60
-
-    def local_hour(self) -> pl.Expr:
-        """Local hours since the local epoch: with the offset, names one local hour."""
-        return self.local_seconds() // _SECONDS_PER_HOUR
-
-    def local_day(self) -> pl.Expr:
-        """Local days since the local epoch (1970-01-01)."""
-        return self.local_seconds() // _SECONDS_PER_DAY
-
-    def local_monday(self) -> pl.Expr:
-        """The local day of the Monday starting the row's local week."""
-        day = self.local_day()
-        return day - (day + _THURSDAY) % 7
-
-    def hour_of_day(self) -> pl.Expr:
-        """The local hour of the day, 0-23."""
-        return self.local_hour() % 24
-
-    def weekday(self) -> pl.Expr:
-        """The local weekday, 0 for Monday to 6 for Sunday."""
-        return (self.local_day() + _THURSDAY) % 7
+    def key(self, kind: LocalKey) -> pl.Expr:
+        """Each row's local key of this kind (``local_key``)."""
+        if self.blocks is None:
+            return local_key(kind, pl.col(PURCHASE_QUARTER), self.time_zone)
+        tables = [_block_keys(self.time_zone, kind, block) for block in self.blocks]
+        table = pl.concat(tables) if len(tables) > 1 else tables[0]
+        return pl.lit(table).gather(pl.col(PURCHASE_QUARTER) - self.blocks.start * BLOCK_QUARTERS)
