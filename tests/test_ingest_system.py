@@ -162,6 +162,19 @@ async def lease_holder(environment: Environment) -> str | None:
     return rows[0]["holder"] if rows else None
 
 
+WAITING_FOR_THE_LEASE = "another replica holds the sync lease; waiting"
+
+
+async def read_log(process: asyncio.subprocess.Process, lines: list[str], waiting: asyncio.Event) -> None:
+    """Keep a replica's log lines; ``waiting`` is set once it says it found the lease held."""
+    assert process.stderr is not None
+    async for raw in process.stderr:
+        line = raw.decode()
+        lines.append(line)
+        if WAITING_FOR_THE_LEASE in line:
+            waiting.set()
+
+
 async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(environment: Environment):
     async with run_sandbox_process(args=sandbox_args(400, "--latency-ms", "150")) as sandbox:
         environment.env["OT_OPENTICKETS_BASE_URL"] = sandbox.base_url
@@ -169,13 +182,22 @@ async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(envi
         first = await environment.spawn("serve", OT_INGEST_HTTP_PORT=str(free_port()), **schedule)
         second = await environment.spawn("serve", OT_INGEST_HTTP_PORT=str(free_port()), **schedule)
         replicas = {first.pid: first, second.pid: second}
+        logs: dict[int, list[str]] = {pid: [] for pid in replicas}
+        waiting = {pid: asyncio.Event() for pid in replicas}
+        readers = [asyncio.create_task(read_log(p, logs[pid], waiting[pid])) for pid, p in replicas.items()]
         try:
-            holder = await wait_for(lambda: lease_holder(environment), timeout=60)
-            holder_pid = int(holder.split(":")[1])
+            # Both replicas are up and contend: one of them found the lease held by the other. (On a
+            # busy machine a replica can start seconds after the other; killing the holder before the
+            # late one ever tried would test nothing.)
+            async with asyncio.timeout(60):
+                await asyncio.wait(
+                    [asyncio.create_task(event.wait()) for event in waiting.values()],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            other_pid = next(pid for pid, event in waiting.items() if event.is_set())
+            holder_pid = int((await lease_holder(environment) or "x:0").split(":")[1])
             assert holder_pid in replicas
-            other_pid = next(pid for pid in replicas if pid != holder_pid)
-            await asyncio.sleep(1.0)
-            assert holder_pid == int((await lease_holder(environment) or "x:0").split(":")[1])
+            assert holder_pid != other_pid
             replicas[holder_pid].send_signal(signal.SIGKILL)
             await replicas[holder_pid].wait()
             killed_at = asyncio.get_running_loop().time()
@@ -198,11 +220,9 @@ async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(envi
             for process in replicas.values():
                 async with asyncio.timeout(30):
                     await process.wait()
-        survivor = replicas[other_pid]
-        assert survivor.returncode == 0  # it stopped cleanly on SIGTERM
-        assert survivor.stderr is not None
-        log = (await survivor.stderr.read()).decode()
-        assert "another replica holds the sync lease; waiting" in log
+            async with asyncio.timeout(30):
+                await asyncio.gather(*readers)
+        assert replicas[other_pid].returncode == 0, "".join(logs[other_pid])  # stopped cleanly on SIGTERM
     stored = await environment.stored()
     assert len({doc["id"] for doc in stored}) == 400
     assert sorted(await environment.drain_queue()) == payments_of(stored)
