@@ -221,3 +221,46 @@ def test_latest_values_break_ties_on_the_instant_by_the_greater_transaction_id(f
         "email": [("ana", "ANA@example.com", "+1 555 0300"), ("Bo", "bo@example.com", "+1 555 0200")],
         "phone": [("Bo", "bo@example.com", "+1 555 0200"), ("ana", "ANA@example.com", "+1 555 0300")],
     }[sort]
+
+
+def changed_rows(data: st.DataObject, held: dict[str, dict[str, Any]], model: ReadModel, count: int) -> None:
+    """Random upserts (new orders, orders moved to another buyer or event) and deletes, applied to
+    ``model`` and to ``held`` alike."""
+    for step in range(data.draw(st.integers(1, 4))):
+        n = data.draw(st.integers(0, count + 2))
+        if data.draw(st.booleans()):
+            model.delete(f"tx{n}", ts=10 + step)
+            held.pop(f"tx{n}", None)
+        else:
+            document = {**data.draw(exact_buyer_documents(n)), "_ts": 10 + step}
+            model.upsert([document])
+            held[document["id"]] = document
+
+
+@WALK_SETTINGS
+@given(
+    rows=exact_buyer_rows(),
+    data=st.data(),
+    sort=st.sampled_from(sorted(CUSTOMER_SORTS)),
+    descending=st.booleans(),
+    by_cursor=st.booleans(),
+)
+def test_a_kept_query_follows_upserts_and_deletes_for_any_filters(rows, data, sort, descending, by_cursor):
+    """A query asked once keeps its buyers' keys, run, built rows and row positions; after rows
+    change (in its events or others, buyers merging and splitting) it is repaired, and walking it
+    serves exactly the independent de-duplication of the rows held now, in order."""
+    query = data.draw(queries(rows))
+    model = ReadModel()
+    model.upsert(rows)
+    scope, filters = scope_and_filters(query)
+    # One buyer a page: the run's window of built rows (four pages) ends before the last buyers.
+    request = PageRequest(sort=sort, descending=descending, page_size=1)
+    customers_page(model, scope, filters, request)
+    held = {row["id"]: row for row in rows}
+    changed_rows(data, held, model, len(rows))
+    expected = expected_customers([row for row in held.values() if matches(row, query)])
+
+    served = walk(model, scope, filters, request, by_cursor=by_cursor)
+
+    assert [row["id"] for row in served] == expected_order(expected, sort, descending=descending)
+    assert_same_customers({row["id"]: row for row in served}, expected)

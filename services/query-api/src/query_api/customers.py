@@ -13,6 +13,7 @@ and changed only for the buyers whose rows changed.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import polars as pl
@@ -21,8 +22,6 @@ from query_api.columns import BUYER, CUSTOMER_ID, PURCHASED_AT
 from query_api.engine import grouped
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from query_api.readmodel import ReadModel
 
 EVENT: Final = "eventId"
@@ -95,29 +94,30 @@ def _present(field: str) -> pl.Expr:
     return value.is_not_null() & (value.str.strip_chars() != "")
 
 
-def _latest_at(field: str) -> pl.Expr:
-    """Per buyer: the purchase instant of their most recent order with a non-empty ``field``."""
-    return pl.col(PURCHASED_AT).filter(_present(field)).max().alias(f"_latest{field}At")
+def latest_keys(rows: pl.DataFrame | pl.LazyFrame, column: str) -> pl.DataFrame:
+    """One row per buyer of ``rows``: the key and their most recent non-empty value of ``column``.
 
-
-def _with_latest(table: pl.DataFrame, rows: pl.LazyFrame, latest: Mapping[str, str]) -> pl.DataFrame:
-    """``table`` (one row per buyer, with ``_latest_at`` of each ``latest`` field) with those values.
-
-    The value is the field of the buyer's rows at that instant with the greatest id: order-free
-    steps only (a semi-join, a maximum, a semi-join), so it streams; no rows are sorted.
+    One sort, no join: by buyer, then by the purchase instant of a non-empty value (rows without
+    one first), then by id, so each buyer's last row holds the value (null when no row has one).
+    At 1,000,000 rows and 100,000 matching, this took a third to a half of the time of finding the
+    latest instant with a group-by and joining back, which needed two group-bys and three joins.
     """
-    joined = table.lazy()
-    for column, field in latest.items():
-        latest_at = table.lazy().select(BUYER, f"_latest{field}At")
-        candidates = rows.filter(_present(field)).join(
-            latest_at, left_on=[BUYER, PURCHASED_AT], right_on=[BUYER, f"_latest{field}At"], how="semi"
+    field = LATEST[column]
+    present = _present(field)
+    ordered = (
+        rows.lazy()
+        .select(
+            BUYER,
+            pl.when(present).then(pl.col(PURCHASED_AT)).alias("_valueAt"),
+            "id",
+            pl.when(present).then(pl.col(field)).alias(column),
         )
-        newest = candidates.group_by(BUYER).agg(pl.col("id").max())
-        values = candidates.join(newest, on=[BUYER, "id"], how="semi").select(
-            BUYER, pl.col(field).alias(column)
-        )
-        joined = joined.join(values, on=BUYER, how="left")
-    return joined.drop(*(f"_latest{field}At" for field in latest.values())).collect(engine="streaming")
+        .sort([BUYER, "_valueAt", "id"], nulls_last=False)
+        .collect()
+    )
+    # Eager: the filter reads the sorted order (a lazy plan must not move it before the sort).
+    last_of_buyer = (pl.col(BUYER) != pl.col(BUYER).shift(-1)).fill_null(value=True)
+    return ordered.filter(last_of_buyer).select(BUYER, column)
 
 
 def key_columns(column: str) -> tuple[str, ...]:
@@ -135,8 +135,7 @@ def key_columns(column: str) -> tuple[str, ...]:
 def sort_keys(rows: pl.DataFrame | pl.LazyFrame, column: str) -> pl.DataFrame:
     """One row per buyer of ``rows`` (which need ``key_columns(column)``): the key and ``column``."""
     if column in LATEST:
-        field = {column: LATEST[column]}
-        return _with_latest(grouped(rows, [BUYER], _latest_at(LATEST[column])), rows.lazy(), field)
+        return latest_keys(rows, column)
     return grouped(rows, [BUYER], _NUMERIC_KEYS[column].alias(column))
 
 
@@ -200,15 +199,40 @@ class _ShardedKeys:
         """Every buyer's keys, as one frame over the shards (not copied)."""
         return pl.concat(self._shards, rechunk=False)
 
-    def replace(self, buyers: list[int], keys: pl.DataFrame) -> None:
-        """The keys of ``buyers`` replaced by ``keys`` (which has none for a buyer without rows)."""
+    def replacements(self, buyers: list[int], keys: pl.DataFrame) -> list[_Replacement]:
+        """The shards holding ``buyers`` with their keys replaced by ``keys`` (which has none for a
+        buyer without rows), as lazy queries: ``replace`` collects them."""
+        replacements = []
         for number in sorted({buyer % SHARDS for buyer in buyers}):
             mine = pl.Series([buyer for buyer in buyers if buyer % SHARDS == number], dtype=pl.UInt128)
             ours = pl.col(BUYER).is_in(mine.implode())
-            self._shards[number] = pl.concat([self._shards[number].filter(~ours), keys.filter(ours)])
+            shard = pl.concat([self._shards[number].lazy().filter(~ours), keys.lazy().filter(ours)])
+            replacements.append(_Replacement(shard, self, number))
+        return replacements
+
+    def put(self, number: int, shard: pl.DataFrame) -> None:
+        self._shards[number] = shard
 
     def estimated_mb(self) -> float:
         return sum(shard.estimated_size("mb") for shard in self._shards)
+
+
+@dataclass(frozen=True, slots=True)
+class _Replacement:
+    """A shard's new frame as a lazy query, and where it goes."""
+
+    shard: pl.LazyFrame
+    keys: _ShardedKeys
+    number: int
+
+
+def replace(replacements: list[_Replacement]) -> None:
+    """Every replacement collected in one call: on a busy machine each separate collect waits for
+    Polars' threads, and a change of a few buyers touches a few shards of every frame held."""
+    for replacement, shard in zip(
+        replacements, pl.collect_all([replacement.shard for replacement in replacements]), strict=True
+    ):
+        replacement.keys.put(replacement.number, shard)
 
 
 class EveryoneKeys:
@@ -276,10 +300,11 @@ class EveryoneKeys:
             )
             .collect()
         )
-        if self._numeric is not None:
-            self._numeric.replace(buyers, fresh.select(BUYER, *_NUMERIC_KEYS))
+        numeric = fresh.select(BUYER, *_NUMERIC_KEYS)
+        replacements = [] if self._numeric is None else self._numeric.replacements(buyers, numeric)
         for column, held in self._latest.items():
-            held.replace(buyers, fresh.select(BUYER, column))
+            replacements.extend(held.replacements(buyers, fresh.select(BUYER, column)))
+        replace(replacements)
 
     def _invalidate(self, changes: pl.DataFrame) -> None:
         if self._numeric is not None or self._latest:
