@@ -223,6 +223,35 @@ def test_latest_values_break_ties_on_the_instant_by_the_greater_transaction_id(f
     }[sort]
 
 
+@pytest.mark.parametrize("filters", [NO_FILTER, EVERY_PURCHASE], ids=["kept keys", "row path"])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("name", ["Ab", "Ann", "Bea"]),
+        ("email", ["a@x.com", "b@x.com", "c@x.com"]),
+        ("phone", ["+1 555 0000", "+1 555 0001", "+1 555 0002"]),
+    ],
+)
+def test_a_buyers_place_is_set_by_their_latest_non_empty_value(filters, sort, expected):
+    """A blank value in a buyer's latest order does not hide the value before it, and of two orders
+    at one instant the greater id wins although it arrived first ("tx9" is greater than "tx10")."""
+    later = T0 + timedelta(minutes=1)
+    model = ReadModel()
+    model.upsert(
+        [
+            transaction(1, Name="Ann", Email="a@x.com", Phone="+1 555 0001", PurchaseDate=T0),
+            transaction(2, Name="", Email="a@x.com", Phone="", PurchaseDate=later),
+            transaction(3, Name="Bea", Email="b@x.com", Phone="+1 555 0002", PurchaseDate=T0),
+            transaction(9, Name="Ab", Email="c@x.com", Phone="+1 555 0000", PurchaseDate=T0),
+            transaction(10, Name="Cy", Email="C@X.COM", Phone="+1 555 0009", PurchaseDate=T0),
+        ]
+    )
+
+    served = walk(model, EVERYTHING, filters, PageRequest(sort=sort), by_cursor=True)
+
+    assert [row[sort] for row in served] == expected
+
+
 def changed_rows(data: st.DataObject, held: dict[str, dict[str, Any]], model: ReadModel, count: int) -> None:
     """Random upserts (new orders, orders moved to another buyer or event) and deletes, applied to
     ``model`` and to ``held`` alike."""

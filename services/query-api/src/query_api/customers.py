@@ -94,30 +94,22 @@ def _present(field: str) -> pl.Expr:
     return value.is_not_null() & (value.str.strip_chars() != "")
 
 
-def latest_keys(rows: pl.DataFrame | pl.LazyFrame, column: str) -> pl.DataFrame:
+def latest_keys(rows: pl.DataFrame, column: str) -> pl.DataFrame:
     """One row per buyer of ``rows``: the key and their most recent non-empty value of ``column``.
 
-    One sort, no join: by buyer, then by the purchase instant of a non-empty value (rows without
-    one first), then by id, so each buyer's last row holds the value (null when no row has one).
-    At 1,000,000 rows and 100,000 matching, this took a third to a half of the time of finding the
-    latest instant with a group-by and joining back, which needed two group-bys and three joins.
+    One sort, no join: the rows ordered by buyer, then by whether the value is non-empty, then by
+    purchase instant and id, so each buyer's last row holds the value (null when none is non-empty).
+    Only the order is sorted (``arg_sort_by``) and only each buyer's last row is then taken whole.
+    At 100,000 matching rows of 1,000,000 this took a third to a half of the time of the latest
+    instant by a group-by joined back (two group-bys, three joins).
     """
     field = LATEST[column]
-    present = _present(field)
-    ordered = (
-        rows.lazy()
-        .select(
-            BUYER,
-            pl.when(present).then(pl.col(PURCHASED_AT)).alias("_valueAt"),
-            "id",
-            pl.when(present).then(pl.col(field)).alias(column),
-        )
-        .sort([BUYER, "_valueAt", "id"], nulls_last=False)
-        .collect()
-    )
-    # Eager: the filter reads the sorted order (a lazy plan must not move it before the sort).
-    last_of_buyer = (pl.col(BUYER) != pl.col(BUYER).shift(-1)).fill_null(value=True)
-    return ordered.filter(last_of_buyer).select(BUYER, column)
+    keyed = rows.with_columns(_present(field).alias("_present"))
+    order = keyed.select(pl.arg_sort_by([BUYER, "_present", PURCHASED_AT, "id"])).to_series()
+    buyers = keyed[BUYER].gather(order)
+    last_of_buyer = (buyers != buyers.shift(-1)).fill_null(value=True)
+    latest = keyed[order.filter(last_of_buyer)]
+    return latest.select(BUYER, pl.when("_present").then(pl.col(field)).alias(column))
 
 
 def key_columns(column: str) -> tuple[str, ...]:
@@ -135,7 +127,7 @@ def key_columns(column: str) -> tuple[str, ...]:
 def sort_keys(rows: pl.DataFrame | pl.LazyFrame, column: str) -> pl.DataFrame:
     """One row per buyer of ``rows`` (which need ``key_columns(column)``): the key and ``column``."""
     if column in LATEST:
-        return latest_keys(rows, column)
+        return latest_keys(rows.lazy().collect(), column)
     return grouped(rows, [BUYER], _NUMERIC_KEYS[column].alias(column))
 
 
