@@ -14,7 +14,8 @@ from reference import instant, matches
 from test_properties import assert_close, queries
 from test_tables import assert_same_customers, buyer_documents, expected_customers
 
-from query_api.customers import CUSTOMER_COLUMNS
+from query_api.customerquery import CustomerQuery
+from query_api.customers import CUSTOMER_COLUMNS, EveryoneKeys
 from query_api.filters import TransactionFilter
 from query_api.pagination import PageRequest
 from query_api.readmodel import ReadModel
@@ -293,3 +294,36 @@ def test_a_kept_query_follows_upserts_and_deletes_for_any_filters(rows, data, so
 
     assert [row["id"] for row in served] == expected_order(expected, sort, descending=descending)
     assert_same_customers({row["id"]: row for row in served}, expected)
+
+
+@WALK_SETTINGS
+@given(rows=exact_buyer_rows(), data=st.data(), built_kept=st.integers(0, 3))
+def test_pages_asked_in_any_order_of_sorts_and_indexes_are_each_the_right_slice(rows, data, built_kept):
+    """A query keeps the whole rows of a few buyers only: pages asked in any order of sorts,
+    directions, sizes and indexes (windows of built rows pushing one another out) each serve the
+    buyers of that slice of the independent de-duplication, with their columns."""
+    query = data.draw(queries(rows))
+    model = ReadModel()
+    model.upsert(rows)
+    scope, filters = scope_and_filters(query)
+    expected = expected_customers([row for row in rows if matches(row, query)])
+    customers_query = CustomerQuery(everyone=False, built_kept=built_kept)
+    for _ in range(data.draw(st.integers(1, 8))):
+        sort = data.draw(st.sampled_from(sorted(CUSTOMER_SORTS)))
+        descending, size, index = (
+            data.draw(st.booleans()),
+            data.draw(st.integers(1, 3)),
+            data.draw(st.integers(0, 4)),
+        )
+        request = PageRequest(sort=sort, descending=descending, page_size=size, page=index)
+
+        served, _ = customers_query.page(
+            model, scope, filters, request, everyone_keys=EveryoneKeys(model), query_fingerprint="test"
+        )
+
+        wanted = expected_order(expected, sort, descending=descending)[index * size : (index + 1) * size]
+        assert served["id"].to_list() == wanted
+        assert_same_customers(
+            {row["id"]: row for row in served.select(CUSTOMER_COLUMNS).to_dicts()},
+            {buyer: expected[buyer] for buyer in wanted},
+        )

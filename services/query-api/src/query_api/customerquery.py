@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 COMPLETED_PAGES: Final = 4
 """A page's buyers are built whole with those of the next pages (of its size), up to this many pages."""
 
+BUILT_KEPT: Final = 4_000
+"""Buyers whose whole rows a query keeps besides its last window (at most ``COMPLETED_PAGES`` of 500)."""
+
 RUNS_KEPT: Final = 4
 """Sorted runs kept per query (one per order), the least recently used going first."""
 
@@ -49,12 +52,14 @@ class CustomerQuery:
     """The keys, runs and built rows of one customers query over the current rows.
 
     ``everyone``: the query of every buyer of every event, whose keys ``EveryoneKeys`` keeps.
+    ``built_kept``: buyers whose whole rows are kept beyond those of the last page's window.
     Answer threads asking the same query take turns (``lock``): its state is read and repaired
     together. Changes run while no answer does (``readgate``), so ``rows_changed`` takes no lock.
     """
 
-    def __init__(self, *, everyone: bool) -> None:
+    def __init__(self, *, everyone: bool, built_kept: int = BUILT_KEPT) -> None:
         self.everyone = everyone
+        self._built_kept = built_kept
         self.lock = threading.Lock()
         self._column: str | None = None
         self._keys: pl.DataFrame | None = None  # BUYER and the sort column (not for ``everyone``)
@@ -154,7 +159,8 @@ class CustomerQuery:
         """The whole rows of the page's buyers, built with those of the next pages of its run.
 
         The next pages of the run are then joins with what was built; a deep page builds only its
-        window, and a repaired query builds again only the buyers that changed.
+        window, and a repaired query builds again only the buyers that changed. The rows of the
+        windows of other orders are kept too (up to ``BUILT_KEPT`` buyers): dashboards switch sorts.
         """
         buyers = page.rows[BUYER]
         held = self._built
@@ -166,12 +172,23 @@ class CustomerQuery:
                 at_start = (run_buyers == buyers.head(1)).arg_true()
                 start = at_start[0] if at_start.len() else 0
                 window = run_buyers.slice(start, max(COMPLETED_PAGES * buyers.len(), 1))
-            kept = None if held is None else held.filter(pl.col(BUYER).is_in(window.implode()))
-            missing = window if kept is None else window.filter(~window.is_in(kept[BUYER].implode()))
-            built = customers(self._rows_of_buyers(missing, reading)).select(BUYER, *CUSTOMER_COLUMNS)
-            held = built if kept is None else pl.concat([kept, built])
+            held = self._kept_with(window, reading)
             self._built = held
         return buyers.to_frame().join(held, on=BUYER, how="left", maintain_order="left")
+
+    def _kept_with(self, window: pl.Series, reading: _Reading) -> pl.DataFrame:
+        """The rows held with those of ``window`` built; the least recently used go beyond ``built_kept``."""
+        held = self._built
+        if held is None:
+            return self._build(window, reading)
+        in_window = pl.col(BUYER).is_in(window.implode())
+        built = self._build(window.filter(~window.is_in(held[BUYER].implode())), reading)
+        others = held.filter(~in_window)
+        recent = pl.concat([held.filter(in_window), built])
+        return pl.concat([others.tail(max(self._built_kept - recent.height, 0)), recent])
+
+    def _build(self, buyers: pl.Series, reading: _Reading) -> pl.DataFrame:
+        return customers(self._rows_of_buyers(buyers, reading)).select(BUYER, *CUSTOMER_COLUMNS)
 
     def _rows_of_buyers(self, buyers: pl.Series, reading: _Reading) -> pl.DataFrame:
         """These buyers' matching rows (``ROW_COLUMNS``): by position while no row has changed."""
