@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from reference import instant, matches
 from test_properties import assert_close, queries
 from test_tables import assert_same_customers, buyer_documents, expected_customers
 
+from query_api.columns import CUSTOMER_ID
 from query_api.customerquery import CustomerQuery
 from query_api.customers import CUSTOMER_COLUMNS, EveryoneKeys
 from query_api.filters import TransactionFilter
@@ -327,3 +330,37 @@ def test_pages_asked_in_any_order_of_sorts_and_indexes_are_each_the_right_slice(
             {row["id"]: row for row in served.select(CUSTOMER_COLUMNS).to_dicts()},
             {buyer: expected[buyer] for buyer in wanted},
         )
+
+
+@pytest.mark.parametrize("repair_limit", [1, 2, 100], ids=["over the limit", "at the limit", "under it"])
+def test_a_query_changed_beyond_its_repair_limit_is_computed_again(repair_limit):
+    """More changed buyers than the limit: the query forgets its keys, runs and built rows and
+    computes them again; at or under it, it repairs them. Either way the pages are right."""
+    model = ReadModel()
+    held = {n: spender(n, buyer=n % 6, amount=float(n)) for n in range(12)}
+    model.upsert(list(held.values()))
+    customers_query = CustomerQuery(everyone=False, repair_limit=repair_limit)
+    model.on_change(
+        lambda changes: customers_query.rows_changed(changes[CUSTOMER_ID].to_list(), touched=True)
+    )
+    request = PageRequest(sort="totalSpent", descending=True, page_size=2)
+    ask = partial(
+        customers_query.page,
+        model,
+        EVERYTHING,
+        EVERY_PURCHASE,
+        everyone_keys=EveryoneKeys(model),
+        query_fingerprint="t",
+    )
+    ask(request)
+    held[12] = spender(12, buyer=1, amount=100.0)  # buyer 1 from the last place to the first
+    model.upsert([held[12]])
+    model.delete("tx0", ts=5)  # buyer 0 spends less
+    del held[0]
+
+    pages = [ask(replace(request, page=index))[0].select(CUSTOMER_COLUMNS) for index in range(4)]
+    served = [row for page in pages for row in page.to_dicts()]
+
+    expected = expected_customers(list(held.values()))
+    assert [row["id"] for row in served] == expected_order(expected, "totalSpent", descending=True)
+    assert_same_customers({row["id"]: row for row in served}, expected)

@@ -52,14 +52,18 @@ class CustomerQuery:
     """The keys, runs and built rows of one customers query over the current rows.
 
     ``everyone``: the query of every buyer of every event, whose keys ``EveryoneKeys`` keeps.
-    ``built_kept``: buyers whose whole rows are kept beyond those of the last page's window.
+    ``built_kept``: buyers whose whole rows are kept beyond those of the last page's window;
+    ``repair_limit``: changed buyers beyond which the query is computed again (``REPAIR_LIMIT``).
     Answer threads asking the same query take turns (``lock``): its state is read and repaired
     together. Changes run while no answer does (``readgate``), so ``rows_changed`` takes no lock.
     """
 
-    def __init__(self, *, everyone: bool, built_kept: int = BUILT_KEPT) -> None:
+    def __init__(
+        self, *, everyone: bool, built_kept: int = BUILT_KEPT, repair_limit: int = REPAIR_LIMIT
+    ) -> None:
         self.everyone = everyone
         self._built_kept = built_kept
+        self._repair_limit = repair_limit
         self.lock = threading.Lock()
         self._column: str | None = None
         self._keys: pl.DataFrame | None = None  # BUYER and the sort column (not for ``everyone``)
@@ -75,7 +79,7 @@ class CustomerQuery:
         if not touched or self._too_many_changes:
             return
         self._changed.update(customer_ids)
-        if len(self._changed) > REPAIR_LIMIT:
+        if len(self._changed) > self._repair_limit:
             self._too_many_changes = True
             self._changed.clear()
 
