@@ -71,3 +71,58 @@ def test_query_api_checks_entra_id_tokens_in_production_and_a_shared_secret_loca
     )
     assert len(base64.b64decode(secret["data"]["OT_QUERY_API_JWT_SECRET"])) >= 32
     assert (DEPLOY / "docker" / "query-api.Dockerfile").read_text().count('"-m", "query_api"') == 1
+
+
+# docs/deploy-resources.md: what each process uses by default, measured by the benchmarks.
+READ_MODEL_MIB = 1_555  # bench/results/query.json: resident, 1,000,000 rows, every structure counted
+WEBHOOKS_RESIDENT_MIB_AT_200_PER_SECOND = 430  # services/webhooks/DESIGN.md
+_MEMORY_UNITS = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+
+
+def cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("2", "500m") in cores."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity ("1600Mi", "2Gi") in MiB."""
+    return float(quantity[:-2]) * _MEMORY_UNITS[quantity[-2:]]
+
+
+def container_of(documents: list[dict], name: str) -> dict:
+    deployment = next(
+        doc for doc in documents if doc["kind"] == "Deployment" and doc["metadata"]["name"] == name
+    )
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+@pytest.mark.parametrize("overlay", ["production", "local"])
+def test_every_deployment_requests_cpu_and_memory_and_has_no_cpu_limit(overlay):
+    for deployment in (doc for doc in render(overlay) if doc["kind"] == "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            resources = container["resources"]
+            assert cores(resources["requests"]["cpu"]) > 0
+            # A CPU limit throttles a busy process: it would show as request latency.
+            assert "cpu" not in resources["limits"]
+            assert mebibytes(resources["requests"]["memory"]) <= mebibytes(resources["limits"]["memory"])
+
+
+@pytest.mark.parametrize("overlay", ["production", "local"])
+def test_the_query_api_is_given_its_read_model_and_a_core_per_answer_thread(overlay):
+    container = container_of(render(overlay), "query-api")
+    resources = container["resources"]
+    assert mebibytes(resources["requests"]["memory"]) >= READ_MODEL_MIB
+    assert mebibytes(resources["limits"]["memory"]) >= READ_MODEL_MIB + 256
+    assert cores(resources["requests"]["cpu"]) >= int(env_of(container)["OT_QUERY_API_ANSWER_THREADS"])
+
+
+@pytest.mark.parametrize("overlay", ["production", "local"])
+def test_webhooks_get_a_core_per_server_process_and_the_memory_seen_at_full_load(overlay):
+    container = container_of(render(overlay), "webhooks")
+    resources = container["resources"]
+    assert cores(resources["requests"]["cpu"]) >= int(env_of(container)["OT_WEBHOOKS_PROCESSES"])
+    assert mebibytes(resources["limits"]["memory"]) > WEBHOOKS_RESIDENT_MIB_AT_200_PER_SECOND

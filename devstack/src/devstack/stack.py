@@ -139,25 +139,9 @@ class Stack:
 
     def _start_sandbox(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         on_progress(f"starting the OpenTickets sandbox ({self.options.sandbox_orders} orders)")
-        process = start_process(
-            "opentickets",
-            [
-                sys.executable,
-                "-m",
-                "devstack.opentickets",
-                "--host",
-                ports.host,
-                "--port",
-                str(ports.opentickets),
-                "--orders",
-                str(self.options.sandbox_orders),
-                "--events",
-                str(self.options.sandbox_events),
-            ],
-            ready_pattern=r"opentickets-sandbox ready on (?P<url>http://\S+)",
-            timeout_seconds=120,
+        process = self._start_scenario_server(
+            "opentickets", ports.host, ports.opentickets, r"opentickets-sandbox ready on (?P<url>http://\S+)"
         )
-        self.processes.append(process)
         url = process.ready["url"]
         self.endpoints["opentickets"] = url
         self.environment["OT_OPENTICKETS_BASE_URL"] = url
@@ -167,29 +151,33 @@ class Stack:
     def _start_stripe(self, ports: StackPorts, on_progress: Callable[[str], None]) -> None:
         on_progress("starting the Stripe sandbox (the same scenario as the OpenTickets sandbox)")
         # The OpenTickets sandbox's defaults for --seed and --organizers are the Stripe sandbox's too.
-        process = start_process(
+        process = self._start_scenario_server(
             "stripe",
-            [
-                sys.executable,
-                "-m",
-                "devstack.stripe",
-                "--host",
-                ports.host,
-                "--port",
-                str(ports.stripe),
-                "--orders",
-                str(self.options.sandbox_orders),
-                "--events",
-                str(self.options.sandbox_events),
-            ],
-            ready_pattern=r"stripe-sandbox ready on (?P<url>http://\S+) key (?P<key>\S+)",
-            timeout_seconds=120,
+            ports.host,
+            ports.stripe,
+            r"stripe-sandbox ready on (?P<url>http://\S+) key (?P<key>\S+)",
         )
-        self.processes.append(process)
         url = process.ready["url"]
         self.endpoints["stripe"] = f"{url} (key {process.ready['key']})"
         self.environment["OT_STRIPE_API_BASE"] = url
         self.environment["OT_STRIPE_API_KEY"] = process.ready["key"]
+
+    def _start_scenario_server(self, name: str, host: str, port: int, ready_pattern: str) -> ManagedProcess:
+        """One of the sandboxes (``python -m devstack.<name>``) over the stack's scenario, once ready."""
+        scenario = [
+            "--orders",
+            str(self.options.sandbox_orders),
+            "--events",
+            str(self.options.sandbox_events),
+        ]
+        process = start_process(
+            name,
+            [sys.executable, "-m", f"devstack.{name}", "--host", host, "--port", str(port), *scenario],
+            ready_pattern=ready_pattern,
+            timeout_seconds=120,
+        )
+        self.processes.append(process)
+        return process
 
     def _start_service(
         self,

@@ -11,6 +11,7 @@ from otcommon.store import (
     CONTENT_HASH_FIELD,
     BatchWrite,
     BatchWriteError,
+    CoalescingContainer,
     DocumentContainer,
     DocumentExistsError,
     DocumentNotFoundError,
@@ -55,6 +56,35 @@ async def _seed(container: DocumentContainer, marker: str, partitions: dict[str,
     for partition, count in partitions.items():
         for n in range(count):
             await container.create({"id": new_id(), "eventId": partition, "marker": marker, "n": n})
+
+
+class RecordingWrites:
+    """The container a CoalescingContainer wraps, recording how its reads and replaces reached the store."""
+
+    def __init__(self, container: DocumentContainer) -> None:
+        self._container = container
+        self.name = container.name
+        self.partition_key_path = container.partition_key_path
+        self.batches: list[tuple[str, list[str]]] = []
+        self.single_replaces: list[str] = []
+        self.read_manys: list[tuple[str, list[str]]] = []
+        self.single_reads: list[str] = []
+
+    async def read(self, document_id, *, partition_key):
+        self.single_reads.append(document_id)
+        return await self._container.read(document_id, partition_key=partition_key)
+
+    async def read_many(self, ids, *, partition_key):
+        self.read_manys.append((partition_key, list(ids)))
+        return await self._container.read_many(ids, partition_key=partition_key)
+
+    async def write_batch(self, writes, *, partition_key):
+        self.batches.append((partition_key, [write.document["id"] for write in writes]))
+        return await self._container.write_batch(writes, partition_key=partition_key)
+
+    async def replace(self, document, *, etag=None):
+        self.single_replaces.append(document["id"])
+        return await self._container.replace(document, etag=etag)
 
 
 class StoreContract:
@@ -481,3 +511,104 @@ class StoreContract:
             create=create_after_a_rival,
         )
         assert (outcome.result, outcome.document["n"]) == ("updated", 11)
+
+    async def test_coalesced_replaces_go_in_one_batch_per_partition(self, container: DocumentContainer):
+        a1, a2, a3, b1 = new_id(), new_id(), new_id(), new_id()
+        held = {
+            doc_id: await container.create({"id": doc_id, "eventId": event, "n": 0})
+            for doc_id, event in ((a1, "ev-coalesce-a"), (a2, "ev-coalesce-a"), (a3, "ev-coalesce-a"))
+        }
+        held[b1] = await container.create({"id": b1, "eventId": "ev-coalesce-b", "n": 0})
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder, max_batch=2)  # type: ignore[arg-type]
+
+        written = await asyncio.gather(
+            *(coalescing.replace({**doc, "n": 1}, etag=doc["_etag"]) for doc in held.values())
+        )
+
+        assert [doc["n"] for doc in written] == [1, 1, 1, 1]
+        assert all(doc["_etag"] != held[doc["id"]]["_etag"] for doc in written)
+        assert sorted((key, len(ids)) for key, ids in recorder.batches) == [("ev-coalesce-a", 2)]
+        assert sorted(recorder.single_replaces) == sorted(
+            [a3, b1]
+        )  # the rest of ev-coalesce-a; ev-coalesce-b
+        for doc in written:
+            stored = await container.read(doc["id"], partition_key=doc["eventId"])
+            assert (stored["n"], stored["_etag"]) == (1, doc["_etag"])
+
+    async def test_coalesced_replace_with_a_stale_etag_fails_alone(self, container: DocumentContainer):
+        fresh, stale, gone = new_id(), new_id(), new_id()
+        first = {
+            doc_id: await container.create({"id": doc_id, "eventId": "ev-coalesce", "n": 0})
+            for doc_id in (fresh, stale, gone)
+        }
+        await container.upsert({"id": stale, "eventId": "ev-coalesce", "n": 5})  # changed since it was read
+        await container.delete(gone, partition_key="ev-coalesce")
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder)  # type: ignore[arg-type]
+
+        outcomes = await asyncio.gather(
+            *(coalescing.replace({**doc, "n": 1}, etag=doc["_etag"]) for doc in first.values()),
+            return_exceptions=True,
+        )
+
+        assert len(recorder.batches) == 1  # tried together; the batch failed as a whole
+        assert outcomes[0]["n"] == 1
+        assert isinstance(outcomes[1], EtagMismatchError)
+        assert isinstance(outcomes[2], DocumentNotFoundError)
+        assert (await container.read(fresh, partition_key="ev-coalesce"))["n"] == 1
+        assert (await container.read(stale, partition_key="ev-coalesce"))["n"] == 5
+
+    async def test_read_modify_write_through_coalesced_replaces_decides_again_on_a_lost_race(
+        self, container: DocumentContainer
+    ):
+        ids = [new_id() for _ in range(3)]
+        held = [await container.create({"id": doc_id, "eventId": "ev-coalesce", "n": 0}) for doc_id in ids]
+        await container.upsert({"id": ids[1], "eventId": "ev-coalesce", "n": 10})  # a rival wrote meanwhile
+        coalescing = CoalescingContainer(container)
+
+        outcomes = await asyncio.gather(
+            *(
+                read_modify_write(
+                    coalescing,
+                    doc["id"],
+                    partition_key="ev-coalesce",
+                    mutate=lambda current: {**current, "n": current["n"] + 1},
+                    current=doc,
+                )
+                for doc in held
+            )
+        )
+
+        assert [(outcome.result, outcome.document["n"]) for outcome in outcomes] == [
+            ("updated", 1),
+            ("updated", 11),
+            ("updated", 1),
+        ]
+
+    async def test_coalesced_reads_go_in_one_query_per_partition(self, container: DocumentContainer):
+        a, b, alone, missing = new_id(), new_id(), new_id(), new_id()
+        await container.create({"id": a, "eventId": "ev-read-1", "n": 1})
+        await container.create({"id": b, "eventId": "ev-read-1", "n": 2})
+        await container.create({"id": alone, "eventId": "ev-read-2", "n": 3})
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder)  # type: ignore[arg-type]
+
+        found = await asyncio.gather(
+            coalescing.read(a, partition_key="ev-read-1"),
+            coalescing.read(b, partition_key="ev-read-1"),
+            coalescing.read(missing, partition_key="ev-read-1"),
+            coalescing.read(a, partition_key="ev-read-1"),
+            coalescing.read(alone, partition_key="ev-read-2"),
+            coalescing.read(a, partition_key="ev-read-2"),  # the same id in another partition: absent
+            return_exceptions=True,
+        )
+
+        assert [doc["n"] for doc in (found[0], found[1], found[3], found[4])] == [1, 2, 1, 3]
+        assert isinstance(found[2], DocumentNotFoundError)
+        assert isinstance(found[5], DocumentNotFoundError)
+        assert recorder.read_manys == [("ev-read-1", [a, b, missing]), ("ev-read-2", [alone, a])]
+        assert recorder.single_reads == []
+        assert "_etag" in found[0]
+        alone_again = await coalescing.read(alone, partition_key="ev-read-2")
+        assert (alone_again["n"], recorder.single_reads) == (3, [alone])  # a lone read is a point read

@@ -98,6 +98,16 @@ def test_hours_repeated_when_clocks_go_back_are_two_buckets(model):
     assert [(point.bucket, point.orders_count) for point in daily] == [("2026-04-05", 2)]
 
 
+def test_hours_west_of_utc_are_named_with_a_negative_offset(model):
+    # 23:30 UTC on 3 May 2026 is 19:30 in New York (-04:00) and 21:00 in St. John's (-02:30).
+    model.upsert([transaction(1, PurchaseDate=datetime(2026, 5, 3, 23, 30, tzinfo=UTC))])
+    rows = model.rows(EVERYTHING)
+    new_york = breakdowns.time_series(rows, granularity="hour", time_zone="America/New_York")
+    assert [point.bucket for point in new_york] == ["2026-05-03T19:00:00-04:00"]
+    st_johns = breakdowns.time_series(rows, granularity="hour", time_zone="America/St_Johns")
+    assert [point.bucket for point in st_johns] == ["2026-05-03T21:00:00-02:30"]
+
+
 def test_weeks_start_on_monday_in_the_local_zone(model):
     # Sunday 23:30 UTC is Monday 05:00 in Kolkata: the order belongs to the next week there.
     sunday_night = datetime(2026, 5, 3, 23, 30, tzinfo=UTC)

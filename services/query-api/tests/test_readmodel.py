@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 import polars as pl
+import pytest
 from query_documents import T0, transaction
 
+from otcommon.normalize import stable_id
+from query_api.columns import DEFAULTS, DOCUMENT_SCHEMA, SERVED_FIELDS
 from query_api.filters import TransactionFilter
 from query_api.heldids import ABSENT, HeldIds, IdKeys
 from query_api.readmodel import ReadModel
@@ -132,6 +137,99 @@ def test_filters_match_normalized_values(model):
     assert ids(refunded=True) == []
     assert model.rows(EVERYTHING, TransactionFilter.of(search="zz")).schema == model.rows(EVERYTHING).schema
     assert isinstance(model.rows(EVERYTHING), pl.DataFrame)
+
+
+FILLED: dict[str, Any] = {
+    # Every field the API serves, text with quotes, escapes and other scripts among them.
+    "SN": 2**40,
+    "Phone": "+44 20 7946 0000",
+    "RefundedRemarks": 'said "no" \\ twice',
+    "ReferralCode": "Summer",
+    "ReferralCodeDiscount": 12.5,
+    "ReferralCodeDiscountType": "%",
+    "PaymentMethod": "card",
+    "PaymentID": "pi_1",
+    "TotalScanCount": 2,
+    "TotalTicketRedeemed": 1,
+    "TicketWasLastScannedTime": T0 + timedelta(days=3),
+    "TicketRedemptionDateTime": T0 + timedelta(days=3),
+    "PlatformFee": 0.1,
+    "PaymentProviderFee": 0.2,
+    "TaxFee": 0.3,
+    "OrganizerAmount": 9.4,
+    "enrichmentState": "enriched",
+    "enrichmentReason": "found on a connected account",
+    "sourceUpdatedAt": T0 + timedelta(hours=1),
+    "enrichedAt": T0 + timedelta(hours=2),
+    "stripeRouteType": "connected",
+    "stripePlatformAccountId": "acct_platform",
+    "stripePlatformAccountName": "Plateforme été",
+    "stripeDestinationAccountId": "acct_1",
+    "stripeDestinationAccountName": "Org 中",
+    "stripeChargeId": "ch_1",
+    "stripePaymentIntentId": "pi_1",
+    "stripeBalanceTransactionId": "txn_1",
+    "stripeTransferId": "tr_1",
+    "stripeApplicationFeeAmount": 0.3,
+    "stripeNetAmount": 9,
+    "stripeCurrency": "eur",
+    "stripeAvailableOn": "2026-05-03",
+    "stripePayoutId": "po_1",
+    "stripePayoutStatus": "paid",
+    "depositStatus": "paid",
+    "depositDate": "2026-05-04",
+    "depositBankName": "Bank\nof 😀",
+    "depositBankLast4": "0042",
+}
+STRIPE_FACTS: dict[str, Any] = {
+    "stripeRefundStatus": "partial",
+    "stripeRefundStateAt": "2026-05-05T00:00:00.000Z",
+    "stripeRefundedAmount": 2,
+    "stripeDisputeStatus": "won",
+    "stripeDisputeReason": "fraudulent",
+    "stripeDisputeStateAt": "2026-05-06T00:00:00.000Z",
+    "stripeFactsPaymentId": "pi_1",
+}
+
+
+def as_served(document: dict[str, Any]) -> dict[str, Any]:
+    """The document as the API serves it: its fields in schema order, numbers of number fields as
+    floats, blanks filled with the defaults every metric reads, and the buyer's opaque id."""
+    row: dict[str, Any] = {}
+    for name in SERVED_FIELDS:
+        value = document.get(name, DEFAULTS.get(name))
+        if value is not None and isinstance(DOCUMENT_SCHEMA[name], pl.Float64):
+            value = float(value)
+        row[name] = value
+    row["customerId"] = stable_id(document["customerKey"])
+    return row
+
+
+def test_a_transaction_is_served_exactly_as_stored(model):
+    filled = {**transaction(1, **FILLED), **STRIPE_FACTS, "IsRefunded": True}  # refunded: as served too
+    sparse = {key: value for key, value in transaction(2).items() if key not in ("SN", "source")}
+    model.upsert([filled, sparse])
+
+    for document in (filled, sparse):
+        served = model.get(EVERYTHING, document["id"])
+        assert served is not None
+        # Byte for byte as the API writes it: names, order, values and their types.
+        assert json.dumps(served) == json.dumps(as_served(document))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stripeNetAmount", float("nan")),
+        ("TotalAmount", float("inf")),
+        ("ReferralCodeDiscount", 10**400),  # a whole number no float holds
+    ],
+)
+def test_numbers_that_json_cannot_hold_are_refused(model, field, value):
+    # Each alone in its batch beside a good document, so the batch's column check must catch it.
+    report = model.upsert([{**transaction(1), field: value}, transaction(2, stripeNetAmount=3)])
+    assert [(r.document_id, r.reason) for r in report.rejected] == [("tx1", f"{field}: expected a number")]
+    assert model.get(EVERYTHING, "tx2")["stripeNetAmount"] == 3.0
 
 
 def test_an_amount_stored_as_text_is_refused_even_alone_in_its_batch(model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -70,6 +71,23 @@ class NoQueries(_Wrapping):
 
     def query(self, query: str, **_options):
         raise AssertionError(f"a query was made: {query}")
+
+
+class Counted(_Wrapping):
+    """A container counting its point reads and its queries."""
+
+    def __init__(self, inner: DocumentContainer) -> None:
+        super().__init__(inner)
+        self.reads = 0
+        self.queries = 0
+
+    async def read(self, document_id, **options):
+        self.reads += 1
+        return await self._inner.read(document_id, **options)
+
+    def query(self, query: str, **options):
+        self.queries += 1
+        return self._inner.query(query, **options)
 
 
 class Interleaved(_Wrapping):
@@ -494,3 +512,90 @@ class ApplyingContract:
         assert (await self.current(stores, ids))["stripeRefundedAmount"] == 15.0
         assert facts.fallbacks == {Fallback.STALE_ENTRY: 1}
         assert [m.message.transaction_id for m in self.announced(bus)] == [ids["tx"]]
+
+    # Applying a batch: its payments' index documents and transactions read at once by two queries.
+
+    async def order_of(self, stores: Stores, ids, n: int) -> TransactionRef:
+        """One more indexed order, of its own payment, in the event ``ids["event"]``."""
+        ref = TransactionRef(ids["event"], f"{ids['tx']}-{n}")
+        payment = f"{ids['pi']}{n}"
+        document = {
+            "id": ref.transaction_id,
+            "eventId": ref.event_id,
+            "PaymentID": payment,
+            "TotalAmount": 40.0,
+        }
+        await stores.transactions.create(document)
+        await self.index(stores, payment, f"{ids['ch']}{n}", refs=[ref])
+        return ref
+
+    async def test_a_batch_is_applied_with_two_queries_and_no_point_reads(self, stores, ids, bus):
+        refs = [await self.order_of(stores, ids, n) for n in range(3)]
+        refunds = [
+            stripe_event(
+                "refund.created",
+                fixture(
+                    "refund",
+                    id=f"re_{n}",
+                    charge=f"{ids['ch']}{n}",
+                    payment_intent=f"{ids['pi']}{n}",
+                    amount=1000,
+                ),
+                created=T0,
+                n=n + 1,
+            )
+            for n in range(3)
+        ]
+        transactions, index = Counted(stores.transactions), Counted(stores.index)
+        applier = self.applier(TransactionFacts(transactions, index=index), bus)
+        prepared = await applier.prepared_for(refunds)
+        outcomes = await asyncio.gather(*(prepared.apply(refund) for refund in refunds))
+        assert {outcome.state for outcome in outcomes} == {EventState.APPLIED}
+        assert (transactions.reads, index.reads) == (0, 0)
+        assert (transactions.queries, index.queries) == (1, 1)
+        for ref in refs:
+            stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
+            assert (stored["stripeRefundedAmount"], stored["stripeRefundStatus"]) == (10.0, "partial")
+        assert sorted(m.message.transaction_id for m in self.announced(bus)) == [
+            r.transaction_id for r in refs
+        ]
+
+    @pytest.mark.usefixtures("stored")
+    async def test_two_refunds_of_one_order_in_a_batch_both_count(self, stores, ids, bus):
+        refunds = [
+            stripe_event("refund.created", self.refund(ids, id=f"re_{n}", amount=500), created=T0, n=n)
+            for n in (1, 2)
+        ]
+        prepared = await self.applier(stores.transactions, bus).prepared_for(refunds)
+        # Both start from the copy the batch read: the second write finds it changed and decides again.
+        await asyncio.gather(*(prepared.apply(refund) for refund in refunds))
+        after = await self.current(stores, ids)
+        assert set(after["stripeRefunds"]) == {"re_1", "re_2"}
+        assert after["stripeRefundedAmount"] == 10.0
+
+    @pytest.mark.usefixtures("stored")
+    async def test_an_order_written_after_the_batch_read_it_is_decided_on_what_is_stored(
+        self, stores, ids, bus
+    ):
+        newer = stripe_event("refund.updated", self.refund(ids, status="failed"), created=T0 + 5, n=2)
+        older = stripe_event(
+            "refund.created", self.refund(ids, status="succeeded", amount=900), created=T0, n=1
+        )
+        applier = self.applier(stores.transactions, bus)
+        prepared = await applier.prepared_for([older, newer])
+        await applier.apply(newer)  # lands after the batch read the order
+        await prepared.apply(older)
+        after = await self.current(stores, ids)
+        assert after["stripeRefunds"][fixture("refund")["id"]]["status"] == "failed"
+        assert after["stripeRefundStatus"] == "none"
+
+    async def test_in_a_batch_a_listed_order_that_is_gone_falls_back_to_the_query(self, stores, ids, bus):
+        document = {"id": ids["tx"], "eventId": ids["event"], "PaymentID": ids["pi"], "TotalAmount": 40.0}
+        await stores.transactions.create(document)
+        await self.index(stores, ids["pi"], refs=[TransactionRef(ids["event"], "tx-deleted")])
+        facts = self.facts(stores.transactions)
+        refunds = [stripe_event("refund.created", self.refund(ids, amount=4000), created=T0)]
+        prepared = await self.applier(facts, bus).prepared_for(refunds)
+        await prepared.apply(refunds[0])
+        assert (await self.current(stores, ids))["stripeRefundStatus"] == "full"
+        assert facts.fallbacks == {Fallback.STALE_ENTRY: 1}

@@ -138,3 +138,24 @@ class JournalContract:
         etag = await journal.claim(await journal.read(stripe_event.id), hold=hold)
         stored = await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=etag)
         assert stored["state"] == "applied"
+
+    async def test_a_record_unchanged_since_its_create_is_claimed_by_that_etag_without_reading_it(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        stripe_event = fresh_event()
+        etag = await journal.record(stripe_event)
+        assert etag is not None
+        claimed = await journal.claim_as_recorded(stripe_event.id, recorded_etag=etag)
+        assert claimed is not None
+        assert counting.reads == 0
+        stored = await journal.settle(stripe_event.id, EventState.APPLIED, recorded_etag=claimed)
+        assert (stored["state"], stored["claimedAt"] is not None) == ("applied", True)
+
+    async def test_a_record_another_process_claimed_is_not_claimed_by_its_creates_etag(
+        self, journal: EventJournal
+    ):
+        stripe_event = fresh_event()
+        etag = await journal.record(stripe_event)
+        assert etag is not None
+        assert await journal.claim(await journal.read(stripe_event.id), hold=timedelta(seconds=10))
+        assert await journal.claim_as_recorded(stripe_event.id, recorded_etag=etag) is None

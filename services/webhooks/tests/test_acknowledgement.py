@@ -398,3 +398,124 @@ async def test_an_event_late_behind_a_backlog_is_left_to_the_process_already_swe
     assert applier.started == ["evt_test000001"]
     stored = next(doc for doc in events.documents() if doc["id"] == "evt_test000001")
     assert stored["state"] == "applied"
+
+
+@dataclass
+class PreparingApplier(RecordingApplier):
+    """Records each batch it is asked to read ahead for; fails that when configured."""
+
+    prepared: list[list[str]] = field(default_factory=list)
+    fail_preparing: bool = False
+
+    async def prepared_for(self, events: list[StripeEvent]) -> PreparingApplier:
+        self.prepared.append([each.id for each in events])
+        if self.fail_preparing:
+            raise ConnectionError("Cosmos unreachable")
+        return self
+
+
+async def apply_queued(applier: PreparingApplier, count: int) -> InMemoryContainer:
+    """Record ``count`` deliveries, then let three workers taking batches of ten apply them."""
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    for n in range(1, count + 1):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    return events
+
+
+async def test_queued_events_are_applied_as_one_batch_read_ahead_once():
+    applier = PreparingApplier()
+    events = await apply_queued(applier, 3)
+    ids = ["evt_test000001", "evt_test000002", "evt_test000003"]
+    assert applier.prepared == [ids]
+    assert sorted(applier.applied) == ids
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == dict.fromkeys(ids, "applied")
+
+
+async def test_when_reading_a_batch_ahead_fails_each_event_is_still_applied():
+    applier = PreparingApplier(fail_preparing=True)
+    events = await apply_queued(applier, 2)
+    assert len(applier.prepared) == 1
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002"]
+    assert {doc["state"] for doc in events.documents()} == {"applied"}
+
+
+async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
+    applier = HeldApplier()
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    processor = CountedProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    processor.expected = 3
+    for n in (1, 2, 3):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=2, sweep_every=3600))
+    await processor.all_asked.wait()
+    # One worker took all three; two are applied at once, the third waits for one of them.
+    assert applier.started == ["evt_test000001", "evt_test000002"]
+    applier.release.set()
+    await processor.join()
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002", "evt_test000003"]
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+
+
+class GatheringProcessor(EventProcessor):
+    """Signals when a worker starts gathering a batch (it takes a queued event at once, then waits)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gathering = asyncio.Event()
+
+    async def _next_batch(self):
+        self.gathering.set()
+        return await super()._next_batch()
+
+
+async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdown():
+    applier = RecordingApplier()
+    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    processor = GatheringProcessor(
+        journal=EventJournal(events), applier=applier, batch_size=10, batch_wait=3600
+    )
+    assert await processor.accept(StripeEvent.parse(delivery())) is True
+    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
+    await processor.gathering.wait()  # the worker holds the event, waiting for more to join it
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    await processor.drain()
+    await processor.join()
+    assert applier.applied == ["evt_test000001"]
+
+
+class CountedReads(InMemoryContainer):
+    """The webhook-events fake, counting point reads."""
+
+    def __init__(self) -> None:
+        super().__init__("webhook-events", partition_key_path="/id")
+        self.reads = 0
+
+    async def read(self, document_id, **options):
+        self.reads += 1
+        return await super().read(document_id, **options)
+
+
+async def test_an_event_late_behind_a_backlog_is_claimed_by_its_creates_etag_without_a_read():
+    applier = RecordingApplier()
+    events = CountedReads()
+    monotonic = Monotonic()
+    processor = EventProcessor(
+        journal=EventJournal(events), applier=applier, sweep_age=timedelta(seconds=10), monotonic=monotonic
+    )
+    assert await processor.accept(StripeEvent.parse(delivery())) is True
+    monotonic.now += 6  # longer than half the sweep age in the queue
+    await processor.drain()
+    assert applier.applied == ["evt_test000001"]
+    [stored] = events.documents()
+    assert (stored["state"], stored["claimedAt"] is not None) == ("applied", True)
+    assert events.reads == 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from webhooks_fakes import container
 
-from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
+from otcommon.payment_transactions import LISTED_DOCUMENTS_QUERY, PAYMENT_TRANSACTIONS_CONTAINER
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
+from webhooks.prefetch import TRANSACTIONS_BY_ID_QUERY
 from webhooks.transactions import PAYMENT_QUERY
 
 pytest.register_assert_rewrite("applying_contract")
@@ -25,12 +26,19 @@ def paid_by(documents, parameters):
     ]
 
 
+def with_ids(parameter: str):
+    """The in-memory answer to a lookup of many documents by id."""
+    return lambda documents, parameters: [doc for doc in documents if doc["id"] in parameters[parameter]]
+
+
 class TestApplyingInMemory(ApplyingContract):
     @pytest.fixture
     def stores(self) -> Stores:
         return Stores(
-            transactions=container("transactions", **{PAYMENT_QUERY: paid_by}),
-            index=container(PAYMENT_TRANSACTIONS_CONTAINER),
+            transactions=container(
+                "transactions", **{PAYMENT_QUERY: paid_by, TRANSACTIONS_BY_ID_QUERY: with_ids("@ids")}
+            ),
+            index=container(PAYMENT_TRANSACTIONS_CONTAINER, **{LISTED_DOCUMENTS_QUERY: with_ids("@keys")}),
         )
 
 

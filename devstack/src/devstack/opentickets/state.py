@@ -40,6 +40,12 @@ class SandboxState:
         self.index.apply(changes)
         return changes
 
+    def add_order_paid_by(self, paid_order_id: str) -> Changes:
+        """Reveal a new order paid by the payment of a visible order, and list it."""
+        changes = self.scenario.add_order_paid_by(paid_order_id)
+        self.index.apply(changes)
+        return changes
+
     def reset(self) -> None:
         """Back to the start: the seeded scenario and the start-up faults (issued tokens stay valid)."""
         self.scenario = build_scenario(self.settings)

@@ -53,6 +53,10 @@ class SandboxHandle:
         """Move the scenario clock, keeping the API's paging in step."""
         return self.state.advance(minutes=minutes, refunds=refunds, disputes=disputes, scans=scans)
 
+    def add_order_paid_by(self, paid_order_id: str) -> Changes:
+        """Reveal a new order, bought now, paid by the payment of the visible order ``paid_order_id``."""
+        return self.state.add_order_paid_by(paid_order_id)
+
 
 @contextlib.asynccontextmanager
 async def run_sandbox(

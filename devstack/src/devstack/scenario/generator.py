@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from devstack.scenario import catalog
-from devstack.scenario.orders import HOUR, MAX_INDEX, generate_order
+from devstack.scenario.orders import HOUR, MAX_INDEX, generate_order, order_id
 from devstack.scenario.rows import iso_utc, project_row
 from devstack.scenario.stripe_world import build_stripe_world
 from devstack.scenario.world import World, build_world
@@ -92,6 +92,7 @@ class Scenario:
         self._next_sale_index = orders
         self._later_orders: list[int] = []
         self._overrides: dict[int, Order] = {}
+        self._orders_paid_by_others = 0
         self._fact_index: list[tuple[int, int]] | None = None
         self._advances = 0
         self._event_names = {event.id: event.name for event in self.world.events}
@@ -211,6 +212,35 @@ class Scenario:
         if new_ids or updated:
             self._version += 1
         return Changes(now=iso_utc(after), new_ids=tuple(new_ids), updated_ids=tuple(updated))
+
+    def add_order_paid_by(self, paid_order_id: str) -> Changes:
+        """Reveal a new order, bought now and paid by the payment of a visible order.
+
+        One Stripe payment may pay several orders (a checkout covering more than one event of a tour);
+        tests use this to list a second order of a payment after the first one was handled.
+        """
+        paid = next((order for order in self.orders() if order.id == paid_order_id), None)
+        if paid is None:
+            raise KeyError(paid_order_id)
+        # Indexes counted down from the top never meet the seeded and later sales counted up from 0.
+        self._orders_paid_by_others += 1
+        index = MAX_INDEX - self._orders_paid_by_others
+        order = dataclasses.replace(
+            paid,
+            index=index,
+            id=order_id(self.seed, index),
+            ticket_id=f"{paid.ticket_id}-{self._orders_paid_by_others}",
+            purchase_at=self.now,
+            refund_at=None,
+            refund_remark=None,
+            dispute_at=None,
+            ticket_scans=(),
+            rescans=(),
+        )
+        self._overrides[index] = order
+        self._later_orders.append(index)
+        self._version += 1
+        return Changes(now=self.now_iso, new_ids=(order.id,), updated_ids=())
 
     def _sale_gap(self) -> int:
         return max(1, round(self._sales_rng.expovariate(self.sales_per_hour / HOUR)))

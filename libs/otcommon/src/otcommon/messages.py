@@ -81,7 +81,11 @@ class PaymentEnrichmentRequested(Message):
     reason: EnrichmentReason = EnrichmentReason.NEW
 
     def default_key(self) -> str:
-        """First requests collapse per payment; each requeue is its own deliberate request."""
+        """Without a key from the publisher, first requests collapse per payment; each requeue is its own.
+
+        Ingest passes its own key for new requests (payment, order and the source's stamp, see
+        ``ingest.queueing.new_request_key``): a second order of a payment enriched already must not
+        be dropped as a duplicate of the first order's request."""
         # A requeue keyed on the payment alone would be swallowed by the duplicate detection window.
         if self.reason is EnrichmentReason.NEW:
             return self.payment_id

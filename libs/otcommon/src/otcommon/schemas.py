@@ -102,8 +102,13 @@ def parse_timestamp(value: Any) -> datetime:
         parsed = _parse_timestamp_text(value.strip())
     else:
         raise ValueError("expected an ISO 8601 or MM/DD/YYYY hh:mm AM/PM timestamp")
-    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
-        raise ValueError(f"year must be between {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return utc_within_years(parsed, EARLIEST_YEAR, LATEST_YEAR)
+
+
+def utc_within_years(parsed: datetime, earliest: int, latest: int) -> datetime:
+    """``parsed`` in UTC (naive means UTC), refused with a ``ValueError`` outside the years given."""
+    if not earliest <= parsed.year <= latest:
+        raise ValueError(f"year must be between {earliest} and {latest}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from enricher.app import create_app, open_enricher, utc_now
+from enricher.app import create_app, open_enricher, tune_garbage_collection, utc_now
 from enricher.findings import enrichment_fields, unresolved_fields
 from enricher.gateway import StripeGatewayError
 from enricher.refresh import refresh_open_payouts, reindex
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     if args.command == "serve":
+        tune_garbage_collection()
         web.run_app(
             create_app(settings),
             host=settings.enricher_http_host,

@@ -40,33 +40,57 @@ class AccountFacts:
 
 
 class SingleFlight:
-    """Runs one task per key at a time; callers arriving meanwhile wait for that task."""
+    """Runs one task per key at a time; callers arriving meanwhile wait for that task.
+
+    Each waiter waits on a future of its own, settled when the task ends: a waiter that stops
+    waiting (its payment was indexed meanwhile, or its message abandoned) neither cancels the task
+    nor costs the others anything. (``asyncio.shield`` per waiter did the same, but removing a
+    cancelled waiter's callback from the shared task is linear in the waiters: with hundreds of
+    messages each waiting for twenty listings, quadratic.)
+    """
 
     def __init__(self) -> None:
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
     async def run(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` for ``key``, or wait for the run already in flight."""
-        task = self._running.get(key)
-        if task is None:
+        if key not in self._running:
             task = asyncio.ensure_future(work())
             self._running[key] = task
+            self._waiters[key] = set()
             task.add_done_callback(lambda done: self._finished(key, done))
-        # One waiter being cancelled (its message abandoned) must not cancel the others' refresh.
-        await asyncio.shield(task)
+        await self._wait(key)
+
+    async def _wait(self, key: str) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters[key]
+        waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            waiters.discard(waiter)
 
     def _finished(self, key: str, task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
-        if not task.cancelled() and (error := task.exception()) is not None:
+        error = None if task.cancelled() else task.exception()
+        for waiter in self._waiters.pop(key, set()):
+            if waiter.done():
+                continue
+            if task.cancelled():
+                waiter.cancel()
+            elif error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(None)
+        if error is not None:
             # Each waiter gets the failure; logged here too, since every waiter may have stopped
             # waiting (a message whose payment an earlier page indexed).
             _log.info("index refresh failed", flight=key, error=repr(error))
 
     async def wait_running(self, prefix: str) -> None:
         """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
-        await all_of(
-            asyncio.shield(task) for key, task in list(self._running.items()) if key.startswith(prefix)
-        )
+        await all_of(self._wait(key) for key in list(self._running) if key.startswith(prefix))
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""

@@ -48,7 +48,13 @@ from typing import TYPE_CHECKING, Any
 from enricher.deposits import payout_status_is_behind
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
-from otcommon.store import MAX_BATCH_OPERATIONS, BatchWrite, DocumentNotFoundError, read_modify_write
+from otcommon.store import (
+    MAX_BATCH_OPERATIONS,
+    BatchWrite,
+    CoalescingContainer,
+    DocumentNotFoundError,
+    read_modify_write,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -221,7 +227,10 @@ class StripeIndex:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._container = container
-        self._facts = facts
+        # Payments resolved together read their facts together: one query per partition, not a
+        # point read each (a platform charge's ``transfer-of:`` read finds nothing, and is asked by
+        # every platform charge of a listed page at once).
+        self._facts = CoalescingContainer(facts)
         self._payouts = _Memo(seconds=payout_memo_seconds, monotonic=monotonic)
         self._memory: OrderedDict[str, Document] = OrderedDict()
         self._memory_entries = memory_entries

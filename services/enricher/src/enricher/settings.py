@@ -36,7 +36,7 @@ class EnricherSettings(ServiceSettings):
     enricher_changes_topic: str = Field(
         default="transaction-changes", min_length=1, description="Topic of TransactionChanged messages."
     )
-    enricher_max_concurrency: int = Field(default=16, ge=1, le=256, description="Messages handled at once.")
+    enricher_max_concurrency: int = Field(default=16, ge=1, le=1024, description="Messages handled at once.")
     enricher_shutdown_timeout_seconds: float = Field(
         default=30.0, ge=0, description="How long in-flight messages may finish at shutdown."
     )

@@ -19,7 +19,7 @@ from enricher.gateway import (
 from enricher.throttle import RateGate, ThrottledHTTPClient
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Mapping
 
     from stripe import RequestOptions
     from stripe.params import (
@@ -89,7 +89,7 @@ class StripeApiGateway:
         params: AccountListParams = {"limit": PAGE_SIZE}
         if starting_after:
             params["starting_after"] = starting_after
-        return await self._page("accounts.list", None, self._v1.accounts.list_async(params))
+        return await self._page("accounts.list", None, "/v1/accounts", params)
 
     async def retrieve_bank_account(self, *, account_id: str, bank_account_id: str) -> StripeObject:
         """``GET /v1/accounts/{id}/external_accounts/{ba}``."""
@@ -131,7 +131,7 @@ class StripeApiGateway:
         params: TransferListParams = {"limit": PAGE_SIZE, "transfer_group": transfer_group}
         if starting_after:
             params["starting_after"] = starting_after
-        return await self._page("transfers.list", None, self._v1.transfers.list_async(params))
+        return await self._page("transfers.list", None, "/v1/transfers", params)
 
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
@@ -142,9 +142,7 @@ class StripeApiGateway:
             params["created"] = {"gt": created_after}
         if starting_after:
             params["starting_after"] = starting_after
-        return await self._page(
-            "charges.list", account, self._v1.charges.list_async(params, _options(account))
-        )
+        return await self._page("charges.list", account, "/v1/charges", params)
 
     async def list_payouts(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
@@ -155,9 +153,7 @@ class StripeApiGateway:
             params["created"] = {"gt": created_after}
         if starting_after:
             params["starting_after"] = starting_after
-        return await self._page(
-            "payouts.list", account, self._v1.payouts.list_async(params, _options(account))
-        )
+        return await self._page("payouts.list", account, "/v1/payouts", params)
 
     async def list_payout_transactions(
         self, *, account: str | None, payout_id: str, starting_after: str | None
@@ -166,18 +162,21 @@ class StripeApiGateway:
         params: BalanceTransactionListParams = {"limit": PAGE_SIZE, "payout": payout_id}
         if starting_after:
             params["starting_after"] = starting_after
-        request = self._v1.balance_transactions.list_async(params, _options(account))
-        return await self._page("balance_transactions.list", account, request)
+        return await self._page("balance_transactions.list", account, "/v1/balance_transactions", params)
 
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._http.close_async()  # type: ignore[no-untyped-call]  # the package leaves it unannotated
 
     async def _page(
-        self, operation: str, account: str | None, request: Awaitable[stripe.ListObject[Any]]
+        self, operation: str, account: str | None, path: str, params: Mapping[str, Any]
     ) -> ListPage:
-        listed = await self._send(operation, account, request)
-        return ListPage(data=[item.to_dict() for item in listed.data], has_more=bool(listed.has_more))
+        # The list's JSON as Stripe sent it, through the client's raw request (same requestor, retries,
+        # errors and rate gate): building a StripeObject per listed item and turning it back into a
+        # dict was a fifth of a cold start's CPU, and the enricher reads only plain dicts.
+        request = self._client.raw_request_async("get", path, **params, **_options(account))
+        listed = (await self._send(operation, account, request)).data
+        return ListPage(data=list(listed["data"]), has_more=bool(listed["has_more"]))
 
     async def _call(
         self, operation: str, account: str | None, request: Awaitable[stripe.StripeObject]

@@ -9,6 +9,7 @@ never move back to an older state of that payout.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from enricher.findings import (
 from enricher.lookup import PaymentTransactions
 from otcommon.enrichment import STATE_FIELD, can_transition
 from otcommon.payment_transactions import ref_of
-from otcommon.store import read_modify_write
+from otcommon.store import CoalescingContainer, read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -61,7 +62,9 @@ class EnrichmentWriter:
     def __init__(
         self, container: DocumentContainer, *, payment_index: PaymentTransactionsIndex | None = None
     ) -> None:
-        self._container = container
+        # Payments resolved together (a listed page, one lookup's answers) write together: their
+        # replaces go as one transactional batch per event, each still under its own ETag.
+        self._container = CoalescingContainer(container)
         self._payment_index = payment_index
         self._lookup = PaymentTransactions(container)
 
@@ -73,46 +76,51 @@ class EnrichmentWriter:
         """Write ``fields`` on each transaction of the payment; every transaction, changed or not."""
         if unknown := set(fields) - ENRICHER_FIELDS:
             raise ValueError(f"the enricher does not own {sorted(unknown)}")
-        written = []
         found = await self.transactions_of(payment_id)
         if self._payment_index is not None:
             # Listed before the ids are written: a transaction carrying them is always listed under them.
             ids = (payment_id, fields.get(CHARGE_ID_FIELD), fields.get(PAYMENT_INTENT_ID_FIELD))
             await self._payment_index.add(ids, [ref_of(document) for document in found])
-        for document in found:
-            changed: list[str] = []
+        # At once, so that a payment's transactions of one event go in the same batch.
+        written = await asyncio.gather(
+            *(self._write(document, payment_id=payment_id, fields=fields) for document in found)
+        )
+        return [each for each in written if each is not None]
 
-            def mutate(current: Document, changed: list[str] = changed) -> Document | None:
-                newest = _keeping_newer_payout_state(current, fields)
-                changed.clear()
-                changed.extend(_changes(current, payment_id=payment_id, fields=newest))
-                if not changed:
-                    return None
-                # A replace, not a patch: Cosmos DB takes at most 10 patch operations per request, and
-                # the enricher's fields are about twenty. The ETag still guards it; other writers'
-                # fields are carried over as read.
-                kept = {name: value for name, value in current.items() if not name.startswith("_")}
-                return {**kept, **newest}
+    async def _write(
+        self, document: Document, *, payment_id: str, fields: Mapping[str, Any]
+    ) -> WrittenTransaction | None:
+        """Write ``fields`` on one transaction found by the lookup; None when it left the payment."""
+        changed: list[str] = []
 
-            # The query's copy (with its ETag) is decided on first: no second read unless it went stale.
-            outcome = await read_modify_write(
-                self._container,
-                document["id"],
-                partition_key=document["eventId"],
-                mutate=mutate,
-                current=document,
-            )
-            if outcome.document.get("PaymentID") != payment_id:
-                continue
-            written.append(
-                WrittenTransaction(
-                    transaction_id=document["id"],
-                    event_id=document["eventId"],
-                    changed_fields=tuple(sorted(changed)) if outcome.result == "updated" else (),
-                    enriched_at=outcome.document.get(ENRICHED_AT_FIELD),
-                )
-            )
-        return written
+        def mutate(current: Document) -> Document | None:
+            newest = _keeping_newer_payout_state(current, fields)
+            changed.clear()
+            changed.extend(_changes(current, payment_id=payment_id, fields=newest))
+            if not changed:
+                return None
+            # A replace, not a patch: Cosmos DB takes at most 10 patch operations per request, and
+            # the enricher's fields are about twenty. The ETag still guards it; other writers'
+            # fields are carried over as read.
+            kept = {name: value for name, value in current.items() if not name.startswith("_")}
+            return {**kept, **newest}
+
+        # The query's copy (with its ETag) is decided on first: no second read unless it went stale.
+        outcome = await read_modify_write(
+            self._container,
+            document["id"],
+            partition_key=document["eventId"],
+            mutate=mutate,
+            current=document,
+        )
+        if outcome.document.get("PaymentID") != payment_id:
+            return None
+        return WrittenTransaction(
+            transaction_id=document["id"],
+            event_id=document["eventId"],
+            changed_fields=tuple(sorted(changed)) if outcome.result == "updated" else (),
+            enriched_at=outcome.document.get(ENRICHED_AT_FIELD),
+        )
 
 
 def _keeping_newer_payout_state(current: Document, fields: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -1,7 +1,8 @@
 """Queueing payments for enrichment without losing any.
 
 A new payment is stored ``pending``; then ``PaymentEnrichmentRequested`` is published with a
-message id derived from the PaymentID (the queue's duplicate detection drops repeats); then the
+message id derived from the PaymentID, the order and the source's stamp (the queue's duplicate
+detection drops repeats of that request, never another order's request); then the
 state becomes ``queued``. A crash between the steps leaves the document ``pending``, and the next
 run publishes it again (:meth:`EnrichmentQueue.repair`).
 """
@@ -49,7 +50,24 @@ def enrichment_request(document: Document, *, now: datetime) -> Envelope[Payment
         requested_at=parse_timestamp(request["at"]) if requeued else now,
         reason=EnrichmentReason.REQUEUE if requeued else EnrichmentReason.NEW,
     )
-    return make_envelope(message, correlation_id=str(document["id"]))
+    # A requeue is keyed by its own stamp (the message's default key).
+    key = None if requeued else new_request_key(document)
+    return make_envelope(message, key=key, correlation_id=str(document["id"]))
+
+
+def new_request_key(document: Document) -> str:
+    """What a new payment's message id is derived from: the payment, the order and the source's stamp.
+
+    Keyed on the PaymentID alone, the request for a second order of a payment stored after the
+    first order's request was published would be dropped by the queue's duplicate detection, and if
+    the enricher had already handled the first request (it finds a payment's orders by a query when
+    it handles the message), the second order would stay ``queued`` for good. Republishing the same
+    pending document (a retry, the repair after a crash) gives the same key, so duplicate detection
+    still drops those copies; the source's stamp tells a PaymentID changed back to an earlier value
+    from that earlier request.
+    """
+    stamp = document.get("sourceUpdatedAt") or ""
+    return f"{document['PaymentID']}/{document['id']}/{stamp}"
 
 
 class EnrichmentQueue:

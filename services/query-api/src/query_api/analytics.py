@@ -9,9 +9,9 @@ import polars as pl
 
 from otcommon.schemas import DerivedMetrics
 from query_api import breakdowns
-from query_api.columns import PURCHASE_QUARTER
+from query_api.columns import PURCHASE_QUARTER, TICKET_TYPES_TEXT
 from query_api.engine import collected
-from query_api.metrics import TOTALS_COLUMNS, metrics_from, partial_totals
+from query_api.metrics import TOTALS_COLUMNS, metric_values, partial_totals, slot_plan
 from query_api.models import (  # noqa: TC001 - pydantic resolves the fields at run time
     BreakdownRow,
     Granularity,
@@ -19,6 +19,7 @@ from query_api.models import (  # noqa: TC001 - pydantic resolves the fields at 
     TimeSeriesPoint,
 )
 from query_api.rollups import answers_from_partials
+from query_api.timezones import LocalClock
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -64,25 +65,37 @@ def analyze(
     """Metrics and the requested breakdowns over the rows the caller may see that match the filters.
 
     A question that selects whole events only is answered from the per-event partials; any other
-    filter reads the matching rows (only the columns the answer needs). Either way the sums the
-    answer needs are planned first and collected in one call.
+    filter reads the matching rows (only the columns the answer needs). Either way every sum the
+    answer needs, the peaks' and the time series' included, is planned first and collected in one
+    call; what is left is turning a few small frames into the report.
     """
     wanted = set(include)
     if answers_from_partials(filters):
         groups = [name for name, breakdown in _GROUP_OF.items() if breakdown in wanted]
-        plans = model.rollups().sums(scope, filters, groups)
+        summed = model.rollups().sums(scope, filters, groups)
+        plans, quarters, of_sums = summed.plans, summed.quarters, True
+        clock = LocalClock.of(time_zone, summed.quarter_range)
     else:
-        rows = model.rows(scope, filters, columns=_columns_for(wanted)).lazy()
-        plans = _row_plans(rows, wanted)
-    return _report_from(collected(plans), wanted=wanted, time_zone=time_zone, granularity=granularity)
+        rows = model.rows(scope, filters, columns=_columns_for(wanted))
+        quarters, of_sums = rows.lazy(), False
+        plans = _row_plans(quarters, wanted)
+        clock = LocalClock.of(time_zone, rows[PURCHASE_QUARTER])
+    orders = pl.col("ordersCount").sum() if of_sums else pl.len()
+    plans["slots"] = slot_plan(quarters, clock, orders)
+    if Breakdown.TIME_SERIES in wanted:
+        sums = breakdowns.series_sums(of_sums=of_sums)
+        plans["series"] = breakdowns.series_plan(quarters, clock, granularity=granularity, sums=sums)
+    for name in _GROUP_OF:
+        if name in plans:
+            plans[name] = breakdowns.in_report_order(plans[name])
+    if "accounts" in plans:
+        plans["accounts"] = breakdowns.top_account_plan(plans["accounts"])
+    return _report_from(collected(plans))
 
 
 def _row_plans(rows: pl.LazyFrame, wanted: set[Breakdown]) -> dict[str, pl.LazyFrame]:
-    """The sums of the matching rows: totals, per quarter-hour, per breakdown key."""
-    plans = {
-        "totals": rows.select(partial_totals()),
-        "quarters": rows.group_by(PURCHASE_QUARTER).agg(breakdowns.quarter_sums()),
-    }
+    """The sums of the matching rows: totals and, per breakdown asked for, sums per key."""
+    plans = {"totals": rows.select(partial_totals())}
     for name, breakdown in _GROUP_OF.items():
         if breakdown in wanted:
             plans[name] = breakdowns.group_plan(rows, name)
@@ -92,30 +105,22 @@ def _row_plans(rows: pl.LazyFrame, wanted: set[Breakdown]) -> dict[str, pl.LazyF
     return plans
 
 
-def _report_from(
-    sums: dict[str, pl.DataFrame], *, wanted: set[Breakdown], time_zone: str, granularity: Granularity
-) -> AnalyticsReport:
-    """The report from the collected sums (``_row_plans`` or ``_partial_plans``)."""
-    quarters = sums["quarters"]
-    per_quarter = quarters.select(PURCHASE_QUARTER, pl.col("ordersCount").alias("orders"))
-    report = _report(metrics_from(sums["totals"].row(0, named=True), per_quarter, time_zone=time_zone))
-    report.by_ticket_type = _rows_if(sums, "ticketTypes")
-    report.by_source = _rows_if(sums, "sources")
-    report.by_referral_code = _rows_if(sums, "referralCodes")
-    report.by_event = _rows_if(sums, "events")
-    report.by_deposit_status = _rows_if(sums, "deposits")
-    if Breakdown.ROUTES in wanted:
+def _report_from(sums: dict[str, pl.DataFrame]) -> AnalyticsReport:
+    """The report from the collected sums, validated once as a whole."""
+    fields = metric_values(sums["totals"].row(0, named=True), sums["slots"])
+    for name, field in _FIELD_OF.items():
+        if name in sums:
+            fields[field] = sums[name].to_dicts()
+    if "routes" in sums:
         unresolved = int(sums["unresolved"]["unresolved"][0] or 0)
-        report.routing = breakdowns.routes_from(sums["routes"], sums["accounts"], unresolved)
-    if Breakdown.TIME_SERIES in wanted:
-        report.time_series = breakdowns.series_from_quarters(
-            quarters, granularity=granularity, time_zone=time_zone
-        )
-    return report
+        fields["routing"] = breakdowns.routing_values(sums["routes"], sums["accounts"], unresolved)
+    if "series" in sums:
+        fields["time_series"] = sums["series"].to_dicts()
+    return AnalyticsReport.model_validate(fields)
 
 
 _BREAKDOWN_COLUMNS: Final[dict[Breakdown, tuple[str, ...]]] = {
-    Breakdown.TICKET_TYPES: ("ticketTypeList",),
+    Breakdown.TICKET_TYPES: (TICKET_TYPES_TEXT,),
     Breakdown.SOURCES: (),
     Breakdown.REFERRAL_CODES: ("referralCodeNormalized",),
     Breakdown.EVENTS: ("eventId", "EventName"),
@@ -138,10 +143,6 @@ def _columns_for(wanted: set[Breakdown]) -> list[str]:
     return list(columns)
 
 
-def _report(metrics: DerivedMetrics) -> AnalyticsReport:
-    return AnalyticsReport.model_validate(metrics.model_dump())
-
-
 _GROUP_OF: Final = {
     "ticketTypes": Breakdown.TICKET_TYPES,
     "sources": Breakdown.SOURCES,
@@ -151,9 +152,14 @@ _GROUP_OF: Final = {
     "routes": Breakdown.ROUTES,
 }
 
-
-def _rows_if(summed: dict[str, pl.DataFrame], name: str) -> list[BreakdownRow] | None:
-    return breakdowns.rows_of(summed[name]) if name in summed else None
+_FIELD_OF: Final = {
+    "ticketTypes": "by_ticket_type",
+    "sources": "by_source",
+    "referralCodes": "by_referral_code",
+    "events": "by_event",
+    "deposits": "by_deposit_status",
+}
+"""The report's field of each grouped breakdown (routes are inside ``routing``)."""
 
 
 def report_json(report: AnalyticsReport) -> dict[str, object]:

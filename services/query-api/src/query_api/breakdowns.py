@@ -6,18 +6,16 @@ add up to more orders than the total; every other breakdown partitions the order
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from query_api.columns import PURCHASE_QUARTER
-from query_api.engine import grouped
-from query_api.models import BreakdownRow, ConnectedAccount, RouteSummary, TimeSeriesPoint
-from query_api.timezones import LOCAL_TIME, OFFSET_MINUTES, with_local_time
+from query_api.columns import PURCHASE_QUARTER, TICKET_TYPES_TEXT, TYPE_SEPARATOR
+from query_api.models import BreakdownRow, RouteSummary, TimeSeriesPoint
+from query_api.timezones import LocalClock, hour_key_parts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from query_api.models import Granularity
 
@@ -36,14 +34,14 @@ GROUP_COLUMNS: Final = ("ordersCount", "ticketsSold", "grossRevenue", "organizer
 """The sums of each breakdown row: they add up across disjoint sets of rows."""
 
 GROUP_KEYS: Final[dict[str, pl.Expr]] = {
-    "ticketTypes": pl.col("ticketTypeList"),
-    "sources": pl.col("sourceBucket").replace_strict(SOURCE_KEYS, default="other"),
+    "ticketTypes": pl.col(TICKET_TYPES_TEXT),
+    "sources": pl.col("sourceBucket"),
     "referralCodes": pl.col("referralCodeNormalized"),
     "events": pl.col("eventId"),
     "deposits": pl.col("depositStatus"),
     "routes": pl.col("stripeRouteType"),
 }
-"""The key of each grouped breakdown (ticket types: one group per type of the order)."""
+"""The column each grouped breakdown groups rows by (``group_plan`` turns a few of them into keys)."""
 
 
 def group_sums() -> list[pl.Expr]:
@@ -57,17 +55,38 @@ def grouped_rows(rows: pl.DataFrame, name: str, *, by: Sequence[str] = ()) -> pl
 
 
 def group_plan(rows: pl.LazyFrame, name: str, *, by: Sequence[str] = ()) -> pl.LazyFrame:
-    """The query of ``grouped_rows``, to be collected with others."""
-    if name == "ticketTypes":
-        rows = rows.explode("ticketTypeList", empty_as_null=True)
+    """The query of ``grouped_rows``, to be collected with others.
+
+    Rows are grouped by a categorical column (a few distinct values); sources and ticket types are
+    turned into their keys afterwards, in the small grouped frame. Ticket types are grouped by the
+    order's combination of types first, then each combination's sums count under each of its types.
+    """
     label = [pl.col("EventName").max().alias("label")] if name == "events" else []
-    return rows.group_by([*by, GROUP_KEYS[name].alias("key")]).agg(*group_sums(), *label)
+    grouped = rows.group_by([*by, GROUP_KEYS[name].alias("key")]).agg(*group_sums(), *label)
+    if name == "sources":
+        keys = pl.col("key").cast(pl.String).replace_strict(SOURCE_KEYS, default="other")
+        return _summed_again(grouped.with_columns(keys), by)
+    if name == "ticketTypes":
+        types = pl.col("key").cast(pl.String).str.strip_chars(TYPE_SEPARATOR).str.split(TYPE_SEPARATOR)
+        each = grouped.with_columns(types).explode("key")
+        # An order without a type has the empty combination: its key is null, as in the reference.
+        return _summed_again(each.with_columns(pl.col("key").replace("", None)), by)
+    return grouped
+
+
+def _summed_again(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
+    """Group sums whose keys were mapped, summed again per key (two groups may now share one)."""
+    return grouped.group_by([*by, "key"]).agg(pl.col(column).sum() for column in GROUP_COLUMNS)
+
+
+def in_report_order(grouped: pl.LazyFrame) -> pl.LazyFrame:
+    """Sums per key as the report lists them: the largest gross first (ties by key, nulls last)."""
+    return grouped.sort(["grossRevenue", "key"], descending=[True, False], nulls_last=True)
 
 
 def rows_of(grouped: pl.DataFrame) -> list[BreakdownRow]:
-    """Breakdown rows from sums per key, the largest gross first (ties by key, nulls last)."""
-    ordered = grouped.sort(["grossRevenue", "key"], descending=[True, False], nulls_last=True)
-    return [BreakdownRow.model_validate(row) for row in ordered.to_dicts()]
+    """Breakdown rows from sums per key, in report order."""
+    return [BreakdownRow.model_validate(row) for row in in_report_order(grouped.lazy()).collect().to_dicts()]
 
 
 def by_ticket_type(rows: pl.DataFrame) -> list[BreakdownRow]:
@@ -117,69 +136,69 @@ def unresolved_count() -> pl.Expr:
     return (pl.col("enrichmentState") == "unresolved").sum().alias("unresolved")
 
 
-def routes_from(routes: pl.DataFrame, accounts: pl.DataFrame, unresolved: int) -> RouteSummary:
-    """The route summary from sums per route, sums per connected account and the unresolved count."""
-    top = accounts.sort(["grossRevenue", "accountId"], descending=[True, False]).head(1).to_dicts()
-    return RouteSummary(
-        routes=rows_of(routes),
-        top_connected_account=ConnectedAccount.model_validate(top[0]) if top else None,
-        unresolved_count=unresolved,
-    )
+def top_account_plan(accounts: pl.LazyFrame) -> pl.LazyFrame:
+    """The connected account with the most gross revenue (ties to the lowest id), or no row."""
+    return accounts.sort(["grossRevenue", "accountId"], descending=[True, False]).head(1)
+
+
+def routing_values(routes: pl.DataFrame, top_account: pl.DataFrame, unresolved: int) -> dict[str, Any]:
+    """``RouteSummary``'s fields from sums per route (report order), ``top_account_plan``'s row and the
+    unresolved count."""
+    top = top_account.to_dicts()
+    return {
+        "routes": routes.to_dicts(),
+        "top_connected_account": top[0] if top else None,
+        "unresolved_count": unresolved,
+    }
 
 
 def route_summary(rows: pl.DataFrame) -> RouteSummary:
     """Platform vs connected money, the connected account with the most, and untraced payments."""
     unresolved = int(rows.select(unresolved_count()).item())
-    return routes_from(grouped_rows(rows, "routes"), connected_accounts(rows), unresolved)
+    routes = in_report_order(group_plan(rows.lazy(), "routes")).collect()
+    top = top_account_plan(accounts_plan(rows.lazy())).collect()
+    return RouteSummary.model_validate(routing_values(routes, top, unresolved))
 
 
 def quarter_sums() -> list[pl.Expr]:
-    """The sums per UTC quarter-hour that time series are read from."""
+    """The sums per UTC quarter-hour kept in the partials (``series_sums`` sums them again)."""
     return list(_SUMS)
+
+
+SERIES_COLUMNS: Final = ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")
+
+
+def series_sums(*, of_sums: bool) -> list[pl.Expr]:
+    """The sums of a time-series bucket: over rows, or ``of_sums`` over rows of ``quarter_sums``."""
+    return [pl.col(name).sum() for name in SERIES_COLUMNS] if of_sums else list(_SUMS)
+
+
+def series_plan(
+    frame: pl.LazyFrame, clock: LocalClock, *, granularity: Granularity, sums: Sequence[pl.Expr]
+) -> pl.LazyFrame:
+    """Sums per local hour, day or week, named and in time order (``series_sums`` gives ``sums``).
+
+    A local hour is named with the offset it was lived at: the hour repeated when clocks go back is
+    two buckets. Days and weeks (Monday first) are named by their local date.
+    """
+    summed = frame.group_by(clock.key(granularity).alias("_key")).agg(*sums)
+    if granularity != "hour":
+        date = pl.from_epoch(pl.col("_key"), time_unit="d").dt.strftime("%Y-%m-%d")
+        return summed.sort("_key").select(date.alias("bucket"), *SERIES_COLUMNS)
+    local_hour, offset = hour_key_parts(pl.col("_key"))
+    hours, minutes = offset.abs() // 60, offset.abs() % 60
+    name = pl.format(
+        "{}{}{}:{}",
+        pl.from_epoch(local_hour * 3600, time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        pl.when(offset < 0).then(pl.lit("-")).otherwise(pl.lit("+")),
+        hours.cast(pl.String).str.zfill(2),
+        minutes.cast(pl.String).str.zfill(2),
+    )
+    return summed.sort(local_hour * 60 - offset).select(name.alias("bucket"), *SERIES_COLUMNS)
 
 
 def time_series(rows: pl.DataFrame, *, granularity: Granularity, time_zone: str) -> list[TimeSeriesPoint]:
     """Orders, tickets, gross and net per local hour, day or week (weeks start on Monday)."""
-    quarters = grouped(rows, [PURCHASE_QUARTER], *quarter_sums())
-    return series_from_quarters(quarters, granularity=granularity, time_zone=time_zone)
-
-
-def series_from_quarters(
-    quarters: pl.DataFrame, *, granularity: Granularity, time_zone: str
-) -> list[TimeSeriesPoint]:
-    """The time series from sums per UTC quarter-hour (``quarter_sums``), of one set of rows or summed."""
-    local = pl.col(LOCAL_TIME)
-    if granularity == "hour":
-        # A local hour is named with its offset: the repeated hour when clocks go back is two hours.
-        keys = [local.dt.truncate("1h").alias("start"), pl.col(OFFSET_MINUTES)]
-    elif granularity == "day":
-        keys = [local.dt.date().alias("start"), pl.lit(0).alias(OFFSET_MINUTES)]
-    else:
-        monday = local.dt.date() - pl.duration(days=local.dt.weekday() - 1)
-        keys = [monday.alias("start"), pl.lit(0).alias(OFFSET_MINUTES)]
-    instant = pl.col("start").cast(pl.Datetime("ms")) - pl.duration(minutes=pl.col(OFFSET_MINUTES))
-    ordered = (
-        with_local_time(quarters.lazy().filter(pl.col("ordersCount") > 0), time_zone)
-        .group_by(keys)
-        .agg(*(pl.col(name).sum() for name in ("ordersCount", "ticketsSold", "grossRevenue", "organizerNet")))
-        .sort(instant)
-        .collect()
-    )
-    return [
-        TimeSeriesPoint(
-            bucket=_bucket_name(row["start"], row[OFFSET_MINUTES], granularity=granularity),
-            orders_count=row["ordersCount"],
-            tickets_sold=row["ticketsSold"],
-            gross_revenue=row["grossRevenue"],
-            organizer_net=row["organizerNet"],
-        )
-        for row in ordered.iter_rows(named=True)
-    ]
-
-
-def _bucket_name(start: datetime, offset_minutes: int, *, granularity: Granularity) -> str:
-    if granularity != "hour":
-        return start.isoformat()
-    sign = "-" if offset_minutes < 0 else "+"
-    hours, minutes = divmod(abs(offset_minutes), 60)
-    return f"{start.isoformat(timespec='seconds')}{sign}{hours:02d}:{minutes:02d}"
+    clock = LocalClock.of(time_zone, rows[PURCHASE_QUARTER])
+    series = series_plan(rows.lazy(), clock, granularity=granularity, sums=series_sums(of_sums=False))
+    return [TimeSeriesPoint.model_validate(point) for point in series.collect().to_dicts()]

@@ -83,39 +83,65 @@ DOCUMENT_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 """Every document field the read model keeps, with the type its JSON value must have."""
 
+PACKED_FIELDS: Final = (
+    "SN",
+    "RefundedRemarks",
+    "ReferralCodeDiscount",
+    "ReferralCodeDiscountType",
+    "PaymentMethod",
+    "TicketWasLastScannedTime",
+    "source",
+    "sourceUpdatedAt",
+    "customerKey",
+    "enrichmentReason",
+    "enrichedAt",
+    "stripePayoutId",
+    "stripePayoutStatus",
+    "stripeCurrency",
+    "stripePlatformAccountId",
+    "stripePlatformAccountName",
+    "stripeChargeId",
+    "stripePaymentIntentId",
+    "stripeBalanceTransactionId",
+    "stripeTransferId",
+    "stripeApplicationFeeAmount",
+    "stripeNetAmount",
+    "stripeAvailableOn",
+    "depositBankName",
+    "depositBankLast4",
+    STRIPE_FACTS_PAYMENT_FIELD,
+    "stripeRefundStatus",
+    "stripeRefundStateAt",
+    "stripeRefundedAmount",
+    "stripeDisputeStatus",
+    "stripeDisputeReason",
+    "stripeDisputeStateAt",
+)
+"""Served fields that no filter, sort, group or search reads (only a served row shows them), most
+of them null until enrichment or a Stripe fact: held together in one JSON text column (``PACKED``,
+see ``packed.py``) instead of a column each. The served flags and ``customerId`` are derived from
+some of them before they are packed."""
+PACKED: Final = "_packed"
+"""The packed fields of a row: a JSON object of its non-null values, null when all are null."""
+
 CATEGORICAL_FIELDS: Final = (
     "eventId",
     "EventName",
     "TicketTypes",
     "PurchaseFrom",
-    "RefundedRemarks",
     "ReferralCode",
-    "ReferralCodeDiscountType",
-    "PaymentMethod",
-    "enrichmentState",
-    "enrichmentReason",
-    "stripePayoutStatus",
-    "stripeCurrency",
-    "source",
     "sourceBucket",
     "referralCodeNormalized",
+    "enrichmentState",
     "stripeRouteType",
-    "stripePlatformAccountId",
-    "stripePlatformAccountName",
     "stripeDestinationAccountId",
     "stripeDestinationAccountName",
     "depositStatus",
     "depositDate",
-    "depositBankName",
-    "depositBankLast4",
-    "stripeAvailableOn",
-    "stripeRefundStatus",
-    "stripeDisputeStatus",
-    "stripeDisputeReason",
 )
-"""Text fields with few distinct values (events, sources, states, accounts, dates), held as
-categoricals: 4 bytes a row instead of a 16-byte view plus the text. They compare, sort and group
-like text; ids and personal fields, unique per row, stay text."""
+"""Text fields with few distinct values (events, sources, states, accounts, dates) that queries
+read, held as categoricals: 4 bytes a row instead of a 16-byte view plus the text. They compare,
+sort and group like text; ids and personal fields, unique per row, stay text."""
 
 SERVED_FIELDS: Final = tuple(name for name in DOCUMENT_SCHEMA if not name.startswith("_"))
 """The fields of a transaction as the API serves it."""

@@ -7,6 +7,7 @@ field at fault and the rest of the batch still loads.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,6 +22,7 @@ from query_api.columns import (
     DEFAULTS,
     DOCUMENT_SCHEMA,
     FEES,
+    PACKED_FIELDS,
     PURCHASE_QUARTER,
     PURCHASED_AT,
     QUARTER_HOUR_SECONDS,
@@ -31,6 +33,7 @@ from query_api.columns import (
     TIMESTAMP_FORMAT,
     TYPE_SEPARATOR,
 )
+from query_api.packed import packed
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -72,14 +75,16 @@ def to_rows(documents: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, list[
 
 
 def _compact(frame: pl.DataFrame) -> pl.DataFrame:
-    """Few-valued text as categoricals (``CATEGORICAL_FIELDS``), ticket types as a list of them, and
-    the ``_etag`` as a 64-bit hash (it is only compared for equality, never served)."""
+    """Few-valued text as categoricals (``CATEGORICAL_FIELDS``), ticket types as a list of them, the
+    ``_etag`` as a 64-bit hash (it is only compared for equality, never served), and the fields only
+    a served row shows packed into one column (``PACKED_FIELDS``)."""
     return frame.with_columns(
         pl.col(CATEGORICAL_FIELDS).cast(pl.Categorical()),
         pl.col("ticketTypeList").cast(pl.List(pl.Categorical())),
         pl.col("_etag").hash(),
         pl.col(TICKET_TYPES_TEXT).cast(TICKET_TYPES_TEXT_DTYPE),
-    )
+        packed(),
+    ).drop(PACKED_FIELDS)
 
 
 def _typed_frame(documents: Sequence[Mapping[str, Any]]) -> pl.DataFrame | None:
@@ -126,7 +131,13 @@ def _typed_column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series
         return None
     if isinstance(dtype, pl.List):
         return _text_lists(name, values)
-    return pl.Series(name, values, dtype=dtype, strict=False)
+    column = pl.Series(name, values, dtype=dtype, strict=False)
+    if isinstance(dtype, pl.Float64) and (
+        not column.is_finite().all() or column.null_count() != values.count(None)
+    ):
+        # NaN, infinity, or a whole number past every float (which Polars makes null): no JSON number.
+        return None
+    return column
 
 
 def _text_lists(name: str, values: list[list[Any] | None]) -> pl.Series | None:
@@ -178,8 +189,15 @@ def _fits(value: Any, dtype: pl.DataType) -> bool:
     if isinstance(dtype, pl.Int64):
         return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
     if isinstance(dtype, pl.Float64):
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return isinstance(value, int | float) and not isinstance(value, bool) and _is_finite(value)
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # a whole number beyond every float
+        return False
 
 
 def _instant(column: str) -> pl.Expr:

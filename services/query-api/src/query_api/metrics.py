@@ -8,8 +8,8 @@ import polars as pl
 
 from otcommon.schemas import DerivedMetrics
 from query_api.columns import FEES, PURCHASE_QUARTER, PURCHASED_AT, REDEEMED_AT
-from query_api.engine import grouped, selected
-from query_api.timezones import LOCAL_TIME, WEEKDAYS, with_local_time
+from query_api.engine import collected
+from query_api.timezones import WEEKDAYS, LocalClock
 
 _MILLISECONDS_PER_HOUR = 3_600_000
 
@@ -55,9 +55,10 @@ def partial_totals() -> list[pl.Expr]:
     ]
 
 
-def orders_per_quarter() -> pl.Expr:
-    """Orders per UTC quarter-hour (grouped by ``PURCHASE_QUARTER``): what the peaks are read from."""
-    return pl.len().alias("orders")
+def slot_plan(frame: pl.LazyFrame, clock: LocalClock, orders: pl.Expr) -> pl.LazyFrame:
+    """Orders per local hour of the week (``timezones.local_key`` ``slot``): at most 168 rows, what both
+    peaks are read from. ``orders`` counts a group's orders: ``pl.len()`` over rows, a sum over sums."""
+    return frame.group_by(clock.key("slot").alias("slot")).agg(orders.alias("orders"))
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -66,68 +67,62 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def compute_metrics(rows: pl.DataFrame, *, time_zone: str = "UTC") -> DerivedMetrics:
     """Every metric of SPEC section 3 over ``rows``; peaks in ``time_zone``, ties to the earliest."""
-    totals = selected(rows, *partial_totals()).row(0, named=True)
-    quarters = grouped(rows, [PURCHASE_QUARTER], orders_per_quarter())
-    return metrics_from(totals, quarters, time_zone=time_zone)
+    clock = LocalClock.of(time_zone, rows[PURCHASE_QUARTER])
+    sums = collected(
+        {"totals": rows.lazy().select(partial_totals()), "slots": slot_plan(rows.lazy(), clock, pl.len())}
+    )
+    return metrics_from(sums["totals"].row(0, named=True), sums["slots"])
 
 
-def metrics_from(totals: dict[str, Any], quarters: pl.DataFrame, *, time_zone: str) -> DerivedMetrics:
-    """The metrics from ``partial_totals`` and orders per quarter-hour, of one set of rows or summed."""
+def metrics_from(totals: dict[str, Any], slots: pl.DataFrame) -> DerivedMetrics:
+    """The metrics from ``partial_totals`` and orders per local slot (``slot_plan``)."""
+    return DerivedMetrics.model_validate(metric_values(totals, slots))
+
+
+def metric_values(totals: dict[str, Any], slots: pl.DataFrame) -> dict[str, Any]:
+    """``DerivedMetrics``' fields (by attribute name) from ``partial_totals`` and orders per local slot."""
     orders, tickets, gross = totals["orders"], totals["tickets"] or 0, totals["gross"] or 0.0
-    peak_hour, peak_day = peaks_from_quarters(quarters, time_zone=time_zone)
+    peak_hour, peak_day = peaks_from_slots(slots)
     lag_count = totals["lagCount"] or 0
-    return DerivedMetrics(
-        tickets_sold=tickets,
-        orders_count=orders,
-        gross_revenue=gross,
-        organizer_net=totals["net"],
-        total_fees=totals["fees"],
-        refund_count=totals["refunds"],
-        refund_amount=totals["refundAmount"],
-        refund_rate=_ratio(totals["refunds"], orders),
-        dispute_count=totals["disputes"],
-        dispute_rate=_ratio(totals["disputes"], orders),
-        valid_tickets_count=totals["valid"],
-        valid_rate=_ratio(totals["valid"], orders),
-        total_scans=totals["scans"],
-        redeemed_tickets=totals["redeemed"],
-        redemption_rate=_ratio(totals["redeemed"], tickets),
-        online_count=totals["online"],
-        box_office_count=totals["boxOffice"],
-        online_share=_ratio(totals["online"], orders),
-        avg_ticket_price=_ratio(gross, tickets),
-        avg_order_value=_ratio(gross, orders),
-        avg_redemption_lag=_ratio(totals["lagHours"] or 0.0, lag_count),
-        peak_purchase_hour=peak_hour,
-        peak_purchase_day=peak_day,
-    )
+    return {
+        "tickets_sold": tickets,
+        "orders_count": orders,
+        "gross_revenue": gross,
+        "organizer_net": totals["net"] or 0.0,
+        "total_fees": totals["fees"] or 0.0,
+        "refund_count": totals["refunds"] or 0,
+        "refund_amount": totals["refundAmount"] or 0.0,
+        "refund_rate": _ratio(totals["refunds"] or 0, orders),
+        "dispute_count": totals["disputes"] or 0,
+        "dispute_rate": _ratio(totals["disputes"] or 0, orders),
+        "valid_tickets_count": totals["valid"] or 0,
+        "valid_rate": _ratio(totals["valid"] or 0, orders),
+        "total_scans": totals["scans"] or 0,
+        "redeemed_tickets": totals["redeemed"] or 0,
+        "redemption_rate": _ratio(totals["redeemed"] or 0, tickets),
+        "online_count": totals["online"] or 0,
+        "box_office_count": totals["boxOffice"] or 0,
+        "online_share": _ratio(totals["online"] or 0, orders),
+        "avg_ticket_price": _ratio(gross, tickets),
+        "avg_order_value": _ratio(gross, orders),
+        "avg_redemption_lag": _ratio(totals["lagHours"] or 0.0, lag_count),
+        "peak_purchase_hour": peak_hour,
+        "peak_purchase_day": peak_day,
+    }
 
 
-def purchase_peaks(rows: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
-    """The local hour (0-23) and weekday with the most orders; None for no rows."""
-    return peaks_from_quarters(grouped(rows, [PURCHASE_QUARTER], orders_per_quarter()), time_zone=time_zone)
-
-
-def peaks_from_quarters(quarters: pl.DataFrame, *, time_zone: str) -> tuple[int | None, str | None]:
-    """The busiest local hour and weekday from orders per UTC quarter-hour; None when no orders.
-
-    One small query counts orders per (local hour, weekday), at most 168 rows; both peaks are read
-    from those (ties to the earliest hour and to Monday).
-    """
-    local = pl.col(LOCAL_TIME)
-    per_slot = (
-        with_local_time(quarters.lazy().filter(pl.col("orders") > 0), time_zone)
-        .group_by(local.dt.hour().alias("hour"), local.dt.weekday().alias("weekday"))
-        .agg(pl.col("orders").sum())
-        .collect()
-    )
-    if per_slot.height == 0:
+def peaks_from_slots(slots: pl.DataFrame) -> tuple[int | None, str | None]:
+    """The busiest local hour and weekday from orders per hour of the week (``slot_plan``); ties to the
+    earliest (hour 0, Monday); None when there are no orders."""
+    by_hour = [0] * 24
+    by_weekday = [0] * 7
+    for slot, orders in slots.select("slot", "orders").iter_rows():
+        weekday, hour = divmod(slot, 24)
+        by_hour[hour] += orders
+        by_weekday[weekday] += orders
+    if not any(by_hour):
         return None, None
-    by_hour: dict[int, int] = {}
-    by_weekday: dict[int, int] = {}
-    for hour, weekday, orders in per_slot.iter_rows():
-        by_hour[hour] = by_hour.get(hour, 0) + orders
-        by_weekday[weekday] = by_weekday.get(weekday, 0) + orders
-    hour = min(by_hour, key=lambda key: (-by_hour[key], key))
-    weekday = min(by_weekday, key=lambda key: (-by_weekday[key], key))
-    return hour, WEEKDAYS[weekday - 1]
+    # max() keeps the first of equal counts: the earliest hour and weekday.
+    hour = max(range(24), key=by_hour.__getitem__)
+    weekday = max(range(7), key=by_weekday.__getitem__)
+    return hour, WEEKDAYS[weekday]

@@ -7,10 +7,11 @@ Unknown parameters are refused, so a typo never silently widens an answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, TypeVar, get_args
 
 from otcommon.http import InvalidParameterError, query_parameter, reject_unknown_parameters
+from otcommon.schemas import utc_within_years
 from query_api.analytics import Breakdown
 from query_api.filters import DateMode, TransactionFilter, source_bucket_of
 from query_api.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest
@@ -154,14 +155,7 @@ def parse_instant(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError("expected an ISO 8601 date or timestamp, e.g. 2026-05-01T00:00:00Z") from None
-    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
-        raise ValueError(f"year must be between {EARLIEST_YEAR} and {LATEST_YEAR}")
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("timestamp out of range") from None
+    return utc_within_years(parsed, EARLIEST_YEAR, LATEST_YEAR)
 
 
 def parse_flag(value: str) -> bool:

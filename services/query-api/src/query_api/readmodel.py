@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from query_api.columns import CUSTOMER_ID, SEARCH_KEY, SERVED_FIELDS
+from query_api.columns import CUSTOMER_ID, PACKED, PACKED_FIELDS, SEARCH_KEY, SERVED_FIELDS
 from query_api.documents import RejectedDocument, to_rows
 from query_api.heldids import ABSENT, HeldIds, IdKeys
+from query_api.packed import unpacked
 from query_api.rollups import EventRollups
 from query_api.searchindex import COMMON_SHARE, SEGMENT_KEYS, SearchIndex
 
@@ -268,4 +269,8 @@ def empty_rows() -> pl.DataFrame:
 
 def served(rows: pl.DataFrame) -> list[dict[str, Any]]:
     """Rows as the API serves them: the document's fields and the buyer's opaque id."""
-    return rows.select(*SERVED_FIELDS, CUSTOMER_ID).to_dicts()
+    return unpacked(rows.select(*SERVED_COLUMNS, CUSTOMER_ID)).select(*SERVED_FIELDS, CUSTOMER_ID).to_dicts()
+
+
+SERVED_COLUMNS: Final = (*(name for name in SERVED_FIELDS if name not in PACKED_FIELDS), PACKED)
+"""The frame's columns a served row is made from."""

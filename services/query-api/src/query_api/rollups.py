@@ -78,26 +78,56 @@ def partials_of(rows: pl.DataFrame) -> Partials:
     )
 
 
-def summed_plans(partials: Partials, groups: Collection[str]) -> dict[str, pl.LazyFrame]:
-    """Queries summing the partials over their events: totals, per quarter-hour, per key of ``groups``
-    (and, with ``routes``, per connected account and the unresolved count)."""
-    plans = {
-        "totals": partials.totals.lazy().select(pl.exclude(EVENT).sum()),
-        "quarters": partials.quarters.lazy().group_by(PURCHASE_QUARTER).agg(pl.exclude(EVENT).sum()),
-    }
+@dataclass(frozen=True, slots=True)
+class Summed:
+    """Queries summing partials over the events selected, and the quarter-hour sums to read local time from.
+
+    ``quarters`` holds sums per quarter-hour (``breakdowns.quarter_sums``), one row per event and
+    quarter-hour or already summed over events; ``quarter_range`` holds at least its least and greatest
+    quarter-hour (``timezones.LocalClock.of``).
+    """
+
+    plans: dict[str, pl.LazyFrame]
+    quarters: pl.LazyFrame
+    quarter_range: pl.Series
+
+
+def summed_plans(partials: Partials, groups: Collection[str], events: pl.Expr | None = None) -> Summed:
+    """Queries summing the partials of the events ``events`` selects (all without it): totals and, per
+    key of ``groups``, sums (with ``routes``, per connected account and the unresolved count too)."""
+
+    def of(frame: pl.DataFrame) -> pl.LazyFrame:
+        return frame.lazy() if events is None else frame.lazy().filter(events)
+
+    plans = {"totals": of(partials.totals).select(pl.exclude(EVENT).sum())}
     for name in groups:
         per_event = partials.groups[name]
         label = [pl.col("label").max()] if "label" in per_event.columns else []
         sums = (pl.col(column).sum() for column in breakdowns.GROUP_COLUMNS)
-        plans[name] = per_event.lazy().group_by("key").agg(*sums, *label)
+        plans[name] = of(per_event).group_by("key").agg(*sums, *label)
     if "routes" in groups:
         plans["accounts"] = (
-            partials.accounts.lazy()
+            of(partials.accounts)
             .group_by("accountId")
             .agg(pl.col("accountName").max(), pl.col("ordersCount").sum(), pl.col("grossRevenue").sum())
         )
-        plans["unresolved"] = partials.unresolved.lazy().select(pl.col("unresolved").sum())
-    return plans
+        plans["unresolved"] = of(partials.unresolved).select(pl.col("unresolved").sum())
+    return Summed(plans, of(partials.quarters), partials.quarters[PURCHASE_QUARTER])
+
+
+def _summed_over_events(partials: Partials) -> Partials:
+    """The partials of every event summed into one row per key (quarter-hour, account), as partials."""
+    summed = summed_plans(partials, GROUPED)
+    quarters = summed.quarters.group_by(PURCHASE_QUARTER).agg(pl.exclude(EVENT).sum())
+    sums = collected({**summed.plans, "quarters": quarters})
+    everyone = pl.lit("", dtype=pl.String).alias(EVENT)
+    return Partials(
+        totals=sums["totals"].with_columns(everyone),
+        quarters=sums["quarters"].with_columns(everyone),
+        groups={name: sums[name].with_columns(everyone) for name in GROUPED},
+        accounts=sums["accounts"].with_columns(everyone),
+        unresolved=sums["unresolved"].with_columns(everyone),
+    )
 
 
 def answers_from_partials(filters: TransactionFilter) -> bool:
@@ -112,34 +142,28 @@ class EventRollups:
         self._model = model
         self._partials: Partials | None = None
         # The partials summed over every event, made with them: the commonest question needs no sum.
-        self._everything: dict[str, pl.DataFrame] | None = None
+        self._everything: Partials | None = None
         self._stale: set[str] = set()
         self._everything_stale = True
         # Answers run in several threads (readside.py): one at a time brings the partials up to date.
         self._refreshing = threading.Lock()
         model.on_change(self._invalidate)
 
-    def sums(
-        self, scope: EventScope, filters: TransactionFilter, groups: Collection[str]
-    ) -> dict[str, pl.LazyFrame]:
+    def sums(self, scope: EventScope, filters: TransactionFilter, groups: Collection[str]) -> Summed:
         """The sums of the events both the scope and the ``eventId`` filter allow (``summed_plans``)."""
         with self._refreshing:
             partials = self._current()
             if scope.allowed is None and not filters.event_ids:
                 if self._everything is None:
-                    self._everything = collected(summed_plans(partials, GROUPED))
-                everything = self._everything
-                return {name: everything[name].lazy() for name in summed_plans(partials, groups)}
-        return summed_plans(self.selected(scope, filters), groups)
+                    self._everything = _summed_over_events(partials)
+                return summed_plans(self._everything, groups)
+        return summed_plans(partials, groups, _events_of(scope, filters))
 
     def selected(self, scope: EventScope, filters: TransactionFilter) -> Partials:
         """The partials of the events both the scope and the ``eventId`` filter allow."""
-        events = scope.expression()
-        if filters.event_ids:
-            events = events & pl.col(EVENT).is_in(list(filters.event_ids))
         with self._refreshing:
             partials = self._current()
-        return partials.select(events)
+        return partials.select(_events_of(scope, filters))
 
     def _current(self) -> Partials:
         frame = self._model.frame()
@@ -158,3 +182,11 @@ class EventRollups:
     def _invalidate(self, event_ids: pl.DataFrame) -> None:
         if not self._everything_stale:
             self._stale.update(event_ids[EVENT].unique().to_list())
+
+
+def _events_of(scope: EventScope, filters: TransactionFilter) -> pl.Expr:
+    """The predicate on ``eventId`` of the events both the scope and the ``eventId`` filter allow."""
+    events = scope.expression()
+    if filters.event_ids:
+        events = events & pl.col(EVENT).is_in(list(filters.event_ids))
+    return events

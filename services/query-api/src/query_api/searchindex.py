@@ -89,7 +89,8 @@ class SearchIndex:
         self._dead: dict[int, int] = {}  # keys died per segment base since it was built
         self._indexed_end = 0  # keys below this are in segments (or dead)
         self._key_end = 0
-        self._listing: pl.DataFrame | None = None  # every segment's grams (``_Segment.listing``), or None
+        # Every segment's grams (``_Segment.listing``), sorted by gram; None without segments.
+        self._listing: pl.DataFrame | None = None
         self.build_seconds = 0.0
         """Time spent building segments so far (reported by the benchmark)."""
 
@@ -132,17 +133,17 @@ class SearchIndex:
         """A predicate on ``SEARCH_KEY`` that every row holding ``text`` meets, or None if none narrows.
 
         ``text`` is a normalized search text. Rows meeting the predicate still need the exact test.
-        Every segment is answered by the same few operations (one lookup of the grams, one
-        intersection of each segment's rarest lists, side by side), not by operations per segment.
+        Every segment is answered by the same few operations (a lookup of each gram in the sorted
+        table of every segment's grams, one intersection of each segment's rarest lists, side by
+        side), not by operations per segment. The candidates are a bitmap over every key, so the
+        predicate is one lookup per row.
         """
         listing = self._listing
         if len(text) < GRAM_LENGTH or listing is None:
             return None
-        grams = set(_grams_of(text))
+        grams = sorted(set(_grams_of(text)))
         found: dict[int, list[tuple[int, int, bool]]] = {}
-        for base, start, end, common in (
-            listing.filter(pl.col("gram").is_in(list(grams))).select("base", "start", "end", "common").rows()
-        ):
+        for base, start, end, common in _rows_of_grams(listing, grams):
             found.setdefault(base, []).append((start, end, common))
         ranked: list[list[tuple[int, pl.Series]]] = [[] for _ in range(_LISTS_INTERSECTED)]
         whole: list[int] = []
@@ -159,13 +160,23 @@ class SearchIndex:
                 listed.append((base, lists[min(rank, len(lists) - 1)]))  # a list met twice changes nothing
         if len(whole) == len(self._segments):
             return None  # every segment would be read whole: a plain scan is as good
-        keys = _intersection([_keys_of(listed) for listed in ranked])
-        unsplit = pl.concat([segment.unsplit for segment in self._segments.values()])
-        key = pl.col(SEARCH_KEY)
-        predicate = key.is_in(pl.concat([keys, unsplit]).implode()) | (key >= self._indexed_end)
-        for base in whole:
-            predicate |= key.is_between(base, base + self._segment_keys, closed="left")
-        return predicate
+        candidates = [
+            self._intersection([_keys_of(listed) for listed in ranked]),
+            *(segment.unsplit for segment in self._segments.values()),
+            *(_key_range(base, base + self._segment_keys) for base in whole),
+            _key_range(self._indexed_end, self._key_end),
+        ]
+        held = _bitmap(pl.concat(candidates), self._key_end)
+        return pl.lit(held).gather(pl.col(SEARCH_KEY))
+
+    def _intersection(self, key_lists: list[pl.Series]) -> pl.Series:
+        """The keys in every list: the first list's keys that each other list's bitmap holds."""
+        keys = key_lists[0]
+        for other in key_lists[1:]:
+            if keys.is_empty():
+                break
+            keys = keys.filter(_bitmap(other, self._key_end).gather(keys))
+        return keys
 
     def _build(self, base: int) -> None:
         began = time.perf_counter()
@@ -183,7 +194,9 @@ class SearchIndex:
             self._segments[base] = _segment_of(base, rows, common_share=self._common_share)
         # Made here, where changes apply one at a time: answers running side by side only read it.
         segments = self._segments.values()
-        self._listing = pl.concat([segment.listing() for segment in segments]) if segments else None
+        self._listing = (
+            pl.concat([segment.listing() for segment in segments]).sort("gram") if segments else None
+        )
 
 
 def _keys_of(lists: list[tuple[int, pl.Series]]) -> pl.Series:
@@ -195,12 +208,26 @@ def _keys_of(lists: list[tuple[int, pl.Series]]) -> pl.Series:
     )
 
 
-def _intersection(key_lists: list[pl.Series]) -> pl.Series:
-    """The keys in every list, in one query (each separate operation waits for Polars' threads)."""
-    keys = pl.LazyFrame({SEARCH_KEY: key_lists[0]})
-    for other in key_lists[1:]:
-        keys = keys.join(pl.LazyFrame({SEARCH_KEY: other}), on=SEARCH_KEY, how="semi")
-    return keys.collect()[SEARCH_KEY]
+def _rows_of_grams(listing: pl.DataFrame, grams: list[int]) -> list[tuple[int, int, int, bool]]:
+    """(base, start, end, common) of these grams in every segment, from the table sorted by gram."""
+    column = listing["gram"]
+    wanted = pl.Series(grams, dtype=column.dtype)
+    lows = column.search_sorted(wanted, side="left").to_list()
+    highs = column.search_sorted(wanted, side="right").to_list()
+    columns = listing.select("base", "start", "end", "common")
+    return [
+        row for low, high in zip(lows, highs, strict=True) for row in columns.slice(low, high - low).rows()
+    ]
+
+
+def _key_range(low: int, high: int) -> pl.Series:
+    return pl.int_range(low, high, dtype=pl.UInt32, eager=True)
+
+
+def _bitmap(keys: pl.Series, size: int) -> pl.Series:
+    """True at each of ``keys`` (all below ``size``), False elsewhere."""
+    held = pl.repeat(value=False, n=size, dtype=pl.Boolean, eager=True)
+    return held.scatter(keys, values=True) if len(keys) else held
 
 
 def _segment_of(base: int, rows: pl.DataFrame, *, common_share: float) -> _Segment:

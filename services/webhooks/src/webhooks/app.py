@@ -74,6 +74,8 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
             ),
             sweep_age=timedelta(seconds=settings.webhooks_sweep_age_seconds),
             apply_while_answering=settings.webhooks_apply_while_answering,
+            batch_size=settings.webhooks_apply_batch_size,
+            batch_wait=settings.webhooks_apply_batch_wait_seconds,
         )
         yield Webhooks(
             processor=processor,

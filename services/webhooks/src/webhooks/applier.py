@@ -17,9 +17,10 @@ from otcommon.messages import (
 from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
 from webhooks.processor import NotYetApplicableError, Outcome
 from webhooks.states import EventState, SettleReason
+from webhooks.transactions import Payment
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from otcommon.bus import MessagePublisher
     from otcommon.store import Document
@@ -62,31 +63,34 @@ class StripeFactsApplier:
         if event.type == TRANSFER_CREATED and obj.get("object") == "transfer":
             await self._forward_transfer(event, obj)
             return Outcome(EventState.APPLIED)
-        if event.type in REFUND_EVENTS or event.type.startswith("refund."):
-            merge, change = _merging(merge_refund, obj, event), TransactionChange.REFUNDED
-            charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
-        elif event.type in CHARGE_REFUND_EVENTS:
-            merge, change = _merging(merge_charge_refunds, obj, event), TransactionChange.REFUNDED
-            charge, payment_intent = obj.get("id"), obj.get("payment_intent")
-        elif event.type.startswith(DISPUTE_PREFIX) and obj.get("object") == "dispute":
-            merge, change = _merging(merge_dispute, obj, event), TransactionChange.DISPUTED
-            charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
-        else:
+        route = _route(event)
+        if route is None:
             return Outcome(EventState.IGNORED, SettleReason.UNKNOWN_TYPE.value)
-        return await self._apply_to_payment(event, _id(charge), _id(payment_intent), merge, change)
+        merge, change, payment = route
+        return await self._apply_to_payment(event, payment, merge, change)
+
+    async def prepared_for(self, events: Sequence[StripeEvent]) -> StripeFactsApplier:
+        """An applier for these events that reads their payments' index documents and transactions at once.
+
+        Two queries for the batch instead of four point reads per event (``webhooks.prefetch``).
+        """
+        payments = [route[2] for route in map(_route, events) if route is not None]
+        if not payments:
+            return self
+        transactions = await self._transactions.prefetch(payments)
+        return StripeFactsApplier(transactions=transactions, changes=self._changes, payouts=self._payouts)
 
     async def _apply_to_payment(
         self,
         event: StripeEvent,
-        charge: str | None,
-        payment_intent: str | None,
+        payment: Payment,
         merge: Callable[[Document], Merge],
         change: TransactionChange,
     ) -> Outcome:
-        if charge is None and payment_intent is None:
+        if not payment.ids():
             return Outcome(EventState.IGNORED, SettleReason.NO_PAYMENT_REFERENCE.value)
         writes = await self._transactions.write_payment(
-            charge=charge, payment_intent=payment_intent, merge=merge
+            charge=payment.charge, payment_intent=payment.payment_intent, merge=merge
         )
         if not writes.found:
             # Often the payment is not stored yet (ingest runs hourly): the sweep retries for three days.
@@ -137,6 +141,23 @@ class StripeFactsApplier:
         # Keyed on the Stripe event: announcing again after a crash sends the same message id.
         key = f"{written.transaction_id}/stripe/{event.id}"
         await self._changes.publish([make_envelope(message, key=key, correlation_id=event.id)])
+
+
+def _route(event: StripeEvent) -> tuple[Callable[[Document], Merge], TransactionChange, Payment] | None:
+    """How a refund or dispute event is merged, what it changes, and the payment it names; else None."""
+    obj = event.data_object
+    if event.type in REFUND_EVENTS or event.type.startswith("refund."):
+        merge, change = _merging(merge_refund, obj, event), TransactionChange.REFUNDED
+        charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
+    elif event.type in CHARGE_REFUND_EVENTS:
+        merge, change = _merging(merge_charge_refunds, obj, event), TransactionChange.REFUNDED
+        charge, payment_intent = obj.get("id"), obj.get("payment_intent")
+    elif event.type.startswith(DISPUTE_PREFIX) and obj.get("object") == "dispute":
+        merge, change = _merging(merge_dispute, obj, event), TransactionChange.DISPUTED
+        charge, payment_intent = obj.get("charge"), obj.get("payment_intent")
+    else:
+        return None
+    return merge, change, Payment(_id(charge), _id(payment_intent))
 
 
 def _merging(

@@ -135,6 +135,14 @@ class EventJournal:
             return None
         return str(claimed["_etag"])
 
+    async def claim_as_recorded(self, event_id: str, *, recorded_etag: str) -> str | None:
+        """Claim a record this process created, by its create's ETag and without reading it.
+
+        The ETag to settle it by; None when the record changed since it was created (another
+        process claimed or settled it): it is then left to whoever changed it, or to the sweep.
+        """
+        return await self.claim({"id": event_id, "_etag": recorded_etag}, hold=timedelta(0))
+
     async def release(self, record: Document) -> None:
         """Give back a claim whose attempt ended without settling (the event waits): any sweep may retry."""
         if record.get(CLAIMED_AT_FIELD) is None:

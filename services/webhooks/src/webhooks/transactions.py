@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,9 +26,10 @@ from otcommon.payment_transactions import (
     ref_of,
 )
 from otcommon.store import DocumentNotFoundError, Patch, read_modify_write
+from webhooks.prefetch import Prefetched, prefetch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from otcommon.store import Document, DocumentContainer
     from webhooks.facts import Merge
@@ -110,8 +112,22 @@ class TransactionFacts:
     def __init__(self, container: DocumentContainer, *, index: DocumentContainer | None = None) -> None:
         self._container = container
         self._index = index
+        self._prefetched: Prefetched | None = None
         self.fallbacks: Counter[Fallback] = Counter()
         """Lookups that needed the query, by reason (also exported: ``webhooks.payment_lookup_fallbacks``)."""
+
+    async def prefetch(self, payments: Iterable[Payment]) -> TransactionFacts:
+        """These facts deciding first on copies read for many payments at once (``webhooks.prefetch``).
+
+        The copy returned shares the containers and the fallback counts; only the batch uses it.
+        """
+        if self._index is None:
+            return self
+        stripe_ids = [stripe_id for payment in payments for stripe_id in payment.ids()]
+        found = await prefetch(index=self._index, transactions=self._container, stripe_ids=stripe_ids)
+        view = copy.copy(self)
+        view._prefetched = found  # noqa: SLF001 - the copy is of this class
+        return view
 
     async def write_payment(
         self, *, charge: str | None, payment_intent: str | None, merge: Callable[[Document], Merge]
@@ -160,6 +176,8 @@ class TransactionFacts:
         if self._index is None:
             return None
         key = payment_transactions_key(stripe_id)
+        if self._prefetched is not None and self._prefetched.covers(key):
+            return self._prefetched.index_documents[key]
         try:
             return await self._index.read(key, partition_key=key)
         except DocumentNotFoundError:
@@ -196,12 +214,15 @@ class TransactionFacts:
                 [{"op": "set", "path": f"/{name}", "value": value} for name, value in merged.fields.items()]
             )
 
+        held = self._prefetched.transaction(ref) if self._prefetched is not None else None
         try:
-            await read_modify_write(
-                self._container, ref.transaction_id, partition_key=ref.event_id, mutate=mutate
+            outcome = await read_modify_write(
+                self._container, ref.transaction_id, partition_key=ref.event_id, mutate=mutate, current=held
             )
         except DocumentNotFoundError as error:
             raise _NotThisPaymentError(ref.transaction_id) from error
+        if self._prefetched is not None:
+            self._prefetched.remember(ref, outcome.document)
         if not announce:
             return None
         return Written(ref.transaction_id, ref.event_id, announce[0])

@@ -1,5 +1,6 @@
 """Cosmos DB plumbing: the store interface, its Cosmos and in-memory implementations, provisioning."""
 
+from otcommon.store.coalescing import CoalescingContainer
 from otcommon.store.cosmos import CosmosContainer, ProvisionReport, create_cosmos_client, provision
 from otcommon.store.errors import (
     BatchWriteError,
@@ -41,6 +42,7 @@ __all__ = [
     "BatchWrite",
     "BatchWriteError",
     "Change",
+    "CoalescingContainer",
     "CompositeIndex",
     "ConflictError",
     "ContainerSpec",
