@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,7 +16,9 @@ from reference import instant, matches
 from test_properties import assert_close, queries
 from test_tables import assert_same_customers, buyer_documents, expected_customers
 
-from query_api.customers import CUSTOMER_COLUMNS
+from query_api.columns import CUSTOMER_ID
+from query_api.customerquery import CustomerQuery
+from query_api.customers import CUSTOMER_COLUMNS, EveryoneKeys
 from query_api.filters import TransactionFilter
 from query_api.pagination import PageRequest
 from query_api.readmodel import ReadModel
@@ -221,3 +225,142 @@ def test_latest_values_break_ties_on_the_instant_by_the_greater_transaction_id(f
         "email": [("ana", "ANA@example.com", "+1 555 0300"), ("Bo", "bo@example.com", "+1 555 0200")],
         "phone": [("Bo", "bo@example.com", "+1 555 0200"), ("ana", "ANA@example.com", "+1 555 0300")],
     }[sort]
+
+
+@pytest.mark.parametrize("filters", [NO_FILTER, EVERY_PURCHASE], ids=["kept keys", "row path"])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("name", ["Ab", "Ann", "Bea"]),
+        ("email", ["a@x.com", "b@x.com", "c@x.com"]),
+        ("phone", ["+1 555 0000", "+1 555 0001", "+1 555 0002"]),
+    ],
+)
+def test_a_buyers_place_is_set_by_their_latest_non_empty_value(filters, sort, expected):
+    """A blank value in a buyer's latest order does not hide the value before it, and of two orders
+    at one instant the greater id wins although it arrived first ("tx9" is greater than "tx10")."""
+    later = T0 + timedelta(minutes=1)
+    model = ReadModel()
+    model.upsert(
+        [
+            transaction(1, Name="Ann", Email="a@x.com", Phone="+1 555 0001", PurchaseDate=T0),
+            transaction(2, Name="", Email="a@x.com", Phone="", PurchaseDate=later),
+            transaction(3, Name="Bea", Email="b@x.com", Phone="+1 555 0002", PurchaseDate=T0),
+            transaction(9, Name="Ab", Email="c@x.com", Phone="+1 555 0000", PurchaseDate=T0),
+            transaction(10, Name="Cy", Email="C@X.COM", Phone="+1 555 0009", PurchaseDate=T0),
+        ]
+    )
+
+    served = walk(model, EVERYTHING, filters, PageRequest(sort=sort), by_cursor=True)
+
+    assert [row[sort] for row in served] == expected
+
+
+def changed_rows(data: st.DataObject, held: dict[str, dict[str, Any]], model: ReadModel, count: int) -> None:
+    """Random upserts (new orders, orders moved to another buyer or event) and deletes, applied to
+    ``model`` and to ``held`` alike."""
+    for step in range(data.draw(st.integers(1, 4))):
+        n = data.draw(st.integers(0, count + 2))
+        if data.draw(st.booleans()):
+            model.delete(f"tx{n}", ts=10 + step)
+            held.pop(f"tx{n}", None)
+        else:
+            document = {**data.draw(exact_buyer_documents(n)), "_ts": 10 + step}
+            model.upsert([document])
+            held[document["id"]] = document
+
+
+@WALK_SETTINGS
+@given(
+    rows=exact_buyer_rows(),
+    data=st.data(),
+    sort=st.sampled_from(sorted(CUSTOMER_SORTS)),
+    descending=st.booleans(),
+    by_cursor=st.booleans(),
+)
+def test_a_kept_query_follows_upserts_and_deletes_for_any_filters(rows, data, sort, descending, by_cursor):
+    """A query asked once keeps its buyers' keys, run, built rows and row positions; after rows
+    change (in its events or others, buyers merging and splitting) it is repaired, and walking it
+    serves exactly the independent de-duplication of the rows held now, in order."""
+    query = data.draw(queries(rows))
+    model = ReadModel()
+    model.upsert(rows)
+    scope, filters = scope_and_filters(query)
+    # One buyer a page: the run's window of built rows (four pages) ends before the last buyers.
+    request = PageRequest(sort=sort, descending=descending, page_size=1)
+    customers_page(model, scope, filters, request)
+    held = {row["id"]: row for row in rows}
+    changed_rows(data, held, model, len(rows))
+    expected = expected_customers([row for row in held.values() if matches(row, query)])
+
+    served = walk(model, scope, filters, request, by_cursor=by_cursor)
+
+    assert [row["id"] for row in served] == expected_order(expected, sort, descending=descending)
+    assert_same_customers({row["id"]: row for row in served}, expected)
+
+
+@WALK_SETTINGS
+@given(rows=exact_buyer_rows(), data=st.data(), built_kept=st.integers(0, 3))
+def test_pages_asked_in_any_order_of_sorts_and_indexes_are_each_the_right_slice(rows, data, built_kept):
+    """A query keeps the whole rows of a few buyers only: pages asked in any order of sorts,
+    directions, sizes and indexes (windows of built rows pushing one another out) each serve the
+    buyers of that slice of the independent de-duplication, with their columns."""
+    query = data.draw(queries(rows))
+    model = ReadModel()
+    model.upsert(rows)
+    scope, filters = scope_and_filters(query)
+    expected = expected_customers([row for row in rows if matches(row, query)])
+    customers_query = CustomerQuery(everyone=False, built_kept=built_kept)
+    for _ in range(data.draw(st.integers(1, 8))):
+        sort = data.draw(st.sampled_from(sorted(CUSTOMER_SORTS)))
+        descending, size, index = (
+            data.draw(st.booleans()),
+            data.draw(st.integers(1, 3)),
+            data.draw(st.integers(0, 4)),
+        )
+        request = PageRequest(sort=sort, descending=descending, page_size=size, page=index)
+
+        served, _ = customers_query.page(
+            model, scope, filters, request, everyone_keys=EveryoneKeys(model), query_fingerprint="test"
+        )
+
+        wanted = expected_order(expected, sort, descending=descending)[index * size : (index + 1) * size]
+        assert served["id"].to_list() == wanted
+        assert_same_customers(
+            {row["id"]: row for row in served.select(CUSTOMER_COLUMNS).to_dicts()},
+            {buyer: expected[buyer] for buyer in wanted},
+        )
+
+
+@pytest.mark.parametrize("repair_limit", [1, 2, 100], ids=["over the limit", "at the limit", "under it"])
+def test_a_query_changed_beyond_its_repair_limit_is_computed_again(repair_limit):
+    """More changed buyers than the limit: the query forgets its keys, runs and built rows and
+    computes them again; at or under it, it repairs them. Either way the pages are right."""
+    model = ReadModel()
+    held = {n: spender(n, buyer=n % 6, amount=float(n)) for n in range(12)}
+    model.upsert(list(held.values()))
+    customers_query = CustomerQuery(everyone=False, repair_limit=repair_limit)
+    model.on_change(
+        lambda changes: customers_query.rows_changed(changes[CUSTOMER_ID].to_list(), touched=True)
+    )
+    request = PageRequest(sort="totalSpent", descending=True, page_size=2)
+    ask = partial(
+        customers_query.page,
+        model,
+        EVERYTHING,
+        EVERY_PURCHASE,
+        everyone_keys=EveryoneKeys(model),
+        query_fingerprint="t",
+    )
+    ask(request)
+    held[12] = spender(12, buyer=1, amount=100.0)  # buyer 1 from the last place to the first
+    model.upsert([held[12]])
+    model.delete("tx0", ts=5)  # buyer 0 spends less
+    del held[0]
+
+    pages = [ask(replace(request, page=index))[0].select(CUSTOMER_COLUMNS) for index in range(4)]
+    served = [row for page in pages for row in page.to_dicts()]
+
+    expected = expected_customers(list(held.values()))
+    assert [row["id"] for row in served] == expected_order(expected, "totalSpent", descending=True)
+    assert_same_customers({row["id"]: row for row in served}, expected)

@@ -1,10 +1,9 @@
 """The transactions table and the customers table (SPEC section 4) over the read model.
 
-A query (table, scope, filters) is computed once per state of the rows it reads: the transactions
-it matches, or its customer table, are kept in a ``TableCache`` with the sorted runs its pages
-were cut from, so the next page, or the same page again, is a slice. Entries are dropped when
-rows of their events change (every transactions entry on any change: it holds positions in the
-model's frame).
+A query (table, scope, filters) is kept in a ``TableCache`` with the sorted runs its pages were
+cut from, so the next page, or the same page again, is a slice. A transactions query (the
+positions of the rows it matches) is dropped at any change; a customers query (its buyers' sort
+keys, see ``customerquery``) is repaired for the buyers a change touched.
 """
 
 from __future__ import annotations
@@ -17,26 +16,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from query_api.columns import BUYER, CUSTOMER_ID, PURCHASED_AT
-from query_api.customers import (
-    CUSTOMER_COLUMNS,
-    ROW_COLUMNS,
-    SORT_KEYS,
-    EveryoneKeys,
-    customers,
-    customers_in_order,
-    key_columns,
-    sort_keys,
-)
-from query_api.pagination import (
-    Page,
-    PageRequest,
-    SortedRun,
-    fingerprint,
-    paginate,
-    repaired,
-    sort_column,
-)
+from query_api.columns import CUSTOMER_ID, PURCHASED_AT
+from query_api.customerquery import RUNS_KEPT, CustomerQuery
+from query_api.customers import CUSTOMER_COLUMNS, ROW_COLUMNS, SORT_KEYS, EveryoneKeys, customers
+from query_api.pagination import Page, PageRequest, SortedRun, fingerprint, paginate, sort_column
 from query_api.readmodel import ROW_NUMBER, served
 from query_api.rollups import answers_from_partials
 
@@ -83,26 +66,17 @@ CUSTOMER_SORTS: Final = SORT_KEYS
 
 @dataclass(slots=True)
 class _Query:
-    """What one query has computed over the current rows: its matches, sort keys and runs."""
+    """What one transactions query has computed over the current rows: its matches, keys and runs."""
 
-    matching: pl.DataFrame | None  # None for a query that keeps its sort keys only
+    matching: pl.DataFrame  # the positions of its rows in the model's frame
     keys: dict[str, pl.DataFrame] = field(default_factory=dict)
     runs: dict[tuple[str, bool], SortedRun] = field(default_factory=dict)
-    # The whole rows of part of the current run (customers), so the next pages are slices.
-    completed: tuple[SortedRun, pl.DataFrame] | None = None
-    # Repairable queries only: the keys (customerIds) whose rows changed since the runs were cut.
-    changed: set[str] = field(default_factory=set)
-    # Answer threads asking the same customers query take turns: its keys, runs and built rows
-    # are read and repaired together.
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page(self, frame: pl.DataFrame, request: PageRequest, **reading: Any) -> Page:
         """A page of ``frame`` (this query's rows), reusing and keeping the run of its order."""
         order = (reading["sortable"][request.sort], request.descending)
         page = paginate(frame, request, run=self.runs.get(order), **reading)
         if page.run is not None:
-            # A few orders: dashboards switch between sorts, and each run is at most a few
-            # thousand rows of a sort column and a key.
             self.runs.pop(order, None)
             self.runs[order] = page.run
             while len(self.runs) > RUNS_KEPT:
@@ -112,24 +86,20 @@ class _Query:
 
 @dataclass(slots=True)
 class _Entry:
-    query: _Query
+    query: _Query | CustomerQuery
     events: frozenset[str] | None  # the events it read; None: all of them
-    positional: bool  # holds row positions, which any change moves
-    repairable: bool = False  # kept across changes: its runs are repaired for the buyers changed
 
-
-COMPLETED_PAGES: Final = 4
-"""A page's buyers are built whole with those of the next pages (of its size), up to this many pages."""
-
-RUNS_KEPT: Final = 4
-"""Sorted runs kept per query (one per order), the least recently used going first."""
 
 MAX_QUERIES: Final = 8
 """Queries kept per model; the least recently used goes first."""
 
 
 class TableCache:
-    """The queries of one read model recently asked, until rows they read change."""
+    """The queries of one read model recently asked.
+
+    A transactions query is dropped at any change (it holds positions in the model's frame); a
+    customers query is told which buyers changed and repairs itself when next asked.
+    """
 
     def __init__(self, model: ReadModel) -> None:
         self.everyone = EveryoneKeys(model)
@@ -138,21 +108,32 @@ class TableCache:
         self._entries_lock = threading.Lock()
         model.on_change(self._changed)
 
-    def query(
-        self,
-        key: Hashable,
-        compute: Callable[[], pl.DataFrame | None],
-        *,
-        events: frozenset[str] | None,
-        positional: bool,
-        repairable: bool = False,
+    def transactions_query(
+        self, key: Hashable, matching: Callable[[], pl.DataFrame], *, events: frozenset[str] | None
     ) -> _Query:
-        """The cached query under ``key``, or a new one of ``compute()``."""
+        """The cached transactions query under ``key``, or a new one of ``matching()``."""
+        query = self._kept(key, lambda: _Query(matching()), events)
+        if not isinstance(query, _Query):  # pragma: no cover - keys name their table
+            raise TypeError("a transactions key holds another table's query")
+        return query
+
+    def customers_query(
+        self, key: Hashable, *, events: frozenset[str] | None, everyone: bool
+    ) -> CustomerQuery:
+        """The cached customers query under ``key``, or a new one (computed as its pages are asked)."""
+        query = self._kept(key, lambda: CustomerQuery(everyone=everyone), events)
+        if not isinstance(query, CustomerQuery):  # pragma: no cover - keys name their table
+            raise TypeError("a customers key holds another table's query")
+        return query
+
+    def _kept(
+        self, key: Hashable, make: Callable[[], _Query | CustomerQuery], events: frozenset[str] | None
+    ) -> _Query | CustomerQuery:
         with self._entries_lock:
             entry = self._entries.get(key)
         if entry is None:
-            # Computed outside the lock: two threads may both compute it, over the same rows.
-            entry = _Entry(_Query(compute()), events, positional, repairable)
+            # Made outside the lock: two threads may both compute it, over the same rows.
+            entry = _Entry(make(), events)
         with self._entries_lock:
             entry = self._entries.setdefault(key, entry)
             self._entries.move_to_end(key)
@@ -160,14 +141,14 @@ class TableCache:
                 self._entries.popitem(last=False)
         return entry.query
 
-    def _changed(self, event_ids: pl.DataFrame) -> None:
-        touched = frozenset(event_ids["eventId"].cast(pl.String).unique().to_list())
+    def _changed(self, changes: pl.DataFrame) -> None:
+        touched = frozenset(changes["eventId"].cast(pl.String).unique().to_list())
+        customer_ids = changes[CUSTOMER_ID].to_list()
         for key, entry in list(self._entries.items()):
-            if entry.repairable:
-                entry.query.changed.update(event_ids[CUSTOMER_ID].to_list())
-                entry.query.keys.clear()
-                entry.query.completed = None
-            elif entry.positional or entry.events is None or entry.events & touched:
+            if isinstance(entry.query, CustomerQuery):
+                reads_touched = entry.events is None or bool(entry.events & touched)
+                entry.query.rows_changed(customer_ids, touched=reads_touched)
+            else:
                 del self._entries[key]
 
 
@@ -209,17 +190,14 @@ def transactions_page(
     order from their sort column and id only, then takes the page's rows whole by position.
     """
     column = sort_column(TRANSACTION_SORTS, request)
-    query = table_cache(model).query(
+    query = table_cache(model).transactions_query(
         ("transactions", scope, filters),
         lambda: model.rows(scope, filters, columns=[ROW_NUMBER]),
         events=_selected_events(scope, filters),
-        positional=True,
     )
     frame = model.frame()
     keys = query.keys.get(column)
     if keys is None:
-        if query.matching is None:  # pragma: no cover - a transactions query always holds its matches
-            raise AssertionError("a transactions query without its matching rows")
         positions = query.matching[ROW_NUMBER]
         if positions.len() == frame.height:  # every row matches: no gather
             keys = frame.select(column, "id").with_row_index(ROW_NUMBER)
@@ -243,99 +221,26 @@ def customers_page(
     """One page of the buyers of the transactions the caller may see that match the filters.
 
     The page is cut from the query's sort keys (one row per buyer: its key and the sort column);
-    only the buyers of the page and of the rest of its run's window are then built whole.
-    The query of every buyer of every event is never dropped: after a change its sorted run is
-    repaired for the buyers changed instead of selected again from every buyer.
+    only the buyers of the page and of the rest of its run's window are then built whole
+    (``customerquery.CustomerQuery``). A kept query is repaired for the buyers a change touched
+    rather than computed again.
     """
     sort_column(CUSTOMER_SORTS, request)  # an unknown sort is refused before anything is cached
     cache = table_cache(model)
     everyone = scope.allowed is None and not filters.event_ids and answers_from_partials(filters)
-    query = cache.query(
-        ("customers", scope, filters),
-        lambda: None,
-        events=_selected_events(scope, filters),
-        positional=False,
-        repairable=everyone,
+    query = cache.customers_query(
+        ("customers", scope, filters), events=_selected_events(scope, filters), everyone=everyone
     )
     with query.lock:
-        return _customers_page_of(query, model, scope, filters, request, everyone=everyone)
-
-
-def _customers_page_of(
-    query: _Query,
-    model: ReadModel,
-    scope: EventScope,
-    filters: TransactionFilter,
-    request: PageRequest,
-    *,
-    everyone: bool,
-) -> tuple[list[dict[str, Any]], Page]:
-    column = sort_column(CUSTOMER_SORTS, request)
-    cache = table_cache(model)
-    keys = query.keys.get(column)
-    if keys is None:
-        if everyone:
-            _repair_runs(query, lambda sorted_by: cache.everyone.keys(model, sorted_by))
-            keys = cache.everyone.keys(model, column)
-        else:
-            keys = sort_keys(model.rows(scope, filters, columns=key_columns(column)), column)
-        query.keys = {column: keys}
-    page = query.page(
-        keys,
-        request,
-        sortable=CUSTOMER_SORTS,
-        key=BUYER,
-        query_fingerprint=_cursor_fingerprint(scope, filters),
-    )
-    rows = _completed(query, page, lambda buyers: _page_customers(model, scope, filters, buyers))
-    return rows.select(CUSTOMER_COLUMNS).to_dicts(), replace(page, rows=rows)
-
-
-def _repair_runs(query: _Query, keys_of: Callable[[str], pl.DataFrame]) -> None:
-    """The query's runs after the rows of the buyers in ``query.changed`` changed.
-
-    ``keys_of(column)``: every buyer's keys of that sort column as they are now.
-    """
-    if query.changed:
-        changed = pl.Series(sorted(query.changed), dtype=pl.String()).str.to_integer(
-            base=16, dtype=pl.UInt128
+        rows, page = query.page(
+            model,
+            scope,
+            filters,
+            request,
+            everyone_keys=cache.everyone,
+            query_fingerprint=_cursor_fingerprint(scope, filters),
         )
-        query.runs = {
-            order: repaired(run, keys_of(run.column), changed, key=BUYER) for order, run in query.runs.items()
-        }
-        query.changed.clear()
-
-
-def _completed(query: _Query, page: Page, complete: Callable[[pl.Series], pl.DataFrame]) -> pl.DataFrame:
-    """The whole rows of the page's buyers, built with those of the next pages of its run.
-
-    The next pages of the run are then slices of what was built; a deep page builds only its window.
-    """
-    buyers = page.rows[BUYER]
-    if page.run is None or buyers.is_empty():
-        return complete(buyers)
-    held = query.completed
-    if held is None or held[0] is not page.run or not buyers.is_in(held[1][BUYER].implode()).all():
-        run_buyers = page.run.rows[BUYER]
-        # Found by comparing Series: a 128-bit key is no literal Polars takes.
-        at_start = (run_buyers == buyers.head(1)).arg_true()
-        window = run_buyers.slice(at_start[0] if at_start.len() else 0, COMPLETED_PAGES * buyers.len())
-        held = (page.run, complete(window))
-        query.completed = held
-    return buyers.to_frame().join(held[1], on=BUYER, how="left", maintain_order="left")
-
-
-def _page_customers(
-    model: ReadModel, scope: EventScope, filters: TransactionFilter, buyers: pl.Series
-) -> pl.DataFrame:
-    """The whole rows of these buyers, in this order, from their rows that match the query.
-
-    Their rows are found by key first (one integer test per row) and only those are filtered.
-    """
-    # Two steps: the filters then test a few rows, not every row (a search reads each row's text).
-    wanted = model.frame().filter(pl.col(BUYER).is_in(buyers.implode()))
-    matching = wanted.filter(scope.expression() & filters.expression()).select(ROW_COLUMNS)
-    return customers_in_order(matching, buyers)
+    return rows.select(CUSTOMER_COLUMNS).to_dicts(), replace(page, rows=rows)
 
 
 def customer_detail(
