@@ -20,6 +20,8 @@ What each lock guards, as these tests found by removing it:
 - The table cache's locks (tables.py) keep two threads from working on one query's keys and runs at
   once; everything they hold is derived from one state of the model (no change runs beside
   answers), so a duplicate is equal, and no interleaving these hooks can force gives a wrong page.
+  The last test forces two answers to keep the runs of one transactions query at once: without
+  the lock around the kept runs, both evict the same oldest run and the second eviction fails.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 from query_documents import transaction
 
 from query_api.analytics import analyze, report_json
@@ -40,13 +43,11 @@ from query_api.readmodel import ReadModel
 from query_api.readside import ReadSide
 from query_api.rollups import EventRollups
 from query_api.scope import EventScope
-from query_api.tables import customers_page
+from query_api.tables import RUNS_KEPT, TRANSACTION_SORTS, _Query, customers_page
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from types import CodeType
-
-    import polars as pl
 
 WAIT_SECONDS = 10.0
 """How long a held thread waits for the test to let it go: a bound, never reached when the code works."""
@@ -214,3 +215,64 @@ async def test_both_answer_threads_see_an_event_changed_while_its_partials_are_r
         assert where == "waiting", "the interleaving this test is about did not happen"
     finally:
         side.close()
+
+
+class RunsPausingAnEviction(dict[Any, Any]):
+    """A query's kept runs that stop one thread just before it evicts a run, until the test resumes it."""
+
+    def __init__(self, runs: dict[Any, Any]) -> None:
+        super().__init__(runs)
+        self.pause_thread: int | None = None
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def __delitem__(self, key: Any) -> None:
+        if threading.get_ident() == self.pause_thread and not self.paused.is_set():
+            self.paused.set()
+            if not self.resume.wait(WAIT_SECONDS):
+                raise TimeoutError("the test never resumed the paused eviction")
+        super().__delitem__(key)
+
+
+def test_two_answers_keeping_runs_of_one_transactions_query_at_once_both_get_their_page():
+    sorts = ["TotalAmount", "Name", "Email", "Phone", "TotalTickets", "eventId"]
+    frame = pl.DataFrame({"id": [f"t{n}" for n in range(10)]} | {sort: [f"{sort}{n}" for n in range(10)]
+                                                                  for sort in sorts})  # fmt: skip
+    query = _Query(frame.select(pl.int_range(frame.height).alias("n")))
+
+    def page(sort: str) -> Any:
+        return query.page(frame, PageRequest(sort=sort, page_size=3), sortable=TRANSACTION_SORTS, key="id",
+                          query_fingerprint="q")  # fmt: skip
+
+    for sort in sorts[:RUNS_KEPT]:  # the query keeps as many runs as it may: the next order evicts one
+        page(sort)
+    outcomes: dict[str, Any] = {}
+
+    def first() -> None:
+        runs.pause_thread = threading.get_ident()
+        try:
+            outcomes["first"] = page(sorts[4])
+        except Exception as error:  # noqa: BLE001 - the test reports what the thread met
+            outcomes["first"] = error
+
+    runs = RunsPausingAnEviction(query.runs)
+    query.runs = runs
+    first_thread = threading.Thread(target=first)
+    first_thread.start()
+    second = SecondAnswer(lambda _model: page(sorts[5]))
+    try:
+        assert runs.paused.wait(WAIT_SECONDS), "the first answer never reached its eviction"
+        second_thread = threading.Thread(target=lambda: outcomes.setdefault("second", second(ReadModel())))
+        second_thread.start()
+        where = second.waiting_or_finished({_Query.page.__code__})
+    finally:
+        runs.resume.set()
+        first_thread.join(WAIT_SECONDS)
+    second_thread.join(WAIT_SECONDS)
+
+    assert not isinstance(outcomes["first"], Exception), f"the first answer failed: {outcomes['first']!r}"
+    assert [row["id"] for row in outcomes["first"].rows.to_dicts()] == ["t0", "t1", "t2"]
+    assert [row["id"] for row in outcomes["second"].rows.to_dicts()] == ["t0", "t1", "t2"]
+    assert len(query.runs) == RUNS_KEPT
+    assert {("eventId", False), ("TotalTickets", False)} <= set(query.runs)
+    assert where == "waiting", "the interleaving this test is about did not happen"

@@ -71,16 +71,22 @@ class _Query:
     matching: pl.DataFrame  # the positions of its rows in the model's frame
     keys: dict[str, pl.DataFrame] = field(default_factory=dict)
     runs: dict[tuple[str, bool], SortedRun] = field(default_factory=dict)
+    # Two answer threads may page one query at once: the page is cut outside the lock, the runs
+    # kept are updated inside it (two evictions of the same oldest run would otherwise collide).
+    runs_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page(self, frame: pl.DataFrame, request: PageRequest, **reading: Any) -> Page:
         """A page of ``frame`` (this query's rows), reusing and keeping the run of its order."""
         order = (reading["sortable"][request.sort], request.descending)
-        page = paginate(frame, request, run=self.runs.get(order), **reading)
+        with self.runs_lock:
+            run = self.runs.get(order)
+        page = paginate(frame, request, run=run, **reading)
         if page.run is not None:
-            self.runs.pop(order, None)
-            self.runs[order] = page.run
-            while len(self.runs) > RUNS_KEPT:
-                del self.runs[next(iter(self.runs))]
+            with self.runs_lock:
+                self.runs.pop(order, None)
+                self.runs[order] = page.run
+                while len(self.runs) > RUNS_KEPT:
+                    del self.runs[next(iter(self.runs))]
         return page
 
 
