@@ -189,11 +189,13 @@ async def test_two_replicas_one_syncs_and_the_other_takes_over_when_it_dies(envi
             # Both replicas are up and contend: one of them found the lease held by the other. (On a
             # busy machine a replica can start seconds after the other; killing the holder before the
             # late one ever tried would test nothing.)
-            async with asyncio.timeout(60):
-                await asyncio.wait(
-                    [asyncio.create_task(event.wait()) for event in waiting.values()],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+            waits = [asyncio.create_task(event.wait()) for event in waiting.values()]
+            try:
+                async with asyncio.timeout(60):
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
             other_pid = next(pid for pid, event in waiting.items() if event.is_set())
             holder_pid = int((await lease_holder(environment) or "x:0").split(":")[1])
             assert holder_pid in replicas
