@@ -134,13 +134,17 @@ def test_body_is_camel_case_json():
     assert b'"changedAt":"2026-03-01T12:30:00Z"' in raw.body
 
 
-def test_enrichment_message_id_is_derived_from_the_payment():
+def test_enrichment_message_id_is_derived_from_the_payment_and_the_order():
     first = make_envelope(enrichment())
-    again = make_envelope(enrichment(transaction_id="txn-1", requested_at=datetime(2026, 3, 2, tzinfo=UTC)))
+    again = make_envelope(enrichment(requested_at=datetime(2026, 3, 2, tzinfo=UTC)))
+    second_order = make_envelope(enrichment(transaction_id="txn-2"))
     other = make_envelope(enrichment(payment_id="ch_3Other"))
 
     assert first.message_id == again.message_id
-    assert first.message_id == message_id_for(message_type="PaymentEnrichmentRequested", key="pi_3Abc123")
+    assert first.message_id == message_id_for(
+        message_type="PaymentEnrichmentRequested", key="pi_3Abc123/txn-1"
+    )
+    assert second_order.message_id != first.message_id  # not dropped as a duplicate of the first order's
     assert other.message_id != first.message_id
 
 

@@ -81,14 +81,14 @@ class PaymentEnrichmentRequested(Message):
     reason: EnrichmentReason = EnrichmentReason.NEW
 
     def default_key(self) -> str:
-        """Without a key from the publisher, first requests collapse per payment; each requeue is its own.
+        """Without a key from the publisher, a first request is one per payment and order; a requeue its own.
 
-        Ingest passes its own key for new requests (payment, order and the source's stamp, see
-        ``ingest.queueing.new_request_key``): a second order of a payment enriched already must not
-        be dropped as a duplicate of the first order's request."""
+        A second order of a payment enriched already must not be dropped as a duplicate of the
+        first order's request, so the order is part of the key. Ingest passes a finer key of its
+        own (the source's stamp too, see ``ingest.queueing.new_request_key``)."""
         # A requeue keyed on the payment alone would be swallowed by the duplicate detection window.
         if self.reason is EnrichmentReason.NEW:
-            return self.payment_id
+            return f"{self.payment_id}/{self.transaction_id}"
         return f"{self.payment_id}/{self.reason.value}/{self.requested_at.isoformat()}"
 
 
