@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,7 +13,7 @@ from test_handler import PAYOUT_QUEUE, QUEUE, Setup, order, payout_changed
 from world import DAY, NOW, T_NOW, facts_container, index_container
 
 from enricher.__main__ import build_parser, main
-from enricher.app import Enricher, create_app
+from enricher.app import GC_THRESHOLDS, Enricher, create_app
 from enricher.handler import PayoutChangeHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
@@ -51,6 +52,27 @@ def test_a_missing_stripe_key_stops_the_command_naming_the_variable(monkeypatch,
     monkeypatch.delenv("OT_STRIPE_API_KEY", raising=False)
     assert main(["reindex"]) == 2
     assert "OT_STRIPE_API_KEY" in capsys.readouterr().err
+
+
+def test_serve_collects_cycles_less_often_than_the_default(monkeypatch):
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OT_STRIPE_API_KEY", "sk_test_serve")
+    seen: dict[str, object] = {}
+
+    def run_app(app, **options):
+        seen["thresholds"], seen["port"] = gc.get_threshold(), options["port"]
+
+    monkeypatch.setattr("enricher.__main__.web.run_app", run_app)
+    before = gc.get_threshold()
+    try:
+        assert main(["serve"]) == 0
+    finally:
+        gc.set_threshold(*before)
+    # Serving hundreds of messages at once, the default thresholds walked the heap for a third of the CPU.
+    assert seen["thresholds"] == GC_THRESHOLDS
+    assert GC_THRESHOLDS[0] > before[0]
+    assert seen["port"] == EnricherSettings().enricher_http_port
 
 
 async def test_refresh_payouts_completes_a_payment_whose_payout_arrived():
