@@ -1,21 +1,31 @@
-"""Logging masks personal data and carries trace ids; the HTTP middleware adds spans and request ids."""
+"""Logging masks personal data and carries trace ids; the HTTP middleware adds spans and request ids;
+counters reach an OTLP collector."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 
 import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry import trace
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import capture_logs
 
 from otcommon.http import REQUEST_ID_HEADER, request_context_middleware
-from otcommon.telemetry import MASK, add_trace_context, configure_logging, mask_personal_data
+from otcommon.telemetry import (
+    MASK,
+    add_trace_context,
+    configure_logging,
+    configure_metrics,
+    mask_personal_data,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +132,57 @@ async def test_middleware_echoes_request_ids_records_spans_and_logs_one_line(spa
     ]
     names = [span.name for span in spans.get_finished_spans()]
     assert names.count("GET /hello/{name}") == 2
+
+
+# As a service does: its counters are created at import, before main() configures the export.
+EXPORTING_SERVICE = """
+import sys
+from opentelemetry import metrics
+deliveries = metrics.get_meter("otcommon.test").create_counter("otcommon.test.deliveries")
+from otcommon.telemetry import configure_metrics
+provider = configure_metrics(service_name="telemetry-test", otlp_endpoint=sys.argv[1])
+deliveries.add(3, {"outcome": "applied"})
+assert provider.force_flush(10_000)
+"""
+
+
+async def test_counters_created_at_import_reach_the_collector_once_an_endpoint_is_set():
+    received: list[tuple[str, str, bytes]] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        received.append((request.path, request.content_type, await request.read()))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/v1/metrics", collect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", EXPORTING_SERVICE, f"http://127.0.0.1:{port}/"
+        )
+        async with asyncio.timeout(60):
+            assert await process.wait() == 0
+    finally:
+        await runner.cleanup()
+
+    assert received, "nothing reached the collector"
+    path, content_type, body = received[0]
+    assert (path, content_type) == ("/v1/metrics", "application/x-protobuf")
+    export = ExportMetricsServiceRequest.FromString(body)
+    [resource] = export.resource_metrics
+    assert {"service.name": "telemetry-test"}.items() <= {
+        attribute.key: attribute.value.string_value for attribute in resource.resource.attributes
+    }.items()
+    [metric] = [metric for scope in resource.scope_metrics for metric in scope.metrics]
+    assert metric.name == "otcommon.test.deliveries"
+    [point] = metric.sum.data_points
+    assert point.as_int == 3
+    assert [(a.key, a.value.string_value) for a in point.attributes] == [("outcome", "applied")]
+
+
+def test_without_an_endpoint_no_meter_provider_is_set():
+    assert configure_metrics(service_name="telemetry-test", otlp_endpoint=None) is None

@@ -1,4 +1,4 @@
-"""Logging (structlog) and tracing (OpenTelemetry); the HTTP request middleware is in ``otcommon.http``.
+"""Logging (structlog), tracing and metrics (OpenTelemetry); the request middleware is in ``otcommon.http``.
 
 Logs never carry secrets or personal data: a masking processor replaces values of sensitive
 keys and any e-mail address or secret-looking token in free text.
@@ -12,7 +12,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -144,4 +146,36 @@ def configure_tracing(*, service_name: str, otlp_endpoint: str | None) -> Tracer
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces"))
         )
     trace.set_tracer_provider(provider)
+    return provider
+
+
+METRICS_EXPORT_INTERVAL_SECONDS = 30.0
+"""How often the counters are sent to the collector."""
+
+
+def metrics_provider(
+    *, service_name: str, otlp_endpoint: str, export_interval_seconds: float = METRICS_EXPORT_INTERVAL_SECONDS
+) -> MeterProvider:
+    """A meter provider that sends every counter to ``otlp_endpoint`` over OTLP/HTTP (``/v1/metrics``)."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415 - optional path
+        OTLPMetricExporter,
+    )
+
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/metrics"),
+        export_interval_millis=export_interval_seconds * 1000,
+    )
+    return MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=[reader])
+
+
+def configure_metrics(*, service_name: str, otlp_endpoint: str | None) -> MeterProvider | None:
+    """Export the process's counters over OTLP/HTTP when an endpoint is set; without one they count nothing.
+
+    The services create their counters at import (``metrics.get_meter(...).create_counter``): the
+    API's proxies forward them to the provider set here. The provider flushes at exit.
+    """
+    if not otlp_endpoint:
+        return None
+    provider = metrics_provider(service_name=service_name, otlp_endpoint=otlp_endpoint)
+    metrics.set_meter_provider(provider)
     return provider

@@ -20,7 +20,7 @@ from otcommon.bus import PermanentError, RetryableError
 from otcommon.schemas import PAYMENT_ID_PATTERN
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import StoreError
-from otcommon.telemetry import configure_logging, configure_tracing
+from otcommon.telemetry import configure_logging, configure_metrics, configure_tracing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    configure_metrics(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     if args.command == "serve":
         tune_garbage_collection()
         web.run_app(

@@ -23,7 +23,7 @@ from otcommon.enrichment import EnrichmentState
 from otcommon.schemas import parse_timestamp
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import StoreError
-from otcommon.telemetry import configure_logging, configure_tracing
+from otcommon.telemetry import configure_logging, configure_metrics, configure_tracing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc)
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    configure_metrics(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     if args.command == "serve":
         web.run_app(
             create_app(settings),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from otcommon.settings import ConfigurationError, load_settings
-from otcommon.telemetry import configure_logging, configure_tracing
+from otcommon.telemetry import configure_logging, configure_metrics, configure_tracing
 from query_api.auth import issue_local_token
 from query_api.settings import QueryApiSettings
 
@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    configure_metrics(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     web.run_app(
         create_app(settings),
         host=settings.query_api_http_host,

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import DocumentNotFoundError
-from otcommon.telemetry import configure_logging, configure_tracing
+from otcommon.telemetry import configure_logging, configure_metrics, configure_tracing
 from webhooks.app import create_app, open_webhooks
 from webhooks.recovery import Replay, replay_undelivered
 from webhooks.settings import WebhookSettings
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    configure_metrics(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     if args.command == "replay" and args.since is not None:
         window = EventWindow(
             since=int(args.since.timestamp()),
