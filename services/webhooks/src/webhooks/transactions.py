@@ -189,10 +189,9 @@ class TransactionFacts:
             if decided is not None:
                 ahead[plan.event_id] = decided
         failed = await self._write_changes(found, changes)
-        for event_id, decided in ahead.items():
-            if failed.isdisjoint(decided.refs):
-                self._decided[event_id] = decided.writes
-        return sum(1 for decided in ahead.values() if failed.isdisjoint(decided.refs))
+        landed = {event_id: each.writes for event_id, each in ahead.items() if failed.isdisjoint(each.refs)}
+        self._decided.update(landed)
+        return len(landed)
 
     def _decide_ahead(
         self,
