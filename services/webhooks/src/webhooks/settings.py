@@ -47,7 +47,7 @@ class WebhookSettings(ServiceSettings):
         default=8, ge=1, le=64, description="Events applied at once by the in-process workers."
     )
     webhooks_apply_while_answering: int = Field(
-        default=8,
+        default=2,
         ge=0,
         le=64,
         description="Events applied at once while deliveries are being recorded (0: apply only between "
