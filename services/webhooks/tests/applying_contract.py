@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -74,16 +75,29 @@ class NoQueries(_Wrapping):
 
 
 class Counted(_Wrapping):
-    """A container counting its point reads and its queries."""
+    """A container counting its point reads, its queries and its write requests."""
 
     def __init__(self, inner: DocumentContainer) -> None:
         super().__init__(inner)
         self.reads = 0
         self.queries = 0
+        self.writes = 0
 
     async def read(self, document_id, **options):
         self.reads += 1
         return await self._inner.read(document_id, **options)
+
+    async def patch(self, document_id, **options):
+        self.writes += 1
+        return await self._inner.patch(document_id, **options)
+
+    async def replace(self, document, **options):
+        self.writes += 1
+        return await self._inner.replace(document, **options)
+
+    async def write_batch(self, writes, **options):
+        self.writes += 1
+        return await self._inner.write_batch(writes, **options)
 
     def query(self, query: str, **options):
         self.queries += 1
@@ -91,17 +105,24 @@ class Counted(_Wrapping):
 
 
 class Interleaved(_Wrapping):
-    """A container that lets another writer in just before its first patch (a lost race, on demand)."""
+    """A container that lets another writer in just before its first write (a lost race, on demand)."""
 
     def __init__(self, inner: DocumentContainer, before_first_patch) -> None:
         super().__init__(inner)
         self._before = before_first_patch
 
-    async def patch(self, document_id, **kwargs):
+    async def _first(self) -> None:
         if self._before is not None:
             before, self._before = self._before, None
             await before()
+
+    async def patch(self, document_id, **kwargs):
+        await self._first()
         return await self._inner.patch(document_id, **kwargs)
+
+    async def write_batch(self, writes, **kwargs):
+        await self._first()
+        return await self._inner.write_batch(writes, **kwargs)
 
 
 def stripe_event(event_type: str, obj: dict, *, created: int, n: int = 1) -> StripeEvent:
@@ -581,9 +602,13 @@ class ApplyingContract:
         older = stripe_event(
             "refund.created", self.refund(ids, status="succeeded", amount=900), created=T0, n=1
         )
-        applier = self.applier(stores.transactions, bus)
-        prepared = await applier.prepared_for([older, newer])
-        await applier.apply(newer)  # lands after the batch read the order
+        plain = self.applier(stores.transactions, bus)
+
+        async def newer_lands_first() -> None:
+            await plain.apply(newer)  # lands after the batch read the order, before its write
+
+        racing = self.applier(Interleaved(stores.transactions, newer_lands_first), bus)
+        prepared = await racing.prepared_for([older])
         await prepared.apply(older)
         after = await self.current(stores, ids)
         assert after["stripeRefunds"][fixture("refund")["id"]]["status"] == "failed"
@@ -599,3 +624,84 @@ class ApplyingContract:
         await prepared.apply(refunds[0])
         assert (await self.current(stores, ids))["stripeRefundStatus"] == "full"
         assert facts.fallbacks == {Fallback.STALE_ENTRY: 1}
+
+    # Applying a batch: its events decided on the copies read, their patches written together.
+
+    def refund_of(self, ids, n: int, *, order: int, amount: int = 100) -> StripeEvent:
+        obj = fixture(
+            "refund",
+            id=f"re_{n}",
+            charge=f"{ids['ch']}{order}",
+            payment_intent=f"{ids['pi']}{order}",
+            amount=amount,
+        )
+        return stripe_event("refund.created", obj, created=T0, n=n)
+
+    async def test_a_batch_of_refunds_in_one_partition_is_written_by_one_request(self, stores, ids, bus):
+        # A cancelled show's refunds: many orders of one event (one partition), each refunded.
+        refs = [await self.order_of(stores, ids, n) for n in range(6)]
+        refunds = [self.refund_of(ids, n, order=n, amount=1000) for n in range(6)]
+        transactions = Counted(stores.transactions)
+        prepared = await self.applier(TransactionFacts(transactions, index=stores.index), bus).prepared_for(
+            refunds
+        )
+        outcomes = await asyncio.gather(*(prepared.apply(refund) for refund in refunds))
+        assert {outcome.state for outcome in outcomes} == {EventState.APPLIED}
+        assert (transactions.writes, transactions.reads) == (1, 0)
+        for ref in refs:
+            stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
+            assert (stored["stripeRefundedAmount"], stored["stripeRefundStatus"]) == (10.0, "partial")
+        announced = sorted(m.message.transaction_id for m in self.announced(bus))
+        assert announced == sorted(ref.transaction_id for ref in refs)
+
+    async def test_refunds_of_one_order_in_a_batch_are_one_write_and_each_counts_once(self, stores, ids, bus):
+        ref = await self.order_of(stores, ids, 0)
+        refunds = [self.refund_of(ids, n, order=0, amount=500) for n in range(4)]
+        transactions = Counted(stores.transactions)
+        prepared = await self.applier(TransactionFacts(transactions, index=stores.index), bus).prepared_for(
+            refunds
+        )
+        for refund in refunds:
+            await prepared.apply(refund)
+        assert transactions.writes == 1
+        stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
+        assert set(stored["stripeRefunds"]) == {f"re_{n}" for n in range(4)}
+        assert stored["stripeRefundedAmount"] == 20.0
+        changed = [m.message.changed_fields for m in self.announced(bus)]
+        assert len(changed) == 4
+        assert all("stripeRefunds" in fields for fields in changed)
+
+    async def test_a_copy_changed_in_a_batch_still_counts_every_refund_once(self, stores, ids, bus):
+        refs = [await self.order_of(stores, ids, n) for n in range(4)]
+        refunds = [self.refund_of(ids, n, order=n % 4, amount=500) for n in range(8)]
+        plain = self.applier(stores.transactions, bus)
+
+        async def another_refund_lands() -> None:
+            # Order 1 is refunded by an event outside the batch after the batch read it.
+            await plain.apply(self.refund_of(ids, 99, order=1, amount=700))
+
+        racing = self.applier(Interleaved(stores.transactions, another_refund_lands), bus)
+        prepared = await racing.prepared_for(refunds)
+        outcomes = await asyncio.gather(*(prepared.apply(refund) for refund in refunds))
+        assert {outcome.state for outcome in outcomes} == {EventState.APPLIED}
+        for n, ref in enumerate(refs):
+            stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
+            expected = {f"re_{n}", f"re_{n + 4}", *(["re_99"] if n == 1 else [])}
+            assert set(stored["stripeRefunds"]) == expected
+            assert stored["stripeRefundedAmount"] == (17.0 if n == 1 else 10.0)
+        announced = Counter(m.message.transaction_id for m in self.announced(bus))
+        assert announced == {ref.transaction_id: 3 if n == 1 else 2 for n, ref in enumerate(refs)}
+
+    async def test_an_event_of_a_batch_whose_copies_cannot_decide_it_is_applied_on_its_own(
+        self, stores, ids, bus
+    ):
+        ref = await self.order_of(stores, ids, 0)
+        without_id = {k: v for k, v in self.refund_of(ids, 1, order=0).data_object.items() if k != "id"}
+        broken = stripe_event("refund.created", without_id, created=T0)
+        good = self.refund_of(ids, 2, order=0, amount=300)
+        prepared = await self.applier(stores.transactions, bus).prepared_for([broken, good])
+        assert (await prepared.apply(good)).state is EventState.APPLIED
+        with pytest.raises(KeyError):  # the event's own apply meets its fault, counted as an attempt
+            await prepared.apply(broken)
+        stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
+        assert stored["stripeRefundedAmount"] == 3.0

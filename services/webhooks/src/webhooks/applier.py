@@ -17,7 +17,7 @@ from otcommon.messages import (
 from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
 from webhooks.processor import NotYetApplicableError, Outcome
 from webhooks.states import EventState, SettleReason
-from webhooks.transactions import Payment
+from webhooks.transactions import Payment, Planned
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -72,12 +72,20 @@ class StripeFactsApplier:
     async def prepared_for(self, events: Sequence[StripeEvent]) -> StripeFactsApplier:
         """An applier for these events that reads their payments' index documents and transactions at once.
 
-        Two queries for the batch instead of four point reads per event (``webhooks.prefetch``).
+        Two queries for the batch instead of four point reads per event (``webhooks.prefetch``); then
+        the events are decided on those copies and their patches written together, one transactional
+        batch per partition (``TransactionFacts.write_ahead``). Each event is still announced and
+        settled when it is applied; one whose patches did not all land is decided and written then.
         """
-        payments = [route[2] for route in map(_route, events) if route is not None]
-        if not payments:
+        planned: list[Planned] = []
+        for event in events:
+            if (route := _route(event)) is not None:
+                merge, _, payment = route
+                planned.append(Planned(event.id, payment, merge))
+        if not planned:
             return self
-        transactions = await self._transactions.prefetch(payments)
+        transactions = await self._transactions.prefetch(plan.payment for plan in planned)
+        await transactions.write_ahead(planned)
         return StripeFactsApplier(transactions=transactions, changes=self._changes, payouts=self._payouts)
 
     async def _apply_to_payment(
@@ -90,7 +98,7 @@ class StripeFactsApplier:
         if not payment.ids():
             return Outcome(EventState.IGNORED, SettleReason.NO_PAYMENT_REFERENCE.value)
         writes = await self._transactions.write_payment(
-            charge=payment.charge, payment_intent=payment.payment_intent, merge=merge
+            charge=payment.charge, payment_intent=payment.payment_intent, merge=merge, event_id=event.id
         )
         if not writes.found:
             # Often the payment is not stored yet (ingest runs hourly): the sweep retries for three days.

@@ -53,6 +53,10 @@ class Prefetched:
         """Keep the copy a write returned: the batch's next event about it starts from there."""
         self.transactions[ref] = document
 
+    def forget(self, ref: TransactionRef) -> None:
+        """Drop a copy known to be stale: the next event about it reads what is stored."""
+        self.transactions.pop(ref, None)
+
 
 async def prefetch(
     *, index: DocumentContainer, transactions: DocumentContainer, stripe_ids: Iterable[str]
