@@ -49,8 +49,6 @@ from enricher.deposits import payout_status_is_behind
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import (
-    MAX_BATCH_OPERATIONS,
-    BatchWrite,
     CoalescingContainer,
     DocumentNotFoundError,
     read_modify_write,
@@ -98,6 +96,11 @@ PARTITION_FIELD = "partition"
 
 WRITE_CONCURRENCY = 32
 """Index writes in flight at once per replica (a listed page's documents are written together)."""
+
+FACTS_LINGER_SECONDS = 0.02
+"""How long reads and writes of ``stripe-facts`` wait to go together (the coalescing container's
+linger): the listings running at once share batches, and the reads of payments resolved together
+share a ``read_many`` per partition."""
 
 PAYOUT_MEMO_SECONDS = 5.0
 """How long a replica reuses a payout document it read or wrote before reading it again.
@@ -224,13 +227,16 @@ class StripeIndex:
         memory_entries: int = MEMORY_ENTRIES,
         write_concurrency: int = WRITE_CONCURRENCY,
         payout_memo_seconds: float = PAYOUT_MEMO_SECONDS,
+        facts_linger_seconds: float = FACTS_LINGER_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._container = container
         # Payments resolved together read their facts together: one query per partition, not a
         # point read each (a platform charge's ``transfer-of:`` read finds nothing, and is asked by
         # every platform charge of a listed page at once).
-        self._facts = CoalescingContainer(facts)
+        # Its upserts go the same way: the pages of the listings running at once are written in
+        # batches of up to 100 per partition, not a batch per page and partition.
+        self._facts = CoalescingContainer(facts, batch_upserts=True, linger_seconds=facts_linger_seconds)
         self._payouts = _Memo(seconds=payout_memo_seconds, monotonic=monotonic)
         self._memory: OrderedDict[str, Document] = OrderedDict()
         self._memory_entries = memory_entries
@@ -290,18 +296,10 @@ class StripeIndex:
                 document[PARTITION_FIELD] = fact_partition(key)
             if not self._holds(document):
                 wanted[key] = document
-        batches: dict[str, list[Document]] = {}
-        work = []
-        for document in wanted.values():
-            if PARTITION_FIELD in document:
-                batches.setdefault(document[PARTITION_FIELD], []).append(document)
-            else:
-                work.append(self._upsert(document))
-        work.extend(
-            self._upsert_facts(partition, batch[start : start + MAX_BATCH_OPERATIONS])
-            for partition, batch in batches.items()
-            for start in range(0, len(batch), MAX_BATCH_OPERATIONS)
-        )
+        facts = [document for document in wanted.values() if PARTITION_FIELD in document]
+        work = [self._upsert(document) for document in wanted.values() if PARTITION_FIELD not in document]
+        if facts:
+            work.append(self._upsert_facts(facts))
         await all_of(work)
 
     def _holds(self, document: Document) -> bool:
@@ -313,13 +311,10 @@ class StripeIndex:
             await self._container.upsert(document)
         self._stored(document)
 
-    async def _upsert_facts(self, partition: str, documents: list[Document]) -> None:
-        async with self._writes:
-            if len(documents) == 1:
-                await self._facts.upsert(documents[0])
-            else:
-                writes = [BatchWrite("upsert", document) for document in documents]
-                await self._facts.write_batch(writes, partition_key=partition)
+    async def _upsert_facts(self, documents: list[Document]) -> None:
+        # Batched per partition with the facts other listings write meanwhile (the coalescing
+        # container's rounds): a round's batches are its requests in flight.
+        await all_of(self._facts.upsert(document) for document in documents)
         for document in documents:
             self._stored(document)
 
