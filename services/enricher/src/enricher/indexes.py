@@ -100,7 +100,7 @@ WRITE_CONCURRENCY = 32
 FACTS_LINGER_SECONDS = 0.02
 """How long reads and writes of ``stripe-facts`` wait to go together (the coalescing container's
 linger): the listings running at once share batches, and the reads of payments resolved together
-share a ``read_many`` per partition."""
+share a ``read_many`` per partition (``OT_ENRICHER_COALESCE_LINGER_SECONDS``)."""
 
 PAYOUT_MEMO_SECONDS = 5.0
 """How long a replica reuses a payout document it read or wrote before reading it again.

@@ -41,7 +41,8 @@ _log = structlog.get_logger(__name__)
 
 LINGER_SECONDS = 0.02
 """How long the transactions' lookups and replaces wait to go together: payments of a backlog then
-share queries and batches; a lone payment's write waits this long."""
+share queries and batches; a lone payment's write waits this long.
+``OT_ENRICHER_COALESCE_LINGER_SECONDS`` sets it for ``serve``."""
 
 
 @dataclass(frozen=True, slots=True)
