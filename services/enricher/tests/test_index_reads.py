@@ -228,6 +228,22 @@ async def test_a_listed_page_costs_one_batch_per_partition_and_another_replica_r
         assert found.account == ORG
 
 
+async def test_listings_running_at_once_write_their_pages_in_shared_batches():
+    world = new_world(connected=2)
+    accounts = ["acct_org0000", "acct_org0001"]
+    for account in accounts:
+        for _ in range(30):
+            world.charge_on(account)  # and its PaymentIntent: one page of 60 facts per account
+    container, clock = CountingContainer(), Clock()
+    indexer = Indexer(gateway=world.stripe, index=index_on(container), clock=clock)
+
+    await asyncio.gather(*(indexer.ensure_charges(account, as_of=clock()) for account in accounts))
+
+    assert container.upserts["payment"] == 120
+    # One batch per partition for both pages, not one per page and partition.
+    assert container.requests["stripe-facts"] <= FACT_PARTITIONS
+
+
 async def test_funds_not_available_yet_cost_no_read_of_a_payout_link():
     world = new_world(connected=1)
     charge_id, _, _ = world.charge_on(ORG, available_on=T_NOW + DAY)
