@@ -50,6 +50,7 @@ from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import (
     CoalescingContainer,
+    DocumentExistsError,
     DocumentNotFoundError,
     read_modify_write,
 )
@@ -243,6 +244,8 @@ class StripeIndex:
         self._writes = asyncio.Semaphore(write_concurrency)
         self._reads: dict[str, asyncio.Future[Document | None]] = {}
         self._marks: dict[str, Document] = {}
+        # Marks this replica read and found missing (a cold start): not read again until written.
+        self._missing_marks: set[str] = set()
         self._watched: dict[str, set[asyncio.Future[None]]] = {}
 
     async def get(self, key: str) -> Document | None:
@@ -403,10 +406,13 @@ class StripeIndex:
         """
         key = f"cursor:{index}:{account_key(account)}"
         found = None if stored else self._marks.get(key)
-        if found is None:
+        if found is None and (stored or key not in self._missing_marks):
             found = await self.get(key)
             if found is not None:
                 self._marks[key] = found
+                self._missing_marks.discard(key)
+            else:
+                self._missing_marks.add(key)
         if found is None:
             return RefreshMark(created_cursor=None, started_at=None)
         started = found.get("startedAt")
@@ -431,18 +437,29 @@ class StripeIndex:
             moved = {**current, "createdCursor": cursor, "startedAt": format_timestamp(started)}
             return None if moved == current else moved
 
-        outcome = await read_modify_write(
-            self._container,
-            key,
-            partition_key=key,
-            mutate=forward,
-            create=lambda: {
+        def first() -> Document:
+            return {
                 "id": key,
                 "kind": "cursor",
                 "createdCursor": created_cursor,
                 "startedAt": format_timestamp(started_at),
-            },
-            current=self._marks.get(key),
-        )
+            }
+
+        written = None
+        if key in self._missing_marks and key not in self._marks:
+            # Found missing when this refresh began: created without reading again.
+            with contextlib.suppress(DocumentExistsError):  # another replica created it since
+                written = await self._container.create(first())
+        if written is None:
+            outcome = await read_modify_write(
+                self._container,
+                key,
+                partition_key=key,
+                mutate=forward,
+                create=first,
+                current=self._marks.get(key),
+            )
+            written = outcome.document
+        self._missing_marks.discard(key)
         self._written(key)
-        self._marks[key] = outcome.document
+        self._marks[key] = written
