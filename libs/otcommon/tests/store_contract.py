@@ -631,6 +631,24 @@ class StoreContract:
             stored = await container.read(doc["id"], partition_key=doc["eventId"])
             assert (stored["n"], stored["_etag"]) == (doc["n"], doc["_etag"])
 
+    async def test_upsert_many_goes_in_the_same_batches(self, container: DocumentContainer):
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder, batch_upserts=True)  # type: ignore[arg-type]
+        documents = [{"id": new_id(), "eventId": "ev-upsert-many", "n": n} for n in range(3)]
+
+        written, alone = await asyncio.gather(
+            coalescing.upsert_many(documents),
+            coalescing.upsert({"id": new_id(), "eventId": "ev-upsert-many", "n": 3}),
+        )
+
+        assert [doc["n"] for doc in written] == [0, 1, 2]
+        assert alone["n"] == 3
+        assert [(key, len(ids)) for key, ids in recorder.batches] == [("ev-upsert-many", 4)]
+        assert recorder.single_upserts == []
+        for doc in [*written, alone]:
+            stored = await container.read(doc["id"], partition_key="ev-upsert-many")
+            assert (stored["n"], stored["_etag"]) == (doc["n"], doc["_etag"])
+
     async def test_upserts_go_straight_through_unless_batched(self, container: DocumentContainer):
         recorder = RecordingWrites(container)
         coalescing = CoalescingContainer(recorder)  # type: ignore[arg-type]

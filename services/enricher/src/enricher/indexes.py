@@ -96,7 +96,8 @@ PARTITION_FIELD = "partition"
 """The ``stripe-facts`` partition key field."""
 
 WRITE_CONCURRENCY = 32
-"""Index writes in flight at once per replica (a listed page's documents are written together)."""
+"""``stripe-index`` writes in flight at once per replica (a listed page's ``stripe-facts`` documents
+go in the coalescing container's rounds: a round's batches are its requests in flight)."""
 
 FACTS_LINGER_SECONDS = 0.02
 """How long reads and writes of ``stripe-facts`` wait to go together (the coalescing container's
@@ -317,7 +318,7 @@ class StripeIndex:
     async def _upsert_facts(self, documents: list[Document]) -> None:
         # Batched per partition with the facts other listings write meanwhile (the coalescing
         # container's rounds): a round's batches are its requests in flight.
-        await all_of(self._facts.upsert(document) for document in documents)
+        await self._facts.upsert_many(documents)
         for document in documents:
             self._stored(document)
 

@@ -101,12 +101,17 @@ class CoalescingContainer:
     async def _write(
         self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
     ) -> Document:
+        return await self._asked(kind, document, etag=etag)
+
+    def _asked(
+        self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
+    ) -> asyncio.Future[Document]:
         answer: asyncio.Future[Document] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Write(kind, document, etag, answer))
         if self._sending is None:
             # A task, so that the replaces of the callers woken together with this one join it.
             self._sending = asyncio.ensure_future(self._send_rounds())
-        return await answer
+        return answer
 
     async def _send_rounds(self) -> None:
         try:
@@ -221,6 +226,24 @@ class CoalescingContainer:
         if self._batch_upserts:
             return await self._write("upsert", document)
         return await self._container.upsert(document)
+
+    async def upsert_many(self, documents: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """Upsert each document as :meth:`upsert` does, without a task per document.
+
+        Every upsert ends (written, or failed with its own outcome) before this returns or raises
+        the first failure.
+        """
+        if not self._batch_upserts:
+            return [await self._container.upsert(document) for document in documents]
+        outcomes = await asyncio.gather(
+            *(self._asked("upsert", document) for document in documents), return_exceptions=True
+        )
+        written: list[Document] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            written.append(outcome)
+        return written
 
     async def patch(
         self,
