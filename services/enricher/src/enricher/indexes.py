@@ -16,9 +16,10 @@ One document per fact, every lookup a point read. Keys say what they answer:
 
 The kinds a listing writes by the thousand (``FACT_KINDS``: payments, transfers, payout links) live
 in the ``stripe-facts`` container, where each key hashes to one of ``FACT_PARTITIONS`` partitions:
-a listed page's documents go in one transactional batch per partition instead of one request
-each, and a point read derives the partition from the key. The rest (accounts, payouts, banks,
-cursors: tens of documents) stay in ``stripe-index``, partitioned by ``/id``.
+a listed page's documents go in transactional batches per partition (shared with the pages of
+the other listings running at once) instead of one request each, and a point read derives the
+partition from the key. The rest (accounts, payouts, banks, cursors: tens of documents) stay in
+``stripe-index``, partitioned by ``/id``.
 
 Stripe's facts only ever get added or move forward, so writes are plain upserts of what Stripe
 said; cursors and payout states only move forward (read-modify-write under the ETag: a slower
