@@ -67,6 +67,7 @@ class RecordingWrites:
         self.partition_key_path = container.partition_key_path
         self.batches: list[tuple[str, list[str]]] = []
         self.single_replaces: list[str] = []
+        self.single_upserts: list[str] = []
         self.read_manys: list[tuple[str, list[str]]] = []
         self.single_reads: list[str] = []
 
@@ -85,6 +86,10 @@ class RecordingWrites:
     async def replace(self, document, *, etag=None):
         self.single_replaces.append(document["id"])
         return await self._container.replace(document, etag=etag)
+
+    async def upsert(self, document):
+        self.single_upserts.append(document["id"])
+        return await self._container.upsert(document)
 
 
 class StoreContract:
@@ -585,6 +590,73 @@ class StoreContract:
             ("updated", 11),
             ("updated", 1),
         ]
+
+    async def test_replaces_asked_while_a_round_lingers_go_in_its_batch(self, container: DocumentContainer):
+        async def asked_a_moment_apart(coalescing: CoalescingContainer) -> None:
+            first, second = [
+                await container.create({"id": new_id(), "eventId": "ev-linger", "n": 0}) for _ in range(2)
+            ]
+            replacing = asyncio.ensure_future(coalescing.replace({**first, "n": 1}, etag=first["_etag"]))
+            for _ in range(3):  # the first replace's round has started
+                await asyncio.sleep(0)
+            written = await coalescing.replace({**second, "n": 1}, etag=second["_etag"])
+            assert ((await replacing)["n"], written["n"]) == (1, 1)
+
+        at_once = RecordingWrites(container)
+        await asked_a_moment_apart(CoalescingContainer(at_once))  # type: ignore[arg-type]
+        lingering = RecordingWrites(container)
+        await asked_a_moment_apart(CoalescingContainer(lingering, linger_seconds=0.2))  # type: ignore[arg-type]
+
+        assert (len(at_once.single_replaces), at_once.batches) == (2, [])
+        assert ([key for key, _ in lingering.batches], lingering.single_replaces) == (["ev-linger"], [])
+        assert len(lingering.batches[0][1]) == 2
+
+    async def test_batched_upserts_go_in_one_batch_per_partition(self, container: DocumentContainer):
+        a1, a2, b1, existing = new_id(), new_id(), new_id(), new_id()
+        await container.create({"id": existing, "eventId": "ev-upsert-a", "n": 0})
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder, batch_upserts=True)  # type: ignore[arg-type]
+
+        written = await asyncio.gather(
+            coalescing.upsert({"id": a1, "eventId": "ev-upsert-a", "n": 1}),
+            coalescing.upsert({"id": a2, "eventId": "ev-upsert-a", "n": 2}),
+            coalescing.upsert({"id": existing, "eventId": "ev-upsert-a", "n": 3}),
+            coalescing.upsert({"id": b1, "eventId": "ev-upsert-b", "n": 4}),
+        )
+
+        assert [doc["n"] for doc in written] == [1, 2, 3, 4]
+        assert recorder.batches == [("ev-upsert-a", [a1, a2, existing])]
+        assert recorder.single_upserts == [b1]  # alone in its partition
+        for doc in written:
+            stored = await container.read(doc["id"], partition_key=doc["eventId"])
+            assert (stored["n"], stored["_etag"]) == (doc["n"], doc["_etag"])
+
+    async def test_upsert_many_goes_in_the_same_batches(self, container: DocumentContainer):
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder, batch_upserts=True)  # type: ignore[arg-type]
+        documents = [{"id": new_id(), "eventId": "ev-upsert-many", "n": n} for n in range(3)]
+
+        written, alone = await asyncio.gather(
+            coalescing.upsert_many(documents),
+            coalescing.upsert({"id": new_id(), "eventId": "ev-upsert-many", "n": 3}),
+        )
+
+        assert [doc["n"] for doc in written] == [0, 1, 2]
+        assert alone["n"] == 3
+        assert [(key, len(ids)) for key, ids in recorder.batches] == [("ev-upsert-many", 4)]
+        assert recorder.single_upserts == []
+        for doc in [*written, alone]:
+            stored = await container.read(doc["id"], partition_key="ev-upsert-many")
+            assert (stored["n"], stored["_etag"]) == (doc["n"], doc["_etag"])
+
+    async def test_upserts_go_straight_through_unless_batched(self, container: DocumentContainer):
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder)  # type: ignore[arg-type]
+        ids = [new_id(), new_id()]
+
+        await asyncio.gather(*(coalescing.upsert({"id": doc_id, "eventId": "ev-upsert"}) for doc_id in ids))
+
+        assert (recorder.batches, sorted(recorder.single_upserts)) == ([], sorted(ids))
 
     async def test_coalesced_reads_go_in_one_query_per_partition(self, container: DocumentContainer):
         a, b, alone, missing = new_id(), new_id(), new_id(), new_id()

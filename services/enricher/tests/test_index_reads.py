@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from world import DAY, T_NOW, Clock, new_world
@@ -208,9 +209,23 @@ async def test_messages_waiting_for_a_refresh_in_flight_do_not_each_read_its_mar
     enricher = enricher_on(world.stripe, container, clock)
     await asyncio.gather(*(enricher.enrich(p, requested_at=clock()) for p in payments))
     # Four refreshes (accounts, the platform's and the account's charges, its payouts), each reading
-    # its mark at most three times (the first check, the refresh's cursor, moving the mark forward);
-    # not once per waiting message and account (some 200 reads).
-    assert container.reads["cursor"] <= 4 * 3
+    # its mark once (the first check finds it missing; the refresh starts from no cursor and creates
+    # it without reading it again); not once per waiting message and account (some 200 reads).
+    assert container.reads["cursor"] <= 4
+
+
+async def test_a_mark_found_missing_then_created_by_another_replica_only_moves_forward():
+    container = CountingContainer()
+    index, other_replica = index_on(container), index_on(container)
+    earlier, later = Clock()(), Clock()() + timedelta(minutes=5)
+    assert (await index.mark("charges", ORG)).created_cursor is None  # a cold start: missing
+
+    await other_replica.advance("charges", ORG, created_cursor=200, started_at=later)
+    await index.advance("charges", ORG, created_cursor=100, started_at=earlier)
+
+    stored = await other_replica.mark("charges", ORG, stored=True)
+    assert (stored.created_cursor, stored.started_at) == (200, later)
+    assert (await index.mark("charges", ORG)).created_cursor == 200
 
 
 async def test_a_listed_page_costs_one_batch_per_partition_and_another_replica_reads_each_fact():
@@ -226,6 +241,22 @@ async def test_a_listed_page_costs_one_batch_per_partition_and_another_replica_r
         found = await other_replica.payment(payment_id)
         assert found is not None
         assert found.account == ORG
+
+
+async def test_listings_running_at_once_write_their_pages_in_shared_batches():
+    world = new_world(connected=2)
+    accounts = ["acct_org0000", "acct_org0001"]
+    for account in accounts:
+        for _ in range(30):
+            world.charge_on(account)  # and its PaymentIntent: one page of 60 facts per account
+    container, clock = CountingContainer(), Clock()
+    indexer = Indexer(gateway=world.stripe, index=index_on(container), clock=clock)
+
+    await asyncio.gather(*(indexer.ensure_charges(account, as_of=clock()) for account in accounts))
+
+    assert container.upserts["payment"] == 120
+    # One batch per partition for both pages, not one per page and partition.
+    assert container.requests["stripe-facts"] <= FACT_PARTITIONS
 
 
 async def test_funds_not_available_yet_cost_no_read_of_a_payout_link():

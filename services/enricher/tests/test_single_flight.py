@@ -83,3 +83,15 @@ async def test_wait_running_waits_for_the_runs_of_a_prefix():
     other.release.set()
     await flights.run("payouts:acct_3", other)  # joins the run in flight
     assert other.runs == 1
+
+
+async def test_waiting_for_the_runs_in_flight_when_one_ends_before_the_wait_begins():
+    flights, listing = SingleFlight(), Listing()
+    waiters = await started(flights, "charges:acct_4", listing, 1)
+    listing.release.set()  # the run ends on the next turn, before the wait below gets to its waiters
+
+    waiting = asyncio.ensure_future(flights.wait_running("charges:"))
+    await asyncio.gather(*waiters)
+    await waiting
+
+    assert not flights.running("charges:acct_4")

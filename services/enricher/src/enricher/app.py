@@ -102,7 +102,10 @@ async def open_enricher(
             timeout_seconds=settings.stripe_timeout_seconds,
         )
         stack.push_async_callback(gateway.close)
-        index = StripeIndex(container("stripe-index"), facts=container("stripe-facts"))
+        linger = settings.enricher_coalesce_linger_seconds
+        index = StripeIndex(
+            container("stripe-index"), facts=container("stripe-facts"), facts_linger_seconds=linger
+        )
         indexer = Indexer(
             gateway=gateway,
             index=index,
@@ -118,6 +121,7 @@ async def open_enricher(
             writer=EnrichmentWriter(
                 transactions,
                 payment_index=PaymentTransactionsIndex(container(PAYMENT_TRANSACTIONS_CONTAINER)),
+                linger_seconds=linger,
             ),
             announcer=PublishingAnnouncer(publisher),
             clock=clock,

@@ -60,16 +60,20 @@ class SingleFlight:
             self._running[key] = task
             self._waiters[key] = set()
             task.add_done_callback(lambda done: self._finished(key, done))
-        await self._wait(key)
+        await self._wait(key, self._waiter(key))
 
-    async def _wait(self, key: str) -> None:
+    def _waiter(self, key: str) -> asyncio.Future[None]:
+        """A future settled when the task of ``key`` ends; registered now, while that task runs."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiters[key]
-        waiters.add(waiter)
+        self._waiters[key].add(waiter)
+        return waiter
+
+    async def _wait(self, key: str, waiter: asyncio.Future[None]) -> None:
         try:
             await waiter
         finally:
-            waiters.discard(waiter)
+            if (waiters := self._waiters.get(key)) is not None:
+                waiters.discard(waiter)
 
     def _finished(self, key: str, task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
@@ -90,7 +94,10 @@ class SingleFlight:
 
     async def wait_running(self, prefix: str) -> None:
         """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
-        await all_of(self._wait(key) for key in list(self._running) if key.startswith(prefix))
+        # Registered before anything is awaited: a task that ends before its waiter would first run
+        # (gather starts them on the next turn of the loop) still settles it.
+        waiting = {key: self._waiter(key) for key in self._running if key.startswith(prefix)}
+        await all_of(self._wait(key, waiter) for key, waiter in waiting.items())
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""

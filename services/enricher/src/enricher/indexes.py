@@ -16,9 +16,10 @@ One document per fact, every lookup a point read. Keys say what they answer:
 
 The kinds a listing writes by the thousand (``FACT_KINDS``: payments, transfers, payout links) live
 in the ``stripe-facts`` container, where each key hashes to one of ``FACT_PARTITIONS`` partitions:
-a listed page's documents go in one transactional batch per partition instead of one request
-each, and a point read derives the partition from the key. The rest (accounts, payouts, banks,
-cursors: tens of documents) stay in ``stripe-index``, partitioned by ``/id``.
+a listed page's documents go in transactional batches per partition (shared with the pages of
+the other listings running at once) instead of one request each, and a point read derives the
+partition from the key. The rest (accounts, payouts, banks, cursors: tens of documents) stay in
+``stripe-index``, partitioned by ``/id``.
 
 Stripe's facts only ever get added or move forward, so writes are plain upserts of what Stripe
 said; cursors and payout states only move forward (read-modify-write under the ETag: a slower
@@ -49,9 +50,8 @@ from enricher.deposits import payout_status_is_behind
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 from otcommon.store import (
-    MAX_BATCH_OPERATIONS,
-    BatchWrite,
     CoalescingContainer,
+    DocumentExistsError,
     DocumentNotFoundError,
     read_modify_write,
 )
@@ -97,7 +97,13 @@ PARTITION_FIELD = "partition"
 """The ``stripe-facts`` partition key field."""
 
 WRITE_CONCURRENCY = 32
-"""Index writes in flight at once per replica (a listed page's documents are written together)."""
+"""``stripe-index`` writes in flight at once per replica (a listed page's ``stripe-facts`` documents
+go in the coalescing container's rounds: a round's batches are its requests in flight)."""
+
+FACTS_LINGER_SECONDS = 0.02
+"""How long reads and writes of ``stripe-facts`` wait to go together (the coalescing container's
+linger): the listings running at once share batches, and the reads of payments resolved together
+share a ``read_many`` per partition (``OT_ENRICHER_COALESCE_LINGER_SECONDS``)."""
 
 PAYOUT_MEMO_SECONDS = 5.0
 """How long a replica reuses a payout document it read or wrote before reading it again.
@@ -224,19 +230,24 @@ class StripeIndex:
         memory_entries: int = MEMORY_ENTRIES,
         write_concurrency: int = WRITE_CONCURRENCY,
         payout_memo_seconds: float = PAYOUT_MEMO_SECONDS,
+        facts_linger_seconds: float = FACTS_LINGER_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._container = container
         # Payments resolved together read their facts together: one query per partition, not a
         # point read each (a platform charge's ``transfer-of:`` read finds nothing, and is asked by
         # every platform charge of a listed page at once).
-        self._facts = CoalescingContainer(facts)
+        # Its upserts go the same way: the pages of the listings running at once are written in
+        # batches of up to 100 per partition, not a batch per page and partition.
+        self._facts = CoalescingContainer(facts, batch_upserts=True, linger_seconds=facts_linger_seconds)
         self._payouts = _Memo(seconds=payout_memo_seconds, monotonic=monotonic)
         self._memory: OrderedDict[str, Document] = OrderedDict()
         self._memory_entries = memory_entries
         self._writes = asyncio.Semaphore(write_concurrency)
         self._reads: dict[str, asyncio.Future[Document | None]] = {}
         self._marks: dict[str, Document] = {}
+        # Marks this replica read and found missing (a cold start): not read again until written.
+        self._missing_marks: set[str] = set()
         self._watched: dict[str, set[asyncio.Future[None]]] = {}
 
     async def get(self, key: str) -> Document | None:
@@ -290,18 +301,10 @@ class StripeIndex:
                 document[PARTITION_FIELD] = fact_partition(key)
             if not self._holds(document):
                 wanted[key] = document
-        batches: dict[str, list[Document]] = {}
-        work = []
-        for document in wanted.values():
-            if PARTITION_FIELD in document:
-                batches.setdefault(document[PARTITION_FIELD], []).append(document)
-            else:
-                work.append(self._upsert(document))
-        work.extend(
-            self._upsert_facts(partition, batch[start : start + MAX_BATCH_OPERATIONS])
-            for partition, batch in batches.items()
-            for start in range(0, len(batch), MAX_BATCH_OPERATIONS)
-        )
+        facts = [document for document in wanted.values() if PARTITION_FIELD in document]
+        work = [self._upsert(document) for document in wanted.values() if PARTITION_FIELD not in document]
+        if facts:
+            work.append(self._upsert_facts(facts))
         await all_of(work)
 
     def _holds(self, document: Document) -> bool:
@@ -313,13 +316,10 @@ class StripeIndex:
             await self._container.upsert(document)
         self._stored(document)
 
-    async def _upsert_facts(self, partition: str, documents: list[Document]) -> None:
-        async with self._writes:
-            if len(documents) == 1:
-                await self._facts.upsert(documents[0])
-            else:
-                writes = [BatchWrite("upsert", document) for document in documents]
-                await self._facts.write_batch(writes, partition_key=partition)
+    async def _upsert_facts(self, documents: list[Document]) -> None:
+        # Batched per partition with the facts other listings write meanwhile (the coalescing
+        # container's rounds): a round's batches are its requests in flight.
+        await self._facts.upsert_many(documents)
         for document in documents:
             self._stored(document)
 
@@ -408,10 +408,13 @@ class StripeIndex:
         """
         key = f"cursor:{index}:{account_key(account)}"
         found = None if stored else self._marks.get(key)
-        if found is None:
+        if found is None and (stored or key not in self._missing_marks):
             found = await self.get(key)
             if found is not None:
                 self._marks[key] = found
+                self._missing_marks.discard(key)
+            else:
+                self._missing_marks.add(key)
         if found is None:
             return RefreshMark(created_cursor=None, started_at=None)
         started = found.get("startedAt")
@@ -436,18 +439,29 @@ class StripeIndex:
             moved = {**current, "createdCursor": cursor, "startedAt": format_timestamp(started)}
             return None if moved == current else moved
 
-        outcome = await read_modify_write(
-            self._container,
-            key,
-            partition_key=key,
-            mutate=forward,
-            create=lambda: {
+        def first() -> Document:
+            return {
                 "id": key,
                 "kind": "cursor",
                 "createdCursor": created_cursor,
                 "startedAt": format_timestamp(started_at),
-            },
-            current=self._marks.get(key),
-        )
+            }
+
+        written = None
+        if key in self._missing_marks and key not in self._marks:
+            # Found missing when this refresh began: created without reading again.
+            with contextlib.suppress(DocumentExistsError):  # another replica created it since
+                written = await self._container.create(first())
+        if written is None:
+            outcome = await read_modify_write(
+                self._container,
+                key,
+                partition_key=key,
+                mutate=forward,
+                create=first,
+                current=self._marks.get(key),
+            )
+            written = outcome.document
+        self._missing_marks.discard(key)
         self._written(key)
-        self._marks[key] = outcome.document
+        self._marks[key] = written

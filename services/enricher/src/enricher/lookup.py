@@ -4,7 +4,8 @@ The query is cross-partition (a payment may back rows of several events), which 
 query plan round trip before the query itself, and the server a pass over the container. Payments
 enriched concurrently ask within moments of each other, so lookups that arrive while a query is in
 flight wait and go together in the next one (up to ``MAX_PAYMENTS_PER_QUERY`` ids): with N messages
-in flight, about one query per N payments instead of one each.
+in flight, about one query per N payments instead of one each. With ``linger_seconds`` each query
+waits that long first, collecting the lookups asked meanwhile.
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ MAX_PAYMENTS_PER_QUERY = 100
 class PaymentTransactions:
     """Looks up the stored transactions of payments, batching the lookups asked meanwhile."""
 
-    def __init__(self, container: DocumentContainer, *, max_payments: int = MAX_PAYMENTS_PER_QUERY) -> None:
+    def __init__(
+        self,
+        container: DocumentContainer,
+        *,
+        max_payments: int = MAX_PAYMENTS_PER_QUERY,
+        linger_seconds: float = 0.0,
+    ) -> None:
         self._container = container
         self._max_payments = max_payments
+        self._linger = linger_seconds
         self._waiting: dict[str, list[asyncio.Future[list[Document]]]] = {}
         self._querying: asyncio.Task[None] | None = None
 
@@ -42,6 +50,8 @@ class PaymentTransactions:
     async def _answer_all(self) -> None:
         try:
             while self._waiting:
+                if self._linger > 0:
+                    await asyncio.sleep(self._linger)
                 payment_ids = list(self._waiting)[: self._max_payments]
                 asking = {payment_id: self._waiting.pop(payment_id) for payment_id in payment_ids}
                 try:

@@ -37,6 +37,13 @@ class EnricherSettings(ServiceSettings):
         default="transaction-changes", min_length=1, description="Topic of TransactionChanged messages."
     )
     enricher_max_concurrency: int = Field(default=16, ge=1, le=1024, description="Messages handled at once.")
+    enricher_coalesce_linger_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="How long Cosmos DB lookups, reads and writes asked at about the same time wait to go "
+        "together (fewer, larger requests in a backlog; each payment waits this long per round).",
+    )
     enricher_shutdown_timeout_seconds: float = Field(
         default=30.0, ge=0, description="How long in-flight messages may finish at shutdown."
     )

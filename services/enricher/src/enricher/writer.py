@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger(__name__)
 
+LINGER_SECONDS = 0.02
+"""How long the transactions' lookups and replaces wait to go together: payments of a backlog then
+share queries and batches; a lone payment's write waits this long.
+``OT_ENRICHER_COALESCE_LINGER_SECONDS`` sets it for ``serve``."""
+
 
 @dataclass(frozen=True, slots=True)
 class WrittenTransaction:
@@ -60,13 +65,18 @@ class EnrichmentWriter:
     """Applies enrichment fields to the ``transactions`` container."""
 
     def __init__(
-        self, container: DocumentContainer, *, payment_index: PaymentTransactionsIndex | None = None
+        self,
+        container: DocumentContainer,
+        *,
+        payment_index: PaymentTransactionsIndex | None = None,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         # Payments resolved together (a listed page, one lookup's answers) write together: their
-        # replaces go as one transactional batch per event, each still under its own ETag.
-        self._container = CoalescingContainer(container)
+        # replaces go as one transactional batch per event, each still under its own ETag. Each
+        # round lingers a little, so that a backlog's payments write in fewer, larger batches.
+        self._container = CoalescingContainer(container, linger_seconds=linger_seconds)
         self._payment_index = payment_index
-        self._lookup = PaymentTransactions(container)
+        self._lookup = PaymentTransactions(container, linger_seconds=linger_seconds)
 
     async def transactions_of(self, payment_id: str) -> list[Document]:
         """Every stored transaction with this PaymentID (one query shared with concurrent lookups)."""

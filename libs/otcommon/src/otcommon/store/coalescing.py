@@ -7,6 +7,15 @@ asked while a round is in flight together in the next round, one transactional b
 partition (at most ``MAX_BATCH_OPERATIONS`` each), like Nagle's algorithm: a lone replace goes out
 at once, and under load the rounds grow by themselves.
 
+With ``batch_upserts`` (default off: each upsert goes straight to the wrapped container), upserts
+go the same way as replaces, in the same rounds and batches: a writer of many small documents
+(index entries of several listings at once) sends them in batches of up to ``MAX_BATCH_OPERATIONS``
+per partition whoever asked for them.
+
+``linger_seconds`` (default 0: none) makes each round wait that long before it goes, collecting the
+replaces (or reads) asked meanwhile: larger batches, fewer requests, for a caller whose latency
+does not matter (a backlog being worked through); a lone replace then waits that long too.
+
 Point reads go the same way: those asked while a round of reads is in flight are read in the
 next round with one ``read_many`` per partition (a single-partition query), a lone read as a point
 read; a document the query does not return is DocumentNotFoundError for its own caller.
@@ -21,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from otcommon.store.errors import BatchWriteError, DocumentNotFoundError
 from otcommon.store.interface import MAX_BATCH_OPERATIONS, BatchWrite, partition_key_value
@@ -40,7 +49,8 @@ class _Read:
 
 
 @dataclass(frozen=True, slots=True)
-class _Replace:
+class _Write:
+    kind: Literal["replace", "upsert"]
     document: Mapping[str, Any]
     etag: str | None
     answer: asyncio.Future[Document]
@@ -49,15 +59,27 @@ class _Replace:
 class CoalescingContainer:
     """A :class:`~otcommon.store.interface.DocumentContainer` whose point reads and replaces go together.
 
-    Every other operation goes straight to the wrapped container.
+    Every other operation (and, unless ``batch_upserts``, upserts) goes straight to the wrapped
+    container.
     """
 
-    def __init__(self, container: DocumentContainer, *, max_batch: int = MAX_BATCH_OPERATIONS) -> None:
+    def __init__(
+        self,
+        container: DocumentContainer,
+        *,
+        max_batch: int = MAX_BATCH_OPERATIONS,
+        linger_seconds: float = 0.0,
+        batch_upserts: bool = False,
+    ) -> None:
         if not 1 <= max_batch <= MAX_BATCH_OPERATIONS:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_OPERATIONS}")
+        if linger_seconds < 0:
+            raise ValueError("linger_seconds must not be negative")
         self._container = container
         self._max_batch = max_batch
-        self._waiting: list[_Replace] = []
+        self._linger = linger_seconds
+        self._batch_upserts = batch_upserts
+        self._waiting: list[_Write] = []
         self._sending: asyncio.Task[None] | None = None
         self._reads_waiting: dict[tuple[str, str], _Read] = {}
         self._reading: asyncio.Task[None] | None = None
@@ -74,18 +96,29 @@ class CoalescingContainer:
 
     async def replace(self, document: Mapping[str, Any], *, etag: str | None = None) -> Document:
         """Replace as the wrapped container does, in a batch with the replaces asked meanwhile."""
+        return await self._write("replace", document, etag=etag)
+
+    async def _write(
+        self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
+    ) -> Document:
+        return await self._asked(kind, document, etag=etag)
+
+    def _asked(
+        self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
+    ) -> asyncio.Future[Document]:
         answer: asyncio.Future[Document] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Replace(document, etag, answer))
+        self._waiting.append(_Write(kind, document, etag, answer))
         if self._sending is None:
             # A task, so that the replaces of the callers woken together with this one join it.
             self._sending = asyncio.ensure_future(self._send_rounds())
-        return await answer
+        return answer
 
     async def _send_rounds(self) -> None:
         try:
             while self._waiting:
+                await self._lingering()
                 round_, self._waiting = self._waiting, []
-                by_partition: dict[str, list[_Replace]] = {}
+                by_partition: dict[str, list[_Write]] = {}
                 keys: dict[str, Any] = {}
                 for each in round_:
                     key = partition_key_value(each.document, self._container.partition_key_path)
@@ -101,9 +134,13 @@ class CoalescingContainer:
         finally:
             self._sending = None
 
-    async def _send(self, replaces: list[_Replace], *, partition_key: Any) -> None:
+    async def _lingering(self) -> None:
+        if self._linger > 0:
+            await asyncio.sleep(self._linger)
+
+    async def _send(self, replaces: list[_Write], *, partition_key: Any) -> None:
         if len(replaces) > 1:
-            writes = [BatchWrite("replace", each.document, etag=each.etag) for each in replaces]
+            writes = [BatchWrite(each.kind, each.document, etag=each.etag) for each in replaces]
             try:
                 written = await self._container.write_batch(writes, partition_key=partition_key)
             except BatchWriteError:
@@ -118,9 +155,12 @@ class CoalescingContainer:
                 return
         await asyncio.gather(*(self._send_alone(each) for each in replaces))
 
-    async def _send_alone(self, replace: _Replace) -> None:
+    async def _send_alone(self, replace: _Write) -> None:
         try:
-            document = await self._container.replace(replace.document, etag=replace.etag)
+            if replace.kind == "upsert":
+                document = await self._container.upsert(replace.document)
+            else:
+                document = await self._container.replace(replace.document, etag=replace.etag)
         except Exception as error:  # noqa: BLE001 - handed to the caller, who raises it
             _settle(replace.answer, error=error)
         else:
@@ -140,6 +180,7 @@ class CoalescingContainer:
     async def _read_rounds(self) -> None:
         try:
             while self._reads_waiting:
+                await self._lingering()
                 round_, self._reads_waiting = self._reads_waiting, {}
                 by_partition: dict[str, list[_Read]] = {}
                 for (partition, _), each in round_.items():
@@ -181,8 +222,28 @@ class CoalescingContainer:
         return await self._container.create(document)
 
     async def upsert(self, document: Mapping[str, Any]) -> Document:
-        """Upsert (wrapped container)."""
+        """Upsert as the wrapped container does; with ``batch_upserts``, batched like a replace."""
+        if self._batch_upserts:
+            return await self._write("upsert", document)
         return await self._container.upsert(document)
+
+    async def upsert_many(self, documents: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """Upsert each document as :meth:`upsert` does, without a task per document.
+
+        Every upsert ends (written, or failed with its own outcome) before this returns or raises
+        the first failure.
+        """
+        if not self._batch_upserts:
+            return [await self._container.upsert(document) for document in documents]
+        outcomes = await asyncio.gather(
+            *(self._asked("upsert", document) for document in documents), return_exceptions=True
+        )
+        written: list[Document] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            written.append(outcome)
+        return written
 
     async def patch(
         self,
