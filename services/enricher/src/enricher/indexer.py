@@ -60,16 +60,18 @@ class SingleFlight:
             self._running[key] = task
             self._waiters[key] = set()
             task.add_done_callback(lambda done: self._finished(key, done))
-        await self._wait(key)
+        await self._join(key)
 
-    async def _wait(self, key: str) -> None:
+    def _join(self, key: str) -> asyncio.Future[None]:
+        """A waiter on the run of ``key`` in flight, counted from now (not from when it is awaited).
+
+        A waiter that stops waiting is cancelled, and leaves the set.
+        """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._waiters[key]
         waiters.add(waiter)
-        try:
-            await waiter
-        finally:
-            waiters.discard(waiter)
+        waiter.add_done_callback(waiters.discard)
+        return waiter
 
     def _finished(self, key: str, task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
@@ -90,7 +92,8 @@ class SingleFlight:
 
     async def wait_running(self, prefix: str) -> None:
         """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
-        await all_of(self._wait(key) for key in list(self._running) if key.startswith(prefix))
+        # Joined at once: a run ending before the waits begin would take its waiters' set with it.
+        await all_of([self._join(key) for key in self._running if key.startswith(prefix)])
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""
