@@ -1,20 +1,23 @@
 """One rate gate for every Stripe request of the process, and the HTTP client that passes through it.
 
-Stripe allows about 25 requests/s in test mode and 100 in live mode, per account key; every request
-of the process, retries included, waits for the leaky bucket. A 429 closes the gate for everyone
-for the ``Retry-After`` time (else a backoff), and the request is sent again unless Stripe answered
-``Stripe-Should-Retry: false``. The stripe package's own retries (``max_network_retries``: network
-errors, 409, 5xx) call back into this client, so they are throttled too.
+Stripe allows about 25 requests/s in test mode and 100 in live mode, per account key, counted over a
+sliding one-second window; every request of the process, retries included, waits for one gate that
+sends no more than that in any such window. A 429 (another client of the same key, or a limit lower
+than configured) closes the gate for everyone for the ``Retry-After`` time (else a backoff), and the
+request is sent again unless Stripe answered ``Stripe-Should-Retry: false``. The stripe package's own
+retries (``max_network_retries``: network errors, 409, 5xx) call back into this client, so they are
+throttled too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiolimiter import AsyncLimiter
 from stripe import AIOHTTPClient
 
 from otcommon.bus import Backoff
@@ -25,37 +28,67 @@ if TYPE_CHECKING:
 _log = structlog.get_logger(__name__)
 
 TOO_MANY_REQUESTS = 429
+DEFAULT_MARGIN_SECONDS = 0.025
+"""Added to the one-second window: a request sent just over a second after another may arrive
+within the same second of Stripe's count."""
 
 
 class RateGate:
-    """A process-wide budget of requests per second that a 429 can close for a while."""
+    """A process-wide budget of requests per second that a 429 can close for a while.
+
+    Stripe counts requests per account over a sliding one-second window. The gate keeps the send
+    times of the last ``capacity`` requests and lets a request go only when the oldest of them is
+    more than a window (plus ``margin_seconds``, for the network's jitter between a send and its
+    arrival) ago: no window of that length ever holds more than ``capacity`` sends, right after an
+    idle moment as well (a leaky bucket of that capacity lets twice as many through in one second).
+    Waiters go in arrival order, one at a time.
+    """
 
     def __init__(
         self,
         *,
         requests_per_second: float,
+        margin_seconds: float = DEFAULT_MARGIN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if requests_per_second <= 0:
             raise ValueError("requests_per_second must be positive")
-        # A one-second bucket of that size: no burst above the limit Stripe counts per second.
-        self._limiter = AsyncLimiter(requests_per_second, time_period=1.0)
+        if margin_seconds < 0:
+            raise ValueError("margin_seconds must not be negative")
+        # Whole requests per second, rounded down (Stripe's limits are whole); below one a second,
+        # one per 1/rate seconds.
+        self.capacity = max(1, math.floor(requests_per_second))
+        self.window_seconds = max(1.0, 1.0 / requests_per_second) + margin_seconds
+        self._sent: deque[float] = deque(maxlen=self.capacity)
+        self._turn = asyncio.Lock()
         self._clock = clock
         self._sleep = sleep
         self._closed_until = 0.0
         self.pauses = 0
+        self.closed_seconds = 0.0
+        """How long 429s kept the gate closed in all (overlapping pauses counted once)."""
 
     async def acquire(self) -> None:
-        """Wait until a request may be sent."""
-        while (wait := self._closed_until - self._clock()) > 0:
-            await self._sleep(wait)
-        await self._limiter.acquire()
+        """Wait until a request may be sent, and count it as sent now."""
+        async with self._turn:
+            while (wait := self._wait_seconds(self._clock())) > 0:
+                await self._sleep(wait)
+            self._sent.append(self._clock())
+
+    def _wait_seconds(self, now: float) -> float:
+        closed = self._closed_until - now
+        full = self._sent[0] + self.window_seconds - now if len(self._sent) == self.capacity else 0.0
+        return max(closed, full)
 
     def close_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (after a 429)."""
         self.pauses += 1
-        self._closed_until = max(self._closed_until, self._clock() + seconds)
+        now = self._clock()
+        until = now + seconds
+        if until > self._closed_until:
+            self.closed_seconds += until - max(now, self._closed_until)
+            self._closed_until = until
 
 
 class ThrottledHTTPClient(AIOHTTPClient):
