@@ -1,20 +1,21 @@
 """One rate gate for every Stripe request of the process, and the HTTP client that passes through it.
 
 Stripe allows about 25 requests/s in test mode and 100 in live mode, per account key, counted over a
-sliding one-second window; every request of the process, retries included, waits for one gate that
-sends no more than that in any such window. A 429 (another client of the same key, or a limit lower
-than configured) closes the gate for everyone for the ``Retry-After`` time (else a backoff), and the
-request is sent again unless Stripe answered ``Stripe-Should-Retry: false``. The stripe package's own
-retries (``max_network_retries``: network errors, 409, 5xx) call back into this client, so they are
-throttled too.
+sliding one-second window; every request of the process, retries included, passes one gate that
+lets no more than that reach Stripe in any such window. A 429 (another client of the same key, or a
+limit lower than configured) closes the gate for everyone for the ``Retry-After`` time (else a
+backoff), and the request is sent again unless Stripe answered ``Stripe-Should-Retry: false``.
+The stripe package's own retries (``max_network_retries``: network errors, 409, 5xx) call back
+into this client, so they are throttled too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import math
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -23,44 +24,40 @@ from stripe import AIOHTTPClient
 from otcommon.bus import Backoff
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 _log = structlog.get_logger(__name__)
 
 TOO_MANY_REQUESTS = 429
-DEFAULT_MARGIN_SECONDS = 0.025
-"""Added to the one-second window: a request sent just over a second after another may arrive
-within the same second of Stripe's count."""
 
 
 class RateGate:
     """A process-wide budget of requests per second that a 429 can close for a while.
 
-    Stripe counts requests per account over a sliding one-second window. The gate keeps the send
-    times of the last ``capacity`` requests and lets a request go only when the oldest of them is
-    more than a window (plus ``margin_seconds``, for the network's jitter between a send and its
-    arrival) ago: no window of that length ever holds more than ``capacity`` sends, right after an
-    idle moment as well (a leaky bucket of that capacity lets twice as many through in one second).
-    Waiters go in arrival order, one at a time.
+    Stripe counts requests per account over a sliding one-second window. The gate holds
+    ``capacity`` slots: a request takes one to be sent, and gives it back when its answer has come;
+    the slot is free again a window after that. Stripe counted the request at some moment between
+    its send and its answer, so the next request on that slot reaches Stripe more than a window
+    after it, however the network's delays vary: no window ever holds more than ``capacity`` of
+    them, right after an idle moment as well (a leaky bucket of that capacity let twice as many
+    through in one second). A slow answer costs its slot that time. Waiters go in arrival order.
     """
 
     def __init__(
         self,
         *,
         requests_per_second: float,
-        margin_seconds: float = DEFAULT_MARGIN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if requests_per_second <= 0:
             raise ValueError("requests_per_second must be positive")
-        if margin_seconds < 0:
-            raise ValueError("margin_seconds must not be negative")
         # Whole requests per second, rounded down (Stripe's limits are whole); below one a second,
         # one per 1/rate seconds.
         self.capacity = max(1, math.floor(requests_per_second))
-        self.window_seconds = max(1.0, 1.0 / requests_per_second) + margin_seconds
-        self._sent: deque[float] = deque(maxlen=self.capacity)
+        self.window_seconds = max(1.0, 1.0 / requests_per_second)
+        self._free_at = [0.0] * self.capacity  # a heap: when each slot not in flight may be used
+        self._returned = asyncio.Event()
         self._turn = asyncio.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -69,17 +66,31 @@ class RateGate:
         self.closed_seconds = 0.0
         """How long 429s kept the gate closed in all (overlapping pauses counted once)."""
 
-    async def acquire(self) -> None:
-        """Wait until a request may be sent, and count it as sent now."""
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for a free slot, hold it while the request is sent and answered, then give it back."""
         async with self._turn:
-            while (wait := self._wait_seconds(self._clock())) > 0:
-                await self._sleep(wait)
-            self._sent.append(self._clock())
+            await self._take_slot()
+        try:
+            yield
+        finally:
+            heapq.heappush(self._free_at, self._clock() + self.window_seconds)
+            self._returned.set()
 
-    def _wait_seconds(self, now: float) -> float:
-        closed = self._closed_until - now
-        full = self._sent[0] + self.window_seconds - now if len(self._sent) == self.capacity else 0.0
-        return max(closed, full)
+    async def _take_slot(self) -> None:
+        while True:
+            now = self._clock()
+            if self._closed_until > now:
+                await self._sleep(self._closed_until - now)
+            elif not self._free_at:  # every slot in flight
+                self._returned.clear()
+                await self._returned.wait()
+            elif self._free_at[0] > now:
+                # A slot given back meanwhile is free only later than this one.
+                await self._sleep(self._free_at[0] - now)
+            else:
+                heapq.heappop(self._free_at)
+                return
 
     def close_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (after a 429)."""
@@ -118,8 +129,10 @@ class ThrottledHTTPClient(AIOHTTPClient):
     ) -> tuple[bytes, int, Mapping[str, str]]:
         """Send one request, waiting for the gate; resend a 429 that Stripe allows to be retried."""
         for attempt in range(1, self._rate_limit_attempts + 1):
-            await self._gate.acquire()
-            content, status, response_headers = await super().request_async(method, url, headers, post_data)
+            async with self._gate.slot():
+                content, status, response_headers = await super().request_async(
+                    method, url, headers, post_data
+                )
             self.requests_sent += 1
             if self._on_response is not None:
                 self._on_response(method, status)
