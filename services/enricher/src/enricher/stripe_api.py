@@ -53,7 +53,7 @@ class StripeApiGateway:
         max_network_retries: int = 3,
         timeout_seconds: float = 30.0,
         gate: RateGate | None = None,
-        on_response: Callable[[str, int], None] | None = None,
+        on_response: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self._gate = gate or RateGate(requests_per_second=requests_per_second)
         self._http = ThrottledHTTPClient(

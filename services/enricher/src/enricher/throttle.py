@@ -112,7 +112,7 @@ class ThrottledHTTPClient(AIOHTTPClient):
         rate_limit_attempts: int = 8,
         backoff: Backoff | None = None,
         timeout_seconds: float = 30.0,
-        on_response: Callable[[str, int], None] | None = None,
+        on_response: Callable[[str, str, int], None] | None = None,
     ) -> None:
         super().__init__(timeout=timeout_seconds)
         if rate_limit_attempts < 1:
@@ -135,7 +135,7 @@ class ThrottledHTTPClient(AIOHTTPClient):
                 )
             self.requests_sent += 1
             if self._on_response is not None:
-                self._on_response(method, status)
+                self._on_response(method, url, status)
             if status != TOO_MANY_REQUESTS:
                 return content, status, response_headers
             self.rate_limited += 1
