@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -433,9 +434,18 @@ class Timeline:
         self.refused: list[float] = []
         self.done: list[float] = []
         self.last_answered: dict[str, float] = {}
+        self.cpu_per_second: list[float] = []
 
     def start(self) -> None:
         self.started = time.perf_counter()
+
+    async def sample_cpu(self) -> None:
+        """This process's CPU seconds in each second of the pass, until cancelled."""
+        used = time.process_time()
+        for second in itertools.count(1):
+            await asyncio.sleep(self.started + second - time.perf_counter())
+            used, before = time.process_time(), used
+            self.cpu_per_second.append(round(used - before, 2))
 
     def on_response(self, method: str, url: str, status: int) -> None:
         at = time.perf_counter() - self.started
@@ -470,6 +480,7 @@ class Timeline:
             "calls_answered_in_each_second": _per_second(self.answered),
             "last_answered_by_endpoint": dict(sorted(self.last_answered.items(), key=lambda item: item[1])),
             "payments_done_in_each_second": _per_second(self.done),
+            "cpu_seconds_of_this_process_in_each_second": self.cpu_per_second,
             "gate_pauses_after_429": gate.pauses,
             "gate_closed_after_429_seconds": round(gate.closed_seconds, 2),
         }
@@ -789,13 +800,17 @@ async def run_bulk(
         try:
             with meter.measure(where_the_time_went):
                 timeline.start()
-                results, requeued = await enrich_all(
-                    handler,
-                    list(truths),
-                    requested_at=clock.now,
-                    concurrency=plan.concurrency,
-                    timeline=timeline,
-                )
+                sampling = asyncio.ensure_future(timeline.sample_cpu())
+                try:
+                    results, requeued = await enrich_all(
+                        handler,
+                        list(truths),
+                        requested_at=clock.now,
+                        concurrency=plan.concurrency,
+                        timeline=timeline,
+                    )
+                finally:
+                    sampling.cancel()
             elapsed = where_the_time_went["wall_seconds"]
             log = await controls.requests()
             stored = await stored_enrichment_states(transactions)
