@@ -23,8 +23,9 @@ payment back in the queue, as a redelivery would. Calls are counted by the sandb
    against empty indexes, under the sandbox's 25 requests/s limit with the gateway's rate gate at
    25/s. Wall time beside its lower bound (calls answered / 25 per s); 429s counted. Its timeline says
    whether the rest is Stripe or the enricher's own work: when the last Stripe call was answered, how
-   many payments were done by then, how long the last ones took after it, and how long 429s kept
-   the rate gate closed.
+   many payments were done by then, how long the last ones took after it, how long 429s kept
+   the rate gate closed; and, for each second, the calls answered, the payments done and this
+   process's CPU seconds.
 3. Naive: for each payment, retrieve it from the platform, then from each connected account in turn
    until found, against the same sandbox (same run, same world) with its rate limit raised: the
    limit changes the pass's time, not its calls. It probes every ``--naive-every``-th payment (5:
