@@ -213,7 +213,8 @@ class VirtualTime:
                 await asyncio.sleep(0)
             if self._wakeups:
                 self.now, _, woken = heapq.heappop(self._wakeups)
-                woken.set_result(None)
+                if not woken.done():  # a sleeper cancelled meanwhile
+                    woken.set_result(None)
         await asyncio.gather(*tasks)
 
 
@@ -281,6 +282,27 @@ class TestRateGate:
 
         await time.run(send(0.5), send(0.0), send(0.0), send(0.0), send(0.0))
         assert sends == [1_000.0, 1_000.0, 1_001.0, 1_001.5, 1_002.0]
+
+    async def test_a_waiter_that_stops_waiting_passes_its_turn_on(self):
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
+        sent: list[str] = []
+
+        async def send(name: str) -> None:
+            async with gate.slot():
+                sent.append(name)
+
+        async def arriving() -> None:
+            first = asyncio.ensure_future(send("first"))
+            await asyncio.sleep(0)
+            leaving = asyncio.ensure_future(send("leaving"))
+            staying = asyncio.ensure_future(send("staying"))
+            await asyncio.sleep(0)
+            leaving.cancel()
+            await asyncio.gather(first, staying)
+
+        await time.run(arriving())
+        assert sent == ["first", "staying"]
 
     @pytest.mark.parametrize(("rate", "most_in_a_second", "every"), [(2.5, 2, 1.0), (0.5, 1, 2.0)])
     async def test_a_fractional_rate_is_rounded_down_to_whole_requests(self, rate, most_in_a_second, every):
