@@ -21,7 +21,11 @@ payment back in the queue, as a redelivery would. Calls are counted by the sandb
    and their calls count in the batch.
 2. Bulk and cold start: the same 10,000 payments (the world at its last moment), all queued at once
    against empty indexes, under the sandbox's 25 requests/s limit with the gateway's rate gate at
-   25/s. Wall time beside its lower bound (calls answered / 25 per s); 429s counted.
+   25/s. Wall time beside its lower bound (calls answered / 25 per s); 429s counted. Its timeline says
+   whether the rest is Stripe or the enricher's own work: when the last Stripe call was answered, how
+   many payments were done by then, how long the last ones took after it, how long 429s kept
+   the rate gate closed; and, for each second, the calls answered, the payments done and this
+   process's CPU seconds.
 3. Naive: for each payment, retrieve it from the platform, then from each connected account in turn
    until found, against the same sandbox (same run, same world) with its rate limit raised: the
    limit changes the pass's time, not its calls. It probes every ``--naive-every``-th payment (5:
@@ -43,12 +47,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
+import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -72,6 +80,7 @@ from enricher.indexes import StripeIndex
 from enricher.routing import RouteType
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
+from enricher.throttle import TOO_MANY_REQUESTS, RateGate
 from enricher.transfers import TransferChanges
 from enricher.writer import EnrichmentWriter
 from ingest.mapping import map_api_row, source_document
@@ -400,10 +409,82 @@ def transfers_made(before: Mapping[str, dict[str, Any]], after: Mapping[str, dic
     ]
 
 
-def sandbox_gateway(base_url: str, *, per_second: float) -> StripeApiGateway:
+def sandbox_gateway(
+    base_url: str,
+    *,
+    per_second: float,
+    gate: RateGate | None = None,
+    on_response: Callable[[str, str, int], None] | None = None,
+) -> StripeApiGateway:
     return StripeApiGateway(
-        api_key=DEFAULT_SECRET_KEY, api_base=base_url, requests_per_second=per_second, max_network_retries=3
+        api_key=DEFAULT_SECRET_KEY,
+        api_base=base_url,
+        requests_per_second=per_second,
+        max_network_retries=3,
+        gate=gate,
+        on_response=on_response,
     )
+
+
+class Timeline:
+    """When each Stripe call was answered and each payment done, in seconds from ``start``."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.answered: list[float] = []
+        self.refused: list[float] = []
+        self.done: list[float] = []
+        self.last_answered: dict[str, float] = {}
+        self.cpu_per_second: list[float] = []
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    async def sample_cpu(self) -> None:
+        """This process's CPU seconds in each second of the pass, until cancelled."""
+        used = time.process_time()
+        for second in itertools.count(1):
+            await asyncio.sleep(self.started + second - time.perf_counter())
+            used, before = time.process_time(), used
+            self.cpu_per_second.append(round(used - before, 2))
+
+    def on_response(self, method: str, url: str, status: int) -> None:
+        at = time.perf_counter() - self.started
+        if status == TOO_MANY_REQUESTS:
+            self.refused.append(at)
+            return
+        self.answered.append(at)
+        self.last_answered[f"{method.upper()} {endpoint_of(url)}"] = round(at, 2)
+
+    def payment_done(self) -> None:
+        self.done.append(time.perf_counter() - self.started)
+
+    def summary(self, gate: RateGate) -> dict[str, Any]:
+        last_call = max(self.answered, default=0.0)
+        done = sorted(self.done)
+        last_done = done[-1] if done else 0.0
+
+        def done_at(share: float) -> float | None:
+            return round(done[max(0, math.ceil(share * len(done)) - 1)], 2) if done else None
+
+        return {
+            "measured": "seconds from the start of the pass, on the benchmark's clock",
+            "last_stripe_call_answered_seconds": round(last_call, 2),
+            "payments_done_by_then": sum(at <= last_call for at in done),
+            "payments": len(done),
+            "last_payment_done_seconds": round(last_done, 2),
+            "last_call_to_last_payment_seconds": round(last_done - last_call, 2),
+            "first_payment_done_seconds": done_at(0.0),
+            "half_the_payments_done_seconds": done_at(0.5),
+            "nine_tenths_done_seconds": done_at(0.9),
+            "last_429_seconds": round(max(self.refused), 2) if self.refused else None,
+            "calls_answered_in_each_second": _per_second(self.answered),
+            "last_answered_by_endpoint": dict(sorted(self.last_answered.items(), key=lambda item: item[1])),
+            "payments_done_in_each_second": _per_second(self.done),
+            "cpu_seconds_of_this_process_in_each_second": self.cpu_per_second,
+            "gate_pauses_after_429": gate.pauses,
+            "gate_closed_after_429_seconds": round(gate.closed_seconds, 2),
+        }
 
 
 async def store_transactions(transactions: CosmosContainer, documents: Sequence[dict[str, Any]]) -> None:
@@ -430,8 +511,30 @@ def transaction_documents(scenario: Scenario, order_ids: Iterable[str]) -> list[
     return documents
 
 
+STRIPE_ID = re.compile(r"^(acct|ba|ch|evt|fee|pi|po|py|tr|txn)_\w+$")
+
+
+def endpoint_of(url: str) -> str:
+    """A request's path with its object ids as ``{id}`` (``/v1/payouts/{id}``), its query left out."""
+    path = urllib.parse.urlsplit(url).path
+    return "/".join("{id}" if STRIPE_ID.match(part) else part for part in path.split("/"))
+
+
+def _per_second(moments: Sequence[float]) -> list[int]:
+    """How many of ``moments`` fall in each whole second from 0."""
+    counts = [0] * (math.floor(max(moments, default=-1.0)) + 1)
+    for at in moments:
+        counts[math.floor(at)] += 1
+    return counts
+
+
 async def enrich_all(
-    handler: EnrichmentHandler, payment_ids: Sequence[str], *, requested_at: datetime, concurrency: int
+    handler: EnrichmentHandler,
+    payment_ids: Sequence[str],
+    *,
+    requested_at: datetime,
+    concurrency: int,
+    timeline: Timeline | None = None,
 ) -> tuple[dict[str, Findings | Unresolved], int]:
     """Each payment through the handler, ``concurrency`` at once; (results, times re-queued)."""
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -449,6 +552,9 @@ async def enrich_all(
             except RetryableError:
                 requeued += 1
                 queue.put_nowait(payment_id)
+            else:
+                if timeline is not None:
+                    timeline.payment_done()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results, requeued
@@ -682,7 +788,11 @@ async def run_bulk(
         )
         clock = WorldClock(await controls.now())
         cosmos_requests: Counter[str] = Counter()
-        gateway = sandbox_gateway(stripe_url, per_second=RATE_LIMIT)
+        timeline = Timeline()
+        gate = RateGate(requests_per_second=RATE_LIMIT)
+        gateway = sandbox_gateway(
+            stripe_url, per_second=RATE_LIMIT, gate=gate, on_response=timeline.on_response
+        )
         handler = build_handler(
             client=client, database=database, gateway=gateway, clock=clock, counts=cosmos_requests
         )
@@ -690,9 +800,18 @@ async def run_bulk(
         await controls.clear_requests()
         try:
             with meter.measure(where_the_time_went):
-                results, requeued = await enrich_all(
-                    handler, list(truths), requested_at=clock.now, concurrency=plan.concurrency
-                )
+                timeline.start()
+                sampling = asyncio.ensure_future(timeline.sample_cpu())
+                try:
+                    results, requeued = await enrich_all(
+                        handler,
+                        list(truths),
+                        requested_at=clock.now,
+                        concurrency=plan.concurrency,
+                        timeline=timeline,
+                    )
+                finally:
+                    sampling.cancel()
             elapsed = where_the_time_went["wall_seconds"]
             log = await controls.requests()
             stored = await stored_enrichment_states(transactions)
@@ -720,6 +839,7 @@ async def run_bulk(
             "429_seen_by_gateway": client_429s,
             "requeued_by_retryable_errors": requeued,
             "every_payment_enriched": len(results) == len(truths),
+            "timeline": timeline.summary(gate),
         },
         "cosmos_requests": cosmos_summary(cosmos_requests, len(results)),
         "where_the_time_went": where_the_time_went,
@@ -909,6 +1029,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     lines = []
     if bulk := results.get("bulk"):
         cold = bulk["cold_start"]
+        line = cold["timeline"]
         lines += [
             (
                 f"bulk: {bulk['calls']['total']} calls for {bulk['payments']} payments = "
@@ -921,6 +1042,13 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"{cold['ratio_to_lower_bound']}x (target <= {TARGET_COLD_START_RATIO}x: "
                 f"{_verdict(cold['meets_target'])}); 429s answered {cold['answered_429']}, "
                 f"every payment enriched: {cold['every_payment_enriched']}"
+            ),
+            (
+                f"cold start timeline: last Stripe call answered at "
+                f"{line['last_stripe_call_answered_seconds']} s ({line['payments_done_by_then']} payments "
+                f"done by then), last payment done "
+                f"{line['last_call_to_last_payment_seconds']} s later; the gate closed "
+                f"{line['gate_closed_after_429_seconds']} s after {line['gate_pauses_after_429']} 429s"
             ),
         ]
     if trickle := results.get("trickle"):

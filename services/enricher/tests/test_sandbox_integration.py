@@ -125,6 +125,28 @@ async def test_faults_cost_retries_not_answers(faults, served):
         assert gateway._http.rate_limited > 0
 
 
+async def test_a_burst_through_the_gate_at_the_sandboxs_own_limit_gets_no_429():
+    settings = StripeSandboxSettings(orders=20)  # the sandbox's default limit: 25 requests/s, as Stripe's
+    async with run_stripe_sandbox(settings=settings) as sandbox:
+        gateway = StripeApiGateway(
+            api_key=settings.secret_key,
+            api_base=sandbox.base_url,
+            requests_per_second=settings.rate_limit_per_second,
+            max_network_retries=0,
+        )
+        try:
+            # Three seconds' worth at once, after an idle moment: the gate must not burst above the limit.
+            answers = await asyncio.gather(
+                *(gateway.retrieve_platform_account() for _ in range(3 * settings.rate_limit_per_second))
+            )
+        finally:
+            await gateway.close()
+        statuses = dict(sandbox.state.requests.by_status)
+    assert {answer["id"] for answer in answers} == {sandbox.platform_account_id}
+    assert statuses == {"200": 3 * settings.rate_limit_per_second}
+    assert gateway._http.rate_limited == 0
+
+
 async def test_a_revoked_key_is_access_denied():
     settings = StripeSandboxSettings(orders=20)
     async with run_stripe_sandbox(settings=settings) as sandbox:

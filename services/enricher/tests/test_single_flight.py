@@ -95,3 +95,15 @@ async def test_waiting_for_the_runs_in_flight_when_one_ends_before_the_wait_begi
     await waiting
 
     assert not flights.running("charges:acct_4")
+
+
+async def test_wait_running_for_a_run_that_ends_before_the_wait_begins():
+    flights, listing = SingleFlight(), Listing()
+    await started(flights, "charges:acct_4", listing, 1)
+    listing.release.set()
+    await asyncio.sleep(0)  # the run's coroutine has returned; its task's ending is still to be handled
+    assert flights.running("charges:acct_4")
+
+    await flights.wait_running("charges:")  # awaited at once: a task around it would start too late
+
+    assert not flights.running("charges:acct_4")

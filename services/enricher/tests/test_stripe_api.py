@@ -6,9 +6,13 @@ contract tests drive the same gateway against the full stand-in.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import heapq
+import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -23,6 +27,9 @@ from enricher.gateway import (
 )
 from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import RateGate
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
 
 
 @dataclass
@@ -182,22 +189,134 @@ async def test_a_5xx_that_outlasts_the_retries_is_unavailable(stripe_server, gat
     assert len(scripted.requests) == 3  # the first try and max_network_retries=2
 
 
+class VirtualTime:
+    """A clock and a sleep for the gate: time moves only to the next sleeper's wake-up, so no test waits."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self._wakeups: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._wakeups, (self.now + max(seconds, 0.0), next(self._order), woken))
+        await woken
+
+    async def run(self, *work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` concurrently, moving the clock whenever every task waits for it."""
+        tasks = [asyncio.ensure_future(job) for job in work]
+        while not all(task.done() for task in tasks):
+            for _ in range(20):  # let every task run until it sleeps or finishes
+                await asyncio.sleep(0)
+            if self._wakeups:
+                self.now, _, woken = heapq.heappop(self._wakeups)
+                if not woken.done():  # a sleeper cancelled meanwhile
+                    woken.set_result(None)
+        await asyncio.gather(*tasks)
+
+
+def _busiest_second(sends: list[float], window: float = 1.0) -> int:
+    """The most sends in any window of ``window`` seconds (as a sliding-window limiter counts them)."""
+    ordered = sorted(sends)
+    return max(bisect.bisect_left(ordered, start + window) - i for i, start in enumerate(ordered))
+
+
 class TestRateGate:
     async def test_a_429_holds_every_request_back_for_the_wait(self):
-        now = [100.0]
-        slept: list[float] = []
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=1000, clock=time.clock, sleep=time.sleep)
+        sends: list[float] = []
 
-        async def sleep(seconds: float) -> None:
-            slept.append(seconds)
-            now[0] += seconds
+        async def send() -> None:
+            async with gate.slot():
+                sends.append(time.now)
 
-        gate = RateGate(requests_per_second=1000, clock=lambda: now[0], sleep=sleep)
-        await gate.acquire()
-        assert slept == []
+        await time.run(send())
         gate.close_for(2.5)
-        await gate.acquire()
-        assert slept == [2.5]
+        await time.run(send())
+        assert sends == [1_000.0, 1_002.5]
         assert gate.pauses == 1
+        assert gate.closed_seconds == 2.5
+
+    async def test_no_second_holds_more_sends_than_the_rate_after_idle_bursts_and_429_pauses(self):
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=25, clock=time.clock, sleep=time.sleep)
+        sends: list[float] = []
+
+        async def send() -> None:
+            async with gate.slot():
+                sends.append(time.now)
+
+        # A burst of three seconds' worth after an idle moment, many waiting at once.
+        await time.run(*(send() for _ in range(75)))
+        time.now += 10.0  # idle
+        await time.run(*(send() for _ in range(75)))
+        # A 429 in the middle of a burst: the gate closes, and reopens without a burst above the rate.
+        time.now += 10.0
+
+        async def burst_with_a_429() -> None:
+            first = [asyncio.ensure_future(send()) for _ in range(30)]
+            await asyncio.gather(*first)
+            gate.close_for(0.5)
+            await asyncio.gather(*(send() for _ in range(45)))
+
+        await time.run(burst_with_a_429())
+        assert len(sends) == 225
+        assert _busiest_second(sends) == 25
+        # Nor slower than that: a burst of 75 answered at once took three windows.
+        assert sends[74] - sends[0] == 2.0
+
+    async def test_a_slot_is_free_again_a_second_after_its_answer_not_its_send(self):
+        # Stripe counts a request somewhere between its send and its answer.
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=2, clock=time.clock, sleep=time.sleep)
+        sends: list[float] = []
+
+        async def send(answered_after: float) -> None:
+            async with gate.slot():
+                sends.append(time.now)
+                await time.sleep(answered_after)
+
+        await time.run(send(0.5), send(0.0), send(0.0), send(0.0), send(0.0))
+        assert sends == [1_000.0, 1_000.0, 1_001.0, 1_001.5, 1_002.0]
+
+    async def test_a_waiter_that_stops_waiting_passes_its_turn_on(self):
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
+        sent: list[str] = []
+
+        async def send(name: str) -> None:
+            async with gate.slot():
+                sent.append(name)
+
+        async def arriving() -> None:
+            first = asyncio.ensure_future(send("first"))
+            await asyncio.sleep(0)
+            leaving = asyncio.ensure_future(send("leaving"))
+            staying = asyncio.ensure_future(send("staying"))
+            await asyncio.sleep(0)
+            leaving.cancel()
+            await asyncio.gather(first, staying)
+
+        await time.run(arriving())
+        assert sent == ["first", "staying"]
+
+    @pytest.mark.parametrize(("rate", "most_in_a_second", "every"), [(2.5, 2, 1.0), (0.5, 1, 2.0)])
+    async def test_a_fractional_rate_is_rounded_down_to_whole_requests(self, rate, most_in_a_second, every):
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=rate, clock=time.clock, sleep=time.sleep)
+        sends: list[float] = []
+
+        async def send() -> None:
+            async with gate.slot():
+                sends.append(time.now)
+
+        await time.run(*(send() for _ in range(6)))
+        assert _busiest_second(sends) == most_in_a_second
+        assert sends[most_in_a_second] - sends[0] == every
 
     def test_the_rate_must_be_positive(self):
         with pytest.raises(ValueError, match="positive"):

@@ -60,20 +60,18 @@ class SingleFlight:
             self._running[key] = task
             self._waiters[key] = set()
             task.add_done_callback(lambda done: self._finished(key, done))
-        await self._wait(key, self._waiter(key))
+        await self._join(key)
 
-    def _waiter(self, key: str) -> asyncio.Future[None]:
-        """A future settled when the task of ``key`` ends; registered now, while that task runs."""
+    def _join(self, key: str) -> asyncio.Future[None]:
+        """A waiter on the run of ``key`` in flight, counted from now (not from when it is awaited).
+
+        A waiter that stops waiting is cancelled, and leaves the set.
+        """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters[key].add(waiter)
+        waiters = self._waiters[key]
+        waiters.add(waiter)
+        waiter.add_done_callback(waiters.discard)
         return waiter
-
-    async def _wait(self, key: str, waiter: asyncio.Future[None]) -> None:
-        try:
-            await waiter
-        finally:
-            if (waiters := self._waiters.get(key)) is not None:
-                waiters.discard(waiter)
 
     def _finished(self, key: str, task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
@@ -94,10 +92,8 @@ class SingleFlight:
 
     async def wait_running(self, prefix: str) -> None:
         """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
-        # Registered before anything is awaited: a task that ends before its waiter would first run
-        # (gather starts them on the next turn of the loop) still settles it.
-        waiting = {key: self._waiter(key) for key in self._running if key.startswith(prefix)}
-        await all_of(self._wait(key, waiter) for key, waiter in waiting.items())
+        # Joined at once: a run ending before the waits begin would take its waiters' set with it.
+        await all_of([self._join(key) for key in self._running if key.startswith(prefix)])
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""

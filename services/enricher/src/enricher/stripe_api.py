@@ -19,7 +19,7 @@ from enricher.gateway import (
 from enricher.throttle import RateGate, ThrottledHTTPClient
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from stripe import RequestOptions
     from stripe.params import (
@@ -53,9 +53,12 @@ class StripeApiGateway:
         max_network_retries: int = 3,
         timeout_seconds: float = 30.0,
         gate: RateGate | None = None,
+        on_response: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self._gate = gate or RateGate(requests_per_second=requests_per_second)
-        self._http = ThrottledHTTPClient(gate=self._gate, timeout_seconds=timeout_seconds)
+        self._http = ThrottledHTTPClient(
+            gate=self._gate, timeout_seconds=timeout_seconds, on_response=on_response
+        )
         self._client = stripe.StripeClient(
             api_key,
             http_client=self._http,

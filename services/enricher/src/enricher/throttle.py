@@ -1,26 +1,30 @@
 """One rate gate for every Stripe request of the process, and the HTTP client that passes through it.
 
-Stripe allows about 25 requests/s in test mode and 100 in live mode, per account key; every request
-of the process, retries included, waits for the leaky bucket. A 429 closes the gate for everyone
-for the ``Retry-After`` time (else a backoff), and the request is sent again unless Stripe answered
-``Stripe-Should-Retry: false``. The stripe package's own retries (``max_network_retries``: network
-errors, 409, 5xx) call back into this client, so they are throttled too.
+Stripe allows about 25 requests/s in test mode and 100 in live mode, per account key, counted over a
+sliding one-second window; every request of the process, retries included, passes one gate that
+lets no more than that reach Stripe in any such window. A 429 (another client of the same key, or a
+limit lower than configured) closes the gate for everyone for the ``Retry-After`` time (else a
+backoff), and the request is sent again unless Stripe answered ``Stripe-Should-Retry: false``.
+The stripe package's own retries (``max_network_retries``: network errors, 409, 5xx) call back
+into this client, so they are throttled too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiolimiter import AsyncLimiter
 from stripe import AIOHTTPClient
 
 from otcommon.bus import Backoff
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 _log = structlog.get_logger(__name__)
 
@@ -28,7 +32,16 @@ TOO_MANY_REQUESTS = 429
 
 
 class RateGate:
-    """A process-wide budget of requests per second that a 429 can close for a while."""
+    """A process-wide budget of requests per second that a 429 can close for a while.
+
+    Stripe counts requests per account over a sliding one-second window. The gate holds
+    ``capacity`` slots: a request takes one to be sent, and gives it back when its answer has come;
+    the slot is free again a window after that. Stripe counted the request at some moment between
+    its send and its answer, so the next request on that slot reaches Stripe more than a window
+    after it, however the network's delays vary: no window ever holds more than ``capacity`` of
+    them, right after an idle moment as well (a leaky bucket of that capacity let twice as many
+    through in one second). A slow answer costs its slot that time. Waiters go in arrival order.
+    """
 
     def __init__(
         self,
@@ -39,23 +52,54 @@ class RateGate:
     ) -> None:
         if requests_per_second <= 0:
             raise ValueError("requests_per_second must be positive")
-        # A one-second bucket of that size: no burst above the limit Stripe counts per second.
-        self._limiter = AsyncLimiter(requests_per_second, time_period=1.0)
+        # Whole requests per second, rounded down (Stripe's limits are whole); below one a second,
+        # one per 1/rate seconds.
+        self.capacity = max(1, math.floor(requests_per_second))
+        self.window_seconds = max(1.0, 1.0 / requests_per_second)
+        self._free_at = [0.0] * self.capacity  # a heap: when each slot not in flight may be used
+        self._returned = asyncio.Event()
+        self._turn = asyncio.Lock()
         self._clock = clock
         self._sleep = sleep
         self._closed_until = 0.0
         self.pauses = 0
+        self.closed_seconds = 0.0
+        """How long 429s kept the gate closed in all (overlapping pauses counted once)."""
 
-    async def acquire(self) -> None:
-        """Wait until a request may be sent."""
-        while (wait := self._closed_until - self._clock()) > 0:
-            await self._sleep(wait)
-        await self._limiter.acquire()
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for a free slot, hold it while the request is sent and answered, then give it back."""
+        async with self._turn:
+            await self._take_slot()
+        try:
+            yield
+        finally:
+            heapq.heappush(self._free_at, self._clock() + self.window_seconds)
+            self._returned.set()
+
+    async def _take_slot(self) -> None:
+        while True:
+            now = self._clock()
+            if self._closed_until > now:
+                await self._sleep(self._closed_until - now)
+            elif not self._free_at:  # every slot in flight
+                self._returned.clear()
+                await self._returned.wait()
+            elif self._free_at[0] > now:
+                # A slot given back meanwhile is free only later than this one.
+                await self._sleep(self._free_at[0] - now)
+            else:
+                heapq.heappop(self._free_at)
+                return
 
     def close_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (after a 429)."""
         self.pauses += 1
-        self._closed_until = max(self._closed_until, self._clock() + seconds)
+        now = self._clock()
+        until = now + seconds
+        if until > self._closed_until:
+            self.closed_seconds += until - max(now, self._closed_until)
+            self._closed_until = until
 
 
 class ThrottledHTTPClient(AIOHTTPClient):
@@ -68,7 +112,7 @@ class ThrottledHTTPClient(AIOHTTPClient):
         rate_limit_attempts: int = 8,
         backoff: Backoff | None = None,
         timeout_seconds: float = 30.0,
-        on_response: Callable[[str, int], None] | None = None,
+        on_response: Callable[[str, str, int], None] | None = None,
     ) -> None:
         super().__init__(timeout=timeout_seconds)
         if rate_limit_attempts < 1:
@@ -85,11 +129,13 @@ class ThrottledHTTPClient(AIOHTTPClient):
     ) -> tuple[bytes, int, Mapping[str, str]]:
         """Send one request, waiting for the gate; resend a 429 that Stripe allows to be retried."""
         for attempt in range(1, self._rate_limit_attempts + 1):
-            await self._gate.acquire()
-            content, status, response_headers = await super().request_async(method, url, headers, post_data)
+            async with self._gate.slot():
+                content, status, response_headers = await super().request_async(
+                    method, url, headers, post_data
+                )
             self.requests_sent += 1
             if self._on_response is not None:
-                self._on_response(method, status)
+                self._on_response(method, url, status)
             if status != TOO_MANY_REQUESTS:
                 return content, status, response_headers
             self.rate_limited += 1
