@@ -48,7 +48,7 @@ class CountingReads:
 
 
 class JournalContract:
-    """Needs fixtures ``events`` (the ``webhook-events`` container) and ``clock`` (a settable clock)."""
+    """Needs fixtures ``events`` (the ``webhook-journal`` container) and ``clock`` (a settable clock)."""
 
     @pytest.fixture
     def counting(self, events: DocumentContainer) -> CountingReads:

@@ -162,7 +162,7 @@ class UnreachableContainer(InMemoryContainer):
 
 async def test_an_event_that_cannot_be_recorded_is_a_503_so_stripe_retries(settings):
     service = build_service(settings)
-    unreachable = UnreachableContainer("webhook-events", partition_key_path="/id")
+    unreachable = UnreachableContainer("webhook-journal", partition_key_path="/bucket")
     service.processor = EventProcessor(journal=EventJournal(unreachable), applier=RecordingApplier())
     status, problem = await deliver(service, delivery())
     assert status == 503
@@ -242,7 +242,7 @@ class HeldCreates(InMemoryContainer):
     """Creates of one event id wait until released: a delivery whose record Cosmos DB is still writing."""
 
     def __init__(self, held_id: str) -> None:
-        super().__init__("webhook-events", partition_key_path="/id")
+        super().__init__("webhook-journal", partition_key_path="/bucket")
         self.held_id = held_id
         self.release = asyncio.Event()
 
@@ -352,9 +352,9 @@ class Monotonic:
 
 
 def peers(applier, *, monotonic=None) -> tuple[EventProcessor, EventProcessor, InMemoryContainer, Clock]:
-    """Two processes' processors on one webhook-events container (one Cosmos DB), sharing a clock."""
+    """Two processes' processors on one webhook-journal container (one Cosmos DB), sharing a clock."""
     clock = Clock()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     one, other = (
         EventProcessor(
             journal=EventJournal(events, clock=clock),
@@ -416,7 +416,7 @@ class PreparingApplier(RecordingApplier):
 
 async def apply_queued(applier: PreparingApplier, count: int) -> InMemoryContainer:
     """Record ``count`` deliveries, then let three workers taking batches of ten apply them."""
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
     for n in range(1, count + 1):
         assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
@@ -447,7 +447,7 @@ async def test_when_reading_a_batch_ahead_fails_each_event_is_still_applied():
 
 async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
     applier = HeldApplier()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = CountedProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
     processor.expected = 3
     for n in (1, 2, 3):
@@ -478,7 +478,7 @@ class GatheringProcessor(EventProcessor):
 
 async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdown():
     applier = RecordingApplier()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = GatheringProcessor(
         journal=EventJournal(events), applier=applier, batch_size=10, batch_wait=3600
     )
@@ -494,10 +494,10 @@ async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdow
 
 
 class CountedReads(InMemoryContainer):
-    """The webhook-events fake, counting point reads."""
+    """The webhook-journal fake, counting point reads."""
 
     def __init__(self) -> None:
-        super().__init__("webhook-events", partition_key_path="/id")
+        super().__init__("webhook-journal", partition_key_path="/bucket")
         self.reads = 0
 
     async def read(self, document_id, **options):

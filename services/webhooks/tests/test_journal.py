@@ -20,12 +20,12 @@ def clock() -> Clock:
 class TestJournalInMemory(JournalContract):
     @pytest.fixture
     def events(self) -> DocumentContainer:
-        return container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+        return container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
 
 
 @pytest.mark.integration
 class TestJournalCosmos(JournalContract):
     @pytest.fixture
     def events(self, cosmos_client, provisioned) -> DocumentContainer:
-        spec = DEFAULT_TOPOLOGY.container("webhook-events")
+        spec = DEFAULT_TOPOLOGY.container("webhook-journal")
         return CosmosContainer.of(cosmos_client, database=provisioned.database, spec=spec)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 
-from webhooks.journal import event_of
+from webhooks.journal import Settle, event_of
 from webhooks.states import STATE_FIELD, EventState, SettleReason
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ class EventProcessor:
         recorded_etag: str | None = None,
         applier: EventApplier | None = None,
         claim: bool = False,
+        settles: list[Settle] | None = None,
     ) -> EventState:
         """Apply one recorded event unless it is settled; the state it is left in.
 
@@ -174,7 +175,9 @@ class EventProcessor:
         reading its record back (applying is idempotent, and settling checks the state it moves from);
         ``recorded_etag``, that record's ETag, lets the settle skip its read. ``applier``: the one
         prepared for the batch this event is in. ``claim``: claim the just recorded event first, by
-        that ETag (it waited long enough that another process's sweep may take it).
+        that ETag (it waited long enough that another process's sweep may take it). ``settles``: where
+        a settle by ETag is left for the caller to send with its batch's others (the state returned
+        is then the one it will be settled to).
         """
         if just_recorded is None:
             record = await self._journal.read(event_id)
@@ -197,9 +200,12 @@ class EventProcessor:
             return await self._wait_or_fail(await self._journal.read(event_id), error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
-        await self._journal.settle(
-            event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
-        )
+        if settles is not None and recorded_etag is not None:
+            settles.append(Settle(event_id, outcome.state, outcome.reason, recorded_etag))
+        else:
+            await self._journal.settle(
+                event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
+            )
         if outcome.state is EventState.IGNORED:
             self.ignored_types[event.type] += 1
         log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
@@ -257,7 +263,9 @@ class EventProcessor:
             tried += 1
         return tried
 
-    async def _process_safely(self, queued: Queued, applier: EventApplier | None = None) -> None:
+    async def _process_safely(
+        self, queued: Queued, applier: EventApplier | None = None, settles: list[Settle] | None = None
+    ) -> None:
         # Late behind a backlog: another process's sweep may take it soon, so it is claimed first,
         # by the ETag its create returned (a read would cost one more request per late event).
         late = self._monotonic() - queued.queued_at > self._sweep_age.total_seconds() / 2
@@ -268,6 +276,7 @@ class EventProcessor:
                 recorded_etag=queued.etag,
                 applier=applier,
                 claim=late,
+                settles=settles,
             )
         except Exception:
             # The record stays received: the next sweep or Stripe's retry tries again.
@@ -329,15 +338,30 @@ class EventProcessor:
 
     async def _process_batch(self, batch: list[Queued]) -> None:
         applier = await self._prepared_for([queued.event for queued in batch if queued.event is not None])
+        # The batch's records are settled together once its events are applied: one batch of
+        # patches per journal bucket instead of a patch per event.
+        settles: list[Settle] = []
 
         async def one(queued: Queued) -> None:
             await self._answers_first()
             try:
-                await self._process_safely(queued, applier)
+                await self._process_safely(queued, applier, settles)
             finally:
                 self._applied_one()
 
         await asyncio.gather(*(one(queued) for queued in batch))
+        if settles:
+            await self._settle_together(settles)
+
+    async def _settle_together(self, settles: list[Settle]) -> None:
+        await self._answers_first()
+        try:
+            await self._journal.settle_many(settles)
+        except Exception:
+            # Those records stay received: the sweep applies them again (idempotent) and settles them.
+            log.exception("settling a batch's records failed", events=len(settles))
+        finally:
+            self._applied_one()
 
     async def _prepared_for(self, events: list[StripeEvent]) -> EventApplier:
         if len(events) < 2 or not isinstance(self._applier, PreparesBatches):  # noqa: PLR2004 - a batch
