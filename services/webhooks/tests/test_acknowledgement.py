@@ -464,6 +464,40 @@ async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
         await workers
 
 
+class CountedWrites(InMemoryContainer):
+    """The webhook-journal fake, counting single patches and transactional batches."""
+
+    def __init__(self) -> None:
+        super().__init__("webhook-journal", partition_key_path="/bucket")
+        self.patches = 0
+        self.batches = 0
+
+    async def patch(self, document_id, **options):
+        self.patches += 1
+        return await super().patch(document_id, **options)
+
+    async def write_batch(self, writes, **options):
+        self.batches += 1
+        return await super().write_batch(writes, **options)
+
+
+async def test_the_records_of_a_batch_applied_are_settled_together():
+    applier = RecordingApplier()
+    events = CountedWrites()
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    ids = [f"evt_test{n:06d}" for n in (2, 9, 16, 21)]  # their records share a bucket
+    for n in (2, 9, 16, 21):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert sorted(applier.applied) == ids
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == dict.fromkeys(ids, "applied")
+    assert (events.patches, events.batches) == (0, 1)
+
+
 class GatheringProcessor(EventProcessor):
     """Signals when a worker starts gathering a batch (it takes a queued event at once, then waits)."""
 
