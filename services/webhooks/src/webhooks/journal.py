@@ -144,6 +144,18 @@ class EventJournal:
             del self._creating[bucket]
 
     async def _create_together(self, creates: list[_Create], bucket: str) -> None:
+        # Whatever ends the round (a fault here, the loop stopping), no caller is left waiting.
+        try:
+            await self._send_creates(creates, bucket)
+        except Exception as error:  # noqa: BLE001 - handed to every caller still waiting, who raises it
+            for each in creates:
+                _answer(each, error=error)
+        except BaseException:
+            for each in creates:
+                each.answer.cancel()
+            raise
+
+    async def _send_creates(self, creates: list[_Create], bucket: str) -> None:
         while len(creates) > 1:
             writes = [BatchWrite("create", each.document) for each in creates]
             try:

@@ -120,6 +120,8 @@ WEBHOOK_JOURNAL = ContainerSpec(
     # batches. Stripe retries for three days and `replay` reaches back thirty: thirty days of records
     # keep every redelivery idempotent, and the TTL keeps the container bounded.
     partition_key="/bucket",
+    # Nothing queries the event's payload: left out of the index, it costs no index storage or RU.
+    excluded_paths=("/payload/*",),
     default_ttl_seconds=30 * 24 * 3600,
     purpose="Stripe webhook events recorded before acknowledgement (payload, state, reason), by event id.",
 )
