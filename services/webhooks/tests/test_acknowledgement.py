@@ -498,6 +498,43 @@ async def test_the_records_of_a_batch_applied_are_settled_together():
     assert (events.patches, events.batches) == (0, 1)
 
 
+class OneStuckApplier(RecordingApplier):
+    """Applies every event but one, which never finishes (the workers are stopped meanwhile)."""
+
+    def __init__(self, stuck_id: str, expected: int) -> None:
+        super().__init__()
+        self.stuck_id = stuck_id
+        self.expected = expected
+        self.started = 0
+        self.all_started = asyncio.Event()
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        self.started += 1
+        if self.started == self.expected:
+            self.all_started.set()
+        if stripe_event.id == self.stuck_id:
+            await asyncio.Event().wait()
+        return await super().apply(stripe_event)
+
+
+async def test_events_of_a_batch_applied_before_the_workers_stop_are_settled():
+    applier = OneStuckApplier(stuck_id="evt_test000009", expected=3)
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    for n in (2, 9, 16):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))  # one takes the three
+    await applier.all_started.wait()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == {
+        "evt_test000002": "applied",
+        "evt_test000009": "received",  # left to the sweep
+        "evt_test000016": "applied",
+    }
+
+
 class GatheringProcessor(EventProcessor):
     """Signals when a worker starts gathering a batch (it takes a queued event at once, then waits)."""
 

@@ -349,19 +349,26 @@ class EventProcessor:
             finally:
                 self._applied_one()
 
-        await asyncio.gather(*(one(queued) for queued in batch))
-        if settles:
+        try:
+            await asyncio.gather(*(one(queued) for queued in batch))
+        except asyncio.CancelledError:
+            # Stopping: the events applied so far are settled now rather than applied again by a sweep.
             await self._settle_together(settles)
+            raise
+        await self._answers_first()
+        try:
+            await self._settle_together(settles)
+        finally:
+            self._applied_one()
 
     async def _settle_together(self, settles: list[Settle]) -> None:
-        await self._answers_first()
+        if not settles:
+            return
         try:
             await self._journal.settle_many(settles)
         except Exception:
             # Those records stay received: the sweep applies them again (idempotent) and settles them.
             log.exception("settling a batch's records failed", events=len(settles))
-        finally:
-            self._applied_one()
 
     async def _prepared_for(self, events: list[StripeEvent]) -> EventApplier:
         if len(events) < 2 or not isinstance(self._applier, PreparesBatches):  # noqa: PLR2004 - a batch
