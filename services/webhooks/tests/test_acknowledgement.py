@@ -535,6 +535,25 @@ async def test_events_of_a_batch_applied_before_the_workers_stop_are_settled():
     }
 
 
+async def test_events_of_a_batch_applied_are_settled_while_another_of_it_is_still_applied():
+    applier = OneStuckApplier(stuck_id="evt_test000009", expected=3)
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
+    processor = EventProcessor(
+        journal=EventJournal(events), applier=applier, batch_size=10, sweep_age=timedelta(seconds=1)
+    )
+    for n in (2, 9, 16):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
+    await applier.all_started.wait()
+    expected = {"evt_test000002": "applied", "evt_test000009": "received", "evt_test000016": "applied"}
+    async with asyncio.timeout(10):  # a bound on the wait, not a measurement
+        while {doc["id"]: doc["state"] for doc in events.documents()} != expected:
+            await asyncio.sleep(0.01)
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+
+
 class GatheringProcessor(EventProcessor):
     """Signals when a worker starts gathering a batch (it takes a queued event at once, then waits)."""
 

@@ -11,6 +11,7 @@ the same message id), and the claim keeps two replicas from applying one record 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ class Queued:
 
 DEFAULT_WORKERS = 8
 """Events applied at once unless ``serve`` is given another number."""
+
+SETTLE_EVERY_PER_SWEEP_AGE = 20
+"""A worker settles the records its batch applied every sweep age / 20 (0.5 s at the default 10 s)."""
+MIN_SETTLE_EVERY = 0.05
 
 
 class NotYetApplicableError(Exception):
@@ -119,6 +124,9 @@ class EventProcessor:
         # at a time, so that idle workers do not split a burst into batches of one.
         self._batch_size = batch_size
         self._batch_wait = batch_wait
+        # A batch's applied records are settled at least this often (well inside half the sweep
+        # age, the margin a fresh event's apply and settle have before another process may sweep it).
+        self._settle_every = max(sweep_age.total_seconds() / SETTLE_EVERY_PER_SWEEP_AGE, MIN_SETTLE_EVERY)
         self._gathering = asyncio.Lock()
         self._monotonic = monotonic
         self._gate_changed = asyncio.Event()
@@ -338,9 +346,12 @@ class EventProcessor:
 
     async def _process_batch(self, batch: list[Queued]) -> None:
         applier = await self._prepared_for([queued.event for queued in batch if queued.event is not None])
-        # The batch's records are settled together once its events are applied: one batch of
-        # patches per journal bucket instead of a patch per event.
+        # The batch's records are settled together, one batch of patches per journal bucket instead of
+        # a patch per event: those applied so far every ``_settle_every`` seconds, the rest when the
+        # batch ends (or is stopped). Not only at the end: a record left unsettled while the rest of a
+        # long batch is applied could meet another process's sweep and be applied twice.
         settles: list[Settle] = []
+        ended = asyncio.Event()
 
         async def one(queued: Queued) -> None:
             await self._answers_first()
@@ -349,17 +360,20 @@ class EventProcessor:
             finally:
                 self._applied_one()
 
+        async def settle_meanwhile() -> None:
+            while not ended.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), self._settle_every)
+                taken = settles[:]
+                settles.clear()
+                await self._settle_together(taken)
+
+        settling = asyncio.create_task(settle_meanwhile())
         try:
             await asyncio.gather(*(one(queued) for queued in batch))
-        except asyncio.CancelledError:
-            # Stopping: the events applied so far are settled now rather than applied again by a sweep.
-            await self._settle_together(settles)
-            raise
-        await self._answers_first()
-        try:
-            await self._settle_together(settles)
         finally:
-            self._applied_one()
+            ended.set()
+            await settling
 
     async def _settle_together(self, settles: list[Settle]) -> None:
         if not settles:
