@@ -507,13 +507,14 @@ class OneStuckApplier(RecordingApplier):
         self.expected = expected
         self.started = 0
         self.all_started = asyncio.Event()
+        self.unstick = asyncio.Event()
 
     async def apply(self, stripe_event: StripeEvent) -> Outcome:
         self.started += 1
         if self.started == self.expected:
             self.all_started.set()
         if stripe_event.id == self.stuck_id:
-            await asyncio.Event().wait()
+            await self.unstick.wait()
         return await super().apply(stripe_event)
 
 
@@ -552,6 +553,48 @@ async def test_events_of_a_batch_applied_are_settled_while_another_of_it_is_stil
     workers.cancel()
     with pytest.raises(asyncio.CancelledError):
         await workers
+
+
+class FirstPatchHeld(InMemoryContainer):
+    """The webhook-journal fake whose first patch waits until released."""
+
+    def __init__(self) -> None:
+        super().__init__("webhook-journal", partition_key_path="/bucket")
+        self.first_patch_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def patch(self, document_id, **options):
+        if not self.first_patch_started.is_set():
+            self.first_patch_started.set()
+            await self.release.wait()
+        return await super().patch(document_id, **options)
+
+
+async def test_an_event_applied_while_the_batch_before_it_is_being_settled_is_settled_too():
+    applier = OneStuckApplier(stuck_id="evt_test000009", expected=2)
+    events = FirstPatchHeld()
+    processor = EventProcessor(
+        journal=EventJournal(events), applier=applier, batch_size=10, sweep_age=timedelta(seconds=1)
+    )
+    for n in (2, 9):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
+    await events.first_patch_started.wait()  # evt 2 applied, its settle under way; evt 9 still applying
+    applier.stuck_id = ""
+    applier.unstick.set()
+    while "evt_test000009" not in applier.applied:
+        await asyncio.sleep(0)
+    for _ in range(10):
+        await asyncio.sleep(0)  # the batch ends while evt 2's settle is still under way
+    events.release.set()
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == {
+        "evt_test000002": "applied",
+        "evt_test000009": "applied",
+    }
 
 
 class GatheringProcessor(EventProcessor):

@@ -360,13 +360,16 @@ class EventProcessor:
             finally:
                 self._applied_one()
 
+        async def settle_applied() -> None:
+            taken = settles[:]
+            settles.clear()
+            await self._settle_together(taken)
+
         async def settle_meanwhile() -> None:
             while not ended.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ended.wait(), self._settle_every)
-                taken = settles[:]
-                settles.clear()
-                await self._settle_together(taken)
+                await settle_applied()
 
         settling = asyncio.create_task(settle_meanwhile())
         try:
@@ -374,6 +377,7 @@ class EventProcessor:
         finally:
             ended.set()
             await settling
+            await settle_applied()  # those applied while the last round was being settled
 
     async def _settle_together(self, settles: list[Settle]) -> None:
         if not settles:
