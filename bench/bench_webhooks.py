@@ -267,7 +267,7 @@ async def settled_records(database: DatabaseProxy, expected: int) -> tuple[list[
     ``SETTLE_STALL_SECONDS``: the effects are then checked as they stand, the events still waiting
     counted as not applied, rather than the run ending without a report.
     """
-    container = database.get_container_client("webhook-events")
+    container = database.get_container_client("webhook-journal")
     query = "SELECT c.id, c.state, c.attempts, c.receivedAt, c.settledAt FROM c"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_TIMEOUT_SECONDS

@@ -104,7 +104,7 @@ async def settled(environment: Environment, waiting: set[str]) -> dict[str, dict
     """Every event record once all but the waiting ones left ``received``."""
     async with asyncio.timeout(120):
         while True:
-            records = {row["id"]: row for row in await environment.rows("webhook-events")}
+            records = {row["id"]: row for row in await environment.rows("webhook-journal")}
             if {i for i, row in records.items() if row["state"] == "received"} == waiting:
                 return records
             await asyncio.sleep(0.5)

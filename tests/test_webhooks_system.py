@@ -17,6 +17,8 @@ import pytest
 import stripe
 from system_processes import fresh_database, kill, serve, service_env, stop
 
+from webhooks.journal import bucket_of
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -72,7 +74,7 @@ async def post(base: str, body: str, header: str) -> dict[str, Any]:
 async def test_killed_before_applying_then_retried_the_refund_lands_once(environment, cosmos_client):
     database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
     transactions = database.get_container_client("transactions")
-    events = database.get_container_client("webhook-events")
+    events = database.get_container_client("webhook-journal")
     body, header = signed_refund("pi_system1")
 
     first, base = await serve_webhooks(environment)
@@ -80,7 +82,8 @@ async def test_killed_before_applying_then_retried_the_refund_lands_once(environ
     # Killed with the event recorded and not applied: its payment is not stored yet, so the first
     # attempt could not apply it (the sweep would retry it ten times before giving up).
     await kill(first)
-    assert (await events.read_item("evt_system1", partition_key="evt_system1"))["state"] == "received"
+    record_key = {"item": "evt_system1", "partition_key": bucket_of("evt_system1")}
+    assert (await events.read_item(**record_key))["state"] == "received"
     await transactions.create_item(
         {
             "id": "tx-sys",
@@ -95,11 +98,11 @@ async def test_killed_before_applying_then_retried_the_refund_lands_once(environ
     try:
         assert (await post(base, body, header))["duplicate"] is True  # Stripe's retry
         async with asyncio.timeout(60):
-            while (await events.read_item("evt_system1", partition_key="evt_system1"))["state"] == "received":
+            while (await events.read_item(**record_key))["state"] == "received":
                 await asyncio.sleep(0.2)
     finally:
         await stop(second)
-    record = await events.read_item("evt_system1", partition_key="evt_system1")
+    record = await events.read_item(**record_key)
     stored = await transactions.read_item("tx-sys", partition_key="ev-sys")
     assert record["state"] == "applied"
     assert (stored["stripeRefundedAmount"], stored["stripeRefundStatus"]) == (12.0, "partial")
@@ -116,7 +119,7 @@ def server_processes(supervisor: asyncio.subprocess.Process) -> list[int]:
 async def test_two_processes_on_one_port_apply_every_event_once(environment, cosmos_client):
     database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
     transactions = database.get_container_client("transactions")
-    events = database.get_container_client("webhook-events")
+    events = database.get_container_client("webhook-journal")
     await transactions.create_item(
         {
             "id": "tx-two",
@@ -138,7 +141,8 @@ async def test_two_processes_on_one_port_apply_every_event_once(environment, cos
         ids = [f"evt_system{n}" for n in range(1, 13)]
         async with asyncio.timeout(60):
             while "received" in [
-                (await events.read_item(event_id, partition_key=event_id))["state"] for event_id in ids
+                (await events.read_item(event_id, partition_key=bucket_of(event_id)))["state"]
+                for event_id in ids
             ]:
                 await asyncio.sleep(0.2)  # polling another process's progress
     finally:

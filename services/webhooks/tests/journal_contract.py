@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from stripe_fixtures import event, fixture
 
-from webhooks.journal import EventJournal
+from webhooks.journal import EventJournal, Settle, bucket_of
 from webhooks.models import StripeEvent
 from webhooks.states import EventState, InvalidTransitionError
 
@@ -24,12 +25,24 @@ def fresh_event() -> StripeEvent:
     return StripeEvent.parse(json.dumps(envelope))
 
 
+def events_in_one_bucket(count: int) -> list[StripeEvent]:
+    """Fresh events whose records share a bucket (a partition), so that they can be written together."""
+    found: list[StripeEvent] = []
+    while len(found) < count:
+        candidate = fresh_event()
+        if bucket_of(candidate.id) == "0":
+            found.append(candidate)
+    return found
+
+
 class CountingReads:
-    """The events container, counting point reads (to see which steps read the record back)."""
+    """The events container, counting point reads (which steps read the record back) and all requests."""
 
     def __init__(self, inner: DocumentContainer) -> None:
         self._inner = inner
         self.reads = 0
+        self.requests = 0
+        self.batches = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -44,11 +57,25 @@ class CountingReads:
 
     async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
         self.reads += 1
+        self.requests += 1
         return await self._inner.read(document_id, partition_key=partition_key)
+
+    async def create(self, document: Any) -> dict[str, Any]:
+        self.requests += 1
+        return await self._inner.create(document)
+
+    async def patch(self, document_id: str, **options: Any) -> dict[str, Any]:
+        self.requests += 1
+        return await self._inner.patch(document_id, **options)
+
+    async def write_batch(self, writes: Any, *, partition_key: Any) -> list[dict[str, Any]]:
+        self.requests += 1
+        self.batches += 1
+        return await self._inner.write_batch(writes, partition_key=partition_key)
 
 
 class JournalContract:
-    """Needs fixtures ``events`` (the ``webhook-events`` container) and ``clock`` (a settable clock)."""
+    """Needs fixtures ``events`` (the ``webhook-journal`` container) and ``clock`` (a settable clock)."""
 
     @pytest.fixture
     def counting(self, events: DocumentContainer) -> CountingReads:
@@ -159,3 +186,100 @@ class JournalContract:
         assert etag is not None
         assert await journal.claim(await journal.read(stripe_event.id), hold=timedelta(seconds=10))
         assert await journal.claim_as_recorded(stripe_event.id, recorded_etag=etag) is None
+
+    async def test_records_asked_for_at_once_are_created_together_each_with_its_own_etag(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        stripe_events = events_in_one_bucket(10)
+        etags = await asyncio.gather(*(journal.record(each) for each in stripe_events))
+        assert counting.requests < len(stripe_events)
+        assert all(etag is not None for etag in etags)
+        for each, etag in zip(stripe_events, etags, strict=True):
+            stored = await journal.read(each.id)
+            assert (stored["state"], stored["_etag"], stored["payload"]) == ("received", etag, each.payload)
+
+    async def test_records_of_every_bucket_asked_for_at_once_are_all_created(self, journal: EventJournal):
+        stripe_events = [fresh_event() for _ in range(40)]
+        etags = await asyncio.gather(*(journal.record(each) for each in stripe_events))
+        assert all(etag is not None for etag in etags)
+        assert [(await journal.read(each.id))["state"] for each in stripe_events] == ["received"] * 40
+
+    async def test_a_redelivery_among_records_created_together_is_a_duplicate_and_the_others_are_recorded(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        seen, *others = events_in_one_bucket(4)
+        assert await journal.record(seen) is not None
+        counting.requests = 0
+        etags = await asyncio.gather(*(journal.record(each) for each in (others[0], seen, *others[1:])))
+        assert etags[1] is None
+        assert all(etag is not None for etag in (etags[0], *etags[2:]))
+        assert counting.requests < len(etags)
+        assert [(await journal.read(each.id))["state"] for each in others] == ["received"] * 3
+
+    async def test_two_deliveries_of_one_event_at_once_record_it_once(self, journal: EventJournal):
+        stripe_event, other = events_in_one_bucket(2)
+        etags = await asyncio.gather(
+            journal.record(stripe_event), journal.record(stripe_event), journal.record(other)
+        )
+        assert sorted(etag is None for etag in etags[:2]) == [False, True]
+        assert etags[2] is not None
+
+    async def test_each_record_created_together_is_settled_by_its_own_etag_without_reading_it(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        stripe_events = events_in_one_bucket(5)
+        etags = await asyncio.gather(*(journal.record(each) for each in stripe_events))
+        for each, etag in zip(stripe_events, etags, strict=True):
+            stored = await journal.settle(each.id, EventState.APPLIED, recorded_etag=etag)
+            assert stored["state"] == "applied"
+        assert counting.reads == 0
+
+    async def test_records_settled_together_take_one_request_per_bucket(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        stripe_events = events_in_one_bucket(6)
+        etags = await asyncio.gather(*(journal.record(each) for each in stripe_events))
+        counting.requests = 0
+        await journal.settle_many(
+            [
+                Settle(each.id, EventState.APPLIED, None, str(etag))
+                for each, etag in zip(stripe_events, etags, strict=True)
+            ]
+        )
+        assert (counting.requests, counting.reads) == (1, 0)
+        assert [(await journal.read(each.id))["state"] for each in stripe_events] == ["applied"] * 6
+
+    async def test_records_settled_together_with_one_stale_etag_settle_the_others_and_decide_it_by_reading(
+        self, journal: EventJournal, counting: CountingReads
+    ):
+        stripe_events = events_in_one_bucket(4)
+        etags = await asyncio.gather(*(journal.record(each) for each in stripe_events))
+        await journal.count_attempt(stripe_events[2].id)  # its ETag is stale now; it is still received
+        counting.reads = 0
+        await journal.settle_many(
+            [
+                Settle(each.id, EventState.IGNORED, "unknown-event-type", str(etag))
+                for each, etag in zip(stripe_events, etags, strict=True)
+            ]
+        )
+        stored = [await journal.read(each.id) for each in stripe_events]
+        assert [each["state"] for each in stored] == ["ignored"] * 4
+        assert [each["reason"] for each in stored] == ["unknown-event-type"] * 4
+        assert stored[2]["attempts"] == 1
+        assert counting.reads == 1 + 4  # the stale one's, then this test's
+
+    async def test_a_record_settled_elsewhere_is_left_as_it_is_while_the_batch_settles_the_others(
+        self, journal: EventJournal
+    ):
+        stripe_events = events_in_one_bucket(3)
+        etags = await asyncio.gather(*(journal.record(each) for each in stripe_events))
+        await journal.settle(stripe_events[0].id, EventState.FAILED, reason="gave-up-after-retries: X")
+        settles = [
+            Settle(each.id, EventState.APPLIED, None, str(etag))
+            for each, etag in zip(stripe_events, etags, strict=True)
+        ]
+        with pytest.raises(InvalidTransitionError):
+            await journal.settle_many(settles)
+        stored = [await journal.read(each.id) for each in stripe_events]
+        assert [each["state"] for each in stored] == ["failed", "applied", "applied"]
+        assert stored[0]["reason"] == "gave-up-after-retries: X"

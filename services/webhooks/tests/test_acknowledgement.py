@@ -162,7 +162,7 @@ class UnreachableContainer(InMemoryContainer):
 
 async def test_an_event_that_cannot_be_recorded_is_a_503_so_stripe_retries(settings):
     service = build_service(settings)
-    unreachable = UnreachableContainer("webhook-events", partition_key_path="/id")
+    unreachable = UnreachableContainer("webhook-journal", partition_key_path="/bucket")
     service.processor = EventProcessor(journal=EventJournal(unreachable), applier=RecordingApplier())
     status, problem = await deliver(service, delivery())
     assert status == 503
@@ -242,7 +242,7 @@ class HeldCreates(InMemoryContainer):
     """Creates of one event id wait until released: a delivery whose record Cosmos DB is still writing."""
 
     def __init__(self, held_id: str) -> None:
-        super().__init__("webhook-events", partition_key_path="/id")
+        super().__init__("webhook-journal", partition_key_path="/bucket")
         self.held_id = held_id
         self.release = asyncio.Event()
 
@@ -352,9 +352,9 @@ class Monotonic:
 
 
 def peers(applier, *, monotonic=None) -> tuple[EventProcessor, EventProcessor, InMemoryContainer, Clock]:
-    """Two processes' processors on one webhook-events container (one Cosmos DB), sharing a clock."""
+    """Two processes' processors on one webhook-journal container (one Cosmos DB), sharing a clock."""
     clock = Clock()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     one, other = (
         EventProcessor(
             journal=EventJournal(events, clock=clock),
@@ -416,7 +416,7 @@ class PreparingApplier(RecordingApplier):
 
 async def apply_queued(applier: PreparingApplier, count: int) -> InMemoryContainer:
     """Record ``count`` deliveries, then let three workers taking batches of ten apply them."""
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
     for n in range(1, count + 1):
         assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
@@ -447,7 +447,7 @@ async def test_when_reading_a_batch_ahead_fails_each_event_is_still_applied():
 
 async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
     applier = HeldApplier()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = CountedProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
     processor.expected = 3
     for n in (1, 2, 3):
@@ -464,6 +464,139 @@ async def test_a_batch_applies_no_more_events_at_once_than_there_are_workers():
         await workers
 
 
+class CountedWrites(InMemoryContainer):
+    """The webhook-journal fake, counting single patches and transactional batches."""
+
+    def __init__(self) -> None:
+        super().__init__("webhook-journal", partition_key_path="/bucket")
+        self.patches = 0
+        self.batches = 0
+
+    async def patch(self, document_id, **options):
+        self.patches += 1
+        return await super().patch(document_id, **options)
+
+    async def write_batch(self, writes, **options):
+        self.batches += 1
+        return await super().write_batch(writes, **options)
+
+
+async def test_the_records_of_a_batch_applied_are_settled_together():
+    applier = RecordingApplier()
+    events = CountedWrites()
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    ids = [f"evt_test{n:06d}" for n in (2, 9, 16, 21)]  # their records share a bucket
+    for n in (2, 9, 16, 21):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert sorted(applier.applied) == ids
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == dict.fromkeys(ids, "applied")
+    assert (events.patches, events.batches) == (0, 1)
+
+
+class OneStuckApplier(RecordingApplier):
+    """Applies every event but one, which never finishes (the workers are stopped meanwhile)."""
+
+    def __init__(self, stuck_id: str, expected: int) -> None:
+        super().__init__()
+        self.stuck_id = stuck_id
+        self.expected = expected
+        self.started = 0
+        self.all_started = asyncio.Event()
+        self.unstick = asyncio.Event()
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        self.started += 1
+        if self.started == self.expected:
+            self.all_started.set()
+        if stripe_event.id == self.stuck_id:
+            await self.unstick.wait()
+        return await super().apply(stripe_event)
+
+
+async def test_events_of_a_batch_applied_before_the_workers_stop_are_settled():
+    applier = OneStuckApplier(stuck_id="evt_test000009", expected=3)
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    for n in (2, 9, 16):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))  # one takes the three
+    await applier.all_started.wait()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == {
+        "evt_test000002": "applied",
+        "evt_test000009": "received",  # left to the sweep
+        "evt_test000016": "applied",
+    }
+
+
+async def test_events_of_a_batch_applied_are_settled_while_another_of_it_is_still_applied():
+    applier = OneStuckApplier(stuck_id="evt_test000009", expected=3)
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
+    processor = EventProcessor(
+        journal=EventJournal(events), applier=applier, batch_size=10, sweep_age=timedelta(seconds=1)
+    )
+    for n in (2, 9, 16):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
+    await applier.all_started.wait()
+    expected = {"evt_test000002": "applied", "evt_test000009": "received", "evt_test000016": "applied"}
+    async with asyncio.timeout(10):  # a bound on the wait, not a measurement
+        while {doc["id"]: doc["state"] for doc in events.documents()} != expected:
+            await asyncio.sleep(0.01)
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+
+
+class FirstPatchHeld(InMemoryContainer):
+    """The webhook-journal fake whose first patch waits until released."""
+
+    def __init__(self) -> None:
+        super().__init__("webhook-journal", partition_key_path="/bucket")
+        self.first_patch_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def patch(self, document_id, **options):
+        if not self.first_patch_started.is_set():
+            self.first_patch_started.set()
+            await self.release.wait()
+        return await super().patch(document_id, **options)
+
+
+async def test_an_event_applied_while_the_batch_before_it_is_being_settled_is_settled_too():
+    applier = OneStuckApplier(stuck_id="evt_test000009", expected=2)
+    events = FirstPatchHeld()
+    processor = EventProcessor(
+        journal=EventJournal(events), applier=applier, batch_size=10, sweep_age=timedelta(seconds=1)
+    )
+    for n in (2, 9):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
+    await events.first_patch_started.wait()  # evt 2 applied, its settle under way; evt 9 still applying
+    applier.stuck_id = ""
+    applier.unstick.set()
+    while "evt_test000009" not in applier.applied:
+        await asyncio.sleep(0)
+    for _ in range(10):
+        await asyncio.sleep(0)  # the batch ends while evt 2's settle is still under way
+    events.release.set()
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == {
+        "evt_test000002": "applied",
+        "evt_test000009": "applied",
+    }
+
+
 class GatheringProcessor(EventProcessor):
     """Signals when a worker starts gathering a batch (it takes a queued event at once, then waits)."""
 
@@ -478,7 +611,7 @@ class GatheringProcessor(EventProcessor):
 
 async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdown():
     applier = RecordingApplier()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = GatheringProcessor(
         journal=EventJournal(events), applier=applier, batch_size=10, batch_wait=3600
     )
@@ -494,10 +627,10 @@ async def test_an_event_a_worker_was_gathering_a_batch_for_is_drained_at_shutdow
 
 
 class CountedReads(InMemoryContainer):
-    """The webhook-events fake, counting point reads."""
+    """The webhook-journal fake, counting point reads."""
 
     def __init__(self) -> None:
-        super().__init__("webhook-events", partition_key_path="/id")
+        super().__init__("webhook-journal", partition_key_path="/bucket")
         self.reads = 0
 
     async def read(self, document_id, **options):

@@ -103,7 +103,7 @@ async def world():
         first_advance_at = state.scenario.now
         state.advance(minutes=60, refunds=4, disputes=3)
         await state.webhooks.drain()
-        events = container("webhook-events")
+        events = container("webhook-journal")
         bus = InMemoryBus(
             topics=[Topic(name=TOPIC, subscriptions=(Subscription(name="all", rules=(TrueFilter(),)),))]
         )

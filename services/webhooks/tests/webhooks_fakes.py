@@ -66,7 +66,7 @@ class Service:
 
 def build_service(settings: WebhookSettings, applier: EventApplier | None = None) -> Service:
     clock = Clock()
-    events = container("webhook-events", **{UNAPPLIED_QUERY: unapplied})
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = EventProcessor(
         journal=EventJournal(events, clock=clock),
         applier=applier or IgnoreAll(),

@@ -64,7 +64,7 @@ async def open_webhooks(settings: WebhookSettings) -> AsyncIterator[Webhooks]:
         payouts = CoalescingPublisher(queue_publisher(client=bus, queue_name=settings.webhooks_payout_queue))
         stack.push_async_callback(payouts.close)
         processor = EventProcessor(
-            journal=EventJournal(container("webhook-events")),
+            journal=EventJournal(container("webhook-journal")),
             applier=StripeFactsApplier(
                 transactions=TransactionFacts(
                     container("transactions"), index=container(PAYMENT_TRANSACTIONS_CONTAINER)

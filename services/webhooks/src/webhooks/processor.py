@@ -11,6 +11,7 @@ the same message id), and the claim keeps two replicas from applying one record 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 
-from webhooks.journal import event_of
+from webhooks.journal import Settle, event_of
 from webhooks.states import STATE_FIELD, EventState, SettleReason
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ class Queued:
 
 DEFAULT_WORKERS = 8
 """Events applied at once unless ``serve`` is given another number."""
+
+SETTLE_EVERY_PER_SWEEP_AGE = 20
+"""A worker settles the records its batch applied every sweep age / 20 (0.5 s at the default 10 s)."""
+MIN_SETTLE_EVERY = 0.05
 
 
 class NotYetApplicableError(Exception):
@@ -119,6 +124,9 @@ class EventProcessor:
         # at a time, so that idle workers do not split a burst into batches of one.
         self._batch_size = batch_size
         self._batch_wait = batch_wait
+        # A batch's applied records are settled at least this often (well inside half the sweep
+        # age, the margin a fresh event's apply and settle have before another process may sweep it).
+        self._settle_every = max(sweep_age.total_seconds() / SETTLE_EVERY_PER_SWEEP_AGE, MIN_SETTLE_EVERY)
         self._gathering = asyncio.Lock()
         self._monotonic = monotonic
         self._gate_changed = asyncio.Event()
@@ -167,6 +175,7 @@ class EventProcessor:
         recorded_etag: str | None = None,
         applier: EventApplier | None = None,
         claim: bool = False,
+        settles: list[Settle] | None = None,
     ) -> EventState:
         """Apply one recorded event unless it is settled; the state it is left in.
 
@@ -174,7 +183,9 @@ class EventProcessor:
         reading its record back (applying is idempotent, and settling checks the state it moves from);
         ``recorded_etag``, that record's ETag, lets the settle skip its read. ``applier``: the one
         prepared for the batch this event is in. ``claim``: claim the just recorded event first, by
-        that ETag (it waited long enough that another process's sweep may take it).
+        that ETag (it waited long enough that another process's sweep may take it). ``settles``: where
+        a settle by ETag is left for the caller to send with its batch's others (the state returned
+        is then the one it will be settled to).
         """
         if just_recorded is None:
             record = await self._journal.read(event_id)
@@ -197,9 +208,12 @@ class EventProcessor:
             return await self._wait_or_fail(await self._journal.read(event_id), error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
-        await self._journal.settle(
-            event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
-        )
+        if settles is not None and recorded_etag is not None:
+            settles.append(Settle(event_id, outcome.state, outcome.reason, recorded_etag))
+        else:
+            await self._journal.settle(
+                event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
+            )
         if outcome.state is EventState.IGNORED:
             self.ignored_types[event.type] += 1
         log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
@@ -257,7 +271,9 @@ class EventProcessor:
             tried += 1
         return tried
 
-    async def _process_safely(self, queued: Queued, applier: EventApplier | None = None) -> None:
+    async def _process_safely(
+        self, queued: Queued, applier: EventApplier | None = None, settles: list[Settle] | None = None
+    ) -> None:
         # Late behind a backlog: another process's sweep may take it soon, so it is claimed first,
         # by the ETag its create returned (a read would cost one more request per late event).
         late = self._monotonic() - queued.queued_at > self._sweep_age.total_seconds() / 2
@@ -268,6 +284,7 @@ class EventProcessor:
                 recorded_etag=queued.etag,
                 applier=applier,
                 claim=late,
+                settles=settles,
             )
         except Exception:
             # The record stays received: the next sweep or Stripe's retry tries again.
@@ -329,15 +346,47 @@ class EventProcessor:
 
     async def _process_batch(self, batch: list[Queued]) -> None:
         applier = await self._prepared_for([queued.event for queued in batch if queued.event is not None])
+        # The batch's records are settled together, one batch of patches per journal bucket instead of
+        # a patch per event: those applied so far every ``_settle_every`` seconds, the rest when the
+        # batch ends (or is stopped). Not only at the end: a record left unsettled while the rest of a
+        # long batch is applied could meet another process's sweep and be applied twice.
+        settles: list[Settle] = []
+        ended = asyncio.Event()
 
         async def one(queued: Queued) -> None:
             await self._answers_first()
             try:
-                await self._process_safely(queued, applier)
+                await self._process_safely(queued, applier, settles)
             finally:
                 self._applied_one()
 
-        await asyncio.gather(*(one(queued) for queued in batch))
+        async def settle_applied() -> None:
+            taken = settles[:]
+            settles.clear()
+            await self._settle_together(taken)
+
+        async def settle_meanwhile() -> None:
+            while not ended.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), self._settle_every)
+                await settle_applied()
+
+        settling = asyncio.create_task(settle_meanwhile())
+        try:
+            await asyncio.gather(*(one(queued) for queued in batch))
+        finally:
+            ended.set()
+            await settling
+            await settle_applied()  # those applied while the last round was being settled
+
+    async def _settle_together(self, settles: list[Settle]) -> None:
+        if not settles:
+            return
+        try:
+            await self._journal.settle_many(settles)
+        except Exception:
+            # Those records stay received: the sweep applies them again (idempotent) and settles them.
+            log.exception("settling a batch's records failed", events=len(settles))
 
     async def _prepared_for(self, events: list[StripeEvent]) -> EventApplier:
         if len(events) < 2 or not isinstance(self._applier, PreparesBatches):  # noqa: PLR2004 - a batch
