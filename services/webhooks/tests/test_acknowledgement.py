@@ -9,13 +9,15 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from stripe_fixtures import event, fixture, sign
 from webhooks_fakes import Clock, build_service, container, unapplied
 
 from otcommon.store import InMemoryContainer, StoreError
 from webhooks.journal import UNAPPLIED_QUERY, EventJournal
 from webhooks.models import StripeEvent
-from webhooks.processor import EventProcessor, NotYetApplicableError, Outcome
+from webhooks.processor import IGNORED_METRIC, EventProcessor, NotYetApplicableError, Outcome, ignored_counter
 from webhooks.states import EventState, InvalidTransitionError
 
 PATH = "/api/webhooks/stripe"
@@ -144,12 +146,28 @@ async def test_a_failure_that_clears_is_applied_on_the_next_sweep(settings):
 
 
 async def test_unknown_types_are_ignored_and_counted(settings):
-    service = build_service(settings)  # the applier that knows no type
+    reader = InMemoryMetricReader()
+    ignored = ignored_counter(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    service = build_service(settings, ignored=ignored)  # the applier that knows no type
     await deliver(service, delivery(1, "customer.created"))
     await deliver(service, delivery(2, "customer.created"))
     assert record(service)["state"] == "ignored"
     assert record(service)["reason"] == "unknown-event-type"
     assert service.processor.ignored_types == {"customer.created": 2}
+    assert exported(reader, IGNORED_METRIC) == {(("type", "customer.created"),): 2}
+
+
+def exported(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, object], ...], int]:
+    """A counter's values so far, by its attributes."""
+    counted: dict[tuple[tuple[str, object], ...], int] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        counted[tuple(sorted(point.attributes.items()))] = int(point.value)
+    return counted
 
 
 class UnreachableContainer(InMemoryContainer):

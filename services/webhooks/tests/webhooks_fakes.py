@@ -13,6 +13,8 @@ from webhooks.journal import UNAPPLIED_QUERY, EventJournal
 from webhooks.processor import EventApplier, EventProcessor, IgnoreAll
 
 if TYPE_CHECKING:
+    from opentelemetry import metrics
+
     from webhooks.settings import WebhookSettings
 
 OLD_PLATFORM_SECRET = "whsec_platform_previous"
@@ -64,7 +66,9 @@ class Service:
         return create_app(self.settings, open_components=components, answers=answers)
 
 
-def build_service(settings: WebhookSettings, applier: EventApplier | None = None) -> Service:
+def build_service(
+    settings: WebhookSettings, applier: EventApplier | None = None, *, ignored: metrics.Counter | None = None
+) -> Service:
     clock = Clock()
     events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     processor = EventProcessor(
@@ -72,5 +76,6 @@ def build_service(settings: WebhookSettings, applier: EventApplier | None = None
         applier=applier or IgnoreAll(),
         sweep_age=timedelta(seconds=10),
         max_attempts=3,
+        ignored=ignored,
     )
     return Service(settings=settings, events=events, clock=clock, processor=processor)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
+from opentelemetry import metrics
 
 from webhooks.journal import Settle, event_of
 from webhooks.states import STATE_FIELD, EventState, SettleReason
@@ -31,6 +32,20 @@ if TYPE_CHECKING:
     from webhooks.models import StripeEvent
 
 log = structlog.get_logger("webhooks.processor")
+
+IGNORED_METRIC = "webhooks.events_ignored"
+
+
+def ignored_counter(meter: metrics.Meter | None = None) -> metrics.Counter:
+    """The counter of events settled ``ignored``, by type (the process's meter unless one is given)."""
+    return (meter or metrics.get_meter("webhooks")).create_counter(
+        IGNORED_METRIC,
+        unit="{event}",
+        description="Stripe events settled ignored (a type nothing here applies), by event type.",
+    )
+
+
+_IGNORED = ignored_counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +118,7 @@ class EventProcessor:
         batch_size: int = 1,
         batch_wait: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
+        ignored: metrics.Counter | None = None,
     ) -> None:
         self._journal = journal
         self._applier = applier
@@ -216,6 +232,7 @@ class EventProcessor:
             )
         if outcome.state is EventState.IGNORED:
             self.ignored_types[event.type] += 1
+            self._ignored.add(1, {"type": event.type})
         log.info("webhook event settled", event_id=event.id, type=event.type, state=outcome.state.value)
         return outcome.state
 
