@@ -147,7 +147,8 @@ class EventProcessor:
         self._monotonic = monotonic
         self._gate_changed = asyncio.Event()
         self.ignored_types: Counter[str] = Counter()
-        """Events settled ``ignored``, by type: the metric of what Stripe sends that nothing uses."""
+        """Events settled ``ignored``, by type: what Stripe sends that nothing uses (also exported)."""
+        self._ignored = ignored or _IGNORED
 
     async def accept(self, event: StripeEvent) -> bool:
         """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
