@@ -351,7 +351,7 @@ class BusContract:
         publisher = harness.publisher()
 
         await publisher.publish([make_envelope(enrichment("pi_1"))])
-        await publisher.publish([make_envelope(enrichment("pi_1", transaction_id="txn-again"))])
+        await publisher.publish([make_envelope(enrichment("pi_1"))])  # the same request again: one id
         await publisher.publish([make_envelope(enrichment("pi_2"))])
         async with consuming(harness, recorder):
             await recorder.next()
