@@ -67,6 +67,21 @@ class _Wrapping:
         return self._inner.partition_key_path
 
 
+class SendCounter:
+    """A publisher counting the sends it passes on."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.sends = 0
+
+    async def publish(self, envelopes: Any) -> None:
+        self.sends += 1
+        await self._inner.publish(envelopes)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class NoQueries(_Wrapping):
     """A container that refuses queries: the lookup went by point reads alone."""
 
@@ -577,9 +592,28 @@ class ApplyingContract:
         for ref in refs:
             stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
             assert (stored["stripeRefundedAmount"], stored["stripeRefundStatus"]) == (10.0, "partial")
+        assert self.announced(bus) == []  # held for the processor's settle round
+        assert await prepared.send_held() == set()
         assert sorted(m.message.transaction_id for m in self.announced(bus)) == [
             r.transaction_id for r in refs
         ]
+
+    async def test_a_batchs_announcements_are_held_for_one_send(self, stores, ids, bus):
+        refs = [await self.order_of(stores, ids, n) for n in range(3)]
+        refunds = [self.refund_of(ids, n, order=n, amount=500) for n in range(3)]
+        changes = SendCounter(bus.topic_publisher(topic=TOPIC))
+        applier = StripeFactsApplier(
+            transactions=TransactionFacts(stores.transactions, index=stores.index),
+            changes=changes,
+            payouts=bus.publisher(queue=PAYOUT_QUEUE),
+        )
+        prepared = await applier.prepared_for(refunds)
+        await asyncio.gather(*(prepared.apply(refund) for refund in refunds))
+        assert (changes.sends, self.announced(bus)) == (0, [])
+        assert await prepared.send_held() == set()
+        assert changes.sends == 1
+        announced = sorted(m.message.transaction_id for m in self.announced(bus))
+        assert announced == sorted(ref.transaction_id for ref in refs)
 
     @pytest.mark.usefixtures("stored")
     async def test_two_refunds_of_one_order_in_a_batch_both_count(self, stores, ids, bus):
@@ -651,6 +685,7 @@ class ApplyingContract:
         for ref in refs:
             stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
             assert (stored["stripeRefundedAmount"], stored["stripeRefundStatus"]) == (10.0, "partial")
+        assert await prepared.send_held() == set()
         announced = sorted(m.message.transaction_id for m in self.announced(bus))
         assert announced == sorted(ref.transaction_id for ref in refs)
 
@@ -667,6 +702,7 @@ class ApplyingContract:
         stored = await stores.transactions.read(ref.transaction_id, partition_key=ref.event_id)
         assert set(stored["stripeRefunds"]) == {f"re_{n}" for n in range(4)}
         assert stored["stripeRefundedAmount"] == 20.0
+        assert await prepared.send_held() == set()
         changed = [m.message.changed_fields for m in self.announced(bus)]
         assert len(changed) == 4
         assert all("stripeRefunds" in fields for fields in changed)
@@ -689,6 +725,7 @@ class ApplyingContract:
             expected = {f"re_{n}", f"re_{n + 4}", *(["re_99"] if n == 1 else [])}
             assert set(stored["stripeRefunds"]) == expected
             assert stored["stripeRefundedAmount"] == (17.0 if n == 1 else 10.0)
+        assert await prepared.send_held() == set()
         announced = Counter(m.message.transaction_id for m in self.announced(bus))
         assert announced == {ref.transaction_id: 3 if n == 1 else 2 for n, ref in enumerate(refs)}
 

@@ -670,3 +670,60 @@ async def test_an_event_late_behind_a_backlog_is_claimed_by_its_creates_etag_wit
     [stored] = events.documents()
     assert (stored["state"], stored["claimedAt"] is not None) == ("applied", True)
     assert events.reads == 0
+
+
+class HoldingApplier(RecordingApplier):
+    """Prepared for a batch, holds each applied event's message until ``send_held``; may fail that send."""
+
+    def __init__(self, events: InMemoryContainer, *, send_fails: bool = False) -> None:
+        super().__init__()
+        self.events = events
+        self.send_fails = send_fails
+        self.held: list[str] = []
+        self.sends: list[list[str]] = []
+        self.states_at_send: dict[str, str] = {}
+
+    async def prepared_for(self, events: list[StripeEvent]) -> HoldingApplier:
+        del events
+        return self
+
+    async def apply(self, stripe_event: StripeEvent) -> Outcome:
+        outcome = await super().apply(stripe_event)
+        self.held.append(stripe_event.id)
+        return outcome
+
+    async def send_held(self) -> set[str]:
+        taken, self.held = self.held, []
+        if not taken:
+            return set()
+        self.sends.append(taken)
+        self.states_at_send.update({doc["id"]: doc["state"] for doc in self.events.documents()})
+        return set(taken) if self.send_fails else set()
+
+
+async def apply_held(applier_of, count: int) -> tuple[HoldingApplier, InMemoryContainer]:
+    events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
+    applier = applier_of(events)
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
+    for n in range(1, count + 1):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
+    await processor.join()
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    return applier, events
+
+
+async def test_a_batchs_held_messages_go_in_one_send_before_its_records_are_settled():
+    applier, events = await apply_held(HoldingApplier, 3)
+    ids = ["evt_test000001", "evt_test000002", "evt_test000003"]
+    assert [sorted(send) for send in applier.sends] == [ids]
+    assert applier.states_at_send == dict.fromkeys(ids, "received")
+    assert {doc["id"]: doc["state"] for doc in events.documents()} == dict.fromkeys(ids, "applied")
+
+
+async def test_an_event_whose_held_messages_were_not_sent_is_left_unsettled_for_the_sweep():
+    applier, events = await apply_held(lambda events: HoldingApplier(events, send_fails=True), 2)
+    assert sorted(applier.applied) == ["evt_test000001", "evt_test000002"]
+    assert {doc["state"] for doc in events.documents()} == {"received"}

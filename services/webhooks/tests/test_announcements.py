@@ -9,7 +9,7 @@ import pytest
 
 from otcommon.bus import PublishError
 from otcommon.messages import Envelope, Message, TransactionChange, TransactionChanged, make_envelope
-from webhooks.announcements import CoalescingPublisher
+from webhooks.announcements import CoalescingPublisher, HeldPublisher
 
 
 def announcement(n: int) -> Envelope[Message]:
@@ -98,3 +98,28 @@ async def test_a_caller_returns_only_after_the_send_carrying_its_message(failing
             await task
     else:
         await task
+
+
+async def test_held_messages_wait_for_send_held_and_go_in_one_send():
+    inner = HeldSender()
+    inner.release.set()
+    held = HeldPublisher(inner)
+    for n in (1, 2, 3):
+        await held.publish([announcement(n)])
+    assert inner.sends == []
+    assert await held.send_held() == set()
+    assert inner.sends == [["evt_1", "evt_2", "evt_3"]]
+    assert await held.send_held() == set()  # nothing held since: no send
+    assert len(inner.sends) == 1
+
+
+async def test_a_failed_send_of_held_messages_names_their_events_and_holds_them_no_more():
+    inner = HeldSender()
+    inner.release.set()
+    inner.failures = 1
+    held = HeldPublisher(inner)
+    await held.publish([announcement(1), announcement(2)])
+    assert await held.send_held() == {"evt_1", "evt_2"}
+    await held.publish([announcement(3)])
+    assert await held.send_held() == set()
+    assert inner.sends == [["evt_1", "evt_2"], ["evt_3"]]

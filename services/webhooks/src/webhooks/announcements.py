@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import structlog
+
 from otcommon.bus import PublishError
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 
     from otcommon.bus import MessagePublisher
     from otcommon.messages import Envelope, Message
+
+log = structlog.get_logger("webhooks.announcements")
 
 
 class _Waiting:
@@ -69,3 +73,38 @@ class CoalescingPublisher:
     async def close(self) -> None:
         """Close the inner publisher."""
         await self._inner.close()
+
+
+class HeldPublisher:
+    """A MessagePublisher for one worker's batch of events: holds what is published until ``send_held``.
+
+    Applying a batch published each event's messages as it was applied, a send each (shared only
+    with the few events applied at the same moment). Held here, the messages of every event applied
+    since the last round go in one send, made by the processor just before it settles those events'
+    records: an event is still never settled before its messages are on the bus, and still
+    announced only after it was claimed (it is applied, and so publishes, only then). Each message
+    belongs to the event its ``correlation_id`` names.
+    """
+
+    def __init__(self, inner: MessagePublisher) -> None:
+        self._inner = inner
+        self._held: list[Envelope[Message]] = []
+
+    async def publish(self, envelopes: Iterable[Envelope[Message]]) -> None:
+        """Hold the messages for the next ``send_held`` (nothing is sent here)."""
+        self._held.extend(envelopes)
+
+    async def send_held(self) -> set[str]:
+        """Send every held message in one send; the ids of the events whose messages it failed to send."""
+        taken, self._held = self._held, []
+        if not taken:
+            return set()
+        try:
+            await self._inner.publish(taken)
+        except Exception:
+            log.exception("sending a batch's messages failed", messages=len(taken))
+            return {envelope.correlation_id for envelope in taken if envelope.correlation_id is not None}
+        return set()
+
+    async def close(self) -> None:
+        """Nothing to close: the inner publisher belongs to the service."""

@@ -14,6 +14,7 @@ from otcommon.messages import (
     TransactionChanged,
     make_envelope,
 )
+from webhooks.announcements import HeldPublisher
 from webhooks.facts import merge_charge_refunds, merge_dispute, merge_refund
 from webhooks.processor import NotYetApplicableError, Outcome
 from webhooks.states import EventState, SettleReason
@@ -74,8 +75,9 @@ class StripeFactsApplier:
 
         Two queries for the batch instead of four point reads per event (``webhooks.prefetch``); then
         the events are decided on those copies and their patches written together, one transactional
-        batch per partition (``TransactionFacts.write_ahead``). Each event is still announced and
-        settled when it is applied; one whose patches did not all land is decided and written then.
+        batch per partition (``TransactionFacts.write_ahead``); one whose patches did not all land is
+        decided and written when it is applied. Its messages are held, for the processor to send
+        those of every event applied since its last settle round at once (``BatchApplier``).
         """
         planned: list[Planned] = []
         for event in events:
@@ -86,7 +88,11 @@ class StripeFactsApplier:
             return self
         transactions = await self._transactions.prefetch(plan.payment for plan in planned)
         await transactions.write_ahead(planned)
-        return StripeFactsApplier(transactions=transactions, changes=self._changes, payouts=self._payouts)
+        return BatchApplier(
+            transactions=transactions,
+            changes=HeldPublisher(self._changes),
+            payouts=HeldPublisher(self._payouts),
+        )
 
     async def _apply_to_payment(
         self,
@@ -149,6 +155,23 @@ class StripeFactsApplier:
         # Keyed on the Stripe event: announcing again after a crash sends the same message id.
         key = f"{written.transaction_id}/stripe/{event.id}"
         await self._changes.publish([make_envelope(message, key=key, correlation_id=event.id)])
+
+
+class BatchApplier(StripeFactsApplier):
+    """The applier of one worker's batch: its announcements and hand-offs wait for ``send_held``."""
+
+    def __init__(
+        self, *, transactions: TransactionFacts, changes: HeldPublisher, payouts: HeldPublisher
+    ) -> None:
+        super().__init__(transactions=transactions, changes=changes, payouts=payouts)
+        self._held = (changes, payouts)
+
+    async def send_held(self) -> set[str]:
+        """Send the messages of the events applied since the last call; the events whose send failed."""
+        unsent: set[str] = set()
+        for publisher in self._held:
+            unsent |= await publisher.send_held()
+        return unsent
 
 
 def _route(event: StripeEvent) -> tuple[Callable[[Document], Merge], TransactionChange, Payment] | None:

@@ -94,6 +94,15 @@ class PreparesBatches(Protocol):
         ...
 
 
+@runtime_checkable
+class HoldsMessages(Protocol):
+    """An applier (prepared for a batch) whose applies' messages wait to be sent together."""
+
+    async def send_held(self) -> set[str]:
+        """Send what the applies published since the last call; the ids of the events it failed to send."""
+        ...
+
+
 class IgnoreAll:
     """The applier that knows no event type."""
 
@@ -225,11 +234,26 @@ class EventProcessor:
             return await self._wait_or_fail(await self._journal.read(event_id), error)
         except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded with its cause
             return await self._after_failure(event, error)
+        return await self._settle_applied(event, outcome, recorded_etag, applier, settles)
+
+    async def _settle_applied(
+        self,
+        event: StripeEvent,
+        outcome: Outcome,
+        recorded_etag: str | None,
+        applier: object,
+        settles: list[Settle] | None,
+    ) -> EventState:
+        # Left in ``settles`` for the batch's next round, which sends held messages first
+        # (``_process_batch``); or settled now, after sending any held messages. Not settled when
+        # they could not be sent: the record stays received and the sweep applies it again.
         if settles is not None and recorded_etag is not None:
-            settles.append(Settle(event_id, outcome.state, outcome.reason, recorded_etag))
+            settles.append(Settle(event.id, outcome.state, outcome.reason, recorded_etag))
+        elif isinstance(applier, HoldsMessages) and event.id in await applier.send_held():
+            return EventState.RECEIVED
         else:
             await self._journal.settle(
-                event_id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
+                event.id, outcome.state, reason=outcome.reason, recorded_etag=recorded_etag
             )
         if outcome.state is EventState.IGNORED:
             self.ignored_types[event.type] += 1
@@ -369,6 +393,10 @@ class EventProcessor:
         # batch ends (or is stopped). Not only at the end: a record left unsettled while the rest of a
         # long batch is applied could meet another process's sweep and be applied twice.
         settles: list[Settle] = []
+        # A prepared applier holds the messages its applies publish: each round sends those first, in
+        # one send, and settles only events whose messages went (the others stay received, for the
+        # sweep; an event whose send failed is not settled by a later round either).
+        unsent: set[str] = set()
         ended = asyncio.Event()
 
         async def one(queued: Queued) -> None:
@@ -381,7 +409,9 @@ class EventProcessor:
         async def settle_applied() -> None:
             taken = settles[:]
             settles.clear()
-            await self._settle_together(taken)
+            if isinstance(applier, HoldsMessages):
+                unsent.update(await applier.send_held())
+            await self._settle_together([settle for settle in taken if settle.event_id not in unsent])
 
         async def settle_meanwhile() -> None:
             while not ended.is_set():
