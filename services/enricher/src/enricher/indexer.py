@@ -208,8 +208,7 @@ class Indexer:
             for charge in charges:
                 trimmed = trimmed_charge(charge)
                 documents.extend(payment_documents(trimmed, account=account))
-                created = int(trimmed["created"] or 0)
-                newest = max(newest or 0, created)
+                newest = max(newest or 0, int(trimmed["created"] or 0))
                 if account is None and _names_a_separate_transfer(trimmed, listed_after=mark.created_cursor):
                     self._groups_to_look_up[trimmed["id"]] = trimmed["transfer_group"]
                 if account is not None and isinstance(charge.get("source_transfer"), dict | str):
