@@ -126,6 +126,74 @@ async def test_a_platform_charge_whose_group_has_no_transfer_stays_on_the_platfo
     assert world.stripe.calls.by_operation["transfers.list"] == 1
 
 
+async def test_the_group_lookup_a_listed_platform_charge_needs_is_asked_before_its_payment_is_enriched():
+    world = new_world(connected=1)
+    grouped, _, txn = world.charge_on(None, transfer_group="order_not_transferred_yet")
+    world.pay_out([txn], on=None)
+    other, _, _ = world.charge_on(None)
+    clock = Clock()
+    requested_at = clock()
+    enricher, indexer = enricher_and_indexer(world.stripe, clock)
+    # Another platform payment's enrichment waits for every account's listing; the platform's
+    # listing found the grouped charge with no transfer linked: its group is asked then.
+    assert isinstance(await enricher.enrich(other, requested_at=requested_at), Findings)
+    await indexer.lookups_ahead()
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
+    # The grouped payment's enrichment shares that lookup (it started after the payment was
+    # requested): no second call.
+    clock.advance(30)
+    found = await enricher.enrich(grouped, requested_at=requested_at)
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.PLATFORM)
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
+
+
+async def test_a_group_lookup_older_than_the_request_is_asked_again():
+    world = new_world(connected=1)
+    charge_id, _, txn = world.charge_on(None, transfer_group="order_not_transferred_yet")
+    world.pay_out([txn], on=None)
+    clock = Clock()
+    enricher, _ = enricher_and_indexer(world.stripe, clock)
+    assert isinstance(await enricher.enrich(charge_id, requested_at=clock()), Findings)
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
+    # Requested after that lookup: the transfer may have been made since.
+    clock.advance(60)
+    found = await enricher.enrich(charge_id, requested_at=clock())
+    assert isinstance(found, Findings)
+    assert found.route == Route(RouteType.PLATFORM)
+    assert world.stripe.calls.by_operation["transfers.list"] == 2
+
+
+async def test_a_listing_asks_no_group_lookup_ahead_for_the_charges_an_earlier_listing_saw():
+    world = new_world(connected=1)
+    world.charge_on(None, created=T_NOW - 60, transfer_group="order_not_transferred_yet")
+    first, _, _ = world.charge_on(None, created=T_NOW - 60)
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(world.stripe, clock)
+    assert isinstance(await enricher.enrich(first, requested_at=clock()), Findings)
+    await indexer.lookups_ahead()
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
+    # The next listings see the grouped charge again (their overlap) and a new payment.
+    clock.advance(60)
+    second, _, _ = world.charge_on(None, created=T_NOW + 30)
+    assert isinstance(await enricher.enrich(second, requested_at=clock()), Findings)
+    await indexer.lookups_ahead()
+    assert world.stripe.calls.by_operation["charges.list"] == 4
+    assert world.stripe.calls.by_operation["transfers.list"] == 1
+
+
+async def test_the_platform_account_is_asked_with_the_accounts_listing_before_any_charges():
+    world = new_world(connected=1)
+    clock = Clock()
+    _, indexer = enricher_and_indexer(world.stripe, clock)
+    await indexer.connected_accounts(as_of=clock())
+    assert world.stripe.calls.by_operation["accounts.retrieve_current"] == 1
+    assert "charges.list" not in world.stripe.calls.by_operation
+    # Every payment needs it: asked once, then read from the index.
+    await indexer.account(None)
+    assert world.stripe.calls.by_operation["accounts.retrieve_current"] == 1
+
+
 async def test_manual_payouts_are_not_traceable_and_cost_no_payout_calls():
     world = new_world(connected=0)
     world.connect("acct_manual01", business_name="Cash Only", interval="manual")

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger(__name__)
 
+# The platform charges whose last transfer group lookup found no transfer, remembered per replica.
+GROUPS_CHECKED_HELD = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class AccountFacts:
@@ -120,6 +123,12 @@ class Indexer:
         self._flights = SingleFlight()
         # Refresh starts this process knows of, so a fresh index costs no Cosmos read to confirm.
         self._started: dict[str, datetime] = {}
+        # When the last transfer group lookup of a platform charge that found no transfer started.
+        self._groups_checked: dict[str, datetime] = {}
+        # Platform charges listed with a transfer group and no transfer, not looked up yet.
+        self._groups_to_look_up: dict[str, str] = {}
+        # Transfer group lookups asked ahead of the messages that need them (a reference keeps each).
+        self._lookups_ahead: set[asyncio.Future[None]] = set()
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -160,6 +169,12 @@ class Indexer:
         return {"id": key, **fields}
 
     async def _refresh_accounts(self, _: str | None) -> int | None:
+        # Every payment needs the platform account: asked beside the accounts' first page, ahead of
+        # the charge listings' pages in the rate gate's queue.
+        await all_of((self._list_connected_accounts(), self.account(None)))
+        return None
+
+    async def _list_connected_accounts(self) -> None:
         ids: list[str] = []
         cursor: str | None = None
         while True:
@@ -171,7 +186,6 @@ class Indexer:
                 break
             cursor = page.last_id
         await self._index.put("accounts", kind="accounts", ids=sorted(ids))
-        return None
 
     # -- charges ---------------------------------------------------------------------------------
 
@@ -195,6 +209,8 @@ class Indexer:
                 trimmed = trimmed_charge(charge)
                 documents.extend(payment_documents(trimmed, account=account))
                 newest = max(newest or 0, int(trimmed["created"] or 0))
+                if account is None and _names_a_separate_transfer(trimmed, listed_after=mark.created_cursor):
+                    self._groups_to_look_up[trimmed["id"]] = trimmed["transfer_group"]
                 if account is not None and isinstance(charge.get("source_transfer"), dict | str):
                     documents.extend(_transfer_documents(charge, account=account))
             await self._index.put_many(documents)
@@ -205,22 +221,65 @@ class Indexer:
             )
 
         await _each_page(list_page, index_page)
+        while len(self._groups_to_look_up) > GROUPS_CHECKED_HELD:
+            del self._groups_to_look_up[next(iter(self._groups_to_look_up))]
         return newest
 
-    async def transfer_in_group(self, *, charge_id: str, transfer_group: str) -> dict[str, Any] | None:
+    def look_up_groups_ahead(self) -> None:
+        """Start the transfer group lookups the platform charges listed so far will need.
+
+        Called once every account's charges were listed for a payment: the connected accounts'
+        listed payments have linked the separate transfers made with their charges, so each listed
+        platform charge with a ``transfer_group`` still without a ``transfer-of`` link is looked up
+        now, beside the other listings (payouts, their contents), rather than when its own
+        payment's message comes, often at the end of the queue. It is the same lookup that
+        enrichment would ask after waiting for the same listings; the enrichment shares its result.
+        """
+        if not self._groups_to_look_up:
+            return
+        grouped = list(self._groups_to_look_up.items())
+        self._groups_to_look_up.clear()
+        ahead = asyncio.ensure_future(self._look_up_groups_ahead(grouped))
+        self._lookups_ahead.add(ahead)
+        ahead.add_done_callback(self._lookups_ahead.discard)
+
+    async def _look_up_groups_ahead(self, grouped: list[tuple[str, str]]) -> None:
+        try:
+            await self.charge_listings_in_flight()
+            await all_of(
+                self.transfer_in_group(charge_id=charge, transfer_group=group) for charge, group in grouped
+            )
+        except Exception as error:  # noqa: BLE001 - asked ahead only: each enrichment asks again if needed
+            _log.info("transfer group lookups ahead failed", error=repr(error))
+
+    async def lookups_ahead(self) -> None:
+        """Wait for the transfer group lookups asked ahead and still in flight."""
+        while self._lookups_ahead:
+            await asyncio.wait(set(self._lookups_ahead))
+
+    async def transfer_in_group(
+        self, *, charge_id: str, transfer_group: str, as_of: datetime | None = None
+    ) -> dict[str, Any] | None:
         """The ``transfer-of`` entry of a platform charge, found through its ``transfer_group``.
 
         For a separate transfer that no connected account's listing linked to its charge (the
         listing failed, or ran before the transfer was made): one ``GET /v1/transfers?transfer_group=``.
-        A group with no transfer for the charge is not remembered: the transfer may come later.
+        A lookup in flight is shared; with ``as_of``, so is the last one that found no transfer,
+        if it started at or after ``as_of`` (a transfer made since is linked by its
+        ``transfer.created``).
         """
         key = f"transfer-of:{charge_id}"
-        await self._flights.run(key, lambda: self._find_group_transfer(charge_id, transfer_group))
+        checked = self._groups_checked.get(charge_id)
+        # A stamp ahead of this clock (another host's) must not make every lookup look too old.
+        shared = as_of is not None and checked is not None and checked >= min(as_of, self._clock())
+        if not shared or self._flights.running(key):
+            await self._flights.run(key, lambda: self._find_group_transfer(charge_id, transfer_group))
         return await self._index.get(key)
 
     async def _find_group_transfer(self, charge_id: str, transfer_group: str) -> None:
         if await self._index.get(f"transfer-of:{charge_id}") is not None:
             return
+        started = self._clock()
         grouped: list[dict[str, Any]] = []
 
         async def keep(transfers: list[dict[str, Any]]) -> None:
@@ -234,6 +293,10 @@ class Indexer:
         named = [t for t in grouped if object_id(t.get("source_transaction")) == charge_id]
         chosen = named or (grouped if len(grouped) == 1 else [])
         if not chosen or not object_id(chosen[0].get("destination_payment")):
+            self._groups_checked.pop(charge_id, None)  # the newest last
+            self._groups_checked[charge_id] = started
+            while len(self._groups_checked) > GROUPS_CHECKED_HELD:
+                del self._groups_checked[next(iter(self._groups_checked))]
             return
         transfer = chosen[0]
         await self.link_transfer(
@@ -446,6 +509,17 @@ class Indexer:
         started = self._started.get(key)
         if stored is not None and (started is None or stored > started):
             self._started[key] = stored
+
+
+def _names_a_separate_transfer(charge: dict[str, Any], *, listed_after: int | None) -> bool:
+    """Whether a platform charge new to this listing may need its transfer group looked up.
+
+    A charge with no ``transfer`` but a ``transfer_group``, created after the previous listing's
+    newest charge (the overlap's charges were listed before, and their payments looked up then).
+    """
+    if charge.get("transfer") or not charge.get("transfer_group"):
+        return False
+    return listed_after is None or int(charge.get("created") or 0) > listed_after
 
 
 def _transfer_documents(payment: dict[str, Any], *, account: str) -> list[tuple[str, dict[str, Any]]]:

@@ -126,6 +126,9 @@ class PaymentEnricher:
             await asyncio.gather(
                 *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
             )
+            # Each separate transfer made with its charge is linked now: the platform charges
+            # still without one are looked up at once, not when their own messages come.
+            self._indexer.look_up_groups_ahead()
 
         # A task, not the gather itself: a cancelled task ends quietly, a cancelled gather with an
         # exception nobody retrieves.
@@ -158,7 +161,7 @@ class PaymentEnricher:
             if transfer is None and charge.get("transfer_group"):
                 # Not linked by any listing: the charge's transfer group names it (one call).
                 transfer = await self._indexer.transfer_in_group(
-                    charge_id=charge["id"], transfer_group=charge["transfer_group"]
+                    charge_id=charge["id"], transfer_group=charge["transfer_group"], as_of=requested_at
                 )
             transfer_id = transfer.get("transfer") if transfer else None
         if transfer is None or not transfer.get("destinationPayment"):
