@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from stripe_fixtures import event, fixture, sign
-from webhooks_fakes import Clock, build_service, container, unapplied
+from webhooks_fakes import Clock, build_service, container, counted, unapplied
 
 from otcommon.store import InMemoryContainer, StoreError
 from webhooks.journal import UNAPPLIED_QUERY, EventJournal
@@ -154,20 +154,7 @@ async def test_unknown_types_are_ignored_and_counted(settings):
     assert record(service)["state"] == "ignored"
     assert record(service)["reason"] == "unknown-event-type"
     assert service.processor.ignored_types == {"customer.created": 2}
-    assert exported(reader, IGNORED_METRIC) == {(("type", "customer.created"),): 2}
-
-
-def exported(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, object], ...], int]:
-    """A counter's values so far, by its attributes."""
-    counted: dict[tuple[tuple[str, object], ...], int] = {}
-    data = reader.get_metrics_data()
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == name:
-                    for point in metric.data.data_points:
-                        counted[tuple(sorted(point.attributes.items()))] = int(point.value)
-    return counted
+    assert counted(reader, IGNORED_METRIC) == {(("type", "customer.created"),): 2}
 
 
 class UnreachableContainer(InMemoryContainer):

@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from stripe_fixtures import event, fixture, sign
 from structlog.testing import capture_logs
-from webhooks_fakes import build_service
+from webhooks_fakes import build_service, counted
 
 from otcommon.http import REQUEST_ID_HEADER
 from webhooks.delivery_context import ANSWERS_METRIC, answers_counter
@@ -25,15 +25,10 @@ def reader() -> InMemoryMetricReader:
 
 def answered(reader: InMemoryMetricReader) -> dict[int, int]:
     """``webhooks.http.answers`` so far, by status."""
-    counted: dict[int, int] = {}
-    data = reader.get_metrics_data()
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == ANSWERS_METRIC:
-                    for point in metric.data.data_points:
-                        counted[int(point.attributes["status"])] = int(point.value)
-    return counted
+    return {
+        int(dict(attributes)["status"]): value
+        for attributes, value in counted(reader, ANSWERS_METRIC).items()
+    }
 
 
 async def send(settings, reader, deliveries: list[tuple[str, dict[str, str]]]):

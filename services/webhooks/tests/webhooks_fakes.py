@@ -14,6 +14,7 @@ from webhooks.processor import EventApplier, EventProcessor, IgnoreAll
 
 if TYPE_CHECKING:
     from opentelemetry import metrics
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from webhooks.settings import WebhookSettings
 
@@ -79,3 +80,16 @@ def build_service(
         ignored=ignored,
     )
     return Service(settings=settings, events=events, clock=clock, processor=processor)
+
+
+def counted(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, object], ...], int]:
+    """A counter's values so far, by its attributes (sorted pairs)."""
+    values: dict[tuple[tuple[str, object], ...], int] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        values[tuple(sorted((point.attributes or {}).items()))] = int(point.value)
+    return values
