@@ -29,7 +29,7 @@ from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import RateGate
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
 
 @dataclass
@@ -224,15 +224,24 @@ def _busiest_second(sends: list[float], window: float = 1.0) -> int:
     return max(bisect.bisect_left(ordered, start + window) - i for i, start in enumerate(ordered))
 
 
+def recording(
+    gate: RateGate, time: VirtualTime
+) -> tuple[list[float], Callable[[], Coroutine[Any, Any, None]]]:
+    """The times at which requests went through the gate, and a request that records its own."""
+    sends: list[float] = []
+
+    async def send() -> None:
+        async with gate.slot():
+            sends.append(time.now)
+
+    return sends, send
+
+
 class TestRateGate:
     async def test_a_429_holds_every_request_back_for_the_wait(self):
         time = VirtualTime()
         gate = RateGate(requests_per_second=1000, clock=time.clock, sleep=time.sleep)
-        sends: list[float] = []
-
-        async def send() -> None:
-            async with gate.slot():
-                sends.append(time.now)
+        sends, send = recording(gate, time)
 
         await time.run(send())
         gate.close_for(2.5)
@@ -244,11 +253,7 @@ class TestRateGate:
     async def test_no_second_holds_more_sends_than_the_rate_after_idle_bursts_and_429_pauses(self):
         time = VirtualTime()
         gate = RateGate(requests_per_second=25, clock=time.clock, sleep=time.sleep)
-        sends: list[float] = []
-
-        async def send() -> None:
-            async with gate.slot():
-                sends.append(time.now)
+        sends, send = recording(gate, time)
 
         # A burst of three seconds' worth after an idle moment, many waiting at once.
         await time.run(*(send() for _ in range(75)))
@@ -308,11 +313,7 @@ class TestRateGate:
     async def test_a_fractional_rate_is_rounded_down_to_whole_requests(self, rate, most_in_a_second, every):
         time = VirtualTime()
         gate = RateGate(requests_per_second=rate, clock=time.clock, sleep=time.sleep)
-        sends: list[float] = []
-
-        async def send() -> None:
-            async with gate.slot():
-                sends.append(time.now)
+        sends, send = recording(gate, time)
 
         await time.run(*(send() for _ in range(6)))
         assert _busiest_second(sends) == most_in_a_second

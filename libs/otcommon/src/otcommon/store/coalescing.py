@@ -96,12 +96,7 @@ class CoalescingContainer:
 
     async def replace(self, document: Mapping[str, Any], *, etag: str | None = None) -> Document:
         """Replace as the wrapped container does, in a batch with the replaces asked meanwhile."""
-        return await self._write("replace", document, etag=etag)
-
-    async def _write(
-        self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
-    ) -> Document:
-        return await self._asked(kind, document, etag=etag)
+        return await self._asked("replace", document, etag=etag)
 
     def _asked(
         self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
@@ -224,7 +219,7 @@ class CoalescingContainer:
     async def upsert(self, document: Mapping[str, Any]) -> Document:
         """Upsert as the wrapped container does; with ``batch_upserts``, batched like a replace."""
         if self._batch_upserts:
-            return await self._write("upsert", document)
+            return await self._asked("upsert", document)
         return await self._container.upsert(document)
 
     async def upsert_many(self, documents: Sequence[Mapping[str, Any]]) -> list[Document]:
