@@ -137,7 +137,7 @@ async def test_the_group_lookup_a_listed_platform_charge_needs_is_asked_before_i
     # Another platform payment's enrichment waits for every account's listing; the platform's
     # listing found the grouped charge with no transfer linked: its group is asked then.
     assert isinstance(await enricher.enrich(other, requested_at=requested_at), Findings)
-    await indexer.lookups_ahead()
+    await indexer.wait_ahead()
     assert world.stripe.calls.by_operation["transfers.list"] == 1
     # The grouped payment's enrichment shares that lookup (it started after the payment was
     # requested): no second call.
@@ -171,13 +171,13 @@ async def test_a_listing_asks_no_group_lookup_ahead_for_the_charges_an_earlier_l
     clock = Clock()
     enricher, indexer = enricher_and_indexer(world.stripe, clock)
     assert isinstance(await enricher.enrich(first, requested_at=clock()), Findings)
-    await indexer.lookups_ahead()
+    await indexer.wait_ahead()
     assert world.stripe.calls.by_operation["transfers.list"] == 1
     # The next listings see the grouped charge again (their overlap) and a new payment.
     clock.advance(60)
     second, _, _ = world.charge_on(None, created=T_NOW + 30)
     assert isinstance(await enricher.enrich(second, requested_at=clock()), Findings)
-    await indexer.lookups_ahead()
+    await indexer.wait_ahead()
     assert world.stripe.calls.by_operation["charges.list"] == 4
     assert world.stripe.calls.by_operation["transfers.list"] == 1
 
@@ -201,19 +201,52 @@ async def test_manual_payouts_are_not_traceable_and_cost_no_payout_calls():
     found = await enricher_for(world.stripe, Clock()).enrich(charge_id, requested_at=Clock()())
     assert isinstance(found, Findings)
     assert found.deposit_status == "not_traceable"
-    assert "payouts.list" not in world.stripe.calls.by_operation
+    # The platform's payouts are listed beside its first charges listing; the manual account's never.
+    assert world.stripe.calls.made("payouts.list", account="acct_manual01") == 0
+
+
+async def test_an_accounts_first_charges_listing_lists_its_payouts_beside_it():
+    world = new_world(connected=1)
+    world.connect("acct_manual01", business_name="Cash Only", interval="manual")
+    _, _, txn = world.charge_on(ORG)
+    payout_id = world.pay_out([txn], on=ORG)
+    clock = Clock()
+    _, indexer = enricher_and_indexer(world.stripe, clock)
+    await indexer.connected_accounts(as_of=clock())
+    for account in (ORG, "acct_manual01"):
+        await indexer.ensure_charges(account, as_of=clock())
+    await indexer.wait_ahead()
+    # A cold start's payments will need the payout contents: indexed before any payment asks.
+    assert world.stripe.calls.made("payouts.list", account=ORG) == 1
+    assert world.stripe.calls.made("balance_transactions.list", account=ORG) == 1
+    assert (await indexer.payout(payout_id, account=ORG))["balanceTransactions"] == [txn]
+    assert world.stripe.calls.made("payouts.list", account="acct_manual01") == 0  # nothing to trace
+    # A later listing of the account's charges starts from its cursor and lists no payouts.
+    clock.advance(600)
+    await indexer.ensure_charges(ORG, as_of=clock())
+    await indexer.wait_ahead()
+    assert world.stripe.calls.made("charges.list", account=ORG) == 2
+    assert world.stripe.calls.made("payouts.list", account=ORG) == 1
 
 
 async def test_funds_not_yet_available_are_pending_then_paid_once_their_payout_exists():
     world = new_world()
     clock = Clock()
     charge_id, _, txn = world.charge_on(ORG, available_on=T_NOW + 2 * DAY)
-    enricher = enricher_for(world.stripe, clock)
+    enricher, indexer = enricher_and_indexer(world.stripe, clock)
     found = await enricher.enrich(charge_id, requested_at=clock())
     assert isinstance(found, Findings)
     assert found.deposit_status == "pending"
     assert found.payout.available_on == T_NOW + 2 * DAY
-    assert "payouts.list" not in world.stripe.calls.by_operation  # nothing to look for before available_on
+    await indexer.wait_ahead()
+    # Listed once, beside the account's first charges listing (a cold start's backlog needs them).
+    assert world.stripe.calls.made("payouts.list", account=ORG) == 1
+    # Later, funds not available yet cost no payout listing: nothing to look for before available_on.
+    clock.advance(600)
+    later_id, _, _ = world.charge_on(ORG, available_on=T_NOW + 2 * DAY, created=T_NOW + 500)
+    assert (await enricher.enrich(later_id, requested_at=clock())).deposit_status == "pending"  # type: ignore[union-attr]
+    assert world.stripe.calls.made("charges.list", account=ORG) == 2
+    assert world.stripe.calls.made("payouts.list", account=ORG) == 1
 
     clock.advance(3 * DAY)
     payout_id = world.pay_out([txn], on=ORG, created=T_NOW + 2 * DAY + 600)

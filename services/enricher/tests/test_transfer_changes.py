@@ -87,6 +87,7 @@ async def test_a_late_transfer_routes_the_enriched_payment_to_the_organizer_and_
     await late.setup.store(order("t1", event="ev1", payment_id=late.intent or ""))
     await late.setup.handler.enrich(late.intent or "", requested_at=NOW)
     assert await late.routing("t1") == ("platform", None, None, late.platform_txn, late.charge)
+    await late.setup.indexer.wait_ahead()  # the payouts listed beside the first charges listings
     announced = len(late.setup.announced())
 
     message = late.make_transfer()

@@ -73,11 +73,17 @@ class CallCounter:
 
     by_operation: Counter[str] = field(default_factory=Counter)
     by_account: Counter[str] = field(default_factory=Counter)
+    by_operation_and_account: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def record(self, operation: str, *, account: str | None) -> None:
         """Count one call."""
         self.by_operation[operation] += 1
         self.by_account[account or PLATFORM_KEY] += 1
+        self.by_operation_and_account[operation, account or PLATFORM_KEY] += 1
+
+    def made(self, operation: str, *, account: str | None) -> int:
+        """The calls of one operation made on one account (None: the platform)."""
+        return self.by_operation_and_account[operation, account or PLATFORM_KEY]
 
     @property
     def total(self) -> int:

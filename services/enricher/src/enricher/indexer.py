@@ -22,7 +22,7 @@ from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from enricher.gateway import ListPage, StripeGateway
     from enricher.indexes import StripeIndex
@@ -127,8 +127,8 @@ class Indexer:
         self._groups_checked: dict[str, datetime] = {}
         # Platform charges listed with a transfer group and no transfer, not looked up yet.
         self._groups_to_look_up: dict[str, str] = {}
-        # Transfer group lookups asked ahead of the messages that need them (a reference keeps each).
-        self._lookups_ahead: set[asyncio.Future[None]] = set()
+        # Lookups and listings asked ahead of the messages that need them (a reference keeps each).
+        self._asked_ahead: set[asyncio.Future[None]] = set()
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -199,6 +199,11 @@ class Indexer:
 
     async def _refresh_charges(self, account: str | None) -> int | None:
         mark = await self._index.mark("charges", account)
+        if mark.started_at is None:
+            # The account's first listing: its payments are all still to enrich, and those whose
+            # funds were paid out need its payouts' contents. Listed beside its charges, not after
+            # them, so that its payments finish while the other listings go on.
+            self._ask_ahead(self._list_payouts_ahead(account))
         created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
         newest = mark.created_cursor
 
@@ -239,9 +244,12 @@ class Indexer:
             return
         grouped = list(self._groups_to_look_up.items())
         self._groups_to_look_up.clear()
-        ahead = asyncio.ensure_future(self._look_up_groups_ahead(grouped))
-        self._lookups_ahead.add(ahead)
-        ahead.add_done_callback(self._lookups_ahead.discard)
+        self._ask_ahead(self._look_up_groups_ahead(grouped))
+
+    def _ask_ahead(self, work: Coroutine[Any, Any, None]) -> None:
+        ahead = asyncio.ensure_future(work)
+        self._asked_ahead.add(ahead)
+        ahead.add_done_callback(self._asked_ahead.discard)
 
     async def _look_up_groups_ahead(self, grouped: list[tuple[str, str]]) -> None:
         try:
@@ -252,10 +260,10 @@ class Indexer:
         except Exception as error:  # noqa: BLE001 - asked ahead only: each enrichment asks again if needed
             _log.info("transfer group lookups ahead failed", error=repr(error))
 
-    async def lookups_ahead(self) -> None:
-        """Wait for the transfer group lookups asked ahead and still in flight."""
-        while self._lookups_ahead:
-            await asyncio.wait(set(self._lookups_ahead))
+    async def wait_ahead(self) -> None:
+        """Wait for the lookups and listings asked ahead and still in flight."""
+        while self._asked_ahead:
+            await asyncio.wait(set(self._asked_ahead))
 
     async def transfer_in_group(
         self, *, charge_id: str, transfer_group: str, as_of: datetime | None = None
@@ -341,6 +349,13 @@ class Indexer:
         if as_of is None:
             as_of = self._clock() - self._payout_freshness
         await self._ensure("payouts", account, as_of=as_of, refresh=self._refresh_payouts)
+
+    async def _list_payouts_ahead(self, account: str | None) -> None:
+        try:
+            if not (await self.account(account)).manual_payouts:
+                await self.ensure_payouts(account)
+        except Exception as error:  # noqa: BLE001 - asked ahead only: each enrichment asks again if needed
+            _log.info("payout listing ahead failed", account=account_key(account), error=repr(error))
 
     async def _refresh_payouts(self, account: str | None) -> int | None:
         mark = await self._index.mark("payouts", account)
