@@ -24,6 +24,7 @@ from enricher.gateway import (
     StripeObjectMissingError,
     StripeRequestRejectedError,
     StripeUnavailableError,
+    asking_ahead,
 )
 from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import RateGate
@@ -308,6 +309,31 @@ class TestRateGate:
 
         await time.run(arriving())
         assert sent == ["first", "staying"]
+
+    async def test_calls_asked_ahead_wait_behind_the_calls_a_message_waits_for(self):
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
+        sent: list[str] = []
+
+        async def send(name: str) -> None:
+            async with gate.slot():
+                sent.append(name)
+
+        async def ahead(name: str) -> None:
+            with asking_ahead():
+                await send(name)
+
+        async def arriving() -> None:
+            first = asyncio.ensure_future(send("first"))
+            await asyncio.sleep(0)
+            # Queued in this order while the first holds the only slot.
+            waiting = [asyncio.ensure_future(ahead("ahead 1")), asyncio.ensure_future(ahead("ahead 2"))]
+            await asyncio.sleep(0)
+            waiting += [asyncio.ensure_future(send("needed 1")), asyncio.ensure_future(send("needed 2"))]
+            await asyncio.gather(first, *waiting)
+
+        await time.run(arriving())
+        assert sent == ["first", "needed 1", "needed 2", "ahead 1", "ahead 2"]
 
     @pytest.mark.parametrize(("rate", "most_in_a_second", "every"), [(2.5, 2, 1.0), (0.5, 1, 2.0)])
     async def test_a_fractional_rate_is_rounded_down_to_whole_requests(self, rate, most_in_a_second, every):

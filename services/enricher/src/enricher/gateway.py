@@ -6,14 +6,39 @@ Objects travel as plain JSON dicts, so the rules in ``routing``/``findings`` nev
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 StripeObject = dict[str, Any]
 
 PLATFORM_KEY = "platform"
 """How call counts and indexes name the platform's own objects."""
+
+_ASKING_AHEAD: contextvars.ContextVar[bool] = contextvars.ContextVar("asking_ahead", default=False)
+
+
+@contextlib.contextmanager
+def asking_ahead() -> Iterator[None]:
+    """Calls made within (and in tasks started within) are asked ahead of any message's need.
+
+    A gateway may let them wait behind the calls a message is waiting for (the rate gate does).
+    """
+    token = _ASKING_AHEAD.set(True)
+    try:
+        yield
+    finally:
+        _ASKING_AHEAD.reset(token)
+
+
+def calls_asked_ahead() -> bool:
+    """Whether the calls made now are asked ahead of need (``asking_ahead``)."""
+    return _ASKING_AHEAD.get()
 
 
 @dataclass(frozen=True, slots=True)

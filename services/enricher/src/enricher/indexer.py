@@ -17,6 +17,7 @@ import structlog
 
 from enricher.accounts import account_display_name, has_manual_payouts
 from enricher.deposits import OPEN_PAYOUT_STATUSES
+from enricher.gateway import asking_ahead
 from enricher.indexes import account_key, all_of, payment_documents, trimmed_charge
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
@@ -353,7 +354,8 @@ class Indexer:
     async def _list_payouts_ahead(self, account: str | None) -> None:
         try:
             if not (await self.account(account)).manual_payouts:
-                await self.ensure_payouts(account)
+                with asking_ahead():  # behind the charges listings that every payment waits for
+                    await self.ensure_payouts(account)
         except Exception as error:  # noqa: BLE001 - asked ahead only: each enrichment asks again if needed
             _log.info("payout listing ahead failed", account=account_key(account), error=repr(error))
 

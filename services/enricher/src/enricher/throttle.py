@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from stripe import AIOHTTPClient
 
+from enricher.gateway import calls_asked_ahead
 from otcommon.bus import Backoff
 
 if TYPE_CHECKING:
@@ -40,7 +42,9 @@ class RateGate:
     its send and its answer, so the next request on that slot reaches Stripe more than a window
     after it, however the network's delays vary: no window ever holds more than ``capacity`` of
     them, right after an idle moment as well (a leaky bucket of that capacity let twice as many
-    through in one second). A slow answer costs its slot that time. Waiters go in arrival order.
+    through in one second). A slow answer costs its slot that time. Waiters go in arrival order,
+    except that calls asked ahead of need (``enricher.gateway.asking_ahead``) wait behind every
+    call a message is waiting for.
     """
 
     def __init__(
@@ -58,7 +62,9 @@ class RateGate:
         self.window_seconds = max(1.0, 1.0 / requests_per_second)
         self._free_at = [0.0] * self.capacity  # a heap: when each slot not in flight may be used
         self._returned = asyncio.Event()
-        self._turn = asyncio.Lock()
+        self._turn_taken = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap: (priority, order, waiter)
+        self._order = itertools.count()
         self._clock = clock
         self._sleep = sleep
         self._closed_until = 0.0
@@ -69,13 +75,56 @@ class RateGate:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for a free slot, hold it while the request is sent and answered, then give it back."""
-        async with self._turn:
-            await self._take_slot()
+        priority, order = (1 if calls_asked_ahead() else 0), next(self._order)
+        await self._wait_turn(priority, order)
+        holding_turn = True
+        try:
+            while True:
+                await self._take_slot()
+                if not self._better_waiting(priority, order):
+                    break
+                # A call a message waits for came while this one waited: the slot is its.
+                heapq.heappush(self._free_at, self._clock())
+                holding_turn = False
+                self._pass_turn()
+                await self._wait_turn(priority, order)
+                holding_turn = True
+        finally:
+            if holding_turn:
+                self._pass_turn()
         try:
             yield
         finally:
             heapq.heappush(self._free_at, self._clock() + self.window_seconds)
             self._returned.set()
+
+    async def _wait_turn(self, priority: int, order: int) -> None:
+        if not self._turn_taken and not self._waiting:
+            self._turn_taken = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, order, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_turn()  # handed the turn, then cancelled before taking it
+            else:
+                waiter.cancel()  # left in the heap; passed over
+            raise
+
+    def _better_waiting(self, priority: int, order: int) -> bool:
+        while self._waiting and self._waiting[0][2].done():
+            heapq.heappop(self._waiting)  # a waiter that stopped waiting
+        return bool(self._waiting) and self._waiting[0][:2] < (priority, order)
+
+    def _pass_turn(self) -> None:
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                waiter.set_result(None)  # the turn goes to it, still taken
+                return
+        self._turn_taken = False
 
     async def _take_slot(self) -> None:
         while True:
