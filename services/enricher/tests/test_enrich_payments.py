@@ -398,6 +398,29 @@ class HeldListing:
         )
 
 
+class HeldPayoutContents:
+    """The fake Stripe, with the contents listing of one payout held until ``release`` is set."""
+
+    def __init__(self, stripe: FakeStripe, *, payout_id: str) -> None:
+        self._stripe = stripe
+        self._payout_id = payout_id
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stripe, name)
+
+    async def list_payout_transactions(
+        self, *, account: str | None, payout_id: str, starting_after: str | None
+    ) -> ListPage:
+        if payout_id == self._payout_id:
+            self.reached.set()
+            await self.release.wait()
+        return await self._stripe.list_payout_transactions(
+            account=account, payout_id=payout_id, starting_after=starting_after
+        )
+
+
 def enricher_and_indexer(gateway: Any, clock: Clock) -> tuple[PaymentEnricher, Indexer]:
     index = StripeIndex(index_container(), facts=facts_container())
     indexer = Indexer(gateway=gateway, index=index, clock=clock)
@@ -465,3 +488,25 @@ async def test_a_platform_charge_found_indexed_waits_for_the_listings_in_flight_
     assert found.transfer_id == ids["transfer"]
     # The connected account's listing linked the transfer: reading it from Stripe cost no call.
     assert "transfers.retrieve" not in world.stripe.calls.by_operation
+
+
+async def test_a_payment_goes_on_once_its_payout_is_listed_while_the_accounts_other_payouts_are_still_listed():
+    world = new_world(connected=1)
+    charge_id, _, txn = world.charge_on(ORG)
+    _, _, other_txn = world.charge_on(ORG)
+    payout_id = world.pay_out([txn], on=ORG)
+    other_payout = world.pay_out([other_txn], on=ORG, created=T_NOW - DAY + 60)
+    held = HeldPayoutContents(world.stripe, payout_id=other_payout)
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(held, clock)
+    # Returns while the other payout's contents are held (it waited for them before).
+    found = await enricher.enrich(charge_id, requested_at=clock())
+    assert isinstance(found, Findings)
+    assert found.payout.payout_id == payout_id
+    assert held.reached.is_set()
+    assert not held.release.is_set()
+    held.release.set()
+    await indexer.wait_ahead()
+    # Both payouts are listed once, and marked listed.
+    assert world.stripe.calls.made("balance_transactions.list", account=ORG) == 2
+    assert (await indexer.payout(other_payout, account=ORG))["balanceTransactions"] == [other_txn]

@@ -385,26 +385,27 @@ class Indexer:
         return newest
 
     async def _index_payout_contents(self, payout_ids: list[str], *, account: str | None) -> None:
-        """List what these payouts carried, link every balance transaction, then mark each payout listed.
+        """List what these payouts carried; as each list ends, link its contents, then mark it listed.
 
-        The links of all of them are written together: one payout's contents alone spread over
-        the ``stripe-facts`` partitions in batches of a few documents.
+        A payment waiting for its link goes on as soon as its payout's links are written
+        (``StripeIndex.watching``), not when every payout of the page is listed. The links of
+        payouts listed at about the same time share batches (the coalescing container's rounds).
         """
         listed = await asyncio.gather(
-            *(self._payout_contents(payout_id, account=account) for payout_id in payout_ids),
+            *(self._index_one_payout(payout_id, account=account) for payout_id in payout_ids),
             return_exceptions=True,
         )
-        carried: dict[str, list[str]] = {}
-        for payout_id, contents in zip(payout_ids, listed, strict=True):
-            if isinstance(contents, BaseException):
-                raise contents
-            carried[payout_id] = contents
+        for outcome in listed:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _index_one_payout(self, payout_id: str, *, account: str | None) -> None:
+        contents = await self._payout_contents(payout_id, account=account)
         await self._index.put_many(
             (f"txn:{txn_id}", {"kind": "payout-item", "payout": payout_id, "account": account})
-            for payout_id, contents in carried.items()
             for txn_id in contents
         )
-        await all_of(self._index.put_payout_contents(p, contents) for p, contents in carried.items())
+        await self._index.put_payout_contents(payout_id, contents)
 
     async def _payout_contents(self, payout_id: str, *, account: str | None) -> list[str]:
         carried: list[str] = []

@@ -17,7 +17,7 @@ from enricher.gateway import StripeObjectMissingError
 from enricher.routing import RouteType, classify_route
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from enricher.gateway import StripeGateway
     from enricher.indexer import Indexer
@@ -194,10 +194,12 @@ class PaymentEnricher:
         if not balance.get("id") or (available_on is not None and available_on > self._clock().timestamp()):
             # Funds not available yet are in no automatic payout (only those are indexed): nothing to read.
             return PayoutTrace(available_on=available_on)
-        link = await self._index.get(f"txn:{balance['id']}")
-        if link is None and available_on is not None:
-            await self._indexer.ensure_payouts(account)
-            link = await self._index.get(f"txn:{balance['id']}")
+        key = f"txn:{balance['id']}"
+        with self._index.watching(key) as seen:  # before the first read: a listing may link it meanwhile
+            link = await self._index.get(key)
+            if link is None and available_on is not None:
+                await _until_written(seen, self._indexer.ensure_payouts(account))
+                link = await self._index.get(key)
         if link is None:  # the funds are not in a payout yet
             return PayoutTrace(available_on=available_on)
         payout = await self._indexer.payout(link["payout"], account=account)
@@ -218,3 +220,21 @@ class PaymentEnricher:
             bank_name=bank_name,
             bank_last4=bank_last4,
         )
+
+
+async def _until_written(seen: asyncio.Future[None], listing: Awaitable[None]) -> None:
+    """Wait for a listing until the document watched (``seen``) is written, or the listing ends.
+
+    A listing that fails after that fails the others waiting for it, not this one.
+    """
+    # A task, not the awaitable itself: a cancelled task ends quietly (the listing it joined is shared).
+    task = asyncio.ensure_future(listing)
+    try:
+        await asyncio.wait((seen, task), return_when=asyncio.FIRST_COMPLETED)
+        if not seen.done():
+            await task
+    finally:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()  # retrieved: raised above only when this payment waited for the listing
