@@ -490,7 +490,7 @@ async def test_a_platform_charge_found_indexed_waits_for_the_listings_in_flight_
     assert "transfers.retrieve" not in world.stripe.calls.by_operation
 
 
-async def test_a_payment_goes_on_once_its_payout_is_listed_while_the_accounts_other_payouts_are_still_listed():
+async def test_a_payment_goes_on_once_its_payout_is_listed_while_other_payouts_are_still_listed():
     world = new_world(connected=1)
     charge_id, _, txn = world.charge_on(ORG)
     _, _, other_txn = world.charge_on(ORG)
