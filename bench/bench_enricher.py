@@ -9,9 +9,12 @@ payments that the scenario's clock reveals over 100 hourly advances (``--sales-p
 that exactly 10,000 payments arrive; the benchmark checks it). The enricher's real code path runs:
 ``EnrichmentHandler`` -> ``PaymentEnricher`` + ``Indexer`` with the indexes in Cosmos DB + the
 ``StripeApiGateway`` on the official ``stripe`` package, writing onto transaction documents in
-Cosmos DB. The handler is called directly, ``max_concurrency`` messages at a time, instead of through
-Service Bus, and announces no ``TransactionChanged`` (no topic here); a RetryableError puts the
-payment back in the queue, as a redelivery would. Calls are counted by the sandbox (its request log).
+Cosmos DB and listing each payment's transactions under its ids (``transactions-of:``, for the
+webhook service), as ``serve`` wires it. The handler is called directly, ``max_concurrency``
+messages at a time, instead of through Service Bus, and announces no ``TransactionChanged`` (no
+topic here): the bus's receives, completions and sends are not in its figures. A RetryableError puts
+the payment back in the queue, as a redelivery would. Calls are counted by the sandbox (its request
+log).
 
 1. Trickle: 100 batches, as hourly syncs would queue them. Before each batch the world's clock moves
    60 minutes (the sandbox's ``/_sandbox/advance``), so each batch's payments were created after the
@@ -77,16 +80,18 @@ from enricher.gateway import StripeObjectMissingError
 from enricher.handler import EnrichmentHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
+from enricher.payment_transactions import PaymentTransactionsIndex
 from enricher.routing import RouteType
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import TOO_MANY_REQUESTS, RateGate
 from enricher.transfers import TransferChanges
-from enricher.writer import EnrichmentWriter
+from enricher.writer import LINGER_SECONDS, EnrichmentWriter
 from ingest.mapping import map_api_row, source_document
 from otcommon.bus import RetryableError
 from otcommon.enrichment import STATE_FIELD, EnrichmentState
 from otcommon.messages import StripeTransferCreated
+from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, BatchWrite, CosmosContainer, create_cosmos_client, provision
 from otcommon.telemetry import configure_logging
@@ -367,7 +372,13 @@ def build_enricher(
     indexer = Indexer(gateway=gateway, index=index, clock=clock)
     handler = EnrichmentHandler(
         enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
-        writer=EnrichmentWriter(container(client, database, "transactions", counts)),
+        writer=EnrichmentWriter(
+            container(client, database, "transactions", counts),
+            payment_index=PaymentTransactionsIndex(
+                container(client, database, PAYMENT_TRANSACTIONS_CONTAINER, counts),
+                linger_seconds=LINGER_SECONDS,
+            ),
+        ),
         announcer=None,
         clock=clock,
     )

@@ -31,6 +31,7 @@ from otcommon.payment_transactions import (
     PAYMENT_TRANSACTIONS_CONTAINER,
     listed_transactions,
     payment_transactions_key,
+    payment_transactions_partition,
     ref_of,
 )
 from otcommon.served import served_is_disputed, served_is_refunded
@@ -388,7 +389,8 @@ async def unlisted_orders(
         facts = world.payments[order["PaymentID"]]
         for stripe_id in filter(None, (facts.payment_id, facts.charge_id, facts.payment_intent_id)):
             key = payment_transactions_key(stripe_id)
-            if ref_of(order) not in listed_transactions(await index.read_item(key, partition_key=key)):
+            stored = await index.read_item(key, partition_key=payment_transactions_partition(key))
+            if ref_of(order) not in listed_transactions(stored):
                 missing.append((order["id"], stripe_id))
     return missing
 

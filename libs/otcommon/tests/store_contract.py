@@ -68,6 +68,7 @@ class RecordingWrites:
         self.batches: list[tuple[str, list[str]]] = []
         self.single_replaces: list[str] = []
         self.single_upserts: list[str] = []
+        self.single_creates: list[str] = []
         self.read_manys: list[tuple[str, list[str]]] = []
         self.single_reads: list[str] = []
 
@@ -90,6 +91,10 @@ class RecordingWrites:
     async def upsert(self, document):
         self.single_upserts.append(document["id"])
         return await self._container.upsert(document)
+
+    async def create(self, document):
+        self.single_creates.append(document["id"])
+        return await self._container.create(document)
 
 
 class StoreContract:
@@ -630,6 +635,36 @@ class StoreContract:
         for doc in written:
             stored = await container.read(doc["id"], partition_key=doc["eventId"])
             assert (stored["n"], stored["_etag"]) == (doc["n"], doc["_etag"])
+
+    async def test_batched_creates_go_together_and_an_existing_id_fails_alone(
+        self, container: DocumentContainer
+    ):
+        a1, a2, existing = new_id(), new_id(), new_id()
+        await container.create({"id": existing, "eventId": "ev-create", "n": 0})
+        recorder = RecordingWrites(container)
+        coalescing = CoalescingContainer(recorder, batch_creates=True)  # type: ignore[arg-type]
+
+        created = await asyncio.gather(
+            coalescing.create({"id": a1, "eventId": "ev-create", "n": 1}),
+            coalescing.create({"id": a2, "eventId": "ev-create", "n": 2}),
+        )
+        assert [doc["n"] for doc in created] == [1, 2]
+        assert recorder.batches == [("ev-create", [a1, a2])]
+        assert recorder.single_creates == []
+
+        b1 = new_id()
+        outcomes = await asyncio.gather(
+            coalescing.create({"id": b1, "eventId": "ev-create", "n": 3}),
+            coalescing.create({"id": existing, "eventId": "ev-create", "n": 4}),
+            return_exceptions=True,
+        )
+        assert outcomes[0]["n"] == 3  # type: ignore[index]
+        assert isinstance(outcomes[1], DocumentExistsError)
+        # The failed batch applied nothing; each create was sent again on its own.
+        assert recorder.batches[-1] == ("ev-create", [b1, existing])
+        assert sorted(recorder.single_creates) == sorted([b1, existing])
+        assert (await container.read(existing, partition_key="ev-create"))["n"] == 0
+        assert (await container.read(b1, partition_key="ev-create"))["n"] == 3
 
     async def test_upsert_many_goes_in_the_same_batches(self, container: DocumentContainer):
         recorder = RecordingWrites(container)

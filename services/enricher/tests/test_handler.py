@@ -93,7 +93,8 @@ class Setup:
         self.transactions = transactions or transactions_container()
         self.bus = InMemoryBus()
         self.index_container = index or InMemoryContainer("stripe-index", partition_key_path="/id")
-        self.index = StripeIndex(self.index_container, facts=facts or facts_container())
+        self.facts_container = facts or facts_container()
+        self.index = StripeIndex(self.index_container, facts=self.facts_container)
         gateway = self.world.stripe
         self.indexer = Indexer(gateway=gateway, index=self.index, clock=self.clock)
         self.handler = EnrichmentHandler(
@@ -101,7 +102,7 @@ class Setup:
                 gateway=gateway, index=self.index, indexer=self.indexer, clock=self.clock
             ),
             writer=EnrichmentWriter(
-                self.transactions, payment_index=PaymentTransactionsIndex(self.index_container)
+                self.transactions, payment_index=PaymentTransactionsIndex(self.facts_container)
             ),
             announcer=PublishingAnnouncer(self.bus.publisher(queue=TOPIC)),
             clock=self.clock,

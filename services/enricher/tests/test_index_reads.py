@@ -11,9 +11,10 @@ from world import DAY, T_NOW, Clock, new_world
 
 from enricher.findings import Findings
 from enricher.indexer import Indexer
-from enricher.indexes import FACT_PARTITIONS, PAYOUT_MEMO_SECONDS, StripeIndex
+from enricher.indexes import PAYOUT_MEMO_SECONDS, StripeIndex
 from enricher.service import PaymentEnricher
 from otcommon.store import BatchWrite, InMemoryContainer
+from otcommon.stripe_facts import FACT_PARTITIONS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

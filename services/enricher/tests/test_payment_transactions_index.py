@@ -6,6 +6,7 @@ The webhook service finds the orders of a refund or dispute by point reads of th
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 
@@ -19,8 +20,10 @@ from otcommon.payment_transactions import (
     listed_transactions,
     payment_transactions_document,
     payment_transactions_key,
+    payment_transactions_partition,
 )
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, DocumentNotFoundError, provision
+from otcommon.stripe_facts import FACT_PARTITIONS
 
 ORG = "acct_org0000"
 
@@ -50,7 +53,7 @@ class Counting:
 
     def __getattr__(self, name: str):
         attribute = getattr(self._inner, name)
-        if name not in {"read", "create", "replace", "upsert", "patch"}:
+        if name not in {"read", "create", "replace", "upsert", "patch", "write_batch"}:
             return attribute
 
         async def counted(*args, **kwargs):
@@ -64,7 +67,10 @@ class PaymentTransactionsContract:
     async def listed(self, setup: Setup, stripe_id: str) -> list[TransactionRef]:
         key = payment_transactions_key(stripe_id)
         try:
-            return listed_transactions(await setup.index_container.read(key, partition_key=key))
+            document = await setup.facts_container.read(
+                key, partition_key=payment_transactions_partition(key)
+            )
+            return listed_transactions(document)
         except DocumentNotFoundError:
             return []
 
@@ -90,7 +96,7 @@ class PaymentTransactionsContract:
     async def test_entries_another_replica_listed_are_kept(self, setup):
         charge_id, intent_id, _ = setup.world.charge_on(ORG)
         elsewhere = TransactionRef("ev9", "t9")
-        await setup.index_container.create(payment_transactions_document(intent_id, [elsewhere]))
+        await setup.facts_container.create(payment_transactions_document(intent_id, [elsewhere]))
         await setup.store(order("t1", event="ev1", payment_id=intent_id))
         await setup.handler.enrich(intent_id, requested_at=NOW)
         assert await self.listed(setup, intent_id) == [TransactionRef("ev1", "t1"), elsewhere]
@@ -100,23 +106,30 @@ class PaymentTransactionsContract:
         _, intent_id, _ = setup.world.charge_on(ORG)
         await setup.store(order("t1", event="ev1", payment_id=intent_id))
         writer = setup.handler._writer
-        writer._payment_index = PaymentTransactionsIndex(Refusing(setup.index_container))
+        writer._payment_index = PaymentTransactionsIndex(Refusing(setup.facts_container))
         with pytest.raises(ConnectionError):
             await setup.handler.enrich(intent_id, requested_at=NOW)
         stored = await setup.stored("t1", "ev1")
         assert "stripeChargeId" not in stored
         assert stored["enrichmentState"] == "queued"  # the message is retried: nothing half-done
 
-    async def test_a_new_payment_costs_one_create_per_id_and_enriching_it_again_costs_nothing(self, setup):
-        _, intent_id, _ = setup.world.charge_on(ORG)
-        await setup.store(order("t1", event="ev1", payment_id=intent_id))
-        counting = Counting(setup.index_container)
+    async def test_payments_enriched_together_are_listed_in_a_few_batches_and_again_cost_nothing(self, setup):
+        intents = [setup.world.charge_on(ORG)[1] or "" for _ in range(20)]
+        for n, intent_id in enumerate(intents):
+            await setup.store(order(f"t{n}", event=f"ev{n % 3}", payment_id=intent_id))
+        counting = Counting(setup.facts_container)
         writer = setup.handler._writer
-        writer._payment_index = PaymentTransactionsIndex(counting)
-        await setup.handler.enrich(intent_id, requested_at=NOW)
-        assert counting.requests == {"create": 2}  # the PaymentIntent (its PaymentID) and the charge
-        await setup.handler.enrich(intent_id, requested_at=NOW)
-        assert counting.requests == {"create": 2}  # remembered: a payout moving costs no index request
+        writer._payment_index = PaymentTransactionsIndex(counting, linger_seconds=0.05)
+        await asyncio.gather(*(setup.handler.enrich(p, requested_at=NOW) for p in intents))
+        # 40 documents (each PaymentIntent, its PaymentID, and its charge): a batch per partition.
+        assert set(counting.requests) == {"write_batch"}
+        assert counting.requests["write_batch"] <= FACT_PARTITIONS
+        for n, intent_id in enumerate(intents):
+            assert await self.listed(setup, intent_id) == [TransactionRef(f"ev{n % 3}", f"t{n}")]
+        await asyncio.gather(*(setup.handler.enrich(p, requested_at=NOW) for p in intents))
+        # Remembered: a payout moving costs no index request.
+        assert counting.requests["write_batch"] <= FACT_PARTITIONS
+        assert set(counting.requests) == {"write_batch"}
 
 
 class TestPaymentTransactionsInMemory(PaymentTransactionsContract):
@@ -135,5 +148,9 @@ class TestPaymentTransactionsCosmos(PaymentTransactionsContract):
         def container(spec: str) -> CosmosContainer:
             return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
 
-        yield Setup(transactions=container("transactions"), index=container("stripe-index"))
+        yield Setup(
+            transactions=container("transactions"),
+            index=container("stripe-index"),
+            facts=container("stripe-facts"),
+        )
         await cosmos_client.delete_database(name)

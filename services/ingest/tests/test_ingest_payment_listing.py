@@ -22,6 +22,7 @@ from otcommon.payment_transactions import (
     listed_transactions,
     payment_transactions_document,
     payment_transactions_key,
+    payment_transactions_partition,
 )
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, DocumentNotFoundError
 
@@ -45,7 +46,9 @@ class ListedWhenStored:
     async def _note(self, document: Mapping[str, Any]) -> None:
         key = payment_transactions_key(str(document["PaymentID"]))
         try:
-            listed = listed_transactions(await self._index.read(key, partition_key=key))
+            listed = listed_transactions(
+                await self._index.read(key, partition_key=payment_transactions_partition(key))
+            )
         except DocumentNotFoundError:
             listed = []
         ref = TransactionRef(event_id=str(document["eventId"]), transaction_id=str(document["id"]))
@@ -77,7 +80,7 @@ class PaymentListing:
 
     async def listed(self, index: DocumentContainer, payment: str) -> Document:
         key = payment_transactions_key(payment)
-        return await index.read(key, partition_key=key)
+        return await index.read(key, partition_key=payment_transactions_partition(key))
 
     async def test_a_second_order_of_a_listed_payment_is_listed_before_it_is_stored(
         self, transactions, index, event, payment

@@ -46,7 +46,7 @@ T0 = 1_700_000_000
 class Stores:
     transactions: DocumentContainer
     index: DocumentContainer
-    """The enricher's ``stripe-index`` container (its ``transactions-of:`` documents)."""
+    """The enricher's ``stripe-facts`` container (its ``transactions-of:`` documents)."""
 
 
 class _Wrapping:

@@ -3,9 +3,12 @@
 The ``transactions`` container is partitioned by ``/eventId``, and a Stripe event names a charge
 and/or a PaymentIntent, never an order. Finding the orders of a payment is then a query across
 every partition. The enricher already finds them (it writes every transaction of the payment it
-enriches), so it records what it found in its ``stripe-index`` container (partition ``/id``), one
-document per Stripe id: ``transactions-of:<ch_|pi_>`` names the transactions (id and event id)
-carrying that payment, under its ``PaymentID`` and both its charge and PaymentIntent ids.
+enriches), so it records what it found in its ``stripe-facts`` container, one document per Stripe
+id: ``transactions-of:<ch_|pi_>`` names the transactions (id and event id) carrying that payment,
+under its ``PaymentID`` and both its charge and PaymentIntent ids. Its partition follows from its
+key (``otcommon.stripe_facts``): a point read derives it, and the enricher creates the documents
+of the payments it enriches together in a few transactional batches (a cold start creates two
+per payment: one request each was most of its Cosmos DB requests).
 
 The enricher creates the documents (SPEC section 2). Ingest adds to them, never creates one: an
 order stored under a PaymentID that already has a document is listed there before it is stored
@@ -24,17 +27,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from otcommon.store import read_modify_write
+from otcommon.stripe_facts import PARTITION_FIELD, fact_partition
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from otcommon.store import DocumentContainer
 
-PAYMENT_TRANSACTIONS_CONTAINER = "stripe-index"
+PAYMENT_TRANSACTIONS_CONTAINER = "stripe-facts"
 PAYMENT_TRANSACTIONS_KIND = "transactions-of"
 TRANSACTIONS_FIELD = "transactions"
 LISTED_DOCUMENTS_QUERY = "SELECT * FROM c WHERE ARRAY_CONTAINS(@keys, c.id)"
-"""The index documents among these keys (one query across partitions: each document is its own)."""
+"""The index documents among these keys (one query across the container's few partitions)."""
 _KEYS_PER_QUERY = 500  # keeps a query's parameters far below Cosmos DB's query size limit
 
 
@@ -55,10 +59,17 @@ def payment_transactions_key(stripe_id: str) -> str:
     return f"{PAYMENT_TRANSACTIONS_KIND}:{stripe_id}"
 
 
+def payment_transactions_partition(key: str) -> str:
+    """The partition of an index document (its ``payment_transactions_key``)."""
+    return fact_partition(key)
+
+
 def payment_transactions_document(stripe_id: str, refs: Iterable[TransactionRef]) -> dict[str, Any]:
     """A new index document listing ``refs`` under a ``ch_``/``pi_`` id."""
+    key = payment_transactions_key(stripe_id)
     return {
-        "id": payment_transactions_key(stripe_id),
+        "id": key,
+        PARTITION_FIELD: payment_transactions_partition(key),
         "kind": PAYMENT_TRANSACTIONS_KIND,
         TRANSACTIONS_FIELD: [ref.as_entry() for ref in sorted(set(refs))],
     }
@@ -122,7 +133,7 @@ async def add_to_listed_payments(
                 outcome = await read_modify_write(
                     index,
                     str(document["id"]),
-                    partition_key=document["id"],
+                    partition_key=payment_transactions_partition(str(document["id"])),
                     mutate=lambda current, refs=refs: with_transactions(current, refs),
                     current=document,
                 )

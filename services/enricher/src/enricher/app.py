@@ -120,7 +120,9 @@ async def open_enricher(
             enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
             writer=EnrichmentWriter(
                 transactions,
-                payment_index=PaymentTransactionsIndex(container(PAYMENT_TRANSACTIONS_CONTAINER)),
+                payment_index=PaymentTransactionsIndex(
+                    container(PAYMENT_TRANSACTIONS_CONTAINER), linger_seconds=linger
+                ),
                 linger_seconds=linger,
             ),
             announcer=PublishingAnnouncer(publisher),

@@ -21,6 +21,7 @@ PLATFORM_KEY = "platform"
 """How call counts and indexes name the platform's own objects."""
 
 _ASKING_AHEAD: contextvars.ContextVar[bool] = contextvars.ContextVar("asking_ahead", default=False)
+_PAGES_LISTED: contextvars.ContextVar[int] = contextvars.ContextVar("pages_listed", default=0)
 
 
 @contextlib.contextmanager
@@ -36,9 +37,27 @@ def asking_ahead() -> Iterator[None]:
         _ASKING_AHEAD.reset(token)
 
 
-def calls_asked_ahead() -> bool:
-    """Whether the calls made now are asked ahead of need (``asking_ahead``)."""
-    return _ASKING_AHEAD.get()
+@contextlib.contextmanager
+def listing_page(number: int) -> Iterator[None]:
+    """The call made within asks for page ``number`` (from 1) of a listing.
+
+    A gateway may let the later pages of long listings go first (the rate gate does): a listing's
+    pages come one after the other, so the longest listing is the one every waiter waits for.
+    """
+    token = _PAGES_LISTED.set(number - 1)
+    try:
+        yield
+    finally:
+        _PAGES_LISTED.reset(token)
+
+
+def call_priority() -> tuple[int, int]:
+    """The order in which calls waiting together should go, lowest first.
+
+    Calls a message waits for before calls asked ahead (``asking_ahead``); among them, the next
+    page of the listing that has listed the most pages (``listing_page``) first.
+    """
+    return (1 if _ASKING_AHEAD.get() else 0, -_PAGES_LISTED.get())
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import structlog
 
 from enricher.accounts import account_display_name, has_manual_payouts
 from enricher.deposits import OPEN_PAYOUT_STATUSES
-from enricher.gateway import asking_ahead
+from enricher.gateway import asking_ahead, listing_page
 from enricher.indexes import account_key, all_of, payment_documents, trimmed_charge
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
@@ -391,8 +391,10 @@ class Indexer:
         (``StripeIndex.watching``), not when every payout of the page is listed. The links of
         payouts listed at about the same time share batches (the coalescing container's rounds).
         """
+        # Oldest first (a page lists the newest first): a backlog's messages come oldest first, and
+        # the oldest payments wait for the oldest payouts.
         listed = await asyncio.gather(
-            *(self._index_one_payout(payout_id, account=account) for payout_id in payout_ids),
+            *(self._index_one_payout(payout_id, account=account) for payout_id in reversed(payout_ids)),
             return_exceptions=True,
         )
         for outcome in listed:
@@ -571,8 +573,11 @@ async def _each_page(
     cursor: str | None = None
     indexing: asyncio.Future[None] | None = None
     try:
+        number = 0
         while True:
-            page = await list_page(cursor)
+            number += 1
+            with listing_page(number):
+                page = await list_page(cursor)
             if indexing is not None:
                 await indexing
             indexing = asyncio.ensure_future(index_page(list(page.data)))

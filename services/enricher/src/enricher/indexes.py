@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -55,6 +54,7 @@ from otcommon.store import (
     DocumentNotFoundError,
     read_modify_write,
 )
+from otcommon.stripe_facts import PARTITION_FIELD, fact_partition
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -87,14 +87,6 @@ returns the money with a new balance transaction of its own), so its ``txn:`` li
 
 FACT_KINDS = frozenset({"payment", "transfer", "transfer-of", "txn"})
 """Key kinds kept in the ``stripe-facts`` container (a listed page writes them in batches)."""
-
-FACT_PARTITIONS = 8
-"""Partitions of ``stripe-facts``. A page's facts cost about this many batches. A key's partition
-follows from this number: changing it strands every stored fact (rebuild the container with
-``reindex`` from empty cursors). Eight partitions of 20 GB each hold some 200 million facts."""
-
-PARTITION_FIELD = "partition"
-"""The ``stripe-facts`` partition key field."""
 
 WRITE_CONCURRENCY = 32
 """``stripe-index`` writes in flight at once per replica (a listed page's ``stripe-facts`` documents
@@ -133,11 +125,6 @@ async def all_of(work: Iterable[Awaitable[object]]) -> None:
 def key_kind(key: str) -> str:
     """The kind a key names (``payment`` for ``payment:pi_1``)."""
     return key.split(":", 1)[0]
-
-
-def fact_partition(key: str) -> str:
-    """The ``stripe-facts`` partition of a fact's key (the same in every process: crc32, not hash)."""
-    return f"facts-{zlib.crc32(key.encode()) % FACT_PARTITIONS}"
 
 
 def account_key(account: str | None) -> str:

@@ -5,6 +5,11 @@ PaymentIntent ids onto them, so a transaction carrying those ids is always liste
 webhook service finds the orders of a refund or dispute by point reads; ``otcommon.payment_transactions``
 says how it checks what it reads). Entries are only added, under the ETag: two replicas enriching the
 same payment at once each add what they found, and neither removes the other's.
+
+The documents of payments enriched at about the same time are created together: one transactional
+batch per ``stripe-facts`` partition (``CoalescingContainer`` with ``batch_creates``, lingering
+like the writer's replaces). A create whose document exists (another replica, or this one before
+a restart) fails alone and is added to under its ETag.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from enricher.indexes import all_of
 from otcommon.payment_transactions import (
     listed_transactions,
     payment_transactions_document,
     payment_transactions_key,
+    payment_transactions_partition,
     with_transactions,
 )
-from otcommon.store import DocumentExistsError, read_modify_write
+from otcommon.store import CoalescingContainer, DocumentExistsError, read_modify_write
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -33,8 +40,14 @@ REMEMBERED_KEYS = 50_000
 class PaymentTransactionsIndex:
     """Adds transactions to the documents of a payment's ids; skips what this replica knows is listed."""
 
-    def __init__(self, container: DocumentContainer, *, remembered_keys: int = REMEMBERED_KEYS) -> None:
-        self._container = container
+    def __init__(
+        self,
+        container: DocumentContainer,
+        *,
+        remembered_keys: int = REMEMBERED_KEYS,
+        linger_seconds: float = 0.0,
+    ) -> None:
+        self._container = CoalescingContainer(container, batch_creates=True, linger_seconds=linger_seconds)
         # Entries are never removed, so what was listed once stays listed: a re-enrichment of the same
         # payment (a payout moved) costs no read.
         self._listed: OrderedDict[str, frozenset[TransactionRef]] = OrderedDict()
@@ -45,8 +58,9 @@ class PaymentTransactionsIndex:
         wanted = frozenset(refs)
         if not wanted:
             return
-        for stripe_id in sorted({each for each in stripe_ids if each}):
-            await self._add_one(stripe_id, wanted)
+        await all_of(
+            self._add_one(stripe_id, wanted) for stripe_id in sorted({each for each in stripe_ids if each})
+        )
 
     async def _add_one(self, stripe_id: str, wanted: frozenset[TransactionRef]) -> None:
         key = payment_transactions_key(stripe_id)
@@ -66,7 +80,7 @@ class PaymentTransactionsIndex:
         outcome = await read_modify_write(
             self._container,
             key,
-            partition_key=key,
+            partition_key=payment_transactions_partition(key),
             mutate=lambda current: with_transactions(current, wanted),
             create=lambda: payment_transactions_document(stripe_id, wanted),
         )

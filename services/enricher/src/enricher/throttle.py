@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from stripe import AIOHTTPClient
 
-from enricher.gateway import calls_asked_ahead
+from enricher.gateway import call_priority
 from otcommon.bus import Backoff
 
 if TYPE_CHECKING:
@@ -42,9 +42,9 @@ class RateGate:
     its send and its answer, so the next request on that slot reaches Stripe more than a window
     after it, however the network's delays vary: no window ever holds more than ``capacity`` of
     them, right after an idle moment as well (a leaky bucket of that capacity let twice as many
-    through in one second). A slow answer costs its slot that time. Waiters go in arrival order,
-    except that calls asked ahead of need (``enricher.gateway.asking_ahead``) wait behind every
-    call a message is waiting for.
+    through in one second). A slow answer costs its slot that time. Waiters go in the order of
+    ``enricher.gateway.call_priority`` (calls asked ahead of need behind those a message waits
+    for; the next page of the longest listing first), then in arrival order.
     """
 
     def __init__(
@@ -63,7 +63,8 @@ class RateGate:
         self._free_at = [0.0] * self.capacity  # a heap: when each slot not in flight may be used
         self._returned = asyncio.Event()
         self._turn_taken = False
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap: (priority, order, waiter)
+        # A heap of (priority, order, waiter): see ``enricher.gateway.call_priority``.
+        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._clock = clock
         self._sleep = sleep
@@ -75,7 +76,7 @@ class RateGate:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for a free slot, hold it while the request is sent and answered, then give it back."""
-        priority, order = (1 if calls_asked_ahead() else 0), next(self._order)
+        priority, order = call_priority(), next(self._order)
         await self._wait_turn(priority, order)
         holding_turn = True
         try:
@@ -98,7 +99,7 @@ class RateGate:
             heapq.heappush(self._free_at, self._clock() + self.window_seconds)
             self._returned.set()
 
-    async def _wait_turn(self, priority: int, order: int) -> None:
+    async def _wait_turn(self, priority: tuple[int, int], order: int) -> None:
         if not self._turn_taken and not self._waiting:
             self._turn_taken = True
             return
@@ -113,7 +114,7 @@ class RateGate:
                 waiter.cancel()  # left in the heap; passed over
             raise
 
-    def _better_waiting(self, priority: int, order: int) -> bool:
+    def _better_waiting(self, priority: tuple[int, int], order: int) -> bool:
         while self._waiting and self._waiting[0][2].done():
             heapq.heappop(self._waiting)  # a waiter that stopped waiting
         return bool(self._waiting) and self._waiting[0][:2] < (priority, order)

@@ -30,6 +30,7 @@ from otcommon.payment_transactions import (
     TransactionRef,
     listed_transactions,
     payment_transactions_key,
+    payment_transactions_partition,
     ref_of,
 )
 from otcommon.store import (
@@ -348,7 +349,7 @@ class TransactionFacts:
         if self._prefetched is not None and self._prefetched.covers(key):
             return self._prefetched.index_documents[key]
         try:
-            return await self._index.read(key, partition_key=key)
+            return await self._index.read(key, partition_key=payment_transactions_partition(key))
         except DocumentNotFoundError:
             return None
 

@@ -10,7 +10,9 @@ at once, and under load the rounds grow by themselves.
 With ``batch_upserts`` (default off: each upsert goes straight to the wrapped container), upserts
 go the same way as replaces, in the same rounds and batches: a writer of many small documents
 (index entries of several listings at once) sends them in batches of up to ``MAX_BATCH_OPERATIONS``
-per partition whoever asked for them.
+per partition whoever asked for them. ``batch_creates`` does the same for creates: a create whose
+id exists fails its batch, whose writes are then sent one by one, so only that create raises
+``DocumentExistsError``.
 
 ``linger_seconds`` (default 0: none) makes each round wait that long before it goes, collecting the
 replaces (or reads) asked meanwhile: larger batches, fewer requests, for a caller whose latency
@@ -50,7 +52,7 @@ class _Read:
 
 @dataclass(frozen=True, slots=True)
 class _Write:
-    kind: Literal["replace", "upsert"]
+    kind: Literal["replace", "upsert", "create"]
     document: Mapping[str, Any]
     etag: str | None
     answer: asyncio.Future[Document]
@@ -70,6 +72,7 @@ class CoalescingContainer:
         max_batch: int = MAX_BATCH_OPERATIONS,
         linger_seconds: float = 0.0,
         batch_upserts: bool = False,
+        batch_creates: bool = False,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH_OPERATIONS:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_OPERATIONS}")
@@ -79,6 +82,7 @@ class CoalescingContainer:
         self._max_batch = max_batch
         self._linger = linger_seconds
         self._batch_upserts = batch_upserts
+        self._batch_creates = batch_creates
         self._waiting: list[_Write] = []
         self._sending: asyncio.Task[None] | None = None
         self._reads_waiting: dict[tuple[str, str], _Read] = {}
@@ -99,7 +103,11 @@ class CoalescingContainer:
         return await self._asked("replace", document, etag=etag)
 
     def _asked(
-        self, kind: Literal["replace", "upsert"], document: Mapping[str, Any], *, etag: str | None = None
+        self,
+        kind: Literal["replace", "upsert", "create"],
+        document: Mapping[str, Any],
+        *,
+        etag: str | None = None,
     ) -> asyncio.Future[Document]:
         answer: asyncio.Future[Document] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Write(kind, document, etag, answer))
@@ -154,6 +162,8 @@ class CoalescingContainer:
         try:
             if replace.kind == "upsert":
                 document = await self._container.upsert(replace.document)
+            elif replace.kind == "create":
+                document = await self._container.create(replace.document)
             else:
                 document = await self._container.replace(replace.document, etag=replace.etag)
         except Exception as error:  # noqa: BLE001 - handed to the caller, who raises it
@@ -213,7 +223,9 @@ class CoalescingContainer:
                     _settle(answer, document=document)
 
     async def create(self, document: Mapping[str, Any]) -> Document:
-        """Create (wrapped container)."""
+        """Create as the wrapped container does; with ``batch_creates``, batched like a replace."""
+        if self._batch_creates:
+            return await self._asked("create", document)
         return await self._container.create(document)
 
     async def upsert(self, document: Mapping[str, Any]) -> Document:

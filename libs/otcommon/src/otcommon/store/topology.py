@@ -130,16 +130,19 @@ STRIPE_INDEX = ContainerSpec(
     name="stripe-index",
     # Point reads by key ("charge:ch_..", "account:acct_.."); a low-cardinality key would make hot partitions.
     partition_key="/id",
-    purpose="Enricher caches: connected accounts, payment-to-account maps, payout contents.",
+    purpose="Enricher caches: connected accounts, payouts, bank accounts, refresh cursors.",
 )
 
 STRIPE_FACTS = ContainerSpec(
     name="stripe-facts",
     # The enricher writes a listed page's facts (thousands per cold start) in transactional batches,
-    # which need one partition: each key hashes to one of a few partitions (enricher/indexes.py), so
-    # a page's documents go in a few batches and a point read still derives its partition from the key.
+    # which need one partition: each key hashes to one of a few partitions (otcommon/stripe_facts.py),
+    # so a page's documents go in a few batches and a point read still derives its partition from the key.
     partition_key="/partition",
-    purpose="Enricher facts from Stripe's listings: payment-to-account map, transfers, payout links.",
+    purpose=(
+        "Enricher facts from Stripe's listings (payment-to-account map, transfers, payout links) and "
+        "each payment's transactions (transactions-of:, read by the webhook service and ingest)."
+    ),
 )
 
 DEFAULT_TOPOLOGY = Topology(
