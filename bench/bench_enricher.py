@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import math
@@ -257,11 +258,21 @@ class CpuMeter:
 
     @contextlib.contextmanager
     def measure(self, into: dict[str, Any]) -> Iterator[None]:
-        """Fill ``into`` with the wall time, each process's CPU seconds and the load average around it."""
+        """Fill ``into`` with the wall time, each process's CPU seconds and the load average around it.
+
+        And this process's memory: its peak resident set while measured (Linux: the peak is reset
+        at the start) and at the end. It holds the enricher and the benchmark's driver (the world,
+        the ground truth): an upper bound of the enricher's own.
+        """
+        _reset_peak_memory()
         before, load_before, started = self.snapshot(), os.getloadavg(), time.perf_counter()
         try:
             yield
         finally:
+            memory = _memory_mb()
+            if memory:
+                peak = max(memory.get("VmHWM", 0.0), into.get("memory_mb", {}).get("peak", 0.0))
+                into["memory_mb"] = {"peak": peak, "at_the_end": memory.get("VmRSS")}
             # Measured again (trickle's batches), the figures add up; the first load average is kept.
             wall = into.get("wall_seconds", 0.0) + time.perf_counter() - started
             after, cpu = self.snapshot(), dict(into.get("cpu_seconds", {}))
@@ -273,6 +284,25 @@ class CpuMeter:
             into["cpu_share_of_wall"] = {name: round(used / wall, 3) for name, used in cpu.items() if wall}
             into.setdefault("load_average_before", [round(x, 2) for x in load_before])
             into["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def _reset_peak_memory() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # Linux: resets VmHWM
+
+
+def _memory_mb() -> dict[str, float]:
+    """VmHWM (peak resident set) and VmRSS of this process, in MB (Linux; empty elsewhere)."""
+    try:
+        lines = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return {}
+    found: dict[str, float] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name in {"VmHWM", "VmRSS"}:
+            found[name] = round(int(value.split()[0]) / 1024, 1)  # given in kB
+    return found
 
 
 # -- Cosmos DB and the enricher -----------------------------------------------------------------------
@@ -966,6 +996,9 @@ async def run_all(
             scenario.advance(minutes=minutes)
         if "bulk" in phases:
             print("bulk: starting", file=sys.stderr, flush=True)
+            # The trickle's enricher (its indexes' memory, tasks, clients) is garbage now; collected
+            # here, so that the cold start runs on the heap of a fresh process, as after a deploy.
+            gc.collect()
             save({"bulk": await run_bulk(**common, scenario=scenario, plan=plan, meter=meter)})
         if "naive" in phases:
             print("naive: starting", file=sys.stderr, flush=True)
@@ -1062,6 +1095,11 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"{line['gate_closed_after_429_seconds']} s after {line['gate_pauses_after_429']} 429s"
             ),
         ]
+        if memory := bulk["where_the_time_went"].get("memory_mb"):
+            lines.append(
+                f"cold start memory (this process: the enricher and the benchmark's driver): peak "
+                f"{memory['peak']} MB, {memory['at_the_end']} MB at the end"
+            )
     if trickle := results.get("trickle"):
         lines.append(
             f"trickle: {trickle['calls']['total']} calls for {trickle['payments']} payments in "
