@@ -72,7 +72,6 @@ import aiohttp
 from pydantic import SecretStr
 
 from devstack.cosmos import EMULATOR_KEY, start_cosmos
-from devstack.machine import busy_loop_rate
 from devstack.processes import start_process
 from devstack.scenario import Scenario
 from devstack.stripe.settings import DEFAULT_SECRET_KEY
@@ -1033,13 +1032,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "note": NOTE,
         "driver": DRIVER,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            # devstack.machine: the same work's CPU time varies with it on a shared machine.
-            # Taken before anything of the benchmark runs (a busy neighbour core slows it too).
-            "busy_loop_million_per_second_before": busy_loop_rate(),
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "world": world_description(plan),
         "phases": list(args.phases),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
@@ -1119,11 +1112,6 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"naive: {naive['calls']['total']} calls = {naive['calls_per_payment']} per payment, "
             f"about {naive['estimated_seconds_at_25_per_second_for_the_world']} s at 25 requests/s for "
             f"the world ({naive['sample']})"
-        )
-    if machine := results.get("machine"):
-        lines.append(
-            "machine speed before the run (busy loop, million iterations/s): "
-            f"{machine.get('busy_loop_million_per_second_before')}"
         )
     return lines
 

@@ -40,7 +40,6 @@ from azure.servicebus.aio import ServiceBusClient
 from pydantic import SecretStr
 
 from devstack.cosmos import EMULATOR_KEY, connection_for, connection_string, start_cosmos
-from devstack.machine import busy_loop_rate
 from devstack.paths import project_topology
 from devstack.servicebus.testing import free_port, running_emulator
 from otcommon.messages import decode_service_bus_message
@@ -585,11 +584,6 @@ def summary(results: dict[str, Any]) -> list[str]:
     )
     if "cpu_ms_per_event_until_all_applied" in ack:
         lines.append(f"CPU ms per event, answered and applied: {ack['cpu_ms_per_event_until_all_applied']}")
-    machine = results["machine"]
-    lines.append(
-        "machine speed before the run (busy loop, million iterations/s): "
-        f"{machine['busy_loop_million_per_second_before']}"
-    )
     lines.append(results["note"])
     return lines
 
@@ -624,13 +618,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "note": NOTE,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            # devstack.machine: the same work's CPU time varies with it on a shared machine.
-            # Taken before anything of the benchmark runs (a busy neighbour core slows it too).
-            "busy_loop_million_per_second_before": busy_loop_rate(),
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     cosmos = start_cosmos(timeout_seconds=60.0)
     try:
