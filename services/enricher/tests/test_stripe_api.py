@@ -25,6 +25,7 @@ from enricher.gateway import (
     StripeRequestRejectedError,
     StripeUnavailableError,
     asking_ahead,
+    listing_page,
 )
 from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import RateGate
@@ -225,6 +226,17 @@ def _busiest_second(sends: list[float], window: float = 1.0) -> int:
     return max(bisect.bisect_left(ordered, start + window) - i for i, start in enumerate(ordered))
 
 
+def naming(gate: RateGate) -> tuple[list[str], Callable[[str], Coroutine[Any, Any, None]]]:
+    """The names of the requests in the order they went through the gate, and a request that names itself."""
+    sent: list[str] = []
+
+    async def send(name: str) -> None:
+        async with gate.slot():
+            sent.append(name)
+
+    return sent, send
+
+
 def recording(
     gate: RateGate, time: VirtualTime
 ) -> tuple[list[float], Callable[[], Coroutine[Any, Any, None]]]:
@@ -292,11 +304,7 @@ class TestRateGate:
     async def test_a_waiter_that_stops_waiting_passes_its_turn_on(self):
         time = VirtualTime()
         gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
-        sent: list[str] = []
-
-        async def send(name: str) -> None:
-            async with gate.slot():
-                sent.append(name)
+        sent, send = naming(gate)
 
         async def arriving() -> None:
             first = asyncio.ensure_future(send("first"))
@@ -313,11 +321,7 @@ class TestRateGate:
     async def test_calls_asked_ahead_wait_behind_the_calls_a_message_waits_for(self):
         time = VirtualTime()
         gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
-        sent: list[str] = []
-
-        async def send(name: str) -> None:
-            async with gate.slot():
-                sent.append(name)
+        sent, send = naming(gate)
 
         async def ahead(name: str) -> None:
             with asking_ahead():
@@ -334,6 +338,29 @@ class TestRateGate:
 
         await time.run(arriving())
         assert sent == ["first", "needed 1", "needed 2", "ahead 1", "ahead 2"]
+
+    async def test_the_next_page_of_the_longest_listing_goes_first(self):
+        # A listing's pages come one after the other: the longest one is what every waiter waits for.
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
+        sent, send = naming(gate)
+
+        async def page(name: str, number: int) -> None:
+            with listing_page(number):
+                await send(name)
+
+        async def arriving() -> None:
+            first = asyncio.ensure_future(send("first"))
+            await asyncio.sleep(0)
+            waiting = [
+                asyncio.ensure_future(page("short, page 1", 1)),
+                asyncio.ensure_future(page("long, page 40", 40)),
+                asyncio.ensure_future(page("middle, page 3", 3)),
+            ]
+            await asyncio.gather(first, *waiting)
+
+        await time.run(arriving())
+        assert sent == ["first", "long, page 40", "middle, page 3", "short, page 1"]
 
     @pytest.mark.parametrize(("rate", "most_in_a_second", "every"), [(2.5, 2, 1.0), (0.5, 1, 2.0)])
     async def test_a_fractional_rate_is_rounded_down_to_whole_requests(self, rate, most_in_a_second, every):
