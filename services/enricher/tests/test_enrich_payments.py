@@ -7,10 +7,12 @@ import gc
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from stripe_shapes import PLATFORM
 from world import DAY, T_NOW, Clock, enricher_for, facts_container, index_container, new_world
 
 from enricher.findings import Findings
+from enricher.gateway import StripeUnavailableError
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
 from enricher.routing import Route, RouteType
@@ -401,9 +403,10 @@ class HeldListing:
 class HeldPayoutContents:
     """The fake Stripe, with the contents listing of one payout held until ``release`` is set."""
 
-    def __init__(self, stripe: FakeStripe, *, payout_id: str) -> None:
+    def __init__(self, stripe: FakeStripe, *, payout_id: str, fails: bool = False) -> None:
         self._stripe = stripe
         self._payout_id = payout_id
+        self._fails = fails
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -416,6 +419,8 @@ class HeldPayoutContents:
         if payout_id == self._payout_id:
             self.reached.set()
             await self.release.wait()
+            if self._fails:
+                raise StripeUnavailableError("payout contents: Stripe answered 503", status=503)
         return await self._stripe.list_payout_transactions(
             account=account, payout_id=payout_id, starting_after=starting_after
         )
@@ -510,3 +515,34 @@ async def test_a_payment_goes_on_once_its_payout_is_listed_while_other_payouts_a
     # Both payouts are listed once, and marked listed.
     assert world.stripe.calls.made("balance_transactions.list", account=ORG) == 2
     assert (await indexer.payout(other_payout, account=ORG))["balanceTransactions"] == [other_txn]
+
+
+async def test_a_payment_waiting_for_its_link_goes_on_when_written_and_another_payouts_failure_is_not_its():
+    world = new_world(connected=1)
+    charge_id, _, txn = world.charge_on(ORG)
+    _, _, other_txn = world.charge_on(ORG)
+    payout_id = world.pay_out([txn], on=ORG)
+    other_payout = world.pay_out([other_txn], on=ORG, created=T_NOW - DAY + 60)
+    own = HeldPayoutContents(world.stripe, payout_id=payout_id)
+    other = HeldPayoutContents(own, payout_id=other_payout, fails=True)
+    clock = Clock()
+    enricher, indexer = enricher_and_indexer(other, clock)
+    unhandled: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    enriching = asyncio.ensure_future(enricher.enrich(charge_id, requested_at=clock()))
+    await own.reached.wait()
+    await other.reached.wait()
+    # Time for the charges' page to be indexed (the writes' 20 ms linger) and for the payment to
+    # reach its wait for the link.
+    await asyncio.sleep(0.2)
+    assert not enriching.done()
+    own.release.set()  # its payout's contents are listed and linked; the other's are still held
+    found = await enriching
+    assert isinstance(found, Findings)
+    assert found.payout.payout_id == payout_id
+    other.release.set()  # the other payout's contents fail now: the listing fails, not the payment
+    await indexer.wait_ahead()
+    with pytest.raises(StripeUnavailableError):
+        await indexer.ensure_payouts(ORG, as_of=clock())  # the failed listing left the mark unmoved
+    gc.collect()  # a future whose exception nobody retrieved reports it when collected
+    assert unhandled == []
