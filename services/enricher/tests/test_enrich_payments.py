@@ -377,48 +377,52 @@ async def test_a_listing_made_by_another_replica_is_not_repeated():
     assert world.stripe.calls.by_operation["charges.list"] == listed
 
 
-class HeldListing:
-    """The fake Stripe, with the charge listing of one account held until ``release`` is set."""
+class Held:
+    """The fake Stripe, with some calls (a subclass's) held until ``release`` is set."""
 
-    def __init__(self, stripe: FakeStripe, *, account: str | None) -> None:
+    def __init__(self, stripe: FakeStripe) -> None:
         self._stripe = stripe
-        self._account = account
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stripe, name)
+
+    async def _hold(self) -> None:
+        self.reached.set()
+        await self.release.wait()
+
+
+class HeldListing(Held):
+    """The charge listing of one account held."""
+
+    def __init__(self, stripe: FakeStripe, *, account: str | None) -> None:
+        super().__init__(stripe)
+        self._account = account
 
     async def list_charges(
         self, *, account: str | None, created_after: int | None, starting_after: str | None
     ) -> ListPage:
         if account == self._account:
-            self.reached.set()
-            await self.release.wait()
+            await self._hold()
         return await self._stripe.list_charges(
             account=account, created_after=created_after, starting_after=starting_after
         )
 
 
-class HeldPayoutContents:
-    """The fake Stripe, with the contents listing of one payout held until ``release`` is set."""
+class HeldPayoutContents(Held):
+    """The contents listing of one payout held (and then failed, with ``fails``)."""
 
-    def __init__(self, stripe: FakeStripe, *, payout_id: str, fails: bool = False) -> None:
-        self._stripe = stripe
+    def __init__(self, stripe: FakeStripe | Held, *, payout_id: str, fails: bool = False) -> None:
+        super().__init__(stripe)  # type: ignore[arg-type]
         self._payout_id = payout_id
         self._fails = fails
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stripe, name)
 
     async def list_payout_transactions(
         self, *, account: str | None, payout_id: str, starting_after: str | None
     ) -> ListPage:
         if payout_id == self._payout_id:
-            self.reached.set()
-            await self.release.wait()
+            await self._hold()
             if self._fails:
                 raise StripeUnavailableError("payout contents: Stripe answered 503", status=503)
         return await self._stripe.list_payout_transactions(

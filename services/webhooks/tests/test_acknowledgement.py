@@ -419,17 +419,22 @@ class PreparingApplier(RecordingApplier):
         return self
 
 
+async def run_queued(events: InMemoryContainer, applier: object, count: int, *, workers: int) -> None:
+    """Record ``count`` deliveries, then let ``workers`` workers taking batches of ten apply them."""
+    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)  # type: ignore[arg-type]
+    for n in range(1, count + 1):
+        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
+    serving = asyncio.create_task(processor.serve(workers=workers, sweep_every=3600))
+    await processor.join()
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+
+
 async def apply_queued(applier: PreparingApplier, count: int) -> InMemoryContainer:
     """Record ``count`` deliveries, then let three workers taking batches of ten apply them."""
     events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
-    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
-    for n in range(1, count + 1):
-        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
-    workers = asyncio.create_task(processor.serve(workers=3, sweep_every=3600))
-    await processor.join()
-    workers.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await workers
+    await run_queued(events, applier, count, workers=3)
     return events
 
 
@@ -691,14 +696,7 @@ class HoldingApplier(RecordingApplier):
 async def apply_held(applier_of, count: int) -> tuple[HoldingApplier, InMemoryContainer]:
     events = container("webhook-journal", **{UNAPPLIED_QUERY: unapplied})
     applier = applier_of(events)
-    processor = EventProcessor(journal=EventJournal(events), applier=applier, batch_size=10)
-    for n in range(1, count + 1):
-        assert await processor.accept(StripeEvent.parse(delivery(n=n))) is True
-    workers = asyncio.create_task(processor.serve(workers=1, sweep_every=3600))
-    await processor.join()
-    workers.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await workers
+    await run_queued(events, applier, count, workers=1)
     return applier, events
 
 
