@@ -456,6 +456,31 @@ async def test_a_payment_a_listed_page_indexed_goes_on_while_another_account_is_
     await indexer.ensure_charges(None, as_of=clock())  # the held listing ends and indexes its page
 
 
+async def test_messages_waiting_for_the_same_listings_cost_no_task_per_account():
+    # A cold start: hundreds of messages wait for the same listings. A task per message and account
+    # (six here, twenty-one in the benchmark's world) was most of the process's work while they waited.
+    world = new_world(connected=5)
+    waiting = 300
+    charge_ids = [world.charge_on(None)[0] for _ in range(waiting)]  # platform charges wait for every listing
+    held = HeldListing(world.stripe, account=None)
+    clock = Clock()
+    enricher, _ = enricher_and_indexer(held, clock)
+    requested_at = clock()
+    before = len(asyncio.all_tasks())
+    enriching = [asyncio.ensure_future(enricher.enrich(c, requested_at=requested_at)) for c in charge_ids]
+    await held.reached.wait()
+    for _ in range(100):  # yields only: every message reaches its wait
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in enriching)
+    # Each message: its own task and one for its wait on the listings; the listings are shared.
+    assert len(asyncio.all_tasks()) - before <= 2 * waiting + 10
+    held.release.set()
+    found = await asyncio.gather(*enriching)
+    assert all(isinstance(f, Findings) and f.charge_id == c for f, c in zip(found, charge_ids, strict=True))
+    # One listing per account for all 300: the platform's three pages of 100 and one page each for the others.
+    assert world.stripe.calls.by_operation["charges.list"] == 3 + 5
+
+
 async def test_a_platform_charge_found_early_waits_for_the_listing_that_links_its_separate_transfer():
     world = new_world(connected=1)
     ids = world.destination_charge(ORG, separate=True)

@@ -23,7 +23,7 @@ from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     from enricher.gateway import ListPage, StripeGateway
     from enricher.indexes import StripeIndex
@@ -65,6 +65,10 @@ class SingleFlight:
             self._waiters[key] = set()
             task.add_done_callback(lambda done: self._finished(key, done))
         await self._join(key)
+
+    def join(self, key: str) -> asyncio.Future[None]:
+        """A waiter on the run of ``key`` in flight (one must be), without a task of its own."""
+        return self._join(key)
 
     def _join(self, key: str) -> asyncio.Future[None]:
         """A waiter on the run of ``key`` in flight, counted from now (not from when it is awaited).
@@ -124,6 +128,8 @@ class Indexer:
         self._flights = SingleFlight()
         # Refresh starts this process knows of, so a fresh index costs no Cosmos read to confirm.
         self._started: dict[str, datetime] = {}
+        # When each refresh in flight started.
+        self._running_since: dict[str, datetime] = {}
         # When the last transfer group lookup of a platform charge that found no transfer started.
         self._groups_checked: dict[str, datetime] = {}
         # Platform charges listed with a transfer group and no transfer, not looked up yet.
@@ -197,6 +203,32 @@ class Indexer:
     async def ensure_charges(self, account: str | None, *, as_of: datetime) -> None:
         """Index the account's charges unless a refresh that started after ``as_of`` did."""
         await self._ensure("charges", account, as_of=as_of, refresh=self._refresh_charges)
+
+    async def ensure_charges_of(self, accounts: Sequence[str | None], *, as_of: datetime) -> None:
+        """``ensure_charges`` for every account at once.
+
+        In a cold start thousands of messages wait for the same twenty listings; a task per message
+        and account was most of the process's work while they waited. So a listing that is done, or
+        in flight and started after ``as_of``, is waited for without a task, and the messages that
+        need more (a mark to read, a listing to start) share one task per ``as_of`` (the messages
+        of one sync are requested at the same moment).
+        """
+        as_of = min(as_of, self._clock())
+        waits: list[asyncio.Future[None]] = []
+        for account in accounts:
+            key = f"charges:{account_key(account)}"
+            started = self._started.get(key)
+            if started is not None and started >= as_of:
+                continue
+            since = self._running_since.get(key)
+            if since is None or since < as_of:
+                sweep = f"charges-of:{as_of.isoformat()}:{','.join(map(account_key, accounts))}"
+                await self._flights.run(
+                    sweep, lambda: all_of(self.ensure_charges(each, as_of=as_of) for each in accounts)
+                )
+                return
+            waits.append(self._flights.join(key))
+        await all_of(waits)
 
     async def _refresh_charges(self, account: str | None) -> int | None:
         mark = await self._index.mark("charges", account)
@@ -503,10 +535,13 @@ class Indexer:
         as_of = min(as_of, self._clock())
 
         async def run() -> None:
-            started = self._clock()
-            newest = await refresh(account)
-            await self._index.advance(index, account, created_cursor=newest, started_at=started)
-            self._started[key] = max(started, self._started.get(key, started))
+            started = self._running_since[key] = self._clock()
+            try:
+                newest = await refresh(account)
+                await self._index.advance(index, account, created_cursor=newest, started_at=started)
+                self._started[key] = max(started, self._started.get(key, started))
+            finally:
+                self._running_since.pop(key, None)
             _log.debug("index refreshed", index=index, account=account_key(account))
 
         # A refresh already in flight may have started before ``as_of``: then wait for it, and run again.

@@ -123,9 +123,7 @@ class PaymentEnricher:
         """
 
         async def list_every_account() -> None:
-            await asyncio.gather(
-                *(self._indexer.ensure_charges(account, as_of=requested_at) for account in (None, *accounts))
-            )
+            await self._indexer.ensure_charges_of((None, *accounts), as_of=requested_at)
             # Each separate transfer made with its charge is linked now: the platform charges
             # still without one are looked up at once, not when their own messages come.
             self._indexer.look_up_groups_ahead()
