@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 
 import pytest
+from azure.servicebus import ServiceBusMessage
 from bus_contract import BusContract, ServiceBusHarness, ServiceBusTopicHarness, TopicBusContract
 
 from devstack.servicebus.testing import running_emulator
-from otcommon.bus import client_from_connection_string, retry_routing_sql
+from otcommon.bus import client_from_connection_string, queue_source, retry_routing_sql
 
 pytestmark = pytest.mark.integration
 
@@ -17,6 +19,7 @@ pytestmark = pytest.mark.integration
 QUEUES = 12
 TOPICS = 14
 ENTITY = {"LockDuration": "PT30S", "MaxDeliveryCount": 10}
+RENEWAL_QUEUE = "renewal"  # a lock shorter than the contract's, so that a test outlives it
 DUPLICATE_DETECTION = {"RequiresDuplicateDetection": True, "DuplicateDetectionHistoryTimeWindow": "PT10M"}
 
 
@@ -35,8 +38,11 @@ def emulator(tmp_path_factory):
                 {
                     "Name": "contract",
                     "Queues": [
-                        {"Name": f"contract-{n}", "Properties": ENTITY | DUPLICATE_DETECTION}
-                        for n in range(QUEUES)
+                        *(
+                            {"Name": f"contract-{n}", "Properties": ENTITY | DUPLICATE_DETECTION}
+                            for n in range(QUEUES)
+                        ),
+                        {"Name": RENEWAL_QUEUE, "Properties": ENTITY | {"LockDuration": "PT16S"}},
                     ],
                     "Topics": [
                         {
@@ -83,3 +89,23 @@ class TestServiceBusEmulatorTopic(TopicBusContract):
             harness = ServiceBusTopicHarness(client=client, topic_name=f"contract-topic-{number}")
             yield harness
             await harness.close()
+
+
+async def test_a_message_held_past_its_lock_is_renewed_from_the_lead_and_completes(emulator):
+    # The lock is 16 s; the renewer gets the message 15 s before it expires (not at receive: the lead
+    # must exceed the renewer's own 10 s renew period) and keeps it locked past its first lock: no
+    # other receiver gets it, and it completes.
+    running, _, _ = emulator
+    async with client_from_connection_string(connection_string=running.connection_string) as client:
+        async with client.get_queue_sender(RENEWAL_QUEUE) as sender:
+            await sender.send_messages(ServiceBusMessage("held past its lock"))
+        source = queue_source(client=client, queue_name=RENEWAL_QUEUE, renewal_lead_seconds=15.0)
+        other = queue_source(client=client, queue_name=RENEWAL_QUEUE)
+        try:
+            [held] = await source.receive(max_messages=1, max_wait_seconds=5)
+            await asyncio.sleep(18)
+            assert await other.receive(max_messages=1, max_wait_seconds=2) == []
+            await held.complete()
+        finally:
+            await other.close()
+            await source.close()

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -174,10 +175,70 @@ async def test_failed_reschedule_abandons_the_original_so_it_is_not_lost():
 
 class FakeRenewer:
     def __init__(self):
+        self.registered = []
         self.closed = False
+
+    def register(self, receiver, message):
+        self.registered.append((receiver, message.message_id))
 
     async def close(self):
         self.closed = True
+
+
+def locked_for(seconds):
+    message = received()
+    message._expiry = datetime.now(UTC) + timedelta(seconds=seconds)  # the broker's lock, as the SDK reads it
+    return message
+
+
+async def test_a_lock_is_renewed_from_the_lead_before_it_expires_not_from_the_receive():
+    # Thousands of messages in flight each cost the SDK's renewer a task polling every second; a
+    # message settled long before its lock needs renewing should cost it nothing.
+    held, settled_early = locked_for(0.4), locked_for(0.4)
+    receiver = FakeReceiver(messages=[held, settled_early])
+    renewer = FakeRenewer()
+    source = ServiceBusSource(
+        receiver=receiver, scheduler=FakeScheduler(), renewer=renewer, renewal_lead_seconds=0.2
+    )
+
+    first, second = await source.receive(max_messages=2, max_wait_seconds=1)
+    assert renewer.registered == []  # 0.4 s of lock left, more than the lead
+    await second.complete()
+    await asyncio.sleep(0.3)  # the lead is reached
+
+    assert renewer.registered == [(receiver, held.message_id)]  # the settled one never
+    await first.complete()
+    await source.close()
+
+
+async def test_a_lock_already_within_the_lead_is_renewed_at_once():
+    message = locked_for(5)
+    receiver = FakeReceiver(messages=[message])
+    renewer = FakeRenewer()
+    source = ServiceBusSource(receiver=receiver, scheduler=FakeScheduler(), renewer=renewer)
+
+    await source.receive(max_messages=1, max_wait_seconds=1)  # the default lead: 20 s
+
+    assert renewer.registered == [(receiver, message.message_id)]
+    await source.close()
+
+
+async def test_closing_the_source_hands_no_more_locks_to_the_renewer():
+    message = locked_for(0.3)
+    renewer = FakeRenewer()
+    source = ServiceBusSource(
+        receiver=FakeReceiver(messages=[message]),
+        scheduler=FakeScheduler(),
+        renewer=renewer,
+        renewal_lead_seconds=0.2,
+    )
+
+    await source.receive(max_messages=1, max_wait_seconds=1)
+    await source.close()
+    await asyncio.sleep(0.2)
+
+    assert renewer.registered == []
+    assert renewer.closed
 
 
 async def test_source_receives_at_most_what_is_asked_and_closes_everything():

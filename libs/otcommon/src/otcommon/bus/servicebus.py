@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
 _log = structlog.get_logger(__name__)
 # What the SDK raises when a settlement cannot happen; each means the broker will redeliver.
 _SETTLEMENT_FAILURES = (ServiceBusError, MessageAlreadySettled)
+
+LOCK_RENEWAL_LEAD_SECONDS = 20.0
+"""A message is handed to the lock renewer this long before its lock would expire, not when received.
+
+The SDK's renewer runs a task per message that wakes every second. With thousands of messages in
+flight (a backlog enriched at once) that polling took a fifth of a core, while most of them are
+settled long before their lock (one minute by default) needs renewing. The renewer itself renews
+ten seconds before expiry, so it is handed the message in time.
+"""
 
 
 def client_from_connection_string(*, connection_string: str, retry_total: int = 3) -> ServiceBusClient:
@@ -63,11 +73,17 @@ def queue_source(
     queue_name: str,
     prefetch_count: int = 0,
     max_lock_renewal_seconds: float = 300.0,
+    renewal_lead_seconds: float = LOCK_RENEWAL_LEAD_SECONDS,
 ) -> ServiceBusSource:
     """A MessageSource on one queue, renewing each message's lock for up to `max_lock_renewal_seconds`."""
     renewer = _lock_renewer(max_lock_renewal_seconds)
-    receiver = client.get_queue_receiver(queue_name, prefetch_count=prefetch_count, auto_lock_renewer=renewer)
-    return ServiceBusSource(receiver=receiver, scheduler=client.get_queue_sender(queue_name), renewer=renewer)
+    receiver = client.get_queue_receiver(queue_name, prefetch_count=prefetch_count)
+    return ServiceBusSource(
+        receiver=receiver,
+        scheduler=client.get_queue_sender(queue_name),
+        renewer=renewer,
+        renewal_lead_seconds=renewal_lead_seconds,
+    )
 
 
 def subscription_source(
@@ -77,21 +93,21 @@ def subscription_source(
     subscription_name: str,
     prefetch_count: int = 0,
     max_lock_renewal_seconds: float = 300.0,
+    renewal_lead_seconds: float = LOCK_RENEWAL_LEAD_SECONDS,
 ) -> ServiceBusSource:
     """A MessageSource on one subscription of a topic; its retries reach this subscription only.
 
     Every subscription of the topic must declare the retry routing rule (`otcommon.bus.routing`).
     """
     renewer = _lock_renewer(max_lock_renewal_seconds)
-    receiver = client.get_subscription_receiver(
-        topic_name, subscription_name, prefetch_count=prefetch_count, auto_lock_renewer=renewer
-    )
+    receiver = client.get_subscription_receiver(topic_name, subscription_name, prefetch_count=prefetch_count)
     return ServiceBusSource(
         receiver=receiver,
         # Azure cannot send to a subscription: the retry goes to the topic, addressed to this subscription.
         scheduler=client.get_topic_sender(topic_name),
         renewer=renewer,
         retry_subscription=subscription_name,
+        renewal_lead_seconds=renewal_lead_seconds,
     )
 
 
@@ -117,15 +133,17 @@ class ServiceBusSource:
         scheduler: ServiceBusSender,
         renewer: AutoLockRenewer | None,
         retry_subscription: str | None = None,
+        renewal_lead_seconds: float = LOCK_RENEWAL_LEAD_SECONDS,
     ) -> None:
         self._receiver = receiver
         self._scheduler = scheduler
         self._renewer = renewer
+        self._renewals = None if renewer is None else LockRenewals(renewer, lead_seconds=renewal_lead_seconds)
         self._retry_subscription = retry_subscription
         self._opened = False
 
     async def receive(self, *, max_messages: int, max_wait_seconds: float) -> list[ServiceBusReceived]:
-        """Up to `max_messages` locked messages (the receiver registers each with the lock renewer)."""
+        """Up to `max_messages` locked messages, each renewed once its lock nears expiry (`LockRenewals`)."""
         if not self._opened:
             # Open the link first, with the SDK's own retries: an unopened receiver counts opening the
             # connection and link against the (short) receive wait, and times out again on every retry.
@@ -134,12 +152,16 @@ class ServiceBusSource:
         messages = await self._receiver.receive_messages(
             max_message_count=max_messages, max_wait_time=max_wait_seconds
         )
+        if self._renewals is not None:
+            for message in messages:
+                self._renewals.watch(self._receiver, message)
         return [
             ServiceBusReceived(
                 message=message,
                 receiver=self._receiver,
                 scheduler=self._scheduler,
                 retry_subscription=self._retry_subscription,
+                renewals=self._renewals,
             )
             for message in messages
         ]
@@ -147,6 +169,8 @@ class ServiceBusSource:
     async def close(self) -> None:
         """Stop renewing locks, then close the receiver and the scheduling sender."""
         try:
+            if self._renewals is not None:
+                self._renewals.close()
             if self._renewer is not None:
                 await self._renewer.close()
         finally:
@@ -154,6 +178,59 @@ class ServiceBusSource:
                 await self._receiver.close()
             finally:
                 await self._scheduler.close()
+
+
+class LockRenewals:
+    """Hands each received message to the SDK's lock renewer once its lock is within `lead_seconds` of expiry.
+
+    A message settled before then never costs the renewer a task (`LOCK_RENEWAL_LEAD_SECONDS`); one
+    whose lock is that close already is handed over at once. Until then it waits as a timer, which
+    costs nothing while it waits. The lead must exceed the renewer's own renew period (10 s): handed
+    a lock with less left, the renewer shortens that period by a rule of thumb that can miss it.
+    """
+
+    def __init__(self, renewer: AutoLockRenewer, *, lead_seconds: float) -> None:
+        self._renewer = renewer
+        self._lead_seconds = lead_seconds
+        self._waiting: dict[int, asyncio.TimerHandle] = {}
+
+    def watch(self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage) -> None:
+        """Renew `message`'s lock from `lead_seconds` before it expires until it is settled."""
+        locked_until = message.locked_until_utc
+        delay = 0.0 if locked_until is None else (locked_until - datetime.now(UTC)).total_seconds()
+        delay -= self._lead_seconds
+        if delay <= 0:
+            self._register(receiver, message)
+            return
+        key = id(message)
+
+        def hand_over() -> None:
+            self._waiting.pop(key, None)
+            self._register(receiver, message)
+
+        self._waiting[key] = asyncio.get_running_loop().call_later(delay, hand_over)
+
+    def settled(self, message: ServiceBusReceivedMessage) -> None:
+        """The message is being settled: it needs no renewal it has not started yet."""
+        handle = self._waiting.pop(id(message), None)
+        if handle is not None:
+            handle.cancel()
+
+    def close(self) -> None:
+        """Hand nothing more to the renewer (its renewals end when it is closed)."""
+        for handle in self._waiting.values():
+            handle.cancel()
+        self._waiting.clear()
+
+    def _register(self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage) -> None:
+        try:
+            self._renewer.register(receiver, message)
+        except (ServiceBusError, ValueError) as error:
+            # A renewer already closed (shutdown), or a message no longer locked: the broker
+            # redelivers it when its lock expires, so nothing is lost.
+            _log.warning(
+                "message lock renewal not started", message_id=message.message_id, error=type(error).__name__
+            )
 
 
 class ServiceBusReceived:
@@ -166,17 +243,20 @@ class ServiceBusReceived:
         receiver: ServiceBusReceiver,
         scheduler: ServiceBusSender,
         retry_subscription: str | None = None,
+        renewals: LockRenewals | None = None,
     ) -> None:
         self._message = message
         self._receiver = receiver
         self._scheduler = scheduler
         self._retry_subscription = retry_subscription
+        self._renewals = renewals
         self.raw: RawMessage = from_service_bus_message(message)
         # The SDK reports the AMQP header, which counts earlier attempts only; this interface counts this one.
         self.delivery_count: int = (message.delivery_count or 0) + 1
 
     async def complete(self) -> None:
         """Remove the message from the queue."""
+        self._stop_renewal()
         try:
             await self._receiver.complete_message(self._message)
         except _SETTLEMENT_FAILURES as error:
@@ -184,6 +264,7 @@ class ServiceBusReceived:
 
     async def abandon(self) -> None:
         """Return the message to the queue for redelivery."""
+        self._stop_renewal()
         try:
             await self._receiver.abandon_message(self._message)
         except _SETTLEMENT_FAILURES as error:
@@ -191,12 +272,17 @@ class ServiceBusReceived:
 
     async def dead_letter(self, *, reason: str, description: str) -> None:
         """Move the message to the dead-letter queue."""
+        self._stop_renewal()
         try:
             await self._receiver.dead_letter_message(
                 self._message, reason=reason, error_description=description
             )
         except _SETTLEMENT_FAILURES as error:
             raise SettlementError(f"dead-letter failed: {type(error).__name__}") from error
+
+    def _stop_renewal(self) -> None:
+        if self._renewals is not None:
+            self._renewals.settled(self._message)
 
     async def reschedule(self, *, copy: RawMessage, delay_seconds: float) -> None:
         """Schedule `copy` on this message's entity after the delay, then complete this message."""
