@@ -90,6 +90,7 @@ from enricher.transfers import TransferChanges
 from enricher.writer import LINGER_SECONDS, EnrichmentWriter
 from ingest.mapping import map_api_row, source_document
 from otcommon.bus import RetryableError
+from otcommon.bus.consumer import TASKS_STARTED_PER_TURN
 from otcommon.enrichment import STATE_FIELD, EnrichmentState
 from otcommon.messages import StripeTransferCreated
 from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
@@ -116,9 +117,12 @@ PAYMENTS = 10_000
 # With this seed, world and rate, 100 hourly advances reveal exactly PAYMENTS payments (checked below).
 SALES_PER_HOUR = 108.8672
 RATE_LIMIT = 25  # the sandbox's default, Stripe's test-mode limit
-# OT_ENRICHER_MAX_CONCURRENCY for a cold start (the service's default is 16): payments resolved
-# together write in batches per event only when many are in flight (services/enricher/DESIGN.md).
-MAX_CONCURRENCY = 256
+# OT_ENRICHER_MAX_CONCURRENCY for a cold start (the service's default is 16): the whole backlog in
+# flight. A payment then finishes as soon as the listings have indexed what it needs, whatever its
+# place in the queue (the queue holds the oldest first, Stripe lists the newest first), and payments
+# resolved together write in batches per event (services/enricher/DESIGN.md, "A cold start's backlog
+# in flight").
+MAX_CONCURRENCY = 10_000
 NAIVE_RATE_LIMIT = 100_000
 NAIVE_GATE_PER_SECOND = 2_000.0
 NAIVE_CONCURRENCY = 32
@@ -597,7 +601,12 @@ async def enrich_all(
                 if timeline is not None:
                     timeline.payment_done()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    workers: list[asyncio.Future[None]] = []
+    for number in range(1, concurrency + 1):
+        workers.append(asyncio.ensure_future(worker()))
+        if number % TASKS_STARTED_PER_TURN == 0:
+            await asyncio.sleep(0)  # in turns, as the service's consumer starts a receive's handlers
+    await asyncio.gather(*workers)
     return results, requeued
 
 

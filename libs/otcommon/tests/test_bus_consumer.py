@@ -18,6 +18,7 @@ from otcommon.bus import (
     RetryableError,
     RetryPolicy,
 )
+from otcommon.bus.consumer import TASKS_STARTED_PER_TURN
 from otcommon.messages import PaymentEnrichmentRequested, make_envelope
 
 QUEUE = "enrichment"
@@ -83,6 +84,37 @@ async def test_one_summary_line_per_message_with_its_ids_bound():
     assert all(line["message_type"] == "PaymentEnrichmentRequested" for line in lines)
     # Context does not leak out of the per-message unit of work.
     assert "message_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_a_large_receive_starts_its_handlers_in_turns_with_the_rest_of_the_loop():
+    # A backlog's receive: a thousand messages at once. The first handler asks for something every
+    # handler needs (a call_soon stands in for it); it must not wait until all thousand have started.
+    bus = InMemoryBus()
+    count = 4 * TASKS_STARTED_PER_TURN
+    await bus.publisher(queue=QUEUE).publish([make_envelope(enrichment(f"pi_{n}")) for n in range(count)])
+    started: list[str] = []
+    started_when_served: list[int] = []
+    done = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(delivery):
+        if not started:
+            asyncio.get_running_loop().call_soon(lambda: started_when_served.append(len(started)))
+        started.append(delivery.message.payment_id)
+        if len(started) == count:
+            done.set()
+        await release.wait()
+
+    consumer = Consumer(
+        source=bus.source(queue=QUEUE), handler=handler, settings=settings(max_concurrency=count)
+    )
+    running = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(done.wait(), WAIT_SECONDS)
+    release.set()
+    await asyncio.wait_for(consumer.stop(), WAIT_SECONDS)
+    await running
+
+    assert started_when_served[0] <= TASKS_STARTED_PER_TURN
 
 
 async def test_unexpected_error_is_logged_without_its_text():

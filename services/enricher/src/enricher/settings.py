@@ -36,7 +36,13 @@ class EnricherSettings(ServiceSettings):
     enricher_changes_topic: str = Field(
         default="transaction-changes", min_length=1, description="Topic of TransactionChanged messages."
     )
-    enricher_max_concurrency: int = Field(default=16, ge=1, le=1024, description="Messages handled at once.")
+    enricher_max_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=20_000,
+        description="Messages handled (and prefetched) at once; a backlog's size for a cold start "
+        "(a waiting message costs a future, not a task; its lock renewal starts 20 s before expiry).",
+    )
     enricher_coalesce_linger_seconds: float = Field(
         default=0.02,
         ge=0,

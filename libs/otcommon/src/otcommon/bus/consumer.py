@@ -51,6 +51,14 @@ class Delivery:
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+TASKS_STARTED_PER_TURN = 256
+"""Handlers started before the consumer lets the event loop run the rest of its work.
+
+A receive of a backlog returns thousands of messages at once. Started all in one go, every handler's
+first step runs before any other callback, and the work those handlers wait for (one request that
+all of them need, say) waits behind them all, once per step it takes.
+"""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ConsumerSettings:
@@ -143,7 +151,7 @@ class Consumer:
                     )
                     continue
                 failures = 0
-                for received in receiving.result():
+                for number, received in enumerate(receiving.result(), start=1):
                     if self._stopping.is_set():
                         # Received as the stop arrived: give it straight back rather than start new work.
                         await _abandon_quietly(received)
@@ -151,6 +159,8 @@ class Consumer:
                     task = asyncio.create_task(self._process(received))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
+                    if number % TASKS_STARTED_PER_TURN == 0:
+                        await asyncio.sleep(0)
         finally:
             stop_requested.cancel()
             if receiving is not None and not receiving.done():
