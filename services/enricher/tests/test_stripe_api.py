@@ -11,6 +11,7 @@ import bisect
 import heapq
 import itertools
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,14 @@ from enricher.gateway import (
     StripeUnavailableError,
     asking_ahead,
     listing_page,
+    listing_payouts,
 )
 from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import RateGate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from contextlib import AbstractContextManager
 
 
 @dataclass
@@ -338,6 +341,36 @@ class TestRateGate:
 
         await time.run(arriving())
         assert sent == ["first", "needed 1", "needed 2", "ahead 1", "ahead 2"]
+
+    async def test_payout_listings_wait_behind_the_other_calls_a_message_waits_for(self):
+        # A charges listing holds up every payment of its account; a payout's contents, only its own.
+        time = VirtualTime()
+        gate = RateGate(requests_per_second=1, clock=time.clock, sleep=time.sleep)
+        sent, send = naming(gate)
+
+        async def ranked(name: str, scope: Callable[[], AbstractContextManager[None]], number: int) -> None:
+            with scope(), listing_page(number):
+                await send(name)
+
+        async def arriving() -> None:
+            first = asyncio.ensure_future(send("first"))
+            await asyncio.sleep(0)
+            waiting = [
+                asyncio.ensure_future(ranked("asked ahead", asking_ahead, 1)),
+                asyncio.ensure_future(ranked("payout contents, page 9", listing_payouts, 9)),
+                asyncio.ensure_future(ranked("charges, page 1", nullcontext, 1)),
+                asyncio.ensure_future(ranked("payouts, page 1", listing_payouts, 1)),
+            ]
+            await asyncio.gather(first, *waiting)
+
+        await time.run(arriving())
+        assert sent == [
+            "first",
+            "charges, page 1",
+            "payout contents, page 9",
+            "payouts, page 1",
+            "asked ahead",
+        ]
 
     async def test_the_next_page_of_the_longest_listing_goes_first(self):
         # A listing's pages come one after the other: the longest one is what every waiter waits for.

@@ -20,8 +20,18 @@ StripeObject = dict[str, Any]
 PLATFORM_KEY = "platform"
 """How call counts and indexes name the platform's own objects."""
 
-_ASKING_AHEAD: contextvars.ContextVar[bool] = contextvars.ContextVar("asking_ahead", default=False)
+_RANK: contextvars.ContextVar[int] = contextvars.ContextVar("call_rank", default=0)
 _PAGES_LISTED: contextvars.ContextVar[int] = contextvars.ContextVar("pages_listed", default=0)
+_PAYOUTS, _AHEAD = 1, 2  # call ranks; 0: the other calls a message waits for
+
+
+@contextlib.contextmanager
+def _ranked(rank: int) -> Iterator[None]:
+    token = _RANK.set(max(rank, _RANK.get()))
+    try:
+        yield
+    finally:
+        _RANK.reset(token)
 
 
 @contextlib.contextmanager
@@ -30,11 +40,22 @@ def asking_ahead() -> Iterator[None]:
 
     A gateway may let them wait behind the calls a message is waiting for (the rate gate does).
     """
-    token = _ASKING_AHEAD.set(True)
-    try:
+    with _ranked(_AHEAD):
         yield
-    finally:
-        _ASKING_AHEAD.reset(token)
+
+
+@contextlib.contextmanager
+def listing_payouts() -> Iterator[None]:
+    """Calls made within (and in tasks started within) list payouts, their contents and banks.
+
+    A gateway may let them wait behind the other calls a message waits for (the rate gate does): an
+    account's charges listing holds up every payment of the account (the platform's, every platform
+    charge, which waits for every listing), a payout's contents only the payments that payout carried.
+    With a cold start's whole backlog in flight, both were waited for and went in turns, and the
+    charges ended last.
+    """
+    with _ranked(_PAYOUTS):
+        yield
 
 
 @contextlib.contextmanager
@@ -54,10 +75,11 @@ def listing_page(number: int) -> Iterator[None]:
 def call_priority() -> tuple[int, int]:
     """The order in which calls waiting together should go, lowest first.
 
-    Calls a message waits for before calls asked ahead (``asking_ahead``); among them, the next
-    page of the listing that has listed the most pages (``listing_page``) first.
+    Calls a message waits for before payout listings (``listing_payouts``), and those before calls
+    asked ahead (``asking_ahead``); within each, the next page of the listing that has listed the
+    most pages (``listing_page``) first.
     """
-    return (1 if _ASKING_AHEAD.get() else 0, -_PAGES_LISTED.get())
+    return (_RANK.get(), -_PAGES_LISTED.get())
 
 
 @dataclass(frozen=True, slots=True)

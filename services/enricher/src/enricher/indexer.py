@@ -9,6 +9,7 @@ after a message was requested has seen every payment that message can name, so i
 from __future__ import annotations
 
 import asyncio
+import collections
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import structlog
 
 from enricher.accounts import account_display_name, has_manual_payouts
 from enricher.deposits import OPEN_PAYOUT_STATUSES
-from enricher.gateway import asking_ahead, listing_page
+from enricher.gateway import asking_ahead, listing_page, listing_payouts
 from enricher.indexes import account_key, all_of, payment_documents, trimmed_charge
 from enricher.routing import object_id
 from otcommon.schemas import format_timestamp, parse_timestamp
@@ -32,6 +33,12 @@ _log = structlog.get_logger(__name__)
 
 # The platform charges whose last transfer group lookup found no transfer, remembered per replica.
 GROUPS_CHECKED_HELD = 10_000
+
+PAGES_INDEXED_AT_ONCE = 4
+"""Listed pages whose writes may run at once while the next page is fetched. With one, a listing's
+next page waited for the previous page's writes; in a cold start, with the whole backlog's work on
+the same loop, those writes made the platform's long listing (a hundred pages, one after the
+other) end seconds after the rate allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,8 @@ class Indexer:
         self._groups_to_look_up: dict[str, str] = {}
         # Lookups and listings asked ahead of the messages that need them (a reference keeps each).
         self._asked_ahead: set[asyncio.Future[None]] = set()
+        # Bank accounts of listed payouts already asked for ahead (each is read from Stripe once).
+        self._banks_asked: set[str] = set()
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -392,6 +401,10 @@ class Indexer:
             _log.info("payout listing ahead failed", account=account_key(account), error=repr(error))
 
     async def _refresh_payouts(self, account: str | None) -> int | None:
+        with listing_payouts():  # behind the charges listings (``gateway.listing_payouts``)
+            return await self._list_payouts(account)
+
+    async def _list_payouts(self, account: str | None) -> int | None:
         mark = await self._index.mark("payouts", account)
         created_after = None if mark.created_cursor is None else mark.created_cursor - self._overlap_seconds
         newest = mark.created_cursor
@@ -401,6 +414,10 @@ class Indexer:
             newest = max([newest or 0, *(int(payout["created"]) for payout in payouts)])
             known = await asyncio.gather(*(self._index.get(f"payout:{payout['id']}") for payout in payouts))
             await all_of(self._put_payout(payout, account=account) for payout in payouts)
+            for bank_account_id in _banks_of(payouts) - self._banks_asked:
+                # Every payment these payouts carried will name the bank: asked now, not after them.
+                self._banks_asked.add(bank_account_id)
+                self._ask_ahead(self._bank_ahead(account, bank_account_id))
             unlisted = [
                 payout["id"]
                 for payout, held in zip(payouts, known, strict=True)
@@ -512,6 +529,13 @@ class Indexer:
             found = await self._index.get(key) or {}
         return found
 
+    async def _bank_ahead(self, account: str | None, bank_account_id: str) -> None:
+        try:
+            account_id = account or (await self.account(None)).account_id
+            await self.bank(account_id=account_id, bank_account_id=bank_account_id)
+        except Exception as error:  # noqa: BLE001 - asked ahead only: each enrichment asks again if needed
+            _log.info("bank account ahead failed", account=account_key(account), error=repr(error))
+
     async def _fetch_bank(self, key: str, account_id: str, bank_account_id: str) -> None:
         if await self._index.get(key) is not None:
             return
@@ -566,6 +590,15 @@ class Indexer:
             self._started[key] = stored
 
 
+def _banks_of(payouts: list[dict[str, Any]]) -> set[str]:
+    """The bank accounts that automatic payouts went to (a manual payout's payments are not traced)."""
+    return {
+        bank
+        for payout in payouts
+        if payout.get("automatic", True) and (bank := object_id(payout.get("destination")))
+    }
+
+
 def _names_a_separate_transfer(charge: dict[str, Any], *, listed_after: int | None) -> bool:
     """Whether a platform charge new to this listing may need its transfer group looked up.
 
@@ -599,28 +632,29 @@ async def _each_page(
     list_page: Callable[[str | None], Awaitable[ListPage]],
     index_page: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> None:
-    """Index every listed page, each page's writes running while the next page is fetched.
+    """Index every listed page, the pages' writes running while the next pages are fetched.
 
-    At most one page is being indexed at a time, and this returns once the last one is: the
-    refresh's cursor moves only after that, so a crash mid-listing lists again from the old cursor,
-    rewriting the same facts.
+    At most ``PAGES_INDEXED_AT_ONCE`` pages are being indexed at a time, and this returns once the
+    last one is: the refresh's cursor moves only after that, so a crash mid-listing lists again from
+    the old cursor, rewriting the same facts.
     """
     cursor: str | None = None
-    indexing: asyncio.Future[None] | None = None
+    indexing: collections.deque[asyncio.Future[None]] = collections.deque()
     try:
         number = 0
         while True:
             number += 1
             with listing_page(number):
                 page = await list_page(cursor)
-            if indexing is not None:
-                await indexing
-            indexing = asyncio.ensure_future(index_page(list(page.data)))
+            if len(indexing) == PAGES_INDEXED_AT_ONCE:
+                await indexing.popleft()
+            indexing.append(asyncio.ensure_future(index_page(list(page.data))))
             if not page.has_more or page.last_id is None:
                 break
             cursor = page.last_id
-        await indexing
+        while indexing:
+            await indexing.popleft()
     finally:
-        if indexing is not None and not indexing.done():
-            # The next page failed: the writes of this one end before that failure is handled.
-            await asyncio.gather(indexing, return_exceptions=True)
+        if any(not pending.done() for pending in indexing):
+            # A page failed: the writes of the others end before that failure is handled.
+            await asyncio.gather(*indexing, return_exceptions=True)

@@ -16,6 +16,7 @@ from enricher.gateway import (
     StripeRequestRejectedError,
     StripeUnavailableError,
 )
+from enricher.stripe_loop import StripeLoop
 from enricher.throttle import RateGate, ThrottledHTTPClient
 
 if TYPE_CHECKING:
@@ -38,11 +39,16 @@ CHARGE_LIST_EXPANSIONS = ("data.balance_transaction", "data.source_transfer")
 which platform charge its transfer paid for, so neither costs a call of its own."""
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _NOT_FOUND = 404
 
 
 class StripeApiGateway:
-    """Every call the enricher makes, through one ``StripeClient`` and a process-wide rate gate."""
+    """Every call the enricher makes, through one ``StripeClient`` and a process-wide rate gate.
+
+    The client's requests are sent, throttled and decoded on a loop of their own thread
+    (``enricher.stripe_loop``); the calls are awaited from the caller's loop.
+    """
 
     def __init__(
         self,
@@ -68,6 +74,7 @@ class StripeApiGateway:
         )
         self._v1 = self._client.v1
         self._calls = CallCounter()
+        self._stripe_loop = StripeLoop()
 
     @property
     def calls(self) -> CallCounter:
@@ -168,8 +175,11 @@ class StripeApiGateway:
         return await self._page("balance_transactions.list", account, "/v1/balance_transactions", params)
 
     async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._http.close_async()  # type: ignore[no-untyped-call]  # the package leaves it unannotated
+        """Close the HTTP session, then stop the client's loop."""
+        try:
+            await self._stripe_loop.run(self._http.close_async())  # type: ignore[no-untyped-call]  # unannotated
+        finally:
+            await self._stripe_loop.close()
 
     async def _page(
         self, operation: str, account: str | None, path: str, params: Mapping[str, Any]
@@ -178,21 +188,35 @@ class StripeApiGateway:
         # errors and rate gate): building a StripeObject per listed item and turning it back into a
         # dict was a fifth of a cold start's CPU, and the enricher reads only plain dicts.
         request = self._client.raw_request_async("get", path, **params, **_options(account))
-        listed = (await self._send(operation, account, request)).data
-        return ListPage(data=list(listed["data"]), has_more=bool(listed["has_more"]))
+        return await self._send(operation, account, request, _list_page)
 
     async def _call(
         self, operation: str, account: str | None, request: Awaitable[stripe.StripeObject]
     ) -> StripeObject:
-        found = await self._send(operation, account, request)
-        return found.to_dict()
+        return await self._send(operation, account, request, _as_dict)
 
-    async def _send(self, operation: str, account: str | None, request: Awaitable[_T]) -> _T:
+    async def _send(
+        self, operation: str, account: str | None, request: Awaitable[_T], decode: Callable[[_T], _R]
+    ) -> _R:
+        """``request`` sent and its answer decoded on the client's loop."""
         self._calls.record(operation, account=account)
+
+        async def sent() -> _R:
+            return decode(await request)
+
         try:
-            return await request
+            return await self._stripe_loop.run(sent())
         except stripe.StripeError as error:
             raise gateway_error(operation, error) from error
+
+
+def _list_page(response: stripe.StripeResponse) -> ListPage:
+    listed: Any = response.data  # the list's JSON object
+    return ListPage(data=list(listed["data"]), has_more=bool(listed["has_more"]))
+
+
+def _as_dict(found: stripe.StripeObject) -> StripeObject:
+    return found.to_dict()
 
 
 def _options(account: str | None) -> RequestOptions:
