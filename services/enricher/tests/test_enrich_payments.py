@@ -20,6 +20,7 @@ from enricher.service import PaymentEnricher, Unresolved
 
 if TYPE_CHECKING:
     from fake_stripe import FakeStripe
+    from world import World
 
     from enricher.gateway import ListPage
 
@@ -524,12 +525,18 @@ async def test_a_platform_charge_found_indexed_waits_for_the_listings_in_flight_
     assert "transfers.retrieve" not in world.stripe.calls.by_operation
 
 
-async def test_a_payment_goes_on_once_its_payout_is_listed_while_other_payouts_are_still_listed():
+def two_payouts_on_one_account() -> tuple[World, str, str, str, str]:
+    """(world, a charge, its payout, another payout of the account, the other's balance transaction)."""
     world = new_world(connected=1)
     charge_id, _, txn = world.charge_on(ORG)
     _, _, other_txn = world.charge_on(ORG)
     payout_id = world.pay_out([txn], on=ORG)
     other_payout = world.pay_out([other_txn], on=ORG, created=T_NOW - DAY + 60)
+    return world, charge_id, payout_id, other_payout, other_txn
+
+
+async def test_a_payment_goes_on_once_its_payout_is_listed_while_other_payouts_are_still_listed():
+    world, charge_id, payout_id, other_payout, other_txn = two_payouts_on_one_account()
     held = HeldPayoutContents(world.stripe, payout_id=other_payout)
     clock = Clock()
     enricher, indexer = enricher_and_indexer(held, clock)
@@ -547,11 +554,7 @@ async def test_a_payment_goes_on_once_its_payout_is_listed_while_other_payouts_a
 
 
 async def test_a_payment_waiting_for_its_link_goes_on_when_written_and_another_payouts_failure_is_not_its():
-    world = new_world(connected=1)
-    charge_id, _, txn = world.charge_on(ORG)
-    _, _, other_txn = world.charge_on(ORG)
-    payout_id = world.pay_out([txn], on=ORG)
-    other_payout = world.pay_out([other_txn], on=ORG, created=T_NOW - DAY + 60)
+    world, charge_id, payout_id, other_payout, _ = two_payouts_on_one_account()
     own = HeldPayoutContents(world.stripe, payout_id=payout_id)
     other = HeldPayoutContents(own, payout_id=other_payout, fails=True)
     clock = Clock()

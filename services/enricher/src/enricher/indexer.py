@@ -71,16 +71,13 @@ class SingleFlight:
             self._running[key] = task
             self._waiters[key] = set()
             task.add_done_callback(lambda done: self._finished(key, done))
-        await self._join(key)
+        await self.join(key)
 
     def join(self, key: str) -> asyncio.Future[None]:
-        """A waiter on the run of ``key`` in flight (one must be), without a task of its own."""
-        return self._join(key)
+        """A waiter on the run of ``key`` in flight (one must be), counted from now, not from when awaited.
 
-    def _join(self, key: str) -> asyncio.Future[None]:
-        """A waiter on the run of ``key`` in flight, counted from now (not from when it is awaited).
-
-        A waiter that stops waiting is cancelled, and leaves the set.
+        A future, not a task: thousands of messages may wait on one run. A waiter that stops waiting
+        is cancelled, and leaves the set.
         """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._waiters[key]
@@ -108,7 +105,7 @@ class SingleFlight:
     async def wait_running(self, prefix: str) -> None:
         """Wait for the tasks in flight whose key starts with ``prefix``; raise the first failure."""
         # Joined at once: a run ending before the waits begin would take its waiters' set with it.
-        await all_of([self._join(key) for key in self._running if key.startswith(prefix)])
+        await all_of([self.join(key) for key in self._running if key.startswith(prefix)])
 
     def running(self, key: str) -> bool:
         """Whether a task for ``key`` is in flight."""
@@ -143,8 +140,6 @@ class Indexer:
         self._groups_to_look_up: dict[str, str] = {}
         # Lookups and listings asked ahead of the messages that need them (a reference keeps each).
         self._asked_ahead: set[asyncio.Future[None]] = set()
-        # Bank accounts of listed payouts already asked for ahead (each is read from Stripe once).
-        self._banks_asked: set[str] = set()
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -414,9 +409,9 @@ class Indexer:
             newest = max([newest or 0, *(int(payout["created"]) for payout in payouts)])
             known = await asyncio.gather(*(self._index.get(f"payout:{payout['id']}") for payout in payouts))
             await all_of(self._put_payout(payout, account=account) for payout in payouts)
-            for bank_account_id in _banks_of(payouts) - self._banks_asked:
-                # Every payment these payouts carried will name the bank: asked now, not after them.
-                self._banks_asked.add(bank_account_id)
+            for bank_account_id in _banks_of(payouts):
+                # Every payment these payouts carried will name the bank: asked now, not after them
+                # (``bank`` reads it from Stripe once; a bank indexed already costs no call).
                 self._ask_ahead(self._bank_ahead(account, bank_account_id))
             unlisted = [
                 payout["id"]
