@@ -186,3 +186,37 @@ async def test_counters_created_at_import_reach_the_collector_once_an_endpoint_i
 
 def test_without_an_endpoint_no_meter_provider_is_set():
     assert configure_metrics(service_name="telemetry-test", otlp_endpoint=None) is None
+
+
+_LOGGING_FROM_THREADS = """
+import logging, threading, structlog
+from otcommon.telemetry import configure_logging
+configure_logging(level="INFO", fmt="json", service_name="unit-test")
+def through_structlog():
+    for n in range(LINES):
+        structlog.get_logger().info("from structlog", n=n, padding="x" * 300)
+def through_the_standard_library():
+    for n in range(LINES):
+        logging.getLogger("sdk").warning("from an SDK %d %s", n, "y" * 300)
+writers = (through_structlog, through_structlog, through_the_standard_library)
+threads = [threading.Thread(target=writer) for writer in writers]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+async def test_lines_logged_at_once_by_threads_stay_whole_lines():
+    """structlog and the SDKs' standard-library logging share one stream: no line may break another."""
+    lines = 2_000
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _LOGGING_FROM_THREADS.replace("LINES", str(lines)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-2_000:]
+    logged = [json.loads(line) for line in err.decode().splitlines()]
+    assert len(logged) == 3 * lines
+    assert sum(line["message"] == "from structlog" for line in logged) == 2 * lines
+    assert sum(line["message"].startswith("from an SDK") for line in logged) == lines

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from opentelemetry import metrics, trace
@@ -103,20 +104,20 @@ def configure_logging(
     renderer: Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # JSON lines carry their text as "message", whichever library logged them.
+    rename: Processor = structlog.processors.EventRenamer("message") if use_json else _identity
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.EventRenamer("message") if use_json else _identity,
-            renderer,
-        ],
+        processors=[*shared, rename, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_LineWriterFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service_name)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _LineHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[_drop_meta, renderer])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared, processors=[_drop_meta, rename, renderer]
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -124,6 +125,41 @@ def configure_logging(
     # The Azure SDKs log every HTTP request at INFO; their warnings are what an operator needs.
     for noisy in ("azure", "uamqp", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# One lock for every line written to the log stream, whichever thread and logging library writes it.
+# structlog's own loggers and the standard library's handlers lock apart, and ``print`` writes a line
+# in two pieces: a line of one thread could end inside another's.
+_LINE_LOCK = threading.RLock()
+
+
+class _LineWriter:
+    """structlog's logger: each line written whole, under the lock the standard library's handler takes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        with _LINE_LOCK:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class _LineWriterFactory:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, *_: object) -> _LineWriter:
+        return _LineWriter(self._stream)
+
+
+class _LineHandler(logging.StreamHandler[TextIO]):
+    """The standard library's handler, emitting under the same lock as structlog's lines."""
+
+    def createLock(self) -> None:  # noqa: N802 - the standard library's name
+        self.lock = _LINE_LOCK
 
 
 def _identity(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
