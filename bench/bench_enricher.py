@@ -337,12 +337,16 @@ class CountedContainer(CosmosContainer):
     def _count(self, operation: str, key: object) -> None:
         self._counts[f"{self.name} {operation} {self._kind(key)}"] += 1
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[dict[str, Any]]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[dict[str, Any]]:
         kinds = Counter(self._kind(write.document["id"]) for write in writes)
         self._count("batch", "+".join(sorted(kinds)))
         for kind, documents in kinds.items():
             self._counts[f"{BATCHED} {self.name} {kind}"] += documents
-        return await super().write_batch(writes, partition_key=partition_key)
+        return await super().write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
 
     async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
         self._count("read", document_id)
@@ -849,6 +853,7 @@ async def run_bulk(
         await controls.set_rate_limit(RATE_LIMIT)
         await controls.clear_requests()
         try:
+            print("bulk: the cold start begins", file=sys.stderr, flush=True)
             with meter.measure(where_the_time_went):
                 timeline.start()
                 sampling = asyncio.ensure_future(timeline.sample_cpu())

@@ -64,6 +64,22 @@ async def test_batch_applies_patch_operations(orders):
     assert (stored["state"], stored["n"]) == ("queued", current["n"])
 
 
+async def test_batch_asked_for_a_minimal_return_answers_no_documents(orders):
+    # Unpatched: every write's document comes back whatever the request prefers.
+    # Its own partition: the other tests count the documents of ev1.
+    writes = [("upsert", ({"id": f"minimal-{n}", "eventId": "ev-minimal", "n": n},)) for n in range(2)]
+    minimal = await orders.execute_item_batch(
+        [*writes, ("read", ("minimal-0",))], partition_key="ev-minimal", no_response=True
+    )
+    assert [result["statusCode"] for result in minimal] == [201, 201, 200]
+    assert ["resourceBody" in result for result in minimal] == [False, False, True]  # a read still answers
+    stored = await orders.read_item("minimal-1", partition_key="ev-minimal")
+    assert (stored["n"], stored["_etag"]) == (1, minimal[1]["eTag"])
+
+    full = await orders.execute_item_batch(writes, partition_key="ev-minimal")
+    assert [result["resourceBody"]["n"] for result in full] == [0, 1]
+
+
 async def test_query_with_partition_key_returns_only_that_partition(orders):
     # Unpatched: rows of every partition come back.
     rows = [

@@ -66,6 +66,7 @@ class RecordingWrites:
         self.name = container.name
         self.partition_key_path = container.partition_key_path
         self.batches: list[tuple[str, list[str]]] = []
+        self.batches_returning: list[bool] = []  # whether each batch asked for its written documents
         self.single_replaces: list[str] = []
         self.single_upserts: list[str] = []
         self.single_creates: list[str] = []
@@ -80,9 +81,12 @@ class RecordingWrites:
         self.read_manys.append((partition_key, list(ids)))
         return await self._container.read_many(ids, partition_key=partition_key)
 
-    async def write_batch(self, writes, *, partition_key):
+    async def write_batch(self, writes, *, partition_key, return_documents=True):
         self.batches.append((partition_key, [write.document["id"] for write in writes]))
-        return await self._container.write_batch(writes, partition_key=partition_key)
+        self.batches_returning.append(return_documents)
+        return await self._container.write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
 
     async def replace(self, document, *, etag=None):
         self.single_replaces.append(document["id"])
@@ -671,18 +675,40 @@ class StoreContract:
         coalescing = CoalescingContainer(recorder, batch_upserts=True)  # type: ignore[arg-type]
         documents = [{"id": new_id(), "eventId": "ev-upsert-many", "n": n} for n in range(3)]
 
-        written, alone = await asyncio.gather(
+        _, alone = await asyncio.gather(
             coalescing.upsert_many(documents),
             coalescing.upsert({"id": new_id(), "eventId": "ev-upsert-many", "n": 3}),
         )
 
-        assert [doc["n"] for doc in written] == [0, 1, 2]
         assert alone["n"] == 3
         assert [(key, len(ids)) for key, ids in recorder.batches] == [("ev-upsert-many", 4)]
+        assert recorder.batches_returning == [True]  # the lone upsert's caller reads its document
         assert recorder.single_upserts == []
-        for doc in [*written, alone]:
+        for doc in [*documents, alone]:
             stored = await container.read(doc["id"], partition_key="ev-upsert-many")
-            assert (stored["n"], stored["_etag"]) == (doc["n"], doc["_etag"])
+            assert stored["n"] == doc["n"]
+        stored = await container.read(alone["id"], partition_key="ev-upsert-many")
+        assert stored["_etag"] == alone["_etag"]
+
+        # A batch of nothing but upsert_many's documents asks for none back.
+        more = [{"id": new_id(), "eventId": "ev-upsert-many", "n": n} for n in (4, 5)]
+        await coalescing.upsert_many(more)
+        assert recorder.batches_returning == [True, False]
+        for doc in more:
+            assert (await container.read(doc["id"], partition_key="ev-upsert-many"))["n"] == doc["n"]
+
+    async def test_a_batch_asked_for_no_documents_writes_them_and_returns_empty_ones(
+        self, container: DocumentContainer
+    ):
+        documents = [{"id": new_id(), "eventId": "ev-minimal", "n": n} for n in range(3)]
+        returned = await container.write_batch(
+            [BatchWrite("upsert", doc) for doc in documents],
+            partition_key="ev-minimal",
+            return_documents=False,
+        )
+        assert returned == [{}, {}, {}]
+        for doc in documents:
+            assert (await container.read(doc["id"], partition_key="ev-minimal"))["n"] == doc["n"]
 
     async def test_upserts_go_straight_through_unless_batched(self, container: DocumentContainer):
         recorder = RecordingWrites(container)

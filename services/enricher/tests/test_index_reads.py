@@ -42,11 +42,15 @@ class CountingContainer(InMemoryContainer):
         self.upserts[str(document["id"]).split(":", 1)[0]] += 1
         return await super().upsert(document)
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[dict[str, Any]]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[dict[str, Any]]:
         self.requests[self.name] += 1
         for write in writes:
             self.upserts[str(write.document["id"]).split(":", 1)[0]] += 1
-        return await super().write_batch(writes, partition_key=partition_key)
+        return await super().write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
 
     async def read(self, document_id: str, *, partition_key: Any) -> dict[str, Any]:
         self.reads[document_id.split(":", 1)[0]] += 1

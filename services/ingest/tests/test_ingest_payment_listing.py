@@ -54,10 +54,14 @@ class ListedWhenStored:
         ref = TransactionRef(event_id=str(document["eventId"]), transaction_id=str(document["id"]))
         self.listed_at_write[str(document["id"])] = ref in listed
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[Document]:
         for write in writes:
             await self._note(write.document)
-        return await self._inner.write_batch(writes, partition_key=partition_key)
+        return await self._inner.write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
 
     async def create(self, document: Mapping[str, Any]) -> Document:
         await self._note(document)

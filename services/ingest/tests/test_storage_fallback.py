@@ -28,12 +28,16 @@ class RivalBeforeBatch:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[Document]:
         rival, self.rival = self.rival, None
         if rival is not None:
             await rival()
         try:
-            return await self._inner.write_batch(writes, partition_key=partition_key)
+            return await self._inner.write_batch(
+                writes, partition_key=partition_key, return_documents=return_documents
+            )
         except BatchWriteError:
             self.failed_batches += 1
             raise

@@ -68,10 +68,14 @@ class CountingReads:
         self.requests += 1
         return await self._inner.patch(document_id, **options)
 
-    async def write_batch(self, writes: Any, *, partition_key: Any) -> list[dict[str, Any]]:
+    async def write_batch(
+        self, writes: Any, *, partition_key: Any, return_documents: bool = True
+    ) -> list[dict[str, Any]]:
         self.requests += 1
         self.batches += 1
-        return await self._inner.write_batch(writes, partition_key=partition_key)
+        return await self._inner.write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
 
 
 class JournalContract:

@@ -10,7 +10,9 @@ at once, and under load the rounds grow by themselves.
 With ``batch_upserts`` (default off: each upsert goes straight to the wrapped container), upserts
 go the same way as replaces, in the same rounds and batches: a writer of many small documents
 (index entries of several listings at once) sends them in batches of up to ``MAX_BATCH_OPERATIONS``
-per partition whoever asked for them. ``batch_creates`` does the same for creates: a create whose
+per partition whoever asked for them (``upsert_many``'s documents are not sent back: a batch
+of nothing but such upserts asks the store for none, Cosmos DB's ``Prefer: return=minimal``).
+``batch_creates`` does the same for creates: a create whose
 id exists fails its batch, whose writes are then sent one by one, so only that create raises
 ``DocumentExistsError``.
 
@@ -56,6 +58,7 @@ class _Write:
     document: Mapping[str, Any]
     etag: str | None
     answer: asyncio.Future[Document]
+    returned: bool = True  # whether the caller reads the written document
 
 
 class CoalescingContainer:
@@ -108,9 +111,10 @@ class CoalescingContainer:
         document: Mapping[str, Any],
         *,
         etag: str | None = None,
+        returned: bool = True,
     ) -> asyncio.Future[Document]:
         answer: asyncio.Future[Document] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Write(kind, document, etag, answer))
+        self._waiting.append(_Write(kind, document, etag, answer, returned))
         if self._sending is None:
             # A task, so that the replaces of the callers woken together with this one join it.
             self._sending = asyncio.ensure_future(self._send_rounds())
@@ -144,8 +148,11 @@ class CoalescingContainer:
     async def _send(self, replaces: list[_Write], *, partition_key: Any) -> None:
         if len(replaces) > 1:
             writes = [BatchWrite(each.kind, each.document, etag=each.etag) for each in replaces]
+            returned = any(each.returned for each in replaces)
             try:
-                written = await self._container.write_batch(writes, partition_key=partition_key)
+                written = await self._container.write_batch(
+                    writes, partition_key=partition_key, return_documents=returned
+                )
             except BatchWriteError:
                 pass  # nothing of it was applied: each replace on its own, below, with its own outcome
             except Exception as error:  # noqa: BLE001 - handed to every caller, who raises it
@@ -234,23 +241,24 @@ class CoalescingContainer:
             return await self._asked("upsert", document)
         return await self._container.upsert(document)
 
-    async def upsert_many(self, documents: Sequence[Mapping[str, Any]]) -> list[Document]:
-        """Upsert each document as :meth:`upsert` does, without a task per document.
+    async def upsert_many(self, documents: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert each document as :meth:`upsert` does, without a task per document, and without
+        the written documents sent back (a batch holding only such upserts asks for none).
 
         Every upsert ends (written, or failed with its own outcome) before this returns or raises
         the first failure.
         """
         if not self._batch_upserts:
-            return [await self._container.upsert(document) for document in documents]
+            for document in documents:
+                await self._container.upsert(document)
+            return
         outcomes = await asyncio.gather(
-            *(self._asked("upsert", document) for document in documents), return_exceptions=True
+            *(self._asked("upsert", document, returned=False) for document in documents),
+            return_exceptions=True,
         )
-        written: list[Document] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-            written.append(outcome)
-        return written
 
     async def patch(
         self,
@@ -273,9 +281,13 @@ class CoalescingContainer:
         """Documents of one partition by id (wrapped container)."""
         return await self._container.read_many(ids, partition_key=partition_key)
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[Document]:
         """A transactional batch (wrapped container)."""
-        return await self._container.write_batch(writes, partition_key=partition_key)
+        return await self._container.write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
 
     def find(
         self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500

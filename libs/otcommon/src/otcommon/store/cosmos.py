@@ -246,7 +246,9 @@ class CosmosContainer:
         except cosmos_errors.CosmosHttpResponseError as exc:
             raise self._translate(exc, ",".join(ids[:3])) from exc
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[Document]:
         """A transactional batch (at most 100 writes, one partition)."""
         operations: list[Any] = []
         for write in writes:
@@ -259,7 +261,12 @@ class CosmosContainer:
             else:
                 operations.append((write.kind, (body,)))
         try:
-            results = await self._container.execute_item_batch(operations, partition_key=partition_key)
+            if return_documents:
+                results = await self._container.execute_item_batch(operations, partition_key=partition_key)
+            else:  # "Prefer: return=minimal": the results carry no resourceBody
+                results = await self._container.execute_item_batch(
+                    operations, partition_key=partition_key, no_response=True
+                )
         except cosmos_errors.CosmosBatchOperationError as exc:
             index = exc.error_index or 0
             responses = exc.operation_responses or []
@@ -267,6 +274,8 @@ class CosmosContainer:
             raise BatchWriteError(self.name, index=index, status=int(status or 0)) from exc
         except cosmos_errors.CosmosHttpResponseError as exc:
             raise self._translate(exc, "batch") from exc
+        if not return_documents:
+            return [{} for _ in results]
         return [dict(result.get("resourceBody") or {}) for result in results]
 
     async def find(

@@ -102,11 +102,16 @@ class DocumentContainer(Protocol):
         """The documents of one partition with these ids, keyed by id (absent ids are left out)."""
         ...
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
-        """Up to 100 writes to one partition in one round trip.
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[Document]:
+        """Up to 100 writes to one partition in one round trip; the documents as written, in order.
 
         On failure raises BatchWriteError and nothing of the batch is applied (Azure and the local
         stand-in both apply a batch atomically); callers recover item by item, idempotently.
+        Without ``return_documents`` the store is asked not to send the written documents back
+        (Cosmos DB's ``Prefer: return=minimal``: less to serialize and decode) and each result is
+        an empty document.
         """
         ...
 

@@ -121,7 +121,9 @@ class InMemoryContainer:
                 found[document_id] = copy.deepcopy(document)
         return found
 
-    async def write_batch(self, writes: Sequence[BatchWrite], *, partition_key: Any) -> list[Document]:
+    async def write_batch(
+        self, writes: Sequence[BatchWrite], *, partition_key: Any, return_documents: bool = True
+    ) -> list[Document]:
         """All writes or none, as Azure applies a transactional batch."""
         staged = dict(self._documents)
         results: list[tuple[tuple[Any, str], Mapping[str, Any]]] = []
@@ -147,7 +149,8 @@ class InMemoryContainer:
                 document = patched
             staged[key] = dict(document)
             results.append((key, document))
-        return [self._store(key, document) for key, document in results]
+        written = [self._store(key, document) for key, document in results]
+        return written if return_documents else [{} for _ in written]
 
     async def find(
         self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500
