@@ -218,7 +218,7 @@ class TransactionWriter:
             # A patch per document: only the state travels, guarded by the ETag the publish was based on.
             writes = [BatchWrite.patch(str(doc["id"]), _SET_QUEUED, etag=doc["_etag"]) for doc in documents]
             try:
-                await self._container.write_batch(writes, partition_key=event_id)
+                await self._container.write_batch(writes, partition_key=event_id, return_documents=False)
             except BatchWriteError:
                 return sum([await self._mark_single(event_id, str(doc["id"])) for doc in documents])
             return len(writes)

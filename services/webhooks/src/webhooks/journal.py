@@ -274,7 +274,8 @@ class EventJournal:
                 for each in settles
             ]
             try:
-                await self._container.write_batch(writes, partition_key=bucket)
+                # Nothing reads the settled records back: they are not sent back either.
+                await self._container.write_batch(writes, partition_key=bucket, return_documents=False)
             except BatchWriteError as error:
                 changed = error.status in {HTTP_PRECONDITION_FAILED, HTTP_NOT_FOUND}
                 if changed and 0 <= error.index < len(settles):
