@@ -481,8 +481,10 @@ class Timeline:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.answered: list[float] = []
+        self.answered_by_endpoint: dict[str, list[float]] = {}
         self.refused: list[float] = []
         self.done: list[float] = []
+        self.done_by_kind: dict[str, list[float]] = {}
         self.last_answered: dict[str, float] = {}
         self.cpu_per_second: list[float] = []
 
@@ -503,10 +505,14 @@ class Timeline:
             self.refused.append(at)
             return
         self.answered.append(at)
-        self.last_answered[f"{method.upper()} {endpoint_of(url)}"] = round(at, 2)
+        endpoint = f"{method.upper()} {endpoint_of(url)}"
+        self.answered_by_endpoint.setdefault(endpoint, []).append(at)
+        self.last_answered[endpoint] = round(at, 2)
 
-    def payment_done(self) -> None:
-        self.done.append(time.perf_counter() - self.started)
+    def payment_done(self, kind: str) -> None:
+        at = time.perf_counter() - self.started
+        self.done.append(at)
+        self.done_by_kind.setdefault(kind, []).append(at)
 
     def summary(self, gate: RateGate) -> dict[str, Any]:
         last_call = max(self.answered, default=0.0)
@@ -529,7 +535,14 @@ class Timeline:
             "last_429_seconds": round(max(self.refused), 2) if self.refused else None,
             "calls_answered_in_each_second": _per_second(self.answered),
             "last_answered_by_endpoint": dict(sorted(self.last_answered.items(), key=lambda item: item[1])),
+            "calls_answered_in_each_second_by_endpoint": {
+                endpoint: _per_second(moments)
+                for endpoint, moments in sorted(self.answered_by_endpoint.items(), key=_last_moment)
+            },
             "payments_done_in_each_second": _per_second(self.done),
+            "payments_done_in_each_second_by_route_and_deposit_status": {
+                kind: _per_second(moments) for kind, moments in sorted(self.done_by_kind.items())
+            },
             "cpu_seconds_of_this_process_in_each_second": self.cpu_per_second,
             "gate_pauses_after_429": gate.pauses,
             "gate_closed_after_429_seconds": round(gate.closed_seconds, 2),
@@ -569,6 +582,10 @@ def endpoint_of(url: str) -> str:
     return "/".join("{id}" if STRIPE_ID.match(part) else part for part in path.split("/"))
 
 
+def _last_moment(item: tuple[str, list[float]]) -> float:
+    return max(item[1])
+
+
 def _per_second(moments: Sequence[float]) -> list[int]:
     """How many of ``moments`` fall in each whole second from 0."""
     counts = [0] * (math.floor(max(moments, default=-1.0)) + 1)
@@ -603,7 +620,12 @@ async def enrich_all(
                 queue.put_nowait(payment_id)
             else:
                 if timeline is not None:
-                    timeline.payment_done()
+                    found = results[payment_id]
+                    timeline.payment_done(
+                        f"{found.route.route_type.value} {found.deposit_status.value}"
+                        if isinstance(found, Findings)
+                        else "unresolved"
+                    )
 
     workers: list[asyncio.Future[None]] = []
     for number in range(1, concurrency + 1):
