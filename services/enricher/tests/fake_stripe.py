@@ -32,6 +32,8 @@ class FakeStripe:
         """Raised by every call while set (an outage, a rate limit that outlasted the retries)."""
         self.expand_source_transfer = True
         self.charge_listings: list[tuple[str | None, int | None]] = []
+        self.charge_slices: list[tuple[str | None, int | None, int]] = []
+        """(account, created after, created before) of each page listed within a ``created`` slice."""
         self._calls = CallCounter()
         # (account key, object kind) -> id -> object
         self._objects: dict[tuple[str, str], dict[str, StripeObject]] = defaultdict(dict)
@@ -123,11 +125,19 @@ class FakeStripe:
         return self._paged(grouped, starting_after)
 
     async def list_charges(
-        self, *, account: str | None, created_after: int | None, starting_after: str | None
+        self,
+        *,
+        account: str | None,
+        created_after: int | None,
+        starting_after: str | None,
+        created_before: int | None = None,
     ) -> ListPage:
         await self._count("charges.list", account)
         self.charge_listings.append((account, created_after))
         charges = self._newest_first("charge", account, created_after)
+        if created_before is not None:
+            self.charge_slices.append((account, created_after, created_before))
+            charges = [charge for charge in charges if charge["created"] < created_before]
         page = self._paged(charges, starting_after)
         return ListPage([self._expanded_charge(c, account, listed=True) for c in page.data], page.has_more)
 

@@ -104,6 +104,23 @@ class StripeGatewayContract:
         assert expected
         assert listed == expected
 
+    async def test_created_between_lists_only_the_charges_of_that_slice(self, stripe_facts: StripeFacts):
+        gateway, account = stripe_facts.gateway, stripe_facts.busy_account
+        times = sorted(set(stripe_facts.charges_created.values()))
+        after, before = times[len(times) // 4], times[3 * len(times) // 4]
+
+        async def page(cursor: str | None) -> ListPage:
+            return await gateway.list_charges(
+                account=account, created_after=after, created_before=before, starting_after=cursor
+            )
+
+        listed = [charge["id"] for each in await every_page(page) for charge in each]
+        expected = {
+            charge for charge, created in stripe_facts.charges_created.items() if after < created < before
+        }
+        assert expected
+        assert sorted(listed) == sorted(expected)
+
     async def test_objects_are_read_only_from_the_account_that_owns_them(self, stripe_facts: StripeFacts):
         gateway = stripe_facts.gateway
         account, charge_id = stripe_facts.direct_charge

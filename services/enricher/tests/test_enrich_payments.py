@@ -402,12 +402,20 @@ class HeldListing(Held):
         self._account = account
 
     async def list_charges(
-        self, *, account: str | None, created_after: int | None, starting_after: str | None
+        self,
+        *,
+        account: str | None,
+        created_after: int | None,
+        starting_after: str | None,
+        created_before: int | None = None,
     ) -> ListPage:
         if account == self._account:
             await self._hold()
         return await self._stripe.list_charges(
-            account=account, created_after=created_after, starting_after=starting_after
+            account=account,
+            created_after=created_after,
+            starting_after=starting_after,
+            created_before=created_before,
         )
 
 

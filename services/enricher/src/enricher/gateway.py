@@ -214,9 +214,14 @@ class StripeGateway(Protocol):
         ...
 
     async def list_charges(
-        self, *, account: str | None, created_after: int | None, starting_after: str | None
+        self,
+        *,
+        account: str | None,
+        created_after: int | None,
+        starting_after: str | None,
+        created_before: int | None = None,
     ) -> ListPage:
-        """One page (100) of the account's charges created after a time, newest first.
+        """One page (100) of the account's charges created after a time (and before one), newest first.
 
         ``balance_transaction`` and ``source_transfer`` come expanded.
         """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,19 @@ _log = structlog.get_logger(__name__)
 
 # The platform charges whose last transfer group lookup found no transfer, remembered per replica.
 GROUPS_CHECKED_HELD = 10_000
+
+SLICE_AFTER_PAGES = 8
+SLICES_AT_MOST = 8
+PAGES_PER_SLICE = 8
+"""A charges listing still going after ``SLICE_AFTER_PAGES`` pages goes on in ``SLICES_AT_MOST``
+slices of its ``created`` range at once, going back from where it stands, each as long as
+``PAGES_PER_SLICE`` pages took so far, and the time before them as one more slice, which does the
+same after its own first ``SLICE_AFTER_PAGES`` pages (``created_slices``). Stripe's pages come one
+after the other (each names the last object of the one before), so a listing of a hundred pages,
+the platform's in a cold start, took a hundred round trips in a row while the rate allowed more;
+every platform payment waited for its end. A slice costs at most one call more than its pages
+listed in a row (its last page is partly or, before the account's first charges, wholly empty);
+short listings are never sliced."""
 
 PAGES_INDEXED_AT_ONCE = 4
 """Listed pages whose writes may run at once while the next page is fetched. With one, a listing's
@@ -157,7 +171,9 @@ class Indexer:
             await self._flights.run(key, lambda: self._fetch_account(key, account))
             found = await self._index.get(key) or {}
         return AccountFacts(
-            account_id=found["accountId"], name=found["name"], manual_payouts=found["manualPayouts"]
+            account_id=found["accountId"],
+            name=found["name"],
+            manual_payouts=found["manualPayouts"],
         )
 
     async def _fetch_account(self, key: str, account: str | None) -> None:
@@ -262,10 +278,26 @@ class Indexer:
                 account=account, created_after=created_after, starting_after=cursor
             )
 
-        await _each_page(list_page, index_page)
+        await _each_page(
+            list_page,
+            index_page,
+            sliced=_Slicing(
+                after=created_after, list_slice=lambda after, end: self._charges_between(account, after, end)
+            ),
+        )
         while len(self._groups_to_look_up) > GROUPS_CHECKED_HELD:
             del self._groups_to_look_up[next(iter(self._groups_to_look_up))]
         return newest
+
+    def _charges_between(
+        self, account: str | None, after: int | None, end: int
+    ) -> Callable[[str | None], Awaitable[ListPage]]:
+        async def list_page(cursor: str | None) -> ListPage:
+            return await self._gateway.list_charges(
+                account=account, created_after=after, created_before=end, starting_after=cursor
+            )
+
+        return list_page
 
     def look_up_groups_ahead(self) -> None:
         """Start the transfer group lookups the platform charges listed so far will need.
@@ -623,20 +655,94 @@ def _transfer_documents(payment: dict[str, Any], *, account: str) -> list[tuple[
     return documents
 
 
+def created_slices(
+    *, newest: int, oldest: int, pages: int, after: int | None
+) -> list[tuple[int | None, int]]:
+    """The ``created`` ranges a listing goes on in, as ``(after, before)`` (both excluded), once its
+    first ``pages`` full pages went from ``newest`` back to ``oldest``: ``SLICES_AT_MOST`` going back
+    from ``oldest`` (included: its charges not listed yet are in the first), each as long as
+    ``PAGES_PER_SLICE`` pages took, then the rest down to ``after`` (the listing's own bound, None:
+    none) as the last, unbounded, range. Ranges are whole seconds and do not overlap.
+    """
+    width = max(1, math.ceil(PAGES_PER_SLICE * (newest - oldest + 1) / max(1, pages)))
+    end = oldest + 1
+    slices: list[tuple[int | None, int]] = []
+    while len(slices) < SLICES_AT_MOST and (after is None or end - 1 > after):
+        start = end - width if after is None else max(after + 1, end - width)
+        slices.append((start - 1, end))
+        end = start
+    if after is None or end - 1 > after:
+        slices.append((after, end))
+    return slices
+
+
+@dataclass(frozen=True, slots=True)
+class _Slicing:
+    """How a listing goes on in ``created`` ranges (``created_slices``): its own lower bound
+    (``after``, excluded) and how to list one range."""
+
+    after: int | None
+    list_slice: Callable[[int | None, int], Callable[[str | None], Awaitable[ListPage]]]
+
+
+async def _each_slice(
+    sliced: _Slicing,
+    listed: tuple[int, int, int],
+    index_page: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    *,
+    first_number: int,
+) -> None:
+    """The rest of a listing whose first pages ``listed`` (newest, oldest, pages), in the ``created``
+    ranges ``created_slices`` names, all at once; the last range slices itself again the same way."""
+    newest, oldest, pages = listed
+    ranges = created_slices(newest=newest, oldest=oldest, pages=pages, after=sliced.after)
+    last = len(ranges) - 1
+    await all_of(
+        _each_page(
+            sliced.list_slice(after, before),
+            index_page,
+            sliced=sliced if number == last and after == sliced.after else None,
+            first_number=first_number,
+        )
+        for number, (after, before) in enumerate(ranges)
+    )
+
+
+@dataclass(slots=True)
+class _Listed:
+    """What a listing has listed so far: its pages and the newest and oldest ``created`` in them."""
+
+    pages: int = 0
+    newest: int | None = None
+    oldest: int | None = None
+
+    def add(self, page: ListPage) -> None:
+        self.pages += 1
+        created = [int(item["created"]) for item in page.data]
+        if created:
+            self.newest = max(created) if self.newest is None else max(self.newest, *created)
+            self.oldest = min(created) if self.oldest is None else min(self.oldest, *created)
+
+
 async def _each_page(
     list_page: Callable[[str | None], Awaitable[ListPage]],
     index_page: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    *,
+    sliced: _Slicing | None = None,
+    first_number: int = 1,
 ) -> None:
     """Index every listed page, the pages' writes running while the next pages are fetched.
 
     At most ``PAGES_INDEXED_AT_ONCE`` pages are being indexed at a time, and this returns once the
     last one is: the refresh's cursor moves only after that, so a crash mid-listing lists again from
-    the old cursor, rewriting the same facts.
+    the old cursor, rewriting the same facts. With ``sliced``, a listing still going after
+    ``SLICE_AFTER_PAGES`` pages goes on in ``created`` ranges at once (``created_slices``).
     """
     cursor: str | None = None
+    listed = _Listed()
     indexing: collections.deque[asyncio.Future[None]] = collections.deque()
     try:
-        number = 0
+        number = first_number - 1
         while True:
             number += 1
             with listing_page(number):
@@ -646,6 +752,16 @@ async def _each_page(
             indexing.append(asyncio.ensure_future(index_page(list(page.data))))
             if not page.has_more or page.last_id is None:
                 break
+            if sliced is not None:
+                listed.add(page)
+                if (
+                    listed.pages == SLICE_AFTER_PAGES
+                    and listed.newest is not None
+                    and listed.oldest is not None
+                ):
+                    span = (listed.newest, listed.oldest, listed.pages)
+                    await _each_slice(sliced, span, index_page, first_number=number + 1)
+                    break
             cursor = page.last_id
         while indexing:
             await indexing.popleft()

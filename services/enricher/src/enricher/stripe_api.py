@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         AccountListParams,
         BalanceTransactionListParams,
         ChargeListParams,
+        ChargeListParamsCreated,
         PayoutListParams,
         TransferListParams,
     )
@@ -144,12 +145,23 @@ class StripeApiGateway:
         return await self._page("transfers.list", None, "/v1/transfers", params)
 
     async def list_charges(
-        self, *, account: str | None, created_after: int | None, starting_after: str | None
+        self,
+        *,
+        account: str | None,
+        created_after: int | None,
+        starting_after: str | None,
+        created_before: int | None = None,
     ) -> ListPage:
-        """``GET /v1/charges?created[gt]=..`` with the balance transaction and source transfer expanded."""
+        """``GET /v1/charges?created[gt]=..&created[lt]=..`` with the balance transaction and source
+        transfer expanded."""
         params: ChargeListParams = {"limit": PAGE_SIZE, "expand": list(CHARGE_LIST_EXPANSIONS)}
+        created: ChargeListParamsCreated = {}
         if created_after is not None:
-            params["created"] = {"gt": created_after}
+            created["gt"] = created_after
+        if created_before is not None:
+            created["lt"] = created_before
+        if created:
+            params["created"] = created
         if starting_after:
             params["starting_after"] = starting_after
         return await self._page("charges.list", account, "/v1/charges", params)
