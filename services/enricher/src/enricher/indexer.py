@@ -171,9 +171,7 @@ class Indexer:
             await self._flights.run(key, lambda: self._fetch_account(key, account))
             found = await self._index.get(key) or {}
         return AccountFacts(
-            account_id=found["accountId"],
-            name=found["name"],
-            manual_payouts=found["manualPayouts"],
+            account_id=found["accountId"], name=found["name"], manual_payouts=found["manualPayouts"]
         )
 
     async def _fetch_account(self, key: str, account: str | None) -> None:
@@ -701,7 +699,7 @@ async def _each_slice(
         _each_page(
             sliced.list_slice(after, before),
             index_page,
-            sliced=sliced if number == last and after == sliced.after else None,
+            sliced=sliced if number == last else None,  # the oldest range: down to the listing's bound
             first_number=first_number,
         )
         for number, (after, before) in enumerate(ranges)
