@@ -75,7 +75,6 @@ from devstack.cosmos import EMULATOR_KEY, start_cosmos
 from devstack.processes import start_process
 from devstack.scenario import Scenario
 from devstack.stripe.settings import DEFAULT_SECRET_KEY
-from enricher.app import tune_garbage_collection
 from enricher.findings import Findings
 from enricher.gateway import StripeObjectMissingError
 from enricher.handler import EnrichmentHandler
@@ -94,6 +93,7 @@ from otcommon.bus.consumer import TASKS_STARTED_PER_TURN
 from otcommon.enrichment import STATE_FIELD, EnrichmentState
 from otcommon.messages import StripeTransferCreated
 from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
+from otcommon.runtime import tune_garbage_collection
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, BatchWrite, CosmosContainer, create_cosmos_client, provision
 from otcommon.telemetry import configure_logging

@@ -419,6 +419,12 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def is_apply_process(pid: int) -> bool:
+    """Whether a server process only applies (``serve`` gives it the pipes to read)."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return any(each.startswith(b"OT_WEBHOOKS_APPLY_FROM_FDS=") for each in environ)
+
+
 def tree_cpu_seconds(pids: list[int]) -> float:
     """CPU of several processes so far."""
     return sum(cpu_seconds(pid) for pid in pids)
@@ -479,12 +485,22 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
             "OTEL_SERVICE_NAME": "webhooks",
             **({"OT_WEBHOOKS_APPLY_WORKERS": str(args.apply_workers)} if args.apply_workers else {}),
             "OT_WEBHOOKS_PROCESSES": str(args.processes),
+            "OT_WEBHOOKS_APPLY_PROCESSES": str(args.apply_processes),
+            **(
+                {"OT_WEBHOOKS_APPLY_NICENESS": str(args.apply_niceness)}
+                if args.apply_niceness is not None
+                else {}
+            ),
         }
         progress("starting python -m webhooks serve")
         async with webhook_service(env) as (service, base):
             progress(f"sending {len(planned)} signed events at {args.rate}/s")
+            children = children_of(service.pid)
+            applying = [pid for pid in children if is_apply_process(pid)]
             peers = {
-                "webhooks": [service.pid, *children_of(service.pid)],
+                "webhooks": [service.pid, *children],
+                **({"webhooks_answering": sorted(set(children) - set(applying))} if applying else {}),
+                **({"webhooks_applying": applying} if applying else {}),
                 "cosmos": [cosmos.pid],
                 "servicebus": [servicebus.process.pid],
                 "load_generator": [os.getpid()],
@@ -494,6 +510,7 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
             load = await fire(f"{base}/api/webhooks/stripe", planned, rate=args.rate, sent_at=sent_at)
             cpu = {name: round(tree_cpu_seconds(pids) - cpu_before[name], 2) for name, pids in peers.items()}
             load["webhooks_processes"] = len(peers["webhooks"]) - (len(peers["webhooks"]) > 1)
+            load["webhooks_apply_processes"] = len(applying)
             load["cpu_seconds_during_the_load"] = cpu
             # Per event sent, apply work done meanwhile included; and how many cores the service's
             # processes got: on a shared machine the scheduler's share, not the code, may limit it.
@@ -526,6 +543,8 @@ async def measure(args: argparse.Namespace, *, cosmos: ManagedProcess, servicebu
         "transactions": args.transactions,
         "apply_workers": args.apply_workers or "default",
         "processes": args.processes,
+        "apply_processes": args.apply_processes,
+        "apply_niceness": "default" if args.apply_niceness is None else args.apply_niceness,
         "payments_indexed": not args.unindexed,
         "event_mix": dict(Counter(EVENT_MIX)),
         "acknowledgement": load,
@@ -597,6 +616,18 @@ def main() -> int:
     parser.add_argument("--apply-workers", type=int, default=None, help="the service's apply workers")
     parser.add_argument(
         "--processes", type=int, default=2, help="the service's server processes (OT_WEBHOOKS_PROCESSES)"
+    )
+    parser.add_argument(
+        "--apply-processes",
+        type=int,
+        default=0,
+        help="processes that only apply, beside the answering ones (OT_WEBHOOKS_APPLY_PROCESSES)",
+    )
+    parser.add_argument(
+        "--apply-niceness",
+        type=int,
+        default=None,
+        help="how much lower the apply processes' CPU priority is (OT_WEBHOOKS_APPLY_NICENESS)",
     )
     parser.add_argument(
         "--acknowledgement-only",

@@ -38,8 +38,10 @@ async def environment(cosmos_client, cosmos_connection, start_servicebus) -> Asy
             )  # fmt: skip
 
 
-async def serve_webhooks(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    return await serve("webhooks", env=env, port_setting="OT_WEBHOOKS_HTTP_PORT")
+async def serve_webhooks(
+    env: dict[str, str], log: Path | None = None
+) -> tuple[asyncio.subprocess.Process, str]:
+    return await serve("webhooks", env=env, port_setting="OT_WEBHOOKS_HTTP_PORT", log=log)
 
 
 def signed_refund(payment_id: str, n: int = 1) -> tuple[str, str]:
@@ -160,3 +162,65 @@ async def test_when_one_server_process_dies_the_others_stop_and_the_set_exits_1(
         assert await supervisor.wait() == 1
     with pytest.raises(ProcessLookupError):  # stopped and reaped by the supervisor
         os.kill(other, 0)
+
+
+async def test_answer_processes_hand_events_to_a_lower_priority_apply_process_which_applies_each_once(
+    environment, cosmos_client, tmp_path
+):
+    database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
+    transactions = database.get_container_client("transactions")
+    events = database.get_container_client("webhook-journal")
+    await transactions.create_item(
+        {
+            "id": "tx-split",
+            "eventId": "ev-split",
+            "PaymentID": "pi_split",
+            "TotalAmount": 400.0,
+            "IsRefunded": False,
+        }
+    )
+    deliveries = [signed_refund("pi_split", n) for n in range(1, 13)]
+    split = {
+        "OT_WEBHOOKS_PROCESSES": "2",
+        "OT_WEBHOOKS_APPLY_PROCESSES": "1",
+        "OT_WEBHOOKS_APPLY_NICENESS": "7",
+    }
+    log = tmp_path / "webhooks.log"
+    supervisor, base = await serve_webhooks({**environment, **split}, log)
+    try:
+        children = server_processes(supervisor)
+        assert len(children) == 3
+        async with asyncio.timeout(30):
+            while sorted(os.getpriority(os.PRIO_PROCESS, pid) for pid in children) != [0, 0, 7]:
+                await asyncio.sleep(0.1)  # the apply process lowers its own priority as it starts
+        first = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
+        again = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
+        assert [answer["duplicate"] for answer in first] == [False] * 12
+        assert [answer["duplicate"] for answer in again] == [True] * 12
+        ids = [f"evt_system{n}" for n in range(1, 13)]
+        async with asyncio.timeout(60):
+            while "received" in [
+                (await events.read_item(event_id, partition_key=bucket_of(event_id)))["state"]
+                for event_id in ids
+            ]:
+                await asyncio.sleep(0.2)  # polling another process's progress
+    finally:
+        assert await stop(supervisor) == 0, log.read_text()
+    stored = await transactions.read_item("tx-split", partition_key="ev-split")
+    assert sorted(stored["stripeRefunds"]) == sorted(f"re_system{n}" for n in range(1, 13))
+    assert stored["stripeRefundedAmount"] == 144.0  # 12 refunds of 12.00, each counted once
+
+
+async def test_when_the_apply_process_dies_the_answer_processes_stop_and_the_set_exits_1(environment):
+    split = {"OT_WEBHOOKS_PROCESSES": "1", "OT_WEBHOOKS_APPLY_PROCESSES": "1"}
+    supervisor, _ = await serve_webhooks({**environment, **split})
+    children = server_processes(supervisor)
+    async with asyncio.timeout(30):
+        while not (applying := [pid for pid in children if os.getpriority(os.PRIO_PROCESS, pid) > 0]):
+            await asyncio.sleep(0.1)
+    (answering,) = set(children) - set(applying)
+    os.kill(applying[0], signal.SIGKILL)
+    async with asyncio.timeout(60):
+        assert await supervisor.wait() == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(answering, 0)

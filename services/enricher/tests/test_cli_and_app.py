@@ -13,13 +13,14 @@ from test_handler import PAYOUT_QUEUE, QUEUE, Setup, order, payout_changed
 from world import DAY, NOW, T_NOW, facts_container, index_container
 
 from enricher.__main__ import build_parser, main
-from enricher.app import GC_THRESHOLDS, Enricher, create_app
+from enricher.app import Enricher, create_app
 from enricher.handler import PayoutChangeHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
 from enricher.refresh import refresh_open_payouts, reindex
 from enricher.settings import EnricherSettings
 from otcommon.messages import PaymentEnrichmentRequested, make_envelope
+from otcommon.runtime import SERVER_GC_THRESHOLDS
 
 if TYPE_CHECKING:
     from otcommon.bus import Delivery
@@ -70,8 +71,8 @@ def test_serve_collects_cycles_less_often_than_the_default(monkeypatch):
     finally:
         gc.set_threshold(*before)
     # Serving hundreds of messages at once, the default thresholds walked the heap for a third of the CPU.
-    assert seen["thresholds"] == GC_THRESHOLDS
-    assert GC_THRESHOLDS[0] > before[0]
+    assert seen["thresholds"] == SERVER_GC_THRESHOLDS
+    assert SERVER_GC_THRESHOLDS[0] > before[0]
     assert seen["port"] == EnricherSettings().enricher_http_port
 
 

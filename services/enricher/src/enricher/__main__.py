@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from enricher.app import create_app, open_enricher, tune_garbage_collection, utc_now
+from enricher.app import create_app, open_enricher, utc_now
 from enricher.findings import enrichment_fields, unresolved_fields
 from enricher.gateway import StripeGatewayError
 from enricher.refresh import refresh_open_payouts, reindex
 from enricher.service import Unresolved
 from enricher.settings import EnricherSettings
 from otcommon.bus import PermanentError, RetryableError
+from otcommon.runtime import tune_garbage_collection
 from otcommon.schemas import PAYMENT_ID_PATTERN
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import StoreError

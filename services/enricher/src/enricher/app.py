@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -41,21 +40,6 @@ if TYPE_CHECKING:
     from otcommon.store import DocumentContainer
 
 log = structlog.get_logger("enricher.app")
-
-
-GC_THRESHOLDS = (100_000, 50, 1000)
-"""The cyclic garbage collector's thresholds while serving (CPython's default: 700, 10, 10)."""
-
-
-def tune_garbage_collection() -> None:
-    """Collect cycles less often than CPython's default, as long-running servers do.
-
-    A cold start parses thousands of Stripe and Cosmos DB answers (millions of short-lived dicts)
-    while hundreds of messages are in flight, and every collection walks what is alive: with the
-    default thresholds the collector took a third of the CPU of 1,024 messages in flight. The
-    enricher makes few reference cycles, so collecting them rarely costs little memory.
-    """
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def utc_now() -> datetime:

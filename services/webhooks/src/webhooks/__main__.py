@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -11,10 +12,12 @@ from typing import TYPE_CHECKING
 import stripe
 from aiohttp import web
 
+from otcommon.runtime import tune_garbage_collection
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import DocumentNotFoundError
 from otcommon.telemetry import configure_logging, configure_metrics, configure_tracing
 from webhooks.app import create_app, open_webhooks
+from webhooks.apply_process import serve_applying
 from webhooks.recovery import Replay, replay_undelivered
 from webhooks.settings import WebhookSettings
 from webhooks.states import EventState, InvalidTransitionError
@@ -79,10 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "replay" and (problem := _replay_usage_error(args)):
         parser.error(problem)
+    apply_from: list[int] = []
     try:
         settings = load_settings(WebhookSettings)
         if args.command == "serve":
             settings.require_secrets()
+            apply_from = settings.apply_from
         if args.command == "replay" and args.since is not None:
             settings.require_stripe_key()
     except ConfigurationError as exc:
@@ -99,8 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_replay_since(settings, window, dry_run=args.dry_run))
     if args.command == "replay":
         return asyncio.run(_replay(settings, args.event_id))
-    if settings.webhooks_processes > 1:
-        return serve_processes(settings.webhooks_processes)
+    if settings.webhooks_processes > 1 or settings.webhooks_apply_processes > 0:
+        return serve_processes(settings.webhooks_processes, apply_count=settings.webhooks_apply_processes)
+    tune_garbage_collection()
+    if apply_from:
+        # An apply process of a set (webhooks/handoff.py): lower priority than the answers.
+        os.nice(settings.webhooks_apply_niceness)
+        asyncio.run(serve_applying(settings, apply_from))
+        return EXIT_OK
     web.run_app(
         create_app(settings),
         host=settings.webhooks_http_host,

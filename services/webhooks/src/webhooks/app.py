@@ -23,6 +23,7 @@ from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 from webhooks.announcements import CoalescingPublisher
 from webhooks.applier import StripeFactsApplier
 from webhooks.delivery_context import answers_counter, delivery_context_middleware
+from webhooks.handoff import HandOffWriter
 from webhooks.journal import EventJournal
 from webhooks.processor import EventProcessor
 from webhooks.routes import LIVEMODE, PROCESSOR, VERIFIER, routes
@@ -115,6 +116,15 @@ def create_app(
         async with open_components(settings) as webhooks:
             app[PROCESSOR] = webhooks.processor
             checks.update(webhooks.health_checks)
+            if settings.webhooks_hand_off_fd is not None:
+                # An answer process: its apply process applies what it records (webhooks/handoff.py).
+                writer = HandOffWriter(settings.webhooks_hand_off_fd)
+                await writer.open()
+                webhooks.processor.hand_over_to(writer.hand_off)
+                log.info("webhooks answering", pid=os.getpid())
+                yield
+                await writer.close()  # after the last answer: the apply process sees the pipe end
+                return
             workers = asyncio.create_task(
                 webhooks.processor.serve(
                     workers=settings.webhooks_apply_workers, sweep_every=settings.webhooks_sweep_seconds

@@ -158,6 +158,7 @@ class EventProcessor:
         self.ignored_types: Counter[str] = Counter()
         """Events settled ``ignored``, by type: what Stripe sends that nothing uses (also exported)."""
         self._ignored = ignored or _IGNORED
+        self._hand_off: Callable[[Queued], bool] | None = None
 
     async def accept(self, event: StripeEvent) -> bool:
         """Record the event and queue it; False for a redelivery (queued again in case it is unapplied)."""
@@ -169,16 +170,38 @@ class EventProcessor:
             if not self._recording:
                 self._gate_changed.set()
         fresh = etag is not None
+        queued = Queued(event.id, event, etag, self._monotonic()) if fresh else Queued(event.id)
+        if self._hand_off is not None:
+            if not self._hand_off(queued):
+                log.warning("apply processes not reachable; the sweep applies the event", event_id=event.id)
+            return fresh
         if event.id in self._held:
             return fresh
         try:
-            queued = Queued(event.id, event, etag, self._monotonic()) if fresh else Queued(event.id)
             self._queue.put_nowait(queued)
         except asyncio.QueueFull:
             log.warning("apply queue full; the sweep applies the event", event_id=event.id)
         else:
             self._held.add(event.id)
         return fresh
+
+    def hand_over_to(self, hand_off: Callable[[Queued], bool]) -> None:
+        """Answer only: each event recorded (or redelivered) goes to ``hand_off`` (an apply process).
+
+        ``hand_off`` returns False when the event cannot go; it is recorded, so the sweep applies it.
+        """
+        self._hand_off = hand_off
+
+    async def take_over(self, queued: Queued) -> None:
+        """Queue an event an answer process recorded (or saw redelivered), waiting while the queue is full."""
+        if queued.event_id in self._held:
+            return
+        self._held.add(queued.event_id)
+        try:
+            await self._queue.put(queued)
+        except asyncio.CancelledError:
+            self._held.discard(queued.event_id)
+            raise
 
     async def recover(self, event: StripeEvent) -> tuple[bool, EventState]:
         """Record an event read back from Stripe and apply it now, as a delivery would be.

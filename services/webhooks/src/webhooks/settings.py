@@ -91,6 +91,31 @@ class WebhookSettings(ServiceSettings):
         description="Server processes sharing the HTTP port (SO_REUSEPORT), each a whole service; 1 on "
         "Kubernetes, where replicas scale instead; up to the cores of a host serving alone.",
     )
+    webhooks_apply_processes: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Processes that only apply events, beside the `OT_WEBHOOKS_PROCESSES` that then only "
+        "answer (each hands what it records to one of them over a pipe); 0: each process applies what it "
+        "answers. Where applying takes a core or more, this keeps the answers fast.",
+    )
+    webhooks_apply_niceness: int = Field(
+        default=4,
+        ge=0,
+        le=19,
+        description="How much lower the CPU priority (nice) of the apply processes is, so that the kernel "
+        "runs the answers first when the cores are busy.",
+    )
+    webhooks_hand_off_fd: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set by `serve` for its answer processes: the pipe to hand recorded events over.",
+    )
+    webhooks_apply_from_fds: str | None = Field(
+        default=None,
+        description="Set by `serve` for its apply processes: the pipes to read events from "
+        "(comma-separated).",
+    )
     webhooks_reuse_port: bool = Field(
         default=False,
         description="Listen with SO_REUSEPORT (set for the processes `OT_WEBHOOKS_PROCESSES` starts).",
@@ -112,6 +137,17 @@ class WebhookSettings(ServiceSettings):
                 "invalid configuration:\n  set OT_STRIPE_API_KEY (read access to events)"
             )
         return self.stripe_api_key
+
+    @property
+    def apply_from(self) -> list[int]:
+        """The pipes an apply process takes events from (none for a process that answers)."""
+        text = self.webhooks_apply_from_fds or ""
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigurationError(
+                f"invalid configuration:\n  OT_WEBHOOKS_APPLY_FROM_FDS must list file descriptors: {text!r}"
+            ) from None
 
     @property
     def signing_secrets(self) -> list[str]:
