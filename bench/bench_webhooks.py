@@ -4,7 +4,8 @@
 
 Starts the Cosmos DB stand-in and the Service Bus emulator (with the project's topology) as
 processes on 127.0.0.1, stores transactions for the events to act on, and starts the real service
-(``python -m webhooks serve``) as a child process. This process then sends signed Stripe events
+(``python -m webhooks serve``; by default two answer processes and one apply process) as a child
+process. This process then sends signed Stripe events
 over loopback at a fixed rate (open loop: each delivery leaves at its scheduled time whatever the
 earlier ones are doing, as Stripe's do), platform and Connect events alike, and times each answer.
 
@@ -412,7 +413,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children_of(pid: int) -> list[int]:
-    """The live child processes of a process (the server processes of ``OT_WEBHOOKS_PROCESSES``)."""
+    """The live child processes of a process (the server processes ``serve`` starts)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text(encoding="ascii").split()]
@@ -620,7 +621,7 @@ def main() -> int:
     parser.add_argument(
         "--apply-processes",
         type=int,
-        default=0,
+        default=1,
         help="processes that only apply, beside the answering ones (OT_WEBHOOKS_APPLY_PROCESSES)",
     )
     parser.add_argument(

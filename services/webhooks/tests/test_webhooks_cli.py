@@ -31,6 +31,9 @@ def serving_env(monkeypatch) -> None:
         "Endpoint=sb://127.0.0.1;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;",
     )
     monkeypatch.setenv("OT_WEBHOOKS_PLATFORM_SECRETS", "whsec_cli")
+    # The process-wide providers are set once per process: not by a test of the command line.
+    for name in ("configure_logging", "configure_tracing", "configure_metrics"):
+        monkeypatch.setattr(f"webhooks.__main__.{name}", lambda **_: None)
 
 
 def test_serve_collects_cycles_less_often_than_the_default(monkeypatch):

@@ -32,6 +32,9 @@ log = structlog.get_logger("webhooks.handoff")
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 """Hand-offs an answer process keeps waiting for its pipe before it leaves events to the sweep."""
 
+CLOSE_SECONDS = 10.0
+"""How long an answer process, stopping, waits for its apply process to read what it handed over."""
+
 MAX_LINE_BYTES = 8 * 1024 * 1024
 """The longest line an apply process reads: an event's payload (bodies are capped far below)."""
 
@@ -105,11 +108,20 @@ class HandOffWriter:
         transport.write(encode(queued))
         return True
 
-    async def close(self) -> None:
-        """Close the pipe once what was written has gone (the apply process then sees its end)."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-            await self._closed.wait()
+    async def close(self, *, grace: float = CLOSE_SECONDS) -> None:
+        """Close the pipe once what was written has gone (the apply process then sees its end).
+
+        An apply process that reads nothing does not hold the answer process up: after ``grace``
+        seconds the pipe is dropped, and what it still held waits, recorded, for the sweep.
+        """
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._transport.close()
+        try:
+            await asyncio.wait_for(self._closed.wait(), grace)
+        except TimeoutError:
+            log.warning("hand-off pipe not drained; the sweep applies what it held")
+            self._transport.abort()
 
 
 async def receive_hand_offs(fds: Sequence[int], take: Callable[[Queued], Awaitable[None]]) -> int:

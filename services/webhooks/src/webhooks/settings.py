@@ -88,8 +88,9 @@ class WebhookSettings(ServiceSettings):
         default=1,
         ge=1,
         le=16,
-        description="Server processes sharing the HTTP port (SO_REUSEPORT), each a whole service; 1 on "
-        "Kubernetes, where replicas scale instead; up to the cores of a host serving alone.",
+        description="Server processes sharing the HTTP port (SO_REUSEPORT), each a whole service "
+        "(answering only when `OT_WEBHOOKS_APPLY_PROCESSES` is set); 1 on Kubernetes, where replicas "
+        "scale instead; up to the cores of a host serving alone.",
     )
     webhooks_apply_processes: int = Field(
         default=0,
