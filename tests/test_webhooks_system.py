@@ -118,40 +118,52 @@ def server_processes(supervisor: asyncio.subprocess.Process) -> list[int]:
     return [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
 
 
-async def test_two_processes_on_one_port_apply_every_event_once(environment, cosmos_client):
-    database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
-    transactions = database.get_container_client("transactions")
-    events = database.get_container_client("webhook-journal")
+async def store_order(transactions, name: str) -> None:
+    """A USD 400.00 order paid by ``pi_<name>`` (transaction ``tx-<name>``, event ``ev-<name>``)."""
     await transactions.create_item(
         {
-            "id": "tx-two",
-            "eventId": "ev-two",
-            "PaymentID": "pi_two",
+            "id": f"tx-{name}",
+            "eventId": f"ev-{name}",
+            "PaymentID": f"pi_{name}",
             "TotalAmount": 400.0,
             "IsRefunded": False,
         }
     )
-    deliveries = [signed_refund("pi_two", n) for n in range(1, 13)]
+
+
+async def deliver_twice_until_applied(base: str, events, deliveries: list[tuple[str, str]]) -> None:
+    """Each delivery posted twice (each on its own connection), then waited for until applied."""
+    # Each post on its own connection: the kernel spreads connections over the processes.
+    first = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
+    again = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
+    assert [answer["duplicate"] for answer in first] == [False] * len(deliveries)
+    assert [answer["duplicate"] for answer in again] == [True] * len(deliveries)
+    ids = [json.loads(body)["id"] for body, _ in deliveries]
+    async with asyncio.timeout(60):
+        while "received" in [
+            (await events.read_item(event_id, partition_key=bucket_of(event_id)))["state"] for event_id in ids
+        ]:
+            await asyncio.sleep(0.2)  # polling another process's progress
+
+
+async def assert_twelve_refunds_counted_once(transactions, name: str) -> None:
+    stored = await transactions.read_item(f"tx-{name}", partition_key=f"ev-{name}")
+    assert sorted(stored["stripeRefunds"]) == sorted(f"re_system{n}" for n in range(1, 13))
+    assert stored["stripeRefundedAmount"] == 144.0  # 12 refunds of 12.00, each counted once
+
+
+async def test_two_processes_on_one_port_apply_every_event_once(environment, cosmos_client):
+    database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
+    transactions = database.get_container_client("transactions")
+    await store_order(transactions, "two")
     supervisor, base = await serve_webhooks({**environment, "OT_WEBHOOKS_PROCESSES": "2"})
     try:
         assert len(server_processes(supervisor)) == 2
-        # Each post on its own connection: the kernel spreads connections over the two processes.
-        first = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
-        again = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
-        assert [answer["duplicate"] for answer in first] == [False] * 12
-        assert [answer["duplicate"] for answer in again] == [True] * 12
-        ids = [f"evt_system{n}" for n in range(1, 13)]
-        async with asyncio.timeout(60):
-            while "received" in [
-                (await events.read_item(event_id, partition_key=bucket_of(event_id)))["state"]
-                for event_id in ids
-            ]:
-                await asyncio.sleep(0.2)  # polling another process's progress
+        deliveries = [signed_refund("pi_two", n) for n in range(1, 13)]
+        await deliver_twice_until_applied(base, database.get_container_client("webhook-journal"), deliveries)
     finally:
         assert await stop(supervisor) == 0
-    stored = await transactions.read_item("tx-two", partition_key="ev-two")
-    assert sorted(stored["stripeRefunds"]) == sorted(f"re_system{n}" for n in range(1, 13))
-    assert stored["stripeRefundedAmount"] == 144.0  # 12 refunds of 12.00, each counted once
+    await assert_twelve_refunds_counted_once(transactions, "two")
 
 
 async def test_when_one_server_process_dies_the_others_stop_and_the_set_exits_1(environment):
@@ -169,17 +181,7 @@ async def test_answer_processes_hand_events_to_a_lower_priority_apply_process_wh
 ):
     database = cosmos_client.get_database_client(environment["OT_COSMOS_DATABASE"])
     transactions = database.get_container_client("transactions")
-    events = database.get_container_client("webhook-journal")
-    await transactions.create_item(
-        {
-            "id": "tx-split",
-            "eventId": "ev-split",
-            "PaymentID": "pi_split",
-            "TotalAmount": 400.0,
-            "IsRefunded": False,
-        }
-    )
-    deliveries = [signed_refund("pi_split", n) for n in range(1, 13)]
+    await store_order(transactions, "split")
     split = {
         "OT_WEBHOOKS_PROCESSES": "2",
         "OT_WEBHOOKS_APPLY_PROCESSES": "1",
@@ -193,22 +195,11 @@ async def test_answer_processes_hand_events_to_a_lower_priority_apply_process_wh
         async with asyncio.timeout(30):
             while sorted(os.getpriority(os.PRIO_PROCESS, pid) for pid in children) != [0, 0, 7]:
                 await asyncio.sleep(0.1)  # the apply process lowers its own priority as it starts
-        first = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
-        again = await asyncio.gather(*(post(base, body, header) for body, header in deliveries))
-        assert [answer["duplicate"] for answer in first] == [False] * 12
-        assert [answer["duplicate"] for answer in again] == [True] * 12
-        ids = [f"evt_system{n}" for n in range(1, 13)]
-        async with asyncio.timeout(60):
-            while "received" in [
-                (await events.read_item(event_id, partition_key=bucket_of(event_id)))["state"]
-                for event_id in ids
-            ]:
-                await asyncio.sleep(0.2)  # polling another process's progress
+        deliveries = [signed_refund("pi_split", n) for n in range(1, 13)]
+        await deliver_twice_until_applied(base, database.get_container_client("webhook-journal"), deliveries)
     finally:
         assert await stop(supervisor) == 0, log.read_text()
-    stored = await transactions.read_item("tx-split", partition_key="ev-split")
-    assert sorted(stored["stripeRefunds"]) == sorted(f"re_system{n}" for n in range(1, 13))
-    assert stored["stripeRefundedAmount"] == 144.0  # 12 refunds of 12.00, each counted once
+    await assert_twelve_refunds_counted_once(transactions, "split")
 
 
 async def test_when_the_apply_process_dies_the_answer_processes_stop_and_the_set_exits_1(environment):
