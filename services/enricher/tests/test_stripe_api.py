@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import heapq
 import itertools
 import json
@@ -26,6 +27,7 @@ from enricher.gateway import (
     StripeRequestRejectedError,
     StripeUnavailableError,
     asking_ahead,
+    call_priority,
     listing_page,
     listing_payouts,
 )
@@ -408,3 +410,23 @@ class TestRateGate:
     def test_the_rate_must_be_positive(self):
         with pytest.raises(ValueError, match="positive"):
             RateGate(requests_per_second=0)
+
+
+class _Suspend:
+    """An awaitable that suspends its coroutine once, with no loop needed."""
+
+    def __await__(self):
+        yield
+
+
+def test_a_listing_abandoned_with_its_loop_is_closed_later_from_another_context_without_error():
+    # A test's (or a stopping service's) loop can close with a listing's task still pending; the
+    # garbage collector closes that coroutine later, in whatever context is running then.
+    async def listing() -> None:
+        with listing_payouts(), listing_page(3):
+            await _Suspend()
+
+    coroutine = listing()
+    contextvars.copy_context().run(coroutine.send, None)  # suspended inside, as in its own task
+    coroutine.close()  # raised ValueError ("created in a different Context") before
+    assert call_priority() == (0, 0)  # and the context it was closed in is left as it was

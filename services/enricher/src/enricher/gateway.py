@@ -26,12 +26,22 @@ _PAYOUTS, _AHEAD = 1, 2  # call ranks; 0: the other calls a message waits for
 
 
 @contextlib.contextmanager
-def _ranked(rank: int) -> Iterator[None]:
-    token = _RANK.set(max(rank, _RANK.get()))
+def _set_within(var: contextvars.ContextVar[int], value: int) -> Iterator[None]:
+    token = var.set(value)
     try:
         yield
     finally:
-        _RANK.reset(token)
+        # A coroutine whose loop was closed under it is closed later by the garbage collector, in
+        # whatever context runs then: the token is not that context's, nor is that context ours to
+        # change. (The context it was set in is gone with the coroutine's task.)
+        with contextlib.suppress(ValueError):
+            var.reset(token)
+
+
+@contextlib.contextmanager
+def _ranked(rank: int) -> Iterator[None]:
+    with _set_within(_RANK, max(rank, _RANK.get())):
+        yield
 
 
 @contextlib.contextmanager
@@ -65,11 +75,8 @@ def listing_page(number: int) -> Iterator[None]:
     A gateway may let the later pages of long listings go first (the rate gate does): a listing's
     pages come one after the other, so the longest listing is the one every waiter waits for.
     """
-    token = _PAGES_LISTED.set(number - 1)
-    try:
+    with _set_within(_PAGES_LISTED, number - 1):
         yield
-    finally:
-        _PAGES_LISTED.reset(token)
 
 
 def call_priority() -> tuple[int, int]:
