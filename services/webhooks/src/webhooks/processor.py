@@ -6,6 +6,10 @@ the record under the ETag its create returned. A process killed before settling 
 its ETag and applies it, and a redelivery by Stripe re-queues them at once. Applying is idempotent,
 so a crash after the change but before settling repeats nothing visible but the announcement (with
 the same message id), and the claim keeps two replicas from applying one record at once.
+
+In a set of answer and apply processes (``webhooks/handoff.py``), an answer process's processor
+hands each event to an apply process (``hand_over_to``) instead of queueing it, and the apply
+process's processor queues it (``take_over``) as if it had recorded it.
 """
 
 from __future__ import annotations
