@@ -115,7 +115,7 @@ async def test_a_writer_far_ahead_of_its_reader_refuses_more_instead_of_holding_
             await writer.close(grace=0.1)
 
 
-async def test_a_writer_whose_reader_is_gone_refuses_so_the_sweep_applies_the_event():
+async def test_a_writer_whose_reader_is_gone_refuses_to_write_more():
     async with pipe() as ends:
         writer = HandOffWriter(ends.pop("write"))
         await writer.open()

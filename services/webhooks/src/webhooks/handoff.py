@@ -101,7 +101,7 @@ class HandOffWriter:
     def hand_off(self, queued: Queued) -> bool:
         """Write one event to the apply process; False when it cannot go (left to the sweep)."""
         transport = self._transport
-        if transport is None or transport.is_closing() or self._closed.is_set():
+        if transport is None or transport.is_closing():  # closing, or the pipe broke
             return False
         if transport.get_write_buffer_size() > self._max_pending:
             return False  # the apply process is far behind: the sweep takes the overflow
