@@ -58,6 +58,24 @@ async def _seed(container: DocumentContainer, marker: str, partitions: dict[str,
             await container.create({"id": new_id(), "eventId": partition, "marker": marker, "n": n})
 
 
+class EtaglessBatches:
+    """A container whose batches, asked for no documents back, do not name the written ETags."""
+
+    def __init__(self, container: DocumentContainer) -> None:
+        self._container = container
+        self.name = container.name
+        self.partition_key_path = container.partition_key_path
+
+    async def read(self, document_id, *, partition_key):
+        return await self._container.read(document_id, partition_key=partition_key)
+
+    async def write_batch(self, writes, *, partition_key, return_documents=True):
+        written = await self._container.write_batch(
+            writes, partition_key=partition_key, return_documents=return_documents
+        )
+        return written if return_documents else [{} for _ in written]
+
+
 class RecordingWrites:
     """The container a CoalescingContainer wraps, recording how its reads and replaces reached the store."""
 
@@ -682,7 +700,7 @@ class StoreContract:
 
         assert alone["n"] == 3
         assert [(key, len(ids)) for key, ids in recorder.batches] == [("ev-upsert-many", 4)]
-        assert recorder.batches_returning == [True]  # the lone upsert's caller reads its document
+        assert recorder.batches_returning == [False]  # no documents back: the lone upsert gets its own
         assert recorder.single_upserts == []
         for doc in [*documents, alone]:
             stored = await container.read(doc["id"], partition_key="ev-upsert-many")
@@ -690,14 +708,13 @@ class StoreContract:
         stored = await container.read(alone["id"], partition_key="ev-upsert-many")
         assert stored["_etag"] == alone["_etag"]
 
-        # A batch of nothing but upsert_many's documents asks for none back.
         more = [{"id": new_id(), "eventId": "ev-upsert-many", "n": n} for n in (4, 5)]
         await coalescing.upsert_many(more)
-        assert recorder.batches_returning == [True, False]
+        assert recorder.batches_returning == [False, False]
         for doc in more:
             assert (await container.read(doc["id"], partition_key="ev-upsert-many"))["n"] == doc["n"]
 
-    async def test_a_batch_asked_for_no_documents_writes_them_and_returns_empty_ones(
+    async def test_a_batch_asked_for_no_documents_writes_them_and_returns_their_etags_alone(
         self, container: DocumentContainer
     ):
         documents = [{"id": new_id(), "eventId": "ev-minimal", "n": n} for n in range(3)]
@@ -706,9 +723,45 @@ class StoreContract:
             partition_key="ev-minimal",
             return_documents=False,
         )
-        assert returned == [{}, {}, {}]
-        for doc in documents:
-            assert (await container.read(doc["id"], partition_key="ev-minimal"))["n"] == doc["n"]
+        assert [set(result) for result in returned] == [{"_etag"}] * 3
+        for doc, result in zip(documents, returned, strict=True):
+            stored = await container.read(doc["id"], partition_key="ev-minimal")
+            assert (stored["n"], stored["_etag"]) == (doc["n"], result["_etag"])
+
+    async def test_a_batched_write_answers_the_document_sent_with_its_new_etag(
+        self, container: DocumentContainer
+    ):
+        first, second = new_id(), new_id()
+        for doc_id in (first, second):
+            await container.create({"id": doc_id, "eventId": "ev-echo", "n": 0})
+        coalescing = CoalescingContainer(container)
+        current = [await container.read(doc_id, partition_key="ev-echo") for doc_id in (first, second)]
+
+        written = await asyncio.gather(
+            *(coalescing.replace({**doc, "n": 1}, etag=doc["_etag"]) for doc in current)
+        )
+
+        for doc in written:
+            stored = await container.read(doc["id"], partition_key="ev-echo")
+            assert doc == {"id": doc["id"], "eventId": "ev-echo", "n": 1, "_etag": stored["_etag"]}
+        # The answer's ETag guards the next write, as a read's would.
+        await container.replace({**written[0], "n": 2}, etag=written[0]["_etag"])
+        with pytest.raises(EtagMismatchError):
+            await container.replace({**written[0], "n": 3}, etag=written[0]["_etag"])
+
+    async def test_a_batched_write_whose_etag_the_store_did_not_name_is_read_back(
+        self, container: DocumentContainer
+    ):
+        doc_ids = [new_id(), new_id()]
+        coalescing = CoalescingContainer(EtaglessBatches(container), batch_creates=True)  # type: ignore[arg-type]
+
+        created = await asyncio.gather(
+            *(coalescing.create({"id": doc_id, "eventId": "ev-etagless", "n": 1}) for doc_id in doc_ids)
+        )
+
+        for doc in created:
+            stored = await container.read(doc["id"], partition_key="ev-etagless")
+            assert doc["_etag"] == stored["_etag"]
 
     async def test_upserts_go_straight_through_unless_batched(self, container: DocumentContainer):
         recorder = RecordingWrites(container)

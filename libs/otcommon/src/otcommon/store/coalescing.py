@@ -10,8 +10,7 @@ at once, and under load the rounds grow by themselves.
 With ``batch_upserts`` (default off: each upsert goes straight to the wrapped container), upserts
 go the same way as replaces, in the same rounds and batches: a writer of many small documents
 (index entries of several listings at once) sends them in batches of up to ``MAX_BATCH_OPERATIONS``
-per partition whoever asked for them (``upsert_many``'s documents are not sent back: a batch
-of nothing but such upserts asks the store for none, Cosmos DB's ``Prefer: return=minimal``).
+per partition whoever asked for them (``upsert_many``'s callers get nothing back).
 ``batch_creates`` does the same for creates: a create whose
 id exists fails its batch, whose writes are then sent one by one, so only that create raises
 ``DocumentExistsError``.
@@ -23,6 +22,11 @@ does not matter (a backlog being worked through); a lone replace then waits that
 Point reads go the same way: those asked while a round of reads is in flight are read in the
 next round with one ``read_many`` per partition (a single-partition query), a lone read as a point
 read; a document the query does not return is DocumentNotFoundError for its own caller.
+
+A batch asks the store for no documents back (Cosmos DB's ``Prefer: return=minimal``: the stand-in
+and the service then encode, send and decode a fraction of the bytes). A caller gets the document
+it wrote, with the ``_etag`` the store gave it (the batch's result names it), but without the other
+system properties (``_ts``, ``_rid``, ``_self``); a caller that needs those reads the document.
 
 Each replace keeps its own outcome. A batch is atomic: when one of its replaces fails (a stale
 ETag, a missing document), nothing of it is applied, and every replace of that batch is sent
@@ -45,6 +49,11 @@ if TYPE_CHECKING:
     from otcommon.store.interface import Document, DocumentContainer, PatchOperation, QueryPage
 
 
+SYSTEM_PROPERTIES = frozenset({"_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"})
+"""The properties Cosmos DB sets on a stored document: a written document's answer has only its new
+``_etag`` of them."""
+
+
 @dataclass(slots=True)
 class _Read:
     document_id: str
@@ -58,7 +67,7 @@ class _Write:
     document: Mapping[str, Any]
     etag: str | None
     answer: asyncio.Future[Document]
-    returned: bool = True  # whether the caller reads the written document
+    returned: bool = True  # whether the caller reads the written document (else: its ETag alone)
 
 
 class CoalescingContainer:
@@ -148,10 +157,10 @@ class CoalescingContainer:
     async def _send(self, replaces: list[_Write], *, partition_key: Any) -> None:
         if len(replaces) > 1:
             writes = [BatchWrite(each.kind, each.document, etag=each.etag) for each in replaces]
-            returned = any(each.returned for each in replaces)
             try:
+                # The documents are not sent back: each caller gets the one it sent, with its new ETag.
                 written = await self._container.write_batch(
-                    writes, partition_key=partition_key, return_documents=returned
+                    writes, partition_key=partition_key, return_documents=False
                 )
             except BatchWriteError:
                 pass  # nothing of it was applied: each replace on its own, below, with its own outcome
@@ -160,10 +169,27 @@ class CoalescingContainer:
                     _settle(each.answer, error=error)
                 return
             else:
-                for each, document in zip(replaces, written, strict=True):
-                    _settle(each.answer, document=document)
+                unnamed = [
+                    each
+                    for each, result in zip(replaces, written, strict=True)
+                    if not _answer_written(each, result)
+                ]
+                await asyncio.gather(*(self._answer_read(each) for each in unnamed))
                 return
         await asyncio.gather(*(self._send_alone(each) for each in replaces))
+
+    async def _answer_read(self, write: _Write) -> None:
+        """Settle a batched write whose ETag the store did not name: the caller's next guarded write
+        needs it, so the document is read."""
+        try:
+            document = await self._container.read(
+                str(write.document["id"]),
+                partition_key=partition_key_value(write.document, self._container.partition_key_path),
+            )
+        except Exception as error:  # noqa: BLE001 - handed to the caller, who raises it
+            _settle(write.answer, error=error)
+        else:
+            _settle(write.answer, document=document)
 
     async def _send_alone(self, replace: _Write) -> None:
         try:
@@ -242,8 +268,7 @@ class CoalescingContainer:
         return await self._container.upsert(document)
 
     async def upsert_many(self, documents: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert each document as :meth:`upsert` does, without a task per document, and without
-        the written documents sent back (a batch holding only such upserts asks for none).
+        """Upsert each document as :meth:`upsert` does, without a task per document or an answer each.
 
         Every upsert ends (written, or failed with its own outcome) before this returns or raises
         the first failure.
@@ -312,6 +337,19 @@ class CoalescingContainer:
             page_size=page_size,
             continuation=continuation,
         )
+
+
+def _answer_written(write: _Write, result: Document) -> bool:
+    """Settle a batched write: the document as written, with the ETag the store gave it; False when
+    the caller needs that ETag and the store did not name it."""
+    if not write.returned:
+        _settle(write.answer, document=result)
+    elif etag := result.get("_etag"):
+        sent = {name: value for name, value in write.document.items() if name not in SYSTEM_PROPERTIES}
+        _settle(write.answer, document={**sent, "_etag": etag})
+    else:
+        return False
+    return True
 
 
 def _settle(

@@ -275,7 +275,8 @@ class CosmosContainer:
         except cosmos_errors.CosmosHttpResponseError as exc:
             raise self._translate(exc, "batch") from exc
         if not return_documents:
-            return [{} for _ in results]
+            # Each result still names the ETag the store gave its document.
+            return [{"_etag": result["eTag"]} if result.get("eTag") else {} for result in results]
         return [dict(result.get("resourceBody") or {}) for result in results]
 
     async def find(

@@ -110,8 +110,9 @@ class DocumentContainer(Protocol):
         On failure raises BatchWriteError and nothing of the batch is applied (Azure and the local
         stand-in both apply a batch atomically); callers recover item by item, idempotently.
         Without ``return_documents`` the store is asked not to send the written documents back
-        (Cosmos DB's ``Prefer: return=minimal``: less to serialize and decode) and each result is
-        an empty document.
+        (Cosmos DB's ``Prefer: return=minimal``: less to serialize and decode) and each result holds
+        only the ``_etag`` the store gave the written document (an empty document when the store's
+        answer names none).
         """
         ...
 

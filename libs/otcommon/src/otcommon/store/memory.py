@@ -150,7 +150,7 @@ class InMemoryContainer:
             staged[key] = dict(document)
             results.append((key, document))
         written = [self._store(key, document) for key, document in results]
-        return written if return_documents else [{} for _ in written]
+        return written if return_documents else [{"_etag": document["_etag"]} for document in written]
 
     async def find(
         self, where: Mapping[str, Any], *, partition_key: Any = None, page_size: int = 500
