@@ -490,42 +490,6 @@ async def test_messages_waiting_for_the_same_listings_cost_no_task_per_account()
     assert world.stripe.calls.by_operation["charges.list"] == 3 + 5
 
 
-class HeldListings(Held):
-    """Every account's charge listing held."""
-
-    async def list_charges(self, **listing: Any) -> ListPage:
-        await self._hold()
-        return await self._stripe.list_charges(**listing)
-
-
-async def test_messages_waiting_for_the_same_listings_in_flight_share_one_wait_for_all_of_them():
-    # A cold start's later messages find every listing in flight: each used to wait on a future per
-    # listing (twenty-one in the benchmark's world, 210,000 for its 10,000 messages), gathered.
-    world = new_world(connected=5)
-    waiting = 300
-    charge_ids = [world.charge_on(None)[0] for _ in range(waiting)]
-    held = HeldListings(world.stripe)
-    clock = Clock()
-    enricher, indexer = enricher_and_indexer(held, clock)
-    requested_at = clock()
-    first = asyncio.ensure_future(enricher.enrich(charge_ids[0], requested_at=requested_at))
-    await held.reached.wait()
-    for _ in range(100):  # yields only: every listing starts and reaches its held first page
-        await asyncio.sleep(0)
-    listings = ["charges:platform", *(f"charges:acct_org{n:04d}" for n in range(5))]
-    assert all(indexer._flights.running(key) for key in listings)
-    later = [asyncio.ensure_future(enricher.enrich(c, requested_at=requested_at)) for c in charge_ids[1:]]
-    await asyncio.sleep(0.5)  # every message reaches its wait (reads of the index linger a little)
-
-    assert not any(task.done() for task in later)
-    # Each listing: the first message's sweep and the later messages' one shared wait.
-    assert max(indexer._flights.waiting(key) for key in listings) <= 2
-    held.release.set()
-    found = await asyncio.gather(first, *later)
-    assert all(isinstance(f, Findings) and f.charge_id == c for f, c in zip(found, charge_ids, strict=True))
-    assert world.stripe.calls.by_operation["charges.list"] == 3 + 5
-
-
 async def test_a_platform_charge_found_early_waits_for_the_listing_that_links_its_separate_transfer():
     world = new_world(connected=1)
     ids = world.destination_charge(ORG, separate=True)

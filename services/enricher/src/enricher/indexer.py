@@ -125,10 +125,6 @@ class SingleFlight:
         """Whether a task for ``key`` is in flight."""
         return key in self._running
 
-    def waiting(self, key: str) -> int:
-        """How many waiters the task for ``key`` in flight has now (0 when none is in flight)."""
-        return len(self._waiters.get(key, ()))
-
 
 class Indexer:
     """Keeps the Stripe index fresh enough for the payments being enriched."""
@@ -233,11 +229,10 @@ class Indexer:
         and account was most of the process's work while they waited. So a listing that is done, or
         in flight and started after ``as_of``, is waited for without a task, and the messages that
         need more (a mark to read, a listing to start) share one task per ``as_of`` (the messages
-        of one sync are requested at the same moment). The messages waiting for the same runs in
-        flight share one wait for all of them.
+        of one sync are requested at the same moment).
         """
         as_of = min(as_of, self._clock())
-        running: dict[str, datetime] = {}  # the runs in flight to wait for, by key, and when each started
+        waits: list[asyncio.Future[None]] = []
         for account in accounts:
             key = f"charges:{account_key(account)}"
             started = self._started.get(key)
@@ -250,15 +245,8 @@ class Indexer:
                     sweep, lambda: all_of(self.ensure_charges(each, as_of=as_of) for each in accounts)
                 )
                 return
-            running[key] = since
-        if len(running) > 1:
-            # Those runs are waited for once, by one shared wait: each message then costs one future,
-            # not one per account and a gather of them. (Named by when each run started: a run
-            # that ended and started again is another run, though either serves this message.)
-            shared = "waiting:" + ",".join(f"{key}@{since.isoformat()}" for key, since in running.items())
-            await self._flights.run(shared, lambda: all_of([self._flights.join(key) for key in running]))
-        elif running:
-            await self._flights.join(next(iter(running)))
+            waits.append(self._flights.join(key))
+        await all_of(waits)
 
     async def _refresh_charges(self, account: str | None) -> int | None:
         mark = await self._index.mark("charges", account)
