@@ -93,7 +93,7 @@ from otcommon.bus.consumer import TASKS_STARTED_PER_TURN
 from otcommon.enrichment import STATE_FIELD, EnrichmentState
 from otcommon.messages import StripeTransferCreated
 from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
-from otcommon.runtime import tune_garbage_collection
+from otcommon.runtime import CONSUMER_GC_THRESHOLDS, tune_garbage_collection
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, BatchWrite, CosmosContainer, create_cosmos_client, provision
 from otcommon.telemetry import configure_logging
@@ -264,15 +264,20 @@ class CpuMeter:
     def measure(self, into: dict[str, Any]) -> Iterator[None]:
         """Fill ``into`` with the wall time, each process's CPU seconds and the load average around it.
 
+        And the garbage collector's runs in this process meanwhile (``CollectorWatch``).
+
         And this process's memory: its peak resident set while measured (Linux: the peak is reset
         at the start) and at the end. It holds the enricher and the benchmark's driver (the world,
         the ground truth): an upper bound of the enricher's own.
         """
         _reset_peak_memory()
+        collector = CollectorWatch()
         before, load_before, started = self.snapshot(), os.getloadavg(), time.perf_counter()
         try:
-            yield
+            with collector.watching():
+                yield
         finally:
+            collector.add_to(into)
             memory = _memory_mb()
             if memory:
                 peak = max(memory.get("VmHWM", 0.0), into.get("memory_mb", {}).get("peak", 0.0))
@@ -288,6 +293,49 @@ class CpuMeter:
             into["cpu_share_of_wall"] = {name: round(used / wall, 3) for name, used in cpu.items() if wall}
             into.setdefault("load_average_before", [round(x, 2) for x in load_before])
             into["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+
+
+class CollectorWatch:
+    """The cyclic garbage collector's runs in this process while watched: how many per generation,
+    their CPU seconds and the longest pause (each collection holds the interpreter's lock)."""
+
+    def __init__(self) -> None:
+        self.collections: Counter[int] = Counter()
+        self.cpu_seconds = 0.0
+        self.longest_pause_seconds = 0.0
+        self._started: tuple[float, float] | None = None
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = (time.process_time(), time.perf_counter())
+        elif self._started is not None:
+            cpu, wall = self._started
+            self.collections[int(info["generation"])] += 1
+            self.cpu_seconds += time.process_time() - cpu
+            self.longest_pause_seconds = max(self.longest_pause_seconds, time.perf_counter() - wall)
+            self._started = None
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        gc.callbacks.append(self._callback)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self._callback)
+
+    def add_to(self, into: dict[str, Any]) -> None:
+        """Add these runs to ``into["garbage_collection"]`` (measured again, the figures add up)."""
+        held = into.get("garbage_collection", {})
+        by_generation = Counter({int(k): v for k, v in held.get("collections_by_generation", {}).items()})
+        by_generation.update(self.collections)
+        into["garbage_collection"] = {
+            "thresholds": list(gc.get_threshold()),
+            "collections_by_generation": {str(k): v for k, v in sorted(by_generation.items())},
+            "cpu_seconds": round(held.get("cpu_seconds", 0.0) + self.cpu_seconds, 3),
+            "longest_pause_seconds": round(
+                max(held.get("longest_pause_seconds", 0.0), self.longest_pause_seconds), 3
+            ),
+        }
 
 
 def _reset_peak_memory() -> None:
@@ -1136,6 +1184,12 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"cold start memory (this process: the enricher and the benchmark's driver): peak "
                 f"{memory['peak']} MB, {memory['at_the_end']} MB at the end"
             )
+        if collected := bulk["where_the_time_went"].get("garbage_collection"):
+            lines.append(
+                f"cold start garbage collection (thresholds {collected['thresholds']}): "
+                f"{collected['collections_by_generation']} collections by generation, "
+                f"{collected['cpu_seconds']} CPU-s, longest pause {collected['longest_pause_seconds']} s"
+            )
     if trickle := results.get("trickle"):
         lines.append(
             f"trickle: {trickle['calls']['total']} calls for {trickle['payments']} payments in "
@@ -1184,7 +1238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging(level="ERROR", fmt="console", service_name="enricher-bench")
-    tune_garbage_collection()  # as ``python -m enricher serve`` does
+    tune_garbage_collection(CONSUMER_GC_THRESHOLDS)  # as ``python -m enricher serve`` does
     results = run(args)
     print("\n".join(summary(results)))
     return 0

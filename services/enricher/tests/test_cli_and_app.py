@@ -20,7 +20,7 @@ from enricher.indexes import StripeIndex
 from enricher.refresh import refresh_open_payouts, reindex
 from enricher.settings import EnricherSettings
 from otcommon.messages import PaymentEnrichmentRequested, make_envelope
-from otcommon.runtime import SERVER_GC_THRESHOLDS
+from otcommon.runtime import CONSUMER_GC_THRESHOLDS
 
 if TYPE_CHECKING:
     from otcommon.bus import Delivery
@@ -71,8 +71,8 @@ def test_serve_collects_cycles_less_often_than_the_default(monkeypatch):
     finally:
         gc.set_threshold(*before)
     # Serving hundreds of messages at once, the default thresholds walked the heap for a third of the CPU.
-    assert seen["thresholds"] == SERVER_GC_THRESHOLDS
-    assert SERVER_GC_THRESHOLDS[0] > before[0]
+    assert seen["thresholds"] == CONSUMER_GC_THRESHOLDS
+    assert CONSUMER_GC_THRESHOLDS[0] > before[0]
     assert seen["port"] == EnricherSettings().enricher_http_port
 
 

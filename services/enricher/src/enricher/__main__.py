@@ -17,7 +17,7 @@ from enricher.refresh import refresh_open_payouts, reindex
 from enricher.service import Unresolved
 from enricher.settings import EnricherSettings
 from otcommon.bus import PermanentError, RetryableError
-from otcommon.runtime import tune_garbage_collection
+from otcommon.runtime import CONSUMER_GC_THRESHOLDS, tune_garbage_collection
 from otcommon.schemas import PAYMENT_ID_PATTERN
 from otcommon.settings import ConfigurationError, load_settings
 from otcommon.store import StoreError
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_tracing(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     configure_metrics(service_name=settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     if args.command == "serve":
-        tune_garbage_collection()
+        tune_garbage_collection(CONSUMER_GC_THRESHOLDS)
         web.run_app(
             create_app(settings),
             host=settings.enricher_http_host,
