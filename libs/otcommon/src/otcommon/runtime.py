@@ -13,9 +13,10 @@ CONSUMER_GC_THRESHOLDS = (1_000_000, 50, 1000)
 Each young collection walks every container object allocated since the last one and still alive.
 A cold start of 10,000 payments in flight grows the heap by about a million of them (answers held
 by waiting messages, the indexes' memory): at 100,000 that was 9 collections of 100 to 130 ms,
-0.9 to 1.15 CPU-seconds of the cold start; at 1,000,000 none ran during it (``bench/bench_enricher.py``
-records the collections of each pass). No answer waits on a consumer's pause, unlike the webhook
-service's, which keeps ``SERVER_GC_THRESHOLDS``.
+0.9 to 1.2 CPU-seconds of the cold start; at 1,000,000 none ran during it (``bench/bench_enricher.py``
+records the collections of each pass). The price is memory (cycles wait longer: the benchmark's
+peak grew by about 70 MB) and, when a collection runs, a longer pause; no answer waits on a
+consumer's pause, unlike the webhook service's, which keeps ``SERVER_GC_THRESHOLDS``.
 """
 
 
