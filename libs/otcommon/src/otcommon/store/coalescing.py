@@ -49,11 +49,6 @@ if TYPE_CHECKING:
     from otcommon.store.interface import Document, DocumentContainer, PatchOperation, QueryPage
 
 
-SYSTEM_PROPERTIES = frozenset({"_rid", "_self", "_etag", "_attachments", "_ts", "_lsn"})
-"""The properties Cosmos DB sets on a stored document: a written document's answer has only its new
-``_etag`` of them."""
-
-
 @dataclass(slots=True)
 class _Read:
     document_id: str
@@ -345,7 +340,8 @@ def _answer_written(write: _Write, result: Document) -> bool:
     if not write.returned:
         _settle(write.answer, document=result)
     elif etag := result.get("_etag"):
-        sent = {name: value for name, value in write.document.items() if name not in SYSTEM_PROPERTIES}
+        # The system properties (``_``-prefixed) the caller sent are the old copy's: only the ETag is new.
+        sent = {name: value for name, value in write.document.items() if not name.startswith("_")}
         _settle(write.answer, document={**sent, "_etag": etag})
     else:
         return False
