@@ -59,6 +59,7 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -80,19 +81,20 @@ from enricher.gateway import StripeObjectMissingError
 from enricher.handler import EnrichmentHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
-from enricher.payment_transactions import PaymentTransactionsIndex
+from enricher.remote_writer import WriteProcess
 from enricher.routing import RouteType
 from enricher.service import PaymentEnricher
+from enricher.settings import EnricherSettings
 from enricher.stripe_api import StripeApiGateway
 from enricher.throttle import TOO_MANY_REQUESTS, RateGate
 from enricher.transfers import TransferChanges
-from enricher.writer import LINGER_SECONDS, EnrichmentWriter
+from enricher.write_process import child_environment, writer_on
+from enricher.writer import LINGER_SECONDS
 from ingest.mapping import map_api_row, source_document
 from otcommon.bus import RetryableError
 from otcommon.bus.consumer import TASKS_STARTED_PER_TURN
 from otcommon.enrichment import STATE_FIELD, EnrichmentState
 from otcommon.messages import StripeTransferCreated
-from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 from otcommon.runtime import CONSUMER_GC_THRESHOLDS, tune_garbage_collection
 from otcommon.settings import CosmosConnection
 from otcommon.store import DEFAULT_TOPOLOGY, BatchWrite, CosmosContainer, create_cosmos_client, provision
@@ -105,9 +107,11 @@ if TYPE_CHECKING:
 
     from devstack.processes import ManagedProcess
     from enricher.service import Unresolved
+    from enricher.writer import PaymentWriter
     from otcommon.messages import TransactionChange
     from otcommon.store import QueryPage
 
+WRITE_PROCESS_CPU = "the enricher's write process"
 SEED = 7
 ORGANIZERS = 20
 EVENTS = 100  # five per organizer, so every organizer has events on sale during the 100 hours
@@ -153,6 +157,8 @@ class Plan:
     concurrency: int = MAX_CONCURRENCY
     naive_every: int = 1
     """The naive pass probes every n-th payment (1: all), in the world's order of creation."""
+    write_processes: int = 1
+    """As ``OT_ENRICHER_WRITE_PROCESSES``: 1 writes the transactions in a child process, as ``serve`` does."""
 
 
 class WorldClock:
@@ -245,7 +251,19 @@ class CpuMeter:
 
     def __init__(self, pids: Mapping[str, int]) -> None:
         self._pids = dict(pids)
+        self._pids_with_memory: dict[str, int] = {}  # a part of the enricher (the stand-ins' is not its own)
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    @contextlib.contextmanager
+    def watching(self, name: str, pid: int | None) -> Iterator[None]:
+        """Count ``pid``'s CPU seconds and its memory too, under ``name``, while inside."""
+        if pid is not None:
+            self._pids[name] = self._pids_with_memory[name] = pid
+        try:
+            yield
+        finally:
+            self._pids.pop(name, None)
+            self._pids_with_memory.pop(name, None)
 
     def _process_seconds(self, pid: int) -> float | None:
         try:
@@ -271,6 +289,8 @@ class CpuMeter:
         the ground truth): an upper bound of the enricher's own.
         """
         _reset_peak_memory()
+        for pid in self._pids_with_memory.values():
+            _reset_peak_memory(str(pid))
         collector = CollectorWatch()
         before, load_before, started = self.snapshot(), os.getloadavg(), time.perf_counter()
         try:
@@ -282,6 +302,11 @@ class CpuMeter:
             if memory:
                 peak = max(memory.get("VmHWM", 0.0), into.get("memory_mb", {}).get("peak", 0.0))
                 into["memory_mb"] = {"peak": peak, "at_the_end": memory.get("VmRSS")}
+            for name, pid in self._pids_with_memory.items():
+                if memory := _memory_mb(str(pid)):
+                    key = f"memory_mb of {name}"
+                    peak = max(memory.get("VmHWM", 0.0), into.get(key, {}).get("peak", 0.0))
+                    into[key] = {"peak": peak, "at_the_end": memory.get("VmRSS")}
             # Measured again (trickle's batches), the figures add up; the first load average is kept.
             wall = into.get("wall_seconds", 0.0) + time.perf_counter() - started
             after, cpu = self.snapshot(), dict(into.get("cpu_seconds", {}))
@@ -338,15 +363,15 @@ class CollectorWatch:
         }
 
 
-def _reset_peak_memory() -> None:
+def _reset_peak_memory(process: str = "self") -> None:
     with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # Linux: resets VmHWM
+        Path(f"/proc/{process}/clear_refs").write_text("5", encoding="ascii")  # Linux: resets VmHWM
 
 
-def _memory_mb() -> dict[str, float]:
-    """VmHWM (peak resident set) and VmRSS of this process, in MB (Linux; empty elsewhere)."""
+def _memory_mb(process: str = "self") -> dict[str, float]:
+    """VmHWM (peak resident set) and VmRSS of a process (this one), in MB (Linux; empty elsewhere)."""
     try:
-        lines = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+        lines = Path(f"/proc/{process}/status").read_text(encoding="ascii").splitlines()
     except OSError:
         return {}
     found: dict[str, float] = {}
@@ -429,6 +454,38 @@ def container(
     return plain if counts is None else CountedContainer(plain, counts)
 
 
+WRITE_PROCESS_SCRIPT = Path(__file__).with_name("enricher_write_process.py")
+
+
+@contextlib.asynccontextmanager
+async def bench_write_process(
+    *, endpoint: str, database: str, counts: Counter[str], meter: CpuMeter, write_processes: int
+) -> AsyncIterator[WriteProcess | None]:
+    """The enricher's write process on this database, as ``serve`` starts it (None: ``--write-processes
+    0``); its CPU is measured beside this process's, its Cosmos DB requests added to ``counts`` at the end."""
+    if not write_processes:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        counted = Path(folder) / "counts.json"
+        settings = EnricherSettings(
+            cosmos_endpoint=endpoint,
+            cosmos_key=SecretStr(EMULATOR_KEY),
+            cosmos_database=database,
+            servicebus_namespace="unused.servicebus.windows.net",  # the write process opens none
+            log_level="WARNING",
+        )
+        env = child_environment(settings, inherited=os.environ)
+        process = WriteProcess(command=(sys.executable, str(WRITE_PROCESS_SCRIPT), str(counted)), env=env)
+        await process.start()
+        try:
+            with meter.watching(WRITE_PROCESS_CPU, process.pid):
+                yield process
+        finally:
+            await process.close()
+        counts.update(json.loads(counted.read_text(encoding="utf-8")))
+
+
 def build_handler(
     *,
     client: CosmosClient,
@@ -436,9 +493,12 @@ def build_handler(
     gateway: StripeApiGateway,
     clock: WorldClock,
     counts: Counter[str],
+    writer: PaymentWriter | None = None,
 ) -> EnrichmentHandler:
     """The enricher as ``open_enricher`` wires it, on this database, this gateway and the world's clock."""
-    return build_enricher(client=client, database=database, gateway=gateway, clock=clock, counts=counts)[0]
+    return build_enricher(
+        client=client, database=database, gateway=gateway, clock=clock, counts=counts, writer=writer
+    )[0]
 
 
 def build_enricher(
@@ -449,8 +509,12 @@ def build_enricher(
     clock: WorldClock,
     counts: Counter[str],
     results: dict[str, Findings | Unresolved] | None = None,
+    writer: PaymentWriter | None = None,
 ) -> tuple[EnrichmentHandler, TransferChanges, RecordingEnricher]:
-    """The handler, and the transfer path (as webhooks reach it) recording what it enriches again."""
+    """The handler, and the transfer path (as webhooks reach it) recording what it enriches again.
+
+    ``writer``: the write process (``bench_write_process``); None writes in this process.
+    """
     index = StripeIndex(
         container(client, database, "stripe-index", counts),
         facts=container(client, database, "stripe-facts", counts),
@@ -458,13 +522,8 @@ def build_enricher(
     indexer = Indexer(gateway=gateway, index=index, clock=clock)
     handler = EnrichmentHandler(
         enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
-        writer=EnrichmentWriter(
-            container(client, database, "transactions", counts),
-            payment_index=PaymentTransactionsIndex(
-                container(client, database, PAYMENT_TRANSACTIONS_CONTAINER, counts),
-                linger_seconds=LINGER_SECONDS,
-            ),
-        ),
+        writer=writer
+        or writer_on(lambda name: container(client, database, name, counts), linger_seconds=LINGER_SECONDS),
         announcer=None,
         clock=clock,
     )
@@ -801,9 +860,18 @@ async def run_trickle(
     batches = plan.batches
     where_the_time_went: dict[str, Any] = {}
     database = f"bench-enricher-trickle-{uuid.uuid4().hex[:8]}"
-    async with cosmos_database(cosmos_endpoint, database) as client:
+    cosmos_requests: Counter[str] = Counter()
+    async with (
+        cosmos_database(cosmos_endpoint, database) as client,
+        bench_write_process(
+            endpoint=cosmos_endpoint,
+            database=database,
+            counts=cosmos_requests,
+            meter=meter,
+            write_processes=plan.write_processes,
+        ) as writer,
+    ):
         clock = WorldClock(await controls.now())
-        cosmos_requests: Counter[str] = Counter()
         gateway = sandbox_gateway(stripe_url, per_second=RATE_LIMIT)
         results: dict[str, Findings | Unresolved] = {}
         handler, transfer_changes, recording = build_enricher(
@@ -813,6 +881,7 @@ async def run_trickle(
             clock=clock,
             counts=cosmos_requests,
             results=results,
+            writer=writer,
         )
         transactions = container(client, database, "transactions")
         await controls.clear_requests()
@@ -905,20 +974,34 @@ async def run_bulk(
         raise RuntimeError(f"the world has {len(truths)} payments, not {plan.payments}")
     where_the_time_went: dict[str, Any] = {}
     database = f"bench-enricher-bulk-{uuid.uuid4().hex[:8]}"
-    async with cosmos_database(cosmos_endpoint, database) as client:
+    cosmos_requests: Counter[str] = Counter()
+    async with (
+        cosmos_database(cosmos_endpoint, database) as client,
+        bench_write_process(
+            endpoint=cosmos_endpoint,
+            database=database,
+            counts=cosmos_requests,
+            meter=meter,
+            write_processes=plan.write_processes,
+        ) as writer,
+    ):
         transactions = container(client, database, "transactions")
         await store_transactions(
             transactions, transaction_documents(scenario, (o.id for o in scenario.orders()))
         )
         clock = WorldClock(await controls.now())
-        cosmos_requests: Counter[str] = Counter()
         timeline = Timeline()
         gate = RateGate(requests_per_second=RATE_LIMIT)
         gateway = sandbox_gateway(
             stripe_url, per_second=RATE_LIMIT, gate=gate, on_response=timeline.on_response
         )
         handler = build_handler(
-            client=client, database=database, gateway=gateway, clock=clock, counts=cosmos_requests
+            client=client,
+            database=database,
+            gateway=gateway,
+            clock=clock,
+            counts=cosmos_requests,
+            writer=writer,
         )
         await controls.set_rate_limit(RATE_LIMIT)
         await controls.clear_requests()
@@ -1112,6 +1195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         payments=args.payments,
         concurrency=args.concurrency,
         naive_every=args.naive_every,
+        write_processes=args.write_processes,
     )
     results: dict[str, Any] = {
         "note": NOTE,
@@ -1184,6 +1268,12 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"cold start memory (this process: the enricher and the benchmark's driver): peak "
                 f"{memory['peak']} MB, {memory['at_the_end']} MB at the end"
             )
+        if memory := bulk["where_the_time_went"].get(f"memory_mb of {WRITE_PROCESS_CPU}"):
+            lines.append(
+                f"cold start memory of {WRITE_PROCESS_CPU}: peak {memory['peak']} MB, "
+                f"{memory['at_the_end']} MB at the end; its CPU "
+                f"{bulk['where_the_time_went']['cpu_seconds'].get(WRITE_PROCESS_CPU)} s"
+            )
         if collected := bulk["where_the_time_went"].get("garbage_collection"):
             lines.append(
                 f"cold start garbage collection (thresholds {collected['thresholds']}): "
@@ -1235,6 +1325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=NAIVE_EVERY,
         help="the naive pass probes every n-th payment (1: all); its calls per payment do not depend "
         "on the rate limit, only its time does",
+    )
+    parser.add_argument(
+        "--write-processes",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="as OT_ENRICHER_WRITE_PROCESSES: 1 (serve's default) writes the transactions in a child "
+        "process; 0 in the benchmark's own",
     )
     args = parser.parse_args(argv)
     configure_logging(level="ERROR", fmt="console", service_name="enricher-bench")

@@ -33,6 +33,21 @@ class AzureClients:
 
 
 @contextlib.asynccontextmanager
+async def open_cosmos(settings: ServiceSettings) -> AsyncIterator[CosmosClient]:
+    """Cosmos DB alone, as ``open_azure_clients`` opens it but not provisioned: for a helper process
+    of a service whose main process has provisioned it."""
+    async with contextlib.AsyncExitStack() as stack:
+        credential = None
+        if settings.cosmos.uses_entra_id:
+            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only Entra ID needs it
+
+            credential = await stack.enter_async_context(DefaultAzureCredential())
+        yield await stack.enter_async_context(
+            create_cosmos_client(settings.cosmos, credential=credential, user_agent=settings.service_name)
+        )
+
+
+@contextlib.asynccontextmanager
 async def open_azure_clients(settings: ServiceSettings) -> AsyncIterator[AzureClients]:
     """Open Cosmos DB (and provision it, idempotently) and Service Bus; close both at exit.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -15,12 +16,12 @@ from enricher.announcer import PublishingAnnouncer
 from enricher.handler import EnrichmentHandler, PayoutChangeHandler, StripeEventsHandler
 from enricher.indexer import Indexer
 from enricher.indexes import StripeIndex
-from enricher.payment_transactions import PaymentTransactionsIndex
 from enricher.payouts import PayoutChanges
+from enricher.remote_writer import WriteProcess
 from enricher.service import PaymentEnricher
 from enricher.stripe_api import StripeApiGateway
 from enricher.transfers import TransferChanges
-from enricher.writer import EnrichmentWriter
+from enricher.write_process import child_environment, writer_on
 from otcommon.bus import (
     Consumer,
     ConsumerSettings,
@@ -30,12 +31,12 @@ from otcommon.bus import (
 from otcommon.clients import open_azure_clients
 from otcommon.health import add_health_routes, cosmos_check, servicebus_check
 from otcommon.http import SERVICE_MIDDLEWARES
-from otcommon.payment_transactions import PAYMENT_TRANSACTIONS_CONTAINER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from enricher.settings import EnricherSettings
+    from enricher.writer import PaymentWriter
     from otcommon.bus import MessageSource
     from otcommon.store import DocumentContainer
 
@@ -100,15 +101,21 @@ async def open_enricher(
         publisher = topic_publisher(client=bus, topic_name=settings.enricher_changes_topic)
         stack.push_async_callback(publisher.close)
         transactions = container("transactions")
+        health_checks: dict[str, Callable[[], Awaitable[None]]] = {
+            "cosmos": cosmos_check(cosmos, database=settings.cosmos.database),
+            "servicebus": servicebus_check(bus, queue_name=settings.enricher_queue),
+        }
+        writer: PaymentWriter
+        if settings.enricher_write_processes:
+            writer = write_process = WriteProcess(env=child_environment(settings, inherited=os.environ))
+            await write_process.start()
+            stack.push_async_callback(write_process.close)
+            health_checks["write-process"] = write_process.check
+        else:
+            writer = writer_on(container, linger_seconds=linger)
         handler = EnrichmentHandler(
             enricher=PaymentEnricher(gateway=gateway, index=index, indexer=indexer, clock=clock),
-            writer=EnrichmentWriter(
-                transactions,
-                payment_index=PaymentTransactionsIndex(
-                    container(PAYMENT_TRANSACTIONS_CONTAINER), linger_seconds=linger
-                ),
-                linger_seconds=linger,
-            ),
+            writer=writer,
             announcer=PublishingAnnouncer(publisher),
             clock=clock,
         )
@@ -140,10 +147,7 @@ async def open_enricher(
                 queue_name=settings.enricher_payout_queue,
                 prefetch_count=settings.enricher_max_concurrency,
             ),
-            health_checks={
-                "cosmos": cosmos_check(cosmos, database=settings.cosmos.database),
-                "servicebus": servicebus_check(bus, queue_name=settings.enricher_queue),
-            },
+            health_checks=health_checks,
         )
 
 

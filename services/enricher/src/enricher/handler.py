@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from enricher.payouts import PayoutChanges
     from enricher.service import PaymentEnricher
     from enricher.transfers import TransferChanges
-    from enricher.writer import EnrichmentWriter, WrittenTransaction
+    from enricher.writer import PaymentWriter, WrittenTransaction
     from otcommon.bus import Delivery
 
 _log = structlog.get_logger(__name__)
@@ -78,7 +78,7 @@ class EnrichmentHandler:
         self,
         *,
         enricher: PaymentEnricher,
-        writer: EnrichmentWriter,
+        writer: PaymentWriter,
         announcer: ChangeAnnouncer | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

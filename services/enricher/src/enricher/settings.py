@@ -50,6 +50,13 @@ class EnricherSettings(ServiceSettings):
         description="How long Cosmos DB lookups, reads and writes asked at about the same time wait to go "
         "together (fewer, larger requests in a backlog; each payment waits this long per round).",
     )
+    enricher_write_processes: int = Field(
+        default=1,
+        ge=0,
+        le=1,
+        description="1: the transactions' lookups and writes run in a child process, on another core "
+        "(a backlog is bound by the enricher's CPU otherwise); 0: in the enricher's own process.",
+    )
     enricher_shutdown_timeout_seconds: float = Field(
         default=30.0, ge=0, description="How long in-flight messages may finish at shutdown."
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -59,6 +59,14 @@ class WrittenTransaction:
     def changed(self) -> bool:
         """Whether this write changed the document."""
         return bool(self.changed_fields)
+
+
+class PaymentWriter(Protocol):
+    """Writes a payment's enrichment: ``EnrichmentWriter`` here, or ``WriteProcess`` in a child."""
+
+    async def apply(self, *, payment_id: str, fields: Mapping[str, Any]) -> list[WrittenTransaction]:
+        """Write ``fields`` on each transaction of the payment; every transaction, changed or not."""
+        ...
 
 
 class EnrichmentWriter:
