@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
+import pathlib
 import signal
 import sys
 import textwrap
@@ -125,12 +127,15 @@ def test_the_child_runs_on_the_enrichers_settings_not_on_stale_inherited_ones(mo
     inherited = {
         "PATH": "/bin",
         "OT_COSMOS_CONNECTION_STRING": "AccountEndpoint=http://elsewhere/;AccountKey=eA==;",
-        "OT_COSMOS_DATABASE": "stale",
+        "ot_cosmos_database": "stale",  # read whatever its case
         "OT_ENRICHER_COALESCE_LINGER_SECONDS": "0.5",
+        "OT_STRIPE_API_KEY": "sk_test_notforthechild",
+        "OT_SERVICEBUS_CONNECTION_STRING": "Endpoint=sb://127.0.0.1;SharedAccessKeyName=k;SharedAccessKey=v",
     }
     env = child_environment(settings, inherited=inherited)
     assert env["PATH"] == "/bin"
-    assert "OT_COSMOS_CONNECTION_STRING" not in env
+    assert {"OT_COSMOS_CONNECTION_STRING", "ot_cosmos_database", "OT_STRIPE_API_KEY"}.isdisjoint(env)
+    assert "SharedAccessKey" not in str(env)  # no secret the write process does not use
     assert (env["OT_COSMOS_ENDPOINT"], env["OT_COSMOS_KEY"], env["OT_COSMOS_DATABASE"]) == (
         "http://127.0.0.1:9/",
         "a2V5",
@@ -138,13 +143,12 @@ def test_the_child_runs_on_the_enrichers_settings_not_on_stale_inherited_ones(mo
     )
     assert env["OT_ENRICHER_COALESCE_LINGER_SECONDS"] == "0.05"
     # What the child reads back is what the enricher runs on.
-    for name in [name for name in os.environ if name.startswith(("OT_", "OTEL_"))]:
+    for name in [name for name in os.environ if name.upper().startswith(("OT_", "OTEL_"))]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     read_back = EnricherSettings()
     assert read_back.cosmos == settings.cosmos
-    assert read_back.servicebus == settings.servicebus
     assert read_back.enricher_coalesce_linger_seconds == 0.05
 
 
@@ -272,6 +276,122 @@ async def test_a_child_that_dies_fails_its_waiting_payments_as_retryable_and_is_
         await process.close()
 
 
+COUNTED_STARTS = """
+import json, pathlib, sys
+counter = pathlib.Path(sys.argv[1])
+starts = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(starts))
+if starts in (2, 3):
+    sys.exit(4)  # the first two starts after the first one fail
+sys.stdout.write('{"ready":true}\\n'); sys.stdout.flush()
+for line in sys.stdin:
+    number = json.loads(line)["n"]
+    sys.stdout.write(json.dumps({"n": number, "written": []}) + "\\n"); sys.stdout.flush()
+"""
+
+
+async def test_a_child_that_dies_and_cannot_start_at_once_is_started_again_with_longer_waits(tmp_path):
+    process = WriteProcess(
+        command=(sys.executable, "-c", COUNTED_STARTS, str(tmp_path / "starts")),
+        restart_delay_seconds=0.05,
+        max_restart_delay_seconds=0.1,
+    )
+    await process.start()
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+        for _ in range(200):
+            if process.starts == 4 and process.pid is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert process.starts == 4  # died; two failed starts; the third ran
+        await process.check()
+        assert await process.apply(payment_id="pi_1", fields=FIELDS) == []
+    finally:
+        await process.close()
+
+
+async def test_a_stop_while_the_child_is_being_started_again_leaves_no_child_behind(tmp_path):
+    slow = READY_THEN.replace("import json, sys", "import json, sys, time\nif sys.argv[1:]: time.sleep(30)")
+    process = WriteProcess(command=(sys.executable, "-c", slow % "    pass"), restart_delay_seconds=0.01)
+    await process.start()
+    # From now on each start sleeps before it says ready.
+    process._command = (*process._command, "slow")
+    first = process.pid
+    os.kill(first, signal.SIGKILL)
+    for _ in range(200):
+        if process.starts == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert process.starts == 2  # a second child is starting (sleeping before it says ready)
+    children_before = _children()
+    await asyncio.wait_for(process.close(), timeout=10)
+    assert _children() < children_before  # the one being started was stopped, not left running
+
+
+def _children() -> set[int]:
+    """This process's live child processes (Linux)."""
+    found: set[int] = set()
+    for task in pathlib.Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return {pid for pid in found if _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_payment_that_stops_waiting_leaves_nothing_behind(tmp_path):
+    unhandled = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    process = scripted_child(
+        """
+        if number == 1:
+            continue  # held: answered only when the child ends
+        answer = {"n": number, "error": "failed", "description": "late"}
+        sys.stdout.write(json.dumps(answer) + "\\n")
+        """
+    )
+    await process.start()
+    try:
+        waiting = asyncio.ensure_future(process.apply(payment_id="pi_1", fields=FIELDS))
+        await asyncio.sleep(0.2)
+        waiting.cancel()  # a message cancelled at shutdown
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        with pytest.raises(WriteFailedError):
+            await process.apply(payment_id="pi_2", fields=FIELDS)
+        os.kill(process.pid, signal.SIGKILL)  # the held request's payment would now fail, were it waiting
+        await asyncio.sleep(0.3)
+    finally:
+        await process.close()
+    gc.collect()
+    assert unhandled == []  # no "exception never retrieved", no leaked future
+
+
+async def test_an_answer_longer_than_any_is_a_child_stopped_and_its_payments_retried():
+    process = scripted_child(
+        """
+        sys.stdout.write(json.dumps({"n": number, "written": [], "padding": "x" * (5 * 1024 * 1024)}) + "\\n")
+        """
+    )
+    await process.start()
+    try:
+        with pytest.raises(WriteProcessUnavailableError):
+            await asyncio.wait_for(process.apply(payment_id="pi_1", fields=FIELDS), timeout=10)
+        for _ in range(100):
+            if process.starts == 2 and process.pid is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert process.starts == 2  # started again
+    finally:
+        await process.close()
+
+
 # -- the real child on the Cosmos DB stand-in ------------------------------------------------------------
 
 
@@ -375,3 +495,41 @@ async def test_stopping_lets_the_writes_begun_finish(database):
     for n in range(20):
         stored = await transactions.read(f"t{n}", partition_key=f"ev{n % 3}")
         assert stored[CHARGE] == f"ch_{n}"
+
+
+@integration
+async def test_a_stop_signal_to_the_process_group_does_not_cut_the_childs_writes_short(database):
+    _, env = database
+    async with child(env) as process:
+        os.kill(process.pid, signal.SIGTERM)  # as a supervisor's killpg would, or a Ctrl-C
+        os.kill(process.pid, signal.SIGINT)
+        await asyncio.sleep(0.5)
+        await process.check()  # still running: it stops when the enricher closes its stdin
+        assert process.starts == 1
+        assert await process.apply(payment_id="ch_none", fields=FIELDS) == []
+
+
+NOISY_WRITER = """
+import sys
+import enricher.write_process as write_process
+plain = write_process.writer_on
+def noisy(*args, **options):
+    writer = plain(*args, **options)
+    apply = writer.apply
+    async def printing(**request):
+        print("stray text on stdout, no newline", end="", flush=True)  # would garble the next answer
+        return await apply(**request)
+    writer.apply = printing
+    return writer
+write_process.writer_on = noisy
+sys.exit(write_process.main())
+"""
+
+
+@integration
+async def test_nothing_the_child_prints_reaches_the_answers(database):
+    """Its stdout is its log (stderr); the answers have a descriptor of their own."""
+    _, env = database
+    command = (sys.executable, "-c", NOISY_WRITER)
+    async with child(env, command=command) as process:
+        assert await asyncio.wait_for(process.apply(payment_id="ch_none", fields=FIELDS), timeout=20) == []

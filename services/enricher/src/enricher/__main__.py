@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run_command(args: argparse.Namespace, settings: EnricherSettings) -> int:
-    async with open_enricher(settings) as enricher:
+    # A one-off command writes in its own process: a write process pays off only for a backlog.
+    async with open_enricher(settings.model_copy(update={"enricher_write_processes": 0})) as enricher:
         if args.command == "enrich":
             for payment_id in args.payment_ids:
                 result = await enricher.handler.enrich(payment_id, requested_at=utc_now())

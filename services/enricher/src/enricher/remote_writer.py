@@ -9,8 +9,10 @@ redelivered, as an unexpected error in process is).
 
 If the child dies, every payment waiting on it gets WriteProcessUnavailableError (a RetryableError:
 its message is retried after a backoff; the writes are idempotent, so one the child had made before
-it died is found made), and the child is started again. Stopping closes its stdin: it answers the
-writes it has begun and exits.
+it died is found made), and the child is started again (after a second, the wait doubling up to a
+minute while it fails to start). An answer longer than any the protocol allows ends the child the
+same way, rather than leave its payment waiting. Stopping closes its stdin: it answers the writes
+it has begun and exits.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 """How long the child may take, once its stdin is closed, to finish its writes and exit."""
 RESTART_DELAY_SECONDS = 1.0
-"""The wait before a child that died is started again (and between failed starts)."""
+"""The wait before a child that died is started again; doubled after each failed start."""
+MAX_RESTART_DELAY_SECONDS = 60.0
+"""The longest wait between two failed starts."""
 
 
 class WriteFailedError(Exception):
@@ -69,12 +73,14 @@ class WriteProcess:
         start_timeout_seconds: float = START_TIMEOUT_SECONDS,
         stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
         restart_delay_seconds: float = RESTART_DELAY_SECONDS,
+        max_restart_delay_seconds: float = MAX_RESTART_DELAY_SECONDS,
     ) -> None:
         self._command = tuple(command)
         self._env = None if env is None else dict(env)
         self._start_timeout = start_timeout_seconds
         self._stop_timeout = stop_timeout_seconds
         self._restart_delay = restart_delay_seconds
+        self._max_restart_delay = max(restart_delay_seconds, max_restart_delay_seconds)
         self._process: asyncio.subprocess.Process | None = None
         self._reading: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
@@ -91,20 +97,26 @@ class WriteProcess:
 
     async def start(self) -> None:
         """Start the child and wait until it is ready; raise WriteProcessUnavailableError if it is not."""
-        process = await asyncio.create_subprocess_exec(
-            *self._command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=self._env,
-            limit=MAX_LINE_BYTES,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=self._env,
+                limit=MAX_LINE_BYTES,
+            )
+        except OSError as error:
+            raise WriteProcessUnavailableError(f"the write process could not be started: {error}") from error
         self.starts += 1
         assert process.stdout is not None  # noqa: S101 - asked for above
         first: bytes | None
         try:
             first = await asyncio.wait_for(process.stdout.readline(), timeout=self._start_timeout)
-        except TimeoutError:
-            first = None
+        except (TimeoutError, ValueError):
+            first = None  # not ready in time, or a first line longer than any answer
+        except BaseException:
+            await _stopped(process, grace_seconds=0.0)  # cancelled (a stop while starting): not left behind
+            raise
         if first != READY_LINE:
             # b"": it closed its stdout, exiting; else it is not a write process, or not ready in time.
             grace = self._stop_timeout if first == b"" else 0.0
@@ -123,20 +135,23 @@ class WriteProcess:
             raise WriteProcessUnavailableError("the write process is not running; it is being started again")
         self._numbers += 1
         number = self._numbers
+        line = encode_request(WriteRequest(number, payment_id, dict(fields)))
         answer: asyncio.Future[list[WrittenTransaction]] = asyncio.get_running_loop().create_future()
         self._waiting[number] = answer
         try:
-            process.stdin.write(encode_request(WriteRequest(number, payment_id, dict(fields))))
-            await process.stdin.drain()
-        except (ConnectionError, RuntimeError) as error:
-            self._waiting.pop(number, None)
-            if answer.done():
-                answer.exception()  # failed meanwhile by the child's end, for the same reason
-            raise WriteProcessUnavailableError(f"the write process stopped reading: {error}") from error
-        try:
+            try:
+                process.stdin.write(line)
+                await process.stdin.drain()
+            except (ConnectionError, RuntimeError) as error:
+                raise WriteProcessUnavailableError(f"the write process stopped reading: {error}") from error
             return await answer
         finally:
+            # However this ends (answered, failed, cancelled at shutdown), nothing is left waiting.
             self._waiting.pop(number, None)
+            if not answer.done():
+                answer.cancel()
+            elif not answer.cancelled():
+                answer.exception()  # retrieved: an answer that came as this payment stopped waiting
 
     async def check(self) -> None:
         """Readiness: raise when no child runs (it died and is being started again)."""
@@ -167,11 +182,14 @@ class WriteProcess:
             except ValueError:
                 line = None
             if line is None:
-                log.error("write process answer longer than the limit dropped", limit=MAX_LINE_BYTES)
-            elif line:
-                self._settle(line)
-            else:
+                # Its payment would wait for ever: the child is stopped, so that every waiting payment
+                # is retried, and started again.
+                log.error("write process answer longer than the limit", limit=MAX_LINE_BYTES, alert=True)
+                await _stopped(process, grace_seconds=0.0)
                 break
+            if not line:
+                break
+            self._settle(line)
         code = await process.wait()
         if self._process is process:
             self._process = None
@@ -207,15 +225,19 @@ class WriteProcess:
             waiting.set_exception(WriteFailedError(answer.failure.description))
 
     async def _restart(self) -> None:
+        """Start the child again until it runs, waiting longer after each failed start. Meanwhile
+        ``/readyz`` reports it missing and each payment is retried later (RetryableError)."""
+        delay = self._restart_delay
         while not self._closing:
-            await asyncio.sleep(self._restart_delay)
+            await asyncio.sleep(delay)
             try:
                 await self.start()
-            except WriteProcessUnavailableError as error:
-                problem = str(error)
+            except Exception as error:  # noqa: BLE001 - whatever it was, the next try is the answer
+                problem = f"{type(error).__name__}: {error}"
             else:
                 return
-            log.error("write process not started again", error=problem)
+            delay = min(delay * 2, self._max_restart_delay)
+            log.error("write process not started again", error=problem, retry_in_seconds=delay, alert=True)
 
 
 async def _stopped(process: asyncio.subprocess.Process, *, grace_seconds: float) -> int:

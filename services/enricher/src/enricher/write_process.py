@@ -9,17 +9,22 @@ hands it each payment's fields (``enricher/remote_writer.py``); it runs ``Enrich
 exactly as the enricher would, and answers what it wrote. Measured: ``services/enricher/DESIGN.md``,
 "The write process".
 
-It reads requests on stdin and answers on stdout (``enricher/write_protocol.py``); its logs go to
-stderr like the enricher's. It opens Cosmos DB from the same ``OT_`` settings (the enricher has
-provisioned it) and says it is ready once it has. When stdin ends (the enricher stopped, or died),
-it finishes the writes it has begun, answers them, and exits.
+It reads requests on stdin and answers on the pipe that was its stdout
+(``enricher/write_protocol.py``; stdout itself then points at stderr, where its logs go). It opens
+Cosmos DB from the same ``OT_`` settings (the enricher has provisioned it) and says it is ready
+once it has. When stdin ends (the enricher stopped, or died),
+it finishes the writes it has begun, answers them, and exits; stop signals sent to the enricher's
+whole process group are ignored, so that only the enricher ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import structlog
 
@@ -67,10 +72,11 @@ def writer_on(container: Callable[[str], DocumentContainer], *, linger_seconds: 
 
 
 def child_environment(settings: EnricherSettings, *, inherited: Mapping[str, str]) -> dict[str, str]:
-    """The write process's environment: ``inherited`` (the enricher's), with the settings the enricher
-    runs on in ``OT_`` variables (a caller may have built them in code, not from the environment)."""
-    env = {name: value for name, value in inherited.items() if not name.startswith(_PASSED_ON)}
-    cosmos, bus = settings.cosmos, settings.servicebus
+    """The write process's environment: ``inherited`` (the enricher's) without the ``OT_`` settings
+    and secrets it has no use for, and with the settings the enricher runs on (a caller may have
+    built them in code, not from the environment)."""
+    env = {name: value for name, value in inherited.items() if not name.upper().startswith(_NOT_INHERITED)}
+    cosmos = settings.cosmos
     env |= {
         "OT_COSMOS_ENDPOINT": cosmos.endpoint,
         "OT_COSMOS_DATABASE": cosmos.database,
@@ -78,26 +84,18 @@ def child_environment(settings: EnricherSettings, *, inherited: Mapping[str, str
         "OT_LOG_LEVEL": settings.log_level,
         "OT_LOG_FORMAT": settings.log_format,
         "OTEL_SERVICE_NAME": settings.service_name,
+        # The settings ask for a Service Bus; the write process opens none, so it gets no secret.
+        "OT_SERVICEBUS_NAMESPACE": UNUSED_SERVICEBUS_NAMESPACE,
     }
     if cosmos.key is not None:
         env["OT_COSMOS_KEY"] = cosmos.key.get_secret_value()
-    # The settings ask for a Service Bus; the write process opens none.
-    if bus.connection_string is not None:
-        env["OT_SERVICEBUS_CONNECTION_STRING"] = bus.connection_string.get_secret_value()
-    else:
-        env["OT_SERVICEBUS_NAMESPACE"] = str(bus.fully_qualified_namespace)
     return env
 
 
-_PASSED_ON = (
-    "OT_COSMOS_",
-    "OT_SERVICEBUS_",
-    "OT_LOG_",
-    "OT_ENRICHER_COALESCE_",
-    "OTEL_SERVICE_NAME",
-    "OT_SERVICE_NAME",
-)
-"""The inherited variables replaced by the settings' own values (a stale one must not win)."""
+UNUSED_SERVICEBUS_NAMESPACE = "unused.servicebus.windows.net"
+_NOT_INHERITED = ("OT_", "OTEL_SERVICE_NAME")
+"""Replaced by the settings' own values (a stale one must not win) or not passed on (the Stripe
+key, the Service Bus connection: the write process uses neither)."""
 
 
 async def serve_writes(
@@ -118,7 +116,8 @@ async def serve_writes(
         task.add_done_callback(running.discard)
     if running:
         await asyncio.gather(*running)
-    await answers.drain()
+    with contextlib.suppress(ConnectionError):  # the enricher is gone: nobody reads the answers
+        await answers.drain()
 
 
 def _refuse(line: bytes, error: MalformedLineError, answers: asyncio.StreamWriter) -> None:
@@ -130,13 +129,15 @@ def _refuse(line: bytes, error: MalformedLineError, answers: asyncio.StreamWrite
 
 
 async def _next_line(requests: asyncio.StreamReader) -> bytes:
-    """The next line (b"" at the end); a line longer than the limit is dropped (logged), not fatal."""
-    while True:
-        try:
-            return await requests.readline()
-        except ValueError:
-            pass
-        log.error("write request longer than the limit dropped", limit=MAX_LINE_BYTES)
+    """The next line; b"" at the end, and for a line longer than the limit: its payment could never
+    hear back, so the process ends (after the writes begun), and the enricher retries every payment
+    still waiting and starts it again."""
+    try:
+        return await requests.readline()
+    except ValueError:
+        pass
+    log.error("write request longer than the limit: stopping", limit=MAX_LINE_BYTES)
+    return b""
 
 
 async def _answer(writer: PaymentWriter, request: WriteRequest, answers: asyncio.StreamWriter) -> None:
@@ -151,8 +152,9 @@ async def _answer(writer: PaymentWriter, request: WriteRequest, answers: asyncio
         answer = WriteAnswer(request.number, failure=WriteFailure(FAILED, description))
     else:
         answer = WriteAnswer(request.number, written=written)
-    answers.write(encode_answer(answer))
-    await answers.drain()
+    with contextlib.suppress(ConnectionError):  # the enricher is gone: the write is made all the same
+        answers.write(encode_answer(answer))
+        await answers.drain()
 
 
 async def run(
@@ -165,7 +167,7 @@ async def run(
     loop = asyncio.get_running_loop()
     requests = asyncio.StreamReader(limit=MAX_LINE_BYTES)
     reading, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(requests), sys.stdin)
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, _answer_pipe())
     answers = asyncio.StreamWriter(transport, protocol, None, loop)
     try:
         async with open_cosmos(settings) as cosmos:
@@ -179,9 +181,22 @@ async def run(
             await serve_writes(writer, requests, answers)
     finally:
         reading.close()
+        # The last answers out before the loop ends (bounded: an enricher that is gone reads none).
+        for _ in range(500):
+            if transport.is_closing() or not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.01)
         answers.close()
         await asyncio.sleep(0)  # the pipes' transports let go of them on the next turn
     log.info("write process done")
+
+
+def _answer_pipe() -> BinaryIO:
+    """The pipe the answers go out on: stdout's file descriptor, moved, with stdout pointed at stderr,
+    so that nothing printed by mistake can ever land among the answers."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return answers
 
 
 def main() -> int:
@@ -193,8 +208,17 @@ def main() -> int:
         return 2
     configure_logging(level=settings.log_level, fmt=settings.log_format, service_name=settings.service_name)
     tune_garbage_collection(CONSUMER_GC_THRESHOLDS)
+    ignore_stop_signals()
     asyncio.run(run(settings))
     return 0
+
+
+def ignore_stop_signals() -> None:
+    """A SIGTERM or SIGINT sent to the enricher's whole process group (a supervisor stopping it, a
+    Ctrl-C) must not cut the writes short: the enricher stops this process by closing its stdin,
+    once its own messages have drained."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
