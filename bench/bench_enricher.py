@@ -486,6 +486,24 @@ async def bench_write_process(
         counts.update(json.loads(counted.read_text(encoding="utf-8")))
 
 
+@contextlib.asynccontextmanager
+async def enricher_database(
+    endpoint: str, database: str, *, counts: Counter[str], meter: CpuMeter, plan: Plan
+) -> AsyncIterator[tuple[CosmosClient, WriteProcess | None]]:
+    """A pass's own database, and the write process on it (None without one)."""
+    async with (
+        cosmos_database(endpoint, database) as client,
+        bench_write_process(
+            endpoint=endpoint,
+            database=database,
+            counts=counts,
+            meter=meter,
+            write_processes=plan.write_processes,
+        ) as writer,
+    ):
+        yield client, writer
+
+
 def build_handler(
     *,
     client: CosmosClient,
@@ -861,16 +879,9 @@ async def run_trickle(
     where_the_time_went: dict[str, Any] = {}
     database = f"bench-enricher-trickle-{uuid.uuid4().hex[:8]}"
     cosmos_requests: Counter[str] = Counter()
-    async with (
-        cosmos_database(cosmos_endpoint, database) as client,
-        bench_write_process(
-            endpoint=cosmos_endpoint,
-            database=database,
-            counts=cosmos_requests,
-            meter=meter,
-            write_processes=plan.write_processes,
-        ) as writer,
-    ):
+    async with enricher_database(
+        cosmos_endpoint, database, counts=cosmos_requests, meter=meter, plan=plan
+    ) as (client, writer):
         clock = WorldClock(await controls.now())
         gateway = sandbox_gateway(stripe_url, per_second=RATE_LIMIT)
         results: dict[str, Findings | Unresolved] = {}
@@ -975,16 +986,9 @@ async def run_bulk(
     where_the_time_went: dict[str, Any] = {}
     database = f"bench-enricher-bulk-{uuid.uuid4().hex[:8]}"
     cosmos_requests: Counter[str] = Counter()
-    async with (
-        cosmos_database(cosmos_endpoint, database) as client,
-        bench_write_process(
-            endpoint=cosmos_endpoint,
-            database=database,
-            counts=cosmos_requests,
-            meter=meter,
-            write_processes=plan.write_processes,
-        ) as writer,
-    ):
+    async with enricher_database(
+        cosmos_endpoint, database, counts=cosmos_requests, meter=meter, plan=plan
+    ) as (client, writer):
         transactions = container(client, database, "transactions")
         await store_transactions(
             transactions, transaction_documents(scenario, (o.id for o in scenario.orders()))
