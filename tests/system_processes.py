@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, TypeVar
 
@@ -19,13 +18,10 @@ import aiohttp
 
 from devstack.cosmos import connection_string as cosmos_connection_string
 from devstack.servicebus.testing import free_port
-from otcommon.store import DEFAULT_TOPOLOGY, provision
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from pathlib import Path
-
-    from azure.cosmos.aio import CosmosClient
 
     from otcommon.settings import CosmosConnection
 
@@ -41,17 +37,6 @@ OPENTICKETS_SANDBOX_CLIENT = {
     "OT_OPENTICKETS_CLIENT_ID": "sandbox-client",
     "OT_OPENTICKETS_CLIENT_SECRET": "sandbox-secret",
 }
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(cosmos_client: CosmosClient, prefix: str) -> AsyncIterator[str]:
-    """A provisioned database of the test's own, ``<prefix>-<random>``, deleted at the end."""
-    database = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
-    try:
-        yield database
-    finally:
-        await cosmos_client.delete_database(database)
 
 
 def service_env(

@@ -28,7 +28,6 @@ from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from system_processes import (
     OPENTICKETS_SANDBOX_CLIENT,
-    fresh_database,
     kill,
     run,
     serve,
@@ -40,6 +39,7 @@ from devstack.opentickets.testing import run_sandbox_process
 from devstack.paths import project_topology
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import StripeSandboxHandle, run_stripe_sandbox
+from devstack.testing import fresh_database
 from otcommon.messages import (
     PaymentEnrichmentRequested,
     TransactionChanged,

@@ -18,7 +18,6 @@ from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
 from system_processes import (
     OPENTICKETS_SANDBOX_CLIENT,
-    fresh_database,
     line_containing,
     run,
     service_env,
@@ -29,6 +28,7 @@ from system_processes import (
 from devstack.opentickets.testing import run_sandbox_process
 from devstack.scenario import Scenario, write_csv, write_xlsx
 from devstack.servicebus.testing import free_port
+from devstack.testing import fresh_database
 from otcommon.messages import decode_service_bus_message
 from otcommon.schemas import EXPORT_COLUMNS
 

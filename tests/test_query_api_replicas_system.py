@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-from system_processes import fresh_database, run, service_env, serving
+from system_processes import run, service_env, serving
+
+from devstack.testing import fresh_database
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

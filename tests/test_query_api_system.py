@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from system_processes import fresh_database, run, serve, service_env, stop
+from system_processes import run, serve, service_env, stop
 
+from devstack.testing import fresh_database
 from otcommon.schemas import TicketTransaction
 from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from azure.servicebus.aio import ServiceBusClient
-from system_processes import OPENTICKETS_SANDBOX_CLIENT, fresh_database, run, serve, service_env, stop
+from system_processes import OPENTICKETS_SANDBOX_CLIENT, run, serve, service_env, stop
 
 from devstack.opentickets.settings import SandboxSettings
 from devstack.opentickets.testing import run_sandbox
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
+from devstack.testing import fresh_database
 from otcommon.messages import decode_service_bus_message
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
-from system_processes import OPENTICKETS_SANDBOX_CLIENT, fresh_database, run, serve, service_env, stop
+from system_processes import OPENTICKETS_SANDBOX_CLIENT, run, serve, service_env, stop
 from test_enricher_system import System, expected_enrichment, wrong_fields
 
 from devstack.opentickets.settings import SandboxSettings
@@ -26,6 +26,7 @@ from devstack.scenario import Route
 from devstack.scenario.stripe_world import LATE_TRANSFER_SECONDS
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
+from devstack.testing import fresh_database
 from otcommon.messages import decode_service_bus_message
 from otcommon.payment_transactions import (
     PAYMENT_TRANSACTIONS_CONTAINER,

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 import stripe
-from system_processes import fresh_database, kill, serve, service_env, stop
+from system_processes import kill, serve, service_env, stop
 
+from devstack.testing import fresh_database
 from webhooks.journal import bucket_of
 
 if TYPE_CHECKING:

@@ -50,6 +50,17 @@ def external_cosmos(database: str) -> CosmosConnection | None:
     return None
 
 
+@contextlib.asynccontextmanager
+async def fresh_database(cosmos_client: CosmosClient, prefix: str) -> AsyncIterator[str]:
+    """A provisioned database of the test's own, ``<prefix>-<random>``, deleted at the end."""
+    database = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    await provision(cosmos_client, database=database, topology=DEFAULT_TOPOLOGY)
+    try:
+        yield database
+    finally:
+        await cosmos_client.delete_database(database)
+
+
 @pytest.fixture(scope="session")
 def cosmos_connection() -> Iterator[CosmosConnection]:
     """Connection settings for a Cosmos DB to test against (the stand-in unless one is configured)."""

@@ -7,13 +7,13 @@ The webhook service finds the orders of a refund or dispute by point reads of th
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 
 import pytest
 from test_handler import Setup, order
 from world import NOW
 
+from devstack.testing import fresh_database
 from enricher.payment_transactions import PaymentTransactionsIndex
 from otcommon.payment_transactions import (
     TransactionRef,
@@ -22,7 +22,7 @@ from otcommon.payment_transactions import (
     payment_transactions_key,
     payment_transactions_partition,
 )
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, DocumentNotFoundError, provision
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, DocumentNotFoundError
 from otcommon.stripe_facts import FACT_PARTITIONS
 
 ORG = "acct_org0000"
@@ -142,15 +142,13 @@ class TestPaymentTransactionsInMemory(PaymentTransactionsContract):
 class TestPaymentTransactionsCosmos(PaymentTransactionsContract):
     @pytest.fixture
     async def setup(self, cosmos_client):
-        name = f"enricher-{uuid.uuid4().hex[:10]}"
-        await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
+        async with fresh_database(cosmos_client, "enricher") as name:
 
-        def container(spec: str) -> CosmosContainer:
-            return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
+            def container(spec: str) -> CosmosContainer:
+                return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
 
-        yield Setup(
-            transactions=container("transactions"),
-            index=container("stripe-index"),
-            facts=container("stripe-facts"),
-        )
-        await cosmos_client.delete_database(name)
+            yield Setup(
+                transactions=container("transactions"),
+                index=container("stripe-index"),
+                facts=container("stripe-facts"),
+            )

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
+from devstack.testing import fresh_database
 from enricher.app import Enricher, open_enricher
 from enricher.settings import EnricherSettings
 from otcommon.bus import (
@@ -35,7 +36,7 @@ from otcommon.messages import (
     decode_message,
     make_envelope,
 )
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, provision
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,11 +54,9 @@ TOPIC = "transaction-changes"
 @pytest.fixture
 async def database(cosmos_client) -> AsyncIterator[tuple[str, CosmosContainer]]:
     """A provisioned database of the test's own, and its transactions container."""
-    name = f"enricher-payouts-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
-    spec = DEFAULT_TOPOLOGY.container("transactions")
-    yield name, CosmosContainer.of(cosmos_client, database=name, spec=spec)
-    await cosmos_client.delete_database(name)
+    async with fresh_database(cosmos_client, "enricher-payouts") as name:
+        spec = DEFAULT_TOPOLOGY.container("transactions")
+        yield name, CosmosContainer.of(cosmos_client, database=name, spec=spec)
 
 
 def payout_changed(event: dict[str, Any]) -> StripePayoutChanged:

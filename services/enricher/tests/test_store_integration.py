@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from test_handler import Setup, order
 from world import DAY, NOW, T_NOW
 
+from devstack.testing import fresh_database
 from enricher.indexes import StripeIndex
 from enricher.refresh import refresh_open_payouts
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, provision
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 
 pytestmark = pytest.mark.integration
 
@@ -19,14 +18,12 @@ ORG = "acct_org0000"
 
 @pytest.fixture
 async def containers(cosmos_client):
-    name = f"enricher-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
+    async with fresh_database(cosmos_client, "enricher") as name:
 
-    def container(spec: str) -> CosmosContainer:
-        return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
+        def container(spec: str) -> CosmosContainer:
+            return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
 
-    yield container("transactions"), container("stripe-index"), container("stripe-facts")
-    await cosmos_client.delete_database(name)
+        yield container("transactions"), container("stripe-index"), container("stripe-facts")
 
 
 async def test_enrichment_lands_on_every_transaction_and_refresh_payouts_finds_the_pending(containers):

@@ -8,7 +8,6 @@ consumer, indexes and writer route the payment to the organizer.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +18,14 @@ from devstack.scenario import Route
 from devstack.scenario.stripe_world import LATE_TRANSFER_SECONDS
 from devstack.stripe.settings import StripeSandboxSettings
 from devstack.stripe.testing import run_stripe_sandbox
+from devstack.testing import fresh_database
 from otcommon.bus import (
     client_from_connection_string,
     queue_publisher,
     queue_source,
 )
 from otcommon.messages import StripeTransferCreated, make_envelope
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, provision
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -40,11 +40,9 @@ EVENTS_QUEUE = "stripe-events-queue"
 @pytest.fixture
 async def database(cosmos_client) -> AsyncIterator[tuple[str, CosmosContainer]]:
     """A provisioned database of the test's own, and its transactions container."""
-    name = f"enricher-transfers-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
-    spec = DEFAULT_TOPOLOGY.container("transactions")
-    yield name, CosmosContainer.of(cosmos_client, database=name, spec=spec)
-    await cosmos_client.delete_database(name)
+    async with fresh_database(cosmos_client, "enricher-transfers") as name:
+        spec = DEFAULT_TOPOLOGY.container("transactions")
+        yield name, CosmosContainer.of(cosmos_client, database=name, spec=spec)
 
 
 def transfer_created(event: dict[str, Any]) -> StripeTransferCreated:

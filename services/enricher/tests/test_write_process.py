@@ -17,12 +17,12 @@ import pathlib
 import signal
 import sys
 import textwrap
-import uuid
 
 import pytest
 from test_handler import Setup, order
 from world import NOW
 
+from devstack.testing import fresh_database
 from enricher.findings import ENRICHER_FIELDS
 from enricher.handler import EnrichmentHandler
 from enricher.remote_writer import WriteFailedError, WriteProcess, WriteProcessUnavailableError
@@ -49,7 +49,7 @@ from otcommon.payment_transactions import (
     payment_transactions_key,
     payment_transactions_partition,
 )
-from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, EtagMismatchError, provision
+from otcommon.store import DEFAULT_TOPOLOGY, CosmosContainer, EtagMismatchError
 
 ORG = "acct_org0000"
 CHARGE = "stripeChargeId"
@@ -311,11 +311,14 @@ async def test_a_child_that_dies_and_cannot_start_at_once_is_started_again_with_
 
 
 async def test_a_stop_while_the_child_is_being_started_again_leaves_no_child_behind(tmp_path):
-    slow = READY_THEN.replace("import json, sys", "import json, sys, time\nif sys.argv[1:]: time.sleep(30)")
-    process = WriteProcess(command=(sys.executable, "-c", slow % "    pass"), restart_delay_seconds=0.01)
+    slow_from_now_on = tmp_path / "slow"
+    sleep_if_marked = "import json, pathlib, sys, time\nif pathlib.Path(sys.argv[1]).exists(): time.sleep(30)"
+    slow = READY_THEN.replace("import json, sys", sleep_if_marked)
+    process = WriteProcess(
+        command=(sys.executable, "-c", slow % "    pass", str(slow_from_now_on)), restart_delay_seconds=0.01
+    )
     await process.start()
-    # From now on each start sleeps before it says ready.
-    process._command = (*process._command, "slow")
+    slow_from_now_on.touch()  # each later start sleeps before it says ready
     first = process.pid
     os.kill(first, signal.SIGKILL)
     for _ in range(200):
@@ -397,20 +400,18 @@ async def test_an_answer_longer_than_any_is_a_child_stopped_and_its_payments_ret
 
 @pytest.fixture
 async def database(cosmos_client, cosmos_connection):
-    name = f"enricher-wp-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
+    async with fresh_database(cosmos_client, "enricher-wp") as name:
 
-    def container(spec: str) -> CosmosContainer:
-        return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
+        def container(spec: str) -> CosmosContainer:
+            return CosmosContainer.of(cosmos_client, database=name, spec=DEFAULT_TOPOLOGY.container(spec))
 
-    settings = EnricherSettings(
-        cosmos_endpoint=cosmos_connection.endpoint,
-        cosmos_key=cosmos_connection.key,
-        cosmos_database=name,
-        servicebus_namespace="unused.servicebus.windows.net",  # the write process opens none
-    )
-    yield container, child_environment(settings, inherited=os.environ)
-    await cosmos_client.delete_database(name)
+        settings = EnricherSettings(
+            cosmos_endpoint=cosmos_connection.endpoint,
+            cosmos_key=cosmos_connection.key,
+            cosmos_database=name,
+            servicebus_namespace="unused.servicebus.windows.net",  # the write process opens none
+        )
+        yield container, child_environment(settings, inherited=os.environ)
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -13,7 +12,7 @@ from query_api_support import bearer, settings, token
 from query_documents import transaction
 
 from devstack.cosmos import connection_string
-from otcommon.store import DEFAULT_TOPOLOGY, provision
+from devstack.testing import fresh_database
 from query_api.app import create_app
 from query_api.readside import ReadSide
 
@@ -30,12 +29,8 @@ def stored(n: int, **fields) -> dict:
 
 @pytest.fixture
 async def database(cosmos_client):
-    name = f"live-{uuid.uuid4().hex[:10]}"
-    await provision(cosmos_client, database=name, topology=DEFAULT_TOPOLOGY)
-    try:
+    async with fresh_database(cosmos_client, "live") as name:
         yield name
-    finally:
-        await cosmos_client.delete_database(name)
 
 
 @pytest.fixture

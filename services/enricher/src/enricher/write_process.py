@@ -12,9 +12,9 @@ exactly as the enricher would, and answers what it wrote. Measured: ``services/e
 It reads requests on stdin and answers on the pipe that was its stdout
 (``enricher/write_protocol.py``; stdout itself then points at stderr, where its logs go). It opens
 Cosmos DB from the same ``OT_`` settings (the enricher has provisioned it) and says it is ready
-once it has. When stdin ends (the enricher stopped, or died),
-it finishes the writes it has begun, answers them, and exits; stop signals sent to the enricher's
-whole process group are ignored, so that only the enricher ends it.
+once it has. When stdin ends (the enricher stopped, or died), it finishes the writes it has begun,
+answers them, and exits; stop signals sent to the enricher's whole process group are ignored, so
+that only the enricher ends it.
 """
 
 from __future__ import annotations
